@@ -161,6 +161,66 @@ public final class GptqCodec {
     }
 
     /**
+     * Adds {@code prefix.qweight/.qzeros/.scales/.g_idx} for {@code m} in the given format.
+     *
+     * <p>Scales are stored as fp16 and must already be fp16 values (quantizers round them; a silent rounding here
+     * would change the weights). v1 and v2 need integer zeros in {@code [0, 2^bits - 1]}; v1 additionally cannot
+     * store a zero of 0 (its "-1" would spill into neighbouring fields, see {@link #read}), so such a matrix must be
+     * written as v2. Float zeros store any real zero exactly as F32.
+     */
+    public static void write(SafetensorsWriter writer, String prefix, QuantizedMatrix m, CheckpointFormat format) {
+        int in = m.inFeatures();
+        int out = m.outFeatures();
+        int groups = m.groups();
+        float[] scales = m.scales();
+        for (int j = 0; j < scales.length; j++) {
+            if (Float.float16ToFloat(Float.floatToFloat16(scales[j])) != scales[j]) {
+                throw new IllegalArgumentException(prefix + ": scale of group " + (j / out) + ", output " + (j % out) + " is "
+                        + scales[j] + ", not an fp16 value; round scales to fp16 before computing codes (as the quantizers do)");
+            }
+        }
+        // Validate and pack the zeros before adding anything, so a refused matrix leaves the writer untouched.
+        int[] packedZeros = format == CheckpointFormat.QALORA_FLOAT_ZEROS ? null : packIntegerZeros(prefix, m, format);
+        writer.addInts(prefix + ".qweight", m.qweight(), PackedCodes.wordsFor(in, m.bits()), out);
+        if (packedZeros == null) {
+            writer.addFloats(prefix + ".qzeros", DType.F32, m.zeros(), groups, out);
+        } else {
+            writer.addInts(prefix + ".qzeros", packedZeros, groups, PackedCodes.wordsFor(out, m.bits()));
+        }
+        writer.addFloats(prefix + ".scales", DType.F16, scales, groups, out);
+        int[] gIdx = new int[in];
+        for (int i = 0; i < in; i++) {
+            gIdx[i] = i / m.groupSize();
+        }
+        writer.addInts(prefix + ".g_idx", gIdx, in);
+    }
+
+    private static int[] packIntegerZeros(String prefix, QuantizedMatrix m, CheckpointFormat format) {
+        float[] zeros = m.zeros();
+        int out = m.outFeatures();
+        int[] stored = new int[zeros.length]; // [G, O]
+        for (int j = 0; j < zeros.length; j++) {
+            float z = zeros[j];
+            if (z != Math.rint(z) || z < 0 || z > m.maxCode()) {
+                throw new IllegalArgumentException(prefix + ": zero point " + z + " (group " + (j / out) + ", output "
+                        + (j % out) + ") is not an integer in [0, " + m.maxCode() + "]; " + format.jsonName()
+                        + " packs integer zeros: write a merged QA-LoRA model as qalora_float_zeros");
+            }
+            if (format == CheckpointFormat.GPTQ) {
+                if (z == 0) {
+                    throw new IllegalArgumentException(prefix + ": zero point 0 (group " + (j / out) + ", output "
+                            + (j % out) + ") cannot be stored in the v1 (gptq) format, whose zero-1 = -1 corrupts"
+                            + " neighbouring packed fields; write gptq_v2 instead");
+                }
+                stored[j] = (int) z - 1;
+            } else {
+                stored[j] = (int) z;
+            }
+        }
+        return PackedCodes.packColumns(stored, m.groups(), out, m.bits());
+    }
+
+    /**
      * Whether packed field {@code index} is the highest one of its int32 word, i.e. a v1 "-1" written there cannot
      * spill into a neighbour. In the 3-bit layout those are v10 and v21 (which straddle words but end at a word's
      * top once reassembled) and v31.

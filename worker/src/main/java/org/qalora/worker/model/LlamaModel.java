@@ -63,6 +63,30 @@ public final class LlamaModel {
     /** Every quantized projection by prefix, sorted. */
     public Map<String, QuantizedMatrix> quantizedMatrices() { return java.util.Collections.unmodifiableMap(quantized); }
 
+    /**
+     * A model sharing everything with this one except the given quantized projections (by prefix), which are
+     * placed on the backend anew. The merge uses it to check the merged model before writing it.
+     */
+    public LlamaModel withQuantized(Map<String, QuantizedMatrix> replacements) {
+        Map<String, QuantizedMatrix> q = new TreeMap<>(quantized);
+        List<LayerWeights> newLayers = new java.util.ArrayList<>();
+        for (int l = 0; l < dims.layers(); l++) {
+            Map<Projection, LinearWeight> proj = new java.util.EnumMap<>(layers.get(l).projections());
+            for (Projection p : Projection.values()) {
+                QuantizedMatrix m = replacements.get(p.prefix(l));
+                if (m != null) {
+                    if (!quantized.containsKey(p.prefix(l))) {
+                        throw new IllegalArgumentException(p.prefix(l) + " is not quantized in this model");
+                    }
+                    proj.put(p, backend.quantizedWeight(m));
+                    q.put(p.prefix(l), m);
+                }
+            }
+            newLayers.add(new LayerWeights(layers.get(l).inputNorm(), layers.get(l).postNorm(), proj));
+        }
+        return new LlamaModel(dims, backend, embedding, newLayers, finalNorm, lmHead, q, source);
+    }
+
     /** Rope tables covering at least {@code length} positions (grown on demand). */
     public synchronized RopeTables rope(int length) {
         if (rope == null || rope.length < length) {

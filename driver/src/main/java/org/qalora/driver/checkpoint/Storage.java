@@ -14,6 +14,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Options;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.security.AccessControlException;
@@ -45,9 +46,15 @@ public final class Storage {
         }
     }
 
+    /**
+     * The filesystem of {@code p}. On the local filesystem this is the raw one: Hadoop's checksummed local
+     * filesystem would litter model directories with {@code .crc} side files, and our manifests carry SHA-256
+     * checksums of their own.
+     */
     public FileSystem fs(Path p) {
         try {
-            return p.getFileSystem(conf);
+            FileSystem fs = p.getFileSystem(conf);
+            return fs instanceof LocalFileSystem local ? local.getRaw() : fs;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot open the filesystem of " + p + ": " + e.getMessage()
                     + " (check the scheme and the Hadoop configuration)", e);

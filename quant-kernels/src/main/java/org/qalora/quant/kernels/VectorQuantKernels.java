@@ -1,0 +1,236 @@
+package org.qalora.quant.kernels;
+
+import static org.qalora.quant.kernels.BlockedQuantWeight.QB;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+import org.qalora.quant.QuantizedMatrix;
+
+/**
+ * Vector API low-bit kernels on the {@link BlockedQuantWeight} layout.
+ *
+ * <ul>
+ *   <li>{@link #matmul} and {@link #matmulTransposed}: the {@link Gemm} sgemm with a B packer that dequantizes a
+ *       {@code KC x 64} tile of W into an L1-resident float micro-panel once and reuses it for every token of the
+ *       call (dequantization is amortised over the tokens; the FMA micro-kernel is the same as the dense one).
+ *       The transposed product dequantizes a 64 x 64 tile along the output dimension, then transposes it.</li>
+ *   <li>{@link #gemv}: one token, memory-bound: reads each code word once, sums {@code code * x} per group and
+ *       applies {@code scale * (sum - zero * sum(x))} at the group's end.</li>
+ * </ul>
+ * Every task is one block of 64 output columns (or of 64 inputs for the transposed product), computed in a fixed
+ * order: results are bit-identical across runs and thread counts.
+ */
+public final class VectorQuantKernels implements QuantKernels {
+    private static final VectorSpecies<Float> F = Simd.FLOAT;
+    private static final int L = Simd.LANES;
+    /** Below this many tokens a multiply is a loop of GEMVs: too few tokens to amortise a dequantized tile. */
+    static final int GEMM_MIN_TOKENS = 4;
+    /** At most this many micro-kernel row panels (~516 tokens) share one dequantized tile. */
+    private static final int MAX_PANELS_PER_TASK = 86;
+
+    static {
+        if (Gemm.KC % QB != 0 || QB % Gemm.NB != 0) {
+            throw new AssertionError("KC must be a multiple of QB, and QB of NB");
+        }
+    }
+
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[QB * QB]);
+
+    private final KernelPool pool;
+
+    /** On the process-wide {@link KernelPool#shared()} pool. */
+    public VectorQuantKernels() {
+        this(KernelPool.shared());
+    }
+
+    public VectorQuantKernels(KernelPool pool) {
+        this.pool = pool;
+    }
+
+    @Override
+    public PreparedWeight prepare(QuantizedMatrix m) {
+        return BlockedQuantWeight.of(m);
+    }
+
+    @Override
+    public PreparedWeight withZeros(PreparedWeight w, float[] zeros) {
+        return blocked(w).withZeros(zeros);
+    }
+
+    private static BlockedQuantWeight blocked(PreparedWeight w) {
+        if (!(w instanceof BlockedQuantWeight b)) {
+            throw new IllegalArgumentException("weight " + w.source() + " was prepared by another QuantKernels"
+                    + " implementation; prepare it with VectorQuantKernels");
+        }
+        return b;
+    }
+
+    @Override
+    public void matmul(PreparedWeight prepared, float[] x, int xOff, int tokens, float[] y, int yOff) {
+        BlockedQuantWeight w = blocked(prepared);
+        Checks.tokens(tokens);
+        Checks.matrix("x", x, xOff, tokens, w.in, w.in);
+        Checks.matrix("y", y, yOff, tokens, w.out, w.out);
+        if (tokens < GEMM_MIN_TOKENS) {
+            for (int t = 0; t < tokens; t++) {
+                gemvChecked(w, x, xOff + t * w.in, y, yOff + t * w.out);
+            }
+            return;
+        }
+        float[] ap = Gemm.packRowMajorA(pool, x, xOff, w.in, tokens, w.in);
+        Gemm.multiply(pool, tokens, w.out, w.in, ap, (k0, kc, j0, nc, dst) -> {
+            // B'[i, o] = W[o, i]: rows of the tile are inputs, dequantized along the output columns.
+            for (int p = 0; p < kc; p++) {
+                w.dequantizeRow(j0 / QB, k0 + p, dst, p * Gemm.NB, kc * Gemm.NB);
+            }
+        }, QB, panelsPerTask(tokens, w.blocks), y, yOff, w.out, false);
+    }
+
+    @Override
+    public void matmulTransposed(PreparedWeight prepared, float[] dy, int dyOff, int tokens, float[] dx, int dxOff,
+                                 boolean accumulate) {
+        BlockedQuantWeight w = blocked(prepared);
+        Checks.tokens(tokens);
+        Checks.matrix("dy", dy, dyOff, tokens, w.out, w.out);
+        Checks.matrix("dx", dx, dxOff, tokens, w.in, w.in);
+        float[] ap = Gemm.packRowMajorA(pool, dy, dyOff, w.out, tokens, w.out);
+        Gemm.multiply(pool, tokens, w.in, w.out, ap, (k0, kc, j0, nc, dst) -> packTransposedTile(w, k0, kc, j0, nc, dst),
+                QB, panelsPerTask(tokens, (w.in + QB - 1) / QB), dx, dxOff, w.in, accumulate);
+    }
+
+    /**
+     * B'[o, i] = W[o, i] for o in [k0, k0+kc), i in [j0, j0+nc): per 64 outputs, dequantize the 64 x 64 tile
+     * along o (the fast direction of the layout) into [i][o], then transpose it into the micro-panels.
+     */
+    private static void packTransposedTile(BlockedQuantWeight w, int k0, int kc, int j0, int nc, float[] dst) {
+        float[] tile = TILE.get(); // [QB inputs][QB outputs]
+        int nb = Gemm.NB;
+        int panelsUsed = (nc + nb - 1) / nb;
+        for (int o0 = k0; o0 < k0 + kc; o0 += QB) { // k0 is a multiple of KC, hence of QB
+            int block = o0 / QB;
+            for (int ii = 0; ii < nc; ii++) {
+                w.dequantizeRow(block, j0 + ii, tile, ii * QB, nb);
+            }
+            int rows = Math.min(QB, k0 + kc - o0);
+            for (int oo = 0; oo < rows; oo++) {
+                int p = o0 - k0 + oo;
+                for (int sub = 0; sub < panelsUsed; sub++) {
+                    int d = sub * kc * nb + p * nb;
+                    int cols = Math.min(nb, nc - sub * nb);
+                    for (int j = 0; j < cols; j++) {
+                        dst[d + j] = tile[(sub * nb + j) * QB + oo];
+                    }
+                    for (int j = cols; j < nb; j++) {
+                        dst[d + j] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /** All tokens in one row range (one dequantization per tile) unless there are few column blocks to share. */
+    private int panelsPerTask(int tokens, int colBlocks) {
+        int panels = Gemm.panels(tokens);
+        int rowBlocks = Math.max((panels + MAX_PANELS_PER_TASK - 1) / MAX_PANELS_PER_TASK,
+                Math.min(panels, (2 * pool.threads() + colBlocks - 1) / colBlocks));
+        return (panels + rowBlocks - 1) / rowBlocks;
+    }
+
+    @Override
+    public void gemv(PreparedWeight prepared, float[] x, int xOff, float[] y, int yOff) {
+        BlockedQuantWeight w = blocked(prepared);
+        Checks.matrix("x", x, xOff, 1, w.in, w.in);
+        Checks.matrix("y", y, yOff, 1, w.out, w.out);
+        gemvChecked(w, x, xOff, y, yOff);
+    }
+
+    private void gemvChecked(BlockedQuantWeight w, float[] x, int xOff, float[] y, int yOff) {
+        float[] groupSums = new float[w.groups]; // [G]: sum of x over each group, for the zero-point term
+        for (int g = 0; g < w.groups; g++) {
+            float s = 0;
+            for (int i = g * w.groupSize; i < (g + 1) * w.groupSize; i++) {
+                s += x[xOff + i];
+            }
+            groupSums[g] = s;
+        }
+        if ((long) w.in * w.out < Gemm.PARALLEL_MIN_MACS) {
+            for (int b = 0; b < w.blocks; b++) {
+                gemvBlock(w, b, x, xOff, groupSums, y, yOff);
+            }
+        } else {
+            pool.run(w.blocks, b -> gemvBlock(w, b, x, xOff, groupSums, y, yOff));
+        }
+    }
+
+    /** y[b*QB .. b*QB+QB) for one block, one vector of columns at a time. */
+    private static void gemvBlock(BlockedQuantWeight w, int b, float[] x, int xOff, float[] groupSums,
+                                  float[] y, int yOff) {
+        int perWord = 32 / w.bits;
+        boolean wordsAlignWithGroups = w.bits != 3 && w.groupSize % perWord == 0;
+        int codeBase = b * w.packedRows * QB;
+        for (int col = 0; col < QB; col += L) {
+            int o = b * QB + col;
+            if (o >= w.out) {
+                break;
+            }
+            FloatVector acc = FloatVector.zero(F);
+            for (int g = 0; g < w.groups; g++) {
+                int i0 = g * w.groupSize;
+                FloatVector dot = FloatVector.zero(F); // sum over the group of code * x
+                if (wordsAlignWithGroups) {
+                    for (int r = i0 / perWord; r < (i0 + w.groupSize) / perWord; r++) {
+                        IntVector word = IntVector.fromArray(Simd.INT, w.codes, codeBase + r * QB + col);
+                        int xi = xOff + r * perWord;
+                        for (int j = 0; j < perWord; j++) {
+                            FloatVector q = (FloatVector) word.lanewise(VectorOperators.LSHR, w.bits * j)
+                                    .and(w.mask).convert(VectorOperators.I2F, 0);
+                            dot = q.fma(FloatVector.broadcast(F, x[xi + j]), dot);
+                        }
+                    }
+                } else {
+                    for (int i = i0; i < i0 + w.groupSize; i++) {
+                        FloatVector q = (FloatVector) w.codes(b, i, col).convert(VectorOperators.I2F, 0);
+                        dot = q.fma(FloatVector.broadcast(F, x[xOff + i]), dot);
+                    }
+                }
+                int sz = (b * w.groups + g) * QB + col;
+                FloatVector zero = FloatVector.fromArray(F, w.zeros, sz);
+                FloatVector scale = FloatVector.fromArray(F, w.scales, sz);
+                // scale * (sum q x - zero * sum x) == sum scale * (q - zero) * x over the group
+                acc = dot.sub(zero.mul(groupSums[g])).fma(scale, acc);
+            }
+            if (o + L <= w.out) {
+                acc.intoArray(y, yOff + o);
+            } else {
+                VectorMask<Float> valid = F.indexInRange(o, w.out);
+                acc.intoArray(y, yOff + o, valid);
+            }
+        }
+    }
+
+    @Override
+    public void dequantize(PreparedWeight prepared, float[] out) {
+        BlockedQuantWeight w = blocked(prepared);
+        Checks.matrix("out", out, 0, w.out, w.in, w.in);
+        int inBlocks = (w.in + QB - 1) / QB;
+        pool.run(w.blocks, b -> {
+            float[] tile = TILE.get(); // [QB inputs][QB outputs]
+            int rows = Math.min(QB, w.out - b * QB);
+            for (int ib = 0; ib < inBlocks; ib++) {
+                int cols = Math.min(QB, w.in - ib * QB);
+                for (int ii = 0; ii < cols; ii++) {
+                    w.dequantizeRow(b, ib * QB + ii, tile, ii * QB, Gemm.NB);
+                }
+                for (int oo = 0; oo < rows; oo++) {
+                    int dst = (b * QB + oo) * w.in + ib * QB;
+                    for (int ii = 0; ii < cols; ii++) {
+                        out[dst + ii] = tile[ii * QB + oo];
+                    }
+                }
+            }
+        });
+    }
+}

@@ -34,7 +34,7 @@ public final class TextTokenizer implements AutoCloseable {
     /** One native tokenizer per distinct tokenizer.json per JVM: Spark tasks of one executor share it. */
     private static final Map<String, TextTokenizer> SHARED = new ConcurrentHashMap<>();
 
-    private final HuggingFaceTokenizer native_;
+    private final HuggingFaceTokenizer hf;
     private final String sha256;
     private final String bosToken;
     private final String eosToken;
@@ -70,7 +70,7 @@ public final class TextTokenizer implements AutoCloseable {
         try {
             // We truncate ourselves (source and target separately, as QLoRA's collator does), so the native side
             // must neither truncate nor pad nor post-edit the text.
-            this.native_ = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
+            this.hf = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
                     "truncation", "false", "padding", "false", "addSpecialTokens", "true",
                     "cleanupTokenizationSpaces", "false", "maxLength", "-1"));
         } catch (IOException e) {
@@ -115,7 +115,7 @@ public final class TextTokenizer implements AutoCloseable {
 
     /** Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS. */
     public int[] encode(String text, boolean addSpecialTokens) {
-        Encoding enc = native_.encode(text, addSpecialTokens, false);
+        Encoding enc = hf.encode(text, addSpecialTokens, false);
         long[] ids = enc.getIds();
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) {
@@ -130,7 +130,7 @@ public final class TextTokenizer implements AutoCloseable {
         for (int i = 0; i < ids.length; i++) {
             l[i] = ids[i];
         }
-        return native_.decode(l, false);
+        return hf.decode(l, false);
     }
 
     public String bosToken() { return bosToken; }
@@ -143,7 +143,7 @@ public final class TextTokenizer implements AutoCloseable {
 
     @Override
     public void close() {
-        native_.close();
+        hf.close();
     }
 
     private static String tokenName(JsonNode node, String fallback) {

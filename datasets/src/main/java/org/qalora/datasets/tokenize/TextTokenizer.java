@@ -124,6 +124,24 @@ public final class TextTokenizer implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Token ids of many texts in one native call. The HF library encodes a batch on its own thread pool (rayon,
+     * one thread per core, shared by the whole JVM), so one Spark task can use every core of its executor; the ids
+     * are exactly those of {@link #encode} one by one.
+     */
+    public int[][] encodeBatch(String[] texts, boolean addSpecialTokens) {
+        Encoding[] enc = hf.batchEncode(texts, addSpecialTokens, false);
+        int[][] out = new int[enc.length][];
+        for (int k = 0; k < enc.length; k++) {
+            long[] ids = enc[k].getIds();
+            out[k] = new int[ids.length];
+            for (int i = 0; i < ids.length; i++) {
+                out[k][i] = Math.toIntExact(ids[i]);
+            }
+        }
+        return out;
+    }
+
     /** Text of {@code ids}, special tokens kept (HF {@code decode(ids)} with default arguments). */
     public String decode(int[] ids) {
         long[] l = new long[ids.length];

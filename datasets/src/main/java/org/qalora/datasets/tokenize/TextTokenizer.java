@@ -125,9 +125,9 @@ public final class TextTokenizer implements AutoCloseable {
     }
 
     /**
-     * Token ids of many texts in one native call. The HF library encodes a batch on its own thread pool (rayon,
-     * one thread per core, shared by the whole JVM), so one Spark task can use every core of its executor; the ids
-     * are exactly those of {@link #encode} one by one.
+     * Token ids of many texts in one native call; the ids are exactly those of {@link #encode} one by one. The HF
+     * library spreads a batch over its own thread pool (rayon, one thread per core). prepare does not use it: on
+     * busy cores it measured slower than one call per record (docs/PERFORMANCE.md, datasets section).
      */
     public int[][] encodeBatch(String[] texts, boolean addSpecialTokens) {
         Encoding[] enc = hf.batchEncode(texts, addSpecialTokens, false);

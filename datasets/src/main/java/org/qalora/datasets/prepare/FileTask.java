@@ -30,7 +30,7 @@ import java.util.TreeMap;
 /**
  * The work of one Spark task: read one input file, validate, template, tokenize, and write its shards
  * ({@code part-FFFFF-CCCC.parquet}: file index, chunk index) into the job's temporary directory.
- * Spark-free: tests can run it on one file directly.
+ * It uses no Spark API: {@link PrepareJob} runs one per input file inside a task and collects the results.
  */
 final class FileTask implements Serializable {
 
@@ -78,10 +78,10 @@ final class FileTask implements Serializable {
                     skipped.merge(r.bad().reason().name(), 1L, Long::sum);
                     continue;
                 }
-                if (format == null) {
-                    format = r.record().instruction() == null ? "flan" : "alpaca";
-                }
                 SourceRecord rec = r.record();
+                if (format == null) {
+                    format = rec.instruction() == null ? "flan" : "alpaca";
+                }
                 PromptTemplate t = userTemplate != null ? userTemplate : rec.instruction() == null ? verbatim : alpaca;
                 // One record per native call: batch calls measured slower here (docs/PERFORMANCE.md, datasets).
                 output.write(encoder.encode(t.source(rec), rec.output()), rec.recordId());
@@ -95,7 +95,8 @@ final class FileTask implements Serializable {
             return failed(fileIndex, location, layout, null, e.getMessage());
         } catch (IOException e) {
             output.abandon();
-            return failed(fileIndex, location, layout, null, location + ": cannot read: " + e);
+            return failed(fileIndex, location, layout, null, location + ": I/O error while reading it or writing its "
+                    + "shards: " + e);
         }
     }
 

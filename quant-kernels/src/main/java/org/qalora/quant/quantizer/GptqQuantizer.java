@@ -4,6 +4,8 @@ import java.util.Comparator;
 import java.util.stream.IntStream;
 import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.kernels.DenseKernels;
+import org.qalora.quant.kernels.VectorDenseKernels;
 
 /**
  * GPTQ (Frantar et al.; IST-DASLab {@code gptq.py} {@code fasterquant}): quantizes columns left to right and
@@ -33,8 +35,16 @@ public final class GptqQuantizer {
     private final boolean descAct;
     private final boolean staticGroups;
     private final double dampPercent;
+    private final DenseKernels kernels;
 
+    /** On the Vector API kernels. */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent) {
+        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, new VectorDenseKernels());
+    }
+
+    /** @param kernels runs the lazy block updates (the O(out * in^2) part) */
+    public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
+                         DenseKernels kernels) {
         PackedCodes.checkBits(bits);
         if (groupSize != -1 && groupSize <= 0) {
             throw new IllegalArgumentException("group size " + groupSize + " must be positive (or -1 for whole rows)");
@@ -52,6 +62,7 @@ public final class GptqQuantizer {
         this.descAct = descAct;
         this.staticGroups = staticGroups;
         this.dampPercent = dampPercent;
+        this.kernels = kernels;
     }
 
     /**
@@ -139,19 +150,13 @@ public final class GptqQuantizer {
                     err[o * count + i] = e;
                 }
             }
-            // Lazy batch update of everything right of the block: W[:, i2:] -= Err1 * U[i1:i2, i2:].
-            for (int o = 0; o < out; o++) {
-                for (int i = 0; i < count; i++) {
-                    float e = err[o * count + i];
-                    if (e == 0) {
-                        continue;
-                    }
-                    int urow = (i1 + i) * in;
-                    int wrow = o * in;
-                    for (int j = i2; j < in; j++) {
-                        w[wrow + j] -= e * u[urow + j];
-                    }
+            // Lazy batch update of everything right of the block: W[:, i2:] -= Err1 U[i1:i2, i2:], as one product
+            // W[O, i2:] += (-Err1)[O, count] U[count, in - i2].
+            if (i2 < in) {
+                for (int j = 0; j < out * count; j++) {
+                    err[j] = -err[j];
                 }
+                kernels.matmulNN(out, in - i2, count, err, 0, count, u, i1 * in + i2, in, w, i2, in, true);
             }
         }
 

@@ -1,0 +1,155 @@
+package org.qalora.datasets.tokenize;
+
+import ai.djl.huggingface.tokenizers.Encoding;
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * A Hugging Face {@code tokenizer.json} run by the HF tokenizers Rust library through DJL, so ids are the ones
+ * {@code transformers} produces for the same file (the same code does the work).
+ *
+ * <p>DJL extracts its bundled native library ({@code native/lib/linux-x86_64/cpu/libtokenizers.so} inside the
+ * tokenizers jar) into its cache directory ({@code ~/.djl.ai/tokenizers}, or {@code $DJL_CACHE_DIR}). It would
+ * try to download a library only for flavors it does not bundle (CUDA builds); we set {@code ai.djl.offline=true}
+ * unless the caller chose otherwise, so a missing library is an immediate error instead of a network call.
+ *
+ * <p>Special tokens come from the {@code added_tokens} of tokenizer.json; which one is BOS / EOS / PAD from the
+ * {@code tokenizer_config.json} next to it when there is one ({@code <s>}, {@code </s>}, no pad otherwise).
+ * Added tokens are matched in the raw text even with {@code addSpecialTokens=false}, exactly as HF does: that is
+ * how {@code tokenizer(output + "</s>", add_special_tokens=False)} ends a target with the EOS id.
+ */
+public final class TextTokenizer implements AutoCloseable {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** One native tokenizer per distinct tokenizer.json per JVM: Spark tasks of one executor share it. */
+    private static final Map<String, TextTokenizer> SHARED = new ConcurrentHashMap<>();
+
+    private final HuggingFaceTokenizer native_;
+    private final String sha256;
+    private final String bosToken;
+    private final String eosToken;
+    private final int bosId;
+    private final int eosId;
+    private final int padId;
+
+    private TextTokenizer(byte[] tokenizerJson, byte[] tokenizerConfigOrNull, String sourceName) {
+        if (System.getProperty("ai.djl.offline") == null) {
+            System.setProperty("ai.djl.offline", "true");
+        }
+        this.sha256 = sha256Hex(tokenizerJson);
+        JsonNode tok;
+        JsonNode cfg;
+        try {
+            tok = JSON.readTree(tokenizerJson);
+            cfg = tokenizerConfigOrNull == null ? JSON.createObjectNode() : JSON.readTree(tokenizerConfigOrNull);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(sourceName + ": not a valid tokenizer.json / tokenizer_config.json: "
+                    + e.getMessage(), e);
+        }
+        if (!tok.has("model")) {
+            throw new IllegalArgumentException(sourceName + ": not a Hugging Face tokenizer.json (no \"model\" key)");
+        }
+        this.bosToken = tokenName(cfg.get("bos_token"), "<s>");
+        this.eosToken = tokenName(cfg.get("eos_token"), "</s>");
+        String padToken = tokenName(cfg.get("pad_token"), null);
+        this.bosId = addedTokenId(tok, bosToken, sourceName);
+        this.eosId = addedTokenId(tok, eosToken, sourceName);
+        // No pad token (LLaMA): pad with 0. Padding positions are masked by labels -100 and sit after the EOS, so
+        // under a causal mask they never influence a real position; the id only has to be a valid row.
+        this.padId = padToken == null ? 0 : addedTokenId(tok, padToken, sourceName);
+        try {
+            // We truncate ourselves (source and target separately, as QLoRA's collator does), so the native side
+            // must neither truncate nor pad nor post-edit the text.
+            this.native_ = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
+                    "truncation", "false", "padding", "false", "addSpecialTokens", "true",
+                    "cleanupTokenizationSpaces", "false", "maxLength", "-1"));
+        } catch (IOException e) {
+            throw new UncheckedIOException(sourceName + ": cannot load tokenizer", e);
+        }
+    }
+
+    /** Loads a tokenizer from the bytes of tokenizer.json and (optionally, may be null) tokenizer_config.json. */
+    public static TextTokenizer load(byte[] tokenizerJson, byte[] tokenizerConfigOrNull, String sourceName) {
+        return new TextTokenizer(tokenizerJson, tokenizerConfigOrNull, sourceName);
+    }
+
+    /** Like {@link #load} but returns one instance per JVM for identical bytes; callers must not close it. */
+    public static TextTokenizer shared(byte[] tokenizerJson, byte[] tokenizerConfigOrNull, String sourceName) {
+        String key = sha256Hex(tokenizerJson) + "/" + (tokenizerConfigOrNull == null ? "-" : sha256Hex(tokenizerConfigOrNull));
+        return SHARED.computeIfAbsent(key, k -> new TextTokenizer(tokenizerJson, tokenizerConfigOrNull, sourceName));
+    }
+
+    /** Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS. */
+    public int[] encode(String text, boolean addSpecialTokens) {
+        Encoding enc = native_.encode(text, addSpecialTokens, false);
+        long[] ids = enc.getIds();
+        int[] out = new int[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            out[i] = Math.toIntExact(ids[i]);
+        }
+        return out;
+    }
+
+    /** Text of {@code ids}, special tokens kept (HF {@code decode(ids)} with default arguments). */
+    public String decode(int[] ids) {
+        long[] l = new long[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            l[i] = ids[i];
+        }
+        return native_.decode(l, false);
+    }
+
+    public String bosToken() { return bosToken; }
+    public String eosToken() { return eosToken; }
+    public int bosId() { return bosId; }
+    public int eosId() { return eosId; }
+    public int padId() { return padId; }
+    /** SHA-256 of the tokenizer.json bytes: part of a prepared dataset's settings hash. */
+    public String sha256() { return sha256; }
+
+    @Override
+    public void close() {
+        native_.close();
+    }
+
+    private static String tokenName(JsonNode node, String fallback) {
+        if (node == null || node.isNull()) {
+            return fallback;
+        }
+        // tokenizer_config.json writes a token either as a string or as an AddedToken object with "content".
+        return node.isTextual() ? node.asText() : node.path("content").asText(fallback);
+    }
+
+    private static int addedTokenId(JsonNode tok, String content, String sourceName) {
+        for (JsonNode t : tok.path("added_tokens")) {
+            if (content.equals(t.path("content").asText())) {
+                return t.path("id").asInt();
+            }
+        }
+        JsonNode vocab = tok.path("model").path("vocab");
+        if (vocab.has(content)) {
+            return vocab.get(content).asInt();
+        }
+        throw new IllegalArgumentException(sourceName + ": special token \"" + content
+                + "\" is neither an added token nor in the vocabulary; fix tokenizer_config.json");
+    }
+
+    static String sha256Hex(byte[] bytes) {
+        try {
+            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+}

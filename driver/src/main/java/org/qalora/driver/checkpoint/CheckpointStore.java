@@ -1,0 +1,221 @@
+package org.qalora.driver.checkpoint;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.function.Consumer;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.Path;
+import org.qalora.driver.rounds.RoundMetrics;
+import org.qalora.driver.state.AdapterStateFile;
+import org.qalora.driver.state.AdapterTensors;
+
+/**
+ * The checkpoint directory of a run, on any Hadoop filesystem:
+ * <pre>
+ *   round-00000/               committed initial state: adapter_state.safetensors + _MANIFEST.json
+ *   round-00003/               committed state after round 3
+ *   updates-00004/slot-00001.safetensors   slot 1's update while round 4 runs (task-written, then renamed)
+ *   _tmp-round-00004-&lt;uuid&gt;/  a commit in progress (ignored by readers)
+ *   metrics.jsonl              one line per committed round
+ * </pre>
+ * A round is committed by writing a fresh temporary directory (state first, {@code _MANIFEST.json} last) and
+ * renaming it to {@code round-NNNNN}, a name that does not exist yet. Only directories whose manifest parses and
+ * whose files match its checksums count as committed, so a crash at any point leaves either the old or the new
+ * round, never a half one.
+ */
+public final class CheckpointStore {
+    public static final String STATE_FILE = "adapter_state.safetensors";
+    public static final String MANIFEST = "_MANIFEST.json";
+    public static final String METRICS = "metrics.jsonl";
+    private static final Pattern ROUND_DIR = Pattern.compile("round-(\\d{5,})");
+    static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    private static final ObjectMapper JSON_LINE = new ObjectMapper();
+
+    /** A committed round: its directory, manifest and state file. */
+    public record Committed(int round, Path dir, RoundManifest manifest) {
+        public Path stateFile() { return new Path(dir, STATE_FILE); }
+
+        public String stateSha256() { return manifest.files().get(STATE_FILE).sha256(); }
+    }
+
+    private final Storage storage;
+    private final Path dir;
+    private final Consumer<String> log;
+
+    public CheckpointStore(Storage storage, Path dir, Consumer<String> log) {
+        this.storage = storage;
+        this.dir = dir;
+        this.log = log;
+    }
+
+    public Path dir() { return dir; }
+
+    public Path roundDir(int round) { return new Path(dir, String.format("round-%05d", round)); }
+
+    public Path updatesDir(int round) { return new Path(dir, String.format("updates-%05d", round)); }
+
+    public static String updateFileName(int slot) { return String.format("slot-%05d.safetensors", slot); }
+
+    /** The highest committed round whose manifest and checksums are valid; torn or foreign directories are skipped. */
+    public Optional<Committed> latestCommitted() {
+        if (!storage.exists(dir)) {
+            return Optional.empty();
+        }
+        List<Integer> rounds = new ArrayList<>();
+        for (FileStatus st : list(dir)) {
+            Matcher m = ROUND_DIR.matcher(st.getPath().getName());
+            if (st.isDirectory() && m.matches()) {
+                rounds.add(Integer.parseInt(m.group(1)));
+            }
+        }
+        rounds.sort(Comparator.reverseOrder());
+        for (int r : rounds) {
+            Optional<Committed> c = validate(r);
+            if (c.isPresent()) {
+                return c;
+            }
+        }
+        return Optional.empty();
+    }
+
+    /** Round {@code round} if its directory holds a valid manifest whose checksums match. */
+    public Optional<Committed> validate(int round) {
+        Path rd = roundDir(round);
+        Path mf = new Path(rd, MANIFEST);
+        if (!storage.exists(mf)) {
+            log.accept("ignoring " + rd + ": no " + MANIFEST + " (a torn commit)");
+            return Optional.empty();
+        }
+        RoundManifest manifest;
+        try {
+            manifest = JSON.readValue(storage.readAll(mf), RoundManifest.class);
+        } catch (IOException e) {
+            log.accept("ignoring " + rd + ": unreadable " + MANIFEST + ": " + e.getMessage());
+            return Optional.empty();
+        }
+        if (!RoundManifest.FORMAT.equals(manifest.format()) || manifest.round() != round
+                || manifest.files() == null || !manifest.files().containsKey(STATE_FILE)) {
+            log.accept("ignoring " + rd + ": its manifest is not a round-" + round + " manifest");
+            return Optional.empty();
+        }
+        for (Map.Entry<String, RoundManifest.FileEntry> f : manifest.files().entrySet()) {
+            Path p = new Path(rd, f.getKey());
+            if (!storage.exists(p) || storage.length(p) != f.getValue().bytes()
+                    || !storage.sha256(p).equals(f.getValue().sha256())) {
+                log.accept("ignoring " + rd + ": " + f.getKey() + " does not match the manifest's checksum");
+                return Optional.empty();
+            }
+        }
+        return Optional.of(new Committed(round, rd, manifest));
+    }
+
+    public AdapterTensors loadState(Committed c) {
+        return AdapterStateFile.read(storage, c.stateFile()).state();
+    }
+
+    /**
+     * Commits {@code state} as round {@code round}. A leftover directory of that name without a valid manifest
+     * (e.g. copied in by hand, or written by a foreign tool) is moved aside to {@code _torn-...}, never deleted.
+     */
+    public Committed commit(int round, AdapterTensors state, String planHash, String configHash, RoundMetrics metrics) {
+        Path tmp = new Path(dir, String.format("_tmp-round-%05d-%s", round, UUID.randomUUID()));
+        storage.mkdirs(tmp);
+        Path stateFile = new Path(tmp, STATE_FILE);
+        String sha = AdapterStateFile.write(storage, stateFile, "_tmp-" + STATE_FILE, state,
+                Map.of("round", Integer.toString(round)));
+        Map<String, RoundManifest.FileEntry> files = new LinkedHashMap<>();
+        files.put(STATE_FILE, new RoundManifest.FileEntry(storage.length(stateFile), sha));
+        RoundManifest manifest = new RoundManifest(RoundManifest.FORMAT, round, state.step(), planHash, configHash,
+                files, metrics);
+        try {
+            storage.writeAtomically(new Path(tmp, MANIFEST), JSON.writeValueAsBytes(manifest));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot encode the manifest of round " + round, e);
+        }
+        Path target = roundDir(round);
+        if (storage.exists(target)) {
+            if (validate(round).isPresent()) {
+                storage.deleteQuietly(tmp);
+                throw new IllegalStateException(target + " is already committed: is another run writing to "
+                        + dir + " at the same time?");
+            }
+            Path aside = new Path(dir, "_torn-" + target.getName() + "-" + UUID.randomUUID());
+            log.accept("moving the torn directory " + target + " aside to " + aside);
+            if (!storage.renameToFresh(target, aside)) {
+                throw new IllegalStateException("cannot move the torn directory " + target + " aside");
+            }
+        }
+        if (!storage.renameToFresh(tmp, target)) {
+            throw new IllegalStateException("cannot rename " + tmp + " to " + target);
+        }
+        Committed committed = new Committed(round, target, manifest);
+        if (metrics != null) {
+            appendMetrics(metrics);
+        }
+        return committed;
+    }
+
+    /**
+     * Rewrites {@code metrics.jsonl} atomically with every earlier round's line plus this one (HDFS has no cheap,
+     * safe append; the file is small). Lines of rounds at or after this one (left by a run that crashed after
+     * logging) are dropped so a resumed run does not log a round twice.
+     */
+    public void appendMetrics(RoundMetrics metrics) {
+        Path file = new Path(dir, METRICS);
+        StringBuilder out = new StringBuilder();
+        if (storage.exists(file)) {
+            for (String line : storage.readString(file).split("\n")) {
+                if (line.isBlank()) {
+                    continue;
+                }
+                try {
+                    int r = JSON_LINE.readTree(line).path("round").asInt(Integer.MAX_VALUE);
+                    if (r < metrics.round()) {
+                        out.append(line).append('\n');
+                    }
+                } catch (IOException e) {
+                    log.accept("dropping an unreadable line of " + file + ": " + e.getMessage());
+                }
+            }
+        }
+        try {
+            out.append(JSON_LINE.writeValueAsString(metrics)).append('\n');
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        storage.writeAtomically(file, out.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** Removes committed rounds older than {@code keep} rounds before {@code latest}, and finished update dirs. */
+    public void prune(int latest, int keep) {
+        for (FileStatus st : list(dir)) {
+            String name = st.getPath().getName();
+            Matcher m = ROUND_DIR.matcher(name);
+            if (m.matches() && Integer.parseInt(m.group(1)) <= latest - keep) {
+                storage.delete(st.getPath());
+            } else if (name.startsWith("updates-") && Integer.parseInt(name.substring(8)) <= latest) {
+                storage.delete(st.getPath());
+            }
+        }
+    }
+
+    private List<FileStatus> list(Path p) {
+        try {
+            return List.of(storage.fs(p).listStatus(p));
+        } catch (IOException e) {
+            throw Storage.failure("list", p, e);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+package org.qalora.driver.config;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import org.yaml.snakeyaml.LoaderOptions;
+import org.yaml.snakeyaml.Yaml;
+import org.yaml.snakeyaml.constructor.SafeConstructor;
+import org.yaml.snakeyaml.error.YAMLException;
+
+/**
+ * Builds a {@link TrainJob} from three layers, each overriding the one before: the embedded defaults (the demo
+ * run), a YAML job file (keys are the flag names without dashes: {@code steps-per-round: 8}), and the command-line
+ * flags. Unknown keys and wrong types are errors that name the key and the file.
+ */
+public final class TrainJobLoader {
+    public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
+            "slots", "micro-batches", "micro-batch-size", "max-seq-len", "master", "seed", "bits", "group-size", "rank",
+            "alpha", "lr", "pooling", "template", "keep-rounds");
+
+    private TrainJobLoader() {}
+
+    /**
+     * The embedded defaults: the demo run (bundled demo model generated on first use, bundled sample data, Spark
+     * local mode), small enough to finish in about a minute on 2 cores. {@code repoRoot} locates the samples.
+     */
+    public static Map<String, Object> defaults(String repoRoot) {
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("model", null);
+        d.put("data", List.of(repoRoot + "/samples/alpaca-sample.json"));
+        d.put("tokenizer", null);
+        d.put("output", "qalora-output");
+        d.put("rounds", 3);
+        d.put("steps-per-round", 2);
+        d.put("slots", 2);
+        d.put("micro-batches", 1);
+        d.put("micro-batch-size", 2);
+        d.put("max-seq-len", 64);
+        d.put("master", "local[*]");
+        d.put("seed", 42L);
+        d.put("bits", 4);
+        d.put("group-size", 32);
+        d.put("rank", 8);
+        d.put("alpha", 16.0);
+        d.put("lr", null);
+        d.put("pooling", "mean");
+        d.put("template", "auto");
+        d.put("keep-rounds", 2);
+        return d;
+    }
+
+    /** Parses a YAML job file's text ({@code name} is used in errors). */
+    public static Map<String, Object> parseYaml(String text, String name) {
+        Object doc;
+        try {
+            doc = new Yaml(new SafeConstructor(new LoaderOptions())).load(text);
+        } catch (YAMLException e) {
+            throw new IllegalArgumentException("job file " + name + " is not valid YAML: " + e.getMessage(), e);
+        }
+        if (doc == null) {
+            return Map.of();
+        }
+        if (!(doc instanceof Map<?, ?> map)) {
+            throw new IllegalArgumentException("job file " + name + " must be a YAML mapping of settings (e.g. "
+                    + "'rounds: 4'), found " + doc.getClass().getSimpleName());
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        for (Map.Entry<?, ?> e : map.entrySet()) {
+            String key = String.valueOf(e.getKey());
+            if (!KEYS.contains(key)) {
+                throw new IllegalArgumentException("job file " + name + ": unknown setting '" + key + "'; known: "
+                        + new TreeSet<>(KEYS));
+            }
+            out.put(key, e.getValue());
+        }
+        return out;
+    }
+
+    public static String readText(java.nio.file.Path file) {
+        try {
+            return java.nio.file.Files.readString(file, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot read job file " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Merges the layers (later wins; a null in a later layer means "not given") and builds the job. */
+    @SafeVarargs
+    public static TrainJob build(String source, Map<String, Object>... layers) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        for (Map<String, Object> layer : layers) {
+            for (Map.Entry<String, Object> e : layer.entrySet()) {
+                if (e.getValue() != null || !m.containsKey(e.getKey())) {
+                    m.put(e.getKey(), e.getValue());
+                }
+            }
+        }
+        return new TrainJob(str(m, "model", source), strings(m, "data", source), str(m, "tokenizer", source),
+                str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
+                integer(m, "slots", source), integer(m, "micro-batches", source), integer(m, "micro-batch-size", source),
+                integer(m, "max-seq-len", source), str(m, "master", source), number(m, "seed", source).longValue(),
+                integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
+                number(m, "alpha", source).doubleValue(),
+                m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
+                str(m, "template", source), integer(m, "keep-rounds", source));
+    }
+
+    private static String str(Map<String, Object> m, String key, String source) {
+        Object v = m.get(key);
+        if (v == null) {
+            return null;
+        }
+        if (v instanceof Map || v instanceof List) {
+            throw new IllegalArgumentException(source + ": '" + key + "' must be a single value, got " + v);
+        }
+        return String.valueOf(v);
+    }
+
+    private static List<String> strings(Map<String, Object> m, String key, String source) {
+        Object v = m.get(key);
+        if (v == null) {
+            return List.of();
+        }
+        List<String> out = new ArrayList<>();
+        if (v instanceof List<?> list) {
+            for (Object o : list) {
+                out.add(String.valueOf(o));
+            }
+        } else {
+            out.add(String.valueOf(v));
+        }
+        return out;
+    }
+
+    private static Number number(Map<String, Object> m, String key, String source) {
+        Object v = m.get(key);
+        if (v instanceof Number n) {
+            return n;
+        }
+        try {
+            return Double.parseDouble(String.valueOf(v));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(source + ": '" + key + "' must be a number, got '" + v + "'");
+        }
+    }
+
+    private static int integer(Map<String, Object> m, String key, String source) {
+        Number n = number(m, key, source);
+        if (n.doubleValue() != Math.rint(n.doubleValue()) || Math.abs(n.doubleValue()) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(source + ": '" + key + "' must be a whole number, got " + n);
+        }
+        return n.intValue();
+    }
+}

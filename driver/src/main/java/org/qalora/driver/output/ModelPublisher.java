@@ -1,0 +1,130 @@
+package org.qalora.driver.output;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.UUID;
+import org.apache.hadoop.fs.LocatedFileStatus;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RemoteIterator;
+import org.qalora.driver.checkpoint.RoundManifest;
+import org.qalora.driver.checkpoint.Storage;
+
+/**
+ * Publishes a model directory atomically under an output root, on any Hadoop filesystem:
+ * <ol>
+ *   <li>the caller writes every file into a fresh {@code _tmp-<version>-<uuid>/};
+ *   <li>the publisher checksums every file and writes {@code _MANIFEST.json} last;
+ *   <li>the directory is renamed to {@code <version>/}, a name that must not exist yet (renaming onto an existing
+ *   directory would nest it);
+ *   <li>{@code LATEST} is flipped by writing a temporary file and renaming it over the old one.
+ * </ol>
+ * Readers ({@link #latest}) accept only a version directory that LATEST names and that holds a manifest, so a
+ * crash at any step leaves the previous model in place and at most an ignorable {@code _tmp-} directory.
+ */
+public final class ModelPublisher {
+    public static final String MANIFEST = "_MANIFEST.json";
+    public static final String LATEST = "LATEST";
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    /** Writes a model's files into a directory. */
+    @FunctionalInterface
+    public interface DirectoryWriter {
+        void writeInto(Path dir) throws IOException;
+    }
+
+    /** The {@code _MANIFEST.json} of a published version. */
+    public record VersionManifest(String format, String version, Map<String, String> info,
+                                  Map<String, RoundManifest.FileEntry> files) {
+        public static final String FORMAT = "qalora-model-v1";
+    }
+
+    private final Storage storage;
+
+    public ModelPublisher(Storage storage) {
+        this.storage = storage;
+    }
+
+    /** Publishes what {@code writer} writes as {@code root/version} and points {@code root/LATEST} at it. */
+    public Path publish(Path root, String version, Map<String, String> info, DirectoryWriter writer) {
+        storage.mkdirs(root);
+        Path target = new Path(root, version);
+        if (storage.exists(target)) {
+            throw new IllegalStateException(target + " already exists: versions are never overwritten");
+        }
+        Path tmp = new Path(root, "_tmp-" + version + "-" + UUID.randomUUID());
+        storage.mkdirs(tmp);
+        try {
+            writer.writeInto(tmp);
+        } catch (IOException | RuntimeException e) {
+            storage.deleteQuietly(tmp);
+            throw new IllegalStateException("writing the model into " + tmp + " failed (nothing was published): "
+                    + e.getMessage(), e);
+        }
+        Map<String, RoundManifest.FileEntry> files = new TreeMap<>();
+        try {
+            RemoteIterator<LocatedFileStatus> it = storage.fs(tmp).listFiles(tmp, true);
+            String prefix = tmp.toUri().getPath() + "/";
+            while (it.hasNext()) {
+                LocatedFileStatus st = it.next();
+                String rel = st.getPath().toUri().getPath().substring(prefix.length());
+                if (rel.startsWith("_tmp-") || rel.contains("/_tmp-")) {
+                    throw new IllegalStateException("the model writer left a temporary file " + st.getPath());
+                }
+                files.put(rel, new RoundManifest.FileEntry(st.getLen(), storage.sha256(st.getPath())));
+            }
+        } catch (IOException e) {
+            throw Storage.failure("list", tmp, e);
+        }
+        try {
+            storage.writeAtomically(new Path(tmp, MANIFEST),
+                    JSON.writeValueAsBytes(new VersionManifest(VersionManifest.FORMAT, version, info, files)));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        if (!storage.renameToFresh(tmp, target)) {
+            throw new IllegalStateException("cannot rename " + tmp + " to " + target + " (did another run publish it?)");
+        }
+        storage.writeAtomically(new Path(root, LATEST), (version + "\n").getBytes(StandardCharsets.UTF_8));
+        return target;
+    }
+
+    /** The version directory {@code root/LATEST} names, if it holds a manifest. */
+    public Optional<Path> latest(Path root) {
+        Path pointer = new Path(root, LATEST);
+        if (!storage.exists(pointer)) {
+            return Optional.empty();
+        }
+        Path dir = new Path(root, storage.readString(pointer).trim());
+        return storage.exists(new Path(dir, MANIFEST)) ? Optional.of(dir) : Optional.empty();
+    }
+
+    public VersionManifest manifest(Path versionDir) {
+        try {
+            return JSON.readValue(storage.readAll(new Path(versionDir, MANIFEST)), VersionManifest.class);
+        } catch (IOException e) {
+            throw Storage.failure("parse the manifest of", versionDir, e);
+        }
+    }
+
+    /** Re-checks every file of a published version against its manifest; returns the first mismatch, if any. */
+    public Optional<String> verify(Path versionDir) {
+        VersionManifest m = manifest(versionDir);
+        for (Map.Entry<String, RoundManifest.FileEntry> f : m.files().entrySet()) {
+            Path p = new Path(versionDir, f.getKey());
+            if (!storage.exists(p)) {
+                return Optional.of(p + " is missing");
+            }
+            if (!storage.sha256(p).equals(f.getValue().sha256())) {
+                return Optional.of(p + " does not match its checksum");
+            }
+        }
+        return Optional.empty();
+    }
+
+}

@@ -1,0 +1,52 @@
+package org.qalora.driver.rounds;
+
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.apache.hadoop.fs.Path;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.state.AdapterStateFile;
+import org.qalora.driver.state.AdapterTensors;
+
+/**
+ * Per-executor-JVM caches: the opened trainers (each holds a loaded base model) keyed by model identity and
+ * device, so the base model is loaded once per executor and device rather than once per task; and the latest
+ * round start state, keyed by its SHA-256 (a committed round's content never changes, so the checksum identifies
+ * it even across runs that reuse a path).
+ */
+public final class ExecutorCache {
+    private static final Map<String, SlotTrainer> TRAINERS = new ConcurrentHashMap<>();
+    private static final Map<String, Integer> OPENS = new ConcurrentHashMap<>();
+    private static String stateKey;
+    private static AdapterTensors state;
+
+    private ExecutorCache() {}
+
+    /** The trainer for {@code factory} on {@code device}, opened on first use in this JVM. */
+    public static SlotTrainer trainer(SlotTrainerFactory factory, String device) {
+        String key = factory.identity() + "@" + device;
+        return TRAINERS.computeIfAbsent(key, k -> {
+            OPENS.merge(k, 1, Integer::sum);
+            return factory.open(device);
+        });
+    }
+
+    /** How many times this JVM opened (loaded) the trainer of {@code identity} on {@code device}: tests check 1. */
+    public static int opens(String identity, String device) {
+        return OPENS.getOrDefault(identity + "@" + device, 0);
+    }
+
+    /** The round start state at {@code file}, whose SHA-256 must be {@code sha256}; read once per round and JVM. */
+    public static synchronized AdapterTensors startState(Storage storage, Path file, String sha256) {
+        if (sha256.equals(stateKey)) {
+            return state;
+        }
+        String actual = storage.sha256(file);
+        if (!actual.equals(sha256)) {
+            throw new IllegalStateException(file + " has SHA-256 " + actual + " but its round manifest says " + sha256
+                    + ": the checkpoint was modified while the run was going");
+        }
+        state = AdapterStateFile.read(storage, file).state();
+        stateKey = sha256;
+        return state;
+    }
+}

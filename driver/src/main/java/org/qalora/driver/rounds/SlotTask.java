@@ -1,0 +1,94 @@
+package org.qalora.driver.rounds;
+
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.resource.ResourceInformation;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.driver.state.AdapterStateFile;
+
+/**
+ * The body of a round's Spark task (one partition = one slot): resolve the device from the task's resources,
+ * take the cached trainer, read the round's start state (cached per round), train K steps, write the update to
+ * {@code updates-RRRRR/slot-SSSSS.safetensors} under an attempt-unique temporary name and rename it, and return
+ * only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt already renamed its update into
+ * place, that file (bit-identical, since training is deterministic) is kept.
+ */
+public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>, SlotMetrics> {
+    private static final long serialVersionUID = 1L;
+
+    private final SlotTrainerFactory factory;
+    private final ShippedHadoopConf hadoopConf;
+    private final String startStateFile;
+    private final String startStateSha256;
+    private final String updatesDir;
+    private final FaultPlan faults;
+
+    public SlotTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, String startStateFile,
+                    String startStateSha256, String updatesDir, FaultPlan faults) {
+        this.factory = factory;
+        this.hadoopConf = hadoopConf;
+        this.startStateFile = startStateFile;
+        this.startStateSha256 = startStateSha256;
+        this.updatesDir = updatesDir;
+        this.faults = faults;
+    }
+
+    @Override
+    public Iterator<SlotMetrics> call(Iterator<SlotAssignment> assignments) {
+        List<SlotMetrics> out = new ArrayList<>(1);
+        TaskContext ctx = TaskContext.get();
+        String device = device(ctx);
+        Storage storage = new Storage(hadoopConf.get());
+        while (assignments.hasNext()) {
+            SlotAssignment a = assignments.next();
+            long t0 = System.nanoTime();
+            SlotTrainer trainer = ExecutorCache.trainer(factory, device);
+            var start = ExecutorCache.startState(storage, new Path(startStateFile), startStateSha256);
+            long t1 = System.nanoTime();
+            SlotTrainer.SlotOutcome outcome = trainer.train(a, start);
+            long t2 = System.nanoTime();
+            int attempt = ctx == null ? 0 : ctx.attemptNumber();
+            faults.maybeFire(a.round(), a.slot(), attempt);
+            Path target = new Path(updatesDir, CheckpointStore.updateFileName(a.slot()));
+            String tempName = String.format("_tmp-slot-%05d-stage%d-attempt%d-task%d", a.slot(),
+                    ctx == null ? 0 : ctx.stageAttemptNumber(), attempt, ctx == null ? 0 : ctx.taskAttemptId());
+            String sha = AdapterStateFile.write(storage, target, tempName, outcome.state(), Map.of(
+                    "round", Integer.toString(a.round()), "slot", Integer.toString(a.slot()),
+                    "target_tokens", Long.toString(outcome.targetTokens()),
+                    "loss_sum", Double.toString(outcome.lossSum()), "steps", Integer.toString(outcome.steps())));
+            long t3 = System.nanoTime();
+            out.add(new SlotMetrics(a.round(), a.slot(), attempt, executorId(), device, outcome.targetTokens(),
+                    outcome.lossSum(), outcome.steps(), outcome.stepLosses(), (t1 - t0) / 1_000_000,
+                    (t2 - t1) / 1_000_000, (t3 - t2) / 1_000_000, sha));
+        }
+        return out.iterator();
+    }
+
+    /**
+     * The GPU this task was given ({@code spark.task.resource.gpu.amount=1}), or "cpu". A retry may land on another
+     * GPU; nothing in the result depends on which.
+     */
+    static String device(TaskContext ctx) {
+        if (ctx == null) {
+            return "cpu";
+        }
+        ResourceInformation gpu = ctx.resourcesJMap().get("gpu");
+        if (gpu == null || gpu.addresses().length == 0) {
+            return "cpu";
+        }
+        return "gpu:" + gpu.addresses()[0];
+    }
+
+    private static String executorId() {
+        SparkEnv env = SparkEnv.get();
+        return env == null ? "local" : env.executorId();
+    }
+}

@@ -1,0 +1,32 @@
+package org.qalora.driver.rounds;
+
+import org.qalora.driver.state.AdapterTensors;
+
+/**
+ * The seam between the Spark rounds and the model code: trains one slot of one round. An instance holds the
+ * frozen base model (loaded once per executor and device by {@link SlotTrainerFactory#open}) and is reused by
+ * every task of every round on that executor, so implementations must not keep per-task state between calls.
+ * It must be deterministic: the same assignment and start state give bit-identical outcomes on any executor.
+ */
+public interface SlotTrainer {
+
+    /**
+     * Runs the slot's K local optimizer steps, starting from {@code start}.
+     *
+     * @throws NonFiniteLossError when a step's loss is NaN or infinite
+     */
+    SlotOutcome train(SlotAssignment assignment, AdapterTensors start);
+
+    /** The result of one slot: the state after K steps and what it trained on. */
+    record SlotOutcome(AdapterTensors state, long targetTokens, double lossSum, int steps, double[] stepLosses) {}
+
+    /** Thrown by a trainer when a step's loss is not finite; names the slot and step for the user. */
+    final class NonFiniteLossError extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        public NonFiniteLossError(int round, int slot, long step, double loss) {
+            super("non-finite loss " + loss + " in round " + round + ", slot " + slot + ", local step " + step
+                    + " (lower --lr, or check the data of that slot)");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+package org.qalora.driver.rounds;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.function.Consumer;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.driver.state.AdapterStateFile;
+import org.qalora.driver.state.AdapterTensors;
+
+/**
+ * The training rounds (DL4J parameter averaging): round r is one Spark job with one task per slot; each task runs
+ * K local steps from committed state r-1 and writes its update to the checkpoint directory; the driver then
+ * streams the updates in slot order into a token-weighted float64 average and commits round r. No barrier mode:
+ * a failed task is retried alone. Rerunning on the same checkpoint directory resumes after the last committed
+ * round and, because every seed derives from (seed, round, slot) and every reduction has a fixed order, ends
+ * bit-identical to an uninterrupted run.
+ */
+public final class TrainingRounds {
+
+    /** The outcome: the last committed round and its state, the metrics of the rounds run now, and where it began. */
+    public record Result(CheckpointStore.Committed last, AdapterTensors state, List<RoundMetrics> metrics,
+                         int resumedFrom) {}
+
+    private final JavaSparkContext jsc;
+    private final Storage storage;
+    private final CheckpointStore store;
+    private final SlotTrainerFactory factory;
+    private final RoundSettings settings;
+    private final FaultPlan faults;
+    private final Consumer<String> progress;
+
+    public TrainingRounds(JavaSparkContext jsc, Storage storage, CheckpointStore store, SlotTrainerFactory factory,
+                          RoundSettings settings, FaultPlan faults, Consumer<String> progress) {
+        this.jsc = jsc;
+        this.storage = storage;
+        this.store = store;
+        this.factory = factory;
+        this.settings = settings;
+        this.faults = faults;
+        this.progress = progress;
+    }
+
+    public Result run() {
+        if (settings.rounds() > factory.maxRounds()) {
+            throw new IllegalArgumentException("the data plan feeds only " + factory.maxRounds() + " rounds of "
+                    + settings.slots() + " slots x " + settings.stepsPerRound() + " steps, but " + settings.rounds()
+                    + " were asked: lower --rounds or --steps-per-round, or add data");
+        }
+        String planHash = factory.planHash();
+        CheckpointStore.Committed current = store.latestCommitted().orElse(null);
+        int resumedFrom;
+        if (current == null) {
+            progress.accept("new run: committing the initial adapter as round 0 in " + store.dir());
+            current = store.commit(0, factory.initialState(settings.seed()), planHash, settings.configHash(), null);
+            resumedFrom = 0;
+        } else {
+            if (!settings.configHash().equals(current.manifest().configHash())
+                    || !planHash.equals(current.manifest().planHash())) {
+                throw new IllegalStateException(current.dir() + " was committed by a run with a different "
+                        + (planHash.equals(current.manifest().planHash()) ? "configuration" : "data plan")
+                        + "; refusing to resume it: use another --output, or the original settings");
+            }
+            resumedFrom = current.round();
+            progress.accept("resuming from committed round " + current.round() + " (global step "
+                    + current.manifest().globalStep() + ") in " + store.dir());
+        }
+        List<RoundMetrics> metrics = new ArrayList<>();
+        for (int r = current.round() + 1; r <= settings.rounds(); r++) {
+            RoundMetrics m;
+            CheckpointStore.Committed next;
+            long t0 = System.nanoTime();
+            List<SlotMetrics> slots = runJob(r, current);
+            long jobNanos = System.nanoTime() - t0;
+            long a0 = System.nanoTime();
+            UpdateAverager.Averaged avg = average(r, current, slots);
+            long averagingMillis = (System.nanoTime() - a0) / 1_000_000;
+            double seconds = jobNanos / 1e9;
+            double lossSum = 0;
+            double[] slotLosses = new double[slots.size()];
+            long slowest = 0;
+            int attempts = 0;
+            String[] devices = new String[slots.size()];
+            for (SlotMetrics s : slots) {
+                devices[s.slot()] = s.executorId() + "/" + s.device();
+                lossSum += s.lossSum();
+                slotLosses[s.slot()] = s.lossSum() / s.targetTokens();
+                slowest = Math.max(slowest, s.trainMillis());
+                attempts += s.attempt() + 1;
+            }
+            long c0 = System.nanoTime();
+            m = new RoundMetrics(r, avg.state().step(), settings.slots(), lossSum / avg.totalTokens(), slotLosses,
+                    avg.totalTokens(), avg.totalTokens() / seconds, seconds, slowest, averagingMillis, 0,
+                    avg.slotSpread(), avg.maxFactorDiscordance(), avg.meanFactorDiscordance(), attempts, devices);
+            next = store.commit(r, avg.state(), planHash, settings.configHash(), m);
+            store.prune(r, settings.keepRounds());
+            long commitMillis = (System.nanoTime() - c0) / 1_000_000;
+            m = new RoundMetrics(m.round(), m.globalStep(), m.slots(), m.loss(), m.slotLosses(), m.targetTokens(),
+                    m.tokensPerSecond(), m.roundSeconds(), m.slowestSlotTrainMillis(), m.averagingMillis(),
+                    commitMillis, m.slotSpread(), m.maxFactorDiscordance(), m.meanFactorDiscordance(), m.taskAttempts(),
+                    m.slotDevices());
+            metrics.add(m);
+            progress.accept(m.progressLine(settings.rounds()));
+            current = next;
+        }
+        AdapterTensors state = store.loadState(current);
+        return new Result(current, state, metrics, resumedFrom);
+    }
+
+    private List<SlotMetrics> runJob(int round, CheckpointStore.Committed start) {
+        Path updates = store.updatesDir(round);
+        storage.delete(updates); // leftovers of a crashed driver: retrained, so every update comes from this start state
+        storage.mkdirs(updates);
+        List<SlotAssignment> assignments = new ArrayList<>();
+        for (int s = 0; s < settings.slots(); s++) {
+            assignments.add(new SlotAssignment(round, s, settings.slots(), settings.stepsPerRound(),
+                    start.manifest().globalStep(), SlotAssignment.deriveSeed(settings.seed(), round, s)));
+        }
+        SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), start.stateFile().toString(),
+                start.stateSha256(), updates.toString(), faults);
+        jsc.setJobGroup("qalora-round-" + round, String.format("qalora round %d/%d: %d slots x %d steps from global step %d",
+                round, settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep()), false);
+        List<SlotMetrics> result;
+        try {
+            result = new ArrayList<>(jsc.parallelize(assignments, settings.slots()).mapPartitions(task).collect());
+        } catch (Exception e) { // SparkException is checked in Java's eyes though Scala throws it freely
+            throw new RoundFailedException("round " + round + " failed: " + rootMessage(e) + ". The last committed round "
+                    + start.round() + " is kept in " + start.dir() + "; rerun the same command to resume from it.", e);
+        } finally {
+            jsc.clearJobGroup();
+        }
+        result.sort(Comparator.comparingInt(SlotMetrics::slot));
+        for (int s = 0; s < settings.slots(); s++) {
+            if (result.size() <= s || result.get(s).slot() != s) {
+                throw new IllegalStateException("round " + round + ": the job returned slots "
+                        + Arrays.toString(result.stream().mapToInt(SlotMetrics::slot).toArray()) + ", expected 0.." + (settings.slots() - 1));
+            }
+        }
+        return result;
+    }
+
+    private UpdateAverager.Averaged average(int round, CheckpointStore.Committed start, List<SlotMetrics> slots) {
+        AdapterTensors layout = store.loadState(start);
+        UpdateAverager averager = new UpdateAverager(layout);
+        long step = -1;
+        for (SlotMetrics s : slots) {
+            Path file = new Path(store.updatesDir(round), CheckpointStore.updateFileName(s.slot()));
+            AdapterStateFile.Contents update = AdapterStateFile.read(storage, file);
+            long tokens = Long.parseLong(update.metadata().get("target_tokens"));
+            if (step >= 0 && update.state().step() != step) {
+                throw new IllegalStateException(file + " ends at optimizer step " + update.state().step()
+                        + " but slot 0 ends at " + step + ": slots must run the same number of steps");
+            }
+            step = update.state().step();
+            averager.add(s.slot(), update.state(), tokens);
+        }
+        return averager.finish(step);
+    }
+
+    private static String rootMessage(Throwable e) {
+        String msg = e.getMessage();
+        // Spark wraps the task's exception text into the job failure message; keep the part that names it.
+        if (msg != null) {
+            int i = msg.indexOf("NonFiniteLossError: ");
+            if (i >= 0) {
+                String rest = msg.substring(i + "NonFiniteLossError: ".length());
+                int nl = rest.indexOf('\n');
+                return nl < 0 ? rest : rest.substring(0, nl);
+            }
+            int nl = msg.indexOf('\n');
+            return nl < 0 ? msg : msg.substring(0, nl);
+        }
+        return e.toString();
+    }
+}

@@ -1,0 +1,87 @@
+package org.qalora.driver.spark;
+
+import com.esotericsoftware.kryo.Kryo;
+import com.esotericsoftware.kryo.Serializer;
+import com.esotericsoftware.kryo.io.Input;
+import com.esotericsoftware.kryo.io.Output;
+import org.apache.spark.serializer.KryoRegistrator;
+import org.qalora.driver.rounds.SlotAssignment;
+import org.qalora.driver.rounds.SlotMetrics;
+
+/**
+ * Registers every class our jobs ship between JVMs through Spark's serializer (RDD elements and task results), so
+ * that {@code spark.kryo.registrationRequired=true} holds and Kryo writes class ids instead of class names. The
+ * task closures themselves go through Java serialization and need no registration. Tests run with registration
+ * required, so a class missing here fails a test rather than slowing production silently.
+ *
+ * <p>Our messages are records, which Kryo's reflective FieldSerializer cannot build (records have no settable
+ * fields), so each has an explicit serializer, field by field, in declaration order.
+ */
+public final class QaloraKryoRegistrator implements KryoRegistrator {
+    @Override
+    public void registerClasses(Kryo kryo) {
+        kryo.register(SlotAssignment.class, new SlotAssignmentSerializer());
+        kryo.register(SlotAssignment[].class);
+        kryo.register(SlotMetrics.class, new SlotMetricsSerializer());
+        kryo.register(SlotMetrics[].class);
+        kryo.register(double[].class);
+        kryo.register(float[].class);
+        kryo.register(float[][].class); // Spark registers float[] but not float[][]
+        kryo.register(int[].class);
+        kryo.register(long[].class);
+        kryo.register(String[].class);
+        kryo.register(Object[].class);
+    }
+
+    static final class SlotAssignmentSerializer extends Serializer<SlotAssignment> {
+        @Override
+        public void write(Kryo kryo, Output out, SlotAssignment a) {
+            out.writeInt(a.round());
+            out.writeInt(a.slot());
+            out.writeInt(a.slots());
+            out.writeInt(a.steps());
+            out.writeLong(a.globalStep());
+            out.writeLong(a.seed());
+        }
+
+        @Override
+        public SlotAssignment read(Kryo kryo, Input in, Class<SlotAssignment> type) {
+            return new SlotAssignment(in.readInt(), in.readInt(), in.readInt(), in.readInt(), in.readLong(), in.readLong());
+        }
+    }
+
+    static final class SlotMetricsSerializer extends Serializer<SlotMetrics> {
+        @Override
+        public void write(Kryo kryo, Output out, SlotMetrics m) {
+            out.writeInt(m.round());
+            out.writeInt(m.slot());
+            out.writeInt(m.attempt());
+            out.writeString(m.executorId());
+            out.writeString(m.device());
+            out.writeLong(m.targetTokens());
+            out.writeDouble(m.lossSum());
+            out.writeInt(m.steps());
+            out.writeInt(m.stepLosses().length);
+            out.writeDoubles(m.stepLosses());
+            out.writeLong(m.loadMillis());
+            out.writeLong(m.trainMillis());
+            out.writeLong(m.writeMillis());
+            out.writeString(m.updateSha256());
+        }
+
+        @Override
+        public SlotMetrics read(Kryo kryo, Input in, Class<SlotMetrics> type) {
+            int round = in.readInt();
+            int slot = in.readInt();
+            int attempt = in.readInt();
+            String executor = in.readString();
+            String device = in.readString();
+            long tokens = in.readLong();
+            double lossSum = in.readDouble();
+            int steps = in.readInt();
+            double[] losses = in.readDoubles(in.readInt());
+            return new SlotMetrics(round, slot, attempt, executor, device, tokens, lossSum, steps, losses,
+                    in.readLong(), in.readLong(), in.readLong(), in.readString());
+        }
+    }
+}

@@ -1,0 +1,56 @@
+package org.qalora.driver.config;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class TrainJobLoaderTest {
+    @Test
+    void flagsOverrideTheJobFileWhichOverridesDefaults() {
+        Map<String, Object> yaml = TrainJobLoader.parseYaml("""
+                model: hdfs://nn/models/llama-7b
+                data: [hdfs://nn/data/a.jsonl, hdfs://nn/data/b.jsonl]
+                rounds: 10
+                lr: 2.0e-4
+                """, "job.yaml");
+        Map<String, Object> flags = new HashMap<>();
+        flags.put("rounds", 12);
+        flags.put("slots", null); // not given
+        TrainJob job = TrainJobLoader.build("test", TrainJobLoader.defaults("/repo"), yaml, flags);
+        assertEquals("hdfs://nn/models/llama-7b", job.model());
+        assertEquals(List.of("hdfs://nn/data/a.jsonl", "hdfs://nn/data/b.jsonl"), job.data());
+        assertEquals(12, job.rounds());
+        assertEquals(2, job.slots());
+        assertEquals(2.0e-4, job.lr());
+    }
+
+    @Test
+    void theConfigHashCoversResultSettingsOnly() {
+        TrainJob a = TrainJobLoader.build("t", TrainJobLoader.defaults("/repo"));
+        TrainJob b = TrainJobLoader.build("t", TrainJobLoader.defaults("/repo"), Map.of("master", "yarn", "output", "/x"));
+        TrainJob c = TrainJobLoader.build("t", TrainJobLoader.defaults("/repo"), Map.of("seed", 7));
+        assertEquals(a.configHash(), b.configHash(), "where it runs or writes does not change the result");
+        assertNotEquals(a.configHash(), c.configHash());
+    }
+
+    @Test
+    void badInputIsNamed() {
+        var e1 = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.parseYaml("steps: 3", "job.yaml"));
+        assertTrue(e1.getMessage().contains("job.yaml: unknown setting 'steps'"), e1.getMessage());
+        var e2 = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", TrainJobLoader.defaults("/r"), Map.of("rounds", "many")));
+        assertTrue(e2.getMessage().contains("job.yaml: 'rounds' must be a number, got 'many'"), e2.getMessage());
+        var e3 = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("t", TrainJobLoader.defaults("/r"), Map.of("slots", 0, "bits", 9)));
+        assertTrue(e3.getMessage().contains("slots must be >= 1, got 0") && e3.getMessage().contains("bits must be 2..8"),
+                e3.getMessage());
+        var e4 = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.parseYaml("- a\n- b", "list.yaml"));
+        assertTrue(e4.getMessage().contains("must be a YAML mapping"), e4.getMessage());
+    }
+}

@@ -1,0 +1,148 @@
+package org.qalora.driver.rounds;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.spark.SparkSettings;
+import org.qalora.driver.state.AdapterTensors;
+import org.qalora.driver.testing.ToyTrainerFactory;
+
+/**
+ * The round machinery on Spark local mode with retries ({@code local[2,4]}), Kryo registration required, and the
+ * deterministic toy trainer: determinism, resume, task retry, non-finite loss, refusing a foreign run.
+ */
+@Timeout(value = 3, unit = TimeUnit.MINUTES)
+class TrainingRoundsTest {
+    private static JavaSparkContext jsc;
+    @TempDir
+    static Path tmp;
+
+    @BeforeAll
+    static void startSpark() {
+        SparkConf conf = SparkSettings.apply(new SparkConf(), "local[2,4]", "TrainingRoundsTest");
+        conf.set("spark.ui.enabled", "false");
+        jsc = new JavaSparkContext(conf);
+    }
+
+    @AfterAll
+    static void stopSpark() {
+        if (jsc != null) {
+            jsc.stop();
+        }
+    }
+
+    private static final RoundSettings SETTINGS = new RoundSettings(4, 3, 3, 42L, "cfg-1", 2);
+
+    private TrainingRounds.Result run(String dir, RoundSettings settings, ToyTrainerFactory factory, FaultPlan faults,
+                                      List<String> log) {
+        Storage storage = new Storage(new Configuration());
+        CheckpointStore store = new CheckpointStore(storage, storage.path(tmp.resolve(dir).toString()), log::add);
+        return new TrainingRounds(jsc, storage, store, factory, settings, faults, log::add).run();
+    }
+
+    @Test
+    void roundsLowerTheLossAndAreDeterministic() {
+        List<String> log = new ArrayList<>();
+        var a = run("det-a", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), log);
+        var b = run("det-b", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
+        assertEquals(4, a.metrics().size());
+        assertTrue(a.metrics().get(3).loss() < a.metrics().get(0).loss(), "loss should go down: " + a.metrics());
+        assertEquals(4 * 3, a.state().step(), "global step = rounds x K");
+        assertTrue(a.state().bitwiseEquals(b.state()), "two identical runs must give bitwise-equal adapters");
+        assertTrue(a.metrics().get(0).slotSpread() > 0, "slots trained on different data must disagree a little");
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("round 4/4: loss")), String.join("\n", log));
+        // The metrics log has one line per round, and old rounds were pruned to the last two.
+        Path ckpt = tmp.resolve("det-a");
+        assertEquals(4, assertDoesNotThrowLines(ckpt.resolve(CheckpointStore.METRICS)));
+        assertFalse(Files.exists(ckpt.resolve("round-00002")));
+        assertTrue(Files.exists(ckpt.resolve("round-00003/_MANIFEST.json")));
+        assertFalse(Files.exists(ckpt.resolve("updates-00004")), "finished update directories are pruned");
+    }
+
+    @Test
+    void resumingAfterAStopEndsBitIdentical() throws Exception {
+        var full = run("full", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
+        RoundSettings twoRounds = new RoundSettings(2, 3, 3, 42L, "cfg-1", 2);
+        // Round counts are part of the real config hash; here the hash is given, so stopping after 2 is like a crash.
+        run("resumed", twoRounds, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
+        // A torn round-3 (no manifest) and a temporary leftover must be ignored.
+        Path ckpt = tmp.resolve("resumed");
+        Files.createDirectories(ckpt.resolve("round-00003"));
+        Files.writeString(ckpt.resolve("round-00003/adapter_state.safetensors"), "half");
+        Files.createDirectories(ckpt.resolve("_tmp-round-00003-x"));
+        List<String> log = new ArrayList<>();
+        var resumed = run("resumed", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), log);
+        assertEquals(2, resumed.resumedFrom());
+        assertTrue(log.contains("resuming from committed round 2 (global step 6) in " + new Storage(new Configuration())
+                .path(ckpt.toString())), String.join("\n", log));
+        assertTrue(resumed.state().bitwiseEquals(full.state()), "resumed run must equal the uninterrupted one");
+        try (var files = Files.list(ckpt)) {
+            assertTrue(files.anyMatch(p -> p.getFileName().toString().startsWith("_torn-round-00003")),
+                    "the torn directory is moved aside, not deleted");
+        }
+    }
+
+    @Test
+    void aFailedTaskIsRetriedAndChangesNothing() {
+        var clean = run("clean", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
+        var faulty = run("faulty", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.parse("throw:2:1"),
+                new ArrayList<>());
+        assertTrue(faulty.state().bitwiseEquals(clean.state()));
+        assertEquals(3 + 1, faulty.metrics().get(1).taskAttempts(), "slot 1 of round 2 needed a second attempt");
+    }
+
+    @Test
+    void aNonFiniteLossFailsTheRoundNamingSlotAndStepAndKeepsTheLastRound() {
+        List<String> log = new ArrayList<>();
+        RoundFailedException e = assertThrows(RoundFailedException.class,
+                () -> run("nan", SETTINGS, new ToyTrainerFactory(7, "3:2:1", 0.05f), FaultPlan.none(), log));
+        assertTrue(e.getMessage().contains("round 3 failed: non-finite loss NaN in round 3, slot 2, local step 1"),
+                e.getMessage());
+        assertTrue(e.getMessage().contains("last committed round 2"), e.getMessage());
+        Storage storage = new Storage(new Configuration());
+        var store = new CheckpointStore(storage, storage.path(tmp.resolve("nan").toString()), s -> {});
+        assertEquals(2, store.latestCommitted().orElseThrow().round());
+    }
+
+    @Test
+    void aRunWithAnotherConfigurationIsRefused() {
+        run("foreign", new RoundSettings(1, 3, 3, 42L, "cfg-1", 2), new ToyTrainerFactory(7, "", 0.05f),
+                FaultPlan.none(), new ArrayList<>());
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> run("foreign",
+                new RoundSettings(2, 3, 3, 42L, "cfg-2", 2), new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(),
+                new ArrayList<>()));
+        assertTrue(e.getMessage().contains("different configuration"), e.getMessage());
+    }
+
+    @Test
+    void executorsOpenTheTrainerOnce() {
+        ToyTrainerFactory factory = new ToyTrainerFactory(99, "", 0.05f);
+        run("once", SETTINGS, factory, FaultPlan.none(), new ArrayList<>());
+        assertEquals(1, ExecutorCache.opens(factory.identity(), "cpu"), "4 rounds x 3 slots, one model load");
+    }
+
+    private static int assertDoesNotThrowLines(Path file) {
+        try {
+            return (int) Files.readAllLines(file).stream().filter(l -> !l.isBlank()).count();
+        } catch (java.io.IOException e) {
+            throw new AssertionError(e);
+        }
+    }
+}

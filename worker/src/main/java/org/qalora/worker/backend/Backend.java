@@ -1,0 +1,143 @@
+package org.qalora.worker.backend;
+
+import org.qalora.quant.QuantizedMatrix;
+
+/**
+ * Every heavy operation the LLaMA forward and backward passes need. Model code is written only against this
+ * interface, so a CUDA backend can be added without touching it. Conventions:
+ * <ul>
+ *   <li>matrices are row-major; a tensor of shape {@code [..., C]} is used as {@code [rows, C]};</li>
+ *   <li>operations named {@code ...Backward} and every {@code accumulate = true} variant <em>add</em> into their
+ *       gradient outputs (llm.c style), so gradient accumulation over micro-batches needs no extra buffers;</li>
+ *   <li>results must not depend on thread timing: reductions run in a fixed order.</li>
+ * </ul>
+ */
+public interface Backend extends AutoCloseable {
+
+    String name();
+
+    // ---- storage ----
+
+    /** A zero-filled tensor. */
+    Tensor allocate(int... shape);
+
+    /** A tensor holding a copy of {@code host} (row-major, {@code host.length} must equal the shape's size). */
+    Tensor upload(float[] host, int... shape);
+
+    /** Overwrites the tensor's contents with {@code host}. */
+    void write(Tensor t, float[] host);
+
+    /** A host copy of the tensor's contents. */
+    float[] download(Tensor t);
+
+    void zero(Tensor t);
+
+    /** {@code dst = src} (same size). */
+    void copy(Tensor src, Tensor dst);
+
+    // ---- weights ----
+
+    /** A frozen dense weight {@code [out, in]} (the tensor is kept, not copied). */
+    LinearWeight denseWeight(Tensor weightOutIn);
+
+    /** A frozen group-quantized weight, repacked once into the backend's kernel layout. */
+    LinearWeight quantizedWeight(QuantizedMatrix matrix);
+
+    // ---- matrix products ----
+
+    /** {@code y[N, O] = x[N, I] W^T}. */
+    void linear(Tensor x, LinearWeight w, Tensor y);
+
+    /** {@code dx[N, I] += dy[N, O] W}. */
+    void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx);
+
+    /** {@code c[M, N] (+)= a[M, K] b[N, K]^T}. */
+    void matmulNT(Tensor a, Tensor b, Tensor c, boolean accumulate);
+
+    /** {@code c[M, N] (+)= a[M, K] b[K, N]}. */
+    void matmulNN(Tensor a, Tensor b, Tensor c, boolean accumulate);
+
+    /** {@code c[M, N] (+)= a[K, M]^T b[K, N]}. */
+    void matmulTN(Tensor a, Tensor b, Tensor c, boolean accumulate);
+
+    // ---- layers ----
+
+    /** {@code out[N, H] = table[ids[n], :]}; every id must lie in {@code [0, V)}. */
+    void embedding(int[] ids, Tensor table, Tensor out);
+
+    /** HF LlamaRMSNorm: {@code out = w * x / sqrt(mean(x^2) + eps)}; {@code rstd[N]} keeps the reciprocal. */
+    void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out, Tensor rstd);
+
+    /** {@code dx[N, H] += d rmsNorm / dx . dOut}; the weight is frozen. */
+    void rmsNormBackward(Tensor dOut, Tensor x, Tensor weight, Tensor rstd, Tensor dx);
+
+    /**
+     * Rotary embedding in place, HF rotate-half pairing (dim {@code i} with {@code i + d/2}) on {@code x [B*T, heads*d]},
+     * position = index within the sequence; {@code cos, sin [T_max, d/2]}.
+     */
+    void rope(Tensor x, Tensor cos, Tensor sin, int seqLen, int heads, int headDim);
+
+    /** The transpose of {@link #rope} (rotation by the negative angle), in place on the gradient. */
+    void ropeBackward(Tensor dx, Tensor cos, Tensor sin, int seqLen, int heads, int headDim);
+
+    /**
+     * Causal softmax attention. {@code q [B*T, heads*d]}, {@code k, v [B*T, kvHeads*d]} (rope applied),
+     * {@code probs [B, heads, T, T]} receives the softmax (kept for backward), {@code out [B*T, heads*d]}.
+     */
+    void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor probs, Tensor out);
+
+    /** Adds the gradients of {@link #attention} into {@code dq, dk, dv}. */
+    void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor probs, AttentionShape shape,
+                           Tensor dq, Tensor dk, Tensor dv);
+
+    /** {@code out = silu(gate) * up}, all {@code [N, F]}. */
+    void swiglu(Tensor gate, Tensor up, Tensor out);
+
+    /** Writes (not adds) {@code dGate, dUp [N, F]} from {@code dOut [N, F]}. */
+    void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
+
+    /** QA-LoRA pooling: {@code out[n, k] = factor * sum_{j<g} x[n, k*g + j]}, {@code x [N, G*g]}, {@code out [N, G]}. */
+    void groupPool(Tensor x, int groupSize, float factor, Tensor out);
+
+    /** {@code dx[n, i] += factor * dOut[n, i / g]}. */
+    void groupPoolBackward(Tensor dOut, int groupSize, float factor, Tensor dx);
+
+    /**
+     * Inverted dropout in place: draws {@code mask} (0 or {@code 1/(1-p)}) from {@code seed} in a fixed order,
+     * then {@code x *= mask}.
+     */
+    void dropout(Tensor x, Tensor mask, float p, long seed);
+
+    /** {@code x *= mask} elementwise. */
+    void multiply(Tensor x, Tensor mask);
+
+    /** {@code out = a + b}. */
+    void add(Tensor a, Tensor b, Tensor out);
+
+    /** {@code x *= s}. */
+    void scale(Tensor x, float s);
+
+    /**
+     * Cross-entropy of {@code logits [N, V]} against {@code targets[N]} ({@code -100} = ignored). Returns the
+     * <em>sum</em> of the per-token losses (in double); if {@code dLogits} is given, writes
+     * {@code gradScale * (softmax - onehot)} on target rows and 0 elsewhere.
+     */
+    double crossEntropy(Tensor logits, int[] targets, float gradScale, Tensor dLogits);
+
+    /** {@code sum(x^2)} in double, fixed order. */
+    double sumOfSquares(Tensor x);
+
+    /** True when every element is finite. */
+    boolean allFinite(Tensor x);
+
+    /**
+     * One PyTorch AdamW step on one parameter (decoupled weight decay, bias correction):
+     * {@code g = gradScale * grad}; {@code p *= 1 - lr wd}; {@code m = b1 m + (1-b1) g}; {@code v = b2 v + (1-b2) g^2};
+     * {@code p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)}.
+     */
+    void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float gradScale, double lr, double beta1,
+               double beta2, double eps, double weightDecay, long step);
+
+    @Override
+    void close();
+}

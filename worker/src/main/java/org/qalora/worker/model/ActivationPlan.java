@@ -1,0 +1,183 @@
+package org.qalora.worker.model;
+
+import java.util.EnumMap;
+import java.util.Map;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.AttentionShape;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Tensor;
+
+/**
+ * Every activation buffer of one forward (and backward) pass over {@code batch x seqLen} tokens, allocated up front
+ * so memory is known before the first step ({@link #floats()}). With {@code recompute}, only the residual stream
+ * entering each layer is kept and one set of layer buffers is shared: backward re-runs each layer's forward from
+ * its saved input just before differentiating it (trading one extra forward for L-1 layers of activations).
+ */
+public final class ActivationPlan {
+    /** Per-projection adapter activations. */
+    public static final class LoraBuffers {
+        public final Tensor pooled; // [N, G] pooled (and dropped-out) input, what A multiplies
+        public final Tensor mask;   // [N, G] dropout mask, null without dropout
+        public final Tensor u;      // [N, r] s * pooled A^T
+
+        LoraBuffers(Backend be, int n, int groups, int rank, boolean dropout) {
+            pooled = be.allocate(n, groups);
+            mask = dropout ? be.allocate(n, groups) : null;
+            u = be.allocate(n, rank);
+        }
+    }
+
+    /** Forward activations of one decoder layer; shapes use N = batch * seqLen. */
+    public static final class LayerBuffers {
+        public final Tensor rstd1;  // [N]
+        public final Tensor a1;     // [N, H] input_layernorm output
+        public final Tensor q;      // [N, nH*d] after rope
+        public final Tensor k;      // [N, nKV*d] after rope
+        public final Tensor v;      // [N, nKV*d]
+        public final Tensor probs;  // [B, nH, T, T] attention softmax
+        public final Tensor attn;   // [N, nH*d] attention output, o_proj input
+        public final Tensor mid;    // [N, H] residual after attention
+        public final Tensor rstd2;  // [N]
+        public final Tensor a2;     // [N, H] post_attention_layernorm output
+        public final Tensor gate;   // [N, F]
+        public final Tensor up;     // [N, F]
+        public final Tensor act;    // [N, F] silu(gate) * up, down_proj input
+        public final Map<Projection, LoraBuffers> lora = new EnumMap<>(Projection.class);
+
+        LayerBuffers(Backend be, LlamaDims d, AttentionShape s, QaloraConfig adapter, boolean train) {
+            int n = s.tokens();
+            rstd1 = be.allocate(n);
+            a1 = be.allocate(n, d.hidden());
+            q = be.allocate(n, s.queryWidth());
+            k = be.allocate(n, s.kvWidth());
+            v = be.allocate(n, s.kvWidth());
+            probs = be.allocate(s.batch(), s.heads(), s.seqLen(), s.seqLen());
+            attn = be.allocate(n, s.queryWidth());
+            mid = be.allocate(n, d.hidden());
+            rstd2 = be.allocate(n);
+            a2 = be.allocate(n, d.hidden());
+            gate = be.allocate(n, d.intermediate());
+            up = be.allocate(n, d.intermediate());
+            act = be.allocate(n, d.intermediate());
+            if (adapter != null) {
+                for (Projection p : adapter.orderedTargets()) {
+                    lora.put(p, new LoraBuffers(be, n, p.inFeatures(d) / adapter.groupSize(), adapter.rank(),
+                            train && adapter.dropout() > 0));
+                }
+            }
+        }
+    }
+
+    /** Backward scratch shared by all layers. */
+    public static final class GradBuffers {
+        public final Tensor dA1;    // [N, H]
+        public final Tensor dQ;     // [N, nH*d]
+        public final Tensor dK;     // [N, nKV*d]
+        public final Tensor dV;     // [N, nKV*d]
+        public final Tensor dAttn;  // [N, nH*d]
+        public final Tensor dA2;    // [N, H]
+        public final Tensor dAct;   // [N, F]
+        public final Tensor dGate;  // [N, F]
+        public final Tensor dUp;    // [N, F]
+        public final Map<Projection, Tensor> dU = new EnumMap<>(Projection.class);      // [N, r]
+        public final Map<Projection, Tensor> dPooled = new EnumMap<>(Projection.class); // [N, G]
+
+        GradBuffers(Backend be, LlamaDims d, AttentionShape s, QaloraConfig adapter) {
+            int n = s.tokens();
+            dA1 = be.allocate(n, d.hidden());
+            dQ = be.allocate(n, s.queryWidth());
+            dK = be.allocate(n, s.kvWidth());
+            dV = be.allocate(n, s.kvWidth());
+            dAttn = be.allocate(n, s.queryWidth());
+            dA2 = be.allocate(n, d.hidden());
+            dAct = be.allocate(n, d.intermediate());
+            dGate = be.allocate(n, d.intermediate());
+            dUp = be.allocate(n, d.intermediate());
+            if (adapter != null) {
+                for (Projection p : adapter.orderedTargets()) {
+                    dU.put(p, be.allocate(n, adapter.rank()));
+                    dPooled.put(p, be.allocate(n, p.inFeatures(d) / adapter.groupSize()));
+                }
+            }
+        }
+    }
+
+    public final int batch;
+    public final int seqLen;
+    public final boolean recompute;
+    public final boolean training;
+    public final AttentionShape attention;
+    public final Tensor[] residual;       // L+1 x [N, H]; residual[l] enters layer l, residual[L] leaves the last
+    private final LayerBuffers[] layers;  // L entries, or 1 shared with recompute
+    public final Tensor tmpH;             // [N, H] o_proj / down_proj output before the residual add
+    public final Tensor finalRstd;        // [N]
+    public final Tensor finalOut;         // [N, H] model.norm output
+    public final Tensor logits;           // [N, V]
+    public final GradBuffers grads;       // null unless training
+    public final Tensor dResidual;        // [N, H] gradient flowing down the residual stream
+    public final Tensor dFinalOut;        // [N, H]
+    public final Tensor dLogits;          // [N, V]
+    private final long floats;
+
+    public ActivationPlan(LlamaModel model, QaloraConfig adapter, int batch, int seqLen, boolean training,
+                          boolean recompute) {
+        LlamaDims d = model.dims();
+        Backend be = model.backend();
+        this.batch = batch;
+        this.seqLen = seqLen;
+        this.training = training;
+        this.recompute = recompute;
+        this.attention = new AttentionShape(batch, seqLen, d.heads(), d.kvHeads(), d.headDim());
+        int n = attention.tokens();
+        residual = new Tensor[d.layers() + 1];
+        for (int l = 0; l <= d.layers(); l++) {
+            residual[l] = be.allocate(n, d.hidden());
+        }
+        layers = new LayerBuffers[recompute ? 1 : d.layers()];
+        for (int l = 0; l < layers.length; l++) {
+            layers[l] = new LayerBuffers(be, d, attention, adapter, training);
+        }
+        tmpH = be.allocate(n, d.hidden());
+        finalRstd = be.allocate(n);
+        finalOut = be.allocate(n, d.hidden());
+        logits = be.allocate(n, d.vocab());
+        if (training) {
+            grads = new GradBuffers(be, d, attention, adapter);
+            dResidual = be.allocate(n, d.hidden());
+            dFinalOut = be.allocate(n, d.hidden());
+            dLogits = be.allocate(n, d.vocab());
+        } else {
+            grads = null;
+            dResidual = dFinalOut = dLogits = null;
+        }
+        this.floats = countFloats(d, adapter, n, training, layers.length);
+    }
+
+    private long countFloats(LlamaDims d, QaloraConfig adapter, int n, boolean training, int layerSets) {
+        long qw = attention.queryWidth(), kw = attention.kvWidth(), h = d.hidden(), f = d.intermediate();
+        long perLayer = 2L * n + 3L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f
+                + (long) batch * d.heads() * seqLen * seqLen;
+        long loraPerLayer = 0, loraGrad = 0;
+        if (adapter != null) {
+            for (Projection p : adapter.orderedTargets()) {
+                long g = p.inFeatures(d) / adapter.groupSize();
+                loraPerLayer += n * g * (training && adapter.dropout() > 0 ? 2 : 1) + (long) n * adapter.rank();
+                loraGrad += n * g + (long) n * adapter.rank();
+            }
+        }
+        long total = (d.layers() + 1L) * n * h + layerSets * (perLayer + loraPerLayer) + 2L * n * h + n
+                + (long) n * d.vocab();
+        if (training) {
+            total += 2L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f + loraGrad + 2L * n * h + (long) n * d.vocab();
+        }
+        return total;
+    }
+
+    /** Buffers holding layer {@code l}'s forward activations (the shared set under recompute). */
+    public LayerBuffers layer(int l) { return layers[recompute ? 0 : l]; }
+
+    public int tokens() { return attention.tokens(); }
+
+    /** Activation memory in float32 elements (multiply by 4 for bytes). */
+    public long floats() { return floats; }
+}

@@ -1,0 +1,107 @@
+package org.qalora.worker.model;
+
+import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Tensor;
+
+/**
+ * Forward and backward of one LLaMA decoder layer (pre-norm attention block, then pre-norm SwiGLU block). The
+ * backward reads as the forward in reverse; every step adds into its gradient buffers.
+ */
+final class DecoderLayerPass {
+    private DecoderLayerPass() {}
+
+    /** Dropout seed of one (pass seed, layer, projection): a fixed mix so recompute reproduces the same masks. */
+    static long dropoutSeed(long passSeed, int layer, Projection p) {
+        long z = passSeed + 0x9E3779B97F4A7C15L * (layer * 8L + p.ordinal() + 1);
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    /**
+     * @param x   [N, H] residual stream entering the layer
+     * @param out [N, H] residual stream leaving it
+     */
+    static void forward(LlamaModel model, int l, QaloraAdapter adapter, ActivationPlan plan, Tensor x, Tensor out,
+                        long passSeed, ActivationObserver observer) {
+        Backend be = model.backend();
+        LlamaDims d = model.dims();
+        LayerWeights w = model.layer(l);
+        ActivationPlan.LayerBuffers a = plan.layer(l);
+        QaloraConfig cfg = adapter == null ? null : adapter.config();
+        RopeTables rope = model.rope(plan.seqLen);
+
+        // attention block
+        be.rmsNorm(x, w.inputNorm(), d.rmsEps(), a.a1, a.rstd1);                    // a1[N,H]
+        project(model, l, adapter, plan, Projection.Q, a.a1, a.q, passSeed, observer); // q[N,nH*d]
+        project(model, l, adapter, plan, Projection.K, a.a1, a.k, passSeed, observer); // k[N,nKV*d]
+        project(model, l, adapter, plan, Projection.V, a.a1, a.v, passSeed, observer); // v[N,nKV*d]
+        be.rope(a.q, rope.cos, rope.sin, plan.seqLen, d.heads(), d.headDim());
+        be.rope(a.k, rope.cos, rope.sin, plan.seqLen, d.kvHeads(), d.headDim());
+        be.attention(a.q, a.k, a.v, plan.attention, a.probs, a.attn);                // attn[N,nH*d]
+        project(model, l, adapter, plan, Projection.O, a.attn, plan.tmpH, passSeed, observer);
+        be.add(x, plan.tmpH, a.mid);                                                 // mid = x + o_proj(attn)
+
+        // MLP block
+        be.rmsNorm(a.mid, w.postNorm(), d.rmsEps(), a.a2, a.rstd2);                  // a2[N,H]
+        project(model, l, adapter, plan, Projection.GATE, a.a2, a.gate, passSeed, observer); // gate[N,F]
+        project(model, l, adapter, plan, Projection.UP, a.a2, a.up, passSeed, observer);     // up[N,F]
+        be.swiglu(a.gate, a.up, a.act);                                              // act[N,F]
+        project(model, l, adapter, plan, Projection.DOWN, a.act, plan.tmpH, passSeed, observer);
+        be.add(a.mid, plan.tmpH, out);                                               // out = mid + down(act)
+    }
+
+    /**
+     * On entry {@code dRes [N, H]} holds d loss / d (layer output); on exit d loss / d (layer input) (updated in
+     * place, since the residual connections pass the gradient through unchanged).
+     */
+    static void backward(LlamaModel model, int l, QaloraAdapter adapter, ActivationPlan plan, Tensor x, Tensor dRes) {
+        Backend be = model.backend();
+        LlamaDims d = model.dims();
+        LayerWeights w = model.layer(l);
+        ActivationPlan.LayerBuffers a = plan.layer(l);
+        ActivationPlan.GradBuffers g = plan.grads;
+        RopeTables rope = model.rope(plan.seqLen);
+
+        // MLP block, reversed: out = mid + down(swiglu(gate(a2), up(a2))), a2 = norm(mid)
+        be.zero(g.dAct);
+        projectBackward(model, l, adapter, plan, Projection.DOWN, dRes, g.dAct);    // dAct[N,F]
+        be.swigluBackward(g.dAct, a.gate, a.up, g.dGate, g.dUp);                     // dGate, dUp[N,F]
+        be.zero(g.dA2);
+        projectBackward(model, l, adapter, plan, Projection.UP, g.dUp, g.dA2);
+        projectBackward(model, l, adapter, plan, Projection.GATE, g.dGate, g.dA2);  // dA2[N,H]
+        be.rmsNormBackward(g.dA2, a.mid, w.postNorm(), a.rstd2, dRes);              // dRes = d mid
+
+        // attention block, reversed: mid = x + o(attention(rope(q(a1)), rope(k(a1)), v(a1))), a1 = norm(x)
+        be.zero(g.dAttn);
+        projectBackward(model, l, adapter, plan, Projection.O, dRes, g.dAttn);      // dAttn[N,nH*d]
+        be.zero(g.dQ);
+        be.zero(g.dK);
+        be.zero(g.dV);
+        be.attentionBackward(g.dAttn, a.q, a.k, a.v, a.probs, plan.attention, g.dQ, g.dK, g.dV);
+        be.ropeBackward(g.dK, rope.cos, rope.sin, plan.seqLen, d.kvHeads(), d.headDim());
+        be.ropeBackward(g.dQ, rope.cos, rope.sin, plan.seqLen, d.heads(), d.headDim());
+        be.zero(g.dA1);
+        projectBackward(model, l, adapter, plan, Projection.V, g.dV, g.dA1);
+        projectBackward(model, l, adapter, plan, Projection.K, g.dK, g.dA1);
+        projectBackward(model, l, adapter, plan, Projection.Q, g.dQ, g.dA1);        // dA1[N,H]
+        be.rmsNormBackward(g.dA1, x, w.inputNorm(), a.rstd1, dRes);                 // dRes = d x
+    }
+
+    private static void project(LlamaModel model, int l, QaloraAdapter adapter, ActivationPlan plan, Projection p,
+                                Tensor x, Tensor y, long passSeed, ActivationObserver observer) {
+        var slot = adapter == null ? null : adapter.slot(l, p);
+        AdaptedProjection.forward(model.backend(), model.layer(l).get(p), slot,
+                adapter == null ? null : adapter.config(), x, y, plan.layer(l).lora.get(p),
+                dropoutSeed(passSeed, l, p), observer, l, p);
+    }
+
+    private static void projectBackward(LlamaModel model, int l, QaloraAdapter adapter, ActivationPlan plan,
+                                        Projection p, Tensor dy, Tensor dx) {
+        var slot = adapter == null ? null : adapter.slot(l, p);
+        AdaptedProjection.backward(model.backend(), model.layer(l).get(p), slot,
+                adapter == null ? null : adapter.config(), dy, dx, plan.layer(l).lora.get(p), plan.grads, p);
+    }
+}

@@ -1,0 +1,97 @@
+package org.qalora.worker.model;
+
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.qalora.quant.QuantizedMatrix;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.LinearWeight;
+import org.qalora.worker.backend.Tensor;
+
+/**
+ * A frozen LLaMA model resident on a backend: embeddings, decoder layers, final norm, lm_head. Projections are
+ * dense (an HF checkpoint) or group-quantized (GPTQ); the quantized matrices are also kept on the host, keyed by
+ * module prefix, for merging. Immutable; safe to share between trainers on one backend.
+ */
+public final class LlamaModel {
+    private final LlamaDims dims;
+    private final Backend backend;
+    private final Tensor embedding;       // [V, H]
+    private final List<LayerWeights> layers;
+    private final Tensor finalNorm;       // [H]
+    private final LinearWeight lmHead;    // [V, H], the embedding when tied
+    private final Map<String, QuantizedMatrix> quantized;
+    private final String source;
+    private RopeTables rope;
+
+    public LlamaModel(LlamaDims dims, Backend backend, Tensor embedding, List<LayerWeights> layers, Tensor finalNorm,
+                      LinearWeight lmHead, Map<String, QuantizedMatrix> quantized, String source) {
+        if (layers.size() != dims.layers()) {
+            throw new IllegalArgumentException("config has " + dims.layers() + " layers, got weights for " + layers.size());
+        }
+        this.dims = dims;
+        this.backend = backend;
+        this.embedding = embedding;
+        this.layers = List.copyOf(layers);
+        this.finalNorm = finalNorm;
+        this.lmHead = lmHead;
+        this.quantized = new TreeMap<>(quantized);
+        this.source = source;
+    }
+
+    public LlamaDims dims() { return dims; }
+
+    public Backend backend() { return backend; }
+
+    public Tensor embedding() { return embedding; }
+
+    public LayerWeights layer(int i) { return layers.get(i); }
+
+    public Tensor finalNorm() { return finalNorm; }
+
+    public LinearWeight lmHead() { return lmHead; }
+
+    /** Where the model was loaded from (tokenizer files are copied from here on merge); null when built in memory. */
+    public String source() { return source; }
+
+    /** True when every decoder projection is group-quantized. */
+    public boolean isQuantized() { return quantized.size() == dims.layers() * Projection.values().length; }
+
+    /** The host copy of a quantized projection, by prefix {@code model.layers.N.self_attn.q_proj}; null if dense. */
+    public QuantizedMatrix quantizedMatrix(String prefix) { return quantized.get(prefix); }
+
+    /** Every quantized projection by prefix, sorted. */
+    public Map<String, QuantizedMatrix> quantizedMatrices() { return java.util.Collections.unmodifiableMap(quantized); }
+
+    /**
+     * A model sharing everything with this one except the given quantized projections (by prefix), which are
+     * placed on the backend anew. The merge uses it to check the merged model before writing it.
+     */
+    public LlamaModel withQuantized(Map<String, QuantizedMatrix> replacements) {
+        Map<String, QuantizedMatrix> q = new TreeMap<>(quantized);
+        List<LayerWeights> newLayers = new java.util.ArrayList<>();
+        for (int l = 0; l < dims.layers(); l++) {
+            Map<Projection, LinearWeight> proj = new java.util.EnumMap<>(layers.get(l).projections());
+            for (Projection p : Projection.values()) {
+                QuantizedMatrix m = replacements.get(p.prefix(l));
+                if (m != null) {
+                    if (!quantized.containsKey(p.prefix(l))) {
+                        throw new IllegalArgumentException(p.prefix(l) + " is not quantized in this model");
+                    }
+                    proj.put(p, backend.quantizedWeight(m));
+                    q.put(p.prefix(l), m);
+                }
+            }
+            newLayers.add(new LayerWeights(layers.get(l).inputNorm(), layers.get(l).postNorm(), proj));
+        }
+        return new LlamaModel(dims, backend, embedding, newLayers, finalNorm, lmHead, q, source);
+    }
+
+    /** Rope tables covering at least {@code length} positions (grown on demand). */
+    public synchronized RopeTables rope(int length) {
+        if (rope == null || rope.length < length) {
+            rope = new RopeTables(backend, dims.rope(), dims.headDim(), Math.max(length, 64));
+        }
+        return rope;
+    }
+}

@@ -1,0 +1,129 @@
+package org.qalora.worker.train;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.qalora.worker.adapter.AdapterSlot;
+import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Tensor;
+import org.qalora.worker.model.ActivationPlan;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.LlamaPass;
+
+/**
+ * Runs optimizer steps of QA-LoRA training on one frozen base model, without Spark. Each step accumulates the
+ * gradients of its micro-batches (normalised by the step's total number of target tokens, so the result equals
+ * one big batch), clips them by global norm, then applies PyTorch AdamW. Deterministic: the same state, batches
+ * and seed give bit-identical results.
+ */
+public final class LocalTrainer {
+    private final LlamaModel base;
+    private final QaloraConfig adapterConfig;
+    private final TrainingConfig config;
+    private final Map<Long, ActivationPlan> plans = new HashMap<>();
+
+    public LocalTrainer(LlamaModel base, QaloraConfig adapter, TrainingConfig config) {
+        QaloraAdapter.checkFits(base, adapter);
+        this.base = base;
+        this.adapterConfig = adapter;
+        this.config = config;
+    }
+
+    /**
+     * @param start the adapter (and optimizer) state to continue from
+     * @param steps each element is one optimizer step made of its micro-batches
+     * @param seed  run seed; dropout masks derive from (seed, global step, micro-batch, layer, projection)
+     * @throws NonFiniteLossException naming the global step whose loss or gradient is not finite
+     */
+    public TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
+        if (!start.config().equals(adapterConfig)) {
+            throw new IllegalArgumentException("adapter state was made for " + start.config()
+                    + " but this trainer trains " + adapterConfig);
+        }
+        Backend be = base.backend();
+        QaloraAdapter adapter = QaloraAdapter.create(base, adapterConfig, start.weightMap(), true);
+        Map<String, Tensor> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
+        for (String key : start.keys()) {
+            long[] s = start.shape(key);
+            m.put(key, be.upload(start.adamM(key), (int) s[0], (int) s[1]));
+            v.put(key, be.upload(start.adamV(key), (int) s[0], (int) s[1]));
+        }
+        long step = start.step();
+        double lossSum = 0;
+        long targetTokens = 0;
+        double[] stepLosses = new double[steps.size()];
+        for (int i = 0; i < steps.size(); i++) {
+            long globalStep = step + 1;
+            List<MicroBatch> micro = steps.get(i);
+            List<int[]> targets = new ArrayList<>(micro.size());
+            long stepTargets = 0;
+            for (MicroBatch mb : micro) {
+                int[] t = LlamaPass.shiftedTargets(mb.labels(), mb.batchSize(), mb.seqLen());
+                targets.add(t);
+                stepTargets += LlamaPass.countTargets(t);
+            }
+            if (stepTargets == 0) {
+                throw new IllegalArgumentException("global step " + globalStep + " has no target tokens (every label "
+                        + "is -100 after the causal shift): drop such batches before training");
+            }
+            adapter.zeroGradients();
+            double stepLoss = 0;
+            float gradScale = (float) (1.0 / stepTargets);
+            for (int j = 0; j < micro.size(); j++) {
+                MicroBatch mb = micro.get(j);
+                ActivationPlan plan = plan(mb.batchSize(), mb.seqLen());
+                long passSeed = passSeed(seed, globalStep, j);
+                LlamaPass.forward(base, adapter, plan, mb.inputIds(), passSeed, null);
+                stepLoss += LlamaPass.lossAndBackward(base, adapter, plan, targets.get(j), gradScale, passSeed);
+            }
+            if (!Double.isFinite(stepLoss)) {
+                throw new NonFiniteLossException(globalStep, "loss " + stepLoss);
+            }
+            double sumSq = 0;
+            for (AdapterSlot s : adapter.slots()) {
+                sumSq += be.sumOfSquares(s.gradA) + be.sumOfSquares(s.gradB);
+            }
+            double norm = Math.sqrt(sumSq);
+            if (!Double.isFinite(norm)) {
+                throw new NonFiniteLossException(globalStep, "gradient norm " + norm);
+            }
+            // torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), clamped to 1.
+            float clip = config.maxGradNorm() > 0 ? (float) Math.min(1.0, config.maxGradNorm() / (norm + 1e-6)) : 1f;
+            double lr = config.learningRateAt(globalStep - 1);
+            for (AdapterSlot s : adapter.slots()) {
+                be.adamw(s.a, s.gradA, m.get(s.keyA()), v.get(s.keyA()), clip, lr, config.beta1(), config.beta2(),
+                        config.eps(), config.weightDecay(), globalStep);
+                be.adamw(s.b, s.gradB, m.get(s.keyB()), v.get(s.keyB()), clip, lr, config.beta1(), config.beta2(),
+                        config.eps(), config.weightDecay(), globalStep);
+            }
+            stepLosses[i] = stepLoss / stepTargets;
+            lossSum += stepLoss;
+            targetTokens += stepTargets;
+            step = globalStep;
+        }
+        Map<String, float[]> mm = new LinkedHashMap<>(), vv = new LinkedHashMap<>();
+        for (String key : start.keys()) {
+            mm.put(key, be.download(m.get(key)));
+            vv.put(key, be.download(v.get(key)));
+        }
+        AdapterState end = new AdapterState(adapterConfig, start.shapeMap(), adapter.weights(), mm, vv, step);
+        return new TrainResult(end, lossSum, targetTokens, steps.size(), stepLosses);
+    }
+
+    /** Dropout seed of micro-batch {@code j} of a global step: a SplitMix64 mix of (seed, step, j). */
+    static long passSeed(long seed, long globalStep, int j) {
+        long z = seed ^ (globalStep * 0x9E3779B97F4A7C15L) ^ ((j + 1L) * 0xC2B2AE3D27D4EB4FL);
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    private ActivationPlan plan(int batch, int seqLen) {
+        return plans.computeIfAbsent(((long) batch << 32) | seqLen,
+                k -> new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute()));
+    }
+}

@@ -1,0 +1,66 @@
+package org.qalora.worker.train;
+
+import org.qalora.worker.adapter.Pooling;
+
+/**
+ * Optimizer and schedule settings of {@link LocalTrainer}.
+ *
+ * @param learningRate peak learning rate
+ * @param weightDecay  decoupled (AdamW) weight decay
+ * @param maxGradNorm  clip the global gradient norm to this (PyTorch clip_grad_norm_); 0 disables clipping
+ * @param warmupSteps  linear warmup steps
+ * @param totalSteps   steps of the whole run, for linear/cosine decay
+ * @param recompute    keep only each layer's input and recompute its activations in backward
+ */
+public record TrainingConfig(double learningRate, double beta1, double beta2, double eps, double weightDecay,
+                             double maxGradNorm, Schedule schedule, long warmupSteps, long totalSteps,
+                             boolean recompute) {
+    /** Plain LoRA's usual rate (qa-lora's and QLoRA's scripts). */
+    public static final double LORA_LEARNING_RATE = 2e-4;
+
+    public TrainingConfig {
+        if (!(learningRate >= 0) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0)
+                || !(weightDecay >= 0) || !(maxGradNorm >= 0) || warmupSteps < 0 || totalSteps < 0) {
+            throw new IllegalArgumentException("invalid training config " + TrainingConfig.class.getSimpleName()
+                    + "[lr " + learningRate + ", betas " + beta1 + "/" + beta2 + ", eps " + eps + ", wd " + weightDecay
+                    + ", clip " + maxGradNorm + ", warmup " + warmupSteps + ", total " + totalSteps + "]");
+        }
+    }
+
+    /**
+     * The default learning rate for a pooling convention. Adam's step size is independent of the gradient's scale,
+     * so what changes between conventions is how strongly a given change of A moves the output: with mean pooling
+     * the pooled inputs are ~1/sqrt(g) of an input's size (an average of g roughly independent values), and
+     * measured on a small pretrained LLaMA mean pooling trains well only at ~5x plain LoRA's rate, hence
+     * LoRA 2e-4 -> mean 1e-3. Sum pooling (~sqrt(g) larger inputs) and PEFT's mean x (in/g) work at LoRA's rate.
+     */
+    public static double defaultLearningRate(Pooling pooling) {
+        return switch (pooling) {
+            case MEAN -> 5 * LORA_LEARNING_RATE;
+            case SUM, PEFT -> LORA_LEARNING_RATE;
+        };
+    }
+
+    /**
+     * qa-lora's recipe: AdamW betas 0.9/0.999, eps 1e-8, no weight decay, clip 0.3, constant schedule, with the
+     * pooling's default learning rate.
+     */
+    public static TrainingConfig defaults(Pooling pooling, long totalSteps) {
+        return new TrainingConfig(defaultLearningRate(pooling), 0.9, 0.999, 1e-8, 0.0, 0.3, Schedule.CONSTANT, 0,
+                totalSteps, false);
+    }
+
+    public TrainingConfig withLearningRate(double lr) {
+        return new TrainingConfig(lr, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps, totalSteps, recompute);
+    }
+
+    public TrainingConfig withRecompute(boolean on) {
+        return new TrainingConfig(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps,
+                totalSteps, on);
+    }
+
+    /** The learning rate of the optimizer step with 0-based index {@code s}. */
+    public double learningRateAt(long s) {
+        return learningRate * schedule.multiplier(s, warmupSteps, totalSteps);
+    }
+}

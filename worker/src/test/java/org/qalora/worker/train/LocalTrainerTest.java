@@ -1,0 +1,110 @@
+package org.qalora.worker.train;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.merge.MergeCheck;
+import org.qalora.worker.model.LlamaDims;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.TinyModels;
+
+class LocalTrainerTest {
+    private static final CpuBackend BE = new CpuBackend(2);
+    private static final LlamaDims DIMS = TinyModels.dims(48, 64, 96, 2, 4, 2);
+    private static final LlamaModel MODEL = TinyModels.random(BE, DIMS, 4, 32, 31);
+    private static final QaloraConfig CFG = QaloraConfig.allProjections(4, 8, 32, Pooling.MEAN, 0.1);
+
+    @AfterAll
+    static void close() { BE.close(); }
+
+    private static MicroBatch batch(SplittableRandom rng, int b, int t) {
+        int[] ids = TinyModels.ids(rng, b * t, DIMS.vocab());
+        int[] labels = ids.clone();
+        for (int row = 0; row < b; row++) {
+            labels[row * t] = -100; // source token
+            labels[row * t + t - 1] = -100; // padding
+        }
+        return new MicroBatch(b, t, ids, labels);
+    }
+
+    private static MicroBatch concat(MicroBatch x, MicroBatch y) {
+        int[] ids = Arrays.copyOf(x.inputIds(), x.inputIds().length + y.inputIds().length);
+        System.arraycopy(y.inputIds(), 0, ids, x.inputIds().length, y.inputIds().length);
+        int[] labels = Arrays.copyOf(x.labels(), x.labels().length + y.labels().length);
+        System.arraycopy(y.labels(), 0, labels, x.labels().length, y.labels().length);
+        return new MicroBatch(x.batchSize() + y.batchSize(), x.seqLen(), ids, labels);
+    }
+
+    @Test
+    void lossFallsAndRunsAreBitIdentical() {
+        SplittableRandom rng = new SplittableRandom(1);
+        MicroBatch mb = batch(rng, 2, 10);
+        List<List<MicroBatch>> steps = List.of(List.of(mb), List.of(mb), List.of(mb), List.of(mb), List.of(mb));
+        TrainingConfig tc = TrainingConfig.defaults(Pooling.MEAN, 5).withLearningRate(1e-2);
+        AdapterState start = AdapterState.initial(MODEL, CFG, 7);
+        TrainResult r1 = new LocalTrainer(MODEL, CFG, tc).run(start, steps, 3);
+        TrainResult r2 = new LocalTrainer(MODEL, CFG, tc.withRecompute(true)).run(start, steps, 3);
+        assertEquals(5, r1.steps());
+        assertEquals(5, r1.state().step());
+        assertTrue(r1.stepLosses()[4] < r1.stepLosses()[0] - 0.05, Arrays.toString(r1.stepLosses()));
+        // per row: 10 positions, the last predicts nothing, the one predicting the masked last label is ignored
+        assertEquals(5L * 2 * 8, r1.targetTokens());
+        for (String key : r1.state().keys()) {
+            assertArrayEquals(r1.state().weights(key), r2.state().weights(key), 0f, key);
+            assertArrayEquals(r1.state().adamV(key), r2.state().adamV(key), 0f, key);
+        }
+        assertArrayEquals(r1.stepLosses(), r2.stepLosses(), 0.0);
+    }
+
+    @Test
+    void accumulatingMicroBatchesEqualsOneBigBatch() {
+        SplittableRandom rng = new SplittableRandom(2);
+        MicroBatch a = batch(rng, 1, 8), b = batch(rng, 2, 8);
+        QaloraConfig noDropout = QaloraConfig.allProjections(4, 8, 32, Pooling.SUM, 0.0);
+        TrainingConfig tc = TrainingConfig.defaults(Pooling.SUM, 1);
+        AdapterState start = AdapterState.initial(MODEL, noDropout, 9);
+        // one step first so that B != 0 and both A and B receive gradients
+        start = new LocalTrainer(MODEL, noDropout, tc).run(start, List.of(List.of(concat(a, b))), 1).state();
+        TrainResult split = new LocalTrainer(MODEL, noDropout, tc).run(start, List.of(List.of(a, b)), 1);
+        TrainResult whole = new LocalTrainer(MODEL, noDropout, tc).run(start, List.of(List.of(concat(a, b))), 1);
+        assertEquals(whole.lossSum(), split.lossSum(), 1e-4);
+        assertEquals(whole.targetTokens(), split.targetTokens());
+        for (String key : whole.state().keys()) {
+            assertTrue(MergeCheck.relativeError(split.state().adamM(key), whole.state().adamM(key)) < 1e-4, key);
+        }
+    }
+
+    @Test
+    void nonFiniteLossNamesTheStep() {
+        SplittableRandom rng = new SplittableRandom(3);
+        MicroBatch mb = batch(rng, 1, 8);
+        TrainingConfig huge = new TrainingConfig(1e30, 0.9, 0.999, 1e-8, 0, 0, Schedule.CONSTANT, 0, 3, false);
+        AdapterState start = AdapterState.initial(MODEL, CFG, 1);
+        NonFiniteLossException e = assertThrows(NonFiniteLossException.class,
+                () -> new LocalTrainer(MODEL, CFG, huge).run(start, List.of(List.of(mb), List.of(mb), List.of(mb)), 1));
+        assertEquals(2, e.step()); // step 1 (B = 0) is finite and moves B by ~1e30; step 2's forward overflows
+        assertTrue(e.getMessage().contains("global step 2"), e.getMessage());
+    }
+
+    @Test
+    void schedulesFollowHfSemantics() {
+        assertEquals(0.0, Schedule.LINEAR.multiplier(0, 2, 10));
+        assertEquals(0.5, Schedule.LINEAR.multiplier(1, 2, 10));
+        assertEquals(1.0, Schedule.LINEAR.multiplier(2, 2, 10));
+        assertEquals(0.5, Schedule.LINEAR.multiplier(6, 2, 10));
+        assertEquals(0.5, Schedule.COSINE.multiplier(6, 2, 10), 1e-12);
+        assertEquals(1.0, Schedule.CONSTANT.multiplier(100, 2, 10));
+        assertEquals(1e-3, TrainingConfig.defaultLearningRate(Pooling.MEAN), 1e-12);
+        assertEquals(2e-4, TrainingConfig.defaultLearningRate(Pooling.SUM), 1e-12);
+    }
+}

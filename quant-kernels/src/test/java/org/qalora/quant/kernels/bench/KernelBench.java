@@ -68,8 +68,9 @@ public final class KernelBench {
             byKey.put(key, r);
         }
         List<String> lines = new ArrayList<>();
-        lines.add(String.format(Locale.ROOT, "threads: %d, java: %s, species: %s", threads,
-                Runtime.version(), jdk.incubator.vector.FloatVector.SPECIES_PREFERRED));
+        lines.add(String.format(Locale.ROOT, "threads: %d, java: %s, species: %s, OpenBLAS: %s", threads,
+                Runtime.version(), jdk.incubator.vector.FloatVector.SPECIES_PREFERRED,
+                OpenBlas.load().map(OpenBlas::corename).orElse("missing")));
         Double blasMs = scores.get("openblasSgemm");
         Double ourSgemmMs = scores.get("vectorSgemm");
         RunResult sgemm = byKey.getOrDefault("openblasSgemm", byKey.get("vectorSgemm"));

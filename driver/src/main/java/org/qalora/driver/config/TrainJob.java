@@ -34,7 +34,8 @@ import org.qalora.driver.checkpoint.Storage;
  * @param alpha            lora_alpha
  * @param lr               peak learning rate; null: the worker's default for the pooling
  * @param pooling          QA-LoRA pooling convention: mean, sum or peft
- * @param template         prompt template name for raw data (alpaca, flan, or a template file)
+ * @param template         prompt template for raw data: "auto" (Alpaca prompts for Alpaca records, FLAN inputs
+ *                         verbatim) or a template file
  * @param keepRounds       committed rounds kept in the checkpoint directory
  */
 public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,

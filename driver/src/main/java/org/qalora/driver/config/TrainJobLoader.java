@@ -32,7 +32,7 @@ public final class TrainJobLoader {
     public static Map<String, Object> defaults(String repoRoot) {
         Map<String, Object> d = new LinkedHashMap<>();
         d.put("model", null);
-        d.put("data", List.of(repoRoot + "/samples/alpaca-sample.jsonl"));
+        d.put("data", List.of(repoRoot + "/samples/alpaca-sample.json"));
         d.put("tokenizer", null);
         d.put("output", "qalora-output");
         d.put("rounds", 3);
@@ -49,7 +49,7 @@ public final class TrainJobLoader {
         d.put("alpha", 16.0);
         d.put("lr", null);
         d.put("pooling", "mean");
-        d.put("template", "alpaca");
+        d.put("template", "auto");
         d.put("keep-rounds", 2);
         return d;
     }

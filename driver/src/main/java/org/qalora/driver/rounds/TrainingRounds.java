@@ -85,7 +85,9 @@ public final class TrainingRounds {
             double[] slotLosses = new double[slots.size()];
             long slowest = 0;
             int attempts = 0;
+            String[] devices = new String[slots.size()];
             for (SlotMetrics s : slots) {
+                devices[s.slot()] = s.executorId() + "/" + s.device();
                 lossSum += s.lossSum();
                 slotLosses[s.slot()] = s.lossSum() / s.targetTokens();
                 slowest = Math.max(slowest, s.trainMillis());
@@ -94,13 +96,14 @@ public final class TrainingRounds {
             long c0 = System.nanoTime();
             m = new RoundMetrics(r, avg.state().step(), settings.slots(), lossSum / avg.totalTokens(), slotLosses,
                     avg.totalTokens(), avg.totalTokens() / seconds, seconds, slowest, averagingMillis, 0,
-                    avg.slotSpread(), avg.maxFactorDiscordance(), avg.meanFactorDiscordance(), attempts);
+                    avg.slotSpread(), avg.maxFactorDiscordance(), avg.meanFactorDiscordance(), attempts, devices);
             next = store.commit(r, avg.state(), planHash, settings.configHash(), m);
             store.prune(r, settings.keepRounds());
             long commitMillis = (System.nanoTime() - c0) / 1_000_000;
             m = new RoundMetrics(m.round(), m.globalStep(), m.slots(), m.loss(), m.slotLosses(), m.targetTokens(),
                     m.tokensPerSecond(), m.roundSeconds(), m.slowestSlotTrainMillis(), m.averagingMillis(),
-                    commitMillis, m.slotSpread(), m.maxFactorDiscordance(), m.meanFactorDiscordance(), m.taskAttempts());
+                    commitMillis, m.slotSpread(), m.maxFactorDiscordance(), m.meanFactorDiscordance(), m.taskAttempts(),
+                    m.slotDevices());
             metrics.add(m);
             progress.accept(m.progressLine(settings.rounds()));
             current = next;

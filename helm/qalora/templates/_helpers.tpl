@@ -1,0 +1,40 @@
+{{/* The train flags rendered from .Values.train, one list item each. */}}
+{{- define "qalora.trainArgs" -}}
+- train
+- --model
+- {{ .Values.train.model | quote }}
+{{- range .Values.train.data }}
+- --data
+- {{ . | quote }}
+{{- end }}
+- --output
+- {{ .Values.train.output | quote }}
+- --slots
+- {{ .Values.slots | quote }}
+- --rounds
+- {{ .Values.train.rounds | quote }}
+- --steps-per-round
+- {{ .Values.train.stepsPerRound | quote }}
+- --seed
+- {{ .Values.train.seed | quote }}
+- --bits
+- {{ .Values.train.bits | quote }}
+- --group-size
+- {{ .Values.train.groupSize | quote }}
+- --rank
+- {{ .Values.train.rank | quote }}
+- --alpha
+- {{ .Values.train.alpha | quote }}
+{{- if .Values.train.lr }}
+- --lr
+- {{ .Values.train.lr | quote }}
+{{- end }}
+{{- range .Values.train.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The Java 25 flags every qalora JVM needs (kept in sync with bin/qalora and the root pom). */}}
+{{- define "qalora.javaOptions" -}}
+-XX:+IgnoreUnrecognizedVMOptions --add-modules=jdk.incubator.vector --enable-native-access=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.invoke=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/sun.nio.cs=ALL-UNNAMED --add-opens=java.base/sun.security.action=ALL-UNNAMED --add-opens=java.base/sun.util.calendar=ALL-UNNAMED --add-opens=java.security.jgss/sun.security.krb5=ALL-UNNAMED -Djdk.reflect.useDirectMethodHandle=false -Dio.netty.tryReflectionSetAccessible=true
+{{- end -}}

@@ -1,0 +1,85 @@
+package org.qalora.e2e;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.qalora.driver.spark.SparkSettings;
+
+/**
+ * One MiniDFSCluster (a real HDFS: NameNode + DataNode in this JVM) and the Spark settings for
+ * {@code local-cluster[2,1,1024]}: two standalone workers whose executors are separate JVMs, each with a fake GPU
+ * (a discovery script hands out addresses 0 and 1 through atomic mkdir). Shared by a test class; see
+ * shared/notes/spark-hadoop-testing.md for why each setting is needed.
+ */
+final class TestCluster implements AutoCloseable {
+    final MiniDFSCluster hdfs;
+    final Path base;
+
+    TestCluster(Path base) throws IOException {
+        this.base = base;
+        Configuration conf = new Configuration();
+        conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, base.resolve("hdfs").toString());
+        conf.setInt("dfs.replication", 1);
+        this.hdfs = new MiniDFSCluster.Builder(conf).numDataNodes(1).build();
+        hdfs.waitActive();
+    }
+
+    /** The hdfs:// URI of {@code path} on the mini cluster. */
+    String uri(String path) {
+        return hdfs.getURI().toString() + path;
+    }
+
+    FileSystem fs() throws IOException {
+        return hdfs.getFileSystem();
+    }
+
+    /** Copies a local directory or file onto HDFS at {@code target}. */
+    void put(Path local, String target) throws IOException {
+        fs().copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(local.toUri()),
+                new org.apache.hadoop.fs.Path(uri(target)));
+    }
+
+    /** Spark settings for local-cluster with fake GPUs; {@code extra} is applied last. */
+    SparkConf sparkConf(String appName) throws IOException {
+        Path sparkHome = Path.of(System.getProperty("qalora.spark.home", "target/spark-home"));
+        Files.createDirectories(sparkHome.resolve("jars"));
+        Path gpuDir = Files.createDirectories(base.resolve("gpus-" + System.nanoTime()));
+        Path script = base.resolve("discover-gpu-" + System.nanoTime() + ".sh");
+        // Each worker runs the script once; mkdir is atomic, so the two workers get different addresses.
+        Files.writeString(script, """
+                #!/usr/bin/env bash
+                for i in 0 1 2 3 4 5 6 7; do
+                  if mkdir "%s/gpu$i" 2>/dev/null; then echo "{\\"name\\":\\"gpu\\",\\"addresses\\":[\\"$i\\"]}"; exit 0; fi
+                done
+                echo '{"name":"gpu","addresses":[]}'
+                """.formatted(gpuDir));
+        Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
+        SparkConf conf = SparkSettings.apply(new SparkConf(), "local-cluster[2,1,1024]", appName);
+        conf.set("spark.executor.extraClassPath", System.getProperty("surefire.test.class.path"));
+        conf.set("spark.executor.extraJavaOptions", System.getProperty("qalora.jvm.flags", ""));
+        conf.set("spark.driver.host", "127.0.0.1");
+        conf.set("spark.ui.enabled", "false");
+        conf.set("spark.worker.resource.gpu.amount", "1");
+        conf.set("spark.worker.resource.gpu.discoveryScript", script.toString());
+        conf.set("spark.executor.resource.gpu.amount", "1");
+        conf.set("spark.task.resource.gpu.amount", "1");
+        conf.set("spark.hadoop.fs.defaultFS", hdfs.getURI().toString());
+        return conf;
+    }
+
+    static JavaSparkContext start(SparkConf conf) {
+        return new JavaSparkContext(conf);
+    }
+
+    @Override
+    public void close() {
+        hdfs.shutdown(true);
+    }
+
+}

@@ -111,7 +111,11 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
             root.put("base_model_name_or_path", baseModel);
         }
         root.put("r", cfg.rank());
-        root.put("lora_alpha", cfg.alpha());
+        if (cfg.alpha() == Math.rint(cfg.alpha())) {
+            root.put("lora_alpha", (long) cfg.alpha()); // PEFT writes an int
+        } else {
+            root.put("lora_alpha", cfg.alpha());
+        }
         root.put("lora_dropout", cfg.dropout());
         ArrayNode targets = root.putArray("target_modules");
         for (Projection p : cfg.orderedTargets()) {

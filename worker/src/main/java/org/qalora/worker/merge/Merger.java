@@ -56,6 +56,11 @@ public final class Merger {
         }
     }
 
+    /** Merges the trainer's final state into its base model (see {@link #merge(LlamaModel, PeftAdapter, String)}). */
+    public static Report merge(LlamaModel model, org.qalora.worker.train.AdapterState state, String outDir) {
+        return merge(model, new PeftAdapter(state.config(), state.weightMap()), outDir);
+    }
+
     /** Merges an adapter (e.g. the trainer's final state) into a loaded model; {@code model.source()} is copied from. */
     public static Report merge(LlamaModel model, PeftAdapter adapter, String outDir) {
         if (model.source() == null) {

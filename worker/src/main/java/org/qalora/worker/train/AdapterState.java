@@ -22,7 +22,8 @@ import org.qalora.quant.safetensors.SafetensorsWriter;
  * q, k, v, o, gate, up, down; A before B). Host arrays, so it can be shipped between Spark tasks; the arrays
  * returned by the accessors are the state's own (do not modify them unless you own the state).
  */
-public final class AdapterState {
+public final class AdapterState implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
     private final QaloraConfig config;
     private final LinkedHashMap<String, long[]> shapes;
     private final Map<String, float[]> weights;

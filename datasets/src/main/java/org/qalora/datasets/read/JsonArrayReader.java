@@ -42,7 +42,7 @@ public final class JsonArrayReader implements RecordReader {
             throw new IllegalStateException(e);
         }
         this.chars = new Utf8TrackingReader(digest);
-        this.parser = new JsonFactory(JSON).createParser(chars);
+        this.parser = new JsonFactory(JSON).disable(JsonParser.Feature.AUTO_CLOSE_SOURCE).createParser(chars);
         this.validator = validator;
     }
 

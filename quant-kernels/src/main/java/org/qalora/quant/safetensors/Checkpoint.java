@@ -28,6 +28,7 @@ public final class Checkpoint implements AutoCloseable {
     private final HadoopPaths paths;
     private final Map<String, SafetensorsFile> byTensor;   // name -> the file that holds it, in index order
     private final List<SafetensorsFile> files;
+    private LlamaConfig config;   // read on first use: codecs ask for it once per projection
 
     private Checkpoint(String directory, HadoopPaths paths, Map<String, SafetensorsFile> byTensor, List<SafetensorsFile> files) {
         this.directory = directory;
@@ -136,9 +137,12 @@ public final class Checkpoint implements AutoCloseable {
     /** {@code __metadata__} of the first file (HF writes the same {"format": "pt"} into every shard). */
     public Map<String, String> metadata() { return files.isEmpty() ? Map.of() : files.get(0).metadata(); }
 
-    /** The directory's config.json (with quantization settings, when present). */
-    public LlamaConfig config() throws IOException {
-        return LlamaConfig.read(directory, paths);
+    /** The directory's config.json (with quantization settings, when present), read once. */
+    public synchronized LlamaConfig config() throws IOException {
+        if (config == null) {
+            config = LlamaConfig.read(directory, paths);
+        }
+        return config;
     }
 
     @Override

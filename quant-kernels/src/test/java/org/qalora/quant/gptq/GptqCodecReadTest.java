@@ -38,6 +38,20 @@ class GptqCodecReadTest {
         }
     }
 
+    /** Through the Hadoop FileSystem API (a file:// URI, streamed rather than mapped) the same matrices come back. */
+    @Test
+    void readsThroughHadoopStreams() throws IOException {
+        org.qalora.quant.io.HadoopPaths streaming =
+                new org.qalora.quant.io.HadoopPaths(new org.apache.hadoop.conf.Configuration(), false);
+        try (Checkpoint mapped = Checkpoint.open(Fixtures.tinyLlamaGptq().toString());
+             Checkpoint streamed = Checkpoint.open(Fixtures.tinyLlamaGptq().toUri().toString(), streaming)) {
+            for (String proj : PROJECTIONS) {
+                String prefix = "model.layers.1." + proj;
+                assertEquals(GptqCodec.read(mapped, prefix), GptqCodec.read(streamed, prefix), prefix);
+            }
+        }
+    }
+
     /**
      * Round-to-nearest error bound: every dequantized weight is within half a step of the bf16 original, except at
      * the ends of the code range, where the integer zero point can push the range edge inward by up to half a

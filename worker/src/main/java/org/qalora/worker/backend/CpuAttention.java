@@ -1,12 +1,26 @@
 package org.qalora.worker.backend;
 
+import org.qalora.quant.kernels.DenseKernels;
+
 /**
- * Causal GQA self-attention on float arrays, forward and backward, one (sequence, kv head) group per task.
- * Softmax statistics are accumulated in double: they are long sums whose float rounding would otherwise dominate
- * the error against the float64 reference.
+ * Causal GQA self-attention on float arrays, forward and backward, one (sequence, head) per task, with the
+ * per-head products done by the dense sgemm on strided views of the [B*T, heads*d] activations (no copies).
+ * The full T x T score matrix is computed and the upper triangle masked: simpler and, with a vectorised sgemm,
+ * faster than a scalar loop over the lower triangle. Softmax statistics are accumulated in double.
  */
 final class CpuAttention {
+    private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
+
     private CpuAttention() {}
+
+    private static float[] scratch(int size) {
+        float[] s = SCRATCH.get();
+        if (s.length < size) {
+            s = new float[size];
+            SCRATCH.set(s);
+        }
+        return s;
+    }
 
     /**
      * @param q     [B*T, H*d]
@@ -15,85 +29,67 @@ final class CpuAttention {
      * @param probs [B, H, T, T] softmax rows (zero above the diagonal)
      * @param out   [B*T, H*d]
      */
-    static void forward(FixedPartition par, float[] q, float[] k, float[] v, AttentionShape s, float[] probs,
-                        float[] out) {
+    static void forward(FixedPartition par, DenseKernels dense, float[] q, float[] k, float[] v, AttentionShape s,
+                        float[] probs, float[] out) {
         int T = s.seqLen(), H = s.heads(), d = s.headDim(), qw = s.queryWidth(), kw = s.kvWidth();
         int group = H / s.kvHeads();
-        float scale = (float) (1.0 / Math.sqrt(d));
+        double scale = 1.0 / Math.sqrt(d);
         par.forEach(s.batch() * H, task -> {
             int b = task / H, h = task % H, kvh = h / group;
-            double[] scores = new double[T]; // [T] one query row
+            int qOff = b * T * qw + h * d, kOff = b * T * kw + kvh * d, pOff = (b * H + h) * T * T;
+            dense.matmulNT(T, T, d, q, qOff, qw, k, kOff, kw, probs, pOff, T, false);   // S[T,T] = Q K^T
             for (int t = 0; t < T; t++) {
-                int qOff = (b * T + t) * qw + h * d;
+                int row = pOff + t * T;
                 double max = Double.NEGATIVE_INFINITY;
                 for (int j = 0; j <= t; j++) {
-                    int kOff = (b * T + j) * kw + kvh * d;
-                    float dot = 0f;
-                    for (int c = 0; c < d; c++) {
-                        dot += q[qOff + c] * k[kOff + c];
-                    }
-                    scores[j] = dot * scale;
-                    max = Math.max(max, scores[j]);
+                    max = Math.max(max, probs[row + j] * scale);
                 }
                 double sum = 0;
                 for (int j = 0; j <= t; j++) {
-                    scores[j] = Math.exp(scores[j] - max);
-                    sum += scores[j];
+                    sum += Math.exp(probs[row + j] * scale - max);
                 }
-                int pOff = ((b * H + h) * T + t) * T;
-                for (int c = 0; c < d; c++) {
-                    out[qOff + c] = 0f;
+                for (int j = 0; j <= t; j++) {
+                    probs[row + j] = (float) (Math.exp(probs[row + j] * scale - max) / sum);
                 }
-                for (int j = 0; j < T; j++) {
-                    float p = j <= t ? (float) (scores[j] / sum) : 0f;
-                    probs[pOff + j] = p;
-                    if (p != 0f) {
-                        int vOff = (b * T + j) * kw + kvh * d;
-                        for (int c = 0; c < d; c++) {
-                            out[qOff + c] += p * v[vOff + c];
-                        }
-                    }
+                for (int j = t + 1; j < T; j++) {
+                    probs[row + j] = 0f;                                                 // causal mask
                 }
             }
+            dense.matmulNN(T, d, T, probs, pOff, T, v, kOff, kw, out, qOff, qw, false);  // O[T,d] = P V
         });
     }
 
     /** Adds the gradients into dq [B*T, H*d], dk, dv [B*T, Hkv*d]. */
-    static void backward(FixedPartition par, float[] dOut, float[] q, float[] k, float[] v, float[] probs,
-                         AttentionShape s, float[] dq, float[] dk, float[] dv) {
+    static void backward(FixedPartition par, DenseKernels dense, float[] dOut, float[] q, float[] k, float[] v,
+                         float[] probs, AttentionShape s, float[] dq, float[] dk, float[] dv) {
         int T = s.seqLen(), H = s.heads(), d = s.headDim(), qw = s.queryWidth(), kw = s.kvWidth();
         int group = H / s.kvHeads();
         float scale = (float) (1.0 / Math.sqrt(d));
         // One task per (sequence, kv head): the query heads sharing a kv head all add into the same dk/dv rows,
-        // so they run sequentially inside one task to keep the summation order fixed.
+        // so they run one after the other inside the task to keep the summation order fixed.
         par.forEach(s.batch() * s.kvHeads(), task -> {
             int b = task / s.kvHeads(), kvh = task % s.kvHeads();
-            float[] dScores = new float[T]; // [T]
+            int kOff = b * T * kw + kvh * d;
+            float[] dS = scratch(T * T); // [T, T]
             for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                int qOff = b * T * qw + h * d, pOff = (b * H + h) * T * T;
+                dense.matmulNT(T, T, d, dOut, qOff, qw, v, kOff, kw, dS, 0, T, false);   // dP = dO V^T
                 for (int t = 0; t < T; t++) {
-                    int qOff = (b * T + t) * qw + h * d;
-                    int pOff = ((b * H + h) * T + t) * T;
-                    double dot = 0; // sum_j p_j dP_j
+                    int row = pOff + t * T;
+                    double dot = 0; // sum_j P_tj dP_tj
                     for (int j = 0; j <= t; j++) {
-                        int vOff = (b * T + j) * kw + kvh * d;
-                        float dp = 0f;
-                        for (int c = 0; c < d; c++) {
-                            dp += dOut[qOff + c] * v[vOff + c];
-                        }
-                        dScores[j] = dp;
-                        dot += (double) probs[pOff + j] * dp;
+                        dot += (double) probs[row + j] * dS[t * T + j];
                     }
                     for (int j = 0; j <= t; j++) {
-                        float p = probs[pOff + j];
-                        float ds = (float) (p * (dScores[j] - dot)) * scale;
-                        int kOff = (b * T + j) * kw + kvh * d;
-                        for (int c = 0; c < d; c++) {
-                            dq[qOff + c] += ds * k[kOff + c];
-                            dk[kOff + c] += ds * q[qOff + c];
-                            dv[kOff + c] += p * dOut[qOff + c];
-                        }
+                        dS[t * T + j] = (float) (probs[row + j] * (dS[t * T + j] - dot)) * scale;
+                    }
+                    for (int j = t + 1; j < T; j++) {
+                        dS[t * T + j] = 0f;
                     }
                 }
+                dense.matmulNN(T, d, T, dS, 0, T, k, kOff, kw, dq, qOff, qw, true);       // dQ += dS K
+                dense.matmulTN(T, d, T, dS, 0, T, q, qOff, qw, dk, kOff, kw, true);       // dK += dS^T Q
+                dense.matmulTN(T, d, T, probs, pOff, T, dOut, qOff, qw, dv, kOff, kw, true); // dV += P^T dO
             }
         });
     }

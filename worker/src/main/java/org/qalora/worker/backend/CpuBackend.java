@@ -3,6 +3,11 @@ package org.qalora.worker.backend;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.kernels.DenseKernels;
+import org.qalora.quant.kernels.KernelPool;
+import org.qalora.quant.kernels.QuantKernels;
+import org.qalora.quant.kernels.VectorDenseKernels;
+import org.qalora.quant.kernels.VectorQuantKernels;
 
 /**
  * The CPU backend: tensors are Java float arrays; matrix products go to the quant-kernels kernels; the layer
@@ -10,10 +15,17 @@ import org.qalora.quant.QuantizedMatrix;
  * partition so results are bit-identical from run to run.
  */
 public final class CpuBackend implements Backend {
+    private final KernelPool pool;
     private final FixedPartition par;
+    private final DenseKernels dense;
+    private final QuantKernels quant;
 
+    /** A backend with its own pool of {@code threads} threads (the caller's thread counts as one). */
     public CpuBackend(int threads) {
-        this.par = new FixedPartition(threads);
+        this.pool = new KernelPool(threads);
+        this.par = new FixedPartition(pool);
+        this.dense = new VectorDenseKernels(pool);
+        this.quant = new VectorQuantKernels(pool);
     }
 
     /** A backend using every available processor. */
@@ -89,7 +101,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public LinearWeight quantizedWeight(QuantizedMatrix matrix) {
-        return new CpuQuantWeight(matrix);
+        return new CpuQuantWeight(matrix, quant.prepare(matrix));
     }
 
     private record CpuDenseWeight(int outFeatures, int inFeatures, CpuTensor w) implements LinearWeight {
@@ -111,8 +123,8 @@ public final class CpuBackend implements Backend {
         requireSize(x.cols(), w.inFeatures(), "linear input width");
         requireSize(y.size(), n * w.outFeatures(), "linear output");
         switch (w) {
-            case CpuDenseWeight dw -> NaiveMatmul.nt(par, d(x), dw.w().data, d(y), n, w.outFeatures(), w.inFeatures(), false);
-            case CpuQuantWeight qw -> qw.forward(par, d(x), n, d(y));
+            case CpuDenseWeight dw -> dense.matmulNT(d(x), 0, n, w.inFeatures(), dw.w().data, 0, w.outFeatures(), d(y), 0, false);
+            case CpuQuantWeight qw -> quant.matmul(qw.prepared(), d(x), 0, n, d(y), 0);
             default -> throw new IllegalArgumentException(w + " does not belong to " + name());
         }
     }
@@ -123,8 +135,8 @@ public final class CpuBackend implements Backend {
         requireSize(dy.cols(), w.outFeatures(), "linear backward gradient width");
         requireSize(dx.size(), n * w.inFeatures(), "linear backward input gradient");
         switch (w) {
-            case CpuDenseWeight dw -> NaiveMatmul.nn(par, d(dy), dw.w().data, d(dx), n, w.inFeatures(), w.outFeatures(), true);
-            case CpuQuantWeight qw -> qw.backwardInput(par, d(dy), n, d(dx));
+            case CpuDenseWeight dw -> dense.matmulNN(d(dy), 0, n, w.outFeatures(), dw.w().data, 0, w.inFeatures(), d(dx), 0, true);
+            case CpuQuantWeight qw -> quant.matmulTransposed(qw.prepared(), d(dy), 0, n, d(dx), 0, true);
             default -> throw new IllegalArgumentException(w + " does not belong to " + name());
         }
     }
@@ -134,7 +146,7 @@ public final class CpuBackend implements Backend {
         int m = a.rows(), k = a.cols(), n = b.rows();
         requireSize(b.cols(), k, "matmulNT inner");
         requireSize(c.size(), m * n, "matmulNT output");
-        NaiveMatmul.nt(par, d(a), d(b), d(c), m, n, k, accumulate);
+        dense.matmulNT(d(a), 0, m, k, d(b), 0, n, d(c), 0, accumulate);
     }
 
     @Override
@@ -142,7 +154,7 @@ public final class CpuBackend implements Backend {
         int m = a.rows(), k = a.cols(), n = b.cols();
         requireSize(b.rows(), k, "matmulNN inner");
         requireSize(c.size(), m * n, "matmulNN output");
-        NaiveMatmul.nn(par, d(a), d(b), d(c), m, n, k, accumulate);
+        dense.matmulNN(d(a), 0, m, k, d(b), 0, n, d(c), 0, accumulate);
     }
 
     @Override
@@ -150,7 +162,7 @@ public final class CpuBackend implements Backend {
         int k = a.rows(), m = a.cols(), n = b.cols();
         requireSize(b.rows(), k, "matmulTN inner");
         requireSize(c.size(), m * n, "matmulTN output");
-        NaiveMatmul.tn(par, d(a), d(b), d(c), m, n, k, accumulate);
+        dense.matmulTN(d(a), 0, m, k, d(b), 0, n, d(c), 0, accumulate);
     }
 
     // ---- layers ----
@@ -244,13 +256,13 @@ public final class CpuBackend implements Backend {
         requireSize(q.size(), shape.tokens() * shape.queryWidth(), "attention q");
         requireSize(k.size(), shape.tokens() * shape.kvWidth(), "attention k");
         requireSize(probs.size(), shape.batch() * shape.heads() * shape.seqLen() * shape.seqLen(), "attention probs");
-        CpuAttention.forward(par, d(q), d(k), d(v), shape, d(probs), d(out));
+        CpuAttention.forward(par, dense, d(q), d(k), d(v), shape, d(probs), d(out));
     }
 
     @Override
     public void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor probs, AttentionShape shape,
                                   Tensor dq, Tensor dk, Tensor dv) {
-        CpuAttention.backward(par, d(dOut), d(q), d(k), d(v), d(probs), shape, d(dq), d(dk), d(dv));
+        CpuAttention.backward(par, dense, d(dOut), d(q), d(k), d(v), d(probs), shape, d(dq), d(dk), d(dv));
     }
 
     @Override
@@ -435,5 +447,5 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void close() { par.close(); }
+    public void close() { pool.close(); }
 }

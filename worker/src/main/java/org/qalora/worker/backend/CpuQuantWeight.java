@@ -1,20 +1,10 @@
 package org.qalora.worker.backend;
 
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.kernels.PreparedWeight;
 
-/**
- * A group-quantized weight on the CPU backend. Stand-in until the quant-kernels fused kernels land: dequantizes
- * once into a dense [out, in] float copy.
- */
-final class CpuQuantWeight implements LinearWeight {
-    private final QuantizedMatrix matrix;
-    private final float[] dense; // [O, I]
-
-    CpuQuantWeight(QuantizedMatrix matrix) {
-        this.matrix = matrix;
-        this.dense = matrix.dequantize();
-    }
-
+/** A group-quantized weight on the CPU backend: repacked once by the quant-kernels fused kernels. */
+record CpuQuantWeight(QuantizedMatrix matrix, PreparedWeight prepared) implements LinearWeight {
     @Override
     public int outFeatures() { return matrix.outFeatures(); }
 
@@ -23,12 +13,4 @@ final class CpuQuantWeight implements LinearWeight {
 
     @Override
     public boolean quantized() { return true; }
-
-    void forward(FixedPartition par, float[] x, int n, float[] y) {
-        NaiveMatmul.nt(par, x, dense, y, n, outFeatures(), inFeatures(), false);
-    }
-
-    void backwardInput(FixedPartition par, float[] dy, int n, float[] dx) {
-        NaiveMatmul.nn(par, dy, dense, dx, n, inFeatures(), outFeatures(), true);
-    }
 }

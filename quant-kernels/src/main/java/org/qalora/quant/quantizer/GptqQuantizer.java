@@ -1,0 +1,216 @@
+package org.qalora.quant.quantizer;
+
+import java.util.Comparator;
+import java.util.stream.IntStream;
+import org.qalora.quant.PackedCodes;
+import org.qalora.quant.QuantizedMatrix;
+
+/**
+ * GPTQ (Frantar et al.; IST-DASLab {@code gptq.py} {@code fasterquant}): quantizes columns left to right and
+ * spreads each column's rounding error over the not-yet-quantized columns through the upper Cholesky factor of
+ * the inverse Hessian, so the layer output {@code W X} rather than {@code W} itself is preserved.
+ *
+ * <p>Steps, as the reference: dead inputs (zero Hessian diagonal) get weight 0 and diagonal 1; damping
+ * {@code dampPercent * mean(diag H)} on the diagonal; {@code U = chol(H^-1)} upper; columns processed in blocks of
+ * 128 with the error applied inside the block immediately and to the columns right of the block lazily in one
+ * matrix product. Group parameters are computed at each group start from the <em>global</em> weight matrix, which
+ * holds earlier blocks' error feedback but not the current block's (the reference's quirk, kept so results match
+ * it when groups are smaller than a block). With {@code staticGroups} all group parameters come from the original
+ * weights up front; only then is act-order ({@code descAct}, columns in descending Hessian diagonal order)
+ * allowed, because it keeps groups contiguous ({@code g_idx[i] = i / groupSize}) as QA-LoRA needs.
+ *
+ * <p>One deliberate difference: quantization uses the fp16-rounded scale (see {@link MinMaxParams}), so the
+ * error fed back is the error of the weights actually stored. The Hessian inverse and Cholesky factors are
+ * computed in double for stability; weights and updates are float32 as in the reference.
+ */
+public final class GptqQuantizer {
+    /** Columns per lazy-update block, as the reference. */
+    public static final int BLOCK_SIZE = 128;
+
+    private final int bits;
+    private final int groupSize;
+    private final boolean sym;
+    private final boolean descAct;
+    private final boolean staticGroups;
+    private final double dampPercent;
+
+    public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent) {
+        PackedCodes.checkBits(bits);
+        if (groupSize != -1 && groupSize <= 0) {
+            throw new IllegalArgumentException("group size " + groupSize + " must be positive (or -1 for whole rows)");
+        }
+        if (descAct && !staticGroups) {
+            throw new IllegalArgumentException("act-order (desc_act) without static groups scatters groups over the input"
+                    + " dimension, which QA-LoRA cannot pool: enable static_groups or disable desc_act");
+        }
+        if (!(dampPercent > 0 && dampPercent < 1)) {
+            throw new IllegalArgumentException("damp_percent " + dampPercent + " must be in (0, 1)");
+        }
+        this.bits = bits;
+        this.groupSize = groupSize;
+        this.sym = sym;
+        this.descAct = descAct;
+        this.staticGroups = staticGroups;
+        this.dampPercent = dampPercent;
+    }
+
+    /**
+     * Quantizes a dense weight given the Hessian of its inputs.
+     *
+     * @param weight {@code [out, in]} row-major (HF Linear layout); not modified
+     * @param name   the tensor, for error messages
+     */
+    public QuantizedMatrix quantize(float[] weight, int out, int in, Hessian hessian, String name) {
+        int g = groupSize == -1 ? in : groupSize;
+        RtnQuantizer.checkShape(weight, out, in, g, name);
+        if (hessian.columns() != in) {
+            throw new IllegalArgumentException(name + ": Hessian is " + hessian.columns() + " x " + hessian.columns()
+                    + " but the weight has " + in + " inputs");
+        }
+        int maxq = (1 << bits) - 1;
+        int groups = in / g;
+        float[] w = weight.clone();          // [O, I], the reference's global W
+        double[] h = hessian.matrix();       // [I, I]
+
+        for (int i = 0; i < in; i++) {
+            if (h[i * in + i] == 0) {        // an input never active in calibration: its weights cannot matter
+                h[i * in + i] = 1;
+                for (int o = 0; o < out; o++) {
+                    w[o * in + i] = 0;
+                }
+            }
+        }
+
+        float[] scales = new float[groups * out]; // [G, O]
+        float[] zeros = new float[groups * out];  // [G, O]
+        if (staticGroups) {
+            for (int k = 0; k < groups; k++) {
+                groupParams(w, out, in, k * g, g, maxq, scales, zeros, k);
+            }
+        }
+
+        // Column order: identity, or descending diag(H) for act-order (stable sort keeps ties in input order).
+        int[] perm = IntStream.range(0, in).toArray();
+        if (descAct) {
+            final double[] hh = h;
+            perm = IntStream.range(0, in).boxed()
+                    .sorted(Comparator.comparingDouble((Integer i) -> -hh[i * in + i]))
+                    .mapToInt(Integer::intValue).toArray();
+            w = permuteColumns(w, out, in, perm);
+            h = permuteSymmetric(h, in, perm);
+        }
+
+        double damp = 0;
+        for (int i = 0; i < in; i++) {
+            damp += h[i * in + i];
+        }
+        damp = dampPercent * damp / in;
+        for (int i = 0; i < in; i++) {
+            h[i * in + i] += damp;
+        }
+        float[] u = toFloat(CholeskyMath.upperCholeskyOfInverse(h, in, name)); // [I, I], upper
+
+        int[] codes = new int[out * in];     // [O, I] in processing order
+        float[] block = new float[out * BLOCK_SIZE];   // W1 [O, count]
+        float[] err = new float[out * BLOCK_SIZE];     // Err1 [O, count]
+        for (int i1 = 0; i1 < in; i1 += BLOCK_SIZE) {
+            int i2 = Math.min(i1 + BLOCK_SIZE, in);
+            int count = i2 - i1;
+            for (int o = 0; o < out; o++) {
+                System.arraycopy(w, o * in + i1, block, o * count, count);
+            }
+            for (int i = 0; i < count; i++) {
+                int col = i1 + i;
+                int k = staticGroups ? perm[col] / g : col / g;
+                if (!staticGroups && col % g == 0) {
+                    groupParams(w, out, in, col, g, maxq, scales, zeros, k); // from the global W (reference quirk)
+                }
+                float d = u[col * in + col];
+                for (int o = 0; o < out; o++) {
+                    float s = scales[k * out + o];
+                    float z = zeros[k * out + o];
+                    float x = block[o * count + i];
+                    int c = MinMaxParams.code(x, s, z, maxq);
+                    codes[o * in + col] = c;
+                    float e = (x - MinMaxParams.dequantize(c, s, z)) / d;
+                    for (int j = i; j < count; j++) {
+                        block[o * count + j] -= e * u[col * in + i1 + j];
+                    }
+                    err[o * count + i] = e;
+                }
+            }
+            // Lazy batch update of everything right of the block: W[:, i2:] -= Err1 * U[i1:i2, i2:].
+            for (int o = 0; o < out; o++) {
+                for (int i = 0; i < count; i++) {
+                    float e = err[o * count + i];
+                    if (e == 0) {
+                        continue;
+                    }
+                    int urow = (i1 + i) * in;
+                    int wrow = o * in;
+                    for (int j = i2; j < in; j++) {
+                        w[wrow + j] -= e * u[urow + j];
+                    }
+                }
+            }
+        }
+
+        if (descAct) {
+            int[] unpermuted = new int[codes.length];
+            for (int o = 0; o < out; o++) {
+                for (int c = 0; c < in; c++) {
+                    unpermuted[o * in + perm[c]] = codes[o * in + c];
+                }
+            }
+            codes = unpermuted;
+        }
+        return QuantizedMatrix.fromCodes(out, in, bits, g, codes, scales, zeros);
+    }
+
+    /** Min-max parameters of group {@code k} from columns {@code [start, start+g)} of every row of {@code w}. */
+    private void groupParams(float[] w, int out, int in, int start, int g, int maxq, float[] scales, float[] zeros, int k) {
+        for (int o = 0; o < out; o++) {
+            float min = Float.POSITIVE_INFINITY;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = start; i < start + g; i++) {
+                min = Math.min(min, w[o * in + i]);
+                max = Math.max(max, w[o * in + i]);
+            }
+            MinMaxParams.compute(min, max, maxq, sym, scales, zeros, k * out + o);
+        }
+    }
+
+    private static float[] permuteColumns(float[] w, int out, int in, int[] perm) {
+        float[] p = new float[w.length];
+        for (int o = 0; o < out; o++) {
+            for (int c = 0; c < in; c++) {
+                p[o * in + c] = w[o * in + perm[c]];
+            }
+        }
+        return p;
+    }
+
+    private static double[] permuteSymmetric(double[] h, int n, int[] perm) {
+        double[] p = new double[h.length];
+        for (int a = 0; a < n; a++) {
+            for (int b = 0; b < n; b++) {
+                p[a * n + b] = h[perm[a] * n + perm[b]];
+            }
+        }
+        return p;
+    }
+
+    private static float[] toFloat(double[] values) {
+        float[] f = new float[values.length];
+        for (int i = 0; i < values.length; i++) {
+            f[i] = (float) values[i];
+        }
+        return f;
+    }
+
+    @Override
+    public String toString() {
+        return "GptqQuantizer[bits=" + bits + ", group=" + groupSize + ", sym=" + sym + ", descAct=" + descAct
+                + ", staticGroups=" + staticGroups + ", damp=" + dampPercent + "]";
+    }
+}

@@ -1,0 +1,110 @@
+package org.qalora.worker.quantize;
+
+import java.io.PrintWriter;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.config.GptqConfig;
+import org.qalora.quant.config.GptqConfig.CheckpointFormat;
+import org.qalora.quant.config.LlamaConfig;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.worker.backend.CpuBackend;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code qalora quantize}: a dense HF LLaMA checkpoint in, a GPTQ checkpoint out (v2 zeros by default).
+ */
+@Command(name = "quantize", mixinStandardHelpOptions = true,
+        description = {"Quantize a dense HF LLaMA checkpoint (safetensors) to GPTQ format: group-wise, asymmetric by"
+                + " default, round-to-nearest or GPTQ with calibration data.",
+            "Writes OUT (which must not exist) atomically: model.safetensors (or shards + index), config.json with"
+                + " quantization_config, quantize_config.json, and the tokenizer files of MODEL."})
+public final class QuantizeCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "dense HF checkpoint directory (local, file://, hdfs://, s3a://)")
+    String model;
+
+    @Option(names = "--bits", required = true, paramLabel = "B", description = "2, 3, 4 or 8")
+    int bits;
+
+    @Option(names = "--group-size", required = true, paramLabel = "G", description = "inputs per group (must divide every input dimension; -1 = whole rows)")
+    int groupSize;
+
+    @Option(names = "--method", defaultValue = "rtn", paramLabel = "rtn|gptq", description = "rtn (no data) or gptq (needs --calibration); default ${DEFAULT-VALUE}")
+    String method;
+
+    @Option(names = "--calibration", paramLabel = "FILE", description = "safetensors file with input_ids, I64/I32 [sequences, seq_len], for gptq")
+    String calibration;
+
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory; must not exist")
+    String out;
+
+    @Option(names = "--format", defaultValue = "gptq_v2", paramLabel = "gptq|gptq_v2", description = "zero-point format: gptq (v1, zero-1) or gptq_v2 (default)")
+    String format;
+
+    @Option(names = "--sym", description = "symmetric quantization (zero fixed at 2^(bits-1)); default asymmetric as in QA-LoRA")
+    boolean sym;
+
+    @Option(names = "--damp-percent", defaultValue = "0.01", description = "GPTQ damping, fraction of the mean Hessian diagonal; default ${DEFAULT-VALUE}")
+    double damp;
+
+    @Option(names = "--static-groups", description = "GPTQ: compute all group parameters from the original weights up front")
+    boolean staticGroups;
+
+    @Option(names = "--act-order", description = "GPTQ: process columns by descending Hessian diagonal (requires --static-groups)")
+    boolean actOrder;
+
+    @Option(names = "--no-true-sequential", negatable = false, description = "GPTQ: take all seven Hessians of a layer from one pass")
+    boolean noTrueSequential;
+
+    @Option(names = "--max-shard-size", defaultValue = "5000000000", paramLabel = "BYTES", description = "split weights into shards of at most this many bytes; default ${DEFAULT-VALUE}")
+    long maxShardBytes;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter log = spec.commandLine().getOut();
+        ModelQuantizer.Method m = switch (method) {
+            case "rtn" -> ModelQuantizer.Method.RTN;
+            case "gptq" -> ModelQuantizer.Method.GPTQ;
+            default -> throw new IllegalArgumentException("--method must be rtn or gptq, got " + method);
+        };
+        CheckpointFormat f = switch (format) {
+            case "gptq" -> CheckpointFormat.GPTQ;
+            case "gptq_v2" -> CheckpointFormat.GPTQ_V2;
+            default -> throw new IllegalArgumentException("--format must be gptq or gptq_v2, got " + format
+                    + " (float zeros are written by merge, not by quantize)");
+        };
+        if (m == ModelQuantizer.Method.RTN && calibration != null) {
+            throw new IllegalArgumentException("--calibration is only used by --method gptq");
+        }
+        GptqConfig gptq = new GptqConfig(bits, groupSize, sym, actOrder, staticGroups, damp, !noTrueSequential, f);
+        HadoopPaths paths = HadoopPaths.defaults();
+        if (paths.exists(out)) {
+            throw new IllegalArgumentException("--out " + out + " already exists: choose a new directory");
+        }
+        try (Checkpoint source = Checkpoint.open(model, paths)) {
+            LlamaConfig config = source.config();
+            ModelQuantizer.validate(source, config, gptq);
+            CalibrationData data = calibration == null ? null : CalibrationData.read(calibration, config.vocabSize(), paths);
+            Map<String, QuantizedMatrix> quantized;
+            if (m == ModelQuantizer.Method.GPTQ) {
+                // Calibration forward passes run on the CPU backend; RTN needs no model at all.
+                try (CpuBackend backend = CpuBackend.withAllCores()) {
+                    quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend, log);
+                }
+            } else {
+                quantized = ModelQuantizer.quantize(source, config, gptq, m, null, null, log);
+            }
+            ModelQuantizer.write(source, config, gptq, quantized, out, maxShardBytes, paths);
+        }
+        log.printf("wrote %s: %d-bit, group size %d, %s, %s zeros%n", out, bits, groupSize, method, f.jsonName());
+        log.flush();
+        return 0;
+    }
+}

@@ -1,0 +1,90 @@
+package org.qalora.worker.bench;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.model.LlamaDims;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.Projection;
+import org.qalora.worker.model.TinyModels;
+import org.qalora.worker.train.AdapterState;
+import org.qalora.worker.train.LocalTrainer;
+import org.qalora.worker.train.MicroBatch;
+import org.qalora.worker.train.TrainingConfig;
+
+/**
+ * One QA-LoRA training step (forward + backward + AdamW) of a 12-layer, hidden-768 LLaMA (12 heads, intermediate
+ * 2048, vocab 32000, int4 g32, r 16 on all 7 projections) on 8 x 256 tokens with 2 threads. Prints tokens/s and the
+ * achieved matmul FLOP rate as a fraction of OpenBLAS sgemm measured in the same run on the projection shapes.
+ *
+ * <p>Run: see docs/PERFORMANCE.md, section "worker". Arguments: {@code [threads] [recompute] [steps]}.
+ */
+public final class TrainStepBench {
+    private TrainStepBench() {}
+
+    public static void main(String[] args) throws Throwable {
+        int threads = args.length > 0 ? Integer.parseInt(args[0]) : 2;
+        boolean recompute = args.length > 1 && Boolean.parseBoolean(args[1]);
+        int steps = args.length > 2 ? Integer.parseInt(args[2]) : 2;
+        int batch = 8, seq = 256, n = batch * seq;
+        LlamaDims d = TinyModels.dims(32000, 768, 2048, 12, 12, 12);
+        QaloraConfig cfg = QaloraConfig.allProjections(16, 32, 32, Pooling.MEAN, 0.05);
+
+        try (CpuBackend be = new CpuBackend(threads)) {
+            long t0 = System.nanoTime();
+            LlamaModel model = TinyModels.random(be, d, 4, 32, 1);
+            System.out.printf("model built in %.1f s (random weights, %s)%n", (System.nanoTime() - t0) / 1e9, be.name());
+            SplittableRandom rng = new SplittableRandom(2);
+            int[] ids = TinyModels.ids(rng, n, d.vocab());
+            MicroBatch mb = new MicroBatch(batch, seq, ids, ids.clone());
+            LocalTrainer trainer = new LocalTrainer(model, cfg,
+                    TrainingConfig.defaults(Pooling.MEAN, 100).withRecompute(recompute));
+            AdapterState state = AdapterState.initial(model, cfg, 3);
+            state = trainer.run(state, List.of(List.of(mb)), 1).state(); // warm-up (JIT, allocation of the plan)
+            List<Double> times = new ArrayList<>();
+            for (int s = 0; s < steps; s++) {
+                long a = System.nanoTime();
+                state = trainer.run(state, List.of(List.of(mb)), 1).state();
+                times.add((System.nanoTime() - a) / 1e9);
+            }
+            double best = times.stream().mapToDouble(Double::doubleValue).min().orElseThrow();
+
+            double flops = stepFlops(d, cfg, batch, seq, recompute);
+            double achieved = flops / best / 1e9;
+            OpenBlasSgemm blas = OpenBlasSgemm.load(threads);
+            double blasQkvo = blas.gflops(n, 768, 768, 3);
+            double blasMlp = blas.gflops(n, 2048, 768, 3);
+            double blasRef = Math.max(blasQkvo, blasMlp);
+            System.out.printf("step times (s): %s, best %.3f s%n", times, best);
+            System.out.printf("tokens/s: %.1f (%d tokens per step, recompute=%s, threads=%d)%n", n / best, n,
+                    recompute, threads);
+            System.out.printf("matmul work per step: %.1f GFLOP -> %.1f GFLOP/s achieved%n", flops / 1e9, achieved);
+            System.out.printf("OpenBLAS sgemm same run: %.1f GFLOP/s [2048x768x768], %.1f GFLOP/s [2048x2048x768]%n",
+                    blasQkvo, blasMlp);
+            System.out.printf("ratio achieved / OpenBLAS = %.3f%n", achieved / blasRef);
+        }
+    }
+
+    /**
+     * Matrix-product FLOPs of one step: projections and lm_head forward and input-gradient, attention's four
+     * (forward) and five (backward) T x T products as computed (full square), adapter products, and with
+     * recompute the layers' forward once more. Elementwise work is not counted.
+     */
+    static double stepFlops(LlamaDims d, QaloraConfig cfg, int batch, int seq, boolean recompute) {
+        double n = (double) batch * seq, proj = 0, lora = 0;
+        for (Projection p : Projection.values()) {
+            proj += 2 * n * p.outFeatures(d) * p.inFeatures(d);
+            int g = p.inFeatures(d) / cfg.groupSize();
+            lora += 2 * n * cfg.rank() * (g + p.outFeatures(d));
+        }
+        double attnFwd = 2.0 * 2 * batch * d.heads() * (double) seq * seq * d.headDim();
+        double attnBwd = 2.0 * 4 * batch * d.heads() * (double) seq * seq * d.headDim();
+        double layerFwd = proj + lora + attnFwd;
+        double layerBwd = proj + 2 * lora + attnBwd;
+        double head = 2 * n * d.vocab() * d.hidden();
+        return d.layers() * (layerFwd * (recompute ? 2 : 1) + layerBwd) + 2 * head;
+    }
+}

@@ -33,13 +33,14 @@ import org.qalora.driver.checkpoint.Storage;
  * @param alpha            lora_alpha
  * @param lr               peak learning rate; null: the worker's default for the pooling
  * @param pooling          QA-LoRA pooling convention: mean, sum or peft
+ * @param dropout          dropout on the adapter's pooled input (QA-LoRA's recipe: 0.05)
  * @param template         prompt template for raw data: "auto" (Alpaca prompts for Alpaca records, FLAN inputs
  *                         verbatim) or a template file
  * @param keepRounds       committed rounds kept in the checkpoint directory
  */
 public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int microBatches, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
-                       String pooling, String template, int keepRounds) {
+                       String pooling, double dropout, String template, int keepRounds) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -65,6 +66,9 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         }
         if (!List.of("mean", "sum", "peft").contains(pooling)) {
             problems.add("pooling must be mean, sum or peft, got " + pooling);
+        }
+        if (!(dropout >= 0 && dropout < 1)) {
+            problems.add("dropout must be in [0, 1), got " + dropout);
         }
         if (output == null || output.isBlank()) {
             problems.add("output is required");
@@ -98,6 +102,7 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("alpha", alpha);
         m.put("lr", lr == null ? "<default>" : lr);
         m.put("pooling", pooling);
+        m.put("dropout", dropout);
         m.put("template", template);
         return m;
     }

@@ -21,7 +21,7 @@ import org.yaml.snakeyaml.error.YAMLException;
 public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
             "slots", "micro-batches", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
-            "alpha", "lr", "pooling", "template", "keep-rounds");
+            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds");
 
     private TrainJobLoader() {}
 
@@ -48,6 +48,7 @@ public final class TrainJobLoader {
         d.put("alpha", 16.0);
         d.put("lr", null);
         d.put("pooling", "mean");
+        d.put("dropout", 0.05);
         d.put("template", "auto");
         d.put("keep-rounds", 2);
         return d;
@@ -106,7 +107,7 @@ public final class TrainJobLoader {
                 integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
-                str(m, "template", source), integer(m, "keep-rounds", source));
+                number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {

@@ -27,11 +27,20 @@ class LlamaGradientCheckTest {
     static void close() { BE.close(); }
 
     @ParameterizedTest
-    @CsvSource({"MEAN, 4, 0.0", "SUM, 4, 0.0", "PEFT, 0, 0.0", "MEAN, 3, 0.3"})
-    void adapterGradientsMatchFiniteDifferences(Pooling pooling, int bits, double dropout) {
+    @CsvSource({"MEAN, 4, 0.0, ALL", "SUM, 4, 0.0, ALL", "PEFT, 0, 0.0, ALL", "MEAN, 3, 0.3, ALL",
+                "SUM, 2, 0.0, V DOWN", "MEAN, 8, 0.1, O GATE"})
+    void adapterGradientsMatchFiniteDifferences(Pooling pooling, int bits, double dropout, String adapted) {
         LlamaDims d = TinyModels.dims(40, 32, 64, 2, 4, 2);
         LlamaModel model = TinyModels.random(BE, d, bits, 8, 11);
-        QaloraConfig cfg = QaloraConfig.allProjections(4, 8, 8, pooling, dropout);
+        java.util.EnumSet<Projection> set = java.util.EnumSet.noneOf(Projection.class);
+        if (adapted.equals("ALL")) {
+            set = java.util.EnumSet.allOf(Projection.class);
+        } else {
+            for (String t : adapted.split(" ")) {
+                set.add(Projection.valueOf(t));
+            }
+        }
+        QaloraConfig cfg = new QaloraConfig(4, 8, 8, pooling, dropout, set);
         SplittableRandom rng = new SplittableRandom(5);
         Map<String, float[]> w = QaloraAdapter.initialWeights(d, cfg, 3);
         for (Map.Entry<String, float[]> e : w.entrySet()) {

@@ -1,6 +1,8 @@
 package org.qalora.worker.model;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Map;
@@ -88,5 +90,21 @@ class LlamaGradientCheckTest {
             assertArrayEquals(grads.get(key), g2.get(key), 0f, key);
         }
         assertTrue(recompute.floats() < plan.floats());
+
+        // lm_head and loss in chunks of one sequence: same loss and gradients, fewer floats held
+        QaloraAdapter chunkedAdapter = QaloraAdapter.create(model, cfg, w, true);
+        ActivationPlan chunked = new ActivationPlan(model, cfg, batch, seq, true, false, seq);
+        assertEquals(seq, chunked.logitRows);
+        chunkedAdapter.zeroGradients();
+        LlamaPass.forward(model, chunkedAdapter, chunked, ids, seed, null);
+        double chunkedLoss = LlamaPass.lossAndBackward(model, chunkedAdapter, chunked, targets, scale, seed);
+        LlamaPass.forward(model, again, recompute, ids, seed, null);
+        assertEquals(LlamaPass.loss(model, recompute, targets), chunkedLoss, 1e-5);
+        Map<String, float[]> g3 = chunkedAdapter.gradients();
+        for (String key : grads.keySet()) {
+            assertTrue(org.qalora.worker.merge.MergeCheck.relativeError(g3.get(key), grads.get(key)) < 1e-6, key);
+        }
+        assertTrue(chunked.floats() < plan.floats());
+        assertThrows(IllegalStateException.class, () -> LlamaPass.logits(model, chunked));
     }
 }

@@ -54,7 +54,12 @@ public final class PrepareJob {
         byte[] tokJson = readAll(settings.tokenizer(), conf);
         Path cfgPath = new Path(new Path(settings.tokenizer()).getParent(), "tokenizer_config.json");
         byte[] tokCfg = cfgPath.getFileSystem(conf).exists(cfgPath) ? readAll(cfgPath.toString(), conf) : null;
-        TextTokenizer tokenizer = TextTokenizer.shared(tokJson, tokCfg, settings.tokenizer());
+        TextTokenizer tokenizer;
+        try {
+            tokenizer = TextTokenizer.shared(tokJson, tokCfg, settings.tokenizer());
+        } catch (IllegalArgumentException e) {
+            throw new BadDataException(e.getMessage());
+        }
         PromptTemplate userTemplate = settings.templateFile() == null ? null
                 : TemplateFile.parse(readAll(settings.templateFile(), conf), settings.templateFile());
 

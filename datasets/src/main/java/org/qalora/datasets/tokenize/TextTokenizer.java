@@ -83,6 +83,30 @@ public final class TextTokenizer implements AutoCloseable {
         return new TextTokenizer(tokenizerJson, tokenizerConfigOrNull, sourceName);
     }
 
+    /**
+     * Loads {@code location} (tokenizer.json on any Hadoop FileSystem) and the tokenizer_config.json beside it, if
+     * there is one, shared per JVM.
+     */
+    public static TextTokenizer open(String location, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(location);
+        org.apache.hadoop.fs.FileSystem fs = p.getFileSystem(conf);
+        if (!fs.exists(p)) {
+            throw new IllegalArgumentException(location + ": no such tokenizer file (give the path of tokenizer.json)");
+        }
+        byte[] json;
+        try (var in = fs.open(p)) {
+            json = in.readAllBytes();
+        }
+        org.apache.hadoop.fs.Path cfg = new org.apache.hadoop.fs.Path(p.getParent(), "tokenizer_config.json");
+        byte[] config = null;
+        if (fs.exists(cfg)) {
+            try (var in = fs.open(cfg)) {
+                config = in.readAllBytes();
+            }
+        }
+        return shared(json, config, location);
+    }
+
     /** Like {@link #load} but returns one instance per JVM for identical bytes; callers must not close it. */
     public static TextTokenizer shared(byte[] tokenizerJson, byte[] tokenizerConfigOrNull, String sourceName) {
         String key = sha256Hex(tokenizerJson) + "/" + (tokenizerConfigOrNull == null ? "-" : sha256Hex(tokenizerConfigOrNull));

@@ -391,13 +391,18 @@ public final class CpuBackend implements Backend {
             }
             double sum = 0;
             for (int i = 0; i < vocab; i++) {
-                sum += Math.exp(l[off + i] - max);
+                double e = Math.exp(l[off + i] - max);
+                if (g != null) {
+                    g[off + i] = (float) e; // keep exp(l - max): one exp per logit
+                }
+                sum += e;
             }
             double lse = max + Math.log(sum);
             rowLoss[n] = lse - l[off + target];
             if (g != null) {
+                float norm = (float) (gradScale / sum);
                 for (int i = 0; i < vocab; i++) {
-                    g[off + i] = (float) (Math.exp(l[off + i] - lse) * gradScale);
+                    g[off + i] *= norm;
                 }
                 g[off + target] -= gradScale;
             }

@@ -150,25 +150,31 @@ public final class ActivationPlan {
             grads = null;
             dResidual = dFinalOut = dLogits = null;
         }
-        this.floats = countFloats(d, adapter, n, training, layers.length);
+        this.floats = estimateFloats(d, adapter, batch, seqLen, training, recompute);
     }
 
-    private long countFloats(LlamaDims d, QaloraConfig adapter, int n, boolean training, int layerSets) {
-        long qw = attention.queryWidth(), kw = attention.kvWidth(), h = d.hidden(), f = d.intermediate();
+    /**
+     * Activation memory of a plan in float32 elements, without allocating it (multiply by 4 for bytes).
+     */
+    public static long estimateFloats(LlamaDims d, QaloraConfig adapter, int batch, int seqLen, boolean training,
+                                      boolean recompute) {
+        long n = (long) batch * seqLen;
+        long qw = (long) d.heads() * d.headDim(), kw = (long) d.kvHeads() * d.headDim();
+        long h = d.hidden(), f = d.intermediate();
         long perLayer = 2L * n + 3L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f
                 + (long) batch * d.heads() * seqLen * seqLen;
         long loraPerLayer = 0, loraGrad = 0;
         if (adapter != null) {
             for (Projection p : adapter.orderedTargets()) {
                 long g = p.inFeatures(d) / adapter.groupSize();
-                loraPerLayer += n * g * (training && adapter.dropout() > 0 ? 2 : 1) + (long) n * adapter.rank();
-                loraGrad += n * g + (long) n * adapter.rank();
+                loraPerLayer += n * g * (training && adapter.dropout() > 0 ? 2 : 1) + n * adapter.rank();
+                loraGrad += n * g + n * adapter.rank();
             }
         }
-        long total = (d.layers() + 1L) * n * h + layerSets * (perLayer + loraPerLayer) + 2L * n * h + n
-                + (long) n * d.vocab();
+        long layerSets = recompute ? 1 : d.layers();
+        long total = (d.layers() + 1L) * n * h + layerSets * (perLayer + loraPerLayer) + 2L * n * h + n + n * d.vocab();
         if (training) {
-            total += 2L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f + loraGrad + 2L * n * h + (long) n * d.vocab();
+            total += 2L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f + loraGrad + 2L * n * h + n * d.vocab();
         }
         return total;
     }

@@ -5,6 +5,7 @@ import java.io.PrintWriter;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.EnumSet;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -64,11 +65,15 @@ final class LayerwiseGptq {
             }
             for (Set<Projection> stage : config.trueSequential() ? TRUE_SEQUENTIAL : ALL_AT_ONCE) {
                 Map<Projection, Hessian> hessians = collectHessians(parts, done, l, current, stage, data);
+                // Projections sharing an input share the Hessian: factorise each distinct one once.
+                Map<Hessian, GptqQuantizer.InverseHessian> prepared = new IdentityHashMap<>();
                 for (Projection p : stage) {
                     int out = p.outFeatures(d);
                     int in = p.inFeatures(d);
                     String prefix = p.prefix(l);
-                    QuantizedMatrix q = quantizer.quantize(dense.get(p), out, in, hessians.get(p), prefix);
+                    GptqQuantizer.InverseHessian inverse =
+                            prepared.computeIfAbsent(hessians.get(p), h -> quantizer.prepare(h, prefix));
+                    QuantizedMatrix q = quantizer.quantize(dense.get(p), out, in, inverse, prefix);
                     current.put(p, parts.backend.quantizedWeight(q));
                     result.put(prefix, q);
                     if (listener != null) {

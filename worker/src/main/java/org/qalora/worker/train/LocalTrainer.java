@@ -1,7 +1,6 @@
 package org.qalora.worker.train;
 
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -24,7 +23,7 @@ public final class LocalTrainer {
     private final LlamaModel base;
     private final QaloraConfig adapterConfig;
     private final TrainingConfig config;
-    private final Map<Long, ActivationPlan> plans = new HashMap<>();
+    private ActivationPlan plan; // the last micro-batch shape's buffers, reused while the shape repeats
 
     public LocalTrainer(LlamaModel base, QaloraConfig adapter, TrainingConfig config) {
         QaloraAdapter.checkFits(base, adapter);
@@ -122,8 +121,15 @@ public final class LocalTrainer {
         return z ^ (z >>> 31);
     }
 
+    /**
+     * Buffers for a micro-batch shape. Only one plan is kept: length-grouped batches come in many shapes, and
+     * caching them all would multiply the activation memory; re-planning costs one allocation per shape change.
+     */
     private ActivationPlan plan(int batch, int seqLen) {
-        return plans.computeIfAbsent(((long) batch << 32) | seqLen,
-                k -> new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute()));
+        if (plan == null || plan.batch != batch || plan.seqLen != seqLen) {
+            plan = null; // let the old buffers go before allocating the new ones
+            plan = new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute());
+        }
+        return plan;
     }
 }

@@ -6,6 +6,7 @@ import java.util.SplittableRandom;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.model.ActivationPlan;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.Projection;
@@ -64,6 +65,8 @@ public final class TrainStepBench {
             System.out.printf("matmul work per step: %.1f GFLOP -> %.1f GFLOP/s achieved%n", flops / 1e9, achieved);
             System.out.printf("OpenBLAS sgemm same run: %.1f GFLOP/s [2048x768x768], %.1f GFLOP/s [2048x2048x768]%n",
                     blasQkvo, blasMlp);
+            System.out.printf("activation memory (planned up front): %.2f GB%n",
+                    ActivationPlan.estimateFloats(d, cfg, batch, seq, true, recompute) * 4 / 1e9);
             System.out.printf("ratio achieved / OpenBLAS = %.3f%n", achieved / blasRef);
         }
     }

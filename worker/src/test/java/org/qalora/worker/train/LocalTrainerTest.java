@@ -67,6 +67,23 @@ class LocalTrainerTest {
     }
 
     @Test
+    void resultsDoNotDependOnTheThreadCount() {
+        SplittableRandom rng = new SplittableRandom(4);
+        MicroBatch a = batch(rng, 2, 9), b = batch(rng, 1, 12);
+        TrainingConfig tc = TrainingConfig.defaults(Pooling.MEAN, 2);
+        try (CpuBackend one = new CpuBackend(1); CpuBackend three = new CpuBackend(3)) {
+            LlamaModel m1 = TinyModels.random(one, DIMS, 4, 32, 31), m3 = TinyModels.random(three, DIMS, 4, 32, 31);
+            AdapterState start = AdapterState.initial(m1, CFG, 7);
+            TrainResult r1 = new LocalTrainer(m1, CFG, tc).run(start, List.of(List.of(a, b), List.of(b)), 5);
+            TrainResult r3 = new LocalTrainer(m3, CFG, tc).run(start, List.of(List.of(a, b), List.of(b)), 5);
+            for (String key : r1.state().keys()) {
+                assertArrayEquals(r1.state().weights(key), r3.state().weights(key), 0f, key);
+            }
+            assertArrayEquals(r1.stepLosses(), r3.stepLosses(), 0.0);
+        }
+    }
+
+    @Test
     void accumulatingMicroBatchesEqualsOneBigBatch() {
         SplittableRandom rng = new SplittableRandom(2);
         MicroBatch a = batch(rng, 1, 8), b = batch(rng, 2, 8);

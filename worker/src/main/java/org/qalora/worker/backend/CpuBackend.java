@@ -279,15 +279,28 @@ public final class CpuBackend implements Backend {
     @Override
     public void swiglu(Tensor gate, Tensor up, Tensor out) {
         float[] g = d(gate), u = d(up), o = d(out);
-        int f = gate.cols();
-        par.forEach(gate.rows(), n -> CpuElementwise.swiglu(g, u, o, n * f, (n + 1) * f));
+        par.forEach(gate.rows(), n -> {
+            int f = gate.cols();
+            for (int i = n * f; i < (n + 1) * f; i++) {
+                float z = g[i];
+                o[i] = z / (1f + (float) Math.exp(-z)) * u[i];
+            }
+        });
     }
 
     @Override
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         float[] dy = d(dOut), g = d(gate), u = d(up), dg = d(dGate), du = d(dUp);
-        int f = gate.cols();
-        par.forEach(gate.rows(), n -> CpuElementwise.swigluBackward(dy, g, u, dg, du, n * f, (n + 1) * f));
+        par.forEach(gate.rows(), n -> {
+            int f = gate.cols();
+            for (int i = n * f; i < (n + 1) * f; i++) {
+                float z = g[i];
+                float sig = 1f / (1f + (float) Math.exp(-z));
+                float silu = z * sig;
+                du[i] = dy[i] * silu;
+                dg[i] = dy[i] * u[i] * sig * (1f + z * (1f - sig));
+            }
+        });
     }
 
     @Override
@@ -383,18 +396,24 @@ public final class CpuBackend implements Backend {
                 throw new IllegalArgumentException("label " + target + " at position " + n
                         + " is outside the vocabulary [0, " + vocab + ") and is not -100");
             }
-            float max = Float.NEGATIVE_INFINITY;
+            double max = Double.NEGATIVE_INFINITY;
             for (int i = 0; i < vocab; i++) {
                 max = Math.max(max, l[off + i]);
             }
-            float[] e = expScratch(vocab); // [V] exp(l - max): one exp per logit, reused for the gradient
-            double sum = CpuElementwise.expShifted(l, off, vocab, max, e);
+            double sum = 0;
+            for (int i = 0; i < vocab; i++) {
+                double e = Math.exp(l[off + i] - max);
+                if (g != null) {
+                    g[off + i] = (float) e; // keep exp(l - max): one exp per logit
+                }
+                sum += e;
+            }
             double lse = max + Math.log(sum);
             rowLoss[n] = lse - l[off + target];
             if (g != null) {
                 float norm = (float) (gradScale / sum);
                 for (int i = 0; i < vocab; i++) {
-                    g[off + i] = e[i] * norm;
+                    g[off + i] *= norm;
                 }
                 g[off + target] -= gradScale;
             }
@@ -404,17 +423,6 @@ public final class CpuBackend implements Backend {
             total += x;
         }
         return total;
-    }
-
-    private static final ThreadLocal<float[]> EXP_SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
-
-    private static float[] expScratch(int n) {
-        float[] s = EXP_SCRATCH.get();
-        if (s.length < n) {
-            s = new float[n];
-            EXP_SCRATCH.set(s);
-        }
-        return s;
     }
 
     @Override

@@ -88,6 +88,17 @@ public final class CpuBackend implements Backend {
         System.arraycopy(s, 0, t, 0, s.length);
     }
 
+    @Override
+    public void copyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows) {
+        int c = src.cols();
+        requireSize(dst.cols(), c, "copyRows width");
+        if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > src.rows() || dstRow + rows > dst.rows()) {
+            throw new IllegalArgumentException("copyRows: rows [" + srcRow + ", +" + rows + ") of " + src + " into ["
+                    + dstRow + ", +" + rows + ") of " + dst + " are out of range");
+        }
+        System.arraycopy(d(src), srcRow * c, d(dst), dstRow * c, rows * c);
+    }
+
     // ---- weights ----
 
     @Override

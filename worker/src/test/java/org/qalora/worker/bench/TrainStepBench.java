@@ -66,7 +66,7 @@ public final class TrainStepBench {
             System.out.printf("OpenBLAS sgemm same run: %.1f GFLOP/s [2048x768x768], %.1f GFLOP/s [2048x2048x768]%n",
                     blasQkvo, blasMlp);
             System.out.printf("activation memory (planned up front): %.2f GB%n",
-                    ActivationPlan.estimateFloats(d, cfg, batch, seq, true, recompute) * 4 / 1e9);
+                    ActivationPlan.estimateFloats(d, cfg, batch, seq, true, recompute, 512) * 4 / 1e9);
             System.out.printf("ratio achieved / OpenBLAS = %.3f%n", achieved / blasRef);
         }
     }

@@ -1,6 +1,8 @@
 package org.qalora.driver.cli;
 
 import java.io.PrintWriter;
+import org.qalora.datasets.cli.PrepareCommand;
+import org.qalora.datasets.cli.TokenizeCommand;
 import org.qalora.worker.cli.EvalBatchCommand;
 import org.qalora.worker.cli.MergeCommand;
 import org.qalora.worker.quantize.QuantizeCommand;
@@ -14,7 +16,8 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "qalora", mixinStandardHelpOptions = true, version = "qalora 0.1.0",
         description = "QA-LoRA fine-tuning of quantized LLaMA models on Apache Spark.",
-        subcommands = {TrainCommand.class, QuantizeCommand.class, EvalBatchCommand.class, MergeCommand.class})
+        subcommands = {TrainCommand.class, QuantizeCommand.class, PrepareCommand.class, TokenizeCommand.class,
+                EvalBatchCommand.class, MergeCommand.class})
 public final class QaloraCli implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

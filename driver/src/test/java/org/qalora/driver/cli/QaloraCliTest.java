@@ -31,7 +31,7 @@ class QaloraCliTest {
     void helpListsEveryCommand() {
         Run r = run("--help");
         assertEquals(0, r.code());
-        for (String c : new String[] {"train", "quantize", "eval-batch", "merge"}) {
+        for (String c : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "merge"}) {
             assertTrue(r.out().contains("  " + c + " "), c + " missing from:\n" + r.out());
         }
         Run t = run("train", "--help");

@@ -107,6 +107,7 @@ public final class TrainingRounds {
             metrics.add(m);
             progress.accept(m.progressLine(settings.rounds()));
             current = next;
+            faults.maybeStop(r);
         }
         AdapterTensors state = store.loadState(current);
         return new Result(current, state, metrics, resumedFrom);

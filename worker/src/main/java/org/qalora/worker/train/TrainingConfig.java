@@ -14,7 +14,7 @@ import org.qalora.worker.adapter.Pooling;
  */
 public record TrainingConfig(double learningRate, double beta1, double beta2, double eps, double weightDecay,
                              double maxGradNorm, Schedule schedule, long warmupSteps, long totalSteps,
-                             boolean recompute) {
+                             boolean recompute) implements java.io.Serializable {
     /** Plain LoRA's usual rate (qa-lora's and QLoRA's scripts). */
     public static final double LORA_LEARNING_RATE = 2e-4;
 

@@ -21,7 +21,8 @@ import java.util.Random;
 /**
  * Throughput of {@code prepare} on a synthetic Alpaca-like dataset, against the raw tokenizer speed measured in the
  * same run on the same records with no I/O and no Spark: one record per call on one thread (the ratio printed), and
- * batches of 256 as prepare's tasks call it (the HF library spreads a batch over all cores).
+ * batches of 256 (the HF library spreads a batch over all cores), and DJL's full {@code Encoding} path. It also
+ * prepares all records as one file, unsplit (one task) and cut into 4 line-aligned splits.
  *
  * <pre>
  *   mvn -o -B -pl datasets test-compile dependency:build-classpath -Dmdep.outputFile=target/cp.txt

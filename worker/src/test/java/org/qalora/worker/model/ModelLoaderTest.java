@@ -78,6 +78,13 @@ class ModelLoaderTest {
     }
 
     @Test
+    void biasedProjectionsAreRefused() throws IOException {
+        Path dir = copy(Fixtures.tinyLlama(), c -> c.put("attention_bias", true), null, null);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(dir.toString(), BE));
+        assertTrue(e.getMessage().contains("attention_bias"), e.getMessage());
+    }
+
+    @Test
     void nonFiniteWeightIsNamed() throws IOException {
         Path dir = copy(Fixtures.tinyLlama(), c -> c, null, "model.layers.1.post_attention_layernorm.weight");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(dir.toString(), BE));

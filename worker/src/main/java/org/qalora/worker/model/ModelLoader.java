@@ -28,12 +28,7 @@ final class ModelLoader {
     static LlamaModel load(String location, Backend be) {
         try (Checkpoint ck = Checkpoint.open(location)) {
             LlamaConfig cfg = ck.config();
-            for (String field : new String[] {"attention_bias", "mlp_bias"}) {
-                if (cfg.json().path(field).asBoolean(false)) {
-                    throw new IllegalArgumentException(location + ": config.json sets " + field
-                            + " = true; only bias-free LLaMA projections are supported");
-                }
-            }
+            // attention_bias / mlp_bias = true is refused by LlamaConfig itself; stray bias tensors are checked below
             LlamaDims dims = dims(cfg);
             GptqConfig gptq = cfg.quantization();
             int h = dims.hidden();

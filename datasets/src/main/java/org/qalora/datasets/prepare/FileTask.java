@@ -30,7 +30,7 @@ import java.util.TreeMap;
 /**
  * The work of one Spark task: read one input file, validate, template, tokenize, and write its shards
  * ({@code part-FFFFF-CCCC.parquet}: file index, chunk index) into the job's temporary directory.
- * Spark-free, so it is also what the single-file tests and the benchmark call.
+ * Records are tokenized in batches of {@value #ENCODE_BATCH} (see {@link TextTokenizer#encodeBatch}).
  */
 final class FileTask implements Serializable {
 
@@ -49,6 +49,9 @@ final class FileTask implements Serializable {
         this.conf = new SerializableConf(conf);
     }
 
+    /** Records tokenized per native call: large enough to keep every core busy, small enough to stay in cache. */
+    static final int ENCODE_BATCH = 256;
+
     FileResult run(int fileIndex, String location, String tmpDir) throws IOException {
         Configuration hadoop = conf.get();
         TextTokenizer tokenizer = TextTokenizer.shared(tokenizerJson, tokenizerConfig, settings.tokenizer());
@@ -62,14 +65,10 @@ final class FileTask implements Serializable {
         for (BadRecordReason r : BadRecordReason.values()) {
             skipped.put(r.name(), 0L);
         }
-        List<DatasetManifest.Shard> shards = new ArrayList<>();
-        int[] lengths = new int[1024];
-        long records = 0;
-        long tokens = 0;
-        long targetTokens = 0;
-        String layout;
+        Output output = new Output(fs, dir, fileIndex, hadoop);
+        List<SourceRecord> pending = new ArrayList<>(ENCODE_BATCH);
+        String layout = "?";
         String format = null;
-        ShardWriter shard = null;
         try (RecordReader reader = RecordReaders.open(location, hadoop, settings.format(), settings.limits())) {
             layout = reader instanceof ParquetRecordReader ? "parquet"
                     : reader instanceof JsonArrayReader ? "json-array" : "jsonl";
@@ -77,65 +76,118 @@ final class FileTask implements Serializable {
             while ((r = reader.next()) != null) {
                 if (!r.isOk()) {
                     if (!settings.skipBadRecords()) {
-                        closeQuietly(shard);
+                        output.abandon();
                         return failed(fileIndex, location, layout, r.bad(), null);
                     }
                     skipped.merge(r.bad().reason().name(), 1L, Long::sum);
                     continue;
                 }
-                SourceRecord rec = r.record();
                 if (format == null) {
-                    format = rec.instruction() == null ? "flan" : "alpaca";
+                    format = r.record().instruction() == null ? "flan" : "alpaca";
                 }
-                PromptTemplate t = userTemplate != null ? userTemplate : rec.instruction() == null ? verbatim : alpaca;
-                EncodedExample ex = encoder.encode(t.source(rec), rec.output());
-                if (shard == null || shard.records() == settings.recordsPerShard()) {
-                    if (shard != null) {
-                        shard.close();
-                        shards.add(shard.entry());
-                    }
-                    String name = String.format("part-%05d-%04d.parquet", fileIndex, shards.size());
-                    shard = new ShardWriter(fs, dir, name, records, hadoop);
+                pending.add(r.record());
+                if (pending.size() == ENCODE_BATCH) {
+                    encodeAndWrite(pending, encoder, alpaca, verbatim, output);
                 }
-                shard.write(ex, rec.recordId());
-                if (2 * records + 2 > lengths.length) {
-                    lengths = Arrays.copyOf(lengths, lengths.length * 2);
-                }
-                lengths[(int) (2 * records)] = ex.numTokens();
-                lengths[(int) (2 * records + 1)] = ex.numTargetTokens();
-                records++;
-                tokens += ex.numTokens();
-                targetTokens += ex.numTargetTokens();
             }
+            encodeAndWrite(pending, encoder, alpaca, verbatim, output);
+            output.finish();
+            return new FileResult(fileIndex, location, reader.fileSha256(), layout, format == null ? "none" : format,
+                    output.records, output.tokens, output.targetTokens, skipped, output.shards,
+                    Arrays.copyOf(output.lengths, (int) (2 * output.records)), null, null);
+        } catch (MalformedFileException e) {
+            output.abandon();
+            return failed(fileIndex, location, layout, null, e.getMessage());
+        } catch (IOException e) {
+            output.abandon();
+            return failed(fileIndex, location, layout, null, location + ": cannot read: " + e);
+        }
+    }
+
+    private void encodeAndWrite(List<SourceRecord> pending, ExampleEncoder encoder, PromptTemplate alpaca,
+                                PromptTemplate verbatim, Output output) throws IOException {
+        if (pending.isEmpty()) {
+            return;
+        }
+        String[] sources = new String[pending.size()];
+        String[] targets = new String[pending.size()];
+        for (int i = 0; i < sources.length; i++) {
+            SourceRecord rec = pending.get(i);
+            PromptTemplate t = userTemplate != null ? userTemplate : rec.instruction() == null ? verbatim : alpaca;
+            sources[i] = t.source(rec);
+            targets[i] = rec.output();
+        }
+        EncodedExample[] encoded = encoder.encodeBatch(sources, targets);
+        for (int i = 0; i < encoded.length; i++) {
+            output.write(encoded[i], pending.get(i).recordId());
+        }
+        pending.clear();
+    }
+
+    /** The shards of one file, rolled over every {@code recordsPerShard} records, and the running counts. */
+    private final class Output {
+        private final FileSystem fs;
+        private final Path dir;
+        private final int fileIndex;
+        private final Configuration hadoop;
+        private final List<DatasetManifest.Shard> shards = new ArrayList<>();
+        private ShardWriter shard;
+        private int[] lengths = new int[1024];   // [2 * records]: num_tokens, num_target_tokens interleaved
+        private long records;
+        private long tokens;
+        private long targetTokens;
+
+        Output(FileSystem fs, Path dir, int fileIndex, Configuration hadoop) {
+            this.fs = fs;
+            this.dir = dir;
+            this.fileIndex = fileIndex;
+            this.hadoop = hadoop;
+        }
+
+        void write(EncodedExample ex, String recordId) throws IOException {
+            if (shard == null || shard.records() == settings.recordsPerShard()) {
+                closeShard();
+                String name = String.format("part-%05d-%04d.parquet", fileIndex, shards.size());
+                shard = new ShardWriter(fs, dir, name, records, hadoop);
+            }
+            shard.write(ex, recordId);
+            if (2 * records + 2 > lengths.length) {
+                lengths = Arrays.copyOf(lengths, lengths.length * 2);
+            }
+            lengths[(int) (2 * records)] = ex.numTokens();
+            lengths[(int) (2 * records + 1)] = ex.numTargetTokens();
+            records++;
+            tokens += ex.numTokens();
+            targetTokens += ex.numTargetTokens();
+        }
+
+        void finish() throws IOException {
+            closeShard();
+        }
+
+        private void closeShard() throws IOException {
             if (shard != null) {
                 shard.close();
                 shards.add(shard.entry());
                 shard = null;
             }
-            String sha = reader.fileSha256();
-            return new FileResult(fileIndex, location, sha, layout, format == null ? "none" : format, records, tokens,
-                    targetTokens, skipped, shards, Arrays.copyOf(lengths, (int) (2 * records)), null, null);
-        } catch (MalformedFileException e) {
-            closeQuietly(shard);
-            return failed(fileIndex, location, "?", null, e.getMessage());
-        } catch (IOException e) {
-            closeQuietly(shard);
-            return failed(fileIndex, location, "?", null, location + ": cannot read: " + e);
+        }
+
+        /** On failure: close without caring; the driver deletes the whole temporary directory. */
+        void abandon() {
+            if (shard != null) {
+                try {
+                    shard.close();
+                } catch (IOException | RuntimeException ignored) {
+                    // the temporary directory is deleted anyway
+                }
+                shard = null;
+            }
         }
     }
 
     private static FileResult failed(int fileIndex, String location, String layout, BadRecord bad, String fatal) {
         return new FileResult(fileIndex, location, "", layout, "none", 0, 0, 0, new TreeMap<>(), List.of(), new int[0],
                 bad, fatal);
-    }
-
-    private static void closeQuietly(ShardWriter w) {
-        if (w != null) {
-            try {
-                w.close();
-            } catch (IOException | RuntimeException ignored) {
-                // the temporary directory is deleted anyway
-            }
-        }
     }
 }

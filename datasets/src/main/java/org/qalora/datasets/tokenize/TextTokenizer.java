@@ -34,7 +34,7 @@ public final class TextTokenizer implements AutoCloseable {
     /** One native tokenizer per distinct tokenizer.json per JVM: Spark tasks of one executor share it. */
     private static final Map<String, TextTokenizer> SHARED = new ConcurrentHashMap<>();
 
-    private final HuggingFaceTokenizer native_;
+    private final HuggingFaceTokenizer hf;
     private final String sha256;
     private final String bosToken;
     private final String eosToken;
@@ -70,7 +70,7 @@ public final class TextTokenizer implements AutoCloseable {
         try {
             // We truncate ourselves (source and target separately, as QLoRA's collator does), so the native side
             // must neither truncate nor pad nor post-edit the text.
-            this.native_ = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
+            this.hf = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
                     "truncation", "false", "padding", "false", "addSpecialTokens", "true",
                     "cleanupTokenizationSpaces", "false", "maxLength", "-1"));
         } catch (IOException e) {
@@ -115,11 +115,29 @@ public final class TextTokenizer implements AutoCloseable {
 
     /** Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS. */
     public int[] encode(String text, boolean addSpecialTokens) {
-        Encoding enc = native_.encode(text, addSpecialTokens, false);
+        Encoding enc = hf.encode(text, addSpecialTokens, false);
         long[] ids = enc.getIds();
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) {
             out[i] = Math.toIntExact(ids[i]);
+        }
+        return out;
+    }
+
+    /**
+     * Token ids of many texts in one native call. The HF library encodes a batch on its own thread pool (rayon,
+     * one thread per core, shared by the whole JVM), so one Spark task can use every core of its executor; the ids
+     * are exactly those of {@link #encode} one by one.
+     */
+    public int[][] encodeBatch(String[] texts, boolean addSpecialTokens) {
+        Encoding[] enc = hf.batchEncode(texts, addSpecialTokens, false);
+        int[][] out = new int[enc.length][];
+        for (int k = 0; k < enc.length; k++) {
+            long[] ids = enc[k].getIds();
+            out[k] = new int[ids.length];
+            for (int i = 0; i < ids.length; i++) {
+                out[k][i] = Math.toIntExact(ids[i]);
+            }
         }
         return out;
     }
@@ -130,7 +148,7 @@ public final class TextTokenizer implements AutoCloseable {
         for (int i = 0; i < ids.length; i++) {
             l[i] = ids[i];
         }
-        return native_.decode(l, false);
+        return hf.decode(l, false);
     }
 
     public String bosToken() { return bosToken; }
@@ -143,7 +161,7 @@ public final class TextTokenizer implements AutoCloseable {
 
     @Override
     public void close() {
-        native_.close();
+        hf.close();
     }
 
     private static String tokenName(JsonNode node, String fallback) {

@@ -73,6 +73,11 @@ class TrainingPlanTest {
                 assertEquals(a.stepsFor(round, slot), b.stepsFor(round, slot));
             }
         }
+        // Later epochs evict early ones from memory; asking again rebuilds exactly the same batches.
+        List<PlannedBatch> first = a.epochMicroBatches(0);
+        a.epochMicroBatches(6);
+        assertEquals(first, a.epochMicroBatches(0));
+        assertEquals(b.stepsFor(0, 1), a.stepsFor(0, 1));
         TrainingPlan otherSeed = TrainingPlan.build(manifest(l, "d"), l, new PlanSettings(43, 4, 3, 2, 2048));
         assertNotEquals(a.hash(), otherSeed.hash());
         assertNotEquals(a.stepsFor(0, 0), otherSeed.stepsFor(0, 0));

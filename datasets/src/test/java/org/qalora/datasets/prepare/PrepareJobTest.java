@@ -116,6 +116,28 @@ class PrepareJobTest {
     }
 
     @Test
+    void userTemplateAndStanfordPromptChangeSourcesAndHash() throws Exception {
+        Path jsonl = PrepareFixtures.write(dir, "a.jsonl", PrepareFixtures.goodWithInput(7) + "\n");
+        Path template = PrepareFixtures.write(dir, "t.json", "{\"prompt\": \"Q: {instruction} [{input}]\\nA:\"}");
+        PrepareSettings base = PrepareSettings.defaults(List.of(jsonl.toString()), PrepareFixtures.tokenizer(),
+                dir.resolve("o1").toString());
+        DatasetManifest qalora = PrepareJob.run(spark, base);
+        PrepareSettings custom = new PrepareSettings(base.data(), base.tokenizer(), dir.resolve("o2").toString(),
+                base.format(), template.toString(), false, base.encoding(), base.limits(), false, 1000, false);
+        DatasetManifest user = PrepareJob.run(spark, custom);
+        PrepareSettings stanford = new PrepareSettings(base.data(), base.tokenizer(), dir.resolve("o3").toString(),
+                base.format(), null, true, base.encoding(), base.limits(), false, 1000, false);
+        DatasetManifest st = PrepareJob.run(spark, stanford);
+
+        EncodedExample expected = new ExampleEncoder(TestFiles.fixtureTokenizer(), ExampleEncoder.Settings.QALORA)
+                .encode("Q: Reverse the word. [word7]\nA:", "7drow");
+        Row r = spark.read().parquet(dir.resolve("o2") + "/*.parquet").first();
+        assertArrayEquals(expected.inputIds(), r.getList(0).stream().mapToInt(o -> (Integer) o).toArray());
+        assertEquals(qalora.tokens() - 1, st.tokens(), "Stanford's prompt drops the lone ▁ token");
+        assertEquals(3, java.util.stream.Stream.of(qalora, user, st).map(DatasetManifest::datasetHash).distinct().count());
+    }
+
+    @Test
     void existingOutputIsRefused() throws Exception {
         Path jsonl = PrepareFixtures.write(dir, "a.jsonl", PrepareFixtures.good(1) + "\n");
         Path out = Files.createDirectories(dir.resolve("out"));

@@ -30,7 +30,7 @@ import java.util.TreeMap;
 /**
  * The work of one Spark task: read one input file, validate, template, tokenize, and write its shards
  * ({@code part-FFFFF-CCCC.parquet}: file index, chunk index) into the job's temporary directory.
- * Records are tokenized in batches of {@value #ENCODE_BATCH} (see {@link TextTokenizer#encodeBatch}).
+ * It uses no Spark API: {@link PrepareJob} runs one per input file inside a task and collects the results.
  */
 final class FileTask implements Serializable {
 
@@ -49,9 +49,6 @@ final class FileTask implements Serializable {
         this.conf = new SerializableConf(conf);
     }
 
-    /** Records tokenized per native call: large enough to keep every core busy, small enough to stay in cache. */
-    static final int ENCODE_BATCH = 256;
-
     FileResult run(int fileIndex, String location, String tmpDir) throws IOException {
         Configuration hadoop = conf.get();
         TextTokenizer tokenizer = TextTokenizer.shared(tokenizerJson, tokenizerConfig, settings.tokenizer());
@@ -66,7 +63,6 @@ final class FileTask implements Serializable {
             skipped.put(r.name(), 0L);
         }
         Output output = new Output(fs, dir, fileIndex, hadoop);
-        List<SourceRecord> pending = new ArrayList<>(ENCODE_BATCH);
         String layout = "?";
         String format = null;
         try (RecordReader reader = RecordReaders.open(location, hadoop, settings.format(), settings.limits())) {
@@ -82,15 +78,14 @@ final class FileTask implements Serializable {
                     skipped.merge(r.bad().reason().name(), 1L, Long::sum);
                     continue;
                 }
+                SourceRecord rec = r.record();
                 if (format == null) {
-                    format = r.record().instruction() == null ? "flan" : "alpaca";
+                    format = rec.instruction() == null ? "flan" : "alpaca";
                 }
-                pending.add(r.record());
-                if (pending.size() == ENCODE_BATCH) {
-                    encodeAndWrite(pending, encoder, alpaca, verbatim, output);
-                }
+                PromptTemplate t = userTemplate != null ? userTemplate : rec.instruction() == null ? verbatim : alpaca;
+                // One record per native call: batch calls measured slower here (docs/PERFORMANCE.md, datasets).
+                output.write(encoder.encode(t.source(rec), rec.output()), rec.recordId());
             }
-            encodeAndWrite(pending, encoder, alpaca, verbatim, output);
             output.finish();
             return new FileResult(fileIndex, location, reader.fileSha256(), layout, format == null ? "none" : format,
                     output.records, output.tokens, output.targetTokens, skipped, output.shards,
@@ -100,28 +95,9 @@ final class FileTask implements Serializable {
             return failed(fileIndex, location, layout, null, e.getMessage());
         } catch (IOException e) {
             output.abandon();
-            return failed(fileIndex, location, layout, null, location + ": cannot read: " + e);
+            return failed(fileIndex, location, layout, null, location + ": I/O error while reading it or writing its "
+                    + "shards: " + e);
         }
-    }
-
-    private void encodeAndWrite(List<SourceRecord> pending, ExampleEncoder encoder, PromptTemplate alpaca,
-                                PromptTemplate verbatim, Output output) throws IOException {
-        if (pending.isEmpty()) {
-            return;
-        }
-        String[] sources = new String[pending.size()];
-        String[] targets = new String[pending.size()];
-        for (int i = 0; i < sources.length; i++) {
-            SourceRecord rec = pending.get(i);
-            PromptTemplate t = userTemplate != null ? userTemplate : rec.instruction() == null ? verbatim : alpaca;
-            sources[i] = t.source(rec);
-            targets[i] = rec.output();
-        }
-        EncodedExample[] encoded = encoder.encodeBatch(sources, targets);
-        for (int i = 0; i < encoded.length; i++) {
-            output.write(encoded[i], pending.get(i).recordId());
-        }
-        pending.clear();
     }
 
     /** The shards of one file, rolled over every {@code recordsPerShard} records, and the running counts. */

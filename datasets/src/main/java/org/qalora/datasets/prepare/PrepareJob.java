@@ -45,8 +45,9 @@ public final class PrepareJob {
 
     public static DatasetManifest run(SparkSession spark, PrepareSettings settings) throws IOException {
         Configuration conf = spark.sparkContext().hadoopConfiguration();
-        Path out = new Path(settings.out());
-        FileSystem outFs = out.getFileSystem(conf);
+        Path given = new Path(settings.out());
+        FileSystem outFs = given.getFileSystem(conf);
+        Path out = outFs.makeQualified(given);      // so a relative --out has a parent for the temporary directory
         if (outFs.exists(out) && !settings.overwrite()) {
             throw new BadDataException(settings.out() + ": already exists; choose a new --out or pass --overwrite");
         }

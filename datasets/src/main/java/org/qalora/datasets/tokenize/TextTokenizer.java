@@ -2,6 +2,7 @@ package org.qalora.datasets.tokenize;
 
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
@@ -113,10 +114,31 @@ public final class TextTokenizer implements AutoCloseable {
         return SHARED.computeIfAbsent(key, k -> new TextTokenizer(tokenizerJson, tokenizerConfigOrNull, sourceName));
     }
 
-    /** Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS. */
+    /**
+     * Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS.
+     *
+     * <p>Calls DJL's JNI layer for the ids alone. DJL's {@link HuggingFaceTokenizer#encode} builds a full
+     * {@link Encoding}: eight JNI calls per text that also copy every token's string, char span, type, word id and
+     * masks into Java objects we never read. {@link #encodeWithDjlEncoding} is that reference path;
+     * {@code TokenizerParityTest} checks both give the same ids, the benchmark compares their speed. (Our
+     * {@code HuggingFaceTokenizer} has no lower-casing or accent stripping configured, which is the only thing its
+     * {@code encode} does to the text before the native call.)
+     */
     public int[] encode(String text, boolean addSpecialTokens) {
-        Encoding enc = hf.encode(text, addSpecialTokens, false);
-        long[] ids = enc.getIds();
+        long encoding = TokenizersLibrary.LIB.encode(hf.getHandle(), text, addSpecialTokens);
+        try {
+            return toInts(TokenizersLibrary.LIB.getTokenIds(encoding));
+        } finally {
+            TokenizersLibrary.LIB.deleteEncoding(encoding);
+        }
+    }
+
+    /** The same ids through DJL's public {@link Encoding} API: the reference for {@link #encode}. */
+    public int[] encodeWithDjlEncoding(String text, boolean addSpecialTokens) {
+        return toInts(hf.encode(text, addSpecialTokens, false).getIds());
+    }
+
+    private static int[] toInts(long[] ids) {
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) {
             out[i] = Math.toIntExact(ids[i]);
@@ -125,18 +147,20 @@ public final class TextTokenizer implements AutoCloseable {
     }
 
     /**
-     * Token ids of many texts in one native call. The HF library encodes a batch on its own thread pool (rayon,
-     * one thread per core, shared by the whole JVM), so one Spark task can use every core of its executor; the ids
-     * are exactly those of {@link #encode} one by one.
+     * Token ids of many texts in one native call; the ids are exactly those of {@link #encode} one by one. The HF
+     * library spreads a batch over its own thread pool (rayon, one thread per core). prepare does not use it: on
+     * busy cores it measured slower than one call per record (docs/PERFORMANCE.md, datasets section).
      */
     public int[][] encodeBatch(String[] texts, boolean addSpecialTokens) {
-        Encoding[] enc = hf.batchEncode(texts, addSpecialTokens, false);
-        int[][] out = new int[enc.length][];
-        for (int k = 0; k < enc.length; k++) {
-            long[] ids = enc[k].getIds();
-            out[k] = new int[ids.length];
-            for (int i = 0; i < ids.length; i++) {
-                out[k][i] = Math.toIntExact(ids[i]);
+        long[] encodings = TokenizersLibrary.LIB.batchEncode(hf.getHandle(), texts, addSpecialTokens);
+        int[][] out = new int[encodings.length][];
+        try {
+            for (int k = 0; k < encodings.length; k++) {
+                out[k] = toInts(TokenizersLibrary.LIB.getTokenIds(encodings[k]));
+            }
+        } finally {
+            for (long e : encodings) {
+                TokenizersLibrary.LIB.deleteEncoding(e);
             }
         }
         return out;

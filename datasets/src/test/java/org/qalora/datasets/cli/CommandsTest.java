@@ -65,6 +65,16 @@ class CommandsTest {
         assertTrue(r.out().contains("prepared 40 records"), r.out());
         assertTrue(Files.exists(out.resolve("manifest.json")));
 
+        // A relative --out (resolved against the working directory, the module's directory under Maven).
+        String relative = "target/prepare-relative-" + System.nanoTime();
+        r = run(new PrepareCommand(), "--data", TestFiles.root().resolve("samples/flan-sample.jsonl").toString(),
+                "--tokenizer", tokenizer(), "--out", relative);
+        assertEquals(0, r.code(), r.err());
+        assertTrue(Files.exists(Path.of(relative, "manifest.json")));
+        try (var files = Files.walk(Path.of(relative))) {
+            files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
+
         Path bad = Files.writeString(dir.resolve("bad.jsonl"), "{\"inputs\": \"q\", \"targets\": \"\"}\n");
         r = run(new PrepareCommand(), "--data", bad.toString(), "--tokenizer", tokenizer(), "--out",
                 dir.resolve("bad-out").toString());

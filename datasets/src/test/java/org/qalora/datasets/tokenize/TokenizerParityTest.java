@@ -39,6 +39,9 @@ class TokenizerParityTest {
         String text = c.get("text").asText();
         assertArrayEquals(ints(c.get("ids_with_bos")), tok.encode(text, true), "ids_with_bos of " + text);
         assertArrayEquals(ints(c.get("ids_no_special")), tok.encode(text, false), "ids_no_special of " + text);
+        // the ids-only path against DJL's full Encoding path
+        assertArrayEquals(tok.encodeWithDjlEncoding(text, true), tok.encode(text, true));
+        assertArrayEquals(tok.encodeWithDjlEncoding(text, false), tok.encode(text, false));
         assertEquals(c.get("decoded").asText(), tok.decode(ints(c.get("ids_no_special"))),
                 "decoded of " + text);
     }

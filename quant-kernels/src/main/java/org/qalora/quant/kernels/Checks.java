@@ -4,7 +4,8 @@ package org.qalora.quant.kernels;
 final class Checks {
     private Checks() {}
 
-    /** Checks that {@code rows} rows of {@code cols} elements, {@code ld} apart, fit in {@code array} from {@code off}. */
+    /** Checks that {@code rows} rows of {@code cols} elements, {@code ld} apart, fit
+     * in {@code array} from {@code off}. */
     static void matrix(String name, float[] array, int off, int rows, int cols, int ld) {
         if (rows < 0 || cols < 0) {
             throw new IllegalArgumentException(name + ": negative shape [" + rows + ", " + cols + "]");

@@ -97,7 +97,8 @@ public final class VectorQuantKernels implements QuantKernels {
         Checks.matrix("dy", dy, dyOff, tokens, w.out, w.out);
         Checks.matrix("dx", dx, dxOff, tokens, w.in, w.in);
         float[] ap = Gemm.packRowMajorA(pool, dy, dyOff, w.out, tokens, w.out);
-        Gemm.multiply(pool, tokens, w.in, w.out, ap, (k0, kc, j0, nc, dst) -> packTransposedTile(w, k0, kc, j0, nc, dst),
+        Gemm.multiply(pool, tokens, w.in, w.out, ap,
+                (k0, kc, j0, nc, dst) -> packTransposedTile(w, k0, kc, j0, nc, dst),
                 QB, panelsPerTask(tokens, (w.in + QB - 1) / QB), dx, dxOff, w.in, accumulate);
     }
 
@@ -171,34 +172,45 @@ public final class VectorQuantKernels implements QuantKernels {
      * top code of each word. Then {@code (word & (mask << shift))} converted to float is exactly {@code code *
      * 2^shift}, and multiplying it by the scaled x gives exactly {@code code * x}: the shift is saved (a third
      * of the integer work of GEMV). The top code, whose field may hold the sign bit, is shifted down instead.
-     * Only 3-bit codes (which straddle words) and groups narrower than a word use x as it is.
+     * Exact unless |x| < 2^-96 (the scaled value would be subnormal), where the term is negligible anyway.
+     * Only groups narrower than a word use x as it is.
      */
     private static float[] scaledInputs(BlockedQuantWeight w, float[] x, int xOff) {
         float[] scaled = new float[w.in];
-        int perWord = 32 / w.bits;
+        int perWord = 32 / w.laneBits;
         boolean packed = gemvUsesWords(w);
         for (int i = 0; i < w.in; i++) {
             int j = i % perWord;
-            scaled[i] = packed && j < perWord - 1 ? Math.scalb(x[xOff + i], -w.bits * j) : x[xOff + i];
+            scaled[i] = packed && j < perWord - 1 ? Math.scalb(x[xOff + i], -w.laneBits * j) : x[xOff + i];
         }
         return scaled;
     }
 
     private static boolean gemvUsesWords(BlockedQuantWeight w) {
-        return w.bits != 3 && w.groupSize % (32 / w.bits) == 0;
+        return w.groupSize % (32 / w.laneBits) == 0;
     }
 
     /**
      * y[b*QB .. b*QB+QB) for one block, four vectors of columns at a time (the broadcast of x is shared by the
      * four). Per group: {@code dot = sum code * x}, then {@code y += scale * (dot - zero * sum x)}, which is
-     * {@code sum scale * (code - zero) * x} over the group with the zero point factored out.
+     * {@code sum scale * (code - zero) * x} over the group with the zero point factored out. One method per code
+     * layout keeps each small enough for C2 to compile every vector operation into registers.
      */
     private static void gemvBlock(BlockedQuantWeight w, int b, float[] xs, float[] groupSums, float[] y, int yOff) {
-        int perWord = 32 / w.bits;
-        boolean words = gemvUsesWords(w);
-        int codeBase = b * w.packedRows * QB;
+        if (gemvUsesWords(w)) {
+            gemvBlockWords(w, b, xs, groupSums, y, yOff);
+        } else {
+            gemvBlockAnyLayout(w, b, xs, groupSums, y, yOff);
+        }
+    }
+
+    /** Whole words per group (every width at the usual group sizes): mask each code in place (see scaledInputs). */
+    private static void gemvBlockWords(BlockedQuantWeight w, int b, float[] xs, float[] groupSums, float[] y,
+                                          int yOff) {
+        int perWord = 32 / w.laneBits;
         int top = perWord - 1;
-        int topShift = 32 - w.bits;
+        int topShift = 32 - w.laneBits;
+        int codeBase = b * w.packedRows * QB;
         for (int col = 0; col < QB; col += 4 * L) {
             if (b * QB + col >= w.out) {
                 break;
@@ -209,36 +221,61 @@ public final class VectorQuantKernels implements QuantKernels {
                 int i0 = g * w.groupSize;
                 FloatVector d0 = FloatVector.zero(F), d1 = FloatVector.zero(F);
                 FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
-                if (words) {
-                    for (int r = i0 / perWord; r < (i0 + w.groupSize) / perWord; r++) {
-                        int at = codeBase + r * QB + col;
-                        IntVector w0 = IntVector.fromArray(Simd.INT, w.codes, at);
-                        IntVector w1 = IntVector.fromArray(Simd.INT, w.codes, at + L);
-                        IntVector w2 = IntVector.fromArray(Simd.INT, w.codes, at + 2 * L);
-                        IntVector w3 = IntVector.fromArray(Simd.INT, w.codes, at + 3 * L);
-                        int xi = r * perWord;
-                        for (int j = 0; j < top; j++) {
-                            int field = w.mask << (w.bits * j);
-                            FloatVector xv = FloatVector.broadcast(F, xs[xi + j]);
-                            d0 = toFloat(w0.and(field)).fma(xv, d0);
-                            d1 = toFloat(w1.and(field)).fma(xv, d1);
-                            d2 = toFloat(w2.and(field)).fma(xv, d2);
-                            d3 = toFloat(w3.and(field)).fma(xv, d3);
-                        }
-                        FloatVector xv = FloatVector.broadcast(F, xs[xi + top]);
-                        d0 = toFloat(w0.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d0);
-                        d1 = toFloat(w1.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d1);
-                        d2 = toFloat(w2.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d2);
-                        d3 = toFloat(w3.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d3);
+                for (int r = i0 / perWord; r < (i0 + w.groupSize) / perWord; r++) {
+                    int at = codeBase + r * QB + col;
+                    IntVector w0 = IntVector.fromArray(Simd.INT, w.codes, at);
+                    IntVector w1 = IntVector.fromArray(Simd.INT, w.codes, at + L);
+                    IntVector w2 = IntVector.fromArray(Simd.INT, w.codes, at + 2 * L);
+                    IntVector w3 = IntVector.fromArray(Simd.INT, w.codes, at + 3 * L);
+                    int xi = r * perWord;
+                    for (int j = 0; j < top; j++) {
+                        int field = w.mask << (w.laneBits * j);
+                        FloatVector xv = FloatVector.broadcast(F, xs[xi + j]);
+                        d0 = toFloat(w0.and(field)).fma(xv, d0);
+                        d1 = toFloat(w1.and(field)).fma(xv, d1);
+                        d2 = toFloat(w2.and(field)).fma(xv, d2);
+                        d3 = toFloat(w3.and(field)).fma(xv, d3);
                     }
-                } else {
-                    for (int i = i0; i < i0 + w.groupSize; i++) {
-                        FloatVector xv = FloatVector.broadcast(F, xs[i]);
-                        d0 = toFloat(w.codes(b, i, col)).fma(xv, d0);
-                        d1 = toFloat(w.codes(b, i, col + L)).fma(xv, d1);
-                        d2 = toFloat(w.codes(b, i, col + 2 * L)).fma(xv, d2);
-                        d3 = toFloat(w.codes(b, i, col + 3 * L)).fma(xv, d3);
-                    }
+                    FloatVector xv = FloatVector.broadcast(F, xs[xi + top]);
+                    d0 = toFloat(w0.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d0);
+                    d1 = toFloat(w1.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d1);
+                    d2 = toFloat(w2.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d2);
+                    d3 = toFloat(w3.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d3);
+                }
+                int sz = (b * w.groups + g) * QB + col;
+                float sum = groupSums[g];
+                acc0 = groupTerm(w, sz, d0, sum, acc0);
+                acc1 = groupTerm(w, sz + L, d1, sum, acc1);
+                acc2 = groupTerm(w, sz + 2 * L, d2, sum, acc2);
+                acc3 = groupTerm(w, sz + 3 * L, d3, sum, acc3);
+            }
+            int o = b * QB + col;
+            store(acc0, y, yOff, o, w.out);
+            store(acc1, y, yOff, o + L, w.out);
+            store(acc2, y, yOff, o + 2 * L, w.out);
+            store(acc3, y, yOff, o + 3 * L, w.out);
+        }
+    }
+
+    /** Any other layout (groups narrower than a word): one code at a time. */
+    private static void gemvBlockAnyLayout(BlockedQuantWeight w, int b, float[] xs, float[] groupSums, float[] y,
+                                              int yOff) {
+        for (int col = 0; col < QB; col += 4 * L) {
+            if (b * QB + col >= w.out) {
+                break;
+            }
+            FloatVector acc0 = FloatVector.zero(F), acc1 = FloatVector.zero(F);
+            FloatVector acc2 = FloatVector.zero(F), acc3 = FloatVector.zero(F);
+            for (int g = 0; g < w.groups; g++) {
+                int i0 = g * w.groupSize;
+                FloatVector d0 = FloatVector.zero(F), d1 = FloatVector.zero(F);
+                FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
+                for (int i = i0; i < i0 + w.groupSize; i++) {
+                    FloatVector xv = FloatVector.broadcast(F, xs[i]);
+                    d0 = toFloat(w.codes(b, i, col)).fma(xv, d0);
+                    d1 = toFloat(w.codes(b, i, col + L)).fma(xv, d1);
+                    d2 = toFloat(w.codes(b, i, col + 2 * L)).fma(xv, d2);
+                    d3 = toFloat(w.codes(b, i, col + 3 * L)).fma(xv, d3);
                 }
                 int sz = (b * w.groups + g) * QB + col;
                 float sum = groupSums[g];

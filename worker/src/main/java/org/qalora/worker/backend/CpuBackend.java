@@ -276,6 +276,11 @@ public final class CpuBackend implements Backend {
         CpuAttention.backward(par, dense, d(dOut), d(q), d(k), d(v), d(probs), shape, d(dq), d(dk), d(dv));
     }
 
+    // Exponentials (SwiGLU, softmax, loss) use scalar Math.exp on purpose: the Vector API's EXP runs as an SVML
+    // intrinsic once C2 compiles the loop but as a per-lane Java fallback before that, and the two round
+    // differently, so results would depend on JIT warm-up (seen as a recompute-vs-stored gradient mismatch).
+    // Math.exp uses the same stub in the interpreter and in compiled code.
+
     @Override
     public void swiglu(Tensor gate, Tensor up, Tensor out) {
         float[] g = d(gate), u = d(up), o = d(out);

@@ -43,8 +43,11 @@ public final class LocalTrainer {
      * @param steps each element is one optimizer step made of its micro-batches
      * @param seed  run seed; dropout masks derive from (seed, global step, micro-batch, layer, projection)
      * @throws NonFiniteLossException naming the global step whose loss or gradient is not finite
+     *
+     * <p>Calls on one instance are serialised (they share the activation buffers); Spark tasks that share a trainer
+     * on an executor take turns, which costs nothing since they would compete for the same backend threads.
      */
-    public TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
+    public synchronized TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
         if (!start.config().equals(adapterConfig)) {
             throw new IllegalArgumentException("adapter state was made for " + start.config()
                     + " but this trainer trains " + adapterConfig);

@@ -19,7 +19,7 @@ import org.qalora.quant.kernels.VectorQuantKernels;
 
 /** Fused dequantize-and-multiply {@code y[T, O] = x[T, I] · W^T} and the transposed product, low-bit W. */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 3, time = 2)
 @Measurement(iterations = 5, time = 2)

@@ -27,7 +27,7 @@ import org.qalora.quant.kernels.VectorQuantKernels;
  * matrices (about 135 MB at int4 g32) to keep the weights out of the last-level cache, as in a real model.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)

@@ -19,7 +19,7 @@ import org.openjdk.jmh.runner.options.TimeValue;
  * memory-copy bandwidth, all measured in this one run. {@code bin/bench-kernels} is the way to call it.
  *
  * <p>Arguments: {@code --threads N} (default: all processors), {@code --bits 4,2,3,8}, {@code --quick} (fewer
- * iterations), {@code --only fused|gemv}.
+ * iterations), {@code --only fused|gemv|sgemm} (fused includes the sgemm baselines).
  */
 public final class KernelBench {
     private KernelBench() {}
@@ -36,7 +36,7 @@ public final class KernelBench {
                 case "--quick" -> quick = true;
                 case "--only" -> only = args[++a];
                 default -> throw new IllegalArgumentException("unknown argument " + args[a]
-                        + ": use --threads N, --bits 4,2,3,8, --quick, --only fused|gemv");
+                        + ": use --threads N, --bits 4,2,3,8, --quick, --only fused|gemv|sgemm");
             }
         }
         ChainedOptionsBuilder options = new OptionsBuilder()
@@ -44,9 +44,12 @@ public final class KernelBench {
                 .param("bits", bits.split(","))
                 .shouldFailOnError(true);
         if (!only.equals("gemv")) {
-            options.include(SgemmBench.class.getSimpleName()).include(FusedMatmulBench.class.getSimpleName());
+            options.include(SgemmBench.class.getSimpleName());
         }
-        if (!only.equals("fused")) {
+        if (!only.equals("gemv") && !only.equals("sgemm")) {
+            options.include(FusedMatmulBench.class.getSimpleName());
+        }
+        if (only.isEmpty() || only.equals("gemv")) {
             options.include(GemvBench.class.getSimpleName());
         }
         if (quick) {
@@ -56,74 +59,81 @@ public final class KernelBench {
         System.out.println(report(results, threads));
     }
 
+    /**
+     * Benchmarks run in SampleTime mode: every call is timed. On a shared machine the median and the best call
+     * are both reported; ratios compare like with like (median with median, best with best).
+     */
     private static String report(Collection<RunResult> results, int threads) {
-        Map<String, Double> scores = new HashMap<>(); // "method bits" -> score in the benchmark's unit
-        Map<String, RunResult> byKey = new HashMap<>();
+        Map<String, RunResult> byKey = new HashMap<>(); // "method bits" -> result
         for (RunResult r : results) {
             String method = r.getParams().getBenchmark();
             method = method.substring(method.lastIndexOf('.') + 1);
             String bitsParam = r.getParams().getParam("bits");
-            String key = method + (bitsParam == null ? "" : " " + bitsParam);
-            scores.put(key, r.getPrimaryResult().getScore());
-            byKey.put(key, r);
+            byKey.put(method + (bitsParam == null ? "" : " " + bitsParam), r);
         }
         List<String> lines = new ArrayList<>();
         lines.add(String.format(Locale.ROOT, "threads: %d, java: %s, species: %s, OpenBLAS: %s", threads,
                 Runtime.version(), jdk.incubator.vector.FloatVector.SPECIES_PREFERRED,
                 OpenBlas.load().map(OpenBlas::corename).orElse("missing")));
-        Double blasMs = scores.get("openblasSgemm");
-        Double ourSgemmMs = scores.get("vectorSgemm");
-        RunResult sgemm = byKey.getOrDefault("openblasSgemm", byKey.get("vectorSgemm"));
+        RunResult blas = byKey.get("openblasSgemm");
+        RunResult sgemm = blas != null ? blas : byKey.get("vectorSgemm");
         if (sgemm != null) {
             double flop = 2.0 * p(sgemm, "tokens") * p(sgemm, "in") * p(sgemm, "out");
-            lines.add(String.format(Locale.ROOT, "shape: %d tokens x %d in x %d out (%.2f GFLOP per product)",
-                    (int) p(sgemm, "tokens"), (int) p(sgemm, "in"), (int) p(sgemm, "out"), flop / 1e9));
-            if (blasMs != null) {
-                lines.add(String.format(Locale.ROOT, "  OpenBLAS sgemm          %8.2f ms %8.1f GFLOP/s", blasMs,
-                        gflops(flop, blasMs)));
-            } else {
-                lines.add("  OpenBLAS sgemm          not measured (library missing): no ratios");
+            lines.add(String.format(Locale.ROOT, "shape: %d tokens x %d in x %d out (%.2f GFLOP per product);"
+                    + " median | best call", (int) p(sgemm, "tokens"), (int) p(sgemm, "in"), (int) p(sgemm, "out"),
+                    flop / 1e9));
+            if (blas == null) {
+                lines.add("  OpenBLAS sgemm: not measured (library missing), no ratios");
             }
-            if (ourSgemmMs != null) {
-                lines.add(row("Vector API sgemm", ourSgemmMs, flop, blasMs));
-            }
+            addRow(lines, "OpenBLAS sgemm", blas, flop, null);
+            addRow(lines, "Vector API sgemm", byKey.get("vectorSgemm"), flop, blas);
             for (String b : new String[] {"2", "3", "4", "8"}) {
-                Double fused = scores.get("fusedMatmul " + b);
-                if (fused != null) {
-                    lines.add(row("fused int" + b + " y=xW^T", fused, flop, blasMs));
-                }
-                Double transposed = scores.get("fusedMatmulTransposed " + b);
-                if (transposed != null) {
-                    lines.add(row("fused int" + b + " dx=dyW", transposed, flop, blasMs));
-                }
+                addRow(lines, "fused int" + b + " y=xW^T", byKey.get("fusedMatmul " + b), flop, blas);
+                addRow(lines, "fused int" + b + " dx=dyW", byKey.get("fusedMatmulTransposed " + b), flop, blas);
             }
         }
-        Double copyUs = scores.entrySet().stream().filter(e -> e.getKey().startsWith("memoryCopy"))
-                .map(Map.Entry::getValue).min(Double::compare).orElse(null);
-        if (copyUs != null) {
-            double copyGbs = 2.0 * GemvBench.COPY_BYTES / (copyUs * 1e3);
-            lines.add(String.format(Locale.ROOT, "memory copy: %d MB read + %d MB written in %.1f us = %.1f GB/s"
-                    + " (read+written bytes; best of the runs)", GemvBench.COPY_BYTES >> 20,
-                    GemvBench.COPY_BYTES >> 20, copyUs, copyGbs));
+        RunResult copy = byKey.entrySet().stream().filter(e -> e.getKey().startsWith("memoryCopy"))
+                .map(Map.Entry::getValue).findFirst().orElse(null);
+        if (copy != null) {
+            double copyBytes = 2.0 * GemvBench.COPY_BYTES;
+            double copyMedian = copyBytes / (median(copy) * 1e3);
+            double copyBest = copyBytes / (best(copy) * 1e3);
+            lines.add(String.format(Locale.ROOT, "memory copy: %d MB read + %d MB written (bytes counted: read +"
+                    + " written): %.1f | %.1f GB/s", GemvBench.COPY_BYTES >> 20, GemvBench.COPY_BYTES >> 20,
+                    copyMedian, copyBest));
             for (String b : new String[] {"2", "3", "4", "8"}) {
                 RunResult gemv = byKey.get("gemv " + b);
                 if (gemv != null) {
-                    double us = gemv.getPrimaryResult().getScore();
                     long bytes = GemvBench.weightBytes(Integer.parseInt(b), (int) p(gemv, "in"), (int) p(gemv, "out"),
                             (int) p(gemv, "groupSize"));
-                    double gbs = bytes / (us * 1e3);
-                    lines.add(String.format(Locale.ROOT, "  gemv int%s g%d 1x%dx%d  %8.1f us %6.1f GB/s of weight"
-                            + " bytes (%.1f MB) = %.2fx copy bandwidth", b, (int) p(gemv, "groupSize"),
-                            (int) p(gemv, "in"), (int) p(gemv, "out"), us, gbs, bytes / 1e6, gbs / copyGbs));
+                    double median = bytes / (median(gemv) * 1e3);
+                    double best = bytes / (best(gemv) * 1e3);
+                    lines.add(String.format(Locale.ROOT, "  gemv int%s g%d 1x%dx%d (%.1f MB of codes+scales+zeros):"
+                            + " %7.1f | %7.1f us  %5.1f | %5.1f GB/s  = %.2f | %.2fx copy", b,
+                            (int) p(gemv, "groupSize"), (int) p(gemv, "in"), (int) p(gemv, "out"), bytes / 1e6,
+                            median(gemv), best(gemv), median, best, median / copyMedian, best / copyBest));
                 }
             }
         }
         return String.join("\n", lines);
     }
 
-    private static String row(String name, double ms, double flop, Double blasMs) {
-        return String.format(Locale.ROOT, "  %-22s  %8.2f ms %8.1f GFLOP/s%s", name, ms, gflops(flop, ms),
-                blasMs == null ? "" : String.format(Locale.ROOT, "  = %.2fx OpenBLAS", blasMs / ms));
+    private static void addRow(List<String> lines, String name, RunResult r, double flop, RunResult blas) {
+        if (r == null) {
+            return;
+        }
+        String ratio = blas == null ? "" : String.format(Locale.ROOT, "  = %.2f | %.2fx OpenBLAS",
+                median(blas) / median(r), best(blas) / best(r));
+        lines.add(String.format(Locale.ROOT, "  %-22s %8.1f | %8.1f ms %7.1f | %7.1f GFLOP/s%s", name, median(r),
+                best(r), gflops(flop, median(r)), gflops(flop, best(r)), ratio));
+    }
+
+    private static double median(RunResult r) {
+        return r.getPrimaryResult().getStatistics().getPercentile(50);
+    }
+
+    private static double best(RunResult r) {
+        return r.getPrimaryResult().getStatistics().getMin();
     }
 
     private static double gflops(double flop, double ms) {

@@ -25,7 +25,7 @@ import org.qalora.quant.kernels.VectorDenseKernels;
  * Vector API sgemm. The yardsticks for {@link FusedMatmulBench} on the same shape.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 3, time = 2)
 @Measurement(iterations = 5, time = 2)

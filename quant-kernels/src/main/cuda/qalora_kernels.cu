@@ -76,7 +76,7 @@ __global__ void dequantize_naive(const uint32_t* __restrict__ q, const float* __
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tiled products. Both use one shape of block: 256 threads compute a 128 (tokens) x 128 (outputs) tile of the
-// result, 8 x 8 per thread in registers, stepping through the reduction 32 at a time. Per step the block stages
+// result, 8 x 8 per thread in registers (see tile_row for which 8), stepping through the reduction 32 at a time. Per step the block stages
 //   As[32][128 + 4]: the activation slice, transposed so a thread reads its 8 tokens as two float4;
 //   Bs[32][128 + 4]: the weight slice, DEQUANTIZED ONCE here and then reused by all 128 tokens of the tile.
 // The +4 padding keeps float4 alignment and spreads rows over banks. 128 x 128 x 32 gives 64 FMAs per shared
@@ -88,15 +88,19 @@ __global__ void dequantize_naive(const uint32_t* __restrict__ q, const float* __
 #define TK 32
 #define PAD 4
 
-// Each thread owns rows ty*8.. and columns tx*8.. of the tile; shared by both products.
+// Each thread owns rows {ty*4 .. ty*4+3, 64+ty*4 .. 64+ty*4+3} and the same split of columns by tx. Splitting
+// the 8 into two groups of 4, 64 apart, keeps a quarter-warp's float4 reads of one shared row on distinct banks
+// (8 contiguous floats per thread would put threads 0 and 4 on the same bank). Shared by both products.
+__device__ __forceinline__ int tile_row(int t, int m) { return (m < 4 ? 0 : 64) + t * 4 + (m & 3); }
+
 __device__ __forceinline__ void tile_fma(const float (*As)[TM + PAD], const float (*Bs)[TN + PAD], int ty, int tx,
                                          float acc[8][8]) {
 #pragma unroll
     for (int kk = 0; kk < TK; kk++) {
-        float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 8]);
-        float4 a1 = *reinterpret_cast<const float4*>(&As[kk][ty * 8 + 4]);
-        float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 8]);
-        float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 8 + 4]);
+        float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
+        float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
+        float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
+        float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
         float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
         float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
@@ -135,11 +139,11 @@ __global__ void __launch_bounds__(256) qmatmul(const uint32_t* __restrict__ q, c
     }
 #pragma unroll
     for (int m = 0; m < 8; m++) {
-        int t = t0 + ty * 8 + m;
-        if (t >= T) break;
+        int t = t0 + tile_row(ty, m);
+        if (t >= T) continue;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
-            int o = o0 + tx * 8 + n;
+            int o = o0 + tile_row(tx, n);
             if (o < O) Y[(size_t)t * O + o] = acc[m][n];
         }
     }
@@ -173,11 +177,11 @@ __global__ void __launch_bounds__(256) qmatmul_t(const uint32_t* __restrict__ q,
     }
 #pragma unroll
     for (int m = 0; m < 8; m++) {
-        int t = t0 + ty * 8 + m;
-        if (t >= T) break;
+        int t = t0 + tile_row(ty, m);
+        if (t >= T) continue;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
-            int i = i0 + tx * 8 + n;
+            int i = i0 + tile_row(tx, n);
             if (i < I) {
                 size_t at = (size_t)t * I + i;
                 dX[at] = accumulate ? dX[at] + acc[m][n] : acc[m][n];
@@ -211,8 +215,9 @@ __global__ void qmatmul_t_naive(const uint32_t* __restrict__ q, const float* __r
 
 // ---------------------------------------------------------------------------------------------------------------
 // GEMV y[O] = W . x (one-token decode), memory-bound: every packed word is read exactly once.
-// Block (32, 8): threadIdx.x picks the output column (32 columns = 128 contiguous bytes per word row), threadIdx.y
-// one of 8 interleaved slices of the 32-input chunks; the 8 partial sums meet in shared memory. The bit width is
+// Block (32, S), S <= 32 slices: threadIdx.x picks the output column (32 columns = 128 contiguous bytes per word
+// row), threadIdx.y one of S interleaved slices of the 32-input chunks; the S partial sums meet in shared memory.
+// More slices put more loads in flight (the GEMV is latency-bound at 1 token); the launcher picks S. The bit width is
 // a template parameter so the chunk's `bits` words live in registers and the 32 shifts are constants.
 // When the group size is a multiple of 32 a chunk has one scale and zero, and the chunk's sum is
 // s * (sum_j x_j q_j - z * sum_j x_j): one multiply per code instead of three.
@@ -223,13 +228,13 @@ template <int BITS>
 __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const float* __restrict__ scales,
                                           const float* __restrict__ zeros, int O, int I, int groupSize,
                                           const float* __restrict__ x, float* __restrict__ y) {
-    __shared__ float partial[8][33];
+    __shared__ float partial[32][33];
     int o = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.f;
     if (o < O) {
         int chunks = I / 32;
         bool aligned = groupSize % 32 == 0;
-        for (int c = threadIdx.y; c < chunks; c += 8) {
+        for (int c = threadIdx.y; c < chunks; c += blockDim.y) {
             uint32_t w[BITS];
 #pragma unroll
             for (int b = 0; b < BITS; b++) w[b] = __ldg(q + (size_t)(c * BITS + b) * O + o);
@@ -266,7 +271,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
     if (threadIdx.y == 0 && o < O) {
         float sum = 0.f;
 #pragma unroll
-        for (int s = 0; s < 8; s++) sum += partial[s][threadIdx.x];
+        for (int s = 0; s < blockDim.y; s++) sum += partial[s][threadIdx.x];
         y[o] = sum;
     }
 }
@@ -274,7 +279,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
 extern "C" {
 
 #define GEMV(BITS)                                                                                              \
-    __global__ void __launch_bounds__(256) qgemv_b##BITS(const uint32_t* __restrict__ q,                        \
+    __global__ void __launch_bounds__(1024) qgemv_b##BITS(const uint32_t* __restrict__ q,                        \
                                                          const float* __restrict__ scales,                      \
                                                          const float* __restrict__ zeros, int O, int I,         \
                                                          int groupSize, const float* __restrict__ x,            \

@@ -148,6 +148,24 @@ public final class Cublas {
     }
 
     /**
+     * Row-major {@code dx[T, I] (+)= dy[T, O] . w[O, I]} in fp32 (cublasSgemm): column-major
+     * {@code dx^T[I, T] = w^T[I, O] . dy^T[O, T]}, i.e. {@code gemm(N, N, m=I, n=T, k=O, A=w lda=I, B=dy ldb=O,
+     * C=dx ldc=I)}, with {@code beta = 1} to accumulate.
+     */
+    public synchronized void linearTransposed(long w, long dy, int tokens, int out, int in, long dx,
+                                              boolean accumulate) {
+        try {
+            int r = (int) sgemm.invokeExact(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, one,
+                    w, in, dy, out, accumulate ? one : zero, dx, in);
+            check("cublasSgemm_v2", r);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /**
      * Row-major {@code y[T, O] = x[T, I] . w[O, I]^T} on device pointers (fp32 {@code w}, {@code x} for FP32 and
      * TF32, bf16 for BF16; fp32 {@code y} always).
      */

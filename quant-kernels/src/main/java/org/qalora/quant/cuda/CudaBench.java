@@ -50,6 +50,7 @@ public final class CudaBench {
         double copyGBs = copyBandwidth();
         matmulShape(random, 512, 4096, 4096);
         matmulShape(random, 4096, 4096, 4096);
+        crossover(random, 4096, 4096);
         gemvShape(random, 4096, 11008, copyGBs);
     }
 
@@ -114,6 +115,38 @@ public final class CudaBench {
         }
     }
 
+    /**
+     * Where "dequantize + cublasSgemm" overtakes the fused kernel as tokens grow (the threshold behind
+     * {@link CudaQuantKernels#DEFAULT_CUBLAS_MIN_TOKENS}), for Y = X W^T and dX = dY W.
+     */
+    private void crossover(Random random, int o, int in) {
+        QuantizedMatrix m = CudaParity.randomMatrix(random, o, in, 4, 32);
+        Cublas blas = Cublas.get();
+        int maxTokens = 256;
+        float[] x = CudaParity.randomVector(random, maxTokens * Math.max(o, in));
+        out.printf("crossover int4 g32 O=%d I=%d: ms per product, fused kernel vs dequantize + cublasSgemm%n", o, in);
+        out.printf("  %6s %10s %10s %10s %10s%n", "T", "fused Y", "cublas Y", "fused dX", "cublas dX");
+        try (CudaPreparedWeight w = gpu.prepare(m);
+             DeviceBuffer dx = DeviceBuffer.of(cuda, x);
+             DeviceBuffer dy = DeviceBuffer.allocate(cuda, 4L * maxTokens * Math.max(o, in));
+             DeviceBuffer dense = DeviceBuffer.allocate(cuda, 4L * o * in)) {
+            for (int tokens : new int[] {2, 8, 16, 32, 48, 64, 96, 128, 256}) {
+                double fused = millisPerCall(() -> kernels.matmul(w, dx.pointer(), tokens, dy.pointer(), false));
+                double viaBlas = millisPerCall(() -> {
+                    kernels.dequantize(w, dense.pointer(), false);
+                    blas.linear(Cublas.Precision.FP32, dense.pointer(), dx.pointer(), tokens, o, in, dy.pointer());
+                });
+                double fusedT = millisPerCall(() -> kernels.matmulTransposed(w, dx.pointer(), tokens, dy.pointer(),
+                        false, false));
+                double viaBlasT = millisPerCall(() -> {
+                    kernels.dequantize(w, dense.pointer(), false);
+                    blas.linearTransposed(dense.pointer(), dx.pointer(), tokens, o, in, dy.pointer(), false);
+                });
+                out.printf("  %6d %10.4f %10.4f %10.4f %10.4f%n", tokens, fused, viaBlas, fusedT, viaBlasT);
+            }
+        }
+    }
+
     private void line(String what, double ms, double flop, double fusedMs) {
         out.printf("  %-30s %9.3f ms %9.0f GFLOP/s  fused/this time ratio %.2f%n", what, ms, flop / (ms * 1e6),
                 ms / fusedMs);
@@ -125,9 +158,14 @@ public final class CudaBench {
         try (CudaPreparedWeight w = gpu.prepare(m);
              DeviceBuffer dx = DeviceBuffer.of(cuda, x);
              DeviceBuffer dy = DeviceBuffer.allocate(cuda, 4L * o)) {
-            double ms = millisPerCall(() -> kernels.gemv(w, dx.pointer(), dy.pointer()));
             long codeBytes = (long) in * o / 2;
             long bytes = w.deviceBytes();
+            for (int slices : new int[] {4, 8, 16, 32}) {
+                double t = millisPerCall(() -> kernels.gemv(w, dx.pointer(), dy.pointer(), slices));
+                out.printf("  gemv with %2d slices per column: %8.4f ms, %5.0f GB/s of weight bytes%n", slices, t,
+                        bytes / (t * 1e6));
+            }
+            double ms = millisPerCall(() -> kernels.gemv(w, dx.pointer(), dy.pointer()));
             float[] got = new float[o];
             cuda.copyToHost(dy.pointer(), got, 0, o);
             float[] want = new float[o];
@@ -135,8 +173,8 @@ public final class CudaBench {
             ref.gemv(ref.prepare(m), x, 0, want, 0);
             out.printf("gemv int4 g32 1 x %d x %d (max rel. diff. vs CPU reference %.2e)%n", in, o,
                     maxRelativeDifference(got, want));
-            out.printf("  %9.4f ms, %.0f GB/s of weight bytes (%d code + %d fp32 scale/zero bytes) = %.0f%% of copy"
-                            + " bandwidth; codes alone %.0f GB/s%n", ms, bytes / (ms * 1e6), codeBytes,
+            out.printf("  default (%d slices): %9.4f ms, %.0f GB/s of weight bytes (%d code + %d fp32 scale/zero bytes) = %.0f%% of copy"
+                            + " bandwidth; codes alone %.0f GB/s%n", QuantKernelModule.GEMV_SLICES, ms, bytes / (ms * 1e6), codeBytes,
                     bytes - codeBytes, 100 * bytes / (ms * 1e6) / copyGBs, codeBytes / (ms * 1e6));
         }
     }

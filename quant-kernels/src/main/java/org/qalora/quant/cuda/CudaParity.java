@@ -11,8 +11,9 @@ import org.qalora.quant.kernels.ReferenceQuantKernels;
  * it without a GPU) and {@link CudaSelfCheck} (run on the device machine, where no Maven is).
  *
  * <p>Each {@link Case} checks, on one random weight with real-valued zeros: dequantize (bit-identical, fast and
- * naive kernels), matmul, matmulTransposed overwriting and accumulating, and gemv, each through the fast kernel
- * (via {@link CudaQuantKernels}) and through the naive GPU kernel. Accuracy contract: per element
+ * naive kernels), matmul, matmulTransposed overwriting and accumulating, and gemv, each three ways: through
+ * {@link CudaQuantKernels}' policy (GEMV for one token, fused kernel below its cuBLAS threshold, dequantize +
+ * cublasSgemm from there: the 130-token cases), through the fused kernel directly, and through the naive kernel. Accuracy contract: per element
  * {@code |gpu - reference| <= 2 k u M}, {@code u = 2^-24}, {@code k} the reduction length and
  * {@code M = sum |x| * scale * (|q| + |z|)} (covers any summation order and the GEMV's factored zero point;
  * a wrong or dropped term, of size about {@code M / k}, fails it).
@@ -106,7 +107,8 @@ public final class CudaParity {
             gpu.matmul(w, x, 0, t, gotY, 0);
             float[] magY = magnitudeY(x, absQz, t, o, i);
             within(failures, c + " matmul", wantY, gotY, magY, i);
-            within(failures, c + " qmatmul_naive", wantY, naiveMatmul(gpu, w, x, t), magY, i);
+            within(failures, c + " qmatmul (fused, direct)", wantY, deviceMatmul(gpu, w, x, t, false), magY, i);
+            within(failures, c + " qmatmul_naive", wantY, deviceMatmul(gpu, w, x, t, true), magY, i);
             if (t > 1) {  // matmul with one token is the GEMV; make sure the tiled kernel sees one token too
                 float[] one = new float[o];
                 try (DeviceBuffer dx = DeviceBuffer.of(cuda, java.util.Arrays.copyOf(x, i));
@@ -123,6 +125,16 @@ public final class CudaParity {
             float[] gotG = new float[o];
             gpu.gemv(w, x, 0, gotG, 0);
             within(failures, c + " gemv", wantG, gotG, java.util.Arrays.copyOf(magY, o), i);
+            for (int slices : new int[] {1, 7, 32}) {  // the launcher's slice count is a tuning knob: all must agree
+                float[] sliced = new float[o];
+                try (DeviceBuffer dx = DeviceBuffer.of(cuda, java.util.Arrays.copyOf(x, i));
+                     DeviceBuffer dyb = DeviceBuffer.allocate(cuda, (long) o * 4)) {
+                    gpu.module().gemv(w, dx.pointer(), dyb.pointer(), slices);
+                    cuda.copyToHost(dyb.pointer(), sliced, 0, o);
+                }
+                within(failures, c + " gemv (" + slices + " slices)", wantG, sliced,
+                        java.util.Arrays.copyOf(magY, o), i);
+            }
 
             float[] magX = magnitudeX(dy, absQz, t, o, i, null);
             float[] wantX = new float[t * i];
@@ -130,7 +142,9 @@ public final class CudaParity {
             float[] gotX = new float[t * i];
             gpu.matmulTransposed(w, dy, 0, t, gotX, 0, false);
             within(failures, c + " matmulTransposed", wantX, gotX, magX, o);
-            within(failures, c + " qmatmul_t_naive", wantX, naiveTransposed(gpu, w, dy, t, null), magX, o);
+            within(failures, c + " qmatmul_t (fused, direct)", wantX, deviceTransposed(gpu, w, dy, t, null, false),
+                    magX, o);
+            within(failures, c + " qmatmul_t_naive", wantX, deviceTransposed(gpu, w, dy, t, null, true), magX, o);
 
             float[] magAcc = magnitudeX(dy, absQz, t, o, i, dx0);
             float[] wantAcc = dx0.clone();
@@ -138,7 +152,9 @@ public final class CudaParity {
             float[] gotAcc = dx0.clone();
             gpu.matmulTransposed(w, dy, 0, t, gotAcc, 0, true);
             within(failures, c + " matmulTransposed(accumulate)", wantAcc, gotAcc, magAcc, o + 1);
-            within(failures, c + " qmatmul_t_naive(accumulate)", wantAcc, naiveTransposed(gpu, w, dy, t, dx0),
+            within(failures, c + " qmatmul_t (fused, direct, accumulate)", wantAcc,
+                    deviceTransposed(gpu, w, dy, t, dx0, false), magAcc, o + 1);
+            within(failures, c + " qmatmul_t_naive(accumulate)", wantAcc, deviceTransposed(gpu, w, dy, t, dx0, true),
                     magAcc, o + 1);
         }
         return failures;
@@ -172,22 +188,22 @@ public final class CudaParity {
         return failures;
     }
 
-    private static float[] naiveMatmul(CudaQuantKernels gpu, CudaPreparedWeight w, float[] x, int t) {
+    private static float[] deviceMatmul(CudaQuantKernels gpu, CudaPreparedWeight w, float[] x, int t, boolean naive) {
         CudaDriver cuda = gpu.module().driver();
         float[] y = new float[t * w.out()];
         try (DeviceBuffer dx = DeviceBuffer.of(cuda, x); DeviceBuffer dy = DeviceBuffer.allocate(cuda, y.length * 4L)) {
-            gpu.module().matmul(w, dx.pointer(), t, dy.pointer(), true);
+            gpu.module().matmul(w, dx.pointer(), t, dy.pointer(), naive);
             cuda.copyToHost(dy.pointer(), y, 0, y.length);
         }
         return y;
     }
 
-    private static float[] naiveTransposed(CudaQuantKernels gpu, CudaPreparedWeight w, float[] dy, int t,
-                                           float[] accumulateInto) {
+    private static float[] deviceTransposed(CudaQuantKernels gpu, CudaPreparedWeight w, float[] dy, int t,
+                                            float[] accumulateInto, boolean naive) {
         CudaDriver cuda = gpu.module().driver();
         float[] dx = accumulateInto == null ? new float[t * w.in()] : accumulateInto.clone();
         try (DeviceBuffer ddy = DeviceBuffer.of(cuda, dy); DeviceBuffer ddx = DeviceBuffer.of(cuda, dx)) {
-            gpu.module().matmulTransposed(w, ddy.pointer(), t, ddx.pointer(), accumulateInto != null, true);
+            gpu.module().matmulTransposed(w, ddy.pointer(), t, ddx.pointer(), accumulateInto != null, naive);
             cuda.copyToHost(ddx.pointer(), dx, 0, dx.length);
         }
         return dx;

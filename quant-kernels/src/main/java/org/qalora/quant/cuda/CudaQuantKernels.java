@@ -9,21 +9,68 @@ import org.qalora.quant.kernels.QuantKernels;
  * methods copy activations in and results out on every call (simple, correct, and what the CPU-shaped worker
  * needs today). A GPU-resident caller uses the device-pointer variants ({@code *Device}), which only launch.
  *
+ * <p>Which kernel runs (measured on the H200, docs/PERFORMANCE.md "cuda"): one token takes the GEMV; up to
+ * {@link #cublasMinTokens()} - 1 tokens take the fused dequantize-multiply kernel; from there on the weight is
+ * dequantized into a scratch buffer once per call and multiplied by cublasSgemm, which wins once the
+ * dequantization is spread over enough tokens. Both paths compute in fp32 (no TF32), so results agree with
+ * {@link org.qalora.quant.kernels.ReferenceQuantKernels} within the same fp32 rounding bound. Without cuBLAS
+ * the fused kernel does everything.
+ *
  * <p>All calls run on the default stream and return after the result is complete (the copy back to the host
  * waits for the kernel). Thread-safe: calls from several threads serialise on the device.
  */
-public final class CudaQuantKernels implements QuantKernels {
+public final class CudaQuantKernels implements QuantKernels, AutoCloseable {
+    /** Token count from which "dequantize + cublasSgemm" beats the fused kernel on the H200 (see PERFORMANCE.md). */
+    public static final int DEFAULT_CUBLAS_MIN_TOKENS = 64;
+
     private final QuantKernelModule kernels;
     private final CudaDriver cuda;
+    private final Cublas blas;             // null: cuBLAS missing, the fused kernels do everything
+    private final int cublasMinTokens;
+    private DeviceBuffer scratch;          // [O, I] fp32 dequantized weight for the cuBLAS path; guarded by this
 
     /** Kernels on device 0. Throws {@link CudaException} (with the reason) where CUDA is unavailable. */
     public CudaQuantKernels() {
-        this(QuantKernelModule.get());
+        this(DEFAULT_CUBLAS_MIN_TOKENS);
     }
 
-    CudaQuantKernels(QuantKernelModule kernels) {
-        this.kernels = kernels;
+    /**
+     * @param cublasMinTokens token count from which products go through "dequantize + cublasSgemm";
+     *                        {@link Integer#MAX_VALUE} keeps everything on the fused kernels
+     */
+    public CudaQuantKernels(int cublasMinTokens) {
+        if (cublasMinTokens < 2) {
+            throw new IllegalArgumentException("cublasMinTokens must be at least 2 (one token is the GEMV), got "
+                    + cublasMinTokens);
+        }
+        this.kernels = QuantKernelModule.get();
         this.cuda = kernels.driver();
+        this.blas = Cublas.available() ? Cublas.get() : null;
+        this.cublasMinTokens = blas == null ? Integer.MAX_VALUE : cublasMinTokens;
+    }
+
+    /** The token count from which products use cuBLAS ({@link Integer#MAX_VALUE} when cuBLAS is missing). */
+    public int cublasMinTokens() {
+        return cublasMinTokens;
+    }
+
+    /** Frees the scratch buffer of the cuBLAS path (prepared weights are freed on their own). */
+    @Override
+    public synchronized void close() {
+        if (scratch != null) {
+            scratch.close();
+            scratch = null;
+        }
+    }
+
+    /** The [O, I] fp32 scratch, grown to fit; callers hold this object's lock while its content is in use. */
+    private DeviceBuffer scratchFor(CudaPreparedWeight w) {
+        long bytes = 4L * w.out() * w.in();
+        if (scratch == null || scratch.bytes() < bytes) {
+            close();
+            scratch = DeviceBuffer.allocate(cuda, bytes);
+        }
+        return scratch;
     }
 
     /** True when this machine can run these kernels; see {@link #unavailableReason()}. Never throws. */
@@ -139,15 +186,31 @@ public final class CudaQuantKernels implements QuantKernels {
         checkTokens(tokens);
         if (tokens == 1) {
             kernels.gemv(w, x, y);  // one token: the bandwidth-bound kernel beats a 1/128-full tile
-        } else {
+        } else if (tokens < cublasMinTokens) {
             kernels.matmul(w, x, tokens, y, false);
+        } else {
+            // Stream order keeps dequantize -> gemm -> next call's dequantize; the lock keeps two threads from
+            // interleaving their pairs on the shared scratch.
+            synchronized (this) {
+                DeviceBuffer dense = scratchFor(w);
+                kernels.dequantize(w, dense.pointer(), false);
+                blas.linear(Cublas.Precision.FP32, dense.pointer(), x, tokens, w.out(), w.in(), y);
+            }
         }
     }
 
     /** {@code dx[T, I] (+)= dy[T, O] . W} on device memory. */
     public void matmulTransposedDevice(CudaPreparedWeight w, long dy, int tokens, long dx, boolean accumulate) {
         checkTokens(tokens);
-        kernels.matmulTransposed(w, dy, tokens, dx, accumulate, false);
+        if (tokens < cublasMinTokens) {
+            kernels.matmulTransposed(w, dy, tokens, dx, accumulate, false);
+        } else {
+            synchronized (this) {
+                DeviceBuffer dense = scratchFor(w);
+                kernels.dequantize(w, dense.pointer(), false);
+                blas.linearTransposed(dense.pointer(), dy, tokens, w.out(), w.in(), dx, accumulate);
+            }
+        }
     }
 
     /** {@code y[O] = W . x[I]} on device memory. */

@@ -143,9 +143,20 @@ public final class QuantKernelModule {
         }
     }
 
-    /** y[O] = W . x[I]. */
+    /** y[O] = W . x[I] with the default number of input slices per column. */
     public void gemv(DeviceWeight w, long x, long y) {
-        cuda.launch(gemv[w.bits()], "qgemv_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, 8, 1, 0,
+        gemv(w, x, y, GEMV_SLICES);
+    }
+
+    /** Slices per output column in the GEMV (block 32 x slices); measured best on the H200, PERFORMANCE.md. */
+    public static final int GEMV_SLICES = 16;
+
+    /** y[O] = W . x[I]; {@code slices} (1..32) threads share each output column's reduction. */
+    public void gemv(DeviceWeight w, long x, long y, int slices) {
+        if (slices < 1 || slices > 32) {
+            throw new IllegalArgumentException("GEMV slices must be 1..32, got " + slices);
+        }
+        cuda.launch(gemv[w.bits()], "qgemv_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, slices, 1, 0,
                 w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
     }
 

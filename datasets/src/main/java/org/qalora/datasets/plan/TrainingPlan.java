@@ -40,7 +40,9 @@ public final class TrainingPlan {
     private final PlanSettings settings;
     private final RecordLengths lengths;
     private final String hash;
-    /** Micro-batches of each epoch computed so far, in stream order. */
+    /** Epochs kept in memory; older ones are dropped and rebuilt on demand (they are a pure function of the seed). */
+    private static final int CACHED_EPOCHS = 3;
+    /** Micro-batches of each epoch computed so far, in stream order; null once evicted. */
     private final List<List<PlannedBatch>> epochs = new ArrayList<>();
     /** epochStart[e] = stream position of epoch e's first micro-batch (one more entry than epochs). */
     private final List<Long> epochStart = new ArrayList<>(List.of(0L));
@@ -136,7 +138,7 @@ public final class TrainingPlan {
     /** Micro-batches of one epoch, in stream order. */
     public synchronized List<PlannedBatch> epochMicroBatches(int epoch) {
         ensureEpoch(epoch);
-        return epochs.get(epoch);
+        return epoch(epoch);
     }
 
     // --- internals ---
@@ -162,9 +164,9 @@ public final class TrainingPlan {
         });
         int slots = settings.slots();
         int cap = perRound / slots;
-        long[] load = new long[slots];
-        int[] count = new int[slots];
-        int[] slotOf = new int[perRound];
+        long[] load = new long[slots];          // [slots] target tokens assigned so far
+        int[] count = new int[slots];           // [slots] micro-batches assigned so far
+        int[] slotOf = new int[perRound];       // [slots*K*M] slot of each micro-batch of the round
         for (int idx : order) {
             int best = -1;
             for (int s = 0; s < slots; s++) {
@@ -188,7 +190,7 @@ public final class TrainingPlan {
 
     private PlannedBatch at(long pos) {
         int e = epochAt(pos);
-        return epochs.get(e).get(Math.toIntExact(pos - epochStart.get(e)));
+        return epoch(e).get(Math.toIntExact(pos - epochStart.get(e)));
     }
 
     private int epochAt(long pos) {
@@ -207,13 +209,26 @@ public final class TrainingPlan {
             List<PlannedBatch> mb = buildEpoch(epochs.size());
             epochs.add(mb);
             epochStart.add(epochStart.getLast() + mb.size());
+            if (epochs.size() > CACHED_EPOCHS) {
+                epochs.set(epochs.size() - 1 - CACHED_EPOCHS, null);
+            }
         }
+    }
+
+    /** Epoch e's micro-batches (e must already be known to {@link #ensureEpoch}); rebuilt if evicted. */
+    private List<PlannedBatch> epoch(int e) {
+        List<PlannedBatch> mb = epochs.get(e);
+        if (mb == null) {
+            mb = buildEpoch(e);
+            epochs.set(e, mb);
+        }
+        return mb;
     }
 
     private List<PlannedBatch> buildEpoch(int epoch) {
         int n = lengths.size();
         SplitMix64 rng = new SplitMix64(SplitMix64.mix(settings.seed(), epoch + 1L));
-        long[] perm = new long[n];
+        long[] perm = new long[n];              // [N] record indices in this epoch's order
         for (int i = 0; i < n; i++) {
             perm[i] = i;
         }

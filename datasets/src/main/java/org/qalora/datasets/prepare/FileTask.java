@@ -28,9 +28,10 @@ import java.util.SortedMap;
 import java.util.TreeMap;
 
 /**
- * The work of one Spark task: read one input file, validate, template, tokenize, and write its shards
- * ({@code part-FFFFF-CCCC.parquet}: file index, chunk index) into the job's temporary directory.
- * Spark-free, so it is also what the single-file tests and the benchmark call.
+ * The work of one Spark task: read one input file (or one split of a large JSONL file), validate, template,
+ * tokenize, and write its shards ({@code part-FFFFF-SSSS-CCCC.parquet}: file, split and chunk index) into the
+ * job's temporary directory.
+ * It uses no Spark API: {@link PrepareJob} runs one per input file inside a task and collects the results.
  */
 final class FileTask implements Serializable {
 
@@ -49,7 +50,9 @@ final class FileTask implements Serializable {
         this.conf = new SerializableConf(conf);
     }
 
-    FileResult run(int fileIndex, String location, String tmpDir) throws IOException {
+    FileResult run(InputUnit unit, String tmpDir) throws IOException {
+        int fileIndex = unit.fileIndex();
+        String location = unit.location();
         Configuration hadoop = conf.get();
         TextTokenizer tokenizer = TextTokenizer.shared(tokenizerJson, tokenizerConfig, settings.tokenizer());
         ExampleEncoder encoder = new ExampleEncoder(tokenizer, settings.encoding());
@@ -62,23 +65,21 @@ final class FileTask implements Serializable {
         for (BadRecordReason r : BadRecordReason.values()) {
             skipped.put(r.name(), 0L);
         }
-        List<DatasetManifest.Shard> shards = new ArrayList<>();
-        int[] lengths = new int[1024];
-        long records = 0;
-        long tokens = 0;
-        long targetTokens = 0;
-        String layout;
+        Output output = new Output(fs, dir, String.format("part-%05d-%04d", fileIndex, unit.splitIndex()), hadoop);
+        String layout = "?";
         String format = null;
-        ShardWriter shard = null;
-        try (RecordReader reader = RecordReaders.open(location, hadoop, settings.format(), settings.limits())) {
+        try (RecordReader reader = unit.isWholeFile()
+                ? RecordReaders.open(location, hadoop, settings.format(), settings.limits())
+                : RecordReaders.openJsonLinesRange(location, hadoop, settings.format(), settings.limits(), unit.start(),
+                        unit.end(), unit.firstLine())) {
             layout = reader instanceof ParquetRecordReader ? "parquet"
                     : reader instanceof JsonArrayReader ? "json-array" : "jsonl";
             ReadResult r;
             while ((r = reader.next()) != null) {
                 if (!r.isOk()) {
                     if (!settings.skipBadRecords()) {
-                        closeQuietly(shard);
-                        return failed(fileIndex, location, layout, r.bad(), null);
+                        output.abandon();
+                        return failed(unit, layout, r.bad(), null);
                     }
                     skipped.merge(r.bad().reason().name(), 1L, Long::sum);
                     continue;
@@ -88,54 +89,88 @@ final class FileTask implements Serializable {
                     format = rec.instruction() == null ? "flan" : "alpaca";
                 }
                 PromptTemplate t = userTemplate != null ? userTemplate : rec.instruction() == null ? verbatim : alpaca;
-                EncodedExample ex = encoder.encode(t.source(rec), rec.output());
-                if (shard == null || shard.records() == settings.recordsPerShard()) {
-                    if (shard != null) {
-                        shard.close();
-                        shards.add(shard.entry());
-                    }
-                    String name = String.format("part-%05d-%04d.parquet", fileIndex, shards.size());
-                    shard = new ShardWriter(fs, dir, name, records, hadoop);
-                }
-                shard.write(ex, rec.recordId());
-                if (2 * records + 2 > lengths.length) {
-                    lengths = Arrays.copyOf(lengths, lengths.length * 2);
-                }
-                lengths[(int) (2 * records)] = ex.numTokens();
-                lengths[(int) (2 * records + 1)] = ex.numTargetTokens();
-                records++;
-                tokens += ex.numTokens();
-                targetTokens += ex.numTargetTokens();
+                // One record per native call: batch calls measured slower here (docs/PERFORMANCE.md, datasets).
+                output.write(encoder.encode(t.source(rec), rec.output()), rec.recordId());
             }
+            output.finish();
+            String sha = unit.sha256() != null ? unit.sha256() : reader.fileSha256();
+            return new FileResult(fileIndex, unit.splitIndex(), location, sha, layout, format == null ? "none" : format,
+                    output.records, output.tokens, output.targetTokens, skipped, output.shards,
+                    Arrays.copyOf(output.lengths, (int) (2 * output.records)), null, null);
+        } catch (MalformedFileException e) {
+            output.abandon();
+            return failed(unit, layout, null, e.getMessage());
+        } catch (IOException e) {
+            output.abandon();
+            return failed(unit, layout, null, location + ": I/O error while reading it or writing its "
+                    + "shards: " + e);
+        }
+    }
+
+    /** The shards of one file, rolled over every {@code recordsPerShard} records, and the running counts. */
+    private final class Output {
+        private final FileSystem fs;
+        private final Path dir;
+        private final String prefix;
+        private final Configuration hadoop;
+        private final List<DatasetManifest.Shard> shards = new ArrayList<>();
+        private ShardWriter shard;
+        private int[] lengths = new int[1024];   // [2 * records]: num_tokens, num_target_tokens interleaved
+        private long records;
+        private long tokens;
+        private long targetTokens;
+
+        Output(FileSystem fs, Path dir, String prefix, Configuration hadoop) {
+            this.fs = fs;
+            this.dir = dir;
+            this.prefix = prefix;
+            this.hadoop = hadoop;
+        }
+
+        void write(EncodedExample ex, String recordId) throws IOException {
+            if (shard == null || shard.records() == settings.recordsPerShard()) {
+                closeShard();
+                String name = String.format("%s-%04d.parquet", prefix, shards.size());
+                shard = new ShardWriter(fs, dir, name, records, hadoop);
+            }
+            shard.write(ex, recordId);
+            if (2 * records + 2 > lengths.length) {
+                lengths = Arrays.copyOf(lengths, lengths.length * 2);
+            }
+            lengths[(int) (2 * records)] = ex.numTokens();
+            lengths[(int) (2 * records + 1)] = ex.numTargetTokens();
+            records++;
+            tokens += ex.numTokens();
+            targetTokens += ex.numTargetTokens();
+        }
+
+        void finish() throws IOException {
+            closeShard();
+        }
+
+        private void closeShard() throws IOException {
             if (shard != null) {
                 shard.close();
                 shards.add(shard.entry());
                 shard = null;
             }
-            String sha = reader.fileSha256();
-            return new FileResult(fileIndex, location, sha, layout, format == null ? "none" : format, records, tokens,
-                    targetTokens, skipped, shards, Arrays.copyOf(lengths, (int) (2 * records)), null, null);
-        } catch (MalformedFileException e) {
-            closeQuietly(shard);
-            return failed(fileIndex, location, "?", null, e.getMessage());
-        } catch (IOException e) {
-            closeQuietly(shard);
-            return failed(fileIndex, location, "?", null, location + ": cannot read: " + e);
         }
-    }
 
-    private static FileResult failed(int fileIndex, String location, String layout, BadRecord bad, String fatal) {
-        return new FileResult(fileIndex, location, "", layout, "none", 0, 0, 0, new TreeMap<>(), List.of(), new int[0],
-                bad, fatal);
-    }
-
-    private static void closeQuietly(ShardWriter w) {
-        if (w != null) {
-            try {
-                w.close();
-            } catch (IOException | RuntimeException ignored) {
-                // the temporary directory is deleted anyway
+        /** On failure: close without caring; the driver deletes the whole temporary directory. */
+        void abandon() {
+            if (shard != null) {
+                try {
+                    shard.close();
+                } catch (IOException | RuntimeException ignored) {
+                    // the temporary directory is deleted anyway
+                }
+                shard = null;
             }
         }
+    }
+
+    private static FileResult failed(InputUnit unit, String layout, BadRecord bad, String fatal) {
+        return new FileResult(unit.fileIndex(), unit.splitIndex(), unit.location(), "", layout, "none", 0, 0, 0,
+                new TreeMap<>(), List.of(), new int[0], bad, fatal);
     }
 }

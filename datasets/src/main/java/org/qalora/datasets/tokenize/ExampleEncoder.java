@@ -35,13 +35,30 @@ public final class ExampleEncoder {
     }
 
     public EncodedExample encode(String source, String target) {
-        int[] src = tokenizer.encode(source, true);
+        // The EOS string is appended to the text (not the id to the ids) because that is what the reference
+        // does; the added-token matcher turns it into the EOS id.
+        return combine(tokenizer.encode(source, true), tokenizer.encode(target + tokenizer.eosToken(), false));
+    }
+
+    /** {@link #encode} for many pairs at once (two native calls in all; see {@link TextTokenizer#encodeBatch}). */
+    public EncodedExample[] encodeBatch(String[] sources, String[] targets) {
+        String[] withEos = new String[targets.length];
+        for (int i = 0; i < targets.length; i++) {
+            withEos[i] = targets[i] + tokenizer.eosToken();
+        }
+        int[][] src = tokenizer.encodeBatch(sources, true);
+        int[][] tgt = tokenizer.encodeBatch(withEos, false);
+        EncodedExample[] out = new EncodedExample[sources.length];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = combine(src[i], tgt[i]);
+        }
+        return out;
+    }
+
+    private EncodedExample combine(int[] src, int[] tgt) {
         if (src.length > settings.sourceMaxLen()) {
             src = Arrays.copyOf(src, settings.sourceMaxLen());
         }
-        // The EOS string is appended to the text (not the id to the ids) because that is what the reference
-        // does; the added-token matcher turns it into the EOS id.
-        int[] tgt = tokenizer.encode(target + tokenizer.eosToken(), false);
         if (tgt.length > settings.targetMaxLen()) {
             tgt = Arrays.copyOf(tgt, settings.targetMaxLen());
         }

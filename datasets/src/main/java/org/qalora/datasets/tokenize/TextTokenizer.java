@@ -2,6 +2,7 @@ package org.qalora.datasets.tokenize;
 
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
@@ -34,7 +35,7 @@ public final class TextTokenizer implements AutoCloseable {
     /** One native tokenizer per distinct tokenizer.json per JVM: Spark tasks of one executor share it. */
     private static final Map<String, TextTokenizer> SHARED = new ConcurrentHashMap<>();
 
-    private final HuggingFaceTokenizer native_;
+    private final HuggingFaceTokenizer hf;
     private final String sha256;
     private final String bosToken;
     private final String eosToken;
@@ -70,7 +71,7 @@ public final class TextTokenizer implements AutoCloseable {
         try {
             // We truncate ourselves (source and target separately, as QLoRA's collator does), so the native side
             // must neither truncate nor pad nor post-edit the text.
-            this.native_ = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
+            this.hf = HuggingFaceTokenizer.newInstance(new ByteArrayInputStream(tokenizerJson), Map.of(
                     "truncation", "false", "padding", "false", "addSpecialTokens", "true",
                     "cleanupTokenizationSpaces", "false", "maxLength", "-1"));
         } catch (IOException e) {
@@ -83,19 +84,84 @@ public final class TextTokenizer implements AutoCloseable {
         return new TextTokenizer(tokenizerJson, tokenizerConfigOrNull, sourceName);
     }
 
+    /**
+     * Loads {@code location} (tokenizer.json on any Hadoop FileSystem) and the tokenizer_config.json beside it, if
+     * there is one, shared per JVM.
+     */
+    public static TextTokenizer open(String location, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(location);
+        org.apache.hadoop.fs.FileSystem fs = p.getFileSystem(conf);
+        if (!fs.exists(p)) {
+            throw new IllegalArgumentException(location + ": no such tokenizer file (give the path of tokenizer.json)");
+        }
+        byte[] json;
+        try (var in = fs.open(p)) {
+            json = in.readAllBytes();
+        }
+        org.apache.hadoop.fs.Path cfg = new org.apache.hadoop.fs.Path(p.getParent(), "tokenizer_config.json");
+        byte[] config = null;
+        if (fs.exists(cfg)) {
+            try (var in = fs.open(cfg)) {
+                config = in.readAllBytes();
+            }
+        }
+        return shared(json, config, location);
+    }
+
     /** Like {@link #load} but returns one instance per JVM for identical bytes; callers must not close it. */
     public static TextTokenizer shared(byte[] tokenizerJson, byte[] tokenizerConfigOrNull, String sourceName) {
         String key = sha256Hex(tokenizerJson) + "/" + (tokenizerConfigOrNull == null ? "-" : sha256Hex(tokenizerConfigOrNull));
         return SHARED.computeIfAbsent(key, k -> new TextTokenizer(tokenizerJson, tokenizerConfigOrNull, sourceName));
     }
 
-    /** Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS. */
+    /**
+     * Token ids of {@code text}; with {@code addSpecialTokens} the tokenizer's post-processor adds BOS.
+     *
+     * <p>Calls DJL's JNI layer for the ids alone. DJL's {@link HuggingFaceTokenizer#encode} builds a full
+     * {@link Encoding}: eight JNI calls per text that also copy every token's string, char span, type, word id and
+     * masks into Java objects we never read. {@link #encodeWithDjlEncoding} is that reference path;
+     * {@code TokenizerParityTest} checks both give the same ids, the benchmark compares their speed. (Our
+     * {@code HuggingFaceTokenizer} has no lower-casing or accent stripping configured, which is the only thing its
+     * {@code encode} does to the text before the native call.)
+     */
     public int[] encode(String text, boolean addSpecialTokens) {
-        Encoding enc = native_.encode(text, addSpecialTokens, false);
-        long[] ids = enc.getIds();
+        long encoding = TokenizersLibrary.LIB.encode(hf.getHandle(), text, addSpecialTokens);
+        try {
+            return toInts(TokenizersLibrary.LIB.getTokenIds(encoding));
+        } finally {
+            TokenizersLibrary.LIB.deleteEncoding(encoding);
+        }
+    }
+
+    /** The same ids through DJL's public {@link Encoding} API: the reference for {@link #encode}. */
+    public int[] encodeWithDjlEncoding(String text, boolean addSpecialTokens) {
+        return toInts(hf.encode(text, addSpecialTokens, false).getIds());
+    }
+
+    private static int[] toInts(long[] ids) {
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) {
             out[i] = Math.toIntExact(ids[i]);
+        }
+        return out;
+    }
+
+    /**
+     * Token ids of many texts in one native call; the ids are exactly those of {@link #encode} one by one. The HF
+     * library spreads a batch over its own thread pool (rayon, one thread per core). prepare does not use it: on
+     * busy cores it measured slower than one call per record (docs/PERFORMANCE.md, datasets section).
+     */
+    public int[][] encodeBatch(String[] texts, boolean addSpecialTokens) {
+        long[] encodings = TokenizersLibrary.LIB.batchEncode(hf.getHandle(), texts, addSpecialTokens);
+        int[][] out = new int[encodings.length][];
+        try {
+            for (int k = 0; k < encodings.length; k++) {
+                out[k] = toInts(TokenizersLibrary.LIB.getTokenIds(encodings[k]));
+            }
+        } finally {
+            for (long e : encodings) {
+                TokenizersLibrary.LIB.deleteEncoding(e);
+            }
         }
         return out;
     }
@@ -106,7 +172,7 @@ public final class TextTokenizer implements AutoCloseable {
         for (int i = 0; i < ids.length; i++) {
             l[i] = ids[i];
         }
-        return native_.decode(l, false);
+        return hf.decode(l, false);
     }
 
     public String bosToken() { return bosToken; }
@@ -119,7 +185,7 @@ public final class TextTokenizer implements AutoCloseable {
 
     @Override
     public void close() {
-        native_.close();
+        hf.close();
     }
 
     private static String tokenName(JsonNode node, String fallback) {

@@ -33,7 +33,7 @@ class TrainingPlanTest {
     static DatasetManifest manifest(RecordLengths l, String hash) {
         return new DatasetManifest(DatasetManifest.FORMAT_VERSION, hash, List.of(), null, l.size(),
                 Arrays.stream(l.numTokens()).asLongStream().sum(), Arrays.stream(l.numTargetTokens()).asLongStream().sum(),
-                new TreeMap<>(), 1, 2, 0, List.of(new DatasetManifest.Shard("part-00000-0000.parquet", 0, l.size(), 0, "")),
+                new TreeMap<>(), 1, 2, 0, List.of(new DatasetManifest.Shard("part-00000-0000-0000.parquet", 0, l.size(), 0, "")),
                 DatasetManifest.LENGTHS, "lengths-" + hash);
     }
 
@@ -73,6 +73,11 @@ class TrainingPlanTest {
                 assertEquals(a.stepsFor(round, slot), b.stepsFor(round, slot));
             }
         }
+        // Later epochs evict early ones from memory; asking again rebuilds exactly the same batches.
+        List<PlannedBatch> first = a.epochMicroBatches(0);
+        a.epochMicroBatches(6);
+        assertEquals(first, a.epochMicroBatches(0));
+        assertEquals(b.stepsFor(0, 1), a.stepsFor(0, 1));
         TrainingPlan otherSeed = TrainingPlan.build(manifest(l, "d"), l, new PlanSettings(43, 4, 3, 2, 2048));
         assertNotEquals(a.hash(), otherSeed.hash());
         assertNotEquals(a.stepsFor(0, 0), otherSeed.stepsFor(0, 0));

@@ -149,6 +149,38 @@ class BadRecordsTest {
         assertEquals("Add 2 and 3.", results.get(3).record().instruction());
     }
 
+    /** Parquet: a non-string column is WRONG_TYPE, non-UTF-8 bytes in a binary column INVALID_UTF8, per row. */
+    @Test
+    void parquetWrongTypeAndInvalidUtf8PerRow() throws Exception {
+        SparkSession spark = SparkTestSession.get();
+        org.apache.spark.sql.types.StructType schema = new org.apache.spark.sql.types.StructType()
+                .add("inputs", org.apache.spark.sql.types.DataTypes.BinaryType)
+                .add("targets", org.apache.spark.sql.types.DataTypes.BinaryType);
+        byte[] bad = {(byte) 0xC3, (byte) 0x28};
+        List<org.apache.spark.sql.Row> rows = List.of(
+                org.apache.spark.sql.RowFactory.create("q1".getBytes(StandardCharsets.UTF_8), "a1".getBytes(StandardCharsets.UTF_8)),
+                org.apache.spark.sql.RowFactory.create(bad, "a2".getBytes(StandardCharsets.UTF_8)),
+                org.apache.spark.sql.RowFactory.create("q3".getBytes(StandardCharsets.UTF_8), null));
+        String p1 = dir.resolve("bin.parquet").toString();
+        spark.createDataFrame(rows, schema).coalesce(1).write().parquet(p1);
+        org.apache.spark.sql.types.StructType intSchema = new org.apache.spark.sql.types.StructType()
+                .add("inputs", org.apache.spark.sql.types.DataTypes.StringType)
+                .add("targets", org.apache.spark.sql.types.DataTypes.IntegerType);
+        String p2 = dir.resolve("int.parquet").toString();
+        spark.createDataFrame(List.of(org.apache.spark.sql.RowFactory.create("q", 4)), intSchema).coalesce(1)
+                .write().parquet(p2);
+
+        DatasetManifest m = PrepareJob.run(spark, settings(List.of(p1, p2), dir.resolve("out").toString())
+                .withSkipBadRecords(true));
+        assertEquals(1, m.records());
+        assertEquals(1L, m.skipped().get("INVALID_UTF8"));
+        assertEquals(1L, m.skipped().get("MISSING_FIELD"));
+        assertEquals(1L, m.skipped().get("WRONG_TYPE"));
+        var e = assertThrows(BadDataException.class, () -> PrepareJob.run(spark,
+                settings(List.of(p1), dir.resolve("out2").toString())));
+        assertTrue(e.getMessage().contains("[1]: invalid UTF-8: column \"inputs\""), e.getMessage());
+    }
+
     @Test
     void brokenJsonArrayStopsEvenInSkipMode() throws Exception {
         SparkSession spark = SparkTestSession.get();

@@ -45,7 +45,7 @@ class PrepareJobTest {
                 List.of(jsonl.toString(), array.toString()), PrepareFixtures.tokenizer(), out).withRecordsPerShard(2));
 
         assertEquals(5, m.records());
-        assertEquals(List.of("part-00000-0000.parquet", "part-00000-0001.parquet", "part-00001-0000.parquet"),
+        assertEquals(List.of("part-00000-0000-0000.parquet", "part-00000-0000-0001.parquet", "part-00001-0000-0000.parquet"),
                 m.shards().stream().map(DatasetManifest.Shard::name).toList());
         assertEquals(List.of(0L, 2L, 3L), m.shards().stream().map(DatasetManifest.Shard::firstRecord).toList());
         assertEquals("jsonl", m.inputs().get(0).layout());
@@ -94,6 +94,47 @@ class PrepareJobTest {
                 .encode("Translate to French: cat", "chat");
         assertArrayEquals(ex.inputIds(), r.getList(0).stream().mapToInt(o -> (Integer) o).toArray());
         assertTrue(r.getString(4).endsWith("[0]"), r.getString(4));
+    }
+
+    @Test
+    void readersAsASparkDataset() throws Exception {
+        Path jsonl = PrepareFixtures.write(dir, "a.jsonl", PrepareFixtures.lines(List.of(
+                PrepareFixtures.good(1), "{\"instruction\": 5, \"output\": \"x\"}", PrepareFixtures.goodWithInput(2))));
+        Path array = PrepareFixtures.write(dir, "b.json", "[" + PrepareFixtures.good(3) + "]");
+        List<String> files = List.of(jsonl.toString(), array.toString());
+        Dataset<Row> ds = org.qalora.datasets.read.SourceRecords.dataset(spark, files,
+                org.qalora.datasets.read.RecordFormat.ALPACA, org.qalora.datasets.read.RecordValidator.Limits.DEFAULT,
+                true);
+        List<Row> rows = ds.orderBy("record_id").collectAsList();
+        assertEquals(3, rows.size());
+        assertTrue(rows.get(0).getString(0).endsWith("a.jsonl:1"));
+        assertEquals("word2", rows.get(1).getString(2));
+        var e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, () -> org.qalora.datasets.read.SourceRecords
+                .dataset(spark, files, org.qalora.datasets.read.RecordFormat.ALPACA,
+                        org.qalora.datasets.read.RecordValidator.Limits.DEFAULT, false).count());
+        assertTrue(String.valueOf(e.getMessage()).contains("a.jsonl:2: wrong type"), e.getMessage());
+    }
+
+    @Test
+    void userTemplateAndStanfordPromptChangeSourcesAndHash() throws Exception {
+        Path jsonl = PrepareFixtures.write(dir, "a.jsonl", PrepareFixtures.goodWithInput(7) + "\n");
+        Path template = PrepareFixtures.write(dir, "t.json", "{\"prompt\": \"Q: {instruction} [{input}]\\nA:\"}");
+        PrepareSettings base = PrepareSettings.defaults(List.of(jsonl.toString()), PrepareFixtures.tokenizer(),
+                dir.resolve("o1").toString());
+        DatasetManifest qalora = PrepareJob.run(spark, base);
+        PrepareSettings custom = new PrepareSettings(base.data(), base.tokenizer(), dir.resolve("o2").toString(),
+                base.format(), template.toString(), false, base.encoding(), base.limits(), false, 1000, false);
+        DatasetManifest user = PrepareJob.run(spark, custom);
+        PrepareSettings stanford = new PrepareSettings(base.data(), base.tokenizer(), dir.resolve("o3").toString(),
+                base.format(), null, true, base.encoding(), base.limits(), false, 1000, false);
+        DatasetManifest st = PrepareJob.run(spark, stanford);
+
+        EncodedExample expected = new ExampleEncoder(TestFiles.fixtureTokenizer(), ExampleEncoder.Settings.QALORA)
+                .encode("Q: Reverse the word. [word7]\nA:", "7drow");
+        Row r = spark.read().parquet(dir.resolve("o2") + "/*.parquet").first();
+        assertArrayEquals(expected.inputIds(), r.getList(0).stream().mapToInt(o -> (Integer) o).toArray());
+        assertEquals(qalora.tokens() - 1, st.tokens(), "Stanford's prompt drops the lone ▁ token");
+        assertEquals(3, java.util.stream.Stream.of(qalora, user, st).map(DatasetManifest::datasetHash).distinct().count());
     }
 
     @Test

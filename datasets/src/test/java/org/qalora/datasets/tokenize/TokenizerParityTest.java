@@ -39,6 +39,9 @@ class TokenizerParityTest {
         String text = c.get("text").asText();
         assertArrayEquals(ints(c.get("ids_with_bos")), tok.encode(text, true), "ids_with_bos of " + text);
         assertArrayEquals(ints(c.get("ids_no_special")), tok.encode(text, false), "ids_no_special of " + text);
+        // the ids-only path against DJL's full Encoding path
+        assertArrayEquals(tok.encodeWithDjlEncoding(text, true), tok.encode(text, true));
+        assertArrayEquals(tok.encodeWithDjlEncoding(text, false), tok.encode(text, false));
         assertEquals(c.get("decoded").asText(), tok.decode(ints(c.get("ids_no_special"))),
                 "decoded of " + text);
     }
@@ -66,5 +69,28 @@ class TokenizerParityTest {
         int[] plain = ints(c.get("ids_no_special"));
         int[] expected = IntStream.concat(IntStream.of(plain), IntStream.of(2)).toArray();
         assertArrayEquals(expected, tok.encode(text + "</s>", false), "target ids of " + text);
+    }
+
+    /** The batch path prepare uses gives exactly the one-by-one ids, including truncation and masking. */
+    @Test
+    void batchEncodingEqualsOneByOne() throws IOException {
+        TextTokenizer tok = TestFiles.fixtureTokenizer();
+        List<JsonNode> cs = cases();
+        String[] sources = cs.stream().map(c -> c.get("text").asText()).toArray(String[]::new);
+        String[] targets = new String[sources.length];
+        for (int i = 0; i < targets.length; i++) {
+            targets[i] = sources[(i + 3) % sources.length];
+        }
+        for (ExampleEncoder.Settings s : List.of(ExampleEncoder.Settings.QALORA, new ExampleEncoder.Settings(7, 5, false),
+                new ExampleEncoder.Settings(9, 3, true))) {
+            ExampleEncoder enc = new ExampleEncoder(tok, s);
+            EncodedExample[] batch = enc.encodeBatch(sources, targets);
+            for (int i = 0; i < sources.length; i++) {
+                EncodedExample one = enc.encode(sources[i], targets[i]);
+                assertArrayEquals(one.inputIds(), batch[i].inputIds(), "input_ids " + i + " " + s);
+                assertArrayEquals(one.labels(), batch[i].labels(), "labels " + i + " " + s);
+                assertEquals(one.numTargetTokens(), batch[i].numTargetTokens());
+            }
+        }
     }
 }

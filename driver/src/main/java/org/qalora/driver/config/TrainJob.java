@@ -24,8 +24,7 @@ import org.qalora.driver.checkpoint.Storage;
  * @param stepsPerRound    K local optimizer steps per slot per round
  * @param slots            N parallel slots (Spark tasks, one per GPU)
  * @param microBatches     micro-batches per optimizer step (gradient accumulation)
- * @param microBatchSize   sequences per micro-batch
- * @param maxSeqLen        cutoff length of a tokenized example
+ * @param microBatchTokens token budget B*T of one micro-batch, padding included (records are grouped by length)
  * @param master           Spark master (ignored when spark-submit already set one)
  * @param seed             the one seed every random choice derives from
  * @param bits             quantization bits, when the model must be quantized first
@@ -34,14 +33,14 @@ import org.qalora.driver.checkpoint.Storage;
  * @param alpha            lora_alpha
  * @param lr               peak learning rate; null: the worker's default for the pooling
  * @param pooling          QA-LoRA pooling convention: mean, sum or peft
+ * @param dropout          dropout on the adapter's pooled input (QA-LoRA's recipe: 0.05)
  * @param template         prompt template for raw data: "auto" (Alpaca prompts for Alpaca records, FLAN inputs
  *                         verbatim) or a template file
  * @param keepRounds       committed rounds kept in the checkpoint directory
  */
 public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
-                       int stepsPerRound, int slots, int microBatches, int microBatchSize, int maxSeqLen,
-                       String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
-                       String pooling, String template, int keepRounds) {
+                       int stepsPerRound, int slots, int microBatches, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
+                       String pooling, double dropout, String template, int keepRounds) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -52,8 +51,7 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         positive(problems, "steps-per-round", stepsPerRound);
         positive(problems, "slots", slots);
         positive(problems, "micro-batches", microBatches);
-        positive(problems, "micro-batch-size", microBatchSize);
-        positive(problems, "max-seq-len", maxSeqLen);
+        positive(problems, "micro-batch-tokens", microBatchTokens);
         positive(problems, "rank", rank);
         positive(problems, "group-size", groupSize);
         positive(problems, "keep-rounds", keepRounds);
@@ -68,6 +66,9 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         }
         if (!List.of("mean", "sum", "peft").contains(pooling)) {
             problems.add("pooling must be mean, sum or peft, got " + pooling);
+        }
+        if (!(dropout >= 0 && dropout < 1)) {
+            problems.add("dropout must be in [0, 1), got " + dropout);
         }
         if (output == null || output.isBlank()) {
             problems.add("output is required");
@@ -93,8 +94,7 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("steps-per-round", stepsPerRound);
         m.put("slots", slots);
         m.put("micro-batches", microBatches);
-        m.put("micro-batch-size", microBatchSize);
-        m.put("max-seq-len", maxSeqLen);
+        m.put("micro-batch-tokens", microBatchTokens);
         m.put("seed", seed);
         m.put("bits", bits);
         m.put("group-size", groupSize);
@@ -102,6 +102,7 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("alpha", alpha);
         m.put("lr", lr == null ? "<default>" : lr);
         m.put("pooling", pooling);
+        m.put("dropout", dropout);
         m.put("template", template);
         return m;
     }

@@ -20,8 +20,8 @@ import org.yaml.snakeyaml.error.YAMLException;
  */
 public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
-            "slots", "micro-batches", "micro-batch-size", "max-seq-len", "master", "seed", "bits", "group-size", "rank",
-            "alpha", "lr", "pooling", "template", "keep-rounds");
+            "slots", "micro-batches", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
+            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds");
 
     private TrainJobLoader() {}
 
@@ -39,8 +39,7 @@ public final class TrainJobLoader {
         d.put("steps-per-round", 2);
         d.put("slots", 2);
         d.put("micro-batches", 1);
-        d.put("micro-batch-size", 2);
-        d.put("max-seq-len", 64);
+        d.put("micro-batch-tokens", 512);
         d.put("master", "local[*]");
         d.put("seed", 42L);
         d.put("bits", 4);
@@ -49,6 +48,7 @@ public final class TrainJobLoader {
         d.put("alpha", 16.0);
         d.put("lr", null);
         d.put("pooling", "mean");
+        d.put("dropout", 0.05);
         d.put("template", "auto");
         d.put("keep-rounds", 2);
         return d;
@@ -102,12 +102,12 @@ public final class TrainJobLoader {
         }
         return new TrainJob(str(m, "model", source), strings(m, "data", source), str(m, "tokenizer", source),
                 str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
-                integer(m, "slots", source), integer(m, "micro-batches", source), integer(m, "micro-batch-size", source),
-                integer(m, "max-seq-len", source), str(m, "master", source), number(m, "seed", source).longValue(),
+                integer(m, "slots", source), integer(m, "micro-batches", source), integer(m, "micro-batch-tokens", source),
+                str(m, "master", source), number(m, "seed", source).longValue(),
                 integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
-                str(m, "template", source), integer(m, "keep-rounds", source));
+                number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {

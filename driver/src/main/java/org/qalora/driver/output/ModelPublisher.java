@@ -18,7 +18,8 @@ import org.qalora.driver.checkpoint.Storage;
 /**
  * Publishes a model directory atomically under an output root, on any Hadoop filesystem:
  * <ol>
- *   <li>the caller writes every file into a fresh {@code _tmp-<version>-<uuid>/};
+ *   <li>the caller creates and fills a fresh directory {@code _tmp-<version>-<uuid>/} (it does not exist yet, so
+ *   writers that insist on creating their own output directory, like the worker's Merger, can write it);
  *   <li>the publisher checksums every file and writes {@code _MANIFEST.json} last;
  *   <li>the directory is renamed to {@code <version>/}, a name that must not exist yet (renaming onto an existing
  *   directory would nest it);
@@ -32,7 +33,7 @@ public final class ModelPublisher {
     public static final String LATEST = "LATEST";
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
-    /** Writes a model's files into a directory. */
+    /** Creates {@code dir} (which does not exist yet) and writes a model's files into it. */
     @FunctionalInterface
     public interface DirectoryWriter {
         void writeInto(Path dir) throws IOException;
@@ -58,9 +59,11 @@ public final class ModelPublisher {
             throw new IllegalStateException(target + " already exists: versions are never overwritten");
         }
         Path tmp = new Path(root, "_tmp-" + version + "-" + UUID.randomUUID());
-        storage.mkdirs(tmp);
         try {
             writer.writeInto(tmp);
+            if (!storage.isDirectory(tmp)) {
+                throw new IOException("the model writer did not create " + tmp);
+            }
         } catch (IOException | RuntimeException e) {
             storage.deleteQuietly(tmp);
             throw new IllegalStateException("writing the model into " + tmp + " failed (nothing was published): "

@@ -3,10 +3,14 @@ package org.qalora.driver.rounds;
 import java.io.Serializable;
 
 /**
- * Fault injection for tests, set with the Spark conf key {@value #CONF_KEY} = {@code halt:ROUND:SLOT} or
- * {@code throw:ROUND:SLOT}: the first attempt of that task either halts its executor JVM (an executor loss, as a
- * crashed machine) or throws. Spark then retries the task; the result must not change. Only ever fires on attempt 0,
- * so a retried task succeeds.
+ * Fault injection for tests, set with the Spark conf key {@value #CONF_KEY}:
+ * <ul>
+ *   <li>{@code halt:ROUND:SLOT} / {@code throw:ROUND:SLOT}: the first attempt of that task either halts its executor
+ *   JVM (an executor loss, as a crashed machine) or throws. Spark then retries the task; the result must not
+ *   change. Only ever fires on attempt 0, so a retried task succeeds.
+ *   <li>{@code stop:ROUND}: the driver stops the run right after committing that round, as a driver crash between
+ *   rounds would; rerunning the same command must resume from it.
+ * </ul>
  */
 public record FaultPlan(String mode, int round, int slot) implements Serializable {
     public static final String CONF_KEY = "spark.qalora.test.fault";
@@ -18,10 +22,30 @@ public record FaultPlan(String mode, int round, int slot) implements Serializabl
             return none();
         }
         String[] p = spec.split(":");
+        if (p.length == 2 && p[0].equals("stop")) {
+            return new FaultPlan("stop", Integer.parseInt(p[1]), -1);
+        }
         if (p.length != 3 || !(p[0].equals("halt") || p[0].equals("throw"))) {
-            throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected halt:ROUND:SLOT or throw:ROUND:SLOT");
+            throw new IllegalArgumentException(CONF_KEY + "=" + spec
+                    + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT or stop:ROUND");
         }
         return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]));
+    }
+
+    /** Called by the driver after committing {@code committedRound}. */
+    public void maybeStop(int committedRound) {
+        if (mode.equals("stop") && committedRound == round) {
+            throw new RunStoppedException("qalora fault injection: run stopped after committing round " + round);
+        }
+    }
+
+    /** The injected stop of {@link #maybeStop}. */
+    public static final class RunStoppedException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        RunStoppedException(String message) {
+            super(message);
+        }
     }
 
     /** Called by the task after training, before writing its update: the worst moment to die. */

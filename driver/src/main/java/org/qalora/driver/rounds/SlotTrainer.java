@@ -24,9 +24,10 @@ public interface SlotTrainer {
     final class NonFiniteLossError extends RuntimeException {
         private static final long serialVersionUID = 1L;
 
-        public NonFiniteLossError(int round, int slot, long step, double loss) {
-            super("non-finite loss " + loss + " in round " + round + ", slot " + slot + ", local step " + step
-                    + " (lower --lr, or check the data of that slot)");
+        /** {@code what}: e.g. "loss NaN" or "gradient norm Infinity"; {@code localStep} is 0-based within the round. */
+        public NonFiniteLossError(int round, int slot, long localStep, long globalStep, String what) {
+            super("non-finite " + what + " in round " + round + ", slot " + slot + ", local step " + localStep
+                    + " (global step " + globalStep + "); lower --lr, or check the data of that slot");
         }
     }
 }

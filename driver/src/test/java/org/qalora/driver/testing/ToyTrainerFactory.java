@@ -98,7 +98,7 @@ public final class ToyTrainerFactory implements SlotTrainerFactory {
                 loss = Double.NaN;
             }
             if (!Double.isFinite(loss)) {
-                throw new SlotTrainer.NonFiniteLossError(a.round(), a.slot(), s, loss);
+                throw new SlotTrainer.NonFiniteLossError(a.round(), a.slot(), s, step, "loss " + loss);
             }
             stepLosses[s] = loss;
             lossSum += loss * tokens / a.steps();

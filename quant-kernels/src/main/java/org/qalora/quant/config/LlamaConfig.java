@@ -42,6 +42,13 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
 
     public LlamaConfig {
         eosTokenIds = List.copyOf(eosTokenIds);
+        json = json.deepCopy();
+    }
+
+    /** The whole config.json as parsed (a copy: this record stays immutable). */
+    @Override
+    public ObjectNode json() {
+        return json.deepCopy();
     }
 
     /** Reads {@code dir/config.json} (and {@code dir/quantize_config.json} when config.json has no quantization_config). */
@@ -152,7 +159,7 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
                 requiredInt(n, "num_hidden_layers", where), heads, kvHeads, headDim, eps, theta, scaling,
                 n.path("tie_word_embeddings").asBoolean(false), n.path("max_position_embeddings").asInt(2048),
                 n.hasNonNull("bos_token_id") ? n.get("bos_token_id").asInt() : null, eos,
-                n.hasNonNull("pad_token_id") ? n.get("pad_token_id").asInt() : null, quant, n.deepCopy());
+                n.hasNonNull("pad_token_id") ? n.get("pad_token_id").asInt() : null, quant, n);
     }
 
     private static RopeScaling ropeScaling(JsonNode node, String where) throws FormatException {

@@ -11,15 +11,25 @@ final class CholeskyMath {
     static double[] upperCholeskyOfInverse(double[] h, int n, String name) {
         double[] l = lowerCholesky(h, n, name);          // H = L L^T
         double[] linv = invertLower(l, n);               // L^-1
-        double[] hinv = new double[n * n];               // H^-1 = L^-T L^-1
-        for (int a = 0; a < n; a++) {
-            for (int b = 0; b <= a; b++) {
-                double s = 0;
-                for (int k = a; k < n; k++) {            // linv[k, a] and linv[k, b] nonzero only for k >= max(a, b)
-                    s += linv[k * n + a] * linv[k * n + b];
+        // H^-1 = L^-T L^-1 = sum over rows k of L^-1 of (row k)^T (row k): rank-1 updates on contiguous rows.
+        // Row k of L^-1 is nonzero in columns 0..k only; we fill the lower triangle, then mirror it.
+        double[] hinv = new double[n * n];
+        for (int k = 0; k < n; k++) {
+            int rk = k * n;
+            for (int a = 0; a <= k; a++) {
+                double va = linv[rk + a];
+                if (va == 0) {
+                    continue;
                 }
-                hinv[a * n + b] = s;
-                hinv[b * n + a] = s;
+                int ra = a * n;
+                for (int b = 0; b <= a; b++) {
+                    hinv[ra + b] += va * linv[rk + b];
+                }
+            }
+        }
+        for (int a = 0; a < n; a++) {
+            for (int b = 0; b < a; b++) {
+                hinv[b * n + a] = hinv[a * n + b];
             }
         }
         double[] lh = lowerCholesky(hinv, n, name);      // H^-1 = Lh Lh^T, so U = Lh^T
@@ -56,17 +66,28 @@ final class CholeskyMath {
         return l;
     }
 
-    /** Inverse of a lower-triangular matrix (also lower triangular), by forward substitution per column. */
+    /**
+     * Inverse of a lower-triangular matrix (also lower triangular), row by row: row i of the inverse is
+     * {@code (e_i - sum_{k<i} l[i][k] * row k) / l[i][i]}, axpys over contiguous rows.
+     */
     static double[] invertLower(double[] l, int n) {
         double[] inv = new double[n * n];
-        for (int c = 0; c < n; c++) {
-            inv[c * n + c] = 1 / l[c * n + c];
-            for (int i = c + 1; i < n; i++) {
-                double s = 0;
-                for (int k = c; k < i; k++) {
-                    s -= l[i * n + k] * inv[k * n + c];
+        for (int i = 0; i < n; i++) {
+            int ri = i * n;
+            for (int k = 0; k < i; k++) {
+                double f = l[ri + k];
+                if (f == 0) {
+                    continue;
                 }
-                inv[i * n + c] = s / l[i * n + i];
+                int rk = k * n;
+                for (int c = 0; c <= k; c++) {
+                    inv[ri + c] -= f * inv[rk + c];
+                }
+            }
+            inv[ri + i] += 1;
+            double d = l[ri + i];
+            for (int c = 0; c <= i; c++) {
+                inv[ri + c] /= d;
             }
         }
         return inv;

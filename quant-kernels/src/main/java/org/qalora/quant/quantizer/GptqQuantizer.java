@@ -4,6 +4,8 @@ import java.util.Comparator;
 import java.util.stream.IntStream;
 import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.kernels.DenseKernels;
+import org.qalora.quant.kernels.VectorDenseKernels;
 
 /**
  * GPTQ (Frantar et al.; IST-DASLab {@code gptq.py} {@code fasterquant}): quantizes columns left to right and
@@ -33,8 +35,16 @@ public final class GptqQuantizer {
     private final boolean descAct;
     private final boolean staticGroups;
     private final double dampPercent;
+    private final DenseKernels kernels;
 
+    /** On the Vector API kernels. */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent) {
+        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, new VectorDenseKernels());
+    }
+
+    /** @param kernels runs the lazy block updates (the O(out * in^2) part) */
+    public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
+                         DenseKernels kernels) {
         PackedCodes.checkBits(bits);
         if (groupSize != -1 && groupSize <= 0) {
             throw new IllegalArgumentException("group size " + groupSize + " must be positive (or -1 for whole rows)");
@@ -52,43 +62,30 @@ public final class GptqQuantizer {
         this.descAct = descAct;
         this.staticGroups = staticGroups;
         this.dampPercent = dampPercent;
+        this.kernels = kernels;
     }
 
     /**
-     * Quantizes a dense weight given the Hessian of its inputs.
+     * What GPTQ derives from a Hessian alone, shareable by every projection fed the same input (q/k/v, gate/up):
+     * the dead inputs, the processing order and the upper Cholesky factor of the damped inverse.
      *
-     * @param weight {@code [out, in]} row-major (HF Linear layout); not modified
-     * @param name   the tensor, for error messages
+     * @param dead inputs never active in calibration, {@code [I]}
+     * @param perm processing order (identity, or act-order), {@code [I]}
+     * @param u    upper Cholesky factor of {@code H^-1} in processing order, {@code [I, I]}
      */
-    public QuantizedMatrix quantize(float[] weight, int out, int in, Hessian hessian, String name) {
-        int g = groupSize == -1 ? in : groupSize;
-        RtnQuantizer.checkShape(weight, out, in, g, name);
-        if (hessian.columns() != in) {
-            throw new IllegalArgumentException(name + ": Hessian is " + hessian.columns() + " x " + hessian.columns()
-                    + " but the weight has " + in + " inputs");
-        }
-        int maxq = (1 << bits) - 1;
-        int groups = in / g;
-        float[] w = weight.clone();          // [O, I], the reference's global W
-        double[] h = hessian.matrix();       // [I, I]
+    public record InverseHessian(int columns, boolean[] dead, int[] perm, float[] u) {}
 
+    /** Damps, reorders and factorises a Hessian once (the {@code O(I^3)} part). */
+    public InverseHessian prepare(Hessian hessian, String name) {
+        int in = hessian.columns();
+        double[] h = hessian.matrix();       // [I, I]
+        boolean[] dead = new boolean[in];
         for (int i = 0; i < in; i++) {
             if (h[i * in + i] == 0) {        // an input never active in calibration: its weights cannot matter
                 h[i * in + i] = 1;
-                for (int o = 0; o < out; o++) {
-                    w[o * in + i] = 0;
-                }
+                dead[i] = true;
             }
         }
-
-        float[] scales = new float[groups * out]; // [G, O]
-        float[] zeros = new float[groups * out];  // [G, O]
-        if (staticGroups) {
-            for (int k = 0; k < groups; k++) {
-                groupParams(w, out, in, k * g, g, maxq, scales, zeros, k);
-            }
-        }
-
         // Column order: identity, or descending diag(H) for act-order (stable sort keeps ties in input order).
         int[] perm = IntStream.range(0, in).toArray();
         if (descAct) {
@@ -96,10 +93,8 @@ public final class GptqQuantizer {
             perm = IntStream.range(0, in).boxed()
                     .sorted(Comparator.comparingDouble((Integer i) -> -hh[i * in + i]))
                     .mapToInt(Integer::intValue).toArray();
-            w = permuteColumns(w, out, in, perm);
             h = permuteSymmetric(h, in, perm);
         }
-
         double damp = 0;
         for (int i = 0; i < in; i++) {
             damp += h[i * in + i];
@@ -108,7 +103,53 @@ public final class GptqQuantizer {
         for (int i = 0; i < in; i++) {
             h[i * in + i] += damp;
         }
-        float[] u = toFloat(CholeskyMath.upperCholeskyOfInverse(h, in, name)); // [I, I], upper
+        return new InverseHessian(in, dead, perm, toFloat(CholeskyMath.upperCholeskyOfInverse(h, in, name)));
+    }
+
+    /** Quantizes a dense weight given the Hessian of its inputs (prepares it first). */
+    public QuantizedMatrix quantize(float[] weight, int out, int in, Hessian hessian, String name) {
+        if (hessian.columns() != in) {
+            throw new IllegalArgumentException(name + ": Hessian is " + hessian.columns() + " x " + hessian.columns()
+                    + " but the weight has " + in + " inputs");
+        }
+        return quantize(weight, out, in, prepare(hessian, name), name);
+    }
+
+    /**
+     * Quantizes a dense weight given its prepared inverse Hessian.
+     *
+     * @param weight {@code [out, in]} row-major (HF Linear layout); not modified
+     * @param name   the tensor, for error messages
+     */
+    public QuantizedMatrix quantize(float[] weight, int out, int in, InverseHessian prepared, String name) {
+        int g = groupSize == -1 ? in : groupSize;
+        RtnQuantizer.checkShape(weight, out, in, g, name);
+        if (prepared.columns() != in) {
+            throw new IllegalArgumentException(name + ": Hessian is " + prepared.columns() + " x " + prepared.columns()
+                    + " but the weight has " + in + " inputs");
+        }
+        int maxq = (1 << bits) - 1;
+        int groups = in / g;
+        float[] w = weight.clone();          // [O, I], the reference's global W
+        for (int i = 0; i < in; i++) {
+            if (prepared.dead()[i]) {
+                for (int o = 0; o < out; o++) {
+                    w[o * in + i] = 0;
+                }
+            }
+        }
+        float[] scales = new float[groups * out]; // [G, O]
+        float[] zeros = new float[groups * out];  // [G, O]
+        if (staticGroups) {
+            for (int k = 0; k < groups; k++) {
+                groupParams(w, out, in, k * g, g, maxq, scales, zeros, k);
+            }
+        }
+        int[] perm = prepared.perm();
+        if (descAct) {
+            w = permuteColumns(w, out, in, perm);
+        }
+        float[] u = prepared.u();            // [I, I], upper
 
         int[] codes = new int[out * in];     // [O, I] in processing order
         float[] block = new float[out * BLOCK_SIZE];   // W1 [O, count]
@@ -139,19 +180,13 @@ public final class GptqQuantizer {
                     err[o * count + i] = e;
                 }
             }
-            // Lazy batch update of everything right of the block: W[:, i2:] -= Err1 * U[i1:i2, i2:].
-            for (int o = 0; o < out; o++) {
-                for (int i = 0; i < count; i++) {
-                    float e = err[o * count + i];
-                    if (e == 0) {
-                        continue;
-                    }
-                    int urow = (i1 + i) * in;
-                    int wrow = o * in;
-                    for (int j = i2; j < in; j++) {
-                        w[wrow + j] -= e * u[urow + j];
-                    }
+            // Lazy batch update of everything right of the block: W[:, i2:] -= Err1 U[i1:i2, i2:], as one product
+            // W[O, i2:] += (-Err1)[O, count] U[count, in - i2].
+            if (i2 < in) {
+                for (int j = 0; j < out * count; j++) {
+                    err[j] = -err[j];
                 }
+                kernels.matmulNN(out, in - i2, count, err, 0, count, u, i1 * in + i2, in, w, i2, in, true);
             }
         }
 

@@ -1,24 +1,36 @@
 package org.qalora.quant.quantizer;
 
+import org.qalora.quant.kernels.DenseKernels;
+import org.qalora.quant.kernels.VectorDenseKernels;
+
 /**
  * The GPTQ Hessian of one linear layer's inputs, {@code H = (2 / N) * sum over tokens of x x^T}, where {@code N}
  * counts calibration <em>sequences</em> (as IST-DASLab's {@code add_batch}: the scale is irrelevant to GPTQ
  * because damping is relative to the mean diagonal, but we keep the reference's normalisation).
  *
- * <p>Accumulated in double: a sum over hundreds of thousands of tokens in float32 loses the small eigenvalues that
- * the Cholesky factorisation then depends on. This only improves stability; the quantization loop itself is float32.
+ * <p>Each batch's {@code X^T X} is one float32 matrix product on the dense kernels (the reference computes the
+ * whole Hessian in float32); the running sum over batches is kept in double, because summing hundreds of batches
+ * in float32 loses the small eigenvalues the Cholesky factorisation depends on. This only improves stability.
  */
 public final class Hessian {
     private final int columns;
     private final double[] h;   // [I, I] row-major, symmetric
+    private final DenseKernels kernels;
+    private float[] batch;      // [I, I] scratch: X^T X of the current batch
     private long sequences;
 
+    /** On the Vector API kernels. */
     public Hessian(int columns) {
+        this(columns, new VectorDenseKernels());
+    }
+
+    public Hessian(int columns, DenseKernels kernels) {
         if (columns <= 0) {
             throw new IllegalArgumentException("Hessian needs a positive input dimension, got " + columns);
         }
         this.columns = columns;
         this.h = new double[Math.multiplyExact(columns, columns)];
+        this.kernels = kernels;
     }
 
     public int columns() { return columns; }
@@ -39,44 +51,22 @@ public final class Hessian {
         if (sequences <= 0) {
             throw new IllegalArgumentException("a batch must hold at least one sequence");
         }
-        // H <- H * n / (n + nb); then H += (2 / (n + nb)) x x^T: a running mean over sequences.
+        // H <- H * n / (n + nb); then H += (2 / (n + nb)) x^T x: a running mean over sequences.
         long total = this.sequences + sequences;
         double keep = (double) this.sequences / total;
         double add = 2.0 / total;
-        for (int a = 0; a < columns; a++) {
-            for (int b = a; b < columns; b++) {
-                h[a * columns + b] *= keep;
-            }
+        if (batch == null) {
+            batch = new float[h.length];
         }
-        double[] row = new double[columns];
-        for (int t = 0; t < tokens; t++) {
-            int base = t * columns;
-            for (int a = 0; a < columns; a++) {
-                row[a] = x[base + a];
-            }
-            for (int a = 0; a < columns; a++) {
-                double xa = row[a] * add;
-                if (xa == 0) {
-                    continue;
-                }
-                int ra = a * columns;
-                for (int b = a; b < columns; b++) {
-                    h[ra + b] += xa * row[b];
-                }
-            }
+        kernels.matmulTN(x, 0, columns, tokens, x, 0, columns, batch, 0, false); // batch[I, I] = x^T x
+        for (int j = 0; j < h.length; j++) {
+            h[j] = h[j] * keep + add * batch[j];
         }
         this.sequences = total;
     }
 
-    /** The full symmetric matrix {@code [I, I]} (a copy). */
+    /** The symmetric matrix {@code [I, I]} (a copy). */
     public double[] matrix() {
-        double[] full = new double[h.length];
-        for (int a = 0; a < columns; a++) {
-            for (int b = a; b < columns; b++) {
-                full[a * columns + b] = h[a * columns + b];
-                full[b * columns + a] = h[a * columns + b];
-            }
-        }
-        return full;
+        return h.clone();
     }
 }

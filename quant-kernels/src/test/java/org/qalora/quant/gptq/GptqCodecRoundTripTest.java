@@ -122,33 +122,44 @@ class GptqCodecRoundTripTest {
         assertTrue(w.names().isEmpty(), "nothing half-added");
     }
 
-    @Test
-    void detectsTheV1ZeroMinusOneCorruption() throws IOException {
-        // A v1 word in which output 2 stored -1 (zero 0): AutoGPTQ ORs it in, so fields 2..7 all read 15.
+    /** Rewrites the v1 qzeros word 0 of a fresh model with {@code edit} and decodes it. */
+    private QuantizedMatrix readWithEditedV1Zeros(String name, java.util.function.IntUnaryOperator edit) throws IOException {
         QuantizedMatrix m = randomMatrix(new Random(2), 32, 64, 4, 32, CheckpointFormat.GPTQ);
         GptqConfig v1 = GptqConfig.of(4, 32).withFormat(CheckpointFormat.GPTQ);
-        String model = writeModel("good", v1, m);
+        String model = writeModel(name, v1, m);
         try (Checkpoint c = Checkpoint.open(model)) {
             int[] qzeros = c.ints("model.layers.0.mlp.down_proj.qzeros"); // [2, 4]
-            qzeros[0] |= -1 << 8;
+            qzeros[0] = edit.applyAsInt(qzeros[0]);
             SafetensorsWriter w = new SafetensorsWriter();
-            for (String name : c.names()) {
-                if (name.endsWith(".qzeros")) {
-                    w.addInts(name, qzeros, 2, 4);
+            for (String tensor : c.names()) {
+                if (tensor.endsWith(".qzeros")) {
+                    w.addInts(tensor, qzeros, 2, 4);
                 } else {
-                    w.copy(c, name);
+                    w.copy(c, tensor);
                 }
             }
-            Path bad = dir.resolve("bad");
-            Files.createDirectories(bad);
-            w.write(bad.resolve("model.safetensors").toString());
-            Files.copy(Path.of(model, "config.json"), bad.resolve("config.json"));
-            try (Checkpoint broken = Checkpoint.open(bad.toString())) {
-                FormatException e = assertThrows(FormatException.class,
-                        () -> GptqCodec.read(broken, "model.layers.0.mlp.down_proj"));
-                assertTrue(e.getMessage().contains("qzeros") && e.getMessage().contains("output 2"), e.getMessage());
+            Path edited = dir.resolve(name + "-edited");
+            Files.createDirectories(edited);
+            w.write(edited.resolve("model.safetensors").toString());
+            Files.copy(Path.of(model, "config.json"), edited.resolve("config.json"));
+            try (Checkpoint e = Checkpoint.open(edited.toString())) {
+                return GptqCodec.read(e, "model.layers.0.mlp.down_proj");
             }
         }
+    }
+
+    @Test
+    void detectsTheV1ZeroMinusOneCorruption() {
+        // A v1 word in which output 2 stored -1 (zero 0): AutoGPTQ ORs it in, so fields 2..7 all read 15.
+        FormatException e = assertThrows(FormatException.class, () -> readWithEditedV1Zeros("or", w -> w | (-1 << 8)));
+        assertTrue(e.getMessage().contains("qzeros") && e.getMessage().contains("output 2"), e.getMessage());
+    }
+
+    @Test
+    void aV1ZeroOfZeroInTheTopFieldDecodesCleanly() throws IOException {
+        // Output 7 is the top 4-bit field of word 0: its -1 cannot spill, and (15 + 1) & 15 = 0.
+        QuantizedMatrix m = readWithEditedV1Zeros("top", w -> w | (0xF << 28));
+        assertEquals(0f, m.zero(0, 7));
     }
 
     @Test

@@ -167,8 +167,8 @@ public final class QaloraAdapter {
     /** Overwrites the weights from host arrays keyed like {@link #weights()}. */
     public void setWeights(Map<String, float[]> weights) {
         for (AdapterSlot s : slots) {
-            backend.write(s.a, Arrays.copyOf(weights.get(s.keyA()), s.a.size()));
-            backend.write(s.b, Arrays.copyOf(weights.get(s.keyB()), s.b.size()));
+            backend.write(s.a, require(weights, s.keyA(), s.a.size(), Arrays.toString(s.a.shape())));
+            backend.write(s.b, require(weights, s.keyB(), s.b.size(), Arrays.toString(s.b.shape())));
         }
     }
 

@@ -15,7 +15,7 @@ import org.qalora.worker.model.Projection;
  * @param targets     projections that carry an adapter
  */
 public record QaloraConfig(int rank, double alpha, int groupSize, Pooling pooling, double dropout,
-                           Set<Projection> targets) {
+                           Set<Projection> targets) implements java.io.Serializable {
     public QaloraConfig {
         if (rank <= 0) {
             throw new IllegalArgumentException("adapter rank r must be positive, got " + rank);

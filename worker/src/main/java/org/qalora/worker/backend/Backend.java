@@ -35,6 +35,9 @@ public interface Backend extends AutoCloseable {
     /** {@code dst = src} (same size). */
     void copy(Tensor src, Tensor dst);
 
+    /** Copies {@code rows} rows of {@code src [*, C]} starting at {@code srcRow} into {@code dst [*, C]} at {@code dstRow}. */
+    void copyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows);
+
     // ---- weights ----
 
     /** A frozen dense weight {@code [out, in]} (the tensor is kept, not copied). */

@@ -46,10 +46,13 @@ final class CpuAttention {
                 }
                 double sum = 0;
                 for (int j = 0; j <= t; j++) {
-                    sum += Math.exp(probs[row + j] * scale - max);
+                    double e = Math.exp(probs[row + j] * scale - max);
+                    probs[row + j] = (float) e;
+                    sum += e;
                 }
+                float inv = (float) (1.0 / sum);
                 for (int j = 0; j <= t; j++) {
-                    probs[row + j] = (float) (Math.exp(probs[row + j] * scale - max) / sum);
+                    probs[row + j] *= inv;
                 }
                 for (int j = t + 1; j < T; j++) {
                     probs[row + j] = 0f;                                                 // causal mask

@@ -88,6 +88,17 @@ public final class CpuBackend implements Backend {
         System.arraycopy(s, 0, t, 0, s.length);
     }
 
+    @Override
+    public void copyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows) {
+        int c = src.cols();
+        requireSize(dst.cols(), c, "copyRows width");
+        if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > src.rows() || dstRow + rows > dst.rows()) {
+            throw new IllegalArgumentException("copyRows: rows [" + srcRow + ", +" + rows + ") of " + src + " into ["
+                    + dstRow + ", +" + rows + ") of " + dst + " are out of range");
+        }
+        System.arraycopy(d(src), srcRow * c, d(dst), dstRow * c, rows * c);
+    }
+
     // ---- weights ----
 
     @Override
@@ -265,6 +276,11 @@ public final class CpuBackend implements Backend {
         CpuAttention.backward(par, dense, d(dOut), d(q), d(k), d(v), d(probs), shape, d(dq), d(dk), d(dv));
     }
 
+    // Exponentials (SwiGLU, softmax, loss) use scalar Math.exp on purpose: the Vector API's EXP runs as an SVML
+    // intrinsic once C2 compiles the loop but as a per-lane Java fallback before that, and the two round
+    // differently, so results would depend on JIT warm-up (seen as a recompute-vs-stored gradient mismatch).
+    // Math.exp uses the same stub in the interpreter and in compiled code.
+
     @Override
     public void swiglu(Tensor gate, Tensor up, Tensor out) {
         float[] g = d(gate), u = d(up), o = d(out);
@@ -391,13 +407,18 @@ public final class CpuBackend implements Backend {
             }
             double sum = 0;
             for (int i = 0; i < vocab; i++) {
-                sum += Math.exp(l[off + i] - max);
+                double e = Math.exp(l[off + i] - max);
+                if (g != null) {
+                    g[off + i] = (float) e; // keep exp(l - max): one exp per logit
+                }
+                sum += e;
             }
             double lse = max + Math.log(sum);
             rowLoss[n] = lse - l[off + target];
             if (g != null) {
+                float norm = (float) (gradScale / sum);
                 for (int i = 0; i < vocab; i++) {
-                    g[off + i] = (float) (Math.exp(l[off + i] - lse) * gradScale);
+                    g[off + i] *= norm;
                 }
                 g[off + target] -= gradScale;
             }

@@ -112,15 +112,30 @@ public final class ActivationPlan {
     public final Tensor tmpH;             // [N, H] o_proj / down_proj output before the residual add
     public final Tensor finalRstd;        // [N]
     public final Tensor finalOut;         // [N, H] model.norm output
-    public final Tensor logits;           // [N, V]
+    public final int logitRows;           // C: rows of logits held at once (N, or a chunk of whole sequences)
+    public final Tensor logits;           // [C, V]
+    public final Tensor headIn;           // [C, H] a chunk of finalOut (null when C = N)
+    public final Tensor dHeadIn;          // [C, H] its gradient (null when C = N or not training)
     public final GradBuffers grads;       // null unless training
     public final Tensor dResidual;        // [N, H] gradient flowing down the residual stream
     public final Tensor dFinalOut;        // [N, H]
-    public final Tensor dLogits;          // [N, V]
+    public final Tensor dLogits;          // [C, V]
     private final long floats;
 
+    /** A plan holding all logits at once (what evaluation needs to read them). */
     public ActivationPlan(LlamaModel model, QaloraConfig adapter, int batch, int seqLen, boolean training,
                           boolean recompute) {
+        this(model, adapter, batch, seqLen, training, recompute, 0);
+    }
+
+    /**
+     * @param logitChunkTokens when training and positive, lm_head, loss and their backward run over chunks of whole
+     *                         sequences of at most this many tokens (at least one sequence), so only
+     *                         {@code [chunk, V]} logits are ever held (with a 32000 vocabulary the full logits and
+     *                         their gradient are most of the activation memory); 0 holds them all
+     */
+    public ActivationPlan(LlamaModel model, QaloraConfig adapter, int batch, int seqLen, boolean training,
+                          boolean recompute, int logitChunkTokens) {
         LlamaDims d = model.dims();
         Backend be = model.backend();
         this.batch = batch;
@@ -140,37 +155,62 @@ public final class ActivationPlan {
         tmpH = be.allocate(n, d.hidden());
         finalRstd = be.allocate(n);
         finalOut = be.allocate(n, d.hidden());
-        logits = be.allocate(n, d.vocab());
+        logitRows = logitRows(batch, seqLen, training, logitChunkTokens);
+        logits = be.allocate(logitRows, d.vocab());
+        headIn = logitRows < n ? be.allocate(logitRows, d.hidden()) : null;
+        dHeadIn = logitRows < n && training ? be.allocate(logitRows, d.hidden()) : null;
         if (training) {
             grads = new GradBuffers(be, d, attention, adapter);
             dResidual = be.allocate(n, d.hidden());
             dFinalOut = be.allocate(n, d.hidden());
-            dLogits = be.allocate(n, d.vocab());
+            dLogits = be.allocate(logitRows, d.vocab());
         } else {
             grads = null;
             dResidual = dFinalOut = dLogits = null;
         }
-        this.floats = countFloats(d, adapter, n, training, layers.length);
+        this.floats = estimateFloats(d, adapter, batch, seqLen, training, recompute, logitChunkTokens);
     }
 
-    private long countFloats(LlamaDims d, QaloraConfig adapter, int n, boolean training, int layerSets) {
-        long qw = attention.queryWidth(), kw = attention.kvWidth(), h = d.hidden(), f = d.intermediate();
+    /**
+     * Activation memory of a plan in float32 elements, without allocating it (multiply by 4 for bytes).
+     */
+    public static long estimateFloats(LlamaDims d, QaloraConfig adapter, int batch, int seqLen, boolean training,
+                                      boolean recompute, int logitChunkTokens) {
+        long c = logitRows(batch, seqLen, training, logitChunkTokens);
+        long n = (long) batch * seqLen;
+        long qw = (long) d.heads() * d.headDim(), kw = (long) d.kvHeads() * d.headDim();
+        long h = d.hidden(), f = d.intermediate();
         long perLayer = 2L * n + 3L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f
                 + (long) batch * d.heads() * seqLen * seqLen;
         long loraPerLayer = 0, loraGrad = 0;
         if (adapter != null) {
             for (Projection p : adapter.orderedTargets()) {
                 long g = p.inFeatures(d) / adapter.groupSize();
-                loraPerLayer += n * g * (training && adapter.dropout() > 0 ? 2 : 1) + (long) n * adapter.rank();
-                loraGrad += n * g + (long) n * adapter.rank();
+                loraPerLayer += n * g * (training && adapter.dropout() > 0 ? 2 : 1) + n * adapter.rank();
+                loraGrad += n * g + n * adapter.rank();
             }
         }
-        long total = (d.layers() + 1L) * n * h + layerSets * (perLayer + loraPerLayer) + 2L * n * h + n
-                + (long) n * d.vocab();
+        long layerSets = recompute ? 1 : d.layers();
+        long total = (d.layers() + 1L) * n * h + layerSets * (perLayer + loraPerLayer) + 2L * n * h + n + c * d.vocab();
+        if (c < n) {
+            total += c * h * (training ? 2 : 1);
+        }
         if (training) {
-            total += 2L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f + loraGrad + 2L * n * h + (long) n * d.vocab();
+            total += 2L * n * h + 2L * n * qw + 2L * n * kw + 3L * n * f + loraGrad + 2L * n * h + c * d.vocab();
         }
         return total;
+    }
+
+    /** Rows of logits per chunk: whole sequences, as many as fit in {@code chunkTokens} (at least one). */
+    static int logitRows(int batch, int seqLen, boolean training, int chunkTokens) {
+        if (!training || chunkTokens <= 0 || (long) batch * seqLen <= chunkTokens) {
+            return batch * seqLen;
+        }
+        int sequences = Math.max(1, chunkTokens / seqLen);
+        while (batch % sequences != 0) {
+            sequences--; // chunks of equal size, so one set of chunk buffers serves them all
+        }
+        return sequences * seqLen;
     }
 
     /** Buffers holding layer {@code l}'s forward activations (the shared set under recompute). */

@@ -39,6 +39,18 @@ public final class LlamaModel {
         this.source = source;
     }
 
+    /**
+     * Loads an HF (dense) or GPTQ checkpoint directory from any Hadoop path onto a CPU backend using every core.
+     */
+    public static LlamaModel load(String location) {
+        return ModelLoader.load(location, org.qalora.worker.backend.CpuBackend.withAllCores());
+    }
+
+    /** Loads a checkpoint onto the given backend. */
+    public static LlamaModel load(String location, Backend backend) {
+        return ModelLoader.load(location, backend);
+    }
+
     public LlamaDims dims() { return dims; }
 
     public Backend backend() { return backend; }

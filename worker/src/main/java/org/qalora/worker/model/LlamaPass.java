@@ -11,7 +11,8 @@ public final class LlamaPass {
     private LlamaPass() {}
 
     /**
-     * Runs the forward pass; the logits {@code [B*T, V]} are left in {@code plan.logits}.
+     * Runs the forward pass; the logits {@code [B*T, V]} are left in {@code plan.logits} (with a chunked plan the
+     * pass stops at the final norm, and {@link #loss} / {@link #lossAndBackward} compute the logits chunk by chunk).
      *
      * @param ids      {@code [B, T]} row-major token ids
      * @param passSeed seeds the adapter dropout masks of this pass (ignored when not training)
@@ -30,7 +31,43 @@ public final class LlamaPass {
             DecoderLayerPass.forward(model, l, adapter, plan, plan.residual[l], plan.residual[l + 1], passSeed, observer);
         }
         be.rmsNorm(plan.residual[d.layers()], model.finalNorm(), d.rmsEps(), plan.finalOut, plan.finalRstd); // [N,H]
-        be.linear(plan.finalOut, model.lmHead(), plan.logits);                         // logits[N,V]
+        if (!chunked(plan)) {
+            be.linear(plan.finalOut, model.lmHead(), plan.logits);                     // logits[N,V]
+        }
+    }
+
+    private static boolean chunked(ActivationPlan plan) {
+        return plan.logitRows < plan.tokens();
+    }
+
+    /**
+     * lm_head, cross-entropy and (with {@code backward}) the lm_head input gradient into {@code plan.dFinalOut},
+     * one chunk of {@code plan.logitRows} rows at a time. Returns the sum of token losses.
+     */
+    private static double head(LlamaModel model, ActivationPlan plan, int[] targets, float gradScale, boolean backward) {
+        Backend be = model.backend();
+        if (!chunked(plan)) {
+            double sum = be.crossEntropy(plan.logits, targets, gradScale, backward ? plan.dLogits : null);
+            if (backward) {
+                be.zero(plan.dFinalOut);
+                be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dFinalOut);   // dFinal[N,H]
+            }
+            return sum;
+        }
+        int c = plan.logitRows;
+        double sum = 0;
+        for (int r = 0; r < plan.tokens(); r += c) {
+            be.copyRows(plan.finalOut, r, plan.headIn, 0, c);                         // [C,H]
+            be.linear(plan.headIn, model.lmHead(), plan.logits);                       // logits[C,V]
+            int[] part = java.util.Arrays.copyOfRange(targets, r, r + c);
+            sum += be.crossEntropy(plan.logits, part, gradScale, backward ? plan.dLogits : null);
+            if (backward) {
+                be.zero(plan.dHeadIn);
+                be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dHeadIn);    // [C,H]
+                be.copyRows(plan.dHeadIn, 0, plan.dFinalOut, r, c);
+            }
+        }
+        return sum;
     }
 
     /**
@@ -44,15 +81,15 @@ public final class LlamaPass {
         }
         Backend be = model.backend();
         LlamaDims d = model.dims();
-        double lossSum = be.crossEntropy(plan.logits, targets, gradScale, plan.dLogits); // dLogits[N,V]
-        be.zero(plan.dFinalOut);
-        be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dFinalOut);          // dFinal[N,H]
+        requireTargets(plan, targets);
+        double lossSum = head(model, plan, targets, gradScale, true);                  // dFinal[N,H]
         be.zero(plan.dResidual);
         be.rmsNormBackward(plan.dFinalOut, plan.residual[d.layers()], model.finalNorm(), plan.finalRstd,
                 plan.dResidual);                                                        // dRes[N,H]
         for (int l = d.layers() - 1; l >= 0; l--) {
-            if (plan.recompute) {
-                // Only the residual input was kept: rebuild this layer's activations first.
+            if (plan.recompute && l < d.layers() - 1) {
+                // Only the residual input was kept: rebuild this layer's activations first. (The shared buffers
+                // still hold the last layer's activations from the forward pass, so it needs no rebuild.)
                 DecoderLayerPass.forward(model, l, adapter, plan, plan.residual[l], plan.residual[l + 1], passSeed, null);
             }
             DecoderLayerPass.backward(model, l, adapter, plan, plan.residual[l], plan.dResidual);
@@ -63,7 +100,15 @@ public final class LlamaPass {
 
     /** Sum of token losses of the last forward (no gradients). */
     public static double loss(LlamaModel model, ActivationPlan plan, int[] targets) {
-        return model.backend().crossEntropy(plan.logits, targets, 0f, null);
+        requireTargets(plan, targets);
+        return head(model, plan, targets, 0f, false);
+    }
+
+    private static void requireTargets(ActivationPlan plan, int[] targets) {
+        if (targets.length != plan.tokens()) {
+            throw new IllegalArgumentException("targets have " + targets.length + " entries, the plan is for "
+                    + plan.batch + " x " + plan.seqLen);
+        }
     }
 
     /**
@@ -96,6 +141,10 @@ public final class LlamaPass {
 
     /** The logits of the last forward as a host array {@code [B*T, V]}. */
     public static float[] logits(LlamaModel model, ActivationPlan plan) {
+        if (chunked(plan)) {
+            throw new IllegalStateException("this plan computes logits in chunks of " + plan.logitRows
+                    + " rows and never holds them all: make the plan with logitChunkTokens = 0 to read them");
+        }
         return model.backend().download(plan.logits);
     }
 

@@ -50,7 +50,7 @@ public final class ModelQuantizer {
                     + " original (dense) model instead");
         }
         PackedCodes.checkBits(gptq.bits());
-        LlamaDims d = ModelParts.dims(config, config.numHiddenLayers());
+        LlamaDims d = ModelParts.dims(config);
         for (Projection p : Projection.values()) {
             int in = p.inFeatures(d);
             int out = p.outFeatures(d);
@@ -74,7 +74,7 @@ public final class ModelQuantizer {
         if (method == Method.RTN) {
             RtnQuantizer rtn = new RtnQuantizer(gptq.bits(), gptq.groupSize(), gptq.sym());
             Map<String, QuantizedMatrix> result = new LinkedHashMap<>();
-            LlamaDims d = ModelParts.dims(config, config.numHiddenLayers());
+            LlamaDims d = ModelParts.dims(config);
             for (int l = 0; l < config.numHiddenLayers(); l++) {
                 for (Projection p : Projection.values()) {
                     String name = p.prefix(l) + ".weight";
@@ -96,7 +96,7 @@ public final class ModelQuantizer {
         if (calibration == null) {
             throw new IllegalArgumentException("--method gptq needs --calibration FILE (safetensors with input_ids [n, seq])");
         }
-        return LayerwiseGptq.run(new ModelParts(source, config, backend), gptq, calibration, log, null);
+        return LayerwiseGptq.run(new ModelParts(source, config, backend), gptq, calibration, log, null).quantized();
     }
 
     /**

@@ -66,8 +66,23 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--max-shard-size", defaultValue = "5000000000", paramLabel = "BYTES", description = "split weights into shards of at most this many bytes; default ${DEFAULT-VALUE}")
     long maxShardBytes;
 
+    /** Exit code for bad input or I/O failures, reported as one line (as the worker's other commands do). */
+    static final int EXIT_BAD_INPUT = 2;
+
     @Override
     public Integer call() throws Exception {
+        try {
+            quantize();
+            return 0;
+        } catch (IllegalArgumentException | IllegalStateException | java.io.IOException | java.io.UncheckedIOException e) {
+            PrintWriter err = spec.commandLine().getErr();
+            err.println("error: " + e.getMessage());
+            err.flush();
+            return EXIT_BAD_INPUT;
+        }
+    }
+
+    private void quantize() throws java.io.IOException {
         PrintWriter log = spec.commandLine().getOut();
         ModelQuantizer.Method m = switch (method) {
             case "rtn" -> ModelQuantizer.Method.RTN;
@@ -105,6 +120,5 @@ public final class QuantizeCommand implements Callable<Integer> {
         }
         log.printf("wrote %s: %d-bit, group size %d, %s, %s zeros%n", out, bits, groupSize, method, f.jsonName());
         log.flush();
-        return 0;
     }
 }

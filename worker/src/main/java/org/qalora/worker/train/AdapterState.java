@@ -1,5 +1,7 @@
 package org.qalora.worker.train;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -9,14 +11,19 @@ import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.Projection;
+import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.PeftKeys;
+import org.qalora.quant.safetensors.DType;
+import org.qalora.quant.safetensors.SafetensorsFile;
+import org.qalora.quant.safetensors.SafetensorsWriter;
 
 /**
  * Adapter weights plus AdamW moments and the step count, keyed by PEFT key names in a fixed order (layer, then
  * q, k, v, o, gate, up, down; A before B). Host arrays, so it can be shipped between Spark tasks; the arrays
  * returned by the accessors are the state's own (do not modify them unless you own the state).
  */
-public final class AdapterState {
+public final class AdapterState implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
     private final QaloraConfig config;
     private final LinkedHashMap<String, long[]> shapes;
     private final Map<String, float[]> weights;
@@ -70,6 +77,38 @@ public final class AdapterState {
         return new AdapterState(adapter, shapes, w, m, v, step);
     }
 
+    /**
+     * A state from weights and AdamW moments (e.g. averaged across Spark slots); every map must hold every key of
+     * the model's adapter with the right size. The arrays are copied.
+     */
+    public static AdapterState of(LlamaDims dims, QaloraConfig adapter, Map<String, float[]> weights,
+                                  Map<String, float[]> adamM, Map<String, float[]> adamV, long step) {
+        LinkedHashMap<String, long[]> shapes = shapesOf(dims, adapter);
+        Map<String, float[]> w = new LinkedHashMap<>(), m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
+        for (String key : shapes.keySet()) {
+            w.put(key, copyOf(weights, key));
+            m.put(key, copyOf(adamM, key));
+            v.put(key, copyOf(adamV, key));
+        }
+        for (Map<String, float[]> part : List.of(weights, adamM, adamV)) {
+            for (String key : part.keySet()) {
+                if (!shapes.containsKey(key)) {
+                    throw new IllegalArgumentException("adapter tensor " + key + " is not part of this adapter "
+                            + "(targets " + adapter.orderedTargets() + ", " + dims.layers() + " layers)");
+                }
+            }
+        }
+        return new AdapterState(adapter, shapes, w, m, v, step);
+    }
+
+    private static float[] copyOf(Map<String, float[]> part, String key) {
+        float[] a = part.get(key);
+        if (a == null) {
+            throw new IllegalArgumentException("adapter tensor " + key + " is missing");
+        }
+        return a.clone();
+    }
+
     /** The shapes of every adapter tensor of a model, in key order. */
     static LinkedHashMap<String, long[]> shapesOf(LlamaDims dims, QaloraConfig adapter) {
         LinkedHashMap<String, long[]> shapes = new LinkedHashMap<>();
@@ -112,6 +151,77 @@ public final class AdapterState {
     Map<String, float[]> adamVMap() { return adamV; }
 
     LinkedHashMap<String, long[]> shapeMap() { return shapes; }
+
+    /** Value of the {@code format} metadata entry of a state file. */
+    public static final String FORMAT = "qalora-adapter-state/1";
+    private static final String M_PREFIX = "adam_m.";
+    private static final String V_PREFIX = "adam_v.";
+
+    /**
+     * Writes the whole state to one safetensors file, atomically: tensors {@code <key>} (weights),
+     * {@code adam_m.<key>}, {@code adam_v.<key>} (float32), metadata {@code format}, {@code step} and
+     * {@code adapter_config} (the adapter_config.json text).
+     */
+    public void write(String location) {
+        SafetensorsWriter w = new SafetensorsWriter();
+        w.metadata("format", FORMAT);
+        w.metadata("step", Long.toString(step));
+        w.metadata("adapter_config", PeftAdapter.configJson(config, null));
+        for (Map.Entry<String, long[]> e : shapes.entrySet()) {
+            w.addFloats(e.getKey(), DType.F32, weights.get(e.getKey()), e.getValue());
+            w.addFloats(M_PREFIX + e.getKey(), DType.F32, adamM.get(e.getKey()), e.getValue());
+            w.addFloats(V_PREFIX + e.getKey(), DType.F32, adamV.get(e.getKey()), e.getValue());
+        }
+        try {
+            w.write(location);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write adapter state " + location + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads a file written by {@link #write}. */
+    public static AdapterState read(String location) {
+        try (SafetensorsFile f = SafetensorsFile.open(location)) {
+            Map<String, String> meta = f.metadata();
+            if (!FORMAT.equals(meta.get("format"))) {
+                throw new IllegalArgumentException(location + ": not an adapter state file (metadata format is "
+                        + meta.get("format") + ", expected " + FORMAT + ")");
+            }
+            QaloraConfig cfg = PeftAdapter.parseConfig(meta.get("adapter_config"), location + " (adapter_config)");
+            long step = Long.parseLong(meta.get("step"));
+            LinkedHashMap<String, long[]> shapes = new LinkedHashMap<>();
+            Map<String, float[]> w = new LinkedHashMap<>(), m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
+            List<String> names = new ArrayList<>(f.names());
+            for (String name : names) {
+                if (name.startsWith(M_PREFIX) || name.startsWith(V_PREFIX)) {
+                    continue;
+                }
+                PeftKeys.parse(name);
+                shapes.put(name, f.info(name).shape());
+                w.put(name, f.floats(name));
+                for (String prefix : new String[] {M_PREFIX, V_PREFIX}) {
+                    if (!f.contains(prefix + name)) {
+                        throw new IllegalArgumentException(location + ": tensor " + prefix + name + " is missing");
+                    }
+                }
+                m.put(name, f.floats(M_PREFIX + name));
+                v.put(name, f.floats(V_PREFIX + name));
+            }
+            // key order is part of the contract: sort by (layer, projection, A/B) as states are created
+            LinkedHashMap<String, long[]> ordered = new LinkedHashMap<>();
+            shapes.keySet().stream().sorted(java.util.Comparator.comparing((String k) -> PeftKeys.parse(k).layer())
+                    .thenComparing(k -> PeftKeys.parse(k).projection()).thenComparing(k -> !PeftKeys.parse(k).isA()))
+                    .forEach(k -> ordered.put(k, shapes.get(k)));
+            return new AdapterState(cfg, ordered, w, m, v, step);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read adapter state " + location + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Writes the weights as a PEFT adapter directory (atomically; {@code dir} must not exist). */
+    public void writePeft(String dir, String baseModel) {
+        PeftAdapter.write(dir, config, weights, shapes, baseModel);
+    }
 
     private static float[] get(Map<String, float[]> part, String key) {
         float[] a = part.get(key);

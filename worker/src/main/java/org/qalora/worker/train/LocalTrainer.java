@@ -1,7 +1,6 @@
 package org.qalora.worker.train;
 
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -24,7 +23,13 @@ public final class LocalTrainer {
     private final LlamaModel base;
     private final QaloraConfig adapterConfig;
     private final TrainingConfig config;
-    private final Map<Long, ActivationPlan> plans = new HashMap<>();
+    /**
+     * Tokens per lm_head/loss chunk: the [chunk, V] logits and their gradient stay a few MB to a few hundred MB
+     * instead of growing with the micro-batch.
+     */
+    static final int LOGIT_CHUNK_TOKENS = 512;
+
+    private ActivationPlan plan; // the last micro-batch shape's buffers, reused while the shape repeats
 
     public LocalTrainer(LlamaModel base, QaloraConfig adapter, TrainingConfig config) {
         QaloraAdapter.checkFits(base, adapter);
@@ -38,8 +43,11 @@ public final class LocalTrainer {
      * @param steps each element is one optimizer step made of its micro-batches
      * @param seed  run seed; dropout masks derive from (seed, global step, micro-batch, layer, projection)
      * @throws NonFiniteLossException naming the global step whose loss or gradient is not finite
+     *
+     * <p>Calls on one instance are serialised (they share the activation buffers); Spark tasks that share a trainer
+     * on an executor take turns, which costs nothing since they would compete for the same backend threads.
      */
-    public TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
+    public synchronized TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
         if (!start.config().equals(adapterConfig)) {
             throw new IllegalArgumentException("adapter state was made for " + start.config()
                     + " but this trainer trains " + adapterConfig);
@@ -122,8 +130,15 @@ public final class LocalTrainer {
         return z ^ (z >>> 31);
     }
 
+    /**
+     * Buffers for a micro-batch shape. Only one plan is kept: length-grouped batches come in many shapes, and
+     * caching them all would multiply the activation memory; re-planning costs one allocation per shape change.
+     */
     private ActivationPlan plan(int batch, int seqLen) {
-        return plans.computeIfAbsent(((long) batch << 32) | seqLen,
-                k -> new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute()));
+        if (plan == null || plan.batch != batch || plan.seqLen != seqLen) {
+            plan = null; // let the old buffers go before allocating the new ones
+            plan = new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute(), LOGIT_CHUNK_TOKENS);
+        }
+        return plan;
     }
 }

@@ -5,7 +5,7 @@ package org.qalora.worker.train;
  * {@code labels} are -100 on padding and on source (prompt) tokens. Padding needs no attention mask: attention is
  * causal, so real tokens (which come first) never see the padding after them.
  */
-public record MicroBatch(int batchSize, int seqLen, int[] inputIds, int[] labels) {
+public record MicroBatch(int batchSize, int seqLen, int[] inputIds, int[] labels) implements java.io.Serializable {
     public MicroBatch {
         if (batchSize <= 0 || seqLen <= 0) {
             throw new IllegalArgumentException("micro-batch shape must be positive, got " + batchSize + " x " + seqLen);

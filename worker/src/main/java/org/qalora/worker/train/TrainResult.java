@@ -8,4 +8,5 @@ package org.qalora.worker.train;
  * @param steps        optimizer steps taken
  * @param stepLosses   mean loss of each step (its loss sum / its target tokens)
  */
-public record TrainResult(AdapterState state, double lossSum, long targetTokens, int steps, double[] stepLosses) {}
+public record TrainResult(AdapterState state, double lossSum, long targetTokens, int steps, double[] stepLosses)
+        implements java.io.Serializable {}

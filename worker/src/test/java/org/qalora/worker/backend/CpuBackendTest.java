@@ -125,6 +125,23 @@ class CpuBackendTest {
         GradCheck.directional("swiglu dUp", u, BE.download(du), us -> swiglu(g, us, r, n, f), 1e-2, 1e-3, 6);
     }
 
+    @Test
+    void vectorisedSwigluMatchesDoubleFormulaIncludingTails() {
+        int n = 3, f = 101; // several vector iterations and a scalar tail per row
+        float[] g = randn(n * f), u = randn(n * f), dy = randn(n * f);
+        Tensor out = BE.allocate(n, f), dg = BE.allocate(n, f), du = BE.allocate(n, f);
+        BE.swiglu(BE.upload(g, n, f), BE.upload(u, n, f), out);
+        BE.swigluBackward(BE.upload(dy, n, f), BE.upload(g, n, f), BE.upload(u, n, f), dg, du);
+        float[] o = BE.download(out), dgs = BE.download(dg), dus = BE.download(du);
+        for (int i = 0; i < n * f; i++) {
+            double sig = 1 / (1 + Math.exp(-g[i])), silu = g[i] * sig;
+            assertEquals(silu * u[i], o[i], 1e-6 * (1 + Math.abs(silu * u[i])));
+            assertEquals(dy[i] * silu, dus[i], 1e-6 * (1 + Math.abs(dy[i] * silu)));
+            double dgate = dy[i] * u[i] * sig * (1 + g[i] * (1 - sig));
+            assertEquals(dgate, dgs[i], 1e-6 * (1 + Math.abs(dgate)));
+        }
+    }
+
     private double swiglu(float[] g, float[] u, float[] r, int n, int f) {
         Tensor out = BE.allocate(n, f);
         BE.swiglu(BE.upload(g, n, f), BE.upload(u, n, f), out);
@@ -166,6 +183,14 @@ class CpuBackendTest {
                 ls -> BE.crossEntropy(BE.upload(ls, n, v), targets, 1f, null), 1e-2, 1e-3, 7);
         assertThrows(IllegalArgumentException.class,
                 () -> BE.crossEntropy(BE.upload(logits, n, v), new int[] {7, 0, 0, 0}, 1f, null));
+        // a vocabulary wide enough for the vector path (several vectors plus a tail)
+        int wide = 1000;
+        float[] big = TinyModels.gaussian(rng, wide, 3);
+        double sum = 0;
+        for (float x : big) {
+            sum += Math.exp(x);
+        }
+        assertEquals(Math.log(sum) - big[123], BE.crossEntropy(BE.upload(big, 1, wide), new int[] {123}, 1f, null), 1e-5);
     }
 
     @Test

@@ -1,6 +1,8 @@
 package org.qalora.worker.model;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Map;
@@ -27,11 +29,20 @@ class LlamaGradientCheckTest {
     static void close() { BE.close(); }
 
     @ParameterizedTest
-    @CsvSource({"MEAN, 4, 0.0", "SUM, 4, 0.0", "PEFT, 0, 0.0", "MEAN, 3, 0.3"})
-    void adapterGradientsMatchFiniteDifferences(Pooling pooling, int bits, double dropout) {
+    @CsvSource({"MEAN, 4, 0.0, ALL", "SUM, 4, 0.0, ALL", "PEFT, 0, 0.0, ALL", "MEAN, 3, 0.3, ALL",
+                "SUM, 2, 0.0, V DOWN", "MEAN, 8, 0.1, O GATE"})
+    void adapterGradientsMatchFiniteDifferences(Pooling pooling, int bits, double dropout, String adapted) {
         LlamaDims d = TinyModels.dims(40, 32, 64, 2, 4, 2);
         LlamaModel model = TinyModels.random(BE, d, bits, 8, 11);
-        QaloraConfig cfg = QaloraConfig.allProjections(4, 8, 8, pooling, dropout);
+        java.util.EnumSet<Projection> set = java.util.EnumSet.noneOf(Projection.class);
+        if (adapted.equals("ALL")) {
+            set = java.util.EnumSet.allOf(Projection.class);
+        } else {
+            for (String t : adapted.split(" ")) {
+                set.add(Projection.valueOf(t));
+            }
+        }
+        QaloraConfig cfg = new QaloraConfig(4, 8, 8, pooling, dropout, set);
         SplittableRandom rng = new SplittableRandom(5);
         Map<String, float[]> w = QaloraAdapter.initialWeights(d, cfg, 3);
         for (Map.Entry<String, float[]> e : w.entrySet()) {
@@ -79,5 +90,21 @@ class LlamaGradientCheckTest {
             assertArrayEquals(grads.get(key), g2.get(key), 0f, key);
         }
         assertTrue(recompute.floats() < plan.floats());
+
+        // lm_head and loss in chunks of one sequence: same loss and gradients, fewer floats held
+        QaloraAdapter chunkedAdapter = QaloraAdapter.create(model, cfg, w, true);
+        ActivationPlan chunked = new ActivationPlan(model, cfg, batch, seq, true, false, seq);
+        assertEquals(seq, chunked.logitRows);
+        chunkedAdapter.zeroGradients();
+        LlamaPass.forward(model, chunkedAdapter, chunked, ids, seed, null);
+        double chunkedLoss = LlamaPass.lossAndBackward(model, chunkedAdapter, chunked, targets, scale, seed);
+        LlamaPass.forward(model, again, recompute, ids, seed, null);
+        assertEquals(LlamaPass.loss(model, recompute, targets), chunkedLoss, 1e-5);
+        Map<String, float[]> g3 = chunkedAdapter.gradients();
+        for (String key : grads.keySet()) {
+            assertTrue(org.qalora.worker.merge.MergeCheck.relativeError(g3.get(key), grads.get(key)) < 1e-6, key);
+        }
+        assertTrue(chunked.floats() < plan.floats());
+        assertThrows(IllegalStateException.class, () -> LlamaPass.logits(model, chunked));
     }
 }

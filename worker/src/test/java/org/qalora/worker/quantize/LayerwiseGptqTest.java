@@ -20,7 +20,15 @@ import org.qalora.quant.quantizer.Hessian;
 import org.qalora.quant.quantizer.RtnQuantizer;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.testing.Fixtures;
+import java.util.EnumMap;
+import java.util.Map;
 import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.backend.LinearWeight;
+import org.qalora.worker.model.ActivationPlan;
+import org.qalora.worker.model.LayerWeights;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.LlamaPass;
+import org.qalora.worker.model.Projection;
 
 /**
  * Issue 2's GPTQ criterion on the real fixture model: for every projection, on the activations the model itself
@@ -62,16 +70,51 @@ class LayerwiseGptqTest {
              CpuBackend backend = new CpuBackend(2)) {
             LlamaConfig llama = source.config();
             RtnQuantizer rtn = new RtnQuantizer(bits, 32, false);
-            LayerwiseGptq.run(new ModelParts(source, llama, backend), config, data, new PrintWriter(new StringWriter()),
-                    (prefix, dense, out, in, hessian, result) -> {
+            LayerwiseGptq.Result result = LayerwiseGptq.run(new ModelParts(source, llama, backend), config, data,
+                    new PrintWriter(new StringWriter()),
+                    (prefix, dense, out, in, hessian, quantized) -> {
                         QuantizedMatrix baseline = rtn.quantize(dense, out, in, prefix);
-                        double gptq = outputError(dense, result.dequantize(), out, in, hessian);
+                        double gptq = outputError(dense, quantized.dequantize(), out, in, hessian);
                         double plain = outputError(dense, baseline.dequantize(), out, in, hessian);
                         assertTrue(gptq < plain, prefix + ": GPTQ " + gptq + " vs RTN " + plain);
                         assertEquals(8, hessian.sequences());
                         checked.add(prefix);
                     });
+            assertFinalHiddenMatchesAFullForward(source, llama, backend, result, data);
         }
         assertEquals(14, checked.size());
+    }
+
+    /**
+     * The layer-at-a-time hidden states (each layer run on the cached outputs of the previous one) equal the
+     * worker's ordinary whole-model forward of the quantized model.
+     */
+    private static void assertFinalHiddenMatchesAFullForward(Checkpoint source, LlamaConfig llama, CpuBackend be,
+                                                             LayerwiseGptq.Result result, CalibrationData data)
+            throws IOException {
+        int v = llama.vocabSize();
+        int h = llama.hiddenSize();
+        List<LayerWeights> layers = new ArrayList<>();
+        for (int l = 0; l < llama.numHiddenLayers(); l++) {
+            Map<Projection, LinearWeight> proj = new EnumMap<>(Projection.class);
+            for (Projection p : Projection.values()) {
+                proj.put(p, be.quantizedWeight(result.quantized().get(p.prefix(l))));
+            }
+            String n = "model.layers." + l + ".";
+            layers.add(new LayerWeights(be.upload(source.floats(n + "input_layernorm.weight"), h),
+                    be.upload(source.floats(n + "post_attention_layernorm.weight"), h), proj));
+        }
+        LlamaModel model = new LlamaModel(ModelParts.dims(llama), be, be.upload(source.floats("model.embed_tokens.weight"), v, h),
+                layers, be.upload(source.floats("model.norm.weight"), h),
+                be.denseWeight(be.upload(source.floats("lm_head.weight"), v, h)), Map.of(), null);
+        ActivationPlan plan = new ActivationPlan(model, null, 1, data.seqLen(), false, false);
+        for (int s = 0; s < data.sequences(); s++) {
+            LlamaPass.forward(model, null, plan, data.ids()[s], 0L, null);
+            float[] expected = be.download(plan.residual[llama.numHiddenLayers()]); // [T, H]
+            float[] actual = result.finalHidden()[s];
+            for (int j = 0; j < expected.length; j++) {
+                assertEquals(expected[j], actual[j], 1e-5f * (1 + Math.abs(expected[j])), "sequence " + s + " element " + j);
+            }
+        }
     }
 }

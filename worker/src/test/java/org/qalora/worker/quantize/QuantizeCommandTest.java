@@ -103,7 +103,8 @@ class QuantizeCommandTest {
     void badOptionsFailClearlyAndWriteNothing() throws IOException {
         Path out = dir.resolve("never");
         Run r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "48", "--out", out.toString());
-        assertTrue(r.exitCode() != 0);
+        assertEquals(QuantizeCommand.EXIT_BAD_INPUT, r.exitCode());
+        assertTrue(r.err().startsWith("error: ") && !r.err().contains("\tat "), "one line, no stack trace: " + r.err());
         assertTrue(r.err().contains("--group-size 48 does not divide the input dimension 128"), r.err());
         assertFalse(Files.exists(out));
 

@@ -67,6 +67,23 @@ class LocalTrainerTest {
     }
 
     @Test
+    void resultsDoNotDependOnTheThreadCount() {
+        SplittableRandom rng = new SplittableRandom(4);
+        MicroBatch a = batch(rng, 2, 9), b = batch(rng, 1, 12);
+        TrainingConfig tc = TrainingConfig.defaults(Pooling.MEAN, 2);
+        try (CpuBackend one = new CpuBackend(1); CpuBackend three = new CpuBackend(3)) {
+            LlamaModel m1 = TinyModels.random(one, DIMS, 4, 32, 31), m3 = TinyModels.random(three, DIMS, 4, 32, 31);
+            AdapterState start = AdapterState.initial(m1, CFG, 7);
+            TrainResult r1 = new LocalTrainer(m1, CFG, tc).run(start, List.of(List.of(a, b), List.of(b)), 5);
+            TrainResult r3 = new LocalTrainer(m3, CFG, tc).run(start, List.of(List.of(a, b), List.of(b)), 5);
+            for (String key : r1.state().keys()) {
+                assertArrayEquals(r1.state().weights(key), r3.state().weights(key), 0f, key);
+            }
+            assertArrayEquals(r1.stepLosses(), r3.stepLosses(), 0.0);
+        }
+    }
+
+    @Test
     void accumulatingMicroBatchesEqualsOneBigBatch() {
         SplittableRandom rng = new SplittableRandom(2);
         MicroBatch a = batch(rng, 1, 8), b = batch(rng, 2, 8);
@@ -94,6 +111,35 @@ class LocalTrainerTest {
                 () -> new LocalTrainer(MODEL, CFG, huge).run(start, List.of(List.of(mb), List.of(mb), List.of(mb)), 1));
         assertEquals(2, e.step()); // step 1 (B = 0) is finite and moves B by ~1e30; step 2's forward overflows
         assertTrue(e.getMessage().contains("global step 2"), e.getMessage());
+        assertTrue(e.what().startsWith("loss ") || e.what().startsWith("gradient norm "), e.what());
+    }
+
+    @Test
+    void clippingScalesTheGradientLikeClipGradNorm() {
+        SplittableRandom rng = new SplittableRandom(6);
+        MicroBatch mb = batch(rng, 2, 8);
+        QaloraConfig noDropout = QaloraConfig.allProjections(4, 8, 32, Pooling.MEAN, 0.0);
+        AdapterState start = AdapterState.initial(MODEL, noDropout, 2);
+        TrainingConfig plain = new TrainingConfig(1e-3, 0.9, 0.999, 1e-8, 0, 0, Schedule.CONSTANT, 0, 1, false);
+        TrainingConfig clipped = new TrainingConfig(1e-3, 0.9, 0.999, 1e-8, 0, 1e-3, Schedule.CONSTANT, 0, 1, false);
+        TrainResult a = new LocalTrainer(MODEL, noDropout, plain).run(start, List.of(List.of(mb)), 1);
+        TrainResult b = new LocalTrainer(MODEL, noDropout, clipped).run(start, List.of(List.of(mb)), 1);
+        // after one step m = (1 - beta1) g, so m recovers the (clipped) gradient
+        double norm = 0;
+        for (String key : a.state().keys()) {
+            for (float m : a.state().adamM(key)) {
+                norm += (double) (m / 0.1) * (m / 0.1);
+            }
+        }
+        norm = Math.sqrt(norm);
+        assertTrue(norm > 1e-3, "the test needs a gradient norm above the clip, got " + norm);
+        double coef = 1e-3 / (norm + 1e-6);
+        for (String key : a.state().keys()) {
+            float[] ma = a.state().adamM(key), mb2 = b.state().adamM(key);
+            for (int i = 0; i < ma.length; i++) {
+                assertEquals(ma[i] * coef, mb2[i], 1e-6 * Math.abs(ma[i]) + 1e-12, key);
+            }
+        }
     }
 
     @Test

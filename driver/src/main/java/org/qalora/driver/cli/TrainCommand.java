@@ -1,0 +1,128 @@
+package org.qalora.driver.cli;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.apache.spark.SparkConf;
+import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.config.TrainJobLoader;
+import org.qalora.driver.pipeline.TrainPipeline;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code qalora train}: quantize (if needed), prepare (if needed), training rounds on Spark, merge, publish.
+ * Settings come from the embedded defaults, then {@code --job FILE} (YAML), then the flags; with no arguments it
+ * is the demo run. The same class is the spark-submit entry point (through {@link QaloraCli}).
+ */
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Fine-tune a quantized LLaMA with QA-LoRA on Spark: quantize (when the model is not yet "
+                + "quantized), prepare (when the data is raw), training rounds, merge, publish.",
+                "With no arguments: the demo run on embedded defaults (Spark local mode, local files, the bundled "
+                + "sample data and a generated tiny random-weight LLaMA that is NOT a trained model)."})
+public final class TrainCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--job", paramLabel = "FILE", description = "YAML job file; keys are the flag names (steps-per-round: 8)")
+    Path job;
+    @Option(names = "--model", paramLabel = "DIR", description = "HF or GPTQ checkpoint (any Hadoop path); default: the generated demo model")
+    String model;
+    @Option(names = "--data", paramLabel = "PATH", arity = "1..*", description = "raw records (JSON, JSONL, Parquet; Alpaca or FLAN) or one prepared dataset directory; default: samples/alpaca-sample.json")
+    List<String> data;
+    @Option(names = "--tokenizer", paramLabel = "FILE", description = "tokenizer.json; default: the model's")
+    String tokenizer;
+    @Option(names = "--output", paramLabel = "DIR", description = "run directory (checkpoints, published models); default: qalora-output")
+    String output;
+    @Option(names = "--rounds", paramLabel = "N", description = "training rounds; default 3")
+    Integer rounds;
+    @Option(names = "--steps-per-round", paramLabel = "K", description = "local optimizer steps per slot per round; default 2")
+    Integer stepsPerRound;
+    @Option(names = "--slots", paramLabel = "N", description = "parallel slots (Spark tasks, one per GPU); default 2")
+    Integer slots;
+    @Option(names = "--micro-batches", paramLabel = "M", description = "micro-batches per optimizer step; default 1")
+    Integer microBatches;
+    @Option(names = "--micro-batch-tokens", paramLabel = "T", description = "token budget of a micro-batch, padding included; default 512")
+    Integer microBatchTokens;
+    @Option(names = "--master", paramLabel = "URL", description = "Spark master when not set by spark-submit; default local[*]")
+    String master;
+    @Option(names = "--seed", paramLabel = "S", description = "the seed every random choice derives from; default 42")
+    Long seed;
+    @Option(names = "--bits", paramLabel = "B", description = "quantization bits when the model must be quantized; default 4")
+    Integer bits;
+    @Option(names = "--group-size", paramLabel = "G", description = "quantization group size = adapter pooling group; default 32")
+    Integer groupSize;
+    @Option(names = "--rank", paramLabel = "R", description = "LoRA rank; default 8")
+    Integer rank;
+    @Option(names = "--alpha", paramLabel = "A", description = "lora_alpha; default 16")
+    Double alpha;
+    @Option(names = "--lr", paramLabel = "LR", description = "peak learning rate; default: the worker's for the pooling (mean 1e-3, sum 2e-4)")
+    Double lr;
+    @Option(names = "--pooling", paramLabel = "P", description = "mean (official QA-LoRA code), sum (paper) or peft; default mean")
+    String pooling;
+    @Option(names = "--dropout", paramLabel = "P", description = "dropout on the pooled adapter input; default 0.05")
+    Double dropout;
+    @Option(names = "--template", paramLabel = "FILE", description = "prompt template file for raw data; default auto (Alpaca prompts, FLAN verbatim)")
+    String template;
+    @Option(names = "--keep-rounds", paramLabel = "N", description = "committed rounds kept; default 2")
+    Integer keepRounds;
+    @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
+    Map<String, String> conf = new LinkedHashMap<>();
+
+    @Override
+    public Integer call() {
+        Path root = repoRoot();
+        Map<String, Object> flags = new LinkedHashMap<>();
+        flags.put("model", model);
+        flags.put("data", data);
+        flags.put("tokenizer", tokenizer);
+        flags.put("output", output);
+        flags.put("rounds", rounds);
+        flags.put("steps-per-round", stepsPerRound);
+        flags.put("slots", slots);
+        flags.put("micro-batches", microBatches);
+        flags.put("micro-batch-tokens", microBatchTokens);
+        flags.put("master", master);
+        flags.put("seed", seed);
+        flags.put("bits", bits);
+        flags.put("group-size", groupSize);
+        flags.put("rank", rank);
+        flags.put("alpha", alpha);
+        flags.put("lr", lr);
+        flags.put("pooling", pooling);
+        flags.put("dropout", dropout);
+        flags.put("template", template);
+        flags.put("keep-rounds", keepRounds);
+        Map<String, Object> fromFile = job == null ? Map.of()
+                : TrainJobLoader.parseYaml(TrainJobLoader.readText(job), job.toString());
+        TrainJob settings = TrainJobLoader.build(job == null ? "flags" : job.toString(),
+                TrainJobLoader.defaults(root.toString()), fromFile, flags);
+        SparkConf sparkConf = new SparkConf();
+        conf.forEach(sparkConf::set);
+        var out = spec.commandLine().getOut();
+        new TrainPipeline(root, line -> {
+            out.println("qalora: " + line);
+            out.flush();
+        }).run(settings, sparkConf);
+        return 0;
+    }
+
+    /** The repository checkout (bundled samples and tokenizer): bin/qalora passes it as -Dqalora.root. */
+    static Path repoRoot() {
+        String configured = System.getProperty("qalora.root");
+        if (configured != null && Files.isDirectory(Path.of(configured))) {
+            return Path.of(configured).toAbsolutePath();
+        }
+        for (Path dir = Path.of("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
+            if (Files.isDirectory(dir.resolve("samples")) && Files.isDirectory(dir.resolve("fixtures"))) {
+                return dir;
+            }
+        }
+        return Path.of("").toAbsolutePath();
+    }
+}

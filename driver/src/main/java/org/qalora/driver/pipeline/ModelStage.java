@@ -1,0 +1,79 @@
+package org.qalora.driver.pipeline;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.function.Consumer;
+import org.qalora.quant.config.GptqConfig;
+import org.qalora.quant.config.LlamaConfig;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.worker.quantize.ModelQuantizer;
+
+/**
+ * The model stages before training: generate the demo model when no {@code --model} was given, quantize the base
+ * (RTN) when it is not a GPTQ checkpoint yet, and check that the tokenizer's ids fit the model's vocabulary.
+ * Each output is written atomically and reused by a rerun.
+ */
+public final class ModelStage {
+
+    /** The quantized base model to train on and the tokenizer to prepare data with. */
+    public record Resolved(String quantizedModel, LlamaConfig config, String tokenizer) {}
+
+    private final HadoopPaths paths;
+    private final Consumer<String> progress;
+
+    public ModelStage(HadoopPaths paths, Consumer<String> progress) {
+        this.paths = paths;
+        this.progress = progress;
+    }
+
+    /**
+     * @param model      the given model, or null for the demo model
+     * @param tokenizer  the given tokenizer.json, or null for the model's own
+     * @param runDir     the run's output directory (demo-model/ and base-quantized/ go there)
+     * @param repoRoot   the repository checkout (for the bundled tokenizer of the demo model)
+     */
+    public Resolved resolve(String model, String tokenizer, int bits, int groupSize, long seed, String runDir,
+                            Path repoRoot) throws IOException {
+        String source = model;
+        if (source == null) {
+            source = HadoopPaths.child(runDir, "demo-model");
+            if (!paths.exists(HadoopPaths.child(source, LlamaConfig.CONFIG_FILE))) {
+                progress.accept("generating the demo model (random weights, NOT a trained model) in " + source);
+            }
+            DemoModel.ensure(source, seed, repoRoot.resolve("fixtures/tokenizer"), paths);
+        }
+        if (!paths.exists(source)) {
+            throw new IllegalArgumentException("--model " + source + " does not exist (or is not readable)");
+        }
+        LlamaConfig config = LlamaConfig.read(source, paths);
+        String tok = tokenizer != null ? tokenizer : HadoopPaths.child(source, "tokenizer.json");
+        if (!paths.exists(tok)) {
+            throw new IllegalArgumentException("no tokenizer: " + tok + " does not exist; pass --tokenizer FILE");
+        }
+        TokenizerVocabulary.checkFits(paths.readAllBytes(tok), tok, config.vocabSize(), source);
+        String quantized = source;
+        if (!config.isQuantized()) {
+            quantized = HadoopPaths.child(runDir, "base-quantized");
+            if (paths.exists(HadoopPaths.child(quantized, LlamaConfig.CONFIG_FILE))) {
+                progress.accept("quantize: reusing " + quantized);
+            } else {
+                progress.accept("quantize: " + source + " is not quantized; RTN " + bits + "-bit, group size " + groupSize
+                        + " -> " + quantized);
+                GptqConfig gptq = GptqConfig.of(bits, groupSize);
+                PrintWriter log = new PrintWriter(System.out, true);
+                try (Checkpoint checkpoint = Checkpoint.open(source, paths)) {
+                    var matrices = ModelQuantizer.quantize(checkpoint, config, gptq, ModelQuantizer.Method.RTN, null, null, log);
+                    ModelQuantizer.write(checkpoint, config, gptq, matrices, quantized,
+                            ModelQuantizer.DEFAULT_MAX_SHARD_BYTES, paths);
+                }
+            }
+            config = LlamaConfig.read(quantized, paths);
+        } else if (config.quantization().groupSize() != groupSize && groupSize > 0) {
+            progress.accept("note: " + source + " is already quantized with group size " + config.quantization().groupSize()
+                    + "; the adapter pools groups of that size (--group-size " + groupSize + " is ignored)");
+        }
+        return new Resolved(quantized, config, tok);
+    }
+}

@@ -1,0 +1,72 @@
+package org.qalora.driver.pipeline;
+
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Optional;
+import java.util.function.Consumer;
+import org.apache.hadoop.fs.Path;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.output.ModelPublisher;
+import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.merge.Merger;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.train.AdapterState;
+
+/**
+ * The final stage: folds the final averaged adapter into the quantized base's zero points (the worker's
+ * {@link Merger}, which checks the merged model's logits against the adapter model's on disk before it lets the
+ * directory appear) and publishes it atomically as {@code OUTPUT/v-<time>-r<round>/}, with the adapter in the PEFT
+ * layout under {@code adapter/}, a {@code _MANIFEST.json} of checksums, and {@code OUTPUT/LATEST} pointing at it.
+ */
+public final class PublishStage {
+    public static final String ADAPTER_DIR = "adapter";
+
+    private final Storage storage;
+    private final Consumer<String> progress;
+
+    public PublishStage(Storage storage, Consumer<String> progress) {
+        this.storage = storage;
+        this.progress = progress;
+    }
+
+    /** The published version of this configuration's final round, if a previous run already published it. */
+    public Optional<Path> alreadyPublished(Path root, String configHash, int round) {
+        ModelPublisher publisher = new ModelPublisher(storage);
+        return publisher.latest(root).filter(dir -> {
+            Map<String, String> info = publisher.manifest(dir).info();
+            return configHash.equals(info.get("configHash")) && Integer.toString(round).equals(info.get("round"));
+        });
+    }
+
+    public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
+                        String configHash, Map<String, String> extraInfo) {
+        String version = "v-" + ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"))
+                + String.format("-r%05d", round);
+        Map<String, String> info = new LinkedHashMap<>(extraInfo);
+        info.put("configHash", configHash);
+        info.put("round", Integer.toString(round));
+        info.put("globalStep", Long.toString(state.step()));
+        info.put("baseModel", baseModel);
+        LlamaModel base = LlamaModel.load(baseModel);
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (String k : state.keys()) {
+            weights.put(k, state.tensor(k).weights());
+        }
+        Merger.Report[] report = new Merger.Report[1];
+        Path published = new ModelPublisher(storage).publish(root, version, info, tmp -> {
+            report[0] = Merger.merge(base, new PeftAdapter(adapterConfig, weights), tmp.toString());
+            AdapterState.fromWeights(base.dims(), adapterConfig, weights, state.step())
+                    .writePeft(HadoopPaths.child(tmp.toString(), ADAPTER_DIR), baseModel);
+        });
+        progress.accept(String.format(java.util.Locale.ROOT,
+                "merge: %d projections folded into float zero points; merged vs adapter logits relative error %.2e",
+                report[0].mergedProjections(), report[0].relativeLogitError()));
+        return published;
+    }
+}

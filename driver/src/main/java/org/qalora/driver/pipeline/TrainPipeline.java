@@ -1,0 +1,107 @@
+package org.qalora.driver.pipeline;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Optional;
+import java.util.function.Consumer;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.sql.SparkSession;
+import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.rounds.FaultPlan;
+import org.qalora.driver.rounds.RoundSettings;
+import org.qalora.driver.rounds.TrainingRounds;
+import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.driver.spark.SparkSettings;
+import org.qalora.quant.io.HadoopPaths;
+
+/**
+ * {@code qalora train}: the stages a fine-tuning needs, in order, each reusing its output when a rerun finds it:
+ * claim the output directory, model (demo / quantize / vocabulary check), data (prepare), training rounds, merge
+ * and publish. One class per stage; this one only wires them.
+ */
+public final class TrainPipeline {
+
+    /** Where the run ended: the published model directory and the rounds' result. */
+    public record Outcome(org.apache.hadoop.fs.Path published, TrainingRounds.Result rounds) {}
+
+    private final Path repoRoot;
+    private final Consumer<String> progress;
+
+    public TrainPipeline(Path repoRoot, Consumer<String> progress) {
+        this.repoRoot = repoRoot;
+        this.progress = progress;
+    }
+
+    /** Starts Spark (the job's master unless spark-submit set one), runs, stops Spark. */
+    public Outcome run(TrainJob job, SparkConf conf) {
+        SparkSettings.apply(conf, job.master(), "qalora-train");
+        SparkSession spark = SparkSession.builder().config(conf).getOrCreate();
+        try {
+            return run(job, spark);
+        } finally {
+            spark.stop();
+        }
+    }
+
+    public Outcome run(TrainJob job, SparkSession spark) {
+        JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        Configuration hadoop = jsc.hadoopConfiguration();
+        Storage storage = new Storage(hadoop);
+        HadoopPaths paths = new HadoopPaths(hadoop);
+        RunDirectory run = new RunDirectory(storage, job.output());
+        if (run.claim(job)) {
+            progress.accept("output " + run.root() + " holds this run (same settings): continuing it");
+        }
+        String runDir = run.root().toString();
+        try {
+            ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(), job.bits(),
+                    job.groupSize(), job.seed(), runDir, repoRoot);
+            String dataset = new DataStage(paths, progress).resolve(spark, job.data(), model.tokenizer(), job.template(),
+                    runDir);
+            // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
+            // (it is not re-entrant, so slots take turns), and each turn may use all cores.
+            boolean local = spark.sparkContext().isLocal();
+            int threads = local ? Runtime.getRuntime().availableProcessors()
+                    : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
+            PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.microBatches(),
+                    job.microBatchTokens());
+            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.quantizedModel(), dataset, plan, job.rank(),
+                    job.alpha(), model.config().quantization().groupSize(), job.pooling(), job.dropout(), job.lr(),
+                    job.totalSteps(), threads, new ShippedHadoopConf(hadoop));
+            progress.accept(String.format(java.util.Locale.ROOT,
+                    "training: %d rounds x %d slots x %d steps (x %d micro-batches of <= %d tokens), rank %d, alpha %s, "
+                            + "%s pooling, lr %.2e%s", job.rounds(), job.slots(), job.stepsPerRound(), job.microBatches(),
+                    job.microBatchTokens(), job.rank(), job.alpha(), job.pooling(), factory.effectiveLearningRate(),
+                    job.lr() == null ? " (the worker's default for the pooling)" : ""));
+            CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress);
+            RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
+                    job.configHash(), job.keepRounds());
+            FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
+            TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
+
+            PublishStage publish = new PublishStage(storage, progress);
+            Optional<org.apache.hadoop.fs.Path> done = publish.alreadyPublished(run.root(), job.configHash(), job.rounds());
+            org.apache.hadoop.fs.Path published;
+            if (done.isPresent()) {
+                published = done.get();
+                progress.accept("merge: this run's final model is already published");
+            } else {
+                published = publish.publish(run.root(), model.quantizedModel(), factory.adapterConfig(), result.state(),
+                        result.last().round(), job.configHash(), Map.of("planHash", factory.planHash()));
+            }
+            progress.accept("done: merged quantized model in " + published + " (adapter in PEFT layout in "
+                    + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in " + run.checkpoints() + "/"
+                    + CheckpointStore.METRICS + ")");
+            return new Outcome(published, result);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e.getMessage(), e);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+package org.qalora.driver.pipeline;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.plan.PlannedBatch;
+import org.qalora.datasets.plan.ShardBatchReader;
+import org.qalora.datasets.plan.TokenBatch;
+import org.qalora.datasets.plan.TrainingPlan;
+import org.qalora.driver.rounds.SlotAssignment;
+import org.qalora.driver.rounds.SlotTrainer;
+import org.qalora.driver.rounds.SlotTrainerFactory;
+import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.driver.state.AdapterTensors;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.train.AdapterState;
+import org.qalora.worker.train.LocalTrainer;
+import org.qalora.worker.train.MicroBatch;
+import org.qalora.worker.train.NonFiniteLossException;
+import org.qalora.worker.train.TrainResult;
+import org.qalora.worker.train.TrainingConfig;
+
+/**
+ * The real {@link SlotTrainerFactory}: the worker's {@link LocalTrainer} on the quantized base model, fed with the
+ * datasets module's {@link TrainingPlan}. Shipped to executors in the round closure; {@link #open} loads the base
+ * model and the plan once per executor and device (the executor cache keeps them across rounds).
+ *
+ * <p>Rounds are 1-based here (round r turns committed state r-1 into r); the plan's rounds are 0-based, so round r
+ * trains the plan's round r-1.
+ */
+public final class WorkerTrainerFactory implements SlotTrainerFactory {
+    private static final long serialVersionUID = 1L;
+
+    private final String model;
+    private final String dataset;
+    private final PlanSettings planSettings;
+    private final String planHash;
+    private final int rank;
+    private final double alpha;
+    private final int groupSize;
+    private final String pooling;
+    private final double dropout;
+    private final Double learningRate;
+    private final long totalSteps;
+    private final int threads;
+    private final ShippedHadoopConf hadoopConf;
+
+    /**
+     * @param model    quantized base model directory (any Hadoop path)
+     * @param dataset  prepared dataset directory
+     * @param threads  CPU threads of one task's backend ({@code spark.task.cpus})
+     */
+    public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, int rank, double alpha,
+                                int groupSize, String pooling, double dropout, Double learningRate, long totalSteps,
+                                int threads, ShippedHadoopConf hadoopConf) {
+        this.model = model;
+        this.dataset = dataset;
+        this.planSettings = planSettings;
+        this.rank = rank;
+        this.alpha = alpha;
+        this.groupSize = groupSize;
+        this.pooling = pooling;
+        this.dropout = dropout;
+        this.learningRate = learningRate;
+        this.totalSteps = totalSteps;
+        this.threads = threads;
+        this.hadoopConf = hadoopConf;
+        this.planHash = plan().hash(); // built on the driver: fails early on a bad dataset or plan settings
+    }
+
+    private TrainingPlan plan() {
+        try {
+            return TrainingPlan.load(dataset, hadoopConf.get(), planSettings);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read the prepared dataset " + dataset + ": " + e.getMessage(), e);
+        }
+    }
+
+    QaloraConfig adapterConfig() {
+        return QaloraConfig.allProjections(rank, alpha, groupSize, Pooling.fromConfig(pooling, "--pooling"), dropout);
+    }
+
+    TrainingConfig trainingConfig() {
+        QaloraConfig a = adapterConfig();
+        TrainingConfig c = TrainingConfig.defaults(a.pooling(), totalSteps);
+        return learningRate == null ? c : c.withLearningRate(learningRate);
+    }
+
+    /** The learning rate the run uses (the worker's default for the pooling unless --lr was given). */
+    public double effectiveLearningRate() { return trainingConfig().learningRate(); }
+
+    @Override
+    public String identity() {
+        return "worker:" + model + "|" + dataset + "|" + planHash + "|" + adapterConfig() + "|" + trainingConfig()
+                + "|threads=" + threads;
+    }
+
+    @Override
+    public String planHash() { return planHash; }
+
+    @Override
+    public SlotTrainer open(String device) {
+        // The CPU backend runs on every device for now; a GPU backend would take the address ("gpu:N") here.
+        LlamaModel base = LlamaModel.load(model, new CpuBackend(threads));
+        return new Trainer(base, adapterConfig(), trainingConfig(), plan(), dataset, hadoopConf);
+    }
+
+    @Override
+    public AdapterTensors initialState(long seed) {
+        Trainer t = (Trainer) org.qalora.driver.rounds.ExecutorCache.trainer(this, "cpu");
+        return toTensors(AdapterState.initial(t.base, t.adapter, seed));
+    }
+
+    /** The opened trainer: base model, plan and shard reader of one executor and device. */
+    static final class Trainer implements SlotTrainer {
+        final LlamaModel base;
+        final QaloraConfig adapter;
+        private final LocalTrainer trainer;
+        private final TrainingPlan plan;
+        private final ShardBatchReader reader;
+
+        Trainer(LlamaModel base, QaloraConfig adapter, TrainingConfig config, TrainingPlan plan, String dataset,
+                ShippedHadoopConf conf) {
+            this.base = base;
+            this.adapter = adapter;
+            this.trainer = new LocalTrainer(base, adapter, config);
+            this.plan = plan;
+            try {
+                this.reader = ShardBatchReader.open(dataset, conf.get());
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot open the prepared dataset " + dataset + ": " + e.getMessage(), e);
+            }
+        }
+
+        @Override
+        public synchronized SlotOutcome train(SlotAssignment a, AdapterTensors start) {
+            List<List<MicroBatch>> steps = new ArrayList<>();
+            for (List<PlannedBatch> step : plan.stepsFor(a.round() - 1, a.slot())) {
+                List<MicroBatch> micro = new ArrayList<>(step.size());
+                for (PlannedBatch b : step) {
+                    TokenBatch t;
+                    try {
+                        t = reader.read(b);
+                    } catch (IOException e) {
+                        throw new UncheckedIOException("round " + a.round() + " slot " + a.slot()
+                                + ": cannot read a planned batch: " + e.getMessage(), e);
+                    }
+                    micro.add(new MicroBatch(t.batchSize(), t.seqLen(), t.inputIds(), t.labels())); // [B, T]
+                }
+                steps.add(micro);
+            }
+            TrainResult r;
+            try {
+                r = trainer.run(toState(start), steps, a.seed());
+            } catch (NonFiniteLossException e) {
+                // The worker's message is "non-finite <what> at global step N: ..."; keep <what> (e.g. "loss NaN").
+                String msg = String.valueOf(e.getMessage());
+                int from = msg.startsWith("non-finite ") ? "non-finite ".length() : 0;
+                int to = msg.indexOf(" at global step");
+                String what = to > from ? msg.substring(from, to) : msg;
+                throw new NonFiniteLossError(a.round(), a.slot(), e.step() - start.step() - 1, e.step(), what);
+            }
+            return new SlotOutcome(toTensors(r.state()), r.targetTokens(), r.lossSum(), r.steps(), r.stepLosses());
+        }
+
+        /** The worker's state for {@code t}: weights via fromWeights, then the moments copied into its own arrays. */
+        private AdapterState toState(AdapterTensors t) {
+            Map<String, float[]> weights = new LinkedHashMap<>();
+            for (String k : t.keys()) {
+                weights.put(k, t.tensor(k).weights());
+            }
+            AdapterState s = AdapterState.fromWeights(base.dims(), adapter, weights, t.step());
+            for (String k : t.keys()) {
+                float[] m = t.tensor(k).adamM();
+                float[] v = t.tensor(k).adamV();
+                System.arraycopy(m, 0, s.adamM(k), 0, m.length); // fromWeights made fresh arrays that we own
+                System.arraycopy(v, 0, s.adamV(k), 0, v.length);
+            }
+            return s;
+        }
+    }
+
+    static AdapterTensors toTensors(AdapterState s) {
+        Map<String, AdapterTensors.Tensor> out = new LinkedHashMap<>();
+        for (String k : s.keys()) {
+            out.put(k, new AdapterTensors.Tensor(s.shape(k), s.weights(k).clone(), s.adamM(k).clone(), s.adamV(k).clone()));
+        }
+        return new AdapterTensors(out, s.step());
+    }
+}

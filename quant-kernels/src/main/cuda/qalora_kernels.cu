@@ -1,0 +1,305 @@
+// Group-quantized (GPTQ layout) kernels for qalora-spark, loaded from Java through the CUDA driver API (FFM).
+//
+// Weight W[O, I] = scale[k, o] * (code[i, o] - zero[k, o]), k = i / groupSize (see QuantizedMatrix.java).
+// The device keeps the checkpoint's own layout, uploaded unchanged:
+//   q      [I*bits/32, O] uint32, packed along the input dimension. Every 32 consecutive inputs of one output
+//          column form a little-endian bit stream of `bits` words (word rows c*bits .. c*bits+bits-1), code j of
+//          the chunk at stream bit j*bits. That is exactly AutoGPTQ's 2/4/8-bit packing and its 3-bit 10-1-10-1-10
+//          layout, so one formula reads all four widths.
+//   scales [I/groupSize, O] float, zeros [I/groupSize, O] float (real-valued: a merged QA-LoRA model has them).
+// Why this layout: consecutive output columns are consecutive words, so a warp walking 32 outputs reads 128
+// contiguous bytes (coalesced) for every kernel below; no repacking pass is needed at load.
+//
+// Every kernel has a naive counterpart (the *_naive kernels, one thread per output element, no shared memory)
+// that the Java self-check compares against, besides the CPU oracle ReferenceQuantKernels.
+#include <stdint.h>
+
+extern "C" {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+// The code of weight (o, i). A code may straddle two words only for 3 bits (codes 10 and 21 of a chunk).
+__device__ __forceinline__ unsigned code_at(const uint32_t* __restrict__ q, int O, int bits, int o, int i) {
+    int bit = (i & 31) * bits;
+    size_t row = (size_t)(i >> 5) * bits + (bit >> 5);
+    int shift = bit & 31;
+    unsigned v = __ldg(q + row * O + o) >> shift;
+    if (shift + bits > 32) {
+        v |= __ldg(q + (row + 1) * O + o) << (32 - shift);
+    }
+    return v & ((1u << bits) - 1u);
+}
+
+// The dequantized weight (o, i), in float exactly as QuantizedMatrix.weight computes it: scale * (code - zero).
+__device__ __forceinline__ float weight_at(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                           const float* __restrict__ zeros, int O, int bits, int groupSize,
+                                           int o, int i) {
+    size_t sk = (size_t)(i / groupSize) * O + o;
+    float c = (float)code_at(q, O, bits, o, i);
+    return __fmul_rn(__ldg(scales + sk), __fsub_rn(c, __ldg(zeros + sk)));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dequantize: out[O, I] row-major.
+// Reads are coalesced along o (the packed layout), writes along i (the row-major output): a 32x32 tile is
+// staged through shared memory so both sides stay contiguous. Block (32, 8), grid (ceil(I/32), ceil(O/32)).
+// ---------------------------------------------------------------------------------------------------------------
+__global__ void dequantize(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                           const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
+                           float* __restrict__ out) {
+    __shared__ float tile[32][33];  // [i, o], +1 column so the transposed read has no bank conflicts
+    int i0 = blockIdx.x * 32, o0 = blockIdx.y * 32;
+    int o = o0 + threadIdx.x;
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int i = i0 + r;
+        tile[r][threadIdx.x] = (o < O && i < I) ? weight_at(q, scales, zeros, O, bits, groupSize, o, i) : 0.f;
+    }
+    __syncthreads();
+    int i = i0 + threadIdx.x;
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int oo = o0 + r;
+        if (oo < O && i < I) out[(size_t)oo * I + i] = tile[threadIdx.x][r];
+    }
+}
+
+// Naive reference: one thread per element.
+__global__ void dequantize_naive(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                 const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
+                                 float* __restrict__ out) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)O * I) return;
+    int o = (int)(idx / I), i = (int)(idx % I);
+    out[idx] = weight_at(q, scales, zeros, O, bits, groupSize, o, i);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tiled products. Both use one shape of block: 256 threads compute a 128 (tokens) x 128 (outputs) tile of the
+// result, 8 x 8 per thread in registers (see tile_row for which 8), stepping through the reduction 32 at a time. Per step the block stages
+//   As[32][128 + 4]: the activation slice, transposed so a thread reads its 8 tokens as two float4;
+//   Bs[32][128 + 4]: the weight slice, DEQUANTIZED ONCE here and then reused by all 128 tokens of the tile.
+// The +4 padding keeps float4 alignment and spreads rows over banks. 128 x 128 x 32 gives 64 FMAs per shared
+// load pair per thread; a slice of 32 inputs is exactly one packed chunk, so each column's codes come from
+// `bits` consecutive word rows.
+// ---------------------------------------------------------------------------------------------------------------
+#define TM 128
+#define TN 128
+#define TK 32
+#define PAD 4
+
+// Each thread owns rows {ty*4 .. ty*4+3, 64+ty*4 .. 64+ty*4+3} and the same split of columns by tx. Splitting
+// the 8 into two groups of 4, 64 apart, keeps a quarter-warp's float4 reads of one shared row on distinct banks
+// (8 contiguous floats per thread would put threads 0 and 4 on the same bank). Shared by both products.
+__device__ __forceinline__ int tile_row(int t, int m) { return (m < 4 ? 0 : 64) + t * 4 + (m & 3); }
+
+__device__ __forceinline__ void tile_fma(const float (*As)[TM + PAD], const float (*Bs)[TN + PAD], int ty, int tx,
+                                         float acc[8][8]) {
+#pragma unroll
+    for (int kk = 0; kk < TK; kk++) {
+        float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
+        float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
+        float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
+        float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
+        float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+#pragma unroll
+            for (int n = 0; n < 8; n++) acc[m][n] = fmaf(a[m], b[n], acc[m][n]);
+        }
+    }
+}
+
+// Y[T, O] = X[T, I] . W^T. Grid (ceil(O/128), ceil(T/128)), block 256. I is a multiple of 32 (GPTQ packing).
+__global__ void __launch_bounds__(256) qmatmul(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                               const float* __restrict__ zeros, int O, int I, int bits,
+                                               int groupSize, const float* __restrict__ X, int T,
+                                               float* __restrict__ Y) {
+    __shared__ __align__(16) float As[TK][TM + PAD];  // [k, t]
+    __shared__ __align__(16) float Bs[TK][TN + PAD];  // [k, o]
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    int o0 = blockIdx.x * TN, t0 = blockIdx.y * TM;
+    float acc[8][8] = {};
+    for (int k0 = 0; k0 < I; k0 += TK) {
+        // X slice [128 tokens, 32 inputs]: consecutive threads read consecutive inputs of one token (coalesced).
+        for (int idx = tid; idx < TM * TK; idx += 256) {
+            int t = idx / TK, kk = idx % TK;
+            As[kk][t] = (t0 + t < T) ? __ldg(X + (size_t)(t0 + t) * I + k0 + kk) : 0.f;
+        }
+        // W slice [32 inputs, 128 outputs]: consecutive threads take consecutive outputs (coalesced words).
+        for (int idx = tid; idx < TN * TK; idx += 256) {
+            int n = idx % TN, kk = idx / TN;
+            int o = o0 + n;
+            Bs[kk][n] = (o < O) ? weight_at(q, scales, zeros, O, bits, groupSize, o, k0 + kk) : 0.f;
+        }
+        __syncthreads();
+        tile_fma(As, Bs, ty, tx, acc);
+        __syncthreads();
+    }
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        int t = t0 + tile_row(ty, m);
+        if (t >= T) continue;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            int o = o0 + tile_row(tx, n);
+            if (o < O) Y[(size_t)t * O + o] = acc[m][n];
+        }
+    }
+}
+
+// dX[T, I] (+)= dY[T, O] . W: the same tiling with the roles swapped (outputs are inputs i, the reduction runs
+// over o, whose count O need not be a multiple of 32). Grid (ceil(I/128), ceil(T/128)), block 256.
+__global__ void __launch_bounds__(256) qmatmul_t(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                                 const float* __restrict__ zeros, int O, int I, int bits,
+                                                 int groupSize, const float* __restrict__ dY, int T,
+                                                 float* __restrict__ dX, int accumulate) {
+    __shared__ __align__(16) float As[TK][TM + PAD];  // [o, t]
+    __shared__ __align__(16) float Bs[TK][TN + PAD];  // [o, i]
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    int i0 = blockIdx.x * TN, t0 = blockIdx.y * TM;
+    float acc[8][8] = {};
+    for (int k0 = 0; k0 < O; k0 += TK) {
+        for (int idx = tid; idx < TM * TK; idx += 256) {
+            int t = idx / TK, kk = idx % TK;
+            As[kk][t] = (t0 + t < T && k0 + kk < O) ? __ldg(dY + (size_t)(t0 + t) * O + k0 + kk) : 0.f;
+        }
+        // Consecutive threads take consecutive o (the reduction index) so the packed words are read coalesced.
+        for (int idx = tid; idx < TN * TK; idx += 256) {
+            int kk = idx % TK, n = idx / TK;
+            int o = k0 + kk, i = i0 + n;
+            Bs[kk][n] = (o < O && i < I) ? weight_at(q, scales, zeros, O, bits, groupSize, o, i) : 0.f;
+        }
+        __syncthreads();
+        tile_fma(As, Bs, ty, tx, acc);
+        __syncthreads();
+    }
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        int t = t0 + tile_row(ty, m);
+        if (t >= T) continue;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            int i = i0 + tile_row(tx, n);
+            if (i < I) {
+                size_t at = (size_t)t * I + i;
+                dX[at] = accumulate ? dX[at] + acc[m][n] : acc[m][n];
+            }
+        }
+    }
+}
+
+// Naive references: one thread per output element, weights dequantized on the fly.
+__global__ void qmatmul_naive(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                              const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
+                              const float* __restrict__ X, int T, float* __restrict__ Y) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)T * O) return;
+    int t = (int)(idx / O), o = (int)(idx % O);
+    float sum = 0.f;
+    for (int i = 0; i < I; i++) sum += X[(size_t)t * I + i] * weight_at(q, scales, zeros, O, bits, groupSize, o, i);
+    Y[idx] = sum;
+}
+
+__global__ void qmatmul_t_naive(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
+                                const float* __restrict__ dY, int T, float* __restrict__ dX, int accumulate) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)T * I) return;
+    int t = (int)(idx / I), i = (int)(idx % I);
+    float sum = accumulate ? dX[idx] : 0.f;
+    for (int o = 0; o < O; o++) sum += dY[(size_t)t * O + o] * weight_at(q, scales, zeros, O, bits, groupSize, o, i);
+    dX[idx] = sum;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GEMV y[O] = W . x (one-token decode), memory-bound: every packed word is read exactly once.
+// Block (32, S), S <= 32 slices: threadIdx.x picks the output column (32 columns = 128 contiguous bytes per word
+// row), threadIdx.y one of S interleaved slices of the 32-input chunks; the S partial sums meet in shared memory.
+// More slices put more loads in flight (the GEMV is latency-bound at 1 token); the launcher picks S. The bit width is
+// a template parameter so the chunk's `bits` words live in registers and the 32 shifts are constants.
+// When the group size is a multiple of 32 a chunk has one scale and zero, and the chunk's sum is
+// s * (sum_j x_j q_j - z * sum_j x_j): one multiply per code instead of three.
+// ---------------------------------------------------------------------------------------------------------------
+}  // extern "C": the template below needs C++ linkage
+
+template <int BITS>
+__device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                          const float* __restrict__ zeros, int O, int I, int groupSize,
+                                          const float* __restrict__ x, float* __restrict__ y) {
+    __shared__ float partial[32][33];
+    int o = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.f;
+    if (o < O) {
+        int chunks = I / 32;
+        bool aligned = groupSize % 32 == 0;
+        for (int c = threadIdx.y; c < chunks; c += blockDim.y) {
+            uint32_t w[BITS];
+#pragma unroll
+            for (int b = 0; b < BITS; b++) w[b] = __ldg(q + (size_t)(c * BITS + b) * O + o);
+            const float* xc = x + c * 32;
+            if (aligned) {
+                size_t sk = (size_t)(c * 32 / groupSize) * O + o;
+                float dot = 0.f, xsum = 0.f;
+#pragma unroll
+                for (int j = 0; j < 32; j++) {
+                    const int bit = j * BITS, wi = bit >> 5, sh = bit & 31;
+                    unsigned v = w[wi] >> sh;
+                    if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
+                    v &= (1u << BITS) - 1u;
+                    float xv = __ldg(xc + j);
+                    dot = fmaf(xv, (float)v, dot);
+                    xsum += xv;
+                }
+                acc = fmaf(__ldg(scales + sk), dot - __ldg(zeros + sk) * xsum, acc);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 32; j++) {
+                    const int bit = j * BITS, wi = bit >> 5, sh = bit & 31;
+                    unsigned v = w[wi] >> sh;
+                    if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
+                    v &= (1u << BITS) - 1u;
+                    size_t sk = (size_t)((c * 32 + j) / groupSize) * O + o;
+                    acc = fmaf(__ldg(xc + j), __ldg(scales + sk) * ((float)v - __ldg(zeros + sk)), acc);
+                }
+            }
+        }
+    }
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && o < O) {
+        float sum = 0.f;
+#pragma unroll
+        for (int s = 0; s < blockDim.y; s++) sum += partial[s][threadIdx.x];
+        y[o] = sum;
+    }
+}
+
+extern "C" {
+
+#define GEMV(BITS)                                                                                              \
+    __global__ void __launch_bounds__(1024) qgemv_b##BITS(const uint32_t* __restrict__ q,                        \
+                                                         const float* __restrict__ scales,                      \
+                                                         const float* __restrict__ zeros, int O, int I,         \
+                                                         int groupSize, const float* __restrict__ x,            \
+                                                         float* __restrict__ y) {                               \
+        gemv_body<BITS>(q, scales, zeros, O, I, groupSize, x, y);                                               \
+    }
+GEMV(2)
+GEMV(3)
+GEMV(4)
+GEMV(8)
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dense helpers for the cuBLAS comparisons: float -> bf16 (round to nearest even, as __float2bfloat16_rn).
+// ---------------------------------------------------------------------------------------------------------------
+__global__ void f32_to_bf16(const float* __restrict__ in, uint16_t* __restrict__ out, size_t n) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= n) return;
+    uint32_t u = __float_as_uint(in[idx]);
+    u += 0x7FFFu + ((u >> 16) & 1u);  // NaN inputs do not occur here (activations and dequantized weights)
+    out[idx] = (uint16_t)(u >> 16);
+}
+
+}  // extern "C"

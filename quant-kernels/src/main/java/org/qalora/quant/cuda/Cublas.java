@@ -1,0 +1,191 @@
+package org.qalora.quant.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.charset.StandardCharsets;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * cuBLAS through FFM, looked up by soname at run time ({@code libcublas.so.13}, else {@code .12}): the dense
+ * reference products and the "dequantize, then a dense GEMM" path. It runs on the primary context that
+ * {@link CudaDriver} made current, so device pointers are shared.
+ *
+ * <p>cuBLAS is column-major; {@link #linear} hides that: a row-major {@code Y[T, O] = X[T, I] . W[O, I]^T} is the
+ * column-major {@code Y^T[O, T] = op_T(W^T)[O, I] . X^T[I, T]}, i.e. {@code gemm(T, N, m=O, n=T, k=I, A=W lda=I,
+ * B=X ldb=I, C=Y ldc=O)} with no transposition in memory.
+ */
+public final class Cublas {
+    /** Input precision / math mode of {@link #linear}. */
+    public enum Precision {
+        /** cublasSgemm, full fp32 FMA. */
+        FP32,
+        /** cublasGemmEx on fp32 data with CUBLAS_COMPUTE_32F_FAST_TF32 (tensor cores, 10-bit mantissa inputs). */
+        TF32,
+        /** cublasGemmEx on bf16 inputs, fp32 accumulate and output. */
+        BF16
+    }
+
+    private static final int CUBLAS_OP_N = 0;
+    private static final int CUBLAS_OP_T = 1;
+    private static final int CUDA_R_32F = 0;
+    private static final int CUDA_R_16BF = 14;
+    private static final int CUBLAS_COMPUTE_32F = 68;
+    private static final int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+    private static final int CUBLAS_GEMM_DEFAULT = -1;
+    private static final String[] SONAMES = {"libcublas.so.13", "libcublas.so.12"};
+
+    private static volatile Cublas instance;
+    private static volatile String unavailable;
+
+    private final String soname;
+    private final MethodHandle sgemm;
+    private final MethodHandle gemmEx;
+    private final MethodHandle statusName;
+    private final MemorySegment handle;
+    private final MemorySegment one;
+    private final MemorySegment zero;
+
+    private Cublas(CudaDriver cuda, SymbolLookup lib, String soname) {
+        this.soname = soname;
+        Linker linker = Linker.nativeLinker();
+        MethodHandle create = linker.downcallHandle(find(lib, "cublasCreate_v2"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        sgemm = linker.downcallHandle(find(lib, "cublasSgemm_v2"), FunctionDescriptor.of(JAVA_INT, ADDRESS,
+                JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT,
+                ADDRESS, JAVA_LONG, JAVA_INT));
+        gemmEx = linker.downcallHandle(find(lib, "cublasGemmEx"), FunctionDescriptor.of(JAVA_INT, ADDRESS,
+                JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG,
+                JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+        statusName = lib.find("cublasGetStatusName")
+                .map(s -> linker.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT)))
+                .orElse(null);
+        cuda.synchronize();  // makes the primary context current on this thread before cuBLAS looks for one
+        Arena arena = Arena.global();
+        MemorySegment h = arena.allocate(ADDRESS);
+        try {
+            check("cublasCreate_v2", (int) create.invokeExact(h));
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        handle = h.get(ADDRESS, 0);
+        one = arena.allocateFrom(JAVA_FLOAT, 1f);
+        zero = arena.allocateFrom(JAVA_FLOAT, 0f);
+    }
+
+    private static MemorySegment find(SymbolLookup lib, String name) {
+        return lib.find(name).orElseThrow(() -> new CudaException("cuBLAS has no symbol " + name));
+    }
+
+    /** True when a cuBLAS library loads and a handle is created; never throws. */
+    public static boolean available() {
+        try {
+            get();
+            return true;
+        } catch (CudaException e) {
+            return false;
+        }
+    }
+
+    public static String unavailableReason() {
+        return available() ? null : unavailable;
+    }
+
+    public static synchronized Cublas get() {
+        if (instance != null) {
+            return instance;
+        }
+        if (unavailable != null) {
+            throw new CudaException(unavailable);
+        }
+        CudaDriver cuda = CudaDriver.get();
+        StringBuilder tried = new StringBuilder();
+        for (String soname : SONAMES) {
+            SymbolLookup lib;
+            try {
+                lib = SymbolLookup.libraryLookup(soname, Arena.global());
+            } catch (IllegalArgumentException e) {
+                tried.append(' ').append(soname);
+                continue;
+            }
+            try {
+                instance = new Cublas(cuda, lib, soname);
+                return instance;
+            } catch (CudaException e) {
+                unavailable = soname + ": " + e.getMessage();
+                throw e;
+            }
+        }
+        unavailable = "no cuBLAS library found (tried" + tried + "); install the CUDA toolkit's libcublas or put it"
+                + " on LD_LIBRARY_PATH";
+        throw new CudaException(unavailable);
+    }
+
+    public String soname() { return soname; }
+
+    private void check(String call, int status) {
+        if (status != 0) {
+            String name = "status " + status;
+            if (statusName != null) {
+                try {
+                    name = ((MemorySegment) statusName.invokeExact(status)).reinterpret(256)
+                            .getString(0, StandardCharsets.UTF_8);
+                } catch (Throwable ignored) {
+                    // keep the number
+                }
+            }
+            throw new CudaException(call + " failed: " + name + " (" + status + ")", status);
+        }
+    }
+
+    /**
+     * Row-major {@code dx[T, I] (+)= dy[T, O] . w[O, I]} in fp32 (cublasSgemm): column-major
+     * {@code dx^T[I, T] = w^T[I, O] . dy^T[O, T]}, i.e. {@code gemm(N, N, m=I, n=T, k=O, A=w lda=I, B=dy ldb=O,
+     * C=dx ldc=I)}, with {@code beta = 1} to accumulate.
+     */
+    public synchronized void linearTransposed(long w, long dy, int tokens, int out, int in, long dx,
+                                              boolean accumulate) {
+        try {
+            int r = (int) sgemm.invokeExact(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, one,
+                    w, in, dy, out, accumulate ? one : zero, dx, in);
+            check("cublasSgemm_v2", r);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /**
+     * Row-major {@code y[T, O] = x[T, I] . w[O, I]^T} on device pointers (fp32 {@code w}, {@code x} for FP32 and
+     * TF32, bf16 for BF16; fp32 {@code y} always).
+     */
+    public synchronized void linear(Precision precision, long w, long x, int tokens, int out, int in, long y) {
+        try {
+            int r = switch (precision) {
+                case FP32 -> (int) sgemm.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, one,
+                        w, in, x, in, zero, y, out);
+                case TF32 -> (int) gemmEx.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, one,
+                        w, CUDA_R_32F, in, x, CUDA_R_32F, in, zero, y, CUDA_R_32F, out,
+                        CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+                case BF16 -> (int) gemmEx.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, one,
+                        w, CUDA_R_16BF, in, x, CUDA_R_16BF, in, zero, y, CUDA_R_32F, out,
+                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            };
+            check(precision == Precision.FP32 ? "cublasSgemm_v2" : "cublasGemmEx(" + precision + ")", r);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+}

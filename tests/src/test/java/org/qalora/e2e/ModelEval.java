@@ -1,0 +1,85 @@
+package org.qalora.e2e;
+
+import java.io.IOException;
+import java.util.List;
+import org.apache.hadoop.conf.Configuration;
+import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.plan.PlannedBatch;
+import org.qalora.datasets.plan.ShardBatchReader;
+import org.qalora.datasets.plan.TokenBatch;
+import org.qalora.datasets.plan.TrainingPlan;
+import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.model.ActivationPlan;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.LlamaPass;
+
+/** Evaluation for the end-to-end tests: logits of a model (with or without an adapter) and dataset losses. */
+final class ModelEval {
+    private ModelEval() {}
+
+    /** Logits [B, T, V] of {@code model} (+ the PEFT adapter at {@code adapterDir} unless null) on {@code batch}. */
+    static float[] logits(String model, String adapterDir, TokenBatch batch) {
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel m = LlamaModel.load(model, be);
+            QaloraAdapter qa = null;
+            QaloraConfig cfg = null;
+            if (adapterDir != null) {
+                PeftAdapter peft = PeftAdapter.read(adapterDir);
+                QaloraConfig c = peft.config();
+                cfg = new QaloraConfig(c.rank(), c.alpha(), c.groupSize(), c.pooling(), 0.0, c.targets()); // no dropout
+                qa = QaloraAdapter.create(m, cfg, peft.weights(), false);
+            }
+            ActivationPlan plan = new ActivationPlan(m, cfg, batch.batchSize(), batch.seqLen(), false, false);
+            LlamaPass.forward(m, qa, plan, batch.inputIds(), 0, null);
+            return LlamaPass.logits(m, plan);
+        }
+    }
+
+    /** Mean token loss of {@code model} (+ adapter) over every micro-batch of the dataset's first epoch. */
+    static double datasetLoss(String model, String adapterDir, String dataset, Configuration conf) throws IOException {
+        TrainingPlan plan = TrainingPlan.load(dataset, conf, new PlanSettings(1, 1, 1, 1, 512));
+        ShardBatchReader reader = ShardBatchReader.open(dataset, conf);
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel m = LlamaModel.load(model, be);
+            QaloraAdapter qa = null;
+            QaloraConfig cfg = null;
+            if (adapterDir != null) {
+                PeftAdapter peft = PeftAdapter.read(adapterDir);
+                QaloraConfig c = peft.config();
+                cfg = new QaloraConfig(c.rank(), c.alpha(), c.groupSize(), c.pooling(), 0.0, c.targets());
+                qa = QaloraAdapter.create(m, cfg, peft.weights(), false);
+            }
+            double lossSum = 0;
+            long targets = 0;
+            List<PlannedBatch> batches = plan.epochMicroBatches(0);
+            for (PlannedBatch b : batches) {
+                TokenBatch t = reader.read(b);
+                ActivationPlan ap = new ActivationPlan(m, cfg, t.batchSize(), t.seqLen(), false, false);
+                LlamaPass.forward(m, qa, ap, t.inputIds(), 0, null);
+                int[] shifted = LlamaPass.shiftedTargets(t.labels(), t.batchSize(), t.seqLen());
+                lossSum += LlamaPass.loss(m, ap, shifted);
+                targets += LlamaPass.countTargets(shifted);
+            }
+            return lossSum / targets;
+        }
+    }
+
+    /** The first micro-batch of the dataset's first epoch, as tokens. */
+    static TokenBatch firstBatch(String dataset, Configuration conf) throws IOException {
+        TrainingPlan plan = TrainingPlan.load(dataset, conf, new PlanSettings(1, 1, 1, 1, 512));
+        return ShardBatchReader.open(dataset, conf).read(plan.epochMicroBatches(0).get(0));
+    }
+
+    static double relativeError(float[] out, float[] ref) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < out.length; i++) {
+            num += (double) (out[i] - ref[i]) * (out[i] - ref[i]);
+            den += (double) ref[i] * ref[i];
+        }
+        return Math.sqrt(num / den);
+    }
+}

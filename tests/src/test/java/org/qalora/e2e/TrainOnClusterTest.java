@@ -1,0 +1,203 @@
+package org.qalora.e2e;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.qalora.datasets.plan.TokenBatch;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.config.TrainJobLoader;
+import org.qalora.driver.output.ModelPublisher;
+import org.qalora.driver.pipeline.PublishStage;
+import org.qalora.driver.pipeline.TrainPipeline;
+import org.qalora.driver.rounds.FaultPlan;
+import org.qalora.driver.rounds.RoundMetrics;
+import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.testing.Fixtures;
+
+/**
+ * {@code train} end to end with the real worker trainer on real executor JVMs ({@code local-cluster[2,1,1024]})
+ * and a real HDFS (MiniDFSCluster): the fixture GPTQ model (vocab 512) with a tokenizer shrunk to 512 pieces
+ * ({@link SmallTokenizer}) and the bundled Alpaca sample, all on HDFS.
+ * <ol>
+ *   <li>training for several rounds lowers the loss; the merged model published on HDFS loads back and its logits
+ *   equal those of the base model with the final adapter;
+ *   <li>an executor JVM halted in the middle of a round is replaced and the task retried; the final adapter is
+ *   bit-identical to the undisturbed run's;
+ *   <li>a run stopped between rounds and started again resumes (the log says from which round), ignores a
+ *   half-written round directory, and ends bit-identical to the undisturbed run.
+ * </ol>
+ * One cluster and one Spark application serve all three, in order.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+@Timeout(value = 10, unit = TimeUnit.MINUTES)
+class TrainOnClusterTest {
+    @TempDir
+    static Path base;
+    private static TestCluster cluster;
+    private static SparkSession spark;
+    private static AdapterTensors undisturbed;
+
+    @BeforeAll
+    static void start() throws Exception {
+        cluster = new TestCluster(base);
+        cluster.put(Fixtures.tinyLlamaGptq(), "/models/tiny-gptq");
+        Path tok = base.resolve("tok/tokenizer.json");
+        SmallTokenizer.write(Fixtures.tokenizer(), 512, tok);
+        Files.copy(Fixtures.tokenizer().resolveSibling("tokenizer_config.json"), tok.resolveSibling("tokenizer_config.json"));
+        cluster.put(tok.getParent(), "/tok");
+        cluster.put(Fixtures.root().resolveSibling("samples").resolve("alpaca-sample.json"), "/data/alpaca.json");
+        spark = SparkSession.builder().config(cluster.sparkConf("TrainOnClusterTest")).getOrCreate();
+    }
+
+    @AfterAll
+    static void stop() {
+        if (spark != null) {
+            spark.stop();
+        }
+        if (cluster != null) {
+            cluster.close();
+        }
+    }
+
+    private static TrainJob job(String output, String data) {
+        Map<String, Object> flags = new LinkedHashMap<>();
+        flags.put("model", cluster.uri("/models/tiny-gptq"));
+        flags.put("tokenizer", cluster.uri("/tok/tokenizer.json"));
+        flags.put("data", List.of(data));
+        flags.put("output", cluster.uri(output));
+        flags.put("rounds", 4);
+        flags.put("steps-per-round", 2);
+        flags.put("slots", 2);
+        flags.put("micro-batch-tokens", 256);
+        flags.put("seed", 7);
+        return TrainJobLoader.build("test", TrainJobLoader.defaults(Fixtures.root().getParent().toString()), flags);
+    }
+
+    private static TrainPipeline.Outcome train(TrainJob job, String fault, List<String> log) {
+        if (fault == null) {
+            spark.conf().unset(FaultPlan.CONF_KEY);
+        } else {
+            spark.conf().set(FaultPlan.CONF_KEY, fault);
+        }
+        try {
+            return new TrainPipeline(Fixtures.root().getParent(), log::add).run(job, spark);
+        } finally {
+            spark.conf().unset(FaultPlan.CONF_KEY);
+        }
+    }
+
+    private static AdapterTensors finalAdapter(String output) {
+        Storage storage = new Storage(spark.sparkContext().hadoopConfiguration());
+        CheckpointStore store = new CheckpointStore(storage, storage.path(cluster.uri(output + "/checkpoints")), s -> {});
+        CheckpointStore.Committed last = store.latestCommitted().orElseThrow();
+        assertEquals(4, last.round());
+        return store.loadState(last);
+    }
+
+    @Test
+    @Order(1)
+    void trainingLowersTheLossAndTheMergedModelOnHdfsEqualsTheAdapterModel() throws Exception {
+        List<String> log = new ArrayList<>();
+        TrainPipeline.Outcome out = train(job("/runs/a", cluster.uri("/data/alpaca.json")), null, log);
+        List<RoundMetrics> rounds = out.rounds().metrics();
+        assertEquals(4, rounds.size(), String.join("\n", log));
+        for (RoundMetrics m : rounds) {
+            assertTrue(m.slotDevices()[0].endsWith("gpu:0") || m.slotDevices()[0].endsWith("gpu:1"),
+                    "tasks read their GPU address: " + String.join(",", m.slotDevices()));
+        }
+        undisturbed = finalAdapter("/runs/a");
+
+        String published = out.published().toString();
+        assertTrue(published.startsWith(cluster.uri("/runs/a/v-")), published);
+        var conf = spark.sparkContext().hadoopConfiguration();
+        assertTrue(new ModelPublisher(new Storage(conf)).verify(out.published()).isEmpty(), "checksums match");
+        assertEquals(published, cluster.uri("/runs/a/") + new String(cluster.fs().open(
+                new org.apache.hadoop.fs.Path(cluster.uri("/runs/a/LATEST"))).readAllBytes(), StandardCharsets.UTF_8).trim());
+
+        // The loss over the whole sample, base model vs base + final adapter, went down.
+        String dataset = cluster.uri("/runs/a/data");
+        String baseModel = cluster.uri("/models/tiny-gptq");
+        String adapter = published + "/" + PublishStage.ADAPTER_DIR;
+        double before = ModelEval.datasetLoss(baseModel, null, dataset, conf);
+        double after = ModelEval.datasetLoss(baseModel, adapter, dataset, conf);
+        // (Per-round losses are measured on each round's own few batches, too noisy to compare at this size.)
+        assertTrue(after < before - 0.01, "dataset loss " + before + " -> " + after + "\n" + String.join("\n", log));
+
+        // The merged model read back from HDFS gives the adapter model's logits.
+        TokenBatch batch = ModelEval.firstBatch(dataset, conf);
+        float[] merged = ModelEval.logits(published, null, batch);
+        float[] adapted = ModelEval.logits(baseModel, adapter, batch);
+        double err = ModelEval.relativeError(merged, adapted);
+        assertTrue(err < 1e-5, "merged vs adapter logits relative error " + err);
+        assertTrue(ModelEval.relativeError(ModelEval.logits(baseModel, null, batch), adapted) > 1e-4,
+                "the adapter changed the model");
+    }
+
+    @Test
+    @Order(2)
+    void anExecutorLostMidRoundIsReplacedAndTheFinalAdapterIsBitIdentical() {
+        List<String> log = new ArrayList<>();
+        TrainPipeline.Outcome out = train(job("/runs/b", cluster.uri("/runs/a/data")), "halt:2:1", log);
+        assertEquals(3, out.rounds().metrics().get(1).taskAttempts(), "slot 1 of round 2 ran twice");
+        assertTrue(finalAdapter("/runs/b").bitwiseEquals(undisturbed), "bit-identical to the undisturbed run");
+    }
+
+    @Test
+    @Order(3)
+    void aRunStoppedBetweenRoundsResumesAndEndsBitIdentical() throws Exception {
+        TrainJob job = job("/runs/c", cluster.uri("/runs/a/data"));
+        assertThrows(FaultPlan.RunStoppedException.class, () -> train(job, "stop:2", new ArrayList<>()));
+        // A half-written next round (no manifest, a truncated file) and a temporary leftover of a commit.
+        try (FSDataOutputStream o = cluster.fs().create(new org.apache.hadoop.fs.Path("/runs/c/checkpoints/round-00003/"
+                + CheckpointStore.STATE_FILE))) {
+            o.write(new byte[] {1, 2, 3});
+        }
+        cluster.fs().mkdirs(new org.apache.hadoop.fs.Path("/runs/c/checkpoints/_tmp-round-00003-crashed"));
+        assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/runs/c/LATEST")), "nothing published yet");
+
+        List<String> log = new ArrayList<>();
+        train(job, null, log);
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("resuming from committed round 2 ")), String.join("\n", log));
+        assertTrue(log.stream().anyMatch(l -> l.contains("round-00003") && l.contains("torn")), String.join("\n", log));
+        assertTrue(finalAdapter("/runs/c").bitwiseEquals(undisturbed), "bit-identical to the undisturbed run");
+    }
+
+    @Test
+    @Order(4)
+    void anOutputTheUserMayNotWriteIsRefusedWithAClearMessage() throws Exception {
+        org.apache.hadoop.fs.Path locked = new org.apache.hadoop.fs.Path("/locked");
+        cluster.fs().mkdirs(locked);
+        cluster.fs().setPermission(locked, new org.apache.hadoop.fs.permission.FsPermission((short) 0755));
+        TrainJob job = job("/locked/run", cluster.uri("/runs/a/data"));
+        org.apache.hadoop.conf.Configuration conf = new org.apache.hadoop.conf.Configuration(
+                spark.sparkContext().hadoopConfiguration());
+        RuntimeException e = org.apache.hadoop.security.UserGroupInformation.createRemoteUser("alice").doAs(
+                (java.security.PrivilegedExceptionAction<RuntimeException>) () -> assertThrows(RuntimeException.class,
+                        () -> new org.qalora.driver.pipeline.RunDirectory(new Storage(conf), job.output()).claim(job)));
+        assertTrue(e.getMessage().contains("permission denied"), e.getMessage());
+        assertTrue(e.getMessage().contains("/locked/run"), e.getMessage());
+        assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/locked/run")));
+    }
+}

@@ -1,0 +1,159 @@
+package org.qalora.worker.adapter;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.DType;
+import org.qalora.quant.safetensors.SafetensorsFile;
+import org.qalora.quant.safetensors.SafetensorsWriter;
+import org.qalora.worker.model.Projection;
+
+/**
+ * A QA-LoRA adapter in PEFT's directory layout: {@code adapter_config.json} ({@code peft_type LORA},
+ * {@code use_qalora}, {@code qalora_group_size}, our {@code qalora_pooling}) and {@code adapter_model.safetensors}
+ * (float32 {@code lora_A [r, in/g]}, {@code lora_B [out, r]} under PEFT key names).
+ *
+ * @param weights by PEFT key, in file order
+ */
+public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
+    public static final String CONFIG_FILE = "adapter_config.json";
+    public static final String WEIGHTS_FILE = "adapter_model.safetensors";
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    /** Reads an adapter directory from any Hadoop path. */
+    public static PeftAdapter read(String dir) {
+        HadoopPaths paths = HadoopPaths.defaults();
+        String configFile = HadoopPaths.child(dir, CONFIG_FILE);
+        try {
+            if (!paths.exists(configFile)) {
+                throw new IllegalArgumentException(configFile + " does not exist: --adapter must be a PEFT adapter "
+                        + "directory holding adapter_config.json and adapter_model.safetensors");
+            }
+            QaloraConfig cfg = parseConfig(new String(paths.readAllBytes(configFile), StandardCharsets.UTF_8), configFile);
+            Map<String, float[]> weights = new LinkedHashMap<>();
+            String weightsFile = HadoopPaths.child(dir, WEIGHTS_FILE);
+            try (SafetensorsFile f = SafetensorsFile.open(weightsFile)) {
+                for (String name : f.names()) {
+                    PeftKeys.Parsed key = PeftKeys.parse(name);
+                    if (!cfg.targets(key.projection())) {
+                        throw new IllegalArgumentException(weightsFile + ": tensor " + name + " adapts "
+                                + key.projection().shortName() + ", which is not in target_modules "
+                                + cfg.orderedTargets());
+                    }
+                    weights.put(name, f.floats(name));
+                }
+            }
+            return new PeftAdapter(cfg, weights);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read adapter " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Parses adapter_config.json; {@code where} names the file in errors. */
+    public static QaloraConfig parseConfig(String text, String where) throws IOException {
+        JsonNode root = JSON.readTree(text);
+        String peftType = root.path("peft_type").asText("LORA");
+        if (!peftType.equals("LORA")) {
+            throw new IllegalArgumentException(where + ": peft_type " + peftType + " is not LORA");
+        }
+        if (!root.path("use_qalora").asBoolean(false)) {
+            throw new IllegalArgumentException(where + ": use_qalora is not true: this is a plain LoRA adapter, "
+                    + "which cannot be applied to or merged into a quantized model the QA-LoRA way");
+        }
+        int r = requireInt(root, "r", where);
+        double alpha = root.has("lora_alpha") ? root.get("lora_alpha").asDouble() : r;
+        int g = requireInt(root, "qalora_group_size", where);
+        JsonNode pooling = root.get("qalora_pooling");
+        Pooling p = Pooling.fromConfig(pooling == null || pooling.isNull() ? null : pooling.asText(), where);
+        double dropout = root.path("lora_dropout").asDouble(0.0);
+        EnumSet<Projection> targets = EnumSet.noneOf(Projection.class);
+        JsonNode t = root.get("target_modules");
+        if (t == null || !(t.isArray() || t.isTextual())) {
+            throw new IllegalArgumentException(where + ": target_modules must list projections, e.g. [\"q_proj\", \"v_proj\"]");
+        }
+        for (JsonNode name : t.isArray() ? t : JSON.createArrayNode().add(t)) {
+            try {
+                targets.add(Projection.byName(name.asText()));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(where + ": target_modules: " + e.getMessage(), e);
+            }
+        }
+        if (!root.path("bias").asText("none").equals("none")) {
+            throw new IllegalArgumentException(where + ": bias \"" + root.get("bias").asText()
+                    + "\" is not supported: LLaMA has no biases, use \"none\"");
+        }
+        return new QaloraConfig(r, alpha, g, p, dropout, targets);
+    }
+
+    private static int requireInt(JsonNode root, String field, String where) {
+        JsonNode n = root.get(field);
+        if (n == null || !n.canConvertToInt()) {
+            throw new IllegalArgumentException(where + ": field " + field + " is missing or not an integer");
+        }
+        return n.asInt();
+    }
+
+    /** The adapter_config.json text (PEFT fields plus {@code qalora_pooling}). */
+    public static String configJson(QaloraConfig cfg, String baseModel) {
+        ObjectNode root = JSON.createObjectNode();
+        root.put("peft_type", "LORA");
+        root.put("task_type", "CAUSAL_LM");
+        if (baseModel != null) {
+            root.put("base_model_name_or_path", baseModel);
+        }
+        root.put("r", cfg.rank());
+        if (cfg.alpha() == Math.rint(cfg.alpha())) {
+            root.put("lora_alpha", (long) cfg.alpha()); // PEFT writes an int
+        } else {
+            root.put("lora_alpha", cfg.alpha());
+        }
+        root.put("lora_dropout", cfg.dropout());
+        ArrayNode targets = root.putArray("target_modules");
+        for (Projection p : cfg.orderedTargets()) {
+            targets.add(p.shortName());
+        }
+        root.put("bias", "none");
+        root.put("use_qalora", true);
+        root.put("qalora_group_size", cfg.groupSize());
+        root.put("qalora_pooling", cfg.pooling().configName());
+        try {
+            return JSON.writeValueAsString(root) + "\n";
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * Writes the adapter directory atomically (a temporary sibling renamed into place; {@code dir} must not exist).
+     *
+     * @param shapes  {@code [rows, cols]} of each tensor by key
+     * @param baseModel recorded as {@code base_model_name_or_path}; may be null
+     */
+    public static void write(String dir, QaloraConfig cfg, Map<String, float[]> weights, Map<String, long[]> shapes,
+                             String baseModel) {
+        HadoopPaths paths = HadoopPaths.defaults();
+        SafetensorsWriter w = new SafetensorsWriter();
+        for (Map.Entry<String, float[]> e : weights.entrySet()) {
+            PeftKeys.parse(e.getKey());
+            w.addFloats(e.getKey(), DType.F32, e.getValue(), shapes.get(e.getKey()));
+        }
+        byte[] config = configJson(cfg, baseModel).getBytes(StandardCharsets.UTF_8);
+        try {
+            paths.writeDirectoryAtomically(dir, tmp -> {
+                w.write(HadoopPaths.child(tmp, WEIGHTS_FILE), paths);
+                paths.writeAtomically(HadoopPaths.child(tmp, CONFIG_FILE), out -> out.write(config));
+            });
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write adapter " + dir + ": " + e.getMessage(), e);
+        }
+    }
+}

@@ -183,4 +183,21 @@ class TrainOnClusterTest {
         assertTrue(log.stream().anyMatch(l -> l.contains("round-00003") && l.contains("torn")), String.join("\n", log));
         assertTrue(finalAdapter("/runs/c").bitwiseEquals(undisturbed), "bit-identical to the undisturbed run");
     }
+
+    @Test
+    @Order(4)
+    void anOutputTheUserMayNotWriteIsRefusedWithAClearMessage() throws Exception {
+        org.apache.hadoop.fs.Path locked = new org.apache.hadoop.fs.Path("/locked");
+        cluster.fs().mkdirs(locked);
+        cluster.fs().setPermission(locked, new org.apache.hadoop.fs.permission.FsPermission((short) 0755));
+        TrainJob job = job("/locked/run", cluster.uri("/runs/a/data"));
+        org.apache.hadoop.conf.Configuration conf = new org.apache.hadoop.conf.Configuration(
+                spark.sparkContext().hadoopConfiguration());
+        RuntimeException e = org.apache.hadoop.security.UserGroupInformation.createRemoteUser("alice").doAs(
+                (java.security.PrivilegedExceptionAction<RuntimeException>) () -> assertThrows(RuntimeException.class,
+                        () -> new org.qalora.driver.pipeline.RunDirectory(new Storage(conf), job.output()).claim(job)));
+        assertTrue(e.getMessage().contains("permission denied"), e.getMessage());
+        assertTrue(e.getMessage().contains("/locked/run"), e.getMessage());
+        assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/locked/run")));
+    }
 }

@@ -67,6 +67,11 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--records-per-shard", defaultValue = "100000", description = "Max records per shard file (default: ${DEFAULT-VALUE}).")
     int recordsPerShard;
 
+    @Option(names = "--split-bytes", defaultValue = "67108864",
+            description = "JSONL files larger than this are prepared by several tasks, one per line-aligned split of "
+                    + "about this many bytes (default: ${DEFAULT-VALUE}).")
+    long splitBytes;
+
     @Option(names = "--overwrite", description = "Replace --out if it exists.")
     boolean overwrite;
 
@@ -82,7 +87,7 @@ public final class PrepareCommand implements Callable<Integer> {
         try {
             settings = new PrepareSettings(data, tokenizer, out, RecordFormat.parse(format), template, stanfordPrompt,
                     new ExampleEncoder.Settings(sourceMaxLen, targetMaxLen, trainOnSource),
-                    new RecordValidator.Limits(maxRecordChars), skipBadRecords, recordsPerShard, overwrite);
+                    new RecordValidator.Limits(maxRecordChars), skipBadRecords, recordsPerShard, overwrite, splitBytes);
         } catch (IllegalArgumentException e) {
             err.println("prepare: " + e.getMessage());
             return 2;

@@ -42,7 +42,8 @@ public final class ShardBatchReader {
         return new ShardBatchReader(datasetDir, conf, DatasetManifest.read(datasetDir, conf), 4);
     }
 
-    public TokenBatch read(PlannedBatch b) throws IOException {
+    /** Thread-safe (the shard cache is shared), so one reader can serve every task of an executor. */
+    public synchronized TokenBatch read(PlannedBatch b) throws IOException {
         int bs = b.batchSize();
         int t = b.seqLen();
         int[] ids = new int[bs * t];        // [B, T]

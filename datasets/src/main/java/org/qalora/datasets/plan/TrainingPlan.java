@@ -164,9 +164,9 @@ public final class TrainingPlan {
         });
         int slots = settings.slots();
         int cap = perRound / slots;
-        long[] load = new long[slots];
-        int[] count = new int[slots];
-        int[] slotOf = new int[perRound];
+        long[] load = new long[slots];          // [slots] target tokens assigned so far
+        int[] count = new int[slots];           // [slots] micro-batches assigned so far
+        int[] slotOf = new int[perRound];       // [slots*K*M] slot of each micro-batch of the round
         for (int idx : order) {
             int best = -1;
             for (int s = 0; s < slots; s++) {
@@ -228,7 +228,7 @@ public final class TrainingPlan {
     private List<PlannedBatch> buildEpoch(int epoch) {
         int n = lengths.size();
         SplitMix64 rng = new SplitMix64(SplitMix64.mix(settings.seed(), epoch + 1L));
-        long[] perm = new long[n];
+        long[] perm = new long[n];              // [N] record indices in this epoch's order
         for (int i = 0; i < n; i++) {
             perm[i] = i;
         }

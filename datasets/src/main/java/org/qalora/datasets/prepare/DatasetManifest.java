@@ -50,8 +50,8 @@ public record DatasetManifest(int formatVersion, String datasetHash, List<Input>
 
     /** Everything that changes the output. */
     public record Settings(String tokenizerSha256, String format, String template, int sourceMaxLen, int targetMaxLen,
-                           boolean trainOnSource, int maxRecordChars, boolean skipBadRecords, int recordsPerShard)
-            implements Serializable {}
+                           boolean trainOnSource, int maxRecordChars, boolean skipBadRecords, int recordsPerShard,
+                           long splitBytes) implements Serializable {}
 
     /** One shard: records [firstRecord, firstRecord + records) of the dataset. */
     public record Shard(String name, long firstRecord, long records, long bytes, String sha256) implements Serializable {}

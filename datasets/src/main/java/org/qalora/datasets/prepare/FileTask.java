@@ -28,8 +28,9 @@ import java.util.SortedMap;
 import java.util.TreeMap;
 
 /**
- * The work of one Spark task: read one input file, validate, template, tokenize, and write its shards
- * ({@code part-FFFFF-CCCC.parquet}: file index, chunk index) into the job's temporary directory.
+ * The work of one Spark task: read one input file (or one split of a large JSONL file), validate, template,
+ * tokenize, and write its shards ({@code part-FFFFF-SSSS-CCCC.parquet}: file, split and chunk index) into the
+ * job's temporary directory.
  * It uses no Spark API: {@link PrepareJob} runs one per input file inside a task and collects the results.
  */
 final class FileTask implements Serializable {
@@ -49,7 +50,9 @@ final class FileTask implements Serializable {
         this.conf = new SerializableConf(conf);
     }
 
-    FileResult run(int fileIndex, String location, String tmpDir) throws IOException {
+    FileResult run(InputUnit unit, String tmpDir) throws IOException {
+        int fileIndex = unit.fileIndex();
+        String location = unit.location();
         Configuration hadoop = conf.get();
         TextTokenizer tokenizer = TextTokenizer.shared(tokenizerJson, tokenizerConfig, settings.tokenizer());
         ExampleEncoder encoder = new ExampleEncoder(tokenizer, settings.encoding());
@@ -62,10 +65,13 @@ final class FileTask implements Serializable {
         for (BadRecordReason r : BadRecordReason.values()) {
             skipped.put(r.name(), 0L);
         }
-        Output output = new Output(fs, dir, fileIndex, hadoop);
+        Output output = new Output(fs, dir, String.format("part-%05d-%04d", fileIndex, unit.splitIndex()), hadoop);
         String layout = "?";
         String format = null;
-        try (RecordReader reader = RecordReaders.open(location, hadoop, settings.format(), settings.limits())) {
+        try (RecordReader reader = unit.isWholeFile()
+                ? RecordReaders.open(location, hadoop, settings.format(), settings.limits())
+                : RecordReaders.openJsonLinesRange(location, hadoop, settings.format(), settings.limits(), unit.start(),
+                        unit.end(), unit.firstLine())) {
             layout = reader instanceof ParquetRecordReader ? "parquet"
                     : reader instanceof JsonArrayReader ? "json-array" : "jsonl";
             ReadResult r;
@@ -73,7 +79,7 @@ final class FileTask implements Serializable {
                 if (!r.isOk()) {
                     if (!settings.skipBadRecords()) {
                         output.abandon();
-                        return failed(fileIndex, location, layout, r.bad(), null);
+                        return failed(unit, layout, r.bad(), null);
                     }
                     skipped.merge(r.bad().reason().name(), 1L, Long::sum);
                     continue;
@@ -87,15 +93,16 @@ final class FileTask implements Serializable {
                 output.write(encoder.encode(t.source(rec), rec.output()), rec.recordId());
             }
             output.finish();
-            return new FileResult(fileIndex, location, reader.fileSha256(), layout, format == null ? "none" : format,
+            String sha = unit.sha256() != null ? unit.sha256() : reader.fileSha256();
+            return new FileResult(fileIndex, unit.splitIndex(), location, sha, layout, format == null ? "none" : format,
                     output.records, output.tokens, output.targetTokens, skipped, output.shards,
                     Arrays.copyOf(output.lengths, (int) (2 * output.records)), null, null);
         } catch (MalformedFileException e) {
             output.abandon();
-            return failed(fileIndex, location, layout, null, e.getMessage());
+            return failed(unit, layout, null, e.getMessage());
         } catch (IOException e) {
             output.abandon();
-            return failed(fileIndex, location, layout, null, location + ": I/O error while reading it or writing its "
+            return failed(unit, layout, null, location + ": I/O error while reading it or writing its "
                     + "shards: " + e);
         }
     }
@@ -104,7 +111,7 @@ final class FileTask implements Serializable {
     private final class Output {
         private final FileSystem fs;
         private final Path dir;
-        private final int fileIndex;
+        private final String prefix;
         private final Configuration hadoop;
         private final List<DatasetManifest.Shard> shards = new ArrayList<>();
         private ShardWriter shard;
@@ -113,17 +120,17 @@ final class FileTask implements Serializable {
         private long tokens;
         private long targetTokens;
 
-        Output(FileSystem fs, Path dir, int fileIndex, Configuration hadoop) {
+        Output(FileSystem fs, Path dir, String prefix, Configuration hadoop) {
             this.fs = fs;
             this.dir = dir;
-            this.fileIndex = fileIndex;
+            this.prefix = prefix;
             this.hadoop = hadoop;
         }
 
         void write(EncodedExample ex, String recordId) throws IOException {
             if (shard == null || shard.records() == settings.recordsPerShard()) {
                 closeShard();
-                String name = String.format("part-%05d-%04d.parquet", fileIndex, shards.size());
+                String name = String.format("%s-%04d.parquet", prefix, shards.size());
                 shard = new ShardWriter(fs, dir, name, records, hadoop);
             }
             shard.write(ex, recordId);
@@ -162,8 +169,8 @@ final class FileTask implements Serializable {
         }
     }
 
-    private static FileResult failed(int fileIndex, String location, String layout, BadRecord bad, String fatal) {
-        return new FileResult(fileIndex, location, "", layout, "none", 0, 0, 0, new TreeMap<>(), List.of(), new int[0],
-                bad, fatal);
+    private static FileResult failed(InputUnit unit, String layout, BadRecord bad, String fatal) {
+        return new FileResult(unit.fileIndex(), unit.splitIndex(), unit.location(), "", layout, "none", 0, 0, 0,
+                new TreeMap<>(), List.of(), new int[0], bad, fatal);
     }
 }

@@ -27,7 +27,6 @@ import java.util.List;
 import java.util.SortedMap;
 import java.util.TreeMap;
 import java.util.UUID;
-import java.util.stream.IntStream;
 
 /**
  * The prepare Spark job: one task per input file reads, validates, templates and tokenizes it, and writes its
@@ -69,14 +68,14 @@ public final class PrepareJob {
         try {
             FileTask task = new FileTask(settings, tokJson, tokCfg, userTemplate, conf);
             JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+            List<InputUnit> units = units(jsc, files, settings.splitBytes(), conf);
             Broadcast<FileTask> bTask = jsc.broadcast(task);
             String tmpDir = tmp.toString();
-            List<Integer> indices = IntStream.range(0, files.size()).boxed().toList();
-            List<FileResult> results = new ArrayList<>(jsc.parallelize(indices, files.size())
-                    .map(i -> bTask.value().run(i, files.get(i), tmpDir))
+            List<FileResult> results = new ArrayList<>(jsc.parallelize(units, units.size())
+                    .map(u -> bTask.value().run(u, tmpDir))
                     .collect());
             bTask.destroy();
-            results.sort(Comparator.comparingInt(FileResult::fileIndex));
+            results.sort(Comparator.comparingInt(FileResult::fileIndex).thenComparingInt(FileResult::splitIndex));
             for (FileResult r : results) {
                 if (r.fatal() != null) {
                     throw new BadDataException(r.fatal());
@@ -100,6 +99,34 @@ public final class PrepareJob {
                 outFs.delete(tmp, true);
             }
         }
+    }
+
+    /**
+     * One unit per file, except JSONL files larger than {@code splitBytes}, which a first Spark job cuts into
+     * line-aligned splits (one task per such file, reading it once).
+     */
+    private static List<InputUnit> units(JavaSparkContext jsc, List<String> files, long splitBytes,
+                                         Configuration conf) throws IOException {
+        List<Integer> big = new ArrayList<>();
+        for (int i = 0; i < files.size(); i++) {
+            Path p = new Path(files.get(i));
+            if (!files.get(i).endsWith(".parquet") && p.getFileSystem(conf).getFileStatus(p).getLen() > splitBytes) {
+                big.add(i);
+            }
+        }
+        java.util.Map<Integer, List<InputUnit>> split = new java.util.HashMap<>();
+        if (!big.isEmpty()) {
+            SerializableConf sc = new SerializableConf(conf);
+            jsc.parallelize(big, big.size())
+                    .map(i -> JsonlSplits.split(i, files.get(i), splitBytes, sc.get()))
+                    .collect()
+                    .forEach(l -> split.put(l.getFirst().fileIndex(), l));
+        }
+        List<InputUnit> units = new ArrayList<>();
+        for (int i = 0; i < files.size(); i++) {
+            units.addAll(split.getOrDefault(i, List.of(InputUnit.wholeFile(i, files.get(i)))));
+        }
+        return units;
     }
 
     private static DatasetManifest assemble(PrepareSettings s, List<FileResult> results, TextTokenizer tokenizer,
@@ -127,8 +154,16 @@ public final class PrepareJob {
             tokens += r.tokens();
             targetTokens += r.targetTokens();
             r.skipped().forEach((k, v) -> skipped.merge(k, v, Long::sum));
-            inputs.add(new DatasetManifest.Input(r.location(), r.sha256(), r.layout(), r.format(), r.records(),
-                    r.skippedTotal()));
+            DatasetManifest.Input unit = new DatasetManifest.Input(r.location(), r.sha256(), r.layout(), r.format(),
+                    r.records(), r.skippedTotal());
+            if (r.splitIndex() == 0) {
+                inputs.add(unit);
+            } else {   // a later split of the same file: one entry per file in the manifest
+                DatasetManifest.Input prev = inputs.removeLast();
+                inputs.add(new DatasetManifest.Input(prev.location(), prev.sha256(), prev.layout(),
+                        prev.format().equals("none") ? unit.format() : prev.format(), prev.records() + unit.records(),
+                        prev.skipped() + unit.skipped()));
+            }
         }
         if (records == 0) {
             throw new BadDataException("no valid records in " + String.join(", ", s.data())
@@ -141,7 +176,7 @@ public final class PrepareJob {
                 : (s.stanfordPrompt() ? AlpacaTemplate.STANFORD : AlpacaTemplate.QALORA).describe() + "+verbatim";
         DatasetManifest.Settings settings = new DatasetManifest.Settings(tokenizer.sha256(), s.format().name().toLowerCase(),
                 template, s.encoding().sourceMaxLen(), s.encoding().targetMaxLen(), s.encoding().trainOnSource(),
-                s.limits().maxRecordChars(), s.skipBadRecords(), s.recordsPerShard());
+                s.limits().maxRecordChars(), s.skipBadRecords(), s.recordsPerShard(), s.splitBytes());
         StringBuilder h = new StringBuilder();
         inputs.forEach(i -> h.append(i.sha256()).append('\n'));
         try {

@@ -19,13 +19,24 @@ import java.util.List;
  * @param stanfordPrompt  Alpaca prompt ends "### Response:" (Stanford) instead of "### Response: " (qa-lora)
  * @param skipBadRecords  skip and count bad records instead of stopping at the first one
  * @param recordsPerShard at most this many records per shard file
+ * @param splitBytes      JSONL files larger than this are cut into line-aligned byte ranges of about this size,
+ *                        one Spark task each (JSON arrays and Parquet files are one task per file)
  */
 public record PrepareSettings(List<String> data, String tokenizer, String out, RecordFormat format,
                               String templateFile, boolean stanfordPrompt, ExampleEncoder.Settings encoding,
                               RecordValidator.Limits limits, boolean skipBadRecords, int recordsPerShard,
-                              boolean overwrite) implements Serializable {
+                              boolean overwrite, long splitBytes) implements Serializable {
 
     public static final int DEFAULT_RECORDS_PER_SHARD = 100_000;
+    public static final long DEFAULT_SPLIT_BYTES = 64L << 20;
+
+    /** Settings with the default split size. */
+    public PrepareSettings(List<String> data, String tokenizer, String out, RecordFormat format, String templateFile,
+                           boolean stanfordPrompt, ExampleEncoder.Settings encoding, RecordValidator.Limits limits,
+                           boolean skipBadRecords, int recordsPerShard, boolean overwrite) {
+        this(data, tokenizer, out, format, templateFile, stanfordPrompt, encoding, limits, skipBadRecords,
+                recordsPerShard, overwrite, DEFAULT_SPLIT_BYTES);
+    }
 
     public PrepareSettings {
         data = List.copyOf(data);
@@ -34,6 +45,9 @@ public record PrepareSettings(List<String> data, String tokenizer, String out, R
         }
         if (recordsPerShard < 1) {
             throw new IllegalArgumentException("records per shard must be >= 1, got " + recordsPerShard);
+        }
+        if (splitBytes < 1) {
+            throw new IllegalArgumentException("split bytes must be >= 1, got " + splitBytes);
         }
     }
 
@@ -45,16 +59,21 @@ public record PrepareSettings(List<String> data, String tokenizer, String out, R
 
     public PrepareSettings withSkipBadRecords(boolean skip) {
         return new PrepareSettings(data, tokenizer, out, format, templateFile, stanfordPrompt, encoding, limits, skip,
-                recordsPerShard, overwrite);
+                recordsPerShard, overwrite, splitBytes);
     }
 
     public PrepareSettings withOut(String newOut) {
         return new PrepareSettings(data, tokenizer, newOut, format, templateFile, stanfordPrompt, encoding, limits,
-                skipBadRecords, recordsPerShard, overwrite);
+                skipBadRecords, recordsPerShard, overwrite, splitBytes);
     }
 
     public PrepareSettings withRecordsPerShard(int n) {
         return new PrepareSettings(data, tokenizer, out, format, templateFile, stanfordPrompt, encoding, limits,
-                skipBadRecords, n, overwrite);
+                skipBadRecords, n, overwrite, splitBytes);
+    }
+
+    public PrepareSettings withSplitBytes(long bytes) {
+        return new PrepareSettings(data, tokenizer, out, format, templateFile, stanfordPrompt, encoding, limits,
+                skipBadRecords, recordsPerShard, overwrite, bytes);
     }
 }

@@ -40,7 +40,13 @@ public final class JsonLinesReader implements RecordReader {
     private boolean eof;
 
     public JsonLinesReader(String file, InputStream raw, RecordValidator validator) {
+        this(file, raw, validator, 1);
+    }
+
+    /** Reads from the middle of a file: {@code raw} starts at the beginning of line {@code firstLine}. */
+    public JsonLinesReader(String file, InputStream raw, RecordValidator validator, long firstLine) {
         this.file = file;
+        this.lineNo = firstLine - 1;
         try {
             this.in = new DigestInputStream(raw, MessageDigest.getInstance("SHA-256"));
         } catch (NoSuchAlgorithmException e) {

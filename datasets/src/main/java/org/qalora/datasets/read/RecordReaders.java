@@ -5,7 +5,9 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
+import java.io.FilterInputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PushbackInputStream;
 
 /** Opens the right {@link RecordReader} for a file: {@code .parquet} by name, a JSON array by its first byte. */
@@ -14,6 +16,55 @@ public final class RecordReaders {
 
     /** How a file is laid out; decided from its name and first non-blank byte. */
     public enum Layout { JSON_LINES, JSON_ARRAY, PARQUET }
+
+    /**
+     * A JSONL reader over the lines that start in bytes [start, end) of a file, numbering them from
+     * {@code firstLine}; {@code start} must be the start of a line. Its {@link RecordReader#fileSha256()} covers
+     * only that range.
+     */
+    public static RecordReader openJsonLinesRange(String location, Configuration conf, RecordFormat format,
+                                                  RecordValidator.Limits limits, long start, long end,
+                                                  long firstLine) throws IOException {
+        Path path = new Path(location);
+        FSDataInputStream raw = path.getFileSystem(conf).open(path, 1 << 16);
+        raw.seek(start);
+        InputStream in = end < 0 ? raw : new BoundedInputStream(raw, end - start);
+        return new JsonLinesReader(location, in, new RecordValidator(format, limits), firstLine);
+    }
+
+    /** At most {@code remaining} bytes of the underlying stream. */
+    private static final class BoundedInputStream extends FilterInputStream {
+        private long remaining;
+
+        BoundedInputStream(InputStream in, long remaining) {
+            super(in);
+            this.remaining = remaining;
+        }
+
+        @Override
+        public int read() throws IOException {
+            if (remaining <= 0) {
+                return -1;
+            }
+            int b = in.read();
+            if (b >= 0) {
+                remaining--;
+            }
+            return b;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            if (remaining <= 0) {
+                return -1;
+            }
+            int n = in.read(b, off, (int) Math.min(len, remaining));
+            if (n > 0) {
+                remaining -= n;
+            }
+            return n;
+        }
+    }
 
     public static RecordReader open(String location, Configuration conf, RecordFormat format,
                                     RecordValidator.Limits limits) throws IOException {

@@ -21,7 +21,8 @@ import java.util.Random;
 /**
  * Throughput of {@code prepare} on a synthetic Alpaca-like dataset, against the raw tokenizer speed measured in the
  * same run on the same records with no I/O and no Spark: one record per call on one thread (the ratio printed), and
- * batches of 256 as prepare's tasks call it (the HF library spreads a batch over all cores).
+ * batches of 256 (the HF library spreads a batch over all cores), and DJL's full {@code Encoding} path. It also
+ * prepares all records as one file, unsplit (one task) and cut into 4 line-aligned splits.
  *
  * <pre>
  *   mvn -o -B -pl datasets test-compile dependency:build-classpath -Dmdep.outputFile=target/cp.txt
@@ -53,6 +54,17 @@ public final class PrepareBench {
         DatasetManifest m = PrepareJob.run(spark, PrepareSettings.defaults(data, tokenizer,
                 work.resolve("out").toString()));
         double secs = (System.nanoTime() - t0) / 1e9;
+
+        // One file of all records: one task unsplit, vs cut into line-aligned splits of a quarter of its size.
+        List<String> one = generate(work.resolve("one"), records, 1, 11);
+        long size = Files.size(Path.of(one.getFirst()));
+        long t4 = System.nanoTime();
+        PrepareJob.run(spark, PrepareSettings.defaults(one, tokenizer, work.resolve("out-one").toString()));
+        double oneSecs = (System.nanoTime() - t4) / 1e9;
+        long t5 = System.nanoTime();
+        DatasetManifest ms = PrepareJob.run(spark, PrepareSettings.defaults(one, tokenizer,
+                work.resolve("out-split").toString()).withSplitBytes(size / 4 + 1));
+        double splitSecs = (System.nanoTime() - t5) / 1e9;
 
         // Reference: one thread, encoder only, same records (re-generated in memory).
         TextTokenizer tok = TextTokenizer.open(tokenizer, spark.sparkContext().hadoopConfiguration());
@@ -87,6 +99,9 @@ public final class PrepareBench {
         System.out.printf("prepare: %d records, %d tokens, %d files, %d cores: %.2f s = %.0f records/s, %.0f tokens/s%n",
                 m.records(), m.tokens(), files, Runtime.getRuntime().availableProcessors(), secs, m.records() / secs,
                 m.tokens() / secs);
+        System.out.printf("one file, one task: %.2f s = %.0f records/s; split in %d: %.2f s = %.0f records/s; "
+                + "speedup %.2fx%n", oneSecs, records / oneSecs, ms.shards().size(), splitSecs, records / splitSecs,
+                oneSecs / splitSecs);
         System.out.printf("reference (1 thread, encode only): %.2f s = %.0f records/s, %.0f tokens/s%n", refSecs,
                 records / refSecs, refTokens / refSecs);
         System.out.printf("reference (batches of 256, encode only): %.2f s = %.0f records/s%n", batchSecs,

@@ -33,7 +33,7 @@ class TrainingPlanTest {
     static DatasetManifest manifest(RecordLengths l, String hash) {
         return new DatasetManifest(DatasetManifest.FORMAT_VERSION, hash, List.of(), null, l.size(),
                 Arrays.stream(l.numTokens()).asLongStream().sum(), Arrays.stream(l.numTargetTokens()).asLongStream().sum(),
-                new TreeMap<>(), 1, 2, 0, List.of(new DatasetManifest.Shard("part-00000-0000.parquet", 0, l.size(), 0, "")),
+                new TreeMap<>(), 1, 2, 0, List.of(new DatasetManifest.Shard("part-00000-0000-0000.parquet", 0, l.size(), 0, "")),
                 DatasetManifest.LENGTHS, "lengths-" + hash);
     }
 

@@ -76,8 +76,8 @@ class PrepareHdfsTest {
         Map<String, byte[]> one = files(fs, new Path("/prepared/one"));
         Map<String, byte[]> two = files(fs, new Path("/prepared/two"));
         assertEquals(one.keySet(), two.keySet());
-        assertTrue(one.keySet().containsAll(List.of("manifest.json", "lengths.bin", "part-00000-0000.parquet",
-                "part-00000-0002.parquet", "part-00001-0001.parquet")), one.keySet().toString());
+        assertTrue(one.keySet().containsAll(List.of("manifest.json", "lengths.bin", "part-00000-0000-0000.parquet",
+                "part-00000-0000-0002.parquet", "part-00001-0000-0001.parquet")), one.keySet().toString());
         for (String name : one.keySet()) {
             assertArrayEquals(one.get(name), two.get(name), name + " differs between two identical runs");
         }

@@ -45,7 +45,7 @@ class PrepareJobTest {
                 List.of(jsonl.toString(), array.toString()), PrepareFixtures.tokenizer(), out).withRecordsPerShard(2));
 
         assertEquals(5, m.records());
-        assertEquals(List.of("part-00000-0000.parquet", "part-00000-0001.parquet", "part-00001-0000.parquet"),
+        assertEquals(List.of("part-00000-0000-0000.parquet", "part-00000-0000-0001.parquet", "part-00001-0000-0000.parquet"),
                 m.shards().stream().map(DatasetManifest.Shard::name).toList());
         assertEquals(List.of(0L, 2L, 3L), m.shards().stream().map(DatasetManifest.Shard::firstRecord).toList());
         assertEquals("jsonl", m.inputs().get(0).layout());

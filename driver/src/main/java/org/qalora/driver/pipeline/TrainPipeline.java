@@ -65,7 +65,11 @@ public final class TrainPipeline {
                     job.groupSize(), job.seed(), runDir, repoRoot);
             String dataset = new DataStage(paths, progress).resolve(spark, job.data(), model.tokenizer(), job.template(),
                     runDir);
-            int threads = Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
+            // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
+            // (it is not re-entrant, so slots take turns), and each turn may use all cores.
+            boolean local = spark.sparkContext().isLocal();
+            int threads = local ? Runtime.getRuntime().availableProcessors()
+                    : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
             PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.microBatches(),
                     job.microBatchTokens());
             WorkerTrainerFactory factory = new WorkerTrainerFactory(model.quantizedModel(), dataset, plan, job.rank(),

@@ -71,11 +71,12 @@ public final class TrainingRounds {
                     + current.manifest().globalStep() + ") in " + store.dir());
         }
         List<RoundMetrics> metrics = new ArrayList<>();
+        RoundMetrics previous = current.manifest().metrics();
         for (int r = current.round() + 1; r <= settings.rounds(); r++) {
             RoundMetrics m;
             CheckpointStore.Committed next;
             long t0 = System.nanoTime();
-            List<SlotMetrics> slots = runJob(r, current);
+            List<SlotMetrics> slots = runJob(r, current, previous);
             long jobNanos = System.nanoTime() - t0;
             long a0 = System.nanoTime();
             UpdateAverager.Averaged avg = average(r, current, slots);
@@ -107,13 +108,18 @@ public final class TrainingRounds {
             metrics.add(m);
             progress.accept(m.progressLine(settings.rounds()));
             current = next;
+            previous = m;
             faults.maybeStop(r);
         }
         AdapterTensors state = store.loadState(current);
         return new Result(current, state, metrics, resumedFrom);
     }
 
-    private List<SlotMetrics> runJob(int round, CheckpointStore.Committed start) {
+    /**
+     * Runs round {@code round}'s Spark job. Its description in the Spark UI names the round and carries the previous
+     * round's metrics line, so the UI's job list reads as the training log.
+     */
+    private List<SlotMetrics> runJob(int round, CheckpointStore.Committed start, RoundMetrics previous) {
         Path updates = store.updatesDir(round);
         storage.delete(updates); // leftovers of a crashed driver: retrained, so every update comes from this start state
         storage.mkdirs(updates);
@@ -124,8 +130,12 @@ public final class TrainingRounds {
         }
         SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), start.stateFile().toString(),
                 start.stateSha256(), updates.toString(), faults);
-        jsc.setJobGroup("qalora-round-" + round, String.format("qalora round %d/%d: %d slots x %d steps from global step %d",
-                round, settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep()), false);
+        String description = String.format("qalora round %d/%d: %d slots x %d steps from global step %d", round,
+                settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep());
+        if (previous != null) {
+            description += " | previous " + previous.progressLine(settings.rounds());
+        }
+        jsc.setJobGroup("qalora-round-" + round, description, false);
         List<SlotMetrics> result;
         try {
             result = new ArrayList<>(jsc.parallelize(assignments, settings.slots()).mapPartitions(task).collect());

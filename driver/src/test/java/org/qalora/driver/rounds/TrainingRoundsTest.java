@@ -58,7 +58,15 @@ class TrainingRoundsTest {
     }
 
     @Test
-    void roundsLowerTheLossAndAreDeterministic() {
+    void roundsLowerTheLossAndAreDeterministic() throws Exception {
+        List<String> descriptions = java.util.Collections.synchronizedList(new ArrayList<>());
+        org.apache.spark.scheduler.SparkListener listener = new org.apache.spark.scheduler.SparkListener() {
+            @Override
+            public void onJobStart(org.apache.spark.scheduler.SparkListenerJobStart start) {
+                descriptions.add(String.valueOf(start.properties().getProperty("spark.job.description")));
+            }
+        };
+        jsc.sc().addSparkListener(listener);
         List<String> log = new ArrayList<>();
         var a = run("det-a", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), log);
         var b = run("det-b", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
@@ -74,6 +82,13 @@ class TrainingRoundsTest {
         assertFalse(Files.exists(ckpt.resolve("round-00002")));
         assertTrue(Files.exists(ckpt.resolve("round-00003/_MANIFEST.json")));
         assertFalse(Files.exists(ckpt.resolve("updates-00004")), "finished update directories are pruned");
+        // Each round's Spark job is described in the UI with the round and the previous round's metrics.
+        for (int i = 0; i < 50 && descriptions.stream().noneMatch(d -> d.startsWith("qalora round 4/4")); i++) {
+            Thread.sleep(100); // listener events arrive asynchronously
+        }
+        jsc.sc().removeSparkListener(listener);
+        assertTrue(descriptions.stream().anyMatch(d -> d.startsWith("qalora round 2/4: 3 slots x 3 steps from global step 3 "
+                + "| previous round 1/4: loss")), descriptions.toString());
     }
 
     @Test

@@ -126,8 +126,13 @@ final class BlockedQuantWeight implements PreparedWeight {
     void dequantizeRow(int b, int i, float[] dst, int dstBase, int panelStride) {
         int sz = (b * groups + i / groupSize) * QB;
         int nb = Gemm.NB;
+        int perWord = 32 / laneBits;
+        int row = b * packedRows * QB + (i / perWord) * QB;
+        int shift = laneBits * (i % perWord);
         for (int col = 0; col < QB; col += L) {
-            FloatVector q = (FloatVector) codes(b, i, col).convert(VectorOperators.I2F, 0);
+            // Written out rather than through codes(): a call returning a vector boxes it unless C2 inlines it.
+            FloatVector q = (FloatVector) IntVector.fromArray(I, codes, row + col)
+                    .lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0);
             FloatVector z = FloatVector.fromArray(F, zeros, sz + col);
             FloatVector s = FloatVector.fromArray(F, scales, sz + col);
             q.sub(z).mul(s).intoArray(dst, dstBase + (col / nb) * panelStride + col % nb);

@@ -186,23 +186,37 @@ final class Gemm {
             c50 = a.fma(b0, c50);
             c51 = a.fma(b1, c51);
         }
+        // Stores written out (a helper taking vectors would box them whenever C2 declines to inline it).
         boolean full = rows == MR && cols == NB;
         float[] out = full ? c : edge;
-        int off = full ? cOff : 0;
+        int o0 = full ? cOff : 0;
         int ld = full ? ldc : NB;
-        boolean addHere = full && add;
-        store(c00, out, off, addHere);
-        store(c01, out, off + L, addHere);
-        store(c10, out, off + ld, addHere);
-        store(c11, out, off + ld + L, addHere);
-        store(c20, out, off + 2 * ld, addHere);
-        store(c21, out, off + 2 * ld + L, addHere);
-        store(c30, out, off + 3 * ld, addHere);
-        store(c31, out, off + 3 * ld + L, addHere);
-        store(c40, out, off + 4 * ld, addHere);
-        store(c41, out, off + 4 * ld + L, addHere);
-        store(c50, out, off + 5 * ld, addHere);
-        store(c51, out, off + 5 * ld + L, addHere);
+        if (full && add) {
+            c00 = c00.add(FloatVector.fromArray(S, out, o0));
+            c01 = c01.add(FloatVector.fromArray(S, out, o0 + L));
+            c10 = c10.add(FloatVector.fromArray(S, out, o0 + ld));
+            c11 = c11.add(FloatVector.fromArray(S, out, o0 + ld + L));
+            c20 = c20.add(FloatVector.fromArray(S, out, o0 + 2 * ld));
+            c21 = c21.add(FloatVector.fromArray(S, out, o0 + 2 * ld + L));
+            c30 = c30.add(FloatVector.fromArray(S, out, o0 + 3 * ld));
+            c31 = c31.add(FloatVector.fromArray(S, out, o0 + 3 * ld + L));
+            c40 = c40.add(FloatVector.fromArray(S, out, o0 + 4 * ld));
+            c41 = c41.add(FloatVector.fromArray(S, out, o0 + 4 * ld + L));
+            c50 = c50.add(FloatVector.fromArray(S, out, o0 + 5 * ld));
+            c51 = c51.add(FloatVector.fromArray(S, out, o0 + 5 * ld + L));
+        }
+        c00.intoArray(out, o0);
+        c01.intoArray(out, o0 + L);
+        c10.intoArray(out, o0 + ld);
+        c11.intoArray(out, o0 + ld + L);
+        c20.intoArray(out, o0 + 2 * ld);
+        c21.intoArray(out, o0 + 2 * ld + L);
+        c30.intoArray(out, o0 + 3 * ld);
+        c31.intoArray(out, o0 + 3 * ld + L);
+        c40.intoArray(out, o0 + 4 * ld);
+        c41.intoArray(out, o0 + 4 * ld + L);
+        c50.intoArray(out, o0 + 5 * ld);
+        c51.intoArray(out, o0 + 5 * ld + L);
         if (!full) {
             for (int r = 0; r < rows; r++) {
                 int dst = cOff + r * ldc;
@@ -211,9 +225,5 @@ final class Gemm {
                 }
             }
         }
-    }
-
-    private static void store(FloatVector v, float[] c, int off, boolean add) {
-        (add ? FloatVector.fromArray(S, c, off).add(v) : v).intoArray(c, off);
     }
 }

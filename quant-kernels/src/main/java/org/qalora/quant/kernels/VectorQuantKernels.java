@@ -4,7 +4,6 @@ import static org.qalora.quant.kernels.BlockedQuantWeight.QB;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.qalora.quant.QuantizedMatrix;
@@ -231,29 +230,35 @@ public final class VectorQuantKernels implements QuantKernels {
                     for (int j = 0; j < top; j++) {
                         int field = w.mask << (w.laneBits * j);
                         FloatVector xv = FloatVector.broadcast(F, xs[xi + j]);
-                        d0 = toFloat(w0.and(field)).fma(xv, d0);
-                        d1 = toFloat(w1.and(field)).fma(xv, d1);
-                        d2 = toFloat(w2.and(field)).fma(xv, d2);
-                        d3 = toFloat(w3.and(field)).fma(xv, d3);
+                        d0 = ((FloatVector) w0.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d0);
+                        d1 = ((FloatVector) w1.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d1);
+                        d2 = ((FloatVector) w2.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d2);
+                        d3 = ((FloatVector) w3.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d3);
                     }
                     FloatVector xv = FloatVector.broadcast(F, xs[xi + top]);
-                    d0 = toFloat(w0.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d0);
-                    d1 = toFloat(w1.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d1);
-                    d2 = toFloat(w2.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d2);
-                    d3 = toFloat(w3.lanewise(VectorOperators.LSHR, topShift)).fma(xv, d3);
+                    d0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d0);
+                    d1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d1);
+                    d2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d2);
+                    d3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d3);
                 }
                 int sz = (b * w.groups + g) * QB + col;
                 float sum = groupSums[g];
-                acc0 = groupTerm(w, sz, d0, sum, acc0);
-                acc1 = groupTerm(w, sz + L, d1, sum, acc1);
-                acc2 = groupTerm(w, sz + 2 * L, d2, sum, acc2);
-                acc3 = groupTerm(w, sz + 3 * L, d3, sum, acc3);
+                // acc += scale * (dot - zero * sum x), written out: a helper taking vectors would box them
+                // whenever C2 declines to inline it.
+                acc0 = d0.sub(FloatVector.fromArray(F, w.zeros, sz).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz), acc0);
+                acc1 = d1.sub(FloatVector.fromArray(F, w.zeros, sz + L).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz + L), acc1);
+                acc2 = d2.sub(FloatVector.fromArray(F, w.zeros, sz + 2 * L).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz + 2 * L), acc2);
+                acc3 = d3.sub(FloatVector.fromArray(F, w.zeros, sz + 3 * L).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz + 3 * L), acc3);
             }
             int o = b * QB + col;
-            store(acc0, y, yOff, o, w.out);
-            store(acc1, y, yOff, o + L, w.out);
-            store(acc2, y, yOff, o + 2 * L, w.out);
-            store(acc3, y, yOff, o + 3 * L, w.out);
+            acc0.intoArray(y, yOff + o, F.indexInRange(o, w.out));
+            acc1.intoArray(y, yOff + o + L, F.indexInRange(o + L, w.out));
+            acc2.intoArray(y, yOff + o + 2 * L, F.indexInRange(o + 2 * L, w.out));
+            acc3.intoArray(y, yOff + o + 3 * L, F.indexInRange(o + 3 * L, w.out));
         }
     }
 
@@ -272,45 +277,29 @@ public final class VectorQuantKernels implements QuantKernels {
                 FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
                 for (int i = i0; i < i0 + w.groupSize; i++) {
                     FloatVector xv = FloatVector.broadcast(F, xs[i]);
-                    d0 = toFloat(w.codes(b, i, col)).fma(xv, d0);
-                    d1 = toFloat(w.codes(b, i, col + L)).fma(xv, d1);
-                    d2 = toFloat(w.codes(b, i, col + 2 * L)).fma(xv, d2);
-                    d3 = toFloat(w.codes(b, i, col + 3 * L)).fma(xv, d3);
+                    d0 = ((FloatVector) w.codes(b, i, col).convert(VectorOperators.I2F, 0)).fma(xv, d0);
+                    d1 = ((FloatVector) w.codes(b, i, col + L).convert(VectorOperators.I2F, 0)).fma(xv, d1);
+                    d2 = ((FloatVector) w.codes(b, i, col + 2 * L).convert(VectorOperators.I2F, 0)).fma(xv, d2);
+                    d3 = ((FloatVector) w.codes(b, i, col + 3 * L).convert(VectorOperators.I2F, 0)).fma(xv, d3);
                 }
                 int sz = (b * w.groups + g) * QB + col;
                 float sum = groupSums[g];
-                acc0 = groupTerm(w, sz, d0, sum, acc0);
-                acc1 = groupTerm(w, sz + L, d1, sum, acc1);
-                acc2 = groupTerm(w, sz + 2 * L, d2, sum, acc2);
-                acc3 = groupTerm(w, sz + 3 * L, d3, sum, acc3);
+                // acc += scale * (dot - zero * sum x), written out: a helper taking vectors would box them
+                // whenever C2 declines to inline it.
+                acc0 = d0.sub(FloatVector.fromArray(F, w.zeros, sz).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz), acc0);
+                acc1 = d1.sub(FloatVector.fromArray(F, w.zeros, sz + L).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz + L), acc1);
+                acc2 = d2.sub(FloatVector.fromArray(F, w.zeros, sz + 2 * L).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz + 2 * L), acc2);
+                acc3 = d3.sub(FloatVector.fromArray(F, w.zeros, sz + 3 * L).mul(sum))
+                        .fma(FloatVector.fromArray(F, w.scales, sz + 3 * L), acc3);
             }
             int o = b * QB + col;
-            store(acc0, y, yOff, o, w.out);
-            store(acc1, y, yOff, o + L, w.out);
-            store(acc2, y, yOff, o + 2 * L, w.out);
-            store(acc3, y, yOff, o + 3 * L, w.out);
-        }
-    }
-
-    private static FloatVector toFloat(IntVector codes) {
-        return (FloatVector) codes.convert(VectorOperators.I2F, 0);
-    }
-
-    /** {@code acc + scale * (dot - zero * sumX)} for L columns whose scales and zeros start at {@code sz}. */
-    private static FloatVector groupTerm(BlockedQuantWeight w, int sz, FloatVector dot, float sumX,
-                                         FloatVector acc) {
-        FloatVector zero = FloatVector.fromArray(F, w.zeros, sz);
-        FloatVector scale = FloatVector.fromArray(F, w.scales, sz);
-        return dot.sub(zero.mul(sumX)).fma(scale, acc);
-    }
-
-    /** Stores the lanes of {@code v} for outputs {@code o .. o+L} that exist ({@code < out}). */
-    private static void store(FloatVector v, float[] y, int yOff, int o, int out) {
-        if (o + L <= out) {
-            v.intoArray(y, yOff + o);
-        } else if (o < out) {
-            VectorMask<Float> valid = F.indexInRange(o, out);
-            v.intoArray(y, yOff + o, valid);
+            acc0.intoArray(y, yOff + o, F.indexInRange(o, w.out));
+            acc1.intoArray(y, yOff + o + L, F.indexInRange(o + L, w.out));
+            acc2.intoArray(y, yOff + o + 2 * L, F.indexInRange(o + 2 * L, w.out));
+            acc3.intoArray(y, yOff + o + 3 * L, F.indexInRange(o + 3 * L, w.out));
         }
     }
 

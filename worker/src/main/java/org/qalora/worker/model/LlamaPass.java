@@ -87,8 +87,9 @@ public final class LlamaPass {
         be.rmsNormBackward(plan.dFinalOut, plan.residual[d.layers()], model.finalNorm(), plan.finalRstd,
                 plan.dResidual);                                                        // dRes[N,H]
         for (int l = d.layers() - 1; l >= 0; l--) {
-            if (plan.recompute) {
-                // Only the residual input was kept: rebuild this layer's activations first.
+            if (plan.recompute && l < d.layers() - 1) {
+                // Only the residual input was kept: rebuild this layer's activations first. (The shared buffers
+                // still hold the last layer's activations from the forward pass, so it needs no rebuild.)
                 DecoderLayerPass.forward(model, l, adapter, plan, plan.residual[l], plan.residual[l + 1], passSeed, null);
             }
             DecoderLayerPass.backward(model, l, adapter, plan, plan.residual[l], plan.dResidual);

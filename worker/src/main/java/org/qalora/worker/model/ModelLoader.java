@@ -28,6 +28,7 @@ final class ModelLoader {
     static LlamaModel load(String location, Backend be) {
         try (Checkpoint ck = Checkpoint.open(location)) {
             LlamaConfig cfg = ck.config();
+            // attention_bias / mlp_bias = true is refused by LlamaConfig itself; stray bias tensors are checked below
             LlamaDims dims = dims(cfg);
             GptqConfig gptq = cfg.quantization();
             int h = dims.hidden();
@@ -39,6 +40,7 @@ final class ModelLoader {
                 for (Projection p : Projection.values()) {
                     String prefix = p.prefix(l);
                     int out = p.outFeatures(dims), in = p.inFeatures(dims);
+                    requireZeroBias(ck, prefix);
                     boolean isQuantized = GptqCodec.isQuantized(ck, prefix);
                     if (isQuantized != (gptq != null)) {
                         throw new IllegalArgumentException(location + ": " + prefix + (isQuantized
@@ -105,6 +107,19 @@ final class ModelLoader {
         float[] data = ck.floats(name);
         requireFinite(data, ck.directory(), name);
         return data;
+    }
+
+    /** AutoGPTQ writes all-zero {@code .bias} tensors for bias-free layers; anything else would be silently dropped. */
+    private static void requireZeroBias(Checkpoint ck, String prefix) throws IOException {
+        String name = prefix + ".bias";
+        if (ck.contains(name)) {
+            for (float b : ck.floats(name)) {
+                if (b != 0f) {
+                    throw new IllegalArgumentException(ck.directory() + ": tensor " + name + " is a non-zero bias; "
+                            + "LLaMA projections have none and this worker does not apply them");
+                }
+            }
+        }
     }
 
     static void requireFinite(float[] data, String where, String name) {

@@ -77,6 +77,38 @@ public final class AdapterState implements java.io.Serializable {
         return new AdapterState(adapter, shapes, w, m, v, step);
     }
 
+    /**
+     * A state from weights and AdamW moments (e.g. averaged across Spark slots); every map must hold every key of
+     * the model's adapter with the right size. The arrays are copied.
+     */
+    public static AdapterState of(LlamaDims dims, QaloraConfig adapter, Map<String, float[]> weights,
+                                  Map<String, float[]> adamM, Map<String, float[]> adamV, long step) {
+        LinkedHashMap<String, long[]> shapes = shapesOf(dims, adapter);
+        Map<String, float[]> w = new LinkedHashMap<>(), m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
+        for (String key : shapes.keySet()) {
+            w.put(key, copyOf(weights, key));
+            m.put(key, copyOf(adamM, key));
+            v.put(key, copyOf(adamV, key));
+        }
+        for (Map<String, float[]> part : List.of(weights, adamM, adamV)) {
+            for (String key : part.keySet()) {
+                if (!shapes.containsKey(key)) {
+                    throw new IllegalArgumentException("adapter tensor " + key + " is not part of this adapter "
+                            + "(targets " + adapter.orderedTargets() + ", " + dims.layers() + " layers)");
+                }
+            }
+        }
+        return new AdapterState(adapter, shapes, w, m, v, step);
+    }
+
+    private static float[] copyOf(Map<String, float[]> part, String key) {
+        float[] a = part.get(key);
+        if (a == null) {
+            throw new IllegalArgumentException("adapter tensor " + key + " is missing");
+        }
+        return a.clone();
+    }
+
     /** The shapes of every adapter tensor of a model, in key order. */
     static LinkedHashMap<String, long[]> shapesOf(LlamaDims dims, QaloraConfig adapter) {
         LinkedHashMap<String, long[]> shapes = new LinkedHashMap<>();

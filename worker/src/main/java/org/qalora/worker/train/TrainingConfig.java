@@ -31,7 +31,7 @@ public record TrainingConfig(double learningRate, double beta1, double beta2, do
      * The default learning rate for a pooling convention. Adam's step size is independent of the gradient's scale,
      * so what changes between conventions is how strongly a given change of A moves the output: with mean pooling
      * the pooled inputs are ~1/sqrt(g) of an input's size (an average of g roughly independent values), and
-     * measured on a small pretrained LLaMA mean pooling trains well only at ~5x plain LoRA's rate, hence
+     * the project's measurement on a small pretrained LLaMA found mean pooling trains well only at ~5x plain LoRA's rate, hence
      * LoRA 2e-4 -> mean 1e-3. Sum pooling (~sqrt(g) larger inputs) and PEFT's mean x (in/g) work at LoRA's rate.
      */
     public static double defaultLearningRate(Pooling pooling) {

@@ -82,6 +82,16 @@ class PeftAdapterTest {
             for (String k : s.keys()) {
                 assertArrayEquals(s.weights(k), back.weights(k), 0f);
             }
+            Map<String, float[]> ms = new java.util.HashMap<>(), vs = new java.util.HashMap<>();
+            for (String k : s.keys()) {
+                ms.put(k, s.weights(k));
+                vs.put(k, s.weights(k));
+            }
+            AdapterState withMoments = AdapterState.of(m.dims(), cfg, s.weightMap(), ms, vs, 7);
+            assertEquals(7, withMoments.step());
+            assertArrayEquals(s.weights(s.keys().get(3)), withMoments.adamV(s.keys().get(3)), 0f);
+            ms.remove(s.keys().get(0));
+            assertThrows(IllegalArgumentException.class, () -> AdapterState.of(m.dims(), cfg, s.weightMap(), ms, vs, 7));
             s.writePeft(tmp.resolve("peft").toString(), "base");
             assertTrue(Files.isRegularFile(tmp.resolve("peft/adapter_config.json")));
             PeftAdapter p = PeftAdapter.read(tmp.resolve("peft").toString());

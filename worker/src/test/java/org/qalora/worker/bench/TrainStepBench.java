@@ -84,7 +84,7 @@ public final class TrainStepBench {
     /**
      * Matrix-product FLOPs of one step: projections and lm_head forward and input-gradient, attention's four
      * (forward) and five (backward) T x T products as computed (full square), adapter products, and with
-     * recompute the layers' forward once more. Elementwise work is not counted.
+     * recompute the forward of every layer but the last once more. Elementwise work is not counted.
      */
     static double stepFlops(LlamaDims d, QaloraConfig cfg, int batch, int seq, boolean recompute) {
         double n = (double) batch * seq, proj = 0, lora = 0;
@@ -98,6 +98,7 @@ public final class TrainStepBench {
         double layerFwd = proj + lora + attnFwd;
         double layerBwd = proj + 2 * lora + attnBwd;
         double head = 2 * n * d.vocab() * d.hidden();
-        return d.layers() * (layerFwd * (recompute ? 2 : 1) + layerBwd) + 2 * head;
+        // recompute rebuilds every layer but the last (whose activations are still in the shared buffers)
+        return d.layers() * (layerFwd + layerBwd) + (recompute ? d.layers() - 1 : 0) * layerFwd + 2 * head;
     }
 }

@@ -78,6 +78,28 @@ class ModelLoaderTest {
     }
 
     @Test
+    void biasedProjectionsAreRefused() throws IOException {
+        Path dir = copy(Fixtures.tinyLlama(), c -> c.put("attention_bias", true), null, null);
+        RuntimeException e = assertThrows(RuntimeException.class, () -> LlamaModel.load(dir.toString(), BE));
+        assertTrue(e.getMessage().contains("attention_bias"), e.getMessage());
+        Path biasTensor = copy(Fixtures.tinyLlama(), c -> c, null, null);
+        SafetensorsWriter w = new SafetensorsWriter();
+        try (Checkpoint ck = Checkpoint.open(biasTensor.toString())) {
+            for (String name : ck.names()) {
+                w.copy(ck, name);
+            }
+        }
+        float[] bias = new float[128];
+        bias[5] = 0.5f;
+        w.addFloats("model.layers.0.self_attn.o_proj.bias", DType.F32, bias, 128);
+        Files.delete(biasTensor.resolve("model.safetensors"));
+        w.write(biasTensor.resolve("model.safetensors").toString());
+        IllegalArgumentException b = assertThrows(IllegalArgumentException.class,
+                () -> LlamaModel.load(biasTensor.toString(), BE));
+        assertTrue(b.getMessage().contains("model.layers.0.self_attn.o_proj.bias"), b.getMessage());
+    }
+
+    @Test
     void nonFiniteWeightIsNamed() throws IOException {
         Path dir = copy(Fixtures.tinyLlama(), c -> c, null, "model.layers.1.post_attention_layernorm.weight");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(dir.toString(), BE));

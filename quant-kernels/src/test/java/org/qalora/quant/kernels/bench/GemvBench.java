@@ -1,7 +1,5 @@
 package org.qalora.quant.kernels.bench;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -20,8 +18,8 @@ import org.qalora.quant.kernels.PreparedWeight;
 import org.qalora.quant.kernels.VectorQuantKernels;
 
 /**
- * One-token decode {@code y[O] = W x}, 1 x 4096 x 11008 (LLaMA-7B up_proj), and the memory-copy bandwidth it is
- * judged against, measured in the same run with the same threads.
+ * One-token decode {@code y[O] = W x}, 1 x 4096 x 11008 (LLaMA-7B up_proj); judged against {@link CopyBench}
+ * measured in the same run with the same threads.
  *
  * <p>Decode streams a different weight per layer, so the benchmark cycles through {@link #WEIGHTS} distinct
  * matrices (about 135 MB at int4 g32) to keep the weights out of the last-level cache, as in a real model.
@@ -35,8 +33,6 @@ import org.qalora.quant.kernels.VectorQuantKernels;
         "-Xmx6g"})
 public class GemvBench {
     static final int WEIGHTS = 4;
-    /** Copy size: 128 MB read plus 128 MB written, far beyond any cache. */
-    static final long COPY_BYTES = 128L << 20;
 
     @Param({"4", "2", "3", "8"})
     public int bits;
@@ -55,9 +51,6 @@ public class GemvBench {
     private float[] x; // [I]
     private float[] y; // [O]
     private int next;
-    private Arena arena;
-    private MemorySegment copySource;
-    private MemorySegment copyTarget;
 
     @Setup
     public void setUp() {
@@ -68,15 +61,11 @@ public class GemvBench {
         }
         x = BenchData.randomFloats(2, in);
         y = new float[out];
-        arena = Arena.ofShared();
-        copySource = arena.allocate(COPY_BYTES, 4096).fill((byte) 1);
-        copyTarget = arena.allocate(COPY_BYTES, 4096).fill((byte) 0);
     }
 
     @TearDown
     public void tearDown() {
         pool.close();
-        arena.close();
     }
 
     @Benchmark
@@ -87,17 +76,13 @@ public class GemvBench {
         return y[out - 1];
     }
 
-    /** MemorySegment.copy of COPY_BYTES, split in equal contiguous chunks over the same threads. */
-    @Benchmark
-    public long memoryCopy() {
-        int chunks = pool.threads();
-        long chunk = COPY_BYTES / chunks;
-        pool.run(chunks, c -> MemorySegment.copy(copySource, c * chunk, copyTarget, c * chunk, chunk));
-        return copyTarget.byteSize();
-    }
 
-    /** Bytes one GEMV reads from W: packed codes plus fp32 scales and zeros (the layout the kernel streams). */
+    /**
+     * Bytes one GEMV reads from W as the kernel stores it: packed codes (3-bit codes sit in 4-bit lanes) plus
+     * fp32 scales and zeros.
+     */
     static long weightBytes(int bits, int in, int out, int groupSize) {
-        return (long) in * out * bits / 8 + 2L * (in / groupSize) * out * Float.BYTES;
+        int laneBits = bits == 3 ? 4 : bits;
+        return (long) in * out * laneBits / 8 + 2L * (in / groupSize) * out * Float.BYTES;
     }
 }

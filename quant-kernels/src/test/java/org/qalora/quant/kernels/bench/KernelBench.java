@@ -50,7 +50,7 @@ public final class KernelBench {
             options.include(FusedMatmulBench.class.getSimpleName());
         }
         if (only.isEmpty() || only.equals("gemv")) {
-            options.include(GemvBench.class.getSimpleName());
+            options.include(GemvBench.class.getSimpleName()).include(CopyBench.class.getSimpleName());
         }
         if (quick) {
             options.warmupIterations(2).measurementIterations(3).measurementTime(TimeValue.seconds(1));
@@ -95,11 +95,11 @@ public final class KernelBench {
         RunResult copy = byKey.entrySet().stream().filter(e -> e.getKey().startsWith("memoryCopy"))
                 .map(Map.Entry::getValue).findFirst().orElse(null);
         if (copy != null) {
-            double copyBytes = 2.0 * GemvBench.COPY_BYTES;
+            double copyBytes = 2.0 * CopyBench.COPY_BYTES;
             double copyMedian = copyBytes / (median(copy) * 1e3);
             double copyBest = copyBytes / (best(copy) * 1e3);
             lines.add(String.format(Locale.ROOT, "memory copy: %d MB read + %d MB written (bytes counted: read +"
-                    + " written): %.1f | %.1f GB/s", GemvBench.COPY_BYTES >> 20, GemvBench.COPY_BYTES >> 20,
+                    + " written): %.1f | %.1f GB/s", CopyBench.COPY_BYTES >> 20, CopyBench.COPY_BYTES >> 20,
                     copyMedian, copyBest));
             for (String b : new String[] {"2", "3", "4", "8"}) {
                 RunResult gemv = byKey.get("gemv " + b);
@@ -108,7 +108,7 @@ public final class KernelBench {
                             (int) p(gemv, "groupSize"));
                     double median = bytes / (median(gemv) * 1e3);
                     double best = bytes / (best(gemv) * 1e3);
-                    lines.add(String.format(Locale.ROOT, "  gemv int%s g%d 1x%dx%d (%.1f MB of codes+scales+zeros):"
+                    lines.add(String.format(Locale.ROOT, "  gemv int%s g%d 1x%dx%d (%.1f MB of codes+scales+zeros read):"
                             + " %7.1f | %7.1f us  %5.1f | %5.1f GB/s  = %.2f | %.2fx copy", b,
                             (int) p(gemv, "groupSize"), (int) p(gemv, "in"), (int) p(gemv, "out"), bytes / 1e6,
                             median(gemv), best(gemv), median, best, median / copyMedian, best / copyBest));

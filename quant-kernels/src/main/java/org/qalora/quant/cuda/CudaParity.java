@@ -17,7 +17,7 @@ import org.qalora.quant.kernels.ReferenceQuantKernels;
  * with the default policy (cuBLAS from 2 tokens) and with a fused-only instance. Accuracy contract: per element
  * {@code |gpu - reference| <= 2 k u M}, {@code u = 2^-24}, {@code k} the reduction length and
  * {@code M = sum |x| * scale * (|q| + |z|)} (covers any summation order and the GEMV's factored zero point;
- * a wrong or dropped term, of size about {@code M / k}, fails it).
+ * a dropped or misplaced term, of size about {@code M / k}, fails it; codes are checked exactly by dequantize).
  */
 public final class CudaParity {
     private CudaParity() {}
@@ -254,7 +254,7 @@ public final class CudaParity {
         return mag;
     }
 
-    private static void exact(List<String> failures, String what, float[] want, float[] got) {
+    static void exact(List<String> failures, String what, float[] want, float[] got) {
         for (int e = 0; e < want.length; e++) {
             if (Float.floatToIntBits(want[e]) != Float.floatToIntBits(got[e])) {
                 failures.add(what + ": element " + e + " is " + got[e] + ", reference " + want[e] + " (must be exact)");
@@ -263,7 +263,7 @@ public final class CudaParity {
         }
     }
 
-    private static void within(List<String> failures, String what, float[] want, float[] got, float[] magnitude,
+    static void within(List<String> failures, String what, float[] want, float[] got, float[] magnitude,
                                int k) {
         for (int e = 0; e < want.length; e++) {
             double bound = 2.0 * k * U * magnitude[e] + 1e-30;

@@ -220,13 +220,71 @@ public final class VectorQuantKernels implements QuantKernels {
                 int i0 = g * w.groupSize;
                 FloatVector d0 = FloatVector.zero(F), d1 = FloatVector.zero(F);
                 FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
-                for (int r = i0 / perWord; r < (i0 + w.groupSize) / perWord; r++) {
-                    int at = codeBase + r * QB + col;
+                // Two sets of accumulators, for even and odd word rows: the FMA chains are half as long, so
+                // the loop is not bound by FMA latency.
+                FloatVector e0 = FloatVector.zero(F), e1 = FloatVector.zero(F);
+                FloatVector e2 = FloatVector.zero(F), e3 = FloatVector.zero(F);
+                int rowEnd = (i0 + w.groupSize) / perWord;
+                int r = i0 / perWord;
+                for (; r + 1 < rowEnd; r += 2) {
+                    {
+                        int at = codeBase + (r) * QB + col;
+                        IntVector w0 = IntVector.fromArray(Simd.INT, w.codes, at);
+                        IntVector w1 = IntVector.fromArray(Simd.INT, w.codes, at + L);
+                        IntVector w2 = IntVector.fromArray(Simd.INT, w.codes, at + 2 * L);
+                        IntVector w3 = IntVector.fromArray(Simd.INT, w.codes, at + 3 * L);
+                        int xi = (r) * perWord;
+                        for (int j = 0; j < top; j++) {
+                            int field = w.mask << (w.laneBits * j);
+                            FloatVector xv = FloatVector.broadcast(F, xs[xi + j]);
+                            d0 = ((FloatVector) w0.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d0);
+                            d1 = ((FloatVector) w1.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d1);
+                            d2 = ((FloatVector) w2.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d2);
+                            d3 = ((FloatVector) w3.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d3);
+                        }
+                        FloatVector xt = FloatVector.broadcast(F, xs[xi + top]);
+                        d0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, d0);
+                        d1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, d1);
+                        d2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, d2);
+                        d3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, d3);
+                    }
+                    {
+                        int at = codeBase + (r + 1) * QB + col;
+                        IntVector w0 = IntVector.fromArray(Simd.INT, w.codes, at);
+                        IntVector w1 = IntVector.fromArray(Simd.INT, w.codes, at + L);
+                        IntVector w2 = IntVector.fromArray(Simd.INT, w.codes, at + 2 * L);
+                        IntVector w3 = IntVector.fromArray(Simd.INT, w.codes, at + 3 * L);
+                        int xi = (r + 1) * perWord;
+                        for (int j = 0; j < top; j++) {
+                            int field = w.mask << (w.laneBits * j);
+                            FloatVector xv = FloatVector.broadcast(F, xs[xi + j]);
+                            e0 = ((FloatVector) w0.and(field).convert(VectorOperators.I2F, 0)).fma(xv, e0);
+                            e1 = ((FloatVector) w1.and(field).convert(VectorOperators.I2F, 0)).fma(xv, e1);
+                            e2 = ((FloatVector) w2.and(field).convert(VectorOperators.I2F, 0)).fma(xv, e2);
+                            e3 = ((FloatVector) w3.and(field).convert(VectorOperators.I2F, 0)).fma(xv, e3);
+                        }
+                        FloatVector xt = FloatVector.broadcast(F, xs[xi + top]);
+                        e0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, e0);
+                        e1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, e1);
+                        e2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, e2);
+                        e3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, topShift)
+                                .convert(VectorOperators.I2F, 0)).fma(xt, e3);
+                    }
+                }
+                if (r < rowEnd) {
+                    int at = codeBase + (r) * QB + col;
                     IntVector w0 = IntVector.fromArray(Simd.INT, w.codes, at);
                     IntVector w1 = IntVector.fromArray(Simd.INT, w.codes, at + L);
                     IntVector w2 = IntVector.fromArray(Simd.INT, w.codes, at + 2 * L);
                     IntVector w3 = IntVector.fromArray(Simd.INT, w.codes, at + 3 * L);
-                    int xi = r * perWord;
+                    int xi = (r) * perWord;
                     for (int j = 0; j < top; j++) {
                         int field = w.mask << (w.laneBits * j);
                         FloatVector xv = FloatVector.broadcast(F, xs[xi + j]);
@@ -235,12 +293,20 @@ public final class VectorQuantKernels implements QuantKernels {
                         d2 = ((FloatVector) w2.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d2);
                         d3 = ((FloatVector) w3.and(field).convert(VectorOperators.I2F, 0)).fma(xv, d3);
                     }
-                    FloatVector xv = FloatVector.broadcast(F, xs[xi + top]);
-                    d0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d0);
-                    d1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d1);
-                    d2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d2);
-                    d3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, topShift).convert(VectorOperators.I2F, 0)).fma(xv, d3);
+                    FloatVector xt = FloatVector.broadcast(F, xs[xi + top]);
+                    d0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, topShift)
+                            .convert(VectorOperators.I2F, 0)).fma(xt, d0);
+                    d1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, topShift)
+                            .convert(VectorOperators.I2F, 0)).fma(xt, d1);
+                    d2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, topShift)
+                            .convert(VectorOperators.I2F, 0)).fma(xt, d2);
+                    d3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, topShift)
+                            .convert(VectorOperators.I2F, 0)).fma(xt, d3);
                 }
+                d0 = d0.add(e0);
+                d1 = d1.add(e1);
+                d2 = d2.add(e2);
+                d3 = d3.add(e3);
                 int sz = (b * w.groups + g) * QB + col;
                 float sum = groupSums[g];
                 // acc += scale * (dot - zero * sum x), written out: a helper taking vectors would box them

@@ -108,7 +108,8 @@ public final class KernelBench {
                             (int) p(gemv, "groupSize"));
                     double median = bytes / (median(gemv) * 1e3);
                     double best = bytes / (best(gemv) * 1e3);
-                    lines.add(String.format(Locale.ROOT, "  gemv int%s g%d 1x%dx%d (%.1f MB of codes+scales+zeros read):"
+                    lines.add(String.format(Locale.ROOT,
+                            "  gemv int%s g%d 1x%dx%d (%.1f MB of codes+scales+zeros read):"
                             + " %7.1f | %7.1f us  %5.1f | %5.1f GB/s  = %.2f | %.2fx copy", b,
                             (int) p(gemv, "groupSize"), (int) p(gemv, "in"), (int) p(gemv, "out"), bytes / 1e6,
                             median(gemv), best(gemv), median, best, median / copyMedian, best / copyBest));

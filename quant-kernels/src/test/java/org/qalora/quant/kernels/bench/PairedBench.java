@@ -82,7 +82,8 @@ public final class PairedBench {
             double[] base = gemmMs.values().iterator().next();
             for (Map.Entry<String, double[]> e : gemmMs.entrySet()) {
                 double[] t = e.getValue();
-                lines.add(String.format(Locale.ROOT, "  %-34s %7.1f | %7.1f ms %6.1f | %6.1f GFLOP/s  = %.2f | %.2fx %s",
+                lines.add(String.format(Locale.ROOT,
+                        "  %-34s %7.1f | %7.1f ms %6.1f | %6.1f GFLOP/s  = %.2f | %.2fx %s",
                         e.getKey(), median(t), t[0], flop / median(t) / 1e6, flop / t[0] / 1e6,
                         median(base) / median(t), base[0] / t[0], blas != null ? "OpenBLAS" : "(no OpenBLAS)"));
             }
@@ -91,9 +92,11 @@ public final class PairedBench {
             double[] copy = memoryMs.get("memory copy 128 MB");
             double copyMedian = 2.0 * CopyBench.COPY_BYTES / median(copy) / 1e6;
             double copyBest = 2.0 * CopyBench.COPY_BYTES / copy[0] / 1e6;
-            lines.add(String.format(Locale.ROOT, "  memory copy (read+written bytes)   %7.2f | %7.2f ms %6.1f | %6.1f GB/s",
+            lines.add(String.format(Locale.ROOT,
+                    "  memory copy (read+written bytes)   %7.2f | %7.2f ms %6.1f | %6.1f GB/s",
                     median(copy), copy[0], copyMedian, copyBest));
-            lines.add(String.format(Locale.ROOT, "  gemv int4 g32 1x4096x11008        %7.3f | %7.3f ms %6.1f | %6.1f GB/s"
+            lines.add(String.format(Locale.ROOT,
+                    "  gemv int4 g32 1x4096x11008        %7.3f | %7.3f ms %6.1f | %6.1f GB/s"
                     + " of weight bytes = %.2f | %.2fx copy", median(gemv), gemv[0], gemvBytes / median(gemv) / 1e6,
                     gemvBytes / gemv[0] / 1e6, gemvBytes / median(gemv) / 1e6 / copyMedian,
                     gemvBytes / gemv[0] / 1e6 / copyBest));

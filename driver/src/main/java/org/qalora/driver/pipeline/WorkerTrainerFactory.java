@@ -160,30 +160,22 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
             try {
                 r = trainer.run(toState(start), steps, a.seed());
             } catch (NonFiniteLossException e) {
-                // The worker's message is "non-finite <what> at global step N: ..."; keep <what> (e.g. "loss NaN").
-                String msg = String.valueOf(e.getMessage());
-                int from = msg.startsWith("non-finite ") ? "non-finite ".length() : 0;
-                int to = msg.indexOf(" at global step");
-                String what = to > from ? msg.substring(from, to) : msg;
-                throw new NonFiniteLossError(a.round(), a.slot(), e.step() - start.step() - 1, e.step(), what);
+                // e.step() is the 1-based global step; the round's local steps are 0-based from the start state
+                throw new NonFiniteLossError(a.round(), a.slot(), e.step() - start.step() - 1, e.step(), e.what());
             }
             return new SlotOutcome(toTensors(r.state()), r.targetTokens(), r.lossSum(), r.steps(), r.stepLosses());
         }
 
-        /** The worker's state for {@code t}: weights via fromWeights, then the moments copied into its own arrays. */
+        /** The worker's state for {@code t} (the worker copies the arrays). */
         private AdapterState toState(AdapterTensors t) {
-            Map<String, float[]> weights = new LinkedHashMap<>();
+            Map<String, float[]> weights = new LinkedHashMap<>(), adamM = new LinkedHashMap<>(), adamV = new LinkedHashMap<>();
             for (String k : t.keys()) {
-                weights.put(k, t.tensor(k).weights());
+                AdapterTensors.Tensor tensor = t.tensor(k);
+                weights.put(k, tensor.weights());
+                adamM.put(k, tensor.adamM());
+                adamV.put(k, tensor.adamV());
             }
-            AdapterState s = AdapterState.fromWeights(base.dims(), adapter, weights, t.step());
-            for (String k : t.keys()) {
-                float[] m = t.tensor(k).adamM();
-                float[] v = t.tensor(k).adamV();
-                System.arraycopy(m, 0, s.adamM(k), 0, m.length); // fromWeights made fresh arrays that we own
-                System.arraycopy(v, 0, s.adamV(k), 0, v.length);
-            }
-            return s;
+            return AdapterState.of(base.dims(), adapter, weights, adamM, adamV, t.step());
         }
     }
 

@@ -14,47 +14,49 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Options;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.security.AccessControlException;
+import org.qalora.quant.io.HadoopPaths;
 
 /**
- * The few Hadoop filesystem operations the driver's commit protocols are made of, on any Hadoop path
- * ({@code /local}, {@code file:///}, {@code hdfs://}, {@code s3a://}). Every write goes to a fresh temporary name
- * first and is renamed into place, so a reader never sees a half-written file. Errors name the path and say what
- * would fix them.
+ * The driver's commit protocols on any Hadoop path ({@code /local}, {@code file:///}, {@code hdfs://},
+ * {@code s3a://}), on top of {@link HadoopPaths}, which resolves locations (a path without a scheme is local, local
+ * files go through the raw file system so no {@code .crc} files appear) and reads files. What this class adds is
+ * what the checkpoint protocol needs beyond that: a replace that is one rename on HDFS ({@code FileContext}), a
+ * rename that never lands on an existing name, SHA-256 checksums, and unchecked errors that name the path and say
+ * what would fix them (e.g. a permission problem).
  */
 public final class Storage {
-    private final Configuration conf;
+    private final HadoopPaths paths;
 
+    /** {@code conf}: in Spark tasks, the shipped {@code hadoopConfiguration} of the application. */
     public Storage(Configuration conf) {
-        this.conf = conf;
+        this(new HadoopPaths(conf));
     }
 
-    public Configuration conf() { return conf; }
+    public Storage(HadoopPaths paths) {
+        this.paths = paths;
+    }
 
+    public Configuration conf() { return paths.configuration(); }
+
+    /** The location resolver over the same configuration (for readers that take location strings). */
+    public HadoopPaths paths() { return paths; }
+
+    /** The qualified path of a location string (see {@link HadoopPaths#resolve}). */
     public Path path(String location) {
-        if (location == null || location.isBlank()) {
-            throw new IllegalArgumentException("empty path");
-        }
-        Path p = new Path(location);
         try {
-            return fs(p).makeQualified(p);
-        } catch (IllegalArgumentException e) {
+            return paths.resolve(location).path();
+        } catch (IOException | IllegalArgumentException e) {
             throw new IllegalArgumentException("cannot use path '" + location + "': " + e.getMessage(), e);
         }
     }
 
-    /**
-     * The filesystem of {@code p}. On the local filesystem this is the raw one: Hadoop's checksummed local
-     * filesystem would litter model directories with {@code .crc} side files, and our manifests carry SHA-256
-     * checksums of their own.
-     */
+    /** The filesystem of {@code p} (the raw one for local paths: our manifests carry checksums of their own). */
     public FileSystem fs(Path p) {
         try {
-            FileSystem fs = p.getFileSystem(conf);
-            return fs instanceof LocalFileSystem local ? local.getRaw() : fs;
+            return paths.fileSystem(p);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot open the filesystem of " + p + ": " + e.getMessage()
                     + " (check the scheme and the Hadoop configuration)", e);
@@ -63,7 +65,7 @@ public final class Storage {
 
     public boolean exists(Path p) {
         try {
-            return fs(p).exists(p);
+            return paths.exists(p.toString());
         } catch (IOException e) {
             throw failure("check", p, e);
         }
@@ -71,9 +73,7 @@ public final class Storage {
 
     public boolean isDirectory(Path p) {
         try {
-            return fs(p).getFileStatus(p).isDirectory();
-        } catch (FileNotFoundException e) {
-            return false;
+            return paths.isDirectory(p.toString());
         } catch (IOException e) {
             throw failure("check", p, e);
         }
@@ -91,8 +91,8 @@ public final class Storage {
     }
 
     public byte[] readAll(Path p) {
-        try (InputStream in = fs(p).open(p)) {
-            return in.readAllBytes();
+        try {
+            return paths.readAllBytes(p.toString());
         } catch (IOException e) {
             throw failure("read", p, e);
         }
@@ -102,12 +102,15 @@ public final class Storage {
         return new String(readAll(p), StandardCharsets.UTF_8);
     }
 
-    /** Writes {@code bytes} to {@code target} atomically: a temporary sibling, then a rename that replaces. */
+    /**
+     * Writes {@code bytes} to {@code target} atomically: a temporary sibling, synced, then a rename that replaces
+     * (unlike {@link HadoopPaths#writeAtomically}, which on HDFS deletes the old file before renaming, so a reader
+     * of a manifest could briefly find none).
+     */
     public void writeAtomically(Path target, byte[] bytes) {
         Path tmp = temporarySibling(target);
         try {
-            FileSystem fs = fs(target);
-            try (FSDataOutputStream out = fs.create(tmp, false)) {
+            try (FSDataOutputStream out = fs(target).create(tmp, false)) {
                 out.write(bytes);
                 out.hsync();
             }
@@ -125,7 +128,7 @@ public final class Storage {
     public void replace(Path source, Path target) {
         try {
             URI uri = target.toUri();
-            FileContext fc = FileContext.getFileContext(uri.getScheme() == null ? fs(target).getUri() : uri, conf);
+            FileContext fc = FileContext.getFileContext(uri.getScheme() == null ? fs(target).getUri() : uri, conf());
             fc.rename(source, target, Options.Rename.OVERWRITE);
         } catch (IOException e) {
             throw failure("rename " + source + " onto", target, e);
@@ -150,7 +153,7 @@ public final class Storage {
 
     public void delete(Path p) {
         try {
-            fs(p).delete(p, true);
+            paths.delete(p.toString());
         } catch (IOException e) {
             throw failure("delete", p, e);
         }
@@ -158,7 +161,7 @@ public final class Storage {
 
     public void deleteQuietly(Path p) {
         try {
-            fs(p).delete(p, true);
+            paths.delete(p.toString());
         } catch (IOException | RuntimeException ignored) {
             // best effort cleanup of our own temporary file: a leftover is ignored by every reader anyway
         }
@@ -179,7 +182,7 @@ public final class Storage {
 
     public long length(Path p) {
         try {
-            return fs(p).getFileStatus(p).getLen();
+            return paths.length(p.toString());
         } catch (IOException e) {
             throw failure("stat", p, e);
         }

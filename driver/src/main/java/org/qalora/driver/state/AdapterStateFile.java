@@ -1,36 +1,43 @@
 package org.qalora.driver.state;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.ByteArrayOutputStream;
-import java.io.DataInputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
-import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.security.DigestOutputStream;
 import java.security.MessageDigest;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.hadoop.fs.FSDataOutputStream;
-import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.quant.safetensors.DType;
+import org.qalora.quant.safetensors.SafetensorsFile;
+import org.qalora.quant.safetensors.SafetensorsWriter;
+import org.qalora.quant.safetensors.TensorInfo;
 
 /**
  * Reads and writes an {@link AdapterTensors} as one safetensors file (so any safetensors tool can inspect a
- * checkpoint): for every PEFT key {@code K} the tensors {@code K} (weights), {@code K.adam_m} and {@code K.adam_v},
- * all F32 little-endian, and metadata {@code format}, {@code step} and {@code keys} (the key order, because JSON
- * object order is not guaranteed by every writer). Extra metadata (e.g. tokens trained) rides along as strings.
+ * checkpoint): for every key {@code K} the tensors {@code K} (weights), {@code K.adam_m} and {@code K.adam_v}, all
+ * F32, and metadata {@code format}, {@code step} and {@code keys} (the key order: the file orders tensors by name,
+ * and the rounds need the trainer's order back). Extra metadata (e.g. tokens trained) rides along as strings.
+ *
+ * <p>The bytes are quant-kernels' {@link SafetensorsWriter} / {@link SafetensorsFile}; this class adds only the
+ * checkpoint's naming and its commit protocol (checksum while writing, keep an earlier attempt's file).
+ *
+ * <p>Keys are not interpreted: the rounds run any {@code SlotTrainer}, so this is deliberately not the worker's
+ * {@code AdapterState} file, which is tied to a model (PEFT keys, {@code adapter_config}).
  */
 public final class AdapterStateFile {
     public static final String FORMAT = "qalora-adapter-state-v1";
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String ADAM_M = ".adam_m";
+    private static final String ADAM_V = ".adam_v";
+    private static final List<String> RESERVED = List.of("format", "step", "keys");
 
     private AdapterStateFile() {}
 
@@ -40,18 +47,19 @@ public final class AdapterStateFile {
     /**
      * Writes {@code state} to {@code target} atomically: into a temporary name {@code tempName} in the same
      * directory (which must be unique to this writer, e.g. per task attempt), then renamed to {@code target}.
-     * Returns the SHA-256 of the bytes written. If {@code target} already exists (an earlier attempt of the same
-     * deterministic task won the race), the temporary file is removed and the existing one is kept.
+     * Returns the SHA-256 of the bytes written, computed as they stream out. If {@code target} already exists (an
+     * earlier attempt of the same deterministic task won the race), the temporary file is removed and the existing
+     * one is kept.
      */
     public static String write(Storage storage, Path target, String tempName, AdapterTensors state,
                                Map<String, String> extraMetadata) {
         Path tmp = new Path(target.getParent(), tempName);
-        FileSystem fs = storage.fs(target);
         MessageDigest md = Storage.sha256();
         try {
-            try (FSDataOutputStream raw = fs.create(tmp, false);
+            SafetensorsWriter writer = writer(state, extraMetadata);
+            try (FSDataOutputStream raw = storage.fs(target).create(tmp, false);
                  OutputStream out = new DigestOutputStream(raw, md)) {
-                writeTo(out, state, extraMetadata);
+                writer.writeTo(out);
                 out.flush();
                 raw.hsync();
             }
@@ -69,147 +77,75 @@ public final class AdapterStateFile {
         }
     }
 
-    public static void writeTo(OutputStream out, AdapterTensors state, Map<String, String> extraMetadata)
-            throws IOException {
-        List<String> keys = state.keys();
-        Map<String, Object> header = new LinkedHashMap<>();
-        Map<String, String> meta = new LinkedHashMap<>(extraMetadata);
-        meta.put("format", FORMAT);
-        meta.put("step", Long.toString(state.step()));
-        meta.put("keys", JSON.writeValueAsString(keys));
-        header.put("__metadata__", meta);
-        long offset = 0;
-        for (String k : keys) {
-            AdapterTensors.Tensor t = state.tensor(k);
-            long bytes = 4L * t.size();
-            for (String suffix : new String[] {"", ".adam_m", ".adam_v"}) {
-                header.put(k + suffix, Map.of("dtype", "F32", "shape", t.shape(), "data_offsets", new long[] {offset, offset + bytes}));
-                offset += bytes;
+    /** The file's tensors and metadata, ready to write. */
+    static SafetensorsWriter writer(AdapterTensors state, Map<String, String> extraMetadata) throws JsonProcessingException {
+        for (String reserved : RESERVED) {
+            if (extraMetadata.containsKey(reserved)) {
+                throw new IllegalArgumentException("extra metadata may not use the reserved key '" + reserved + "'");
             }
         }
-        byte[] headerBytes = JSON.writeValueAsBytes(header);
-        int padded = (headerBytes.length + 7) / 8 * 8; // safetensors: pad the header with spaces to 8 bytes
-        ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(padded);
-        out.write(len.array());
-        out.write(headerBytes);
-        for (int i = headerBytes.length; i < padded; i++) {
-            out.write(' ');
-        }
-        for (String k : keys) {
+        SafetensorsWriter w = new SafetensorsWriter();
+        extraMetadata.forEach(w::metadata);
+        w.metadata("format", FORMAT);
+        w.metadata("step", Long.toString(state.step()));
+        w.metadata("keys", JSON.writeValueAsString(state.keys()));
+        for (String k : state.keys()) {
             AdapterTensors.Tensor t = state.tensor(k);
-            writeFloats(out, t.weights());
-            writeFloats(out, t.adamM());
-            writeFloats(out, t.adamV());
+            w.addFloats(k, DType.F32, t.weights(), t.shape());
+            w.addFloats(k + ADAM_M, DType.F32, t.adamM(), t.shape());
+            w.addFloats(k + ADAM_V, DType.F32, t.adamV(), t.shape());
         }
+        return w;
     }
 
     public static Contents read(Storage storage, Path file) {
-        try (InputStream in = storage.fs(file).open(file)) {
-            return readFrom(in, file.toString());
+        try (SafetensorsFile f = SafetensorsFile.open(file.toString(), storage.paths())) {
+            return read(f);
         } catch (IOException e) {
             throw Storage.failure("read adapter state", file, e);
         }
     }
 
-    public static Contents readFrom(InputStream input, String name) throws IOException {
-        DataInputStream in = new DataInputStream(input);
-        byte[] lenBytes = new byte[8];
-        in.readFully(lenBytes);
-        long headerLen = ByteBuffer.wrap(lenBytes).order(ByteOrder.LITTLE_ENDIAN).getLong();
-        if (headerLen <= 0 || headerLen > (64 << 20)) {
-            throw new IOException(name + ": not a safetensors adapter state (header length " + headerLen + ")");
-        }
-        byte[] headerBytes = new byte[(int) headerLen];
-        in.readFully(headerBytes);
-        Map<String, Object> header = JSON.readValue(new String(headerBytes, StandardCharsets.UTF_8).trim(),
-                new TypeReference<LinkedHashMap<String, Object>>() {});
-        @SuppressWarnings("unchecked")
-        Map<String, String> meta = (Map<String, String>) header.remove("__metadata__");
-        if (meta == null || !FORMAT.equals(meta.get("format"))) {
-            throw new IOException(name + ": metadata format is " + (meta == null ? "missing" : meta.get("format"))
+    private static Contents read(SafetensorsFile f) throws IOException {
+        String name = f.location();
+        Map<String, String> meta = f.metadata();
+        if (!FORMAT.equals(meta.get("format"))) {
+            throw new IOException(name + ": metadata format is " + (meta.containsKey("format") ? meta.get("format") : "missing")
                     + ", expected " + FORMAT + " (not a qalora checkpoint state file)");
         }
-        List<String> keys = JSON.readValue(meta.get("keys"), new TypeReference<List<String>>() {});
-        long step = Long.parseLong(meta.get("step"));
+        List<String> keys;
+        long step;
+        try {
+            keys = JSON.readValue(String.valueOf(meta.get("keys")), new TypeReference<List<String>>() {});
+            step = Long.parseLong(String.valueOf(meta.get("step")));
+        } catch (IOException | NumberFormatException e) {
+            throw new IOException(name + ": metadata 'keys' (" + meta.get("keys") + ") or 'step' (" + meta.get("step")
+                    + ") is unreadable: the file is corrupt", e);
+        }
         Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
-        long expectedOffset = 0;
         for (String k : keys) {
-            long[] shape = shapeOf(header, k, name);
-            int n = (int) AdapterTensors.numel(shape);
-            float[][] parts = new float[3][];
-            String[] suffixes = {"", ".adam_m", ".adam_v"};
-            for (int p = 0; p < 3; p++) {
-                long[] offsets = offsetsOf(header, k + suffixes[p], name);
-                if (offsets[0] != expectedOffset || offsets[1] - offsets[0] != 4L * n) {
-                    throw new IOException(name + ": tensor " + k + suffixes[p] + " has data_offsets " + offsets[0] + ".."
-                            + offsets[1] + ", expected " + expectedOffset + ".." + (expectedOffset + 4L * n));
+            long[] shape = f32Shape(f, k);
+            for (String part : new String[] {k + ADAM_M, k + ADAM_V}) {
+                if (!Arrays.equals(shape, f32Shape(f, part))) {
+                    throw new IOException(name + ": tensor '" + part + "' has shape "
+                            + Arrays.toString(f.info(part).shape()) + ", but '" + k + "' has " + Arrays.toString(shape));
                 }
-                expectedOffset = offsets[1];
-                parts[p] = readFloats(in, n, name, k + suffixes[p]);
             }
-            tensors.put(k, new AdapterTensors.Tensor(shape, parts[0], parts[1], parts[2]));
+            tensors.put(k, new AdapterTensors.Tensor(shape, f.floats(k), f.floats(k + ADAM_M), f.floats(k + ADAM_V)));
         }
         Map<String, String> extra = new LinkedHashMap<>(meta);
-        extra.remove("format");
-        extra.remove("step");
-        extra.remove("keys");
+        RESERVED.forEach(extra::remove);
         return new Contents(new AdapterTensors(tensors, step), extra);
     }
 
-    private static long[] shapeOf(Map<String, Object> header, String key, String name) throws IOException {
-        Map<?, ?> info = (Map<?, ?>) header.get(key);
-        if (info == null) {
-            throw new IOException(name + ": tensor '" + key + "' listed in metadata keys is missing from the header");
+    private static long[] f32Shape(SafetensorsFile f, String key) throws IOException {
+        if (!f.contains(key)) {
+            throw new IOException(f.location() + ": tensor '" + key + "' (listed in metadata keys) is missing");
         }
-        List<?> dims = (List<?>) info.get("shape");
-        long[] shape = new long[dims.size()];
-        for (int i = 0; i < shape.length; i++) {
-            shape[i] = ((Number) dims.get(i)).longValue();
+        TensorInfo info = f.info(key);
+        if (info.dtype() != DType.F32) {
+            throw new IOException(f.location() + ": tensor '" + key + "' is " + info.dtype() + ", expected F32");
         }
-        return shape;
-    }
-
-    private static long[] offsetsOf(Map<String, Object> header, String key, String name) throws IOException {
-        Map<?, ?> info = (Map<?, ?>) header.get(key);
-        if (info == null || !"F32".equals(info.get("dtype"))) {
-            throw new IOException(name + ": tensor '" + key + "' is missing or not F32");
-        }
-        List<?> o = (List<?>) info.get("data_offsets");
-        return new long[] {((Number) o.get(0)).longValue(), ((Number) o.get(1)).longValue()};
-    }
-
-    private static void writeFloats(OutputStream out, float[] values) throws IOException {
-        ByteBuffer buf = ByteBuffer.allocate(1 << 16).order(ByteOrder.LITTLE_ENDIAN);
-        for (float v : values) {
-            if (!buf.hasRemaining()) {
-                out.write(buf.array(), 0, buf.position());
-                buf.clear();
-            }
-            buf.putFloat(v);
-        }
-        out.write(buf.array(), 0, buf.position());
-    }
-
-    private static float[] readFloats(DataInputStream in, int n, String name, String key) throws IOException {
-        byte[] bytes = new byte[4 * n];
-        try {
-            in.readFully(bytes);
-        } catch (java.io.EOFException e) {
-            throw new IOException(name + ": truncated in tensor " + key + " (a half-written file?)", e);
-        }
-        float[] out = new float[n];
-        ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
-        return out;
-    }
-
-    /** Serialises to bytes (used by tests and small in-memory transfers). */
-    public static byte[] toBytes(AdapterTensors state, Map<String, String> extra) {
-        ByteArrayOutputStream bos = new ByteArrayOutputStream();
-        try {
-            writeTo(bos, state, extra);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-        return bos.toByteArray();
+        return info.shape();
     }
 }

@@ -75,11 +75,17 @@ public final class HadoopPaths {
         Path path = hasScheme(location)
                 ? new Path(location)
                 : new Path(java.nio.file.Path.of(location).toAbsolutePath().normalize().toUri());
-        FileSystem fs = path.getFileSystem(configuration);
-        if (fs instanceof LocalFileSystem local) {
-            fs = local.getRawFileSystem();
-        }
+        FileSystem fs = fileSystem(path);
         return new Resolved(fs.makeQualified(path), fs, mapLocalFiles);
+    }
+
+    /**
+     * The file system serving an already-built Hadoop {@code path} (its scheme, else {@code fs.defaultFS}); for local
+     * paths the raw one, so no {@code .crc} side files appear (see the class comment).
+     */
+    public FileSystem fileSystem(Path path) throws IOException {
+        FileSystem fs = path.getFileSystem(configuration);
+        return fs instanceof LocalFileSystem local ? local.getRawFileSystem() : fs;
     }
 
     private static boolean hasScheme(String location) {

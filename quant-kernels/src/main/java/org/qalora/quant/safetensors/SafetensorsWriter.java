@@ -141,6 +141,14 @@ public final class SafetensorsWriter {
     }
 
     /**
+     * Writes the one-file layout to {@code out} (not atomic by itself): for callers that run their own commit protocol
+     * around the bytes, e.g. checksumming them on the way or renaming with other semantics.
+     */
+    public void writeTo(OutputStream out) throws IOException {
+        writeFile(ordered(), out);
+    }
+
+    /**
      * Writes a checkpoint directory's weights: a single {@code model.safetensors} when everything fits in
      * {@code maxShardBytes}, else shards {@code model-00001-of-0000N.safetensors} (filled greedily in file order; a
      * tensor larger than the limit gets a shard of its own, as HF does) plus {@code model.safetensors.index.json},

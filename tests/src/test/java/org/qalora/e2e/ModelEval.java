@@ -20,20 +20,26 @@ import org.qalora.worker.model.LlamaPass;
 final class ModelEval {
     private ModelEval() {}
 
+    /** A PEFT adapter prepared for evaluation (dropout off), or none (both null) for the base model alone. */
+    private record Adapter(QaloraAdapter adapter, QaloraConfig config) {
+        static Adapter load(LlamaModel m, String adapterDir) {
+            if (adapterDir == null) {
+                return new Adapter(null, null);
+            }
+            PeftAdapter peft = PeftAdapter.read(adapterDir);
+            QaloraConfig c = peft.config();
+            QaloraConfig eval = new QaloraConfig(c.rank(), c.alpha(), c.groupSize(), c.pooling(), 0.0, c.targets());
+            return new Adapter(QaloraAdapter.create(m, eval, peft.weights(), false), eval);
+        }
+    }
+
     /** Logits [B, T, V] of {@code model} (+ the PEFT adapter at {@code adapterDir} unless null) on {@code batch}. */
     static float[] logits(String model, String adapterDir, TokenBatch batch) {
         try (CpuBackend be = new CpuBackend(1)) {
             LlamaModel m = LlamaModel.load(model, be);
-            QaloraAdapter qa = null;
-            QaloraConfig cfg = null;
-            if (adapterDir != null) {
-                PeftAdapter peft = PeftAdapter.read(adapterDir);
-                QaloraConfig c = peft.config();
-                cfg = new QaloraConfig(c.rank(), c.alpha(), c.groupSize(), c.pooling(), 0.0, c.targets()); // no dropout
-                qa = QaloraAdapter.create(m, cfg, peft.weights(), false);
-            }
-            ActivationPlan plan = new ActivationPlan(m, cfg, batch.batchSize(), batch.seqLen(), false, false);
-            LlamaPass.forward(m, qa, plan, batch.inputIds(), 0, null);
+            Adapter a = Adapter.load(m, adapterDir);
+            ActivationPlan plan = new ActivationPlan(m, a.config(), batch.batchSize(), batch.seqLen(), false, false);
+            LlamaPass.forward(m, a.adapter(), plan, batch.inputIds(), 0, null);
             return LlamaPass.logits(m, plan);
         }
     }
@@ -44,21 +50,14 @@ final class ModelEval {
         ShardBatchReader reader = ShardBatchReader.open(dataset, conf);
         try (CpuBackend be = new CpuBackend(1)) {
             LlamaModel m = LlamaModel.load(model, be);
-            QaloraAdapter qa = null;
-            QaloraConfig cfg = null;
-            if (adapterDir != null) {
-                PeftAdapter peft = PeftAdapter.read(adapterDir);
-                QaloraConfig c = peft.config();
-                cfg = new QaloraConfig(c.rank(), c.alpha(), c.groupSize(), c.pooling(), 0.0, c.targets());
-                qa = QaloraAdapter.create(m, cfg, peft.weights(), false);
-            }
+            Adapter a = Adapter.load(m, adapterDir);
             double lossSum = 0;
             long targets = 0;
             List<PlannedBatch> batches = plan.epochMicroBatches(0);
             for (PlannedBatch b : batches) {
                 TokenBatch t = reader.read(b);
-                ActivationPlan ap = new ActivationPlan(m, cfg, t.batchSize(), t.seqLen(), false, false);
-                LlamaPass.forward(m, qa, ap, t.inputIds(), 0, null);
+                ActivationPlan ap = new ActivationPlan(m, a.config(), t.batchSize(), t.seqLen(), false, false);
+                LlamaPass.forward(m, a.adapter(), ap, t.inputIds(), 0, null);
                 int[] shifted = LlamaPass.shiftedTargets(t.labels(), t.batchSize(), t.seqLen());
                 lossSum += LlamaPass.loss(m, ap, shifted);
                 targets += LlamaPass.countTargets(shifted);

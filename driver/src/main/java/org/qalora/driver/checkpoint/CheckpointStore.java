@@ -110,13 +110,10 @@ public final class CheckpointStore {
             log.accept("ignoring " + rd + ": its manifest is not a round-" + round + " manifest");
             return Optional.empty();
         }
-        for (Map.Entry<String, RoundManifest.FileEntry> f : manifest.files().entrySet()) {
-            Path p = new Path(rd, f.getKey());
-            if (!storage.exists(p) || storage.length(p) != f.getValue().bytes()
-                    || !storage.sha256(p).equals(f.getValue().sha256())) {
-                log.accept("ignoring " + rd + ": " + f.getKey() + " does not match the manifest's checksum");
-                return Optional.empty();
-            }
+        Optional<String> mismatch = storage.firstMismatch(rd, manifest.files());
+        if (mismatch.isPresent()) {
+            log.accept("ignoring " + rd + ": " + mismatch.get());
+            return Optional.empty();
         }
         return Optional.of(new Committed(round, rd, manifest));
     }
@@ -130,7 +127,8 @@ public final class CheckpointStore {
      * (e.g. copied in by hand, or written by a foreign tool) is moved aside to {@code _torn-...}, never deleted.
      */
     public Committed commit(int round, AdapterTensors state, String planHash, String configHash, RoundMetrics metrics) {
-        Path tmp = new Path(dir, String.format("_tmp-round-%05d-%s", round, UUID.randomUUID()));
+        Path target = roundDir(round);
+        Path tmp = Storage.temporarySibling(target);
         storage.mkdirs(tmp);
         Path stateFile = new Path(tmp, STATE_FILE);
         String sha = AdapterStateFile.write(storage, stateFile, "_tmp-" + STATE_FILE, state,
@@ -144,7 +142,6 @@ public final class CheckpointStore {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot encode the manifest of round " + round, e);
         }
-        Path target = roundDir(round);
         if (storage.exists(target)) {
             if (validate(round).isPresent()) {
                 storage.deleteQuietly(tmp);

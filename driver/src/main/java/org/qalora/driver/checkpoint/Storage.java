@@ -9,6 +9,8 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
+import java.util.Map;
+import java.util.Optional;
 import java.util.UUID;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
@@ -63,21 +65,23 @@ public final class Storage {
         }
     }
 
-    public boolean exists(Path p) {
+    /** A Hadoop operation on one path; its {@link IOException} becomes a {@link #failure} naming the path. */
+    @FunctionalInterface
+    private interface PathCall<T> {
+        T call(String location) throws IOException;
+    }
+
+    private static <T> T unchecked(String what, Path p, PathCall<T> call) {
         try {
-            return paths.exists(p.toString());
+            return call.call(p.toString());
         } catch (IOException e) {
-            throw failure("check", p, e);
+            throw failure(what, p, e);
         }
     }
 
-    public boolean isDirectory(Path p) {
-        try {
-            return paths.isDirectory(p.toString());
-        } catch (IOException e) {
-            throw failure("check", p, e);
-        }
-    }
+    public boolean exists(Path p) { return unchecked("check", p, paths::exists); }
+
+    public boolean isDirectory(Path p) { return unchecked("check", p, paths::isDirectory); }
 
     public void mkdirs(Path p) {
         try {
@@ -90,13 +94,7 @@ public final class Storage {
         }
     }
 
-    public byte[] readAll(Path p) {
-        try {
-            return paths.readAllBytes(p.toString());
-        } catch (IOException e) {
-            throw failure("read", p, e);
-        }
-    }
+    public byte[] readAll(Path p) { return unchecked("read", p, paths::readAllBytes); }
 
     public String readString(Path p) {
         return new String(readAll(p), StandardCharsets.UTF_8);
@@ -152,11 +150,10 @@ public final class Storage {
     }
 
     public void delete(Path p) {
-        try {
-            paths.delete(p.toString());
-        } catch (IOException e) {
-            throw failure("delete", p, e);
-        }
+        unchecked("delete", p, location -> {
+            paths.delete(location);
+            return null;
+        });
     }
 
     public void deleteQuietly(Path p) {
@@ -180,12 +177,28 @@ public final class Storage {
         }
     }
 
-    public long length(Path p) {
-        try {
-            return paths.length(p.toString());
-        } catch (IOException e) {
-            throw failure("stat", p, e);
+    public long length(Path p) { return unchecked("stat", p, paths::length); }
+
+    /** A file's manifest entry: its size and SHA-256. */
+    public RoundManifest.FileEntry entryOf(Path p) {
+        return new RoundManifest.FileEntry(length(p), sha256(p));
+    }
+
+    /**
+     * Checks the files a manifest lists (names relative to {@code dir}) against their sizes and checksums; returns
+     * the first that is missing or differs, as a message naming it.
+     */
+    public Optional<String> firstMismatch(Path dir, Map<String, RoundManifest.FileEntry> files) {
+        for (Map.Entry<String, RoundManifest.FileEntry> f : files.entrySet()) {
+            Path p = new Path(dir, f.getKey());
+            if (!exists(p)) {
+                return Optional.of(p + " is missing");
+            }
+            if (length(p) != f.getValue().bytes() || !sha256(p).equals(f.getValue().sha256())) {
+                return Optional.of(p + " does not match the manifest's checksum");
+            }
         }
+        return Optional.empty();
     }
 
     public static MessageDigest sha256() {

@@ -8,7 +8,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
-import java.util.UUID;
 import org.apache.hadoop.fs.LocatedFileStatus;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RemoteIterator;
@@ -58,7 +57,7 @@ public final class ModelPublisher {
         if (storage.exists(target)) {
             throw new IllegalStateException(target + " already exists: versions are never overwritten");
         }
-        Path tmp = new Path(root, "_tmp-" + version + "-" + UUID.randomUUID());
+        Path tmp = Storage.temporarySibling(target);
         try {
             writer.writeInto(tmp);
             if (!storage.isDirectory(tmp)) {
@@ -79,7 +78,7 @@ public final class ModelPublisher {
                 if (rel.startsWith("_tmp-") || rel.contains("/_tmp-")) {
                     throw new IllegalStateException("the model writer left a temporary file " + st.getPath());
                 }
-                files.put(rel, new RoundManifest.FileEntry(st.getLen(), storage.sha256(st.getPath())));
+                files.put(rel, storage.entryOf(st.getPath()));
             }
         } catch (IOException e) {
             throw Storage.failure("list", tmp, e);
@@ -117,17 +116,7 @@ public final class ModelPublisher {
 
     /** Re-checks every file of a published version against its manifest; returns the first mismatch, if any. */
     public Optional<String> verify(Path versionDir) {
-        VersionManifest m = manifest(versionDir);
-        for (Map.Entry<String, RoundManifest.FileEntry> f : m.files().entrySet()) {
-            Path p = new Path(versionDir, f.getKey());
-            if (!storage.exists(p)) {
-                return Optional.of(p + " is missing");
-            }
-            if (!storage.sha256(p).equals(f.getValue().sha256())) {
-                return Optional.of(p + " does not match its checksum");
-            }
-        }
-        return Optional.empty();
+        return storage.firstMismatch(versionDir, manifest(versionDir).files());
     }
 
 }

@@ -27,7 +27,8 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
     /** Classes of other modules shipped through Spark's serializer, serialized with Java serialization. */
     static final List<String> JAVA_SERIALIZED = List.of(
             "org.qalora.datasets.prepare.FileTask",
-            "org.qalora.datasets.prepare.FileResult");
+            "org.qalora.datasets.prepare.FileResult",
+            "org.qalora.datasets.prepare.InputUnit");
 
     @Override
     public void registerClasses(Kryo kryo) {
@@ -36,6 +37,11 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
             kryo.register(c, new JavaSerializer());
             kryo.register(java.lang.reflect.Array.newInstance(c, 0).getClass());
         }
+        // Lists of those (the prepare job collects per-file lists of input splits): JDK immutable lists through Java
+        // serialization (they have no no-arg constructor), ArrayList through Kryo's collection serializer.
+        kryo.register(java.util.ArrayList.class);
+        kryo.register(List.of(1).getClass(), new JavaSerializer());
+        kryo.register(List.of(1, 2, 3).getClass(), new JavaSerializer());
         kryo.register(SlotAssignment.class, new SlotAssignmentSerializer());
         kryo.register(SlotAssignment[].class);
         kryo.register(SlotMetrics.class, new SlotMetricsSerializer());

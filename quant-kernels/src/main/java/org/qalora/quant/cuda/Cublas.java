@@ -154,9 +154,11 @@ public final class Cublas {
      */
     public synchronized void linearTransposed(long w, long dy, int tokens, int out, int in, long dx,
                                               boolean accumulate) {
+        // A local, not a conditional expression, in the call: invokeExact would type "c ? one : zero" as Object.
+        MemorySegment beta = accumulate ? one : zero;
         try {
             int r = (int) sgemm.invokeExact(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, one,
-                    w, in, dy, out, accumulate ? one : zero, dx, in);
+                    w, in, dy, out, beta, dx, in);
             check("cublasSgemm_v2", r);
         } catch (CudaException e) {
             throw e;

@@ -148,7 +148,7 @@ public final class CudaBench {
     }
 
     private void line(String what, double ms, double flop, double fusedMs) {
-        out.printf("  %-30s %9.3f ms %9.0f GFLOP/s  fused/this time ratio %.2f%n", what, ms, flop / (ms * 1e6),
+        out.printf("  %-30s %9.3f ms %9.0f GFLOP/s  time / fused %.2f%n", what, ms, flop / (ms * 1e6),
                 ms / fusedMs);
     }
 

@@ -13,10 +13,11 @@ import org.qalora.quant.kernels.ReferenceQuantKernels;
  * <p>Each {@link Case} checks, on one random weight with real-valued zeros: dequantize (bit-identical, fast and
  * naive kernels), matmul, matmulTransposed overwriting and accumulating, and gemv, each three ways: through
  * {@link CudaQuantKernels}' policy (GEMV for one token, fused kernel below its cuBLAS threshold, dequantize +
- * cublasSgemm from there: the 130-token cases), through the fused kernel directly, and through the naive kernel. Accuracy contract: per element
+ * cublasSgemm from there), through the fused kernel directly, and through the naive kernel. Callers run the cases
+ * with the default policy (cuBLAS from 2 tokens) and with a fused-only instance. Accuracy contract: per element
  * {@code |gpu - reference| <= 2 k u M}, {@code u = 2^-24}, {@code k} the reduction length and
  * {@code M = sum |x| * scale * (|q| + |z|)} (covers any summation order and the GEMV's factored zero point;
- * a wrong or dropped term, of size about {@code M / k}, fails it).
+ * a dropped or misplaced term, of size about {@code M / k}, fails it; codes are checked exactly by dequantize).
  */
 public final class CudaParity {
     private CudaParity() {}
@@ -253,7 +254,7 @@ public final class CudaParity {
         return mag;
     }
 
-    private static void exact(List<String> failures, String what, float[] want, float[] got) {
+    static void exact(List<String> failures, String what, float[] want, float[] got) {
         for (int e = 0; e < want.length; e++) {
             if (Float.floatToIntBits(want[e]) != Float.floatToIntBits(got[e])) {
                 failures.add(what + ": element " + e + " is " + got[e] + ", reference " + want[e] + " (must be exact)");
@@ -262,7 +263,7 @@ public final class CudaParity {
         }
     }
 
-    private static void within(List<String> failures, String what, float[] want, float[] got, float[] magnitude,
+    static void within(List<String> failures, String what, float[] want, float[] got, float[] magnitude,
                                int k) {
         for (int e = 0; e < want.length; e++) {
             double bound = 2.0 * k * U * magnitude[e] + 1e-30;

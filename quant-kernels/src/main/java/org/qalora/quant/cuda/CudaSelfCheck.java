@@ -25,8 +25,12 @@ public final class CudaSelfCheck {
         long start = System.nanoTime();
         int failed = 0;
         List<CudaParity.Case> cases = CudaParity.cases();
+        CudaQuantKernels fusedOnly = new CudaQuantKernels(Integer.MAX_VALUE);
         for (CudaParity.Case c : cases) {
-            List<String> failures = CudaParity.check(gpu, c);
+            List<String> failures = new java.util.ArrayList<>(CudaParity.check(gpu, c));
+            if (c.tokens() > 1) {
+                CudaParity.check(fusedOnly, c).forEach(f -> failures.add("fused-only policy: " + f));
+            }
             if (!failures.isEmpty()) {
                 failed++;
                 failures.forEach(f -> System.out.println("FAIL " + f));

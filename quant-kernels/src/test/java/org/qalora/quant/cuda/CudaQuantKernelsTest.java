@@ -23,12 +23,14 @@ import org.qalora.quant.kernels.ReferenceQuantKernels;
  * {@link CudaSelfCheck} runs the same checks without Maven.
  */
 class CudaQuantKernelsTest {
-    private static CudaQuantKernels gpu;
+    private static CudaQuantKernels gpu;        // default policy: GEMV, then dequantize + cublasSgemm
+    private static CudaQuantKernels fusedOnly;  // the fused kernels for every multi-token product
 
     @BeforeAll
     static void open() {
         if (CudaQuantKernels.available()) {
             gpu = new CudaQuantKernels();
+            fusedOnly = new CudaQuantKernels(Integer.MAX_VALUE);
         }
     }
 
@@ -46,6 +48,19 @@ class CudaQuantKernelsTest {
         requireGpu();
         List<String> failures = CudaParity.check(gpu, c);
         assertTrue(failures.isEmpty(), () -> String.join("\n", failures));
+    }
+
+    /** The host-array methods routed to the fused kernels (the path used where cuBLAS is missing). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("fusedCases")
+    void fusedPolicyMatchesReference(CudaParity.Case c) {
+        requireGpu();
+        List<String> failures = CudaParity.check(fusedOnly, c);
+        assertTrue(failures.isEmpty(), () -> String.join("\n", failures));
+    }
+
+    static Stream<CudaParity.Case> fusedCases() {
+        return CudaParity.cases().stream().filter(c -> c.tokens() > 1 && (c.bits() == 3 || c.bits() == 4));
     }
 
     @Test

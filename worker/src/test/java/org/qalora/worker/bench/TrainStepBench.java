@@ -91,9 +91,12 @@ public final class TrainStepBench {
     }
 
     /**
-     * Rate of {@code C[m, n] = A[m, k] B[n, k]^T} (row-major) in OpenBLAS, best of {@code reps} calls after one
-     * warm-up: per wall-clock second, and per second of this process's CPU time (which stays meaningful when
-     * other jobs share the machine).
+     * Rate of {@code C[m, n] = A[m, k] B[n, k]^T} (row-major) in OpenBLAS after one warm-up call: per wall-clock
+     * second (best of {@code reps} calls), and per second of this process's CPU time (which stays meaningful
+     * when other jobs share the machine). The CPU rate is total work over total CPU time of calls repeated for
+     * at least {@link #CPU_WINDOW_NANOS} of CPU time: the process CPU clock ticks in 10 ms steps here, so a
+     * best-of over single calls (10-30 ms each) reads one tick for a call that took 15 ms and overstated
+     * OpenBLAS by up to 1.5x (the figures before 2026-11-29 08:50).
      */
     private static Rate sgemmRate(OpenBlas blas, int m, int n, int k, int reps) {
         try (Arena arena = Arena.ofConfined()) {
@@ -106,20 +109,26 @@ public final class TrainStepBench {
             for (long i = 0; i < (long) n * k; i++) {
                 b.setAtIndex(JAVA_FLOAT, i, (float) Math.cos(i));
             }
-            double bestWall = Double.MAX_VALUE, bestCpu = Double.MAX_VALUE;
-            for (int r = 0; r <= reps; r++) {
-                long cpu0 = Rate.processCpuNanos(), t0 = System.nanoTime();
-                blas.sgemmNT(m, n, k, a, b, c);
-                long dt = System.nanoTime() - t0, dcpu = Rate.processCpuNanos() - cpu0;
-                if (r > 0) {
-                    bestWall = Math.min(bestWall, dt);
-                    bestCpu = Math.min(bestCpu, dcpu);
-                }
-            }
             double work = 2.0 * m * n * k;
-            return new Rate(work / bestWall, work / bestCpu);
+            blas.sgemmNT(m, n, k, a, b, c); // warm-up
+            double bestWall = Double.MAX_VALUE;
+            for (int r = 0; r < reps; r++) {
+                long t0 = System.nanoTime();
+                blas.sgemmNT(m, n, k, a, b, c);
+                bestWall = Math.min(bestWall, System.nanoTime() - t0);
+            }
+            long calls = 0, cpu0 = Rate.processCpuNanos(), cpu;
+            do {
+                blas.sgemmNT(m, n, k, a, b, c);
+                calls++;
+                cpu = Rate.processCpuNanos() - cpu0;
+            } while (cpu < CPU_WINDOW_NANOS);
+            return new Rate(work / bestWall, work * calls / cpu);
         }
     }
+
+    /** CPU time over which OpenBLAS's CPU rate is averaged: 50 ticks of the 10 ms process CPU clock. */
+    private static final long CPU_WINDOW_NANOS = 500_000_000L;
 
     /** GFLOP per wall-clock second and per process-CPU second. */
     record Rate(double wall, double cpu) {

@@ -96,7 +96,7 @@ public final class TrainStepBench {
      * when other jobs share the machine). The CPU rate is total work over total CPU time of calls repeated for
      * at least {@link #CPU_WINDOW_NANOS} of CPU time: the process CPU clock ticks in 10 ms steps here, so a
      * best-of over single calls (10-30 ms each) reads one tick for a call that took 15 ms and overstated
-     * OpenBLAS by up to 1.5x (the figures before 2026-11-29 08:50).
+     * OpenBLAS by up to 1.5x (the figures before 2026-11-29 08:46).
      */
     private static Rate sgemmRate(OpenBlas blas, int m, int n, int k, int reps) {
         try (Arena arena = Arena.ofConfined()) {

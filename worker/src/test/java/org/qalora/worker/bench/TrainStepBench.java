@@ -1,8 +1,14 @@
 package org.qalora.worker.bench;
 
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import org.qalora.quant.kernels.bench.OpenBlas;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.CpuBackend;
@@ -35,10 +41,13 @@ public final class TrainStepBench {
         QaloraConfig cfg = QaloraConfig.allProjections(16, 32, 32, Pooling.MEAN, 0.05);
 
         try (CpuBackend be = new CpuBackend(threads)) {
-            OpenBlasSgemm blas = OpenBlasSgemm.load(threads);
+            OpenBlas blas = OpenBlas.load().orElseThrow(() -> new IllegalStateException(
+                    "the ratio needs OpenBLAS: apt-get install -y libopenblas0-pthread"));
+            blas.setThreads(threads);
+            System.out.printf("OpenBLAS core family: %s%n", blas.corename());
             // OpenBLAS is measured before and after the step and the best rate kept: load from other jobs on a
             // shared machine then counts against us, never for us.
-            OpenBlasSgemm.Rate blasRate = blasRate(blas, n);
+            Rate blasRate = blasRate(blas, n);
             long t0 = System.nanoTime();
             LlamaModel model = TinyModels.random(be, d, 4, 32, 1);
             System.out.printf("model built in %.1f s (random weights, %s)%n", (System.nanoTime() - t0) / 1e9, be.name());
@@ -52,10 +61,10 @@ public final class TrainStepBench {
             List<Double> times = new ArrayList<>();
             double bestCpu = Double.MAX_VALUE;
             for (int s = 0; s < steps; s++) {
-                long cpu0 = OpenBlasSgemm.Rate.processCpuNanos(), a = System.nanoTime();
+                long cpu0 = Rate.processCpuNanos(), a = System.nanoTime();
                 state = trainer.run(state, List.of(List.of(mb)), 1).state();
                 times.add((System.nanoTime() - a) / 1e9);
-                bestCpu = Math.min(bestCpu, (OpenBlasSgemm.Rate.processCpuNanos() - cpu0) / 1e9);
+                bestCpu = Math.min(bestCpu, (Rate.processCpuNanos() - cpu0) / 1e9);
             }
             blasRate = blasRate.max(blasRate(blas, n));
             double best = times.stream().mapToDouble(Double::doubleValue).min().orElseThrow();
@@ -67,8 +76,8 @@ public final class TrainStepBench {
                     recompute, threads);
             System.out.printf("matmul work per step: %.1f GFLOP -> %.1f GFLOP/s wall, %.1f GFLOP per CPU-second%n",
                     flops / 1e9, achieved, achievedCpu);
-            System.out.printf("OpenBLAS sgemm same run (best of the projection shapes): %.1f GFLOP/s wall, "
-                    + "%.1f GFLOP per CPU-second%n", blasRate.wall(), blasRate.cpu());
+            System.out.printf("OpenBLAS sgemm (%s) same run (best of the projection shapes): %.1f GFLOP/s wall, "
+                    + "%.1f GFLOP per CPU-second%n", blas.corename(), blasRate.wall(), blasRate.cpu());
             System.out.printf("activation memory (planned up front): %.2f GB%n",
                     ActivationPlan.estimateFloats(d, cfg, batch, seq, true, recompute, 512) * 4 / 1e9);
             System.out.printf("ratio achieved / OpenBLAS = %.3f (wall clock), %.3f (CPU time)%n",
@@ -77,8 +86,60 @@ public final class TrainStepBench {
     }
 
     /** Best OpenBLAS rate over the two projection shapes {@code [n x 768] x [768 x 768]^T} and {@code [n x 768] x [2048 x 768]^T}. */
-    private static OpenBlasSgemm.Rate blasRate(OpenBlasSgemm blas, int n) throws Throwable {
-        return blas.gflops(n, 768, 768, 3).max(blas.gflops(n, 2048, 768, 3));
+    private static Rate blasRate(OpenBlas blas, int n) {
+        return sgemmRate(blas, n, 768, 768, 3).max(sgemmRate(blas, n, 2048, 768, 3));
+    }
+
+    /**
+     * Rate of {@code C[m, n] = A[m, k] B[n, k]^T} (row-major) in OpenBLAS after one warm-up call: per wall-clock
+     * second (best of {@code reps} calls), and per second of this process's CPU time (which stays meaningful
+     * when other jobs share the machine). The CPU rate is total work over total CPU time of calls repeated for
+     * at least {@link #CPU_WINDOW_NANOS} of CPU time: the process CPU clock ticks in 10 ms steps here, so a
+     * best-of over single calls (10-30 ms each) reads one tick for a call that took 15 ms and overstated
+     * OpenBLAS by up to 1.5x (the figures before 2026-11-29 08:46).
+     */
+    private static Rate sgemmRate(OpenBlas blas, int m, int n, int k, int reps) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment a = arena.allocate((long) m * k * 4, 64); // [m, k]
+            MemorySegment b = arena.allocate((long) n * k * 4, 64); // [n, k]
+            MemorySegment c = arena.allocate((long) m * n * 4, 64); // [m, n]
+            for (long i = 0; i < (long) m * k; i++) {
+                a.setAtIndex(JAVA_FLOAT, i, (float) Math.sin(i));
+            }
+            for (long i = 0; i < (long) n * k; i++) {
+                b.setAtIndex(JAVA_FLOAT, i, (float) Math.cos(i));
+            }
+            double work = 2.0 * m * n * k;
+            blas.sgemmNT(m, n, k, a, b, c); // warm-up
+            double bestWall = Double.MAX_VALUE;
+            for (int r = 0; r < reps; r++) {
+                long t0 = System.nanoTime();
+                blas.sgemmNT(m, n, k, a, b, c);
+                bestWall = Math.min(bestWall, System.nanoTime() - t0);
+            }
+            long calls = 0, cpu0 = Rate.processCpuNanos(), cpu;
+            do {
+                blas.sgemmNT(m, n, k, a, b, c);
+                calls++;
+                cpu = Rate.processCpuNanos() - cpu0;
+            } while (cpu < CPU_WINDOW_NANOS);
+            return new Rate(work / bestWall, work * calls / cpu);
+        }
+    }
+
+    /** CPU time over which OpenBLAS's CPU rate is averaged: 50 ticks of the 10 ms process CPU clock. */
+    private static final long CPU_WINDOW_NANOS = 500_000_000L;
+
+    /** GFLOP per wall-clock second and per process-CPU second. */
+    record Rate(double wall, double cpu) {
+        static long processCpuNanos() {
+            return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+                    .getProcessCpuTime();
+        }
+
+        Rate max(Rate o) {
+            return new Rate(Math.max(wall, o.wall), Math.max(cpu, o.cpu));
+        }
     }
 
     /**

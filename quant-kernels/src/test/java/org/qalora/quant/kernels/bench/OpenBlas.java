@@ -13,11 +13,14 @@ import java.lang.invoke.MethodHandle;
 import java.util.Optional;
 
 /**
- * OpenBLAS {@code cblas_sgemm} through FFM, for benchmarks only: it is the yardstick the kernels are measured
- * against, never a dependency of main code or unit tests. Debian ships it as {@code libopenblas0-pthread}
- * ({@code libopenblas.so.0}).
+ * OpenBLAS {@code cblas_sgemm} through FFM, for benchmarks only: it is the yardstick the kernels (and the worker's
+ * training-step benchmark, through the quant-kernels test-jar) are measured against, never a dependency of main
+ * code or unit tests. Debian ships it as {@code libopenblas0-pthread} ({@code libopenblas.so.0}).
+ *
+ * <p>Callers should print {@link #corename()} with their figures: an inherited {@code OPENBLAS_CORETYPE} forces a
+ * weaker kernel family (see {@code bin/bench-kernels}).
  */
-final class OpenBlas {
+public final class OpenBlas {
     private static final int ROW_MAJOR = 101;
     private static final int NO_TRANS = 111;
     private static final int TRANS = 112;
@@ -38,7 +41,7 @@ final class OpenBlas {
     }
 
     /** The library, or empty (with the reason on stderr) when libopenblas.so.0 cannot be loaded. */
-    static Optional<OpenBlas> load() {
+    public static Optional<OpenBlas> load() {
         try {
             return Optional.of(new OpenBlas(SymbolLookup.libraryLookup("libopenblas.so.0", Arena.global())));
         } catch (IllegalArgumentException | java.util.NoSuchElementException e) {
@@ -48,7 +51,7 @@ final class OpenBlas {
         }
     }
 
-    void setThreads(int threads) {
+    public void setThreads(int threads) {
         try {
             setNumThreads.invokeExact(threads);
         } catch (Throwable e) {
@@ -57,7 +60,7 @@ final class OpenBlas {
     }
 
     /** The kernel family OpenBLAS picked for this CPU (e.g. "Haswell", "SkylakeX", "Zen"). */
-    String corename() {
+    public String corename() {
         try {
             MemorySegment name = (MemorySegment) getCorename.invokeExact();
             return name.reinterpret(64).getString(0);
@@ -67,7 +70,7 @@ final class OpenBlas {
     }
 
     /** Row-major {@code C[m, n] = A[m, k] · B[n, k]^T} (the shape of {@code y = x W^T}). */
-    void sgemmNT(int m, int n, int k, MemorySegment a, MemorySegment b, MemorySegment c) {
+    public void sgemmNT(int m, int n, int k, MemorySegment a, MemorySegment b, MemorySegment c) {
         try {
             sgemm.invokeExact(ROW_MAJOR, NO_TRANS, TRANS, m, n, k, 1f, a, k, b, k, 0f, c, n);
         } catch (Throwable e) {

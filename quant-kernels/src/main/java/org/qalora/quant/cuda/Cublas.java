@@ -42,8 +42,7 @@ public final class Cublas {
     private static final int CUBLAS_GEMM_DEFAULT = -1;
     private static final String[] SONAMES = {"libcublas.so.13", "libcublas.so.12"};
 
-    private static volatile Cublas instance;
-    private static volatile String unavailable;
+    private static final LazyNative<Cublas> INSTANCE = new LazyNative<>(Cublas::open);
 
     private final String soname;
     private final MethodHandle sgemm;
@@ -88,25 +87,18 @@ public final class Cublas {
 
     /** True when a cuBLAS library loads and a handle is created; never throws. */
     public static boolean available() {
-        try {
-            get();
-            return true;
-        } catch (CudaException e) {
-            return false;
-        }
+        return INSTANCE.available();
     }
 
     public static String unavailableReason() {
-        return available() ? null : unavailable;
+        return INSTANCE.unavailableReason();
     }
 
-    public static synchronized Cublas get() {
-        if (instance != null) {
-            return instance;
-        }
-        if (unavailable != null) {
-            throw new CudaException(unavailable);
-        }
+    public static Cublas get() {
+        return INSTANCE.get();
+    }
+
+    private static Cublas open() {
         CudaDriver cuda = CudaDriver.get();
         StringBuilder tried = new StringBuilder();
         for (String soname : SONAMES) {
@@ -118,16 +110,13 @@ public final class Cublas {
                 continue;
             }
             try {
-                instance = new Cublas(cuda, lib, soname);
-                return instance;
+                return new Cublas(cuda, lib, soname);
             } catch (CudaException e) {
-                unavailable = soname + ": " + e.getMessage();
-                throw e;
+                throw new CudaException(soname + ": " + e.getMessage());
             }
         }
-        unavailable = "no cuBLAS library found (tried" + tried + "); install the CUDA toolkit's libcublas or put it"
-                + " on LD_LIBRARY_PATH";
-        throw new CudaException(unavailable);
+        throw new CudaException("no cuBLAS library found (tried" + tried + "); install the CUDA toolkit's libcublas"
+                + " or put it on LD_LIBRARY_PATH");
     }
 
     public String soname() { return soname; }

@@ -32,9 +32,7 @@ public final class CudaDriver {
     private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     private static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 
-    private static final Object LOCK = new Object();
-    private static volatile CudaDriver instance;
-    private static volatile String unavailable;
+    private static final LazyNative<CudaDriver> INSTANCE = new LazyNative<>(CudaDriver::open);
 
     private final SymbolLookup lib;
     private final MethodHandle cuGetErrorName;
@@ -139,53 +137,29 @@ public final class CudaDriver {
 
     /** True when libcuda.so.1 loads and device 0 initialises; never throws. */
     public static boolean available() {
-        if (instance != null) {
-            return true;
-        }
-        try {
-            get();
-            return true;
-        } catch (CudaException e) {
-            return false;
-        }
+        return INSTANCE.available();
     }
 
     /** Why {@link #available()} is false, or null when it is true. */
     public static String unavailableReason() {
-        return available() ? null : unavailable;
+        return INSTANCE.unavailableReason();
     }
 
     /** The driver on device 0, initialised on first use. Throws (with the reason) when CUDA is unavailable. */
     public static CudaDriver get() {
-        CudaDriver d = instance;
-        if (d != null) {
-            return d;
+        return INSTANCE.get();
+    }
+
+    private static CudaDriver open() {
+        SymbolLookup lib;
+        try {
+            lib = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global());
+        } catch (IllegalArgumentException e) {
+            throw new CudaException("libcuda.so.1 not found (no NVIDIA driver on this machine): " + e.getMessage());
+        } catch (IllegalCallerException e) {
+            throw new CudaException("native access is disabled: run java with --enable-native-access=ALL-UNNAMED");
         }
-        synchronized (LOCK) {
-            if (instance != null) {
-                return instance;
-            }
-            if (unavailable != null) {
-                throw new CudaException(unavailable);
-            }
-            SymbolLookup lib;
-            try {
-                lib = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global());
-            } catch (IllegalArgumentException e) {
-                unavailable = "libcuda.so.1 not found (no NVIDIA driver on this machine): " + e.getMessage();
-                throw new CudaException(unavailable);
-            } catch (IllegalCallerException e) {
-                unavailable = "native access is disabled: run java with --enable-native-access=ALL-UNNAMED";
-                throw new CudaException(unavailable);
-            }
-            try {
-                instance = new CudaDriver(lib);
-            } catch (CudaException e) {
-                unavailable = e.getMessage();
-                throw e;
-            }
-            return instance;
-        }
+        return new CudaDriver(lib);
     }
 
     public String deviceName() { return deviceName; }

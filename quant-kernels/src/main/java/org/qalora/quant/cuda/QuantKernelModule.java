@@ -16,8 +16,8 @@ public final class QuantKernelModule {
     static final String RESOURCE_DIR = "/org/qalora/quant/cuda/";
     private static final int TILE = 128;  // TM = TN in the .cu
 
-    private static volatile QuantKernelModule instance;
-    private static volatile String unavailable;
+    private static final LazyNative<QuantKernelModule> INSTANCE =
+            new LazyNative<>(() -> new QuantKernelModule(CudaDriver.get()));
 
     private final CudaDriver cuda;
     private final String ptxName;
@@ -65,38 +65,16 @@ public final class QuantKernelModule {
 
     /** True when the driver is available and the kernels load; never throws. */
     public static boolean available() {
-        try {
-            get();
-            return true;
-        } catch (CudaException e) {
-            return false;
-        }
+        return INSTANCE.available();
     }
 
     /** Why {@link #available()} is false, or null. */
     public static String unavailableReason() {
-        return available() ? null : unavailable;
+        return INSTANCE.unavailableReason();
     }
 
     public static QuantKernelModule get() {
-        QuantKernelModule m = instance;
-        if (m != null) {
-            return m;
-        }
-        synchronized (QuantKernelModule.class) {
-            if (instance == null) {
-                if (unavailable != null) {
-                    throw new CudaException(unavailable);
-                }
-                try {
-                    instance = new QuantKernelModule(CudaDriver.get());
-                } catch (CudaException e) {
-                    unavailable = e.getMessage();
-                    throw e;
-                }
-            }
-            return instance;
-        }
+        return INSTANCE.get();
     }
 
     public CudaDriver driver() { return cuda; }

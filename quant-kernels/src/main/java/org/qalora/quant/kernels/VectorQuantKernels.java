@@ -222,6 +222,9 @@ public final class VectorQuantKernels implements QuantKernels {
                 FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
                 // Two sets of accumulators, for even and odd word rows: the FMA chains are half as long, so
                 // the loop is not bound by FMA latency.
+                // The word-row body below is written out three times (even, odd, tail) on purpose: moved into a
+                // helper that takes or returns vectors, C2 sometimes does not inline it and the Vector API then
+                // boxes every vector; that made this GEMV 40x slower in one measured run (docs/PERFORMANCE.md).
                 FloatVector e0 = FloatVector.zero(F), e1 = FloatVector.zero(F);
                 FloatVector e2 = FloatVector.zero(F), e3 = FloatVector.zero(F);
                 int rowEnd = (i0 + w.groupSize) / perWord;

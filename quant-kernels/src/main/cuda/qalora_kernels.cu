@@ -13,6 +13,7 @@
 // Every kernel has a naive counterpart (the *_naive kernels, one thread per output element, no shared memory)
 // that the Java self-check compares against, besides the CPU oracle ReferenceQuantKernels.
 #include <stdint.h>
+#include <cuda_bf16.h>
 
 extern "C" {
 
@@ -61,6 +62,26 @@ __global__ void dequantize(const uint32_t* __restrict__ q, const float* __restri
     for (int r = threadIdx.y; r < 32; r += 8) {
         int oo = o0 + r;
         if (oo < O && i < I) out[(size_t)oo * I + i] = tile[threadIdx.x][r];
+    }
+}
+
+// The same tiles, rounded to bf16 (nearest even, as __float2bfloat16_rn) for the tensor-core products. Its
+// reference is dequantize followed by f32_to_bf16: the tests require bit equality.
+__global__ void dequantize_bf16(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
+                                __nv_bfloat16* __restrict__ out) {
+    __shared__ float tile[32][33];
+    int i0 = blockIdx.x * 32, o0 = blockIdx.y * 32;
+    int o = o0 + threadIdx.x;
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int i = i0 + r;
+        tile[r][threadIdx.x] = (o < O && i < I) ? weight_at(q, scales, zeros, O, bits, groupSize, o, i) : 0.f;
+    }
+    __syncthreads();
+    int i = i0 + threadIdx.x;
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int oo = o0 + r;
+        if (oo < O && i < I) out[(size_t)oo * I + i] = __float2bfloat16_rn(tile[threadIdx.x][r]);
     }
 }
 

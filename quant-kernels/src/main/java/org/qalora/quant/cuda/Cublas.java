@@ -42,11 +42,29 @@ public final class Cublas {
     private static final int CUBLAS_GEMM_DEFAULT = -1;
     private static final String[] SONAMES = {"libcublas.so.13", "libcublas.so.12"};
 
-    private static final LazyNative<Cublas> INSTANCE = new LazyNative<>(Cublas::open);
+    /** Element types of {@link #gemm} operands, with their cudaDataType values. */
+    public enum DType {
+        F32(0, 4), BF16(14, 2);
+
+        final int cuda;
+        final int bytes;
+
+        DType(int cuda, int bytes) {
+            this.cuda = cuda;
+            this.bytes = bytes;
+        }
+
+        public int bytes() { return bytes; }
+    }
+
+    private static final java.util.concurrent.ConcurrentHashMap<Integer, LazyNative<Cublas>> INSTANCES =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     private final String soname;
+    private final CudaDriver cuda;
     private final MethodHandle sgemm;
     private final MethodHandle gemmEx;
+    private final MethodHandle gemmStridedBatchedEx;
     private final MethodHandle statusName;
     private final MemorySegment handle;
     private final MemorySegment one;
@@ -54,6 +72,7 @@ public final class Cublas {
 
     private Cublas(CudaDriver cuda, SymbolLookup lib, String soname) {
         this.soname = soname;
+        this.cuda = cuda;
         Linker linker = Linker.nativeLinker();
         MethodHandle create = linker.downcallHandle(find(lib, "cublasCreate_v2"),
                 FunctionDescriptor.of(JAVA_INT, ADDRESS));
@@ -63,6 +82,10 @@ public final class Cublas {
         gemmEx = linker.downcallHandle(find(lib, "cublasGemmEx"), FunctionDescriptor.of(JAVA_INT, ADDRESS,
                 JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG,
                 JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+        gemmStridedBatchedEx = linker.downcallHandle(find(lib, "cublasGemmStridedBatchedEx"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS,
+                        JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS,
+                        JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT));
         statusName = lib.find("cublasGetStatusName")
                 .map(s -> linker.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT)))
                 .orElse(null);
@@ -85,21 +108,39 @@ public final class Cublas {
         return lib.find(name).orElseThrow(() -> new CudaException("cuBLAS has no symbol " + name));
     }
 
-    /** True when a cuBLAS library loads and a handle is created; never throws. */
+    /** True when a cuBLAS library loads and a handle is created on device 0; never throws. */
     public static boolean available() {
-        return INSTANCE.available();
+        return available(0);
+    }
+
+    /** True when a cuBLAS library loads and a handle is created on device {@code ordinal}; never throws. */
+    public static boolean available(int ordinal) {
+        return instance(ordinal).available();
     }
 
     public static String unavailableReason() {
-        return INSTANCE.unavailableReason();
+        return unavailableReason(0);
     }
 
+    public static String unavailableReason(int ordinal) {
+        return instance(ordinal).unavailableReason();
+    }
+
+    /** The handle on device 0. */
     public static Cublas get() {
-        return INSTANCE.get();
+        return get(0);
     }
 
-    private static Cublas open() {
-        CudaDriver cuda = CudaDriver.get();
+    /** The handle on device {@code ordinal} (one per device: a handle belongs to the context it was made in). */
+    public static Cublas get(int ordinal) {
+        return instance(ordinal).get();
+    }
+
+    private static LazyNative<Cublas> instance(int ordinal) {
+        return INSTANCES.computeIfAbsent(ordinal, o -> new LazyNative<>(() -> open(CudaDriver.get(o))));
+    }
+
+    private static Cublas open(CudaDriver cuda) {
         StringBuilder tried = new StringBuilder();
         for (String soname : SONAMES) {
             SymbolLookup lib;
@@ -145,6 +186,7 @@ public final class Cublas {
                                               boolean accumulate) {
         // A local, not a conditional expression, in the call: invokeExact would type "c ? one : zero" as Object.
         MemorySegment beta = accumulate ? one : zero;
+        cuda.ensureCurrent();
         try {
             int r = (int) sgemm.invokeExact(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, one,
                     w, in, dy, out, beta, dx, in);
@@ -161,6 +203,7 @@ public final class Cublas {
      * TF32, bf16 for BF16; fp32 {@code y} always).
      */
     public synchronized void linear(Precision precision, long w, long x, int tokens, int out, int in, long y) {
+        cuda.ensureCurrent();
         try {
             int r = switch (precision) {
                 case FP32 -> (int) sgemm.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, one,
@@ -173,6 +216,44 @@ public final class Cublas {
                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             };
             check(precision == Precision.FP32 ? "cublasSgemm_v2" : "cublasGemmEx(" + precision + ")", r);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /**
+     * Row-major, strided-batched {@code C_i[M, N] = alpha op(A_i) op(B_i) + beta C_i} for {@code i < batch}, with
+     * fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 on fp32 inputs). {@code op(A)} is {@code [M, K]}: with
+     * {@code transA} the array {@code a} holds it transposed ({@code [K, M]}). Leading dimensions and strides count
+     * elements. A and B must have the same type; C may be fp32 or bf16.
+     *
+     * <p>Row-major C is column-major C^T = op(B)^T op(A)^T, so the call swaps the operands and keeps each one's
+     * transposition flag; nothing is transposed in memory.
+     */
+    public synchronized void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                  long a, DType aType, int lda, long strideA, long b, DType bType, int ldb,
+                                  long strideB, float beta, long c, DType cType, int ldc, long strideC, int batch) {
+        if (aType != bType) {
+            throw new IllegalArgumentException("gemm operands must share a type, got " + aType + " and " + bType);
+        }
+        int opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+        cuda.ensureCurrent();  // the handle belongs to its device's context; this thread may have used another
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment al = arena.allocateFrom(JAVA_FLOAT, alpha), be = arena.allocateFrom(JAVA_FLOAT, beta);
+            int r;
+            if (batch == 1) {
+                r = (int) gemmEx.invokeExact(handle, opB, opA, n, m, k, al, b, bType.cuda, ldb, a, aType.cuda, lda,
+                        be, c, cType.cuda, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                check("cublasGemmEx(" + m + "x" + n + "x" + k + ", " + aType + " -> " + cType + ")", r);
+            } else {
+                r = (int) gemmStridedBatchedEx.invokeExact(handle, opB, opA, n, m, k, al, b, bType.cuda, ldb,
+                        strideB, a, aType.cuda, lda, strideA, be, c, cType.cuda, ldc, strideC, batch,
+                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                check("cublasGemmStridedBatchedEx(" + batch + " x " + m + "x" + n + "x" + k + ", " + aType + " -> "
+                        + cType + ")", r);
+            }
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {

@@ -11,6 +11,7 @@ import java.lang.invoke.MethodHandle;
 import java.nio.charset.StandardCharsets;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
@@ -19,8 +20,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * The CUDA driver API ({@code libcuda.so.1}, looked up by soname at run time) through the Foreign Function &amp;
  * Memory API: no JNI and no binding compiled against one CUDA version; the driver's stable C ABI is all it uses.
  *
- * <p>One process-wide instance on device 0's primary context ({@link #get()}). Every call first makes that
- * context current on the calling thread, so any thread may call. Failures become {@link CudaException}s naming
+ * <p>One process-wide instance per device ordinal, on that device's primary context ({@link #get(int)}; {@link #get()}
+ * is device 0). Every call first makes that context current on the calling thread, so any thread may call, and one
+ * thread may use several devices. Failures become {@link CudaException}s naming
  * the call and the CUresult ({@code cuMemAlloc_v2 failed: CUDA_ERROR_OUT_OF_MEMORY (2): out of memory}).
  *
  * <p>{@link #available()} never throws: on a machine without the library or without a device it returns false
@@ -32,7 +34,10 @@ public final class CudaDriver {
     private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     private static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 
-    private static final LazyNative<CudaDriver> INSTANCE = new LazyNative<>(CudaDriver::open);
+    private static final java.util.concurrent.ConcurrentHashMap<Integer, LazyNative<CudaDriver>> INSTANCES =
+            new java.util.concurrent.ConcurrentHashMap<>();
+    /** The context this thread last made current (contexts of several devices may alternate on one thread). */
+    private static final ThreadLocal<MemorySegment> CURRENT = new ThreadLocal<>();
 
     private final SymbolLookup lib;
     private final MethodHandle cuGetErrorName;
@@ -45,6 +50,8 @@ public final class CudaDriver {
     private final MethodHandle cuMemcpyDtoH;
     private final MethodHandle cuMemcpyDtoD;
     private final MethodHandle cuMemsetD32;
+    private final MethodHandle cuMemsetD8;
+    private final MethodHandle cuMemGetInfo;
     private final MethodHandle cuModuleLoadData;
     private final MethodHandle cuModuleGetFunction;
     private final MethodHandle cuLaunchKernel;
@@ -58,9 +65,12 @@ public final class CudaDriver {
     private final int computeMajor;
     private final int computeMinor;
     private final int multiprocessors;
-    private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
+    private final int ordinal;
+    private final java.util.concurrent.atomic.AtomicLong allocated = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong peakAllocated = new java.util.concurrent.atomic.AtomicLong();
 
-    private CudaDriver(SymbolLookup lib) {
+    private CudaDriver(SymbolLookup lib, int ordinal) {
+        this.ordinal = ordinal;
         this.lib = lib;
         cuGetErrorName = handle("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
         cuGetErrorString = handle("cuGetErrorString", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
@@ -84,6 +94,8 @@ public final class CudaDriver {
         cuMemcpyDtoH = handle("cuMemcpyDtoH_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG), heap);
         cuMemcpyDtoD = handle("cuMemcpyDtoD_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         cuMemsetD32 = handle("cuMemsetD32_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
+        cuMemsetD8 = handle("cuMemsetD8_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_BYTE, JAVA_LONG));
+        cuMemGetInfo = handle("cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuModuleLoadData = handle("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuModuleGetFunction = handle("cuModuleGetFunction",
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
@@ -99,11 +111,17 @@ public final class CudaDriver {
             check("cuInit", (int) cuInit.invokeExact(0));
             MemorySegment count = arena.allocate(JAVA_INT);
             check("cuDeviceGetCount", (int) cuDeviceGetCount.invokeExact(count));
-            if (count.get(JAVA_INT, 0) == 0) {
+            int devices = count.get(JAVA_INT, 0);
+            if (devices == 0) {
                 throw new CudaException("cuDeviceGetCount: no CUDA device visible (CUDA_VISIBLE_DEVICES?)");
             }
+            if (ordinal >= devices) {
+                throw new CudaException("no CUDA device with ordinal " + ordinal + ": this process sees " + devices
+                        + " (ordinals 0.." + (devices - 1) + "; CUDA_VISIBLE_DEVICES="
+                        + System.getenv().getOrDefault("CUDA_VISIBLE_DEVICES", "unset") + ")");
+            }
             MemorySegment dev = arena.allocate(JAVA_INT);
-            check("cuDeviceGet", (int) cuDeviceGet.invokeExact(dev, 0));
+            check("cuDeviceGet", (int) cuDeviceGet.invokeExact(dev, ordinal));
             int device = dev.get(JAVA_INT, 0);
             MemorySegment name = arena.allocate(256);
             check("cuDeviceGetName", (int) cuDeviceGetName.invokeExact(name, 256, device));
@@ -137,20 +155,42 @@ public final class CudaDriver {
 
     /** True when libcuda.so.1 loads and device 0 initialises; never throws. */
     public static boolean available() {
-        return INSTANCE.available();
+        return available(0);
+    }
+
+    /** True when libcuda.so.1 loads and device {@code ordinal} initialises; never throws. */
+    public static boolean available(int ordinal) {
+        return instance(ordinal).available();
     }
 
     /** Why {@link #available()} is false, or null when it is true. */
     public static String unavailableReason() {
-        return INSTANCE.unavailableReason();
+        return unavailableReason(0);
+    }
+
+    /** Why {@link #available(int)} is false, or null when it is true. */
+    public static String unavailableReason(int ordinal) {
+        return instance(ordinal).unavailableReason();
     }
 
     /** The driver on device 0, initialised on first use. Throws (with the reason) when CUDA is unavailable. */
     public static CudaDriver get() {
-        return INSTANCE.get();
+        return get(0);
     }
 
-    private static CudaDriver open() {
+    /** The driver on device {@code ordinal}, initialised on first use; throws (with the reason) when unusable. */
+    public static CudaDriver get(int ordinal) {
+        return instance(ordinal).get();
+    }
+
+    private static LazyNative<CudaDriver> instance(int ordinal) {
+        if (ordinal < 0) {
+            throw new IllegalArgumentException("CUDA device ordinals are 0, 1, ...; got " + ordinal);
+        }
+        return INSTANCES.computeIfAbsent(ordinal, o -> new LazyNative<>(() -> open(o)));
+    }
+
+    private static CudaDriver open(int ordinal) {
         SymbolLookup lib;
         try {
             lib = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global());
@@ -159,17 +199,40 @@ public final class CudaDriver {
         } catch (IllegalCallerException e) {
             throw new CudaException("native access is disabled: run java with --enable-native-access=ALL-UNNAMED");
         }
-        return new CudaDriver(lib);
+        return new CudaDriver(lib, ordinal);
     }
 
     public String deviceName() { return deviceName; }
     public int computeMajor() { return computeMajor; }
     public int computeMinor() { return computeMinor; }
     public int multiprocessors() { return multiprocessors; }
+    public int ordinal() { return ordinal; }
 
-    /** Makes the primary context current on this thread (once per thread). */
-    private void ensureCurrent() {
-        if (!current.get()) {
+    /** Device bytes this process holds through {@link #malloc} now. */
+    public long allocatedBytes() { return allocated.get(); }
+
+    /** The most device bytes held through {@link #malloc} at once since start or {@link #resetPeak()}. */
+    public long peakAllocatedBytes() { return peakAllocated.get(); }
+
+    public void resetPeak() { peakAllocated.set(allocated.get()); }
+
+    /** {@code cuMemGetInfo_v2}: {free, total} bytes of the device (all processes' allocations counted). */
+    public long[] memoryInfo() {
+        ensureCurrent();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment free = arena.allocate(JAVA_LONG), total = arena.allocate(JAVA_LONG);
+            check("cuMemGetInfo_v2", (int) cuMemGetInfo.invokeExact(free, total));
+            return new long[] {free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)};
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** Makes this device's primary context current on this thread (when another one, or none, is). */
+    void ensureCurrent() {
+        if (CURRENT.get() != context) {
             try {
                 check("cuCtxSetCurrent", (int) cuCtxSetCurrent.invokeExact(context));
             } catch (CudaException e) {
@@ -177,7 +240,7 @@ public final class CudaDriver {
             } catch (Throwable t) {
                 throw new AssertionError(t);
             }
-            current.set(true);
+            CURRENT.set(context);
         }
     }
 
@@ -224,6 +287,8 @@ public final class CudaDriver {
                 throw new CudaException("cuMemAlloc_v2 of " + bytes + " bytes failed: " + errorName(r) + " (" + r + ")"
                         + ": " + errorString(r), r);
             }
+            long held = allocated.addAndGet(Math.max(bytes, 4L));
+            peakAllocated.accumulateAndGet(held, Math::max);
             return p.get(JAVA_LONG, 0);
         } catch (CudaException e) {
             throw e;
@@ -232,8 +297,10 @@ public final class CudaDriver {
         }
     }
 
-    public void free(long pointer) {
+    /** Frees a pointer from {@link #malloc} of {@code bytes} bytes (kept in the allocation count). */
+    public void free(long pointer, long bytes) {
         ensureCurrent();
+        allocated.addAndGet(-Math.max(bytes, 4L));
         try {
             check("cuMemFree_v2", (int) cuMemFree.invokeExact(pointer));
         } catch (CudaException e) {
@@ -296,6 +363,18 @@ public final class CudaDriver {
         ensureCurrent();
         try {
             check("cuMemsetD32_v2", (int) cuMemsetD32.invokeExact(dst, Float.floatToRawIntBits(value), count));
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** Zeroes {@code bytes} bytes at {@code dst} (any element type; asynchronous on the default stream). */
+    public void zeroBytes(long dst, long bytes) {
+        ensureCurrent();
+        try {
+            check("cuMemsetD8_v2", (int) cuMemsetD8.invokeExact(dst, (byte) 0, bytes));
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {
@@ -369,8 +448,9 @@ public final class CudaDriver {
                     case Long l -> arena.allocateFrom(JAVA_LONG, l);
                     case Integer i -> arena.allocateFrom(JAVA_INT, i);
                     case Float f -> arena.allocateFrom(JAVA_FLOAT, f);
+                    case Double d -> arena.allocateFrom(ValueLayout.JAVA_DOUBLE, d);
                     default -> throw new IllegalArgumentException("kernel " + name + " argument " + a + " is a "
-                            + args[a].getClass().getSimpleName() + "; pass Long, Integer or Float");
+                            + args[a].getClass().getSimpleName() + "; pass Long, Integer, Float or Double");
                 };
                 pointers.setAtIndex(ADDRESS, a, value);
             }

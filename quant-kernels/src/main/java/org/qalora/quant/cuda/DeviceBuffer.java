@@ -18,7 +18,7 @@ public final class DeviceBuffer implements AutoCloseable {
         this.bytes = bytes;
         this.pointer = cuda.malloc(bytes);
         long p = pointer;
-        this.cleanable = CLEANER.register(this, () -> cuda.free(p));
+        this.cleanable = CLEANER.register(this, () -> cuda.free(p, bytes));
     }
 
     /** An uninitialised buffer of {@code bytes} bytes. */

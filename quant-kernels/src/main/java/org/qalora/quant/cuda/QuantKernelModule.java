@@ -16,13 +16,14 @@ public final class QuantKernelModule {
     static final String RESOURCE_DIR = "/org/qalora/quant/cuda/";
     private static final int TILE = 128;  // TM = TN in the .cu
 
-    private static final LazyNative<QuantKernelModule> INSTANCE =
-            new LazyNative<>(() -> new QuantKernelModule(CudaDriver.get()));
+    private static final java.util.concurrent.ConcurrentHashMap<Integer, LazyNative<QuantKernelModule>> INSTANCES =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     private final CudaDriver cuda;
     private final String ptxName;
     private final MemorySegment dequantize;
     private final MemorySegment dequantizeNaive;
+    private final MemorySegment dequantizeBf16;
     private final MemorySegment qmatmul;
     private final MemorySegment qmatmulNaive;
     private final MemorySegment qmatmulT;
@@ -32,14 +33,11 @@ public final class QuantKernelModule {
 
     private QuantKernelModule(CudaDriver cuda) {
         this.cuda = cuda;
-        ptxName = cuda.computeMajor() >= 9 ? "qalora_kernels.sm_90.ptx" : "qalora_kernels.compute_80.ptx";
-        if (cuda.computeMajor() < 8) {
-            throw new CudaException("device " + cuda.deviceName() + " has compute capability " + cuda.computeMajor()
-                    + "." + cuda.computeMinor() + "; the kernels need 8.0 or newer");
-        }
+        ptxName = ptxName(cuda, "qalora_kernels");
         MemorySegment module = cuda.loadModule(readPtx(ptxName), ptxName);
         dequantize = cuda.function(module, "dequantize");
         dequantizeNaive = cuda.function(module, "dequantize_naive");
+        dequantizeBf16 = cuda.function(module, "dequantize_bf16");
         qmatmul = cuda.function(module, "qmatmul");
         qmatmulNaive = cuda.function(module, "qmatmul_naive");
         qmatmulT = cuda.function(module, "qmatmul_t");
@@ -48,6 +46,24 @@ public final class QuantKernelModule {
             gemv[bits] = cuda.function(module, "qgemv_b" + bits);
         }
         f32ToBf16 = cuda.function(module, "f32_to_bf16");
+    }
+
+    /**
+     * The PTX resource of kernel file {@code base} for this device: {@code sm_90} on Hopper and newer,
+     * {@code compute_80} on Ampere and Ada; below compute capability 8.0 a {@link CudaException} that says so.
+     */
+    public static String ptxName(CudaDriver cuda, String base) {
+        if (cuda.computeMajor() < 8) {
+            throw new CudaException("device " + cuda.ordinal() + " (" + cuda.deviceName() + ") has compute capability "
+                    + cuda.computeMajor() + "." + cuda.computeMinor() + "; the kernels need 8.0 (Ampere) or newer");
+        }
+        return base + (cuda.computeMajor() >= 9 ? ".sm_90.ptx" : ".compute_80.ptx");
+    }
+
+    /** Loads kernel file {@code base}'s PTX from the jar onto {@code cuda}'s device; returns the CUmodule. */
+    public static MemorySegment loadModule(CudaDriver cuda, String base) {
+        String name = ptxName(cuda, base);
+        return cuda.loadModule(readPtx(name), name);
     }
 
     static byte[] readPtx(String name) {
@@ -63,18 +79,36 @@ public final class QuantKernelModule {
         }
     }
 
-    /** True when the driver is available and the kernels load; never throws. */
+    /** True when the driver is available and the kernels load on device 0; never throws. */
     public static boolean available() {
-        return INSTANCE.available();
+        return available(0);
+    }
+
+    /** True when the driver is available and the kernels load on device {@code ordinal}; never throws. */
+    public static boolean available(int ordinal) {
+        return instance(ordinal).available();
     }
 
     /** Why {@link #available()} is false, or null. */
     public static String unavailableReason() {
-        return INSTANCE.unavailableReason();
+        return unavailableReason(0);
+    }
+
+    public static String unavailableReason(int ordinal) {
+        return instance(ordinal).unavailableReason();
     }
 
     public static QuantKernelModule get() {
-        return INSTANCE.get();
+        return get(0);
+    }
+
+    public static QuantKernelModule get(int ordinal) {
+        return instance(ordinal).get();
+    }
+
+    private static LazyNative<QuantKernelModule> instance(int ordinal) {
+        return INSTANCES.computeIfAbsent(ordinal,
+                o -> new LazyNative<>(() -> new QuantKernelModule(CudaDriver.get(o))));
     }
 
     public CudaDriver driver() { return cuda; }
@@ -96,6 +130,12 @@ public final class QuantKernelModule {
             cuda.launch(dequantize, "dequantize", ceil(w.in(), 32), ceil(w.out(), 32), 1, 32, 8, 1, 0,
                     w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.bits(), w.groupSize(), out);
         }
+    }
+
+    /** out[O, I] = W rounded to bf16 (nearest even), row-major: what the tensor-core products read. */
+    public void dequantizeBf16(DeviceWeight w, long out) {
+        cuda.launch(dequantizeBf16, "dequantize_bf16", ceil(w.in(), 32), ceil(w.out(), 32), 1, 32, 8, 1, 0,
+                w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.bits(), w.groupSize(), out);
     }
 
     /** y[T, O] = x[T, I] . W^T. */

@@ -18,8 +18,14 @@ public interface Backend extends AutoCloseable {
 
     // ---- storage ----
 
-    /** A zero-filled tensor. */
+    /** A zero-filled float32 tensor (parameters, optimizer state, statistics). */
     Tensor allocate(int... shape);
+
+    /**
+     * A zero-filled activation tensor. A mixed-precision backend stores it in bf16; every operation accepts either
+     * kind wherever a tensor is taken, and {@link #download} returns floats either way.
+     */
+    default Tensor allocateActivation(int... shape) { return allocate(shape); }
 
     /** A tensor holding a copy of {@code host} (row-major, {@code host.length} must equal the shape's size). */
     Tensor upload(float[] host, int... shape);
@@ -84,13 +90,20 @@ public interface Backend extends AutoCloseable {
     void ropeBackward(Tensor dx, Tensor cos, Tensor sin, int seqLen, int heads, int headDim);
 
     /**
-     * Causal softmax attention. {@code q [B*T, heads*d]}, {@code k, v [B*T, kvHeads*d]} (rope applied),
-     * {@code probs [B, heads, T, T]} receives the softmax (kept for backward), {@code out [B*T, heads*d]}.
+     * What {@link #attention} keeps for its backward, allocated once per layer: the CPU keeps the softmax
+     * {@code [B, heads, T, T]}; the GPU keeps only each row's log-sum-exp {@code [B, heads, T]} and recomputes the
+     * probabilities in backward, so no {@code T x T} matrix outlives the call.
      */
-    void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor probs, Tensor out);
+    Tensor attentionState(AttentionShape shape);
+
+    /**
+     * Causal softmax attention. {@code q [B*T, heads*d]}, {@code k, v [B*T, kvHeads*d]} (rope applied),
+     * {@code state} from {@link #attentionState} receives what backward needs, {@code out [B*T, heads*d]}.
+     */
+    void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor state, Tensor out);
 
     /** Adds the gradients of {@link #attention} into {@code dq, dk, dv}. */
-    void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor probs, AttentionShape shape,
+    void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor state, AttentionShape shape,
                            Tensor dq, Tensor dk, Tensor dv);
 
     /** {@code out = silu(gate) * up}, all {@code [N, F]}. */
@@ -130,6 +143,18 @@ public interface Backend extends AutoCloseable {
     /** {@code sum(x^2)} in double, fixed order. */
     double sumOfSquares(Tensor x);
 
+    /**
+     * {@code sum over tensors of sum(t^2)} in double, in a fixed order: the global gradient norm. A device backend
+     * does it in one pass and one copy to the host.
+     */
+    default double sumOfSquares(java.util.List<Tensor> tensors) {
+        double s = 0;
+        for (Tensor t : tensors) {
+            s += sumOfSquares(t);
+        }
+        return s;
+    }
+
     /** True when every element is finite. */
     boolean allFinite(Tensor x);
 
@@ -140,6 +165,21 @@ public interface Backend extends AutoCloseable {
      */
     void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float gradScale, double lr, double beta1,
                double beta2, double eps, double weightDecay, long step);
+
+    /**
+     * {@link #adamw} on every parameter {@code params[i]} with {@code grads[i], m[i], v[i]}: one fused launch on a
+     * device backend.
+     */
+    default void adamw(java.util.List<Tensor> params, java.util.List<Tensor> grads, java.util.List<Tensor> m,
+                       java.util.List<Tensor> v, float gradScale, double lr, double beta1, double beta2, double eps,
+                       double weightDecay, long step) {
+        for (int i = 0; i < params.size(); i++) {
+            adamw(params.get(i), grads.get(i), m.get(i), v.get(i), gradScale, lr, beta1, beta2, eps, weightDecay, step);
+        }
+    }
+
+    /** Device bytes this backend holds now and at most so far ({0, 0} on the CPU). */
+    default long[] deviceMemory() { return new long[] {0, 0}; }
 
     @Override
     void close();

@@ -262,6 +262,12 @@ public final class CpuBackend implements Backend {
         });
     }
 
+    /** The softmax probabilities {@code [B, heads, T, T]}: backward reads them instead of recomputing. */
+    @Override
+    public Tensor attentionState(AttentionShape s) {
+        return allocate(s.batch(), s.heads(), s.seqLen(), s.seqLen());
+    }
+
     @Override
     public void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor probs, Tensor out) {
         requireSize(q.size(), shape.tokens() * shape.queryWidth(), "attention q");

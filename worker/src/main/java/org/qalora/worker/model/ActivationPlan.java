@@ -34,7 +34,7 @@ public final class ActivationPlan {
         public final Tensor q;      // [N, nH*d] after rope
         public final Tensor k;      // [N, nKV*d] after rope
         public final Tensor v;      // [N, nKV*d]
-        public final Tensor probs;  // [B, nH, T, T] attention softmax
+        public final Tensor attentionState; // what attention's backward needs (Backend#attentionState)
         public final Tensor attn;   // [N, nH*d] attention output, o_proj input
         public final Tensor mid;    // [N, H] residual after attention
         public final Tensor rstd2;  // [N]
@@ -46,19 +46,21 @@ public final class ActivationPlan {
 
         LayerBuffers(Backend be, LlamaDims d, AttentionShape s, QaloraConfig adapter, boolean train) {
             int n = s.tokens();
+            // The residual stream (mid) and the norm statistics stay float32; what feeds the matrix products may be
+            // bf16 on a mixed-precision backend (Backend#allocateActivation).
             rstd1 = be.allocate(n);
-            a1 = be.allocate(n, d.hidden());
-            q = be.allocate(n, s.queryWidth());
-            k = be.allocate(n, s.kvWidth());
-            v = be.allocate(n, s.kvWidth());
-            probs = be.allocate(s.batch(), s.heads(), s.seqLen(), s.seqLen());
-            attn = be.allocate(n, s.queryWidth());
+            a1 = be.allocateActivation(n, d.hidden());
+            q = be.allocateActivation(n, s.queryWidth());
+            k = be.allocateActivation(n, s.kvWidth());
+            v = be.allocateActivation(n, s.kvWidth());
+            attentionState = be.attentionState(s);
+            attn = be.allocateActivation(n, s.queryWidth());
             mid = be.allocate(n, d.hidden());
             rstd2 = be.allocate(n);
-            a2 = be.allocate(n, d.hidden());
-            gate = be.allocate(n, d.intermediate());
-            up = be.allocate(n, d.intermediate());
-            act = be.allocate(n, d.intermediate());
+            a2 = be.allocateActivation(n, d.hidden());
+            gate = be.allocateActivation(n, d.intermediate());
+            up = be.allocateActivation(n, d.intermediate());
+            act = be.allocateActivation(n, d.intermediate());
             if (adapter != null) {
                 for (Projection p : adapter.orderedTargets()) {
                     lora.put(p, new LoraBuffers(be, n, p.inFeatures(d) / adapter.groupSize(), adapter.rank(),
@@ -84,15 +86,15 @@ public final class ActivationPlan {
 
         GradBuffers(Backend be, LlamaDims d, AttentionShape s, QaloraConfig adapter) {
             int n = s.tokens();
-            dA1 = be.allocate(n, d.hidden());
-            dQ = be.allocate(n, s.queryWidth());
-            dK = be.allocate(n, s.kvWidth());
-            dV = be.allocate(n, s.kvWidth());
-            dAttn = be.allocate(n, s.queryWidth());
-            dA2 = be.allocate(n, d.hidden());
-            dAct = be.allocate(n, d.intermediate());
-            dGate = be.allocate(n, d.intermediate());
-            dUp = be.allocate(n, d.intermediate());
+            dA1 = be.allocateActivation(n, d.hidden());
+            dQ = be.allocateActivation(n, s.queryWidth());
+            dK = be.allocateActivation(n, s.kvWidth());
+            dV = be.allocateActivation(n, s.kvWidth());
+            dAttn = be.allocateActivation(n, s.queryWidth());
+            dA2 = be.allocateActivation(n, d.hidden());
+            dAct = be.allocateActivation(n, d.intermediate());
+            dGate = be.allocateActivation(n, d.intermediate());
+            dUp = be.allocateActivation(n, d.intermediate());
             if (adapter != null) {
                 for (Projection p : adapter.orderedTargets()) {
                     dU.put(p, be.allocate(n, adapter.rank()));
@@ -152,18 +154,18 @@ public final class ActivationPlan {
         for (int l = 0; l < layers.length; l++) {
             layers[l] = new LayerBuffers(be, d, attention, adapter, training);
         }
-        tmpH = be.allocate(n, d.hidden());
+        tmpH = be.allocateActivation(n, d.hidden());
         finalRstd = be.allocate(n);
-        finalOut = be.allocate(n, d.hidden());
+        finalOut = be.allocateActivation(n, d.hidden());
         logitRows = logitRows(batch, seqLen, training, logitChunkTokens);
-        logits = be.allocate(logitRows, d.vocab());
-        headIn = logitRows < n ? be.allocate(logitRows, d.hidden()) : null;
-        dHeadIn = logitRows < n && training ? be.allocate(logitRows, d.hidden()) : null;
+        logits = be.allocateActivation(logitRows, d.vocab());
+        headIn = logitRows < n ? be.allocateActivation(logitRows, d.hidden()) : null;
+        dHeadIn = logitRows < n && training ? be.allocateActivation(logitRows, d.hidden()) : null;
         if (training) {
             grads = new GradBuffers(be, d, attention, adapter);
             dResidual = be.allocate(n, d.hidden());
-            dFinalOut = be.allocate(n, d.hidden());
-            dLogits = be.allocate(logitRows, d.vocab());
+            dFinalOut = be.allocateActivation(n, d.hidden());
+            dLogits = be.allocateActivation(logitRows, d.vocab());
         } else {
             grads = null;
             dResidual = dFinalOut = dLogits = null;
@@ -172,7 +174,8 @@ public final class ActivationPlan {
     }
 
     /**
-     * Activation memory of a plan in float32 elements, without allocating it (multiply by 4 for bytes).
+     * Activation memory of a plan on the CPU backend in float32 elements, without allocating it (multiply by 4 for
+     * bytes). A GPU backend reports what it really holds ({@link Backend#deviceMemory()}).
      */
     public static long estimateFloats(LlamaDims d, QaloraConfig adapter, int batch, int seqLen, boolean training,
                                       boolean recompute, int logitChunkTokens) {

@@ -40,7 +40,7 @@ final class DecoderLayerPass {
         project(model, l, adapter, plan, Projection.V, a.a1, a.v, passSeed, observer); // v[N,nKV*d]
         be.rope(a.q, rope.cos, rope.sin, plan.seqLen, d.heads(), d.headDim());
         be.rope(a.k, rope.cos, rope.sin, plan.seqLen, d.kvHeads(), d.headDim());
-        be.attention(a.q, a.k, a.v, plan.attention, a.probs, a.attn);                // attn[N,nH*d]
+        be.attention(a.q, a.k, a.v, plan.attention, a.attentionState, a.attn);                // attn[N,nH*d]
         project(model, l, adapter, plan, Projection.O, a.attn, plan.tmpH, passSeed, observer);
         be.add(x, plan.tmpH, a.mid);                                                 // mid = x + o_proj(attn)
 
@@ -80,7 +80,7 @@ final class DecoderLayerPass {
         be.zero(g.dQ);
         be.zero(g.dK);
         be.zero(g.dV);
-        be.attentionBackward(g.dAttn, a.q, a.k, a.v, a.probs, plan.attention, g.dQ, g.dK, g.dV);
+        be.attentionBackward(g.dAttn, a.q, a.k, a.v, a.attentionState, plan.attention, g.dQ, g.dK, g.dV);
         be.ropeBackward(g.dK, rope.cos, rope.sin, plan.seqLen, d.kvHeads(), d.headDim());
         be.ropeBackward(g.dQ, rope.cos, rope.sin, plan.seqLen, d.heads(), d.headDim());
         be.zero(g.dA1);

@@ -60,6 +60,20 @@ public final class LocalTrainer {
             m.put(key, be.upload(start.adamM(key), (int) s[0], (int) s[1]));
             v.put(key, be.upload(start.adamV(key), (int) s[0], (int) s[1]));
         }
+        // Every parameter with its gradient and moments, in key order (A then B per slot): one fused norm and one
+        // fused AdamW per step.
+        List<Tensor> params = new ArrayList<>(), gradients = new ArrayList<>();
+        List<Tensor> moments1 = new ArrayList<>(), moments2 = new ArrayList<>();
+        for (AdapterSlot s : adapter.slots()) {
+            params.add(s.a);
+            gradients.add(s.gradA);
+            moments1.add(m.get(s.keyA()));
+            moments2.add(v.get(s.keyA()));
+            params.add(s.b);
+            gradients.add(s.gradB);
+            moments1.add(m.get(s.keyB()));
+            moments2.add(v.get(s.keyB()));
+        }
         long step = start.step();
         double lossSum = 0;
         long targetTokens = 0;
@@ -91,23 +105,15 @@ public final class LocalTrainer {
             if (!Double.isFinite(stepLoss)) {
                 throw new NonFiniteLossException(globalStep, "loss " + stepLoss);
             }
-            double sumSq = 0;
-            for (AdapterSlot s : adapter.slots()) {
-                sumSq += be.sumOfSquares(s.gradA) + be.sumOfSquares(s.gradB);
-            }
-            double norm = Math.sqrt(sumSq);
+            double norm = Math.sqrt(be.sumOfSquares(gradients));
             if (!Double.isFinite(norm)) {
                 throw new NonFiniteLossException(globalStep, "gradient norm " + norm);
             }
             // torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), clamped to 1.
             float clip = config.maxGradNorm() > 0 ? (float) Math.min(1.0, config.maxGradNorm() / (norm + 1e-6)) : 1f;
             double lr = config.learningRateAt(globalStep - 1);
-            for (AdapterSlot s : adapter.slots()) {
-                be.adamw(s.a, s.gradA, m.get(s.keyA()), v.get(s.keyA()), clip, lr, config.beta1(), config.beta2(),
-                        config.eps(), config.weightDecay(), globalStep);
-                be.adamw(s.b, s.gradB, m.get(s.keyB()), v.get(s.keyB()), clip, lr, config.beta1(), config.beta2(),
-                        config.eps(), config.weightDecay(), globalStep);
-            }
+            be.adamw(params, gradients, moments1, moments2, clip, lr, config.beta1(), config.beta2(), config.eps(),
+                    config.weightDecay(), globalStep);
             stepLosses[i] = stepLoss / stepTargets;
             lossSum += stepLoss;
             targetTokens += stepTargets;

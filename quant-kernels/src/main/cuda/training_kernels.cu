@@ -1,0 +1,347 @@
+// The layer kernels of the worker's CUDA training backend (org.qalora.worker.backend.cuda.CudaBackend): everything a
+// LLaMA forward and backward needs besides the matrix products, which go to cuBLAS.
+//
+// Element types: a tensor is fp32 or bf16 (mixed precision keeps activations in bf16). Every pointer that may be
+// either comes with an int flag (1 = bf16); ld/st convert to and from fp32, and all arithmetic is fp32 (statistics
+// and optimizer math in double). The flag is uniform across a launch, so the branch costs nothing measurable in
+// these memory-bound kernels, and one kernel serves every combination of types.
+//
+// Determinism: no atomics. Every reduction has a fixed shape (a thread's strided partial, then a fixed tree in
+// shared memory or a fixed warp-shuffle pattern), so the same inputs give the same bits on the same GPU model.
+// Each kernel mirrors one CpuBackend method; the Java contract tests compare the two.
+#include <stdint.h>
+#include <cuda_bf16.h>
+
+extern "C" {
+
+__device__ __forceinline__ float ld(const void* p, int bf, size_t i) {
+    if (bf) return __bfloat162float(((const __nv_bfloat16*)p)[i]);
+    return ((const float*)p)[i];
+}
+
+__device__ __forceinline__ void st(void* p, int bf, size_t i, float v) {
+    if (bf) ((__nv_bfloat16*)p)[i] = __float2bfloat16_rn(v);
+    else ((float*)p)[i] = v;
+}
+
+#define GRID_STRIDE(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); i += (size_t)gridDim.x * blockDim.x)
+
+// Sum of one double per thread over a block of 256 threads, in a fixed tree order. All threads get the result.
+__device__ double block_sum_256(double v, double* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = 128; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = shared[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ float block_max_256(float v, float* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = 128; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + s]);
+        __syncthreads();
+    }
+    float r = shared[0];
+    __syncthreads();
+    return r;
+}
+
+// ---- elementwise --------------------------------------------------------------------------------------------------
+
+// dst = src, converting the element type.
+__global__ void convert(const void* src, int srcBf, void* dst, int dstBf, long long n) {
+    GRID_STRIDE(i, n) st(dst, dstBf, i, ld(src, srcBf, i));
+}
+
+// out = a + b
+__global__ void add(const void* a, int aBf, const void* b, int bBf, void* out, int oBf, long long n) {
+    GRID_STRIDE(i, n) st(out, oBf, i, ld(a, aBf, i) + ld(b, bBf, i));
+}
+
+// x *= mask (fp32 mask)
+__global__ void multiply(void* x, int xBf, const float* __restrict__ mask, long long n) {
+    GRID_STRIDE(i, n) st(x, xBf, i, ld(x, xBf, i) * mask[i]);
+}
+
+// x *= s
+__global__ void scale(void* x, int xBf, float s, long long n) {
+    GRID_STRIDE(i, n) st(x, xBf, i, ld(x, xBf, i) * s);
+}
+
+// out = silu(gate) * up, as CpuBackend.swiglu: z / (1 + exp(-z)) * u
+__global__ void swiglu(const void* gate, int gBf, const void* up, int uBf, void* out, int oBf, long long n) {
+    GRID_STRIDE(i, n) {
+        float z = ld(gate, gBf, i);
+        st(out, oBf, i, z / (1.f + expf(-z)) * ld(up, uBf, i));
+    }
+}
+
+// dUp = dy silu(z); dGate = dy u sig (1 + z (1 - sig)); written, not added.
+__global__ void swiglu_backward(const void* dOut, int dBf, const void* gate, int gBf, const void* up, int uBf,
+                                void* dGate, int dgBf, void* dUp, int duBf, long long n) {
+    GRID_STRIDE(i, n) {
+        float z = ld(gate, gBf, i), dy = ld(dOut, dBf, i);
+        float sig = 1.f / (1.f + expf(-z));
+        st(dUp, duBf, i, dy * (z * sig));
+        st(dGate, dgBf, i, dy * ld(up, uBf, i) * sig * (1.f + z * (1.f - sig)));
+    }
+}
+
+// out[n, :] = table[ids[n], :] (ids checked on the host). Grid (N), block 256.
+__global__ void embedding(const int* __restrict__ ids, const float* __restrict__ table, void* out, int oBf, int H) {
+    size_t n = blockIdx.x, row = (size_t)ids[n] * H;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) st(out, oBf, n * H + i, table[row + i]);
+}
+
+// ---- RMSNorm (one block of 256 per row) --------------------------------------------------------------------------
+
+// out = w * (x * rstd), rstd = 1 / sqrt(mean(x^2) + eps) with the sum of squares in double (as the CPU).
+__global__ void __launch_bounds__(256) rmsnorm(const void* x, int xBf, const float* __restrict__ w, float eps,
+                                               void* out, int oBf, float* __restrict__ rstd, int H) {
+    __shared__ double red[256];
+    size_t off = (size_t)blockIdx.x * H;
+    double ss = 0;
+    for (int i = threadIdx.x; i < H; i += 256) {
+        double v = ld(x, xBf, off + i);
+        ss += v * v;
+    }
+    ss = block_sum_256(ss, red);
+    float rs = (float)(1.0 / sqrt(ss / H + (double)eps));
+    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
+    for (int i = threadIdx.x; i < H; i += 256) st(out, oBf, off + i, w[i] * (ld(x, xBf, off + i) * rs));
+}
+
+// dx += rstd w dy - (sum_i w_i dy_i x_i) rstd^3 / H x
+__global__ void __launch_bounds__(256) rmsnorm_backward(const void* dOut, int dBf, const void* x, int xBf,
+                                                        const float* __restrict__ w, const float* __restrict__ rstd,
+                                                        void* dx, int dxBf, int H) {
+    __shared__ double red[256];
+    size_t off = (size_t)blockIdx.x * H;
+    double dot = 0;
+    for (int i = threadIdx.x; i < H; i += 256) {
+        dot += (double)w[i] * ld(dOut, dBf, off + i) * ld(x, xBf, off + i);
+    }
+    dot = block_sum_256(dot, red);
+    float rs = rstd[blockIdx.x];
+    float coef = (float)(dot * rs * rs * rs / H);
+    for (int i = threadIdx.x; i < H; i += 256) {
+        float g = ld(dx, dxBf, off + i) + (rs * w[i] * ld(dOut, dBf, off + i) - coef * ld(x, xBf, off + i));
+        st(dx, dxBf, off + i, g);
+    }
+}
+
+// ---- RoPE ------------------------------------------------------------------------------------------------------
+
+// Rotates each (i, i + d/2) pair of every head by sign * angle(pos, i), pos = row % seqLen; in place.
+__global__ void rope(void* x, int xBf, const float* __restrict__ cosT, const float* __restrict__ sinT, int seqLen,
+                     int heads, int headDim, float sign, long long rows) {
+    int half = headDim / 2;
+    size_t total = (size_t)rows * heads * half;
+    GRID_STRIDE(idx, total) {
+        size_t n = idx / ((size_t)heads * half);
+        int rem = (int)(idx % ((size_t)heads * half)), h = rem / half, i = rem % half;
+        int pos = (int)(n % seqLen);
+        float cv = cosT[(size_t)pos * half + i], sv = sign * sinT[(size_t)pos * half + i];
+        size_t off = n * heads * headDim + (size_t)h * headDim;
+        float a = ld(x, xBf, off + i), b = ld(x, xBf, off + i + half);
+        st(x, xBf, off + i, a * cv - b * sv);
+        st(x, xBf, off + i + half, b * cv + a * sv);
+    }
+}
+
+// ---- QA-LoRA pooling and dropout ---------------------------------------------------------------------------------
+
+// out[n, k] = factor * sum_{j<g} x[n, k g + j] (fp32 out; summed in order, as the CPU)
+__global__ void group_pool(const void* x, int xBf, int groupSize, float factor, float* __restrict__ out,
+                           long long rows, int groups) {
+    GRID_STRIDE(idx, (size_t)rows * groups) {
+        size_t base = idx * groupSize;  // = n * in + k * g
+        float sum = 0.f;
+        for (int j = 0; j < groupSize; j++) sum += ld(x, xBf, base + j);
+        out[idx] = sum * factor;
+    }
+}
+
+// dx[n, i] += factor * dOut[n, i / g]
+__global__ void group_pool_backward(const float* __restrict__ dOut, int groupSize, float factor, void* dx, int dxBf,
+                                    long long total) {
+    GRID_STRIDE(i, total) st(dx, dxBf, i, ld(dx, dxBf, i) + dOut[i / groupSize] * factor);
+}
+
+// java.util.SplittableRandom(seed).nextDouble() drawn n times is counter-based: draw i (0-based) is
+// mix64(seed + (i + 1) * GOLDEN_GAMMA) >>> 11, times 2^-53. So the GPU reproduces the CPU's masks exactly.
+__device__ __forceinline__ double splitmix_double(unsigned long long seed, unsigned long long i) {
+    unsigned long long z = seed + (i + 1ull) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+// mask[i] = draw(i) < p ? 0 : keep; x *= mask
+__global__ void dropout(void* x, int xBf, float* __restrict__ mask, float p, float keep, long long seed,
+                        long long n) {
+    GRID_STRIDE(i, n) {
+        float m = splitmix_double((unsigned long long)seed, i) < (double)p ? 0.f : keep;
+        mask[i] = m;
+        st(x, xBf, i, ld(x, xBf, i) * m);
+    }
+}
+
+// ---- loss ----------------------------------------------------------------------------------------------------------
+
+// One block of 256 per row of logits [rows, V]: rowLoss[r] = logsumexp(l) - l[target] (0 for target -100), and with
+// hasGrad, dLogits = gradScale (softmax - onehot) (0 on ignored rows). Sums in double, as the CPU.
+__global__ void __launch_bounds__(256) cross_entropy(const void* logits, int lBf, const int* __restrict__ targets,
+                                                     float gradScale, void* dLogits, int dBf, int hasGrad,
+                                                     double* __restrict__ rowLoss, int V) {
+    __shared__ double red[256];
+    __shared__ float redf[256];
+    size_t off = (size_t)blockIdx.x * V;
+    int target = targets[blockIdx.x];
+    if (target == -100) {
+        if (hasGrad) for (int i = threadIdx.x; i < V; i += 256) st(dLogits, dBf, off + i, 0.f);
+        if (threadIdx.x == 0) rowLoss[blockIdx.x] = 0.0;
+        return;
+    }
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += 256) mx = fmaxf(mx, ld(logits, lBf, off + i));
+    mx = block_max_256(mx, redf);
+    double sum = 0;
+    for (int i = threadIdx.x; i < V; i += 256) sum += exp((double)ld(logits, lBf, off + i) - mx);
+    sum = block_sum_256(sum, red);
+    if (threadIdx.x == 0) rowLoss[blockIdx.x] = (double)mx + log(sum) - (double)ld(logits, lBf, off + target);
+    if (hasGrad) {
+        float norm = (float)(gradScale / sum);
+        for (int i = threadIdx.x; i < V; i += 256) {
+            float g = (float)exp((double)ld(logits, lBf, off + i) - mx) * norm;
+            if (i == target) g -= gradScale;
+            st(dLogits, dBf, off + i, g);
+        }
+    }
+}
+
+// ---- multi-tensor reductions and AdamW -------------------------------------------------------------------------
+
+// Tensors described by a device table of 3 longs each: {pointer, elements, isBf16}. Grid (blocksPerTensor, tensors),
+// block 256: partial[t * blocksPerTensor + b] = sum of squares of block b's strided share of tensor t, in double.
+__global__ void __launch_bounds__(256) sumsq_partial(const long long* __restrict__ table, double* __restrict__ partial) {
+    __shared__ double red[256];
+    int t = blockIdx.y;
+    const void* p = (const void*)table[3 * t];
+    long long n = table[3 * t + 1];
+    int bf = (int)table[3 * t + 2];
+    double acc = 0;
+    for (long long i = (long long)blockIdx.x * 256 + threadIdx.x; i < n; i += (long long)gridDim.x * 256) {
+        double v = ld(p, bf, (size_t)i);
+        acc += v * v;
+    }
+    acc = block_sum_256(acc, red);
+    if (threadIdx.x == 0) partial[(size_t)t * gridDim.x + blockIdx.x] = acc;
+}
+
+// out[0] = sum over tensors (in table order) of the sum of their partials (in block order). One thread: the
+// partial count is small (tensors x blocksPerTensor), and one thread's order is the simplest fixed order.
+__global__ void sumsq_final(const double* __restrict__ partial, int tensors, int blocksPerTensor,
+                            double* __restrict__ out) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double total = 0;
+    for (int t = 0; t < tensors; t++) {
+        double s = 0;
+        for (int b = 0; b < blocksPerTensor; b++) s += partial[(size_t)t * blocksPerTensor + b];
+        total += s;
+    }
+    out[0] = total;
+}
+
+// One PyTorch AdamW step on every fp32 tensor of a table of 5 longs each: {param, grad, m, v, elements}.
+// Grid (blocksPerTensor, tensors). The arithmetic is CpuBackend.adamw's, in double with explicit round-to-nearest
+// operations (no contraction into FMAs), so GPU and CPU give the same bits.
+__global__ void adamw(const long long* __restrict__ table, float gradScale, double beta1, double oneMinusBeta1,
+                      double beta2, double oneMinusBeta2, double stepSize, double decay, double bc2Sqrt, double eps) {
+    int t = blockIdx.y;
+    float* p = (float*)table[5 * t];
+    const float* g = (const float*)table[5 * t + 1];
+    float* m = (float*)table[5 * t + 2];
+    float* v = (float*)table[5 * t + 3];
+    long long n = table[5 * t + 4];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        double gi = __dmul_rn((double)g[i], (double)gradScale);
+        double mi = __dadd_rn(__dmul_rn(beta1, (double)m[i]), __dmul_rn(oneMinusBeta1, gi));
+        double vi = __dadd_rn(__dmul_rn(beta2, (double)v[i]), __dmul_rn(__dmul_rn(oneMinusBeta2, gi), gi));
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        double denom = __dadd_rn(__ddiv_rn(__dsqrt_rn(vi), bc2Sqrt), eps);
+        p[i] = (float)__dsub_rn(__dmul_rn((double)p[i], decay), __ddiv_rn(__dmul_rn(stepSize, mi), denom));
+    }
+}
+
+// ---- attention softmax (the products around it are cuBLAS batched GEMMs) ---------------------------------------
+
+// Rows of one chunk of score matrices S [items, T, T] (fp32, S = Q K^T unscaled): item i is query head
+// h = (kv0 + i) * rep + j of sequence b. One warp per row (t = row % T), causal: columns j <= t.
+// Forward: lse[(b H + h) T + t] = log sum_j exp(scale S_tj); P_tj = exp(scale S_tj - lse) (0 above the diagonal).
+// The backward recomputes P with the same expression from the same S and lse, so it sees the forward's P exactly.
+__device__ __forceinline__ size_t lse_index(int b, int H, int kv0, int rep, int j, int item, int T, int t) {
+    int h = (kv0 + item) * rep + j;
+    return ((size_t)b * H + h) * T + t;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Block (128): 4 rows per block. Grid ceil(items T / 4).
+__global__ void softmax_forward(const float* __restrict__ S, void* P, int pBf, float* __restrict__ lse, int T,
+                                int items, float scale, int b, int H, int kv0, int rep, int j) {
+    int lane = threadIdx.x & 31;
+    size_t row = (size_t)blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (row >= (size_t)items * T) return;
+    int t = (int)(row % T), item = (int)(row / T);
+    const float* s = S + row * T;
+    float mx = -INFINITY;
+    for (int c = lane; c <= t; c += 32) mx = fmaxf(mx, s[c] * scale);
+    mx = warp_max(mx);
+    float sum = 0.f;
+    for (int c = lane; c <= t; c += 32) sum += expf(s[c] * scale - mx);
+    sum = warp_sum(sum);
+    float l = mx + logf(sum);
+    if (lane == 0) lse[lse_index(b, H, kv0, rep, j, item, T, t)] = l;
+    for (int c = lane; c < T; c += 32) st(P, pBf, row * T + c, c <= t ? expf(s[c] * scale - l) : 0.f);
+}
+
+// Backward of one chunk: from S (recomputed), lse and dP = dO V^T, writes P (for dV = P^T dO) and
+// dS = scale * P (dP - sum_c P_c dP_c) (for dQ = dS K and dK = dS^T Q).
+__global__ void softmax_backward(const float* __restrict__ S, const float* __restrict__ dP,
+                                 const float* __restrict__ lse, void* P, int pBf, void* dS, int sBf, int T, int items,
+                                 float scale, int b, int H, int kv0, int rep, int j) {
+    int lane = threadIdx.x & 31;
+    size_t row = (size_t)blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (row >= (size_t)items * T) return;
+    int t = (int)(row % T), item = (int)(row / T);
+    const float* s = S + row * T;
+    const float* dp = dP + row * T;
+    float l = lse[lse_index(b, H, kv0, rep, j, item, T, t)];
+    float dot = 0.f;
+    for (int c = lane; c <= t; c += 32) dot += expf(s[c] * scale - l) * dp[c];
+    dot = warp_sum(dot);
+    for (int c = lane; c < T; c += 32) {
+        float p = c <= t ? expf(s[c] * scale - l) : 0.f;
+        st(P, pBf, row * T + c, p);
+        st(dS, sBf, row * T + c, c <= t ? p * (dp[c] - dot) * scale : 0.f);
+    }
+}
+
+}  // extern "C"

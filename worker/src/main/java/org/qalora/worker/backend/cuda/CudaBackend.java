@@ -1,0 +1,613 @@
+package org.qalora.worker.backend.cuda;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.List;
+import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.cuda.Cublas;
+import org.qalora.quant.cuda.Cublas.DType;
+import org.qalora.quant.cuda.CudaDriver;
+import org.qalora.quant.cuda.CudaException;
+import org.qalora.quant.cuda.DeviceBuffer;
+import org.qalora.quant.cuda.QuantKernelModule;
+import org.qalora.worker.backend.AttentionShape;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.LinearWeight;
+import org.qalora.worker.backend.Precision;
+import org.qalora.worker.backend.Tensor;
+
+/**
+ * The GPU backend: tensors live in device memory for the whole step, the matrix products run on cuBLAS (bf16 tensor
+ * cores under {@link Precision#BF16}, plain fp32 under {@link Precision#FP32}), the layer operations are the kernels
+ * of {@code training_kernels.cu}, attention is {@link CudaAttention}. Host copies happen only where the interface
+ * returns a number (loss, norms) or an array ({@link #download}).
+ *
+ * <p>Quantized weights stay in their GPTQ layout on the device and are dequantized per product into one scratch
+ * matrix (bf16 or fp32), which cuBLAS then multiplies: docs/PERFORMANCE.md has the measurement against the fused
+ * kernel. Everything runs on the default stream in issue order, so scratch buffers are reused without waits.
+ *
+ * <p>Deterministic: cuBLAS computes the same bits for the same shapes on the same GPU model and library version,
+ * and no kernel here uses atomics (fixed-order reductions only), so reruns are bit-identical.
+ */
+public final class CudaBackend implements Backend {
+    private final CudaDriver cuda;
+    private final Cublas blas;
+    private final QuantKernelModule quant;
+    private final TrainingKernels kernels;
+    private final Precision precision;
+    private final DType compute;
+    private final CudaAttention attention;
+    private final DeviceScratch weightScratch, convA, convB, ints, rowLoss, sumTable, adamTable, partial, scalar;
+    private long[] lastSumTable, lastAdamTable;
+    private boolean closed;
+
+    /**
+     * @throws IllegalStateException when the device cannot be used ({@link #unusableReason(int)} says why)
+     */
+    public CudaBackend(int ordinal, Precision precision) {
+        String why = unusableReason(ordinal);
+        if (why != null) {
+            throw new IllegalStateException("GPU " + ordinal + " cannot be used: " + why);
+        }
+        this.cuda = CudaDriver.get(ordinal);
+        this.blas = Cublas.get(ordinal);
+        this.quant = QuantKernelModule.get(ordinal);
+        this.kernels = new TrainingKernels(cuda);
+        this.precision = precision;
+        this.compute = precision == Precision.BF16 ? DType.BF16 : DType.F32;
+        this.attention = new CudaAttention(cuda, kernels, blas, compute);
+        weightScratch = new DeviceScratch(cuda);
+        convA = new DeviceScratch(cuda);
+        convB = new DeviceScratch(cuda);
+        ints = new DeviceScratch(cuda);
+        rowLoss = new DeviceScratch(cuda);
+        sumTable = new DeviceScratch(cuda);
+        adamTable = new DeviceScratch(cuda);
+        partial = new DeviceScratch(cuda);
+        scalar = new DeviceScratch(cuda);
+    }
+
+    /**
+     * Null when GPU {@code ordinal} can train, else why not: no {@code libcuda.so.1}, no such device, compute
+     * capability below 8.0, no PTX in the quant-kernels jar (built without nvcc), no cuBLAS. Never throws.
+     */
+    public static String unusableReason(int ordinal) {
+        if (!CudaDriver.available(ordinal)) {
+            return CudaDriver.unavailableReason(ordinal);
+        }
+        if (!QuantKernelModule.available(ordinal)) {
+            return QuantKernelModule.unavailableReason(ordinal);
+        }
+        if (!Cublas.available(ordinal)) {
+            return Cublas.unavailableReason(ordinal);
+        }
+        return null;
+    }
+
+    public Precision precision() { return precision; }
+
+    public CudaDriver driver() { return cuda; }
+
+    @Override
+    public String name() {
+        return "cuda:" + cuda.ordinal() + "(" + cuda.deviceName() + ", " + precision.label() + ")";
+    }
+
+    // ---- storage ----
+
+    private CudaTensor own(Tensor t) {
+        if (t instanceof CudaTensor c && c.backend() == this) {
+            return c;
+        }
+        throw new IllegalArgumentException(t + " does not belong to " + name());
+    }
+
+    /**
+     * Device memory, retried after a garbage collection when the device is full: buffers of dropped activation
+     * plans are freed by their cleaners only once the collector has found them unreachable.
+     */
+    private DeviceBuffer deviceMemory(long bytes) {
+        for (int attempt = 0; ; attempt++) {
+            try {
+                return DeviceBuffer.allocate(cuda, bytes);
+            } catch (CudaException e) {
+                if (e.status() != 2 || attempt == 2) { // CUDA_ERROR_OUT_OF_MEMORY
+                    throw e;
+                }
+                System.gc();
+                try {
+                    Thread.sleep(200);
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                    throw e;
+                }
+            }
+        }
+    }
+
+    private CudaTensor tensor(boolean bf16, int... shape) {
+        long n = 1;
+        for (int s : shape) {
+            n *= s;
+        }
+        DeviceBuffer b = deviceMemory(n * (bf16 ? 2 : 4));
+        cuda.zeroBytes(b.pointer(), b.bytes());
+        return new CudaTensor(this, b, bf16, shape);
+    }
+
+    @Override
+    public Tensor allocate(int... shape) { return tensor(false, shape); }
+
+    @Override
+    public Tensor allocateActivation(int... shape) { return tensor(precision == Precision.BF16, shape); }
+
+    @Override
+    public Tensor upload(float[] host, int... shape) {
+        CudaTensor t = tensor(false, shape);
+        write(t, host);
+        return t;
+    }
+
+    @Override
+    public void write(Tensor t, float[] host) {
+        CudaTensor c = own(t);
+        if (host.length != c.size()) {
+            throw new IllegalArgumentException("writing " + host.length + " values into " + t);
+        }
+        if (c.bf16) {
+            cuda.copyToDevice(MemorySegment.ofArray(Bf16.fromFloats(host)), c.pointer());
+        } else {
+            cuda.copyToDevice(host, 0, host.length, c.pointer());
+        }
+    }
+
+    @Override
+    public float[] download(Tensor t) {
+        CudaTensor c = own(t);
+        if (c.bf16) {
+            short[] raw = new short[c.size()];
+            cuda.copyToHost(c.pointer(), MemorySegment.ofArray(raw));
+            return Bf16.toFloats(raw);
+        }
+        float[] out = new float[c.size()];
+        cuda.copyToHost(c.pointer(), out, 0, out.length);
+        return out;
+    }
+
+    @Override
+    public void zero(Tensor t) {
+        CudaTensor c = own(t);
+        cuda.zeroBytes(c.pointer(), (long) c.size() * c.elementBytes());
+    }
+
+    private static void requireSize(long got, long want, String what) {
+        if (got != want) {
+            throw new IllegalArgumentException(what + ": size mismatch, " + got + " vs " + want);
+        }
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        CudaTensor s = own(src), d = own(dst);
+        requireSize(s.size(), d.size(), "copy");
+        kernels.convert(s.pointer(), s.flag(), d.pointer(), d.flag(), s.size());
+    }
+
+    @Override
+    public void copyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows) {
+        CudaTensor s = own(src), d = own(dst);
+        int c = s.cols();
+        requireSize(d.cols(), c, "copyRows width");
+        if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > s.rows() || dstRow + rows > d.rows()) {
+            throw new IllegalArgumentException("copyRows: rows [" + srcRow + ", +" + rows + ") of " + src + " into ["
+                    + dstRow + ", +" + rows + ") of " + dst + " are out of range");
+        }
+        kernels.convert(s.at((long) srcRow * c), s.flag(), d.at((long) dstRow * c), d.flag(), (long) rows * c);
+    }
+
+    // ---- weights ----
+
+    @Override
+    public LinearWeight denseWeight(Tensor w) {
+        CudaTensor t = own(w);
+        if (t.rank() != 2 || t.bf16) {
+            throw new IllegalArgumentException("a dense weight must be an fp32 [out, in] tensor, got " + w);
+        }
+        DeviceBuffer bf = null;
+        if (compute == DType.BF16) {
+            bf = deviceMemory(2L * t.size());
+            kernels.convert(t.pointer(), 0, bf.pointer(), 1, t.size());
+        }
+        return new CudaLinearWeight.Dense(t, bf);
+    }
+
+    @Override
+    public LinearWeight quantizedWeight(QuantizedMatrix m) {
+        DeviceBuffer q = deviceMemory(4L * m.qweight().length), s = deviceMemory(4L * m.scales().length),
+                z = deviceMemory(4L * m.zeros().length);
+        cuda.copyToDevice(m.qweight(), q.pointer());
+        cuda.copyToDevice(m.scales(), 0, m.scales().length, s.pointer());
+        cuda.copyToDevice(m.zeros(), 0, m.zeros().length, z.pointer());
+        return new CudaLinearWeight.Quantized(m, q, s, z);
+    }
+
+    /** The weight {@code [O, I]} as a GEMM operand of the compute type (dequantized into the scratch if needed). */
+    private long weightOperand(LinearWeight w) {
+        return switch (w) {
+            case CudaLinearWeight.Quantized q -> {
+                long p = weightScratch.get((long) compute.bytes() * q.out() * q.in());
+                if (compute == DType.BF16) {
+                    quant.dequantizeBf16(q, p);
+                } else {
+                    quant.dequantize(q, p, false);
+                }
+                yield p;
+            }
+            case CudaLinearWeight.Dense d -> compute == DType.BF16 ? d.bf16().pointer() : d.weight().pointer();
+            default -> throw new IllegalArgumentException(w + " does not belong to " + name());
+        };
+    }
+
+    // ---- matrix products ----
+
+    /** A tensor as an operand of the compute type: itself, or a converted copy in {@code slot}. */
+    private long operand(CudaTensor t, DeviceScratch slot) {
+        boolean wantBf = compute == DType.BF16;
+        if (t.bf16 == wantBf) {
+            return t.pointer();
+        }
+        long p = slot.get((long) t.size() * compute.bytes());
+        kernels.convert(t.pointer(), t.flag(), p, wantBf ? 1 : 0, t.size());
+        return p;
+    }
+
+    private static DType type(CudaTensor t) { return t.bf16 ? DType.BF16 : DType.F32; }
+
+    /**
+     * Row-major {@code c[M, N] (+)= op(a) op(b)}. All-fp32 products run in fp32; any bf16 tensor (mixed precision)
+     * makes both inputs bf16 (fp32 ones are converted into scratch), accumulating in fp32 into c's own type.
+     */
+    private void product(boolean transA, boolean transB, int m, int n, int k, CudaTensor a, int lda, CudaTensor b,
+                         int ldb, CudaTensor c, boolean accumulate) {
+        boolean mixed = a.bf16 || b.bf16 || c.bf16;
+        DType in = mixed ? DType.BF16 : DType.F32;
+        long pa = mixed ? toBf16(a, convA) : a.pointer(), pb = mixed ? toBf16(b, convB) : b.pointer();
+        blas.gemm(transA, transB, m, n, k, 1f, pa, in, lda, 0, pb, in, ldb, 0, accumulate ? 1f : 0f, c.pointer(),
+                type(c), c.cols(), 0, 1);
+    }
+
+    private long toBf16(CudaTensor t, DeviceScratch slot) {
+        if (t.bf16) {
+            return t.pointer();
+        }
+        long p = slot.get(2L * t.size());
+        kernels.convert(t.pointer(), 0, p, 1, t.size());
+        return p;
+    }
+
+    @Override
+    public void linear(Tensor x, LinearWeight w, Tensor y) {
+        CudaTensor xt = own(x), yt = own(y);
+        int n = xt.rows(), in = w.inFeatures(), out = w.outFeatures();
+        requireSize(xt.cols(), in, "linear input width");
+        requireSize(yt.size(), (long) n * out, "linear output");
+        long xp = operand(xt, convA);
+        blas.gemm(false, true, n, out, in, 1f, xp, compute, in, 0, weightOperand(w), compute, in, 0, 0f,
+                yt.pointer(), type(yt), out, 0, 1);                                       // y = x W^T
+    }
+
+    @Override
+    public void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx) {
+        CudaTensor dyt = own(dy), dxt = own(dx);
+        int n = dyt.rows(), in = w.inFeatures(), out = w.outFeatures();
+        requireSize(dyt.cols(), out, "linear backward gradient width");
+        requireSize(dxt.size(), (long) n * in, "linear backward input gradient");
+        long dyp = operand(dyt, convA);
+        blas.gemm(false, false, n, in, out, 1f, dyp, compute, out, 0, weightOperand(w), compute, in, 0, 1f,
+                dxt.pointer(), type(dxt), in, 0, 1);                                      // dx += dy W
+    }
+
+    @Override
+    public void matmulNT(Tensor a, Tensor b, Tensor c, boolean accumulate) {
+        CudaTensor at = own(a), bt = own(b), ct = own(c);
+        int m = at.rows(), k = at.cols(), n = bt.rows();
+        requireSize(bt.cols(), k, "matmulNT inner");
+        requireSize(ct.size(), (long) m * n, "matmulNT output");
+        product(false, true, m, n, k, at, k, bt, k, ct, accumulate);
+    }
+
+    @Override
+    public void matmulNN(Tensor a, Tensor b, Tensor c, boolean accumulate) {
+        CudaTensor at = own(a), bt = own(b), ct = own(c);
+        int m = at.rows(), k = at.cols(), n = bt.cols();
+        requireSize(bt.rows(), k, "matmulNN inner");
+        requireSize(ct.size(), (long) m * n, "matmulNN output");
+        product(false, false, m, n, k, at, k, bt, n, ct, accumulate);
+    }
+
+    @Override
+    public void matmulTN(Tensor a, Tensor b, Tensor c, boolean accumulate) {
+        CudaTensor at = own(a), bt = own(b), ct = own(c);
+        int k = at.rows(), m = at.cols(), n = bt.cols();
+        requireSize(bt.rows(), k, "matmulTN inner");
+        requireSize(ct.size(), (long) m * n, "matmulTN output");
+        product(true, false, m, n, k, at, m, bt, n, ct, accumulate);
+    }
+
+    // ---- layers ----
+
+    /** Copies host ints into the int scratch; returns its device pointer. */
+    private long uploadInts(int[] values) {
+        long p = ints.get(4L * values.length);
+        cuda.copyToDevice(values, p);
+        return p;
+    }
+
+    @Override
+    public void embedding(int[] ids, Tensor table, Tensor out) {
+        CudaTensor tab = own(table), o = own(out);
+        int h = tab.cols(), vocab = tab.rows();
+        requireSize(o.size(), (long) ids.length * h, "embedding output");
+        if (tab.bf16) {
+            throw new IllegalArgumentException("the embedding table must be fp32, got " + table);
+        }
+        for (int n = 0; n < ids.length; n++) {
+            if (ids[n] < 0 || ids[n] >= vocab) {
+                throw new IllegalArgumentException("token id " + ids[n] + " at position " + n
+                        + " is outside the vocabulary [0, " + vocab + ")");
+            }
+        }
+        kernels.embedding(uploadInts(ids), tab.pointer(), o.pointer(), o.flag(), ids.length, h);
+    }
+
+    private static CudaTensor fp32(CudaTensor t, String what) {
+        if (t.bf16) {
+            throw new IllegalArgumentException(what + " must be fp32, got " + t);
+        }
+        return t;
+    }
+
+    @Override
+    public void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out, Tensor rstd) {
+        CudaTensor xt = own(x), w = fp32(own(weight), "rmsNorm weight"), o = own(out), r = fp32(own(rstd), "rstd");
+        requireSize(w.size(), xt.cols(), "rmsNorm weight");
+        kernels.rmsNorm(xt.pointer(), xt.flag(), w.pointer(), eps, o.pointer(), o.flag(), r.pointer(), xt.rows(),
+                xt.cols());
+    }
+
+    @Override
+    public void rmsNormBackward(Tensor dOut, Tensor x, Tensor weight, Tensor rstd, Tensor dx) {
+        CudaTensor dy = own(dOut), xt = own(x), w = fp32(own(weight), "rmsNorm weight"), r = fp32(own(rstd), "rstd"),
+                g = own(dx);
+        kernels.rmsNormBackward(dy.pointer(), dy.flag(), xt.pointer(), xt.flag(), w.pointer(), r.pointer(),
+                g.pointer(), g.flag(), xt.rows(), xt.cols());
+    }
+
+    @Override
+    public void rope(Tensor x, Tensor cos, Tensor sin, int seqLen, int heads, int headDim) {
+        rotate(x, cos, sin, seqLen, heads, headDim, 1f);
+    }
+
+    @Override
+    public void ropeBackward(Tensor dx, Tensor cos, Tensor sin, int seqLen, int heads, int headDim) {
+        rotate(dx, cos, sin, seqLen, heads, headDim, -1f);
+    }
+
+    private void rotate(Tensor x, Tensor cos, Tensor sin, int seqLen, int heads, int headDim, float sign) {
+        CudaTensor xt = own(x), c = fp32(own(cos), "rope table"), s = fp32(own(sin), "rope table");
+        requireSize(xt.cols(), (long) heads * headDim, "rope width");
+        if (c.rows() < seqLen || c.cols() != headDim / 2) {
+            throw new IllegalArgumentException("rope tables " + cos + " do not cover " + seqLen + " positions of dim " + headDim);
+        }
+        kernels.rope(xt.pointer(), xt.flag(), c.pointer(), s.pointer(), seqLen, heads, headDim, sign, xt.rows());
+    }
+
+    /** The row log-sum-exp {@code [B, heads, T]}: backward recomputes the probabilities from it. */
+    @Override
+    public Tensor attentionState(AttentionShape s) {
+        return allocate(s.batch(), s.heads(), s.seqLen());
+    }
+
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor state, Tensor out) {
+        requireSize(q.size(), (long) shape.tokens() * shape.queryWidth(), "attention q");
+        requireSize(k.size(), (long) shape.tokens() * shape.kvWidth(), "attention k");
+        requireSize(state.size(), (long) shape.batch() * shape.heads() * shape.seqLen(), "attention state (lse)");
+        attention.forward(own(q), own(k), own(v), shape, fp32(own(state), "attention state"), own(out));
+    }
+
+    @Override
+    public void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor state, AttentionShape shape,
+                                  Tensor dq, Tensor dk, Tensor dv) {
+        attention.backward(own(dOut), own(q), own(k), own(v), fp32(own(state), "attention state"), shape, own(dq),
+                own(dk), own(dv));
+    }
+
+    @Override
+    public void swiglu(Tensor gate, Tensor up, Tensor out) {
+        CudaTensor g = own(gate), u = own(up), o = own(out);
+        requireSize(u.size(), g.size(), "swiglu");
+        kernels.swiglu(g.pointer(), g.flag(), u.pointer(), u.flag(), o.pointer(), o.flag(), g.size());
+    }
+
+    @Override
+    public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
+        CudaTensor dy = own(dOut), g = own(gate), u = own(up), dg = own(dGate), du = own(dUp);
+        kernels.swigluBackward(dy.pointer(), dy.flag(), g.pointer(), g.flag(), u.pointer(), u.flag(), dg.pointer(),
+                dg.flag(), du.pointer(), du.flag(), g.size());
+    }
+
+    @Override
+    public void groupPool(Tensor x, int groupSize, float factor, Tensor out) {
+        CudaTensor xt = own(x), o = fp32(own(out), "pooled adapter input");
+        int groups = xt.cols() / groupSize;
+        requireSize(o.size(), (long) xt.rows() * groups, "groupPool output");
+        kernels.groupPool(xt.pointer(), xt.flag(), groupSize, factor, o.pointer(), xt.rows(), groups);
+    }
+
+    @Override
+    public void groupPoolBackward(Tensor dOut, int groupSize, float factor, Tensor dx) {
+        CudaTensor dy = fp32(own(dOut), "pooled gradient"), g = own(dx);
+        requireSize(dy.size(), (long) g.rows() * (g.cols() / groupSize), "groupPoolBackward gradient");
+        kernels.groupPoolBackward(dy.pointer(), groupSize, factor, g.pointer(), g.flag(), g.size());
+    }
+
+    @Override
+    public void dropout(Tensor x, Tensor mask, float p, long seed) {
+        if (!(p >= 0f && p < 1f)) {
+            throw new IllegalArgumentException("dropout probability must be in [0, 1), got " + p);
+        }
+        CudaTensor xt = own(x), m = fp32(own(mask), "dropout mask");
+        requireSize(m.size(), xt.size(), "dropout mask");
+        kernels.dropout(xt.pointer(), xt.flag(), m.pointer(), p, 1f / (1f - p), seed, xt.size());
+    }
+
+    @Override
+    public void multiply(Tensor x, Tensor mask) {
+        CudaTensor xt = own(x), m = fp32(own(mask), "mask");
+        requireSize(m.size(), xt.size(), "multiply");
+        kernels.multiply(xt.pointer(), xt.flag(), m.pointer(), xt.size());
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        CudaTensor x = own(a), y = own(b), o = own(out);
+        requireSize(y.size(), x.size(), "add");
+        requireSize(o.size(), x.size(), "add output");
+        kernels.add(x.pointer(), x.flag(), y.pointer(), y.flag(), o.pointer(), o.flag(), x.size());
+    }
+
+    @Override
+    public void scale(Tensor x, float s) {
+        CudaTensor xt = own(x);
+        kernels.scale(xt.pointer(), xt.flag(), s, xt.size());
+    }
+
+    @Override
+    public double crossEntropy(Tensor logits, int[] targets, float gradScale, Tensor dLogits) {
+        CudaTensor l = own(logits), g = dLogits == null ? null : own(dLogits);
+        int vocab = l.cols(), rows = l.rows();
+        requireSize(targets.length, rows, "crossEntropy targets");
+        for (int n = 0; n < rows; n++) {
+            int t = targets[n];
+            if (t != -100 && (t < 0 || t >= vocab)) {
+                throw new IllegalArgumentException("label " + t + " at position " + n
+                        + " is outside the vocabulary [0, " + vocab + ") and is not -100");
+            }
+        }
+        long losses = rowLoss.get(8L * rows);
+        kernels.crossEntropy(l.pointer(), l.flag(), uploadInts(targets), gradScale, g == null ? 0L : g.pointer(),
+                g == null ? 0 : g.flag(), g != null, losses, rows, vocab);
+        double[] perRow = new double[rows];
+        cuda.copyToHost(losses, MemorySegment.ofArray(perRow));
+        double total = 0;
+        for (double x : perRow) {
+            total += x; // in row order, as the CPU
+        }
+        return total;
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        return sumOfSquares(List.of(x));
+    }
+
+    @Override
+    public double sumOfSquares(List<Tensor> tensors) {
+        long[] desc = new long[3 * tensors.size()];
+        long largest = 0;
+        for (int i = 0; i < tensors.size(); i++) {
+            CudaTensor t = own(tensors.get(i));
+            desc[3 * i] = t.pointer();
+            desc[3 * i + 1] = t.size();
+            desc[3 * i + 2] = t.flag();
+            largest = Math.max(largest, t.size());
+        }
+        int bpt = TrainingKernels.blocksPerTensor(largest, tensors.size(), cuda.multiprocessors());
+        long tab = table(desc, true);
+        long out = scalar.get(8);
+        kernels.sumOfSquares(tab, tensors.size(), bpt, partial.get(8L * bpt * tensors.size()), out);
+        double[] r = new double[1];
+        cuda.copyToHost(out, MemorySegment.ofArray(r));
+        return r[0];
+    }
+
+    /**
+     * The descriptor table on the device. The trainer passes the same tensors every step, so an unchanged table is
+     * not copied again (a copy from pageable host memory waits for the device).
+     */
+    private long table(long[] desc, boolean sum) {
+        DeviceScratch slot = sum ? sumTable : adamTable;
+        long p = slot.get(8L * desc.length);
+        if (!Arrays.equals(sum ? lastSumTable : lastAdamTable, desc)) {
+            cuda.copyToDevice(MemorySegment.ofArray(desc), p);
+            if (sum) {
+                lastSumTable = desc;
+            } else {
+                lastAdamTable = desc;
+            }
+        }
+        return p;
+    }
+
+    @Override
+    public boolean allFinite(Tensor x) {
+        // A non-finite element makes the double sum of squares non-finite, and finite floats cannot overflow it.
+        return Double.isFinite(sumOfSquares(x));
+    }
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float gradScale, double lr, double beta1,
+                      double beta2, double eps, double weightDecay, long step) {
+        adamw(List.of(param), List.of(grad), List.of(m), List.of(v), gradScale, lr, beta1, beta2, eps, weightDecay,
+                step);
+    }
+
+    @Override
+    public void adamw(List<Tensor> params, List<Tensor> grads, List<Tensor> m, List<Tensor> v, float gradScale,
+                      double lr, double beta1, double beta2, double eps, double weightDecay, long step) {
+        long[] desc = new long[5 * params.size()];
+        long largest = 0;
+        for (int i = 0; i < params.size(); i++) {
+            CudaTensor p = fp32(own(params.get(i)), "AdamW parameter"), g = fp32(own(grads.get(i)), "gradient"),
+                    mt = fp32(own(m.get(i)), "Adam m"), vt = fp32(own(v.get(i)), "Adam v");
+            requireSize(g.size(), p.size(), "adamw grad");
+            requireSize(mt.size(), p.size(), "adamw m");
+            requireSize(vt.size(), p.size(), "adamw v");
+            desc[5 * i] = p.pointer();
+            desc[5 * i + 1] = g.pointer();
+            desc[5 * i + 2] = mt.pointer();
+            desc[5 * i + 3] = vt.pointer();
+            desc[5 * i + 4] = p.size();
+            largest = Math.max(largest, p.size());
+        }
+        // The same host-side constants as CpuBackend.adamw, so both backends compute the same bits.
+        double bc1 = 1 - Math.pow(beta1, step), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+        double stepSize = lr / bc1, decay = 1 - lr * weightDecay;
+        int bpt = TrainingKernels.blocksPerTensor(largest, params.size(), cuda.multiprocessors());
+        kernels.adamw(table(desc, false), params.size(), bpt, gradScale, beta1, beta2, stepSize, decay, bc2Sqrt, eps);
+    }
+
+    @Override
+    public long[] deviceMemory() {
+        return new long[] {cuda.allocatedBytes(), cuda.peakAllocatedBytes()};
+    }
+
+    /** Waits for every operation enqueued so far (for timing). */
+    public void synchronize() {
+        cuda.synchronize();
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        cuda.synchronize();
+        attention.close();
+        for (DeviceScratch s : new DeviceScratch[] {weightScratch, convA, convB, ints, rowLoss, sumTable, adamTable, partial, scalar}) {
+            s.close();
+        }
+    }
+}

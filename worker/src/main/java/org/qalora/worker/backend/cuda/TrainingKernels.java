@@ -1,0 +1,148 @@
+package org.qalora.worker.backend.cuda;
+
+import java.lang.foreign.MemorySegment;
+import org.qalora.quant.cuda.CudaDriver;
+import org.qalora.quant.cuda.QuantKernelModule;
+
+/**
+ * Typed launchers for {@code training_kernels.cu} (PTX from the quant-kernels jar) on one device. Grids and blocks
+ * are chosen here, next to each kernel's layout comment in the .cu file. Pointers are device addresses; each
+ * tensor pointer that may be bf16 travels with its flag (1 = bf16).
+ */
+final class TrainingKernels {
+    private static final int BLOCK = 256;
+
+    private final CudaDriver cuda;
+    private final int maxBlocks;
+    private final MemorySegment convert, add, multiply, scale, swiglu, swigluBackward, embedding, rmsNorm,
+            rmsNormBackward, rope, groupPool, groupPoolBackward, dropout, crossEntropy, sumsqPartial, sumsqFinal,
+            adamw, softmaxForward, softmaxBackward;
+
+    TrainingKernels(CudaDriver cuda) {
+        this.cuda = cuda;
+        this.maxBlocks = cuda.multiprocessors() * 16;
+        MemorySegment m = QuantKernelModule.loadModule(cuda, "training_kernels");
+        convert = cuda.function(m, "convert");
+        add = cuda.function(m, "add");
+        multiply = cuda.function(m, "multiply");
+        scale = cuda.function(m, "scale");
+        swiglu = cuda.function(m, "swiglu");
+        swigluBackward = cuda.function(m, "swiglu_backward");
+        embedding = cuda.function(m, "embedding");
+        rmsNorm = cuda.function(m, "rmsnorm");
+        rmsNormBackward = cuda.function(m, "rmsnorm_backward");
+        rope = cuda.function(m, "rope");
+        groupPool = cuda.function(m, "group_pool");
+        groupPoolBackward = cuda.function(m, "group_pool_backward");
+        dropout = cuda.function(m, "dropout");
+        crossEntropy = cuda.function(m, "cross_entropy");
+        sumsqPartial = cuda.function(m, "sumsq_partial");
+        sumsqFinal = cuda.function(m, "sumsq_final");
+        adamw = cuda.function(m, "adamw");
+        softmaxForward = cuda.function(m, "softmax_forward");
+        softmaxBackward = cuda.function(m, "softmax_backward");
+    }
+
+    /** Blocks of a grid-stride elementwise launch over {@code n} elements. */
+    private int blocks(long n) {
+        return (int) Math.max(1, Math.min(maxBlocks, (n + BLOCK - 1) / BLOCK));
+    }
+
+    private void elementwise(MemorySegment f, String name, long n, Object... args) {
+        cuda.launch(f, name, blocks(n), 1, 1, BLOCK, 1, 1, 0, args);
+    }
+
+    void convert(long src, int srcBf, long dst, int dstBf, long n) {
+        elementwise(convert, "convert", n, src, srcBf, dst, dstBf, n);
+    }
+
+    void add(long a, int aBf, long b, int bBf, long out, int oBf, long n) {
+        elementwise(add, "add", n, a, aBf, b, bBf, out, oBf, n);
+    }
+
+    void multiply(long x, int xBf, long mask, long n) {
+        elementwise(multiply, "multiply", n, x, xBf, mask, n);
+    }
+
+    void scale(long x, int xBf, float s, long n) {
+        elementwise(scale, "scale", n, x, xBf, s, n);
+    }
+
+    void swiglu(long gate, int gBf, long up, int uBf, long out, int oBf, long n) {
+        elementwise(swiglu, "swiglu", n, gate, gBf, up, uBf, out, oBf, n);
+    }
+
+    void swigluBackward(long dOut, int dBf, long gate, int gBf, long up, int uBf, long dGate, int dgBf, long dUp,
+                        int duBf, long n) {
+        elementwise(swigluBackward, "swiglu_backward", n, dOut, dBf, gate, gBf, up, uBf, dGate, dgBf, dUp, duBf, n);
+    }
+
+    void embedding(long ids, long table, long out, int oBf, int rows, int hidden) {
+        cuda.launch(embedding, "embedding", rows, 1, 1, BLOCK, 1, 1, 0, ids, table, out, oBf, hidden);
+    }
+
+    void rmsNorm(long x, int xBf, long w, float eps, long out, int oBf, long rstd, int rows, int hidden) {
+        cuda.launch(rmsNorm, "rmsnorm", rows, 1, 1, BLOCK, 1, 1, 0, x, xBf, w, eps, out, oBf, rstd, hidden);
+    }
+
+    void rmsNormBackward(long dOut, int dBf, long x, int xBf, long w, long rstd, long dx, int dxBf, int rows,
+                         int hidden) {
+        cuda.launch(rmsNormBackward, "rmsnorm_backward", rows, 1, 1, BLOCK, 1, 1, 0, dOut, dBf, x, xBf, w, rstd, dx,
+                dxBf, hidden);
+    }
+
+    void rope(long x, int xBf, long cos, long sin, int seqLen, int heads, int headDim, float sign, long rows) {
+        elementwise(rope, "rope", rows * heads * (headDim / 2), x, xBf, cos, sin, seqLen, heads, headDim, sign, rows);
+    }
+
+    void groupPool(long x, int xBf, int groupSize, float factor, long out, long rows, int groups) {
+        elementwise(groupPool, "group_pool", rows * groups, x, xBf, groupSize, factor, out, rows, groups);
+    }
+
+    void groupPoolBackward(long dOut, int groupSize, float factor, long dx, int dxBf, long total) {
+        elementwise(groupPoolBackward, "group_pool_backward", total, dOut, groupSize, factor, dx, dxBf, total);
+    }
+
+    void dropout(long x, int xBf, long mask, float p, float keep, long seed, long n) {
+        elementwise(dropout, "dropout", n, x, xBf, mask, p, keep, seed, n);
+    }
+
+    void crossEntropy(long logits, int lBf, long targets, float gradScale, long dLogits, int dBf, boolean grad,
+                      long rowLoss, int rows, int vocab) {
+        cuda.launch(crossEntropy, "cross_entropy", rows, 1, 1, BLOCK, 1, 1, 0, logits, lBf, targets, gradScale,
+                dLogits, dBf, grad ? 1 : 0, rowLoss, vocab);
+    }
+
+    /** Blocks per tensor of the multi-tensor kernels: enough to fill the GPU for the largest tensor. */
+    static int blocksPerTensor(long largest, int tensors, int multiprocessors) {
+        long wanted = (largest + BLOCK - 1) / BLOCK;
+        long cap = Math.max(1, (long) multiprocessors * 8 / Math.max(1, tensors));
+        return (int) Math.max(1, Math.min(Math.min(wanted, cap), 64));
+    }
+
+    void sumOfSquares(long table, int tensors, int blocksPerTensor, long partial, long out) {
+        cuda.launch(sumsqPartial, "sumsq_partial", blocksPerTensor, tensors, 1, BLOCK, 1, 1, 0, table, partial);
+        cuda.launch(sumsqFinal, "sumsq_final", 1, 1, 1, 32, 1, 1, 0, partial, tensors, blocksPerTensor, out);
+    }
+
+    void adamw(long table, int tensors, int blocksPerTensor, float gradScale, double beta1, double beta2,
+               double stepSize, double decay, double bc2Sqrt, double eps) {
+        cuda.launch(adamw, "adamw", blocksPerTensor, tensors, 1, BLOCK, 1, 1, 0, table, gradScale, beta1, 1 - beta1,
+                beta2, 1 - beta2, stepSize, decay, bc2Sqrt, eps);
+    }
+
+    /** One chunk of score rows: {@code items} matrices of T x T; see softmax_forward in the .cu file. */
+    void softmaxForward(long s, long p, int pBf, long lse, int seqLen, int items, float scale, int b, int heads,
+                        int kv0, int rep, int j) {
+        long rows = (long) items * seqLen;
+        cuda.launch(softmaxForward, "softmax_forward", (int) ((rows + 3) / 4), 1, 1, 128, 1, 1, 0, s, p, pBf, lse,
+                seqLen, items, scale, b, heads, kv0, rep, j);
+    }
+
+    void softmaxBackward(long s, long dP, long lse, long p, int pBf, long dS, int sBf, int seqLen, int items,
+                         float scale, int b, int heads, int kv0, int rep, int j) {
+        long rows = (long) items * seqLen;
+        cuda.launch(softmaxBackward, "softmax_backward", (int) ((rows + 3) / 4), 1, 1, 128, 1, 1, 0, s, dP, lse, p,
+                pBf, dS, sBf, seqLen, items, scale, b, heads, kv0, rep, j);
+    }
+}

@@ -112,4 +112,22 @@ class CommandsTest {
                 badIds.toString(), "--out", out.toString()));
         assertFalse(Files.exists(out));
     }
+
+    @Test
+    void evalBatchRefusesABadDeviceOrPrecisionBeforeAnyWork() throws IOException {
+        Path out = tmp.resolve("never.safetensors");
+        String batch = batchFile(true).toString();
+        String model = Fixtures.tinyLlamaGptq().toString();
+        assertEquals(2, run(new EvalBatchCommand(), "--model", model, "--batch", batch, "--out", out.toString(),
+                "--device", "gpu:x"));
+        assertEquals(2, run(new EvalBatchCommand(), "--model", model, "--batch", batch, "--out", out.toString(),
+                "--precision", "bf16")); // on the CPU
+        assertEquals(2, run(new EvalBatchCommand(), "--model", model, "--batch", batch, "--out", out.toString(),
+                "--precision", "fp16"));
+        if (org.qalora.worker.backend.cuda.CudaBackend.unusableReason(7) != null) {
+            assertEquals(2, run(new EvalBatchCommand(), "--model", model, "--batch", batch, "--out", out.toString(),
+                    "--device", "gpu:7"));
+        }
+        assertFalse(Files.exists(out));
+    }
 }

@@ -117,6 +117,18 @@ class QuantizeCommandTest {
         assertTrue(r.err().contains("--calibration"), r.err());
         assertFalse(Files.exists(out));
 
+        r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--device", "gpu:q",
+                "--out", out.toString());
+        assertTrue(r.err().contains("device 'gpu:q' is not one of"), r.err());
+        String why = org.qalora.worker.backend.cuda.CudaBackend.unusableReason(7);
+        if (why != null) {
+            r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--method", "gptq",
+                    "--calibration", calibrationFile(dir, 2, 16, 1).toString(), "--device", "gpu:7", "--out", out.toString());
+            assertEquals(QuantizeCommand.EXIT_BAD_INPUT, r.exitCode());
+            assertTrue(r.err().contains("gpu:7") && r.err().contains(why), r.err());
+        }
+        assertFalse(Files.exists(out));
+
         Files.createDirectories(out);
         r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--out", out.toString());
         assertTrue(r.err().contains("already exists"), r.err());

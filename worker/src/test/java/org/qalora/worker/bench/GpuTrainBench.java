@@ -1,0 +1,185 @@
+package org.qalora.worker.bench;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.cuda.Cublas;
+import org.qalora.quant.cuda.Cublas.DType;
+import org.qalora.quant.cuda.CudaDriver;
+import org.qalora.quant.cuda.DeviceBuffer;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.LinearWeight;
+import org.qalora.worker.backend.Precision;
+import org.qalora.worker.backend.Tensor;
+import org.qalora.worker.backend.cuda.CudaBackend;
+import org.qalora.worker.model.LayerWeights;
+import org.qalora.worker.model.LlamaDims;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.Projection;
+import org.qalora.worker.model.TinyModels;
+import org.qalora.worker.train.AdapterState;
+import org.qalora.worker.train.LocalTrainer;
+import org.qalora.worker.train.MicroBatch;
+import org.qalora.worker.train.Schedule;
+import org.qalora.worker.train.TrainingConfig;
+
+/**
+ * Our QA-LoRA training step on the GPU, on the shapes of the PyTorch anchor (bench/gpu_qalora_bench.py): LLaMA-7B
+ * layer shapes (hidden 4096, intermediate 11008, 32 heads, vocab 32000), int4 g32 base, QA-LoRA r64 alpha 16 on all
+ * 7 projections, B 16 x T 512, AdamW with clip 0.3, bf16 mixed precision. Prints tokens/s, the fraction of the bf16
+ * GEMM ceiling measured here (8192^3, random data), peak device memory, and, given the anchor's JSON line, the
+ * ratios against PyTorch eager and torch.compile measured in the same call. Then a 32-layer 7B-shaped step with
+ * per-layer recompute.
+ *
+ * <p>Arguments: {@code [anchor.json] [layers=4] [fullLayers=32]}. Run by bin/bench-gpu.
+ */
+public final class GpuTrainBench {
+    private static final int H = 4096, FF = 11008, NH = 32, V = 32000, B = 16, T = 512, R = 64;
+
+    private GpuTrainBench() {}
+
+    public static void main(String[] args) throws Exception {
+        String anchor = args.length > 0 && !args[0].equals("-") ? Files.readString(Path.of(args[0])) : null;
+        int layers = args.length > 1 ? Integer.parseInt(args[1]) : 4;
+        int fullLayers = args.length > 2 ? Integer.parseInt(args[2]) : 32;
+        try (CudaBackend be = new CudaBackend(0, Precision.BF16)) {
+            CudaDriver cuda = be.driver();
+            System.out.println("device: " + cuda + ", backend " + be.name());
+            double ceiling = gemmCeiling(cuda);
+            System.out.printf("bf16 GEMM ceiling 8192^3 (cuBLAS from Java, random data): %.0f TFLOP/s%n", ceiling / 1e12);
+            Result r = step(be, layers, false, 6);
+            double mfu = r.flops / r.seconds / ceiling;
+            System.out.printf("ours train int4 bf16 L=%d B=%d T=%d: %,.0f tok/s  %.0f TFLOP/s  MFU(vs measured) %.2f  "
+                            + "step %.0f ms  peak %.1f GiB%n", layers, B, T, B * T / r.seconds, r.flops / r.seconds / 1e12,
+                    mfu, r.seconds * 1e3, r.peakBytes / Math.pow(2, 30));
+            if (anchor != null) {
+                for (String name : new String[] {"int4-eager", "bf16-eager", "int4-compile"}) {
+                    Double tps = anchorTokens(anchor, name);
+                    if (tps != null) {
+                        System.out.printf("ratio ours / PyTorch %s: %.2fx (%,.0f vs %,.0f tok/s)%n", name,
+                                B * T / r.seconds / tps, B * T / r.seconds, tps);
+                    }
+                }
+            }
+            if (fullLayers > 0) {
+                Result full = step(be, fullLayers, true, 2);
+                System.out.printf("ours train int4 bf16 L=%d (7B shape) recompute B=%d T=%d: %,.0f tok/s  step %.2f s  "
+                                + "MFU %.2f  peak %.1f GiB%n", fullLayers, B, T, B * T / full.seconds, full.seconds,
+                        full.flops / full.seconds / ceiling, full.peakBytes / Math.pow(2, 30));
+            }
+        }
+    }
+
+    record Result(double seconds, double flops, long peakBytes) {}
+
+    /** The anchor's tokens/s of one configuration, from its JSON line. */
+    static Double anchorTokens(String json, String name) {
+        Matcher m = Pattern.compile("\"train_" + Pattern.quote(name) + "\":\\s*\\{\"tokens_per_s\":\\s*([0-9.eE+]+)")
+                .matcher(json);
+        return m.find() ? Double.parseDouble(m.group(1)) : null;
+    }
+
+    /** Median-free, simple: best of 3 runs of 20 products after warm-up, as the anchor measures its ceiling. */
+    static double gemmCeiling(CudaDriver cuda) {
+        int n = 8192;
+        Cublas blas = Cublas.get(cuda.ordinal());
+        SplittableRandom rng = new SplittableRandom(1);
+        try (DeviceBuffer a = bf16Random(cuda, rng, (long) n * n); DeviceBuffer b = bf16Random(cuda, rng, (long) n * n);
+             DeviceBuffer c = DeviceBuffer.allocate(cuda, 2L * n * n)) {
+            Runnable twenty = () -> {
+                for (int i = 0; i < 20; i++) {
+                    blas.gemm(false, false, n, n, n, 1f, a.pointer(), DType.BF16, n, 0, b.pointer(), DType.BF16, n, 0,
+                            0f, c.pointer(), DType.BF16, n, 0, 1);
+                }
+            };
+            cuda.timeMillis(twenty);
+            double best = Double.MAX_VALUE;
+            for (int rep = 0; rep < 3; rep++) {
+                best = Math.min(best, cuda.timeMillis(twenty));
+            }
+            return 2.0 * n * n * n * 20 / (best / 1e3);
+        }
+    }
+
+    private static DeviceBuffer bf16Random(CudaDriver cuda, SplittableRandom rng, long count) {
+        short[] h = new short[(int) count];
+        for (int i = 0; i < h.length; i++) {
+            h[i] = (short) (Float.floatToRawIntBits((float) rng.nextGaussian()) >>> 16);
+        }
+        DeviceBuffer d = DeviceBuffer.allocate(cuda, 2L * count);
+        cuda.copyToDevice(java.lang.foreign.MemorySegment.ofArray(h), d.pointer());
+        return d;
+    }
+
+    /** Seconds per optimizer step (from the difference of an {@code n}-step and a 1-step run), FLOPs, peak bytes. */
+    static Result step(CudaBackend be, int layers, boolean recompute, int n) {
+        LlamaModel model = model(be, layers);
+        QaloraConfig cfg = QaloraConfig.allProjections(R, 16, 32, Pooling.MEAN, 0.0);
+        TrainingConfig tc = new TrainingConfig(2e-4, 0.9, 0.999, 1e-8, 0.0, 0.3, Schedule.CONSTANT, 0, 1000, recompute);
+        LocalTrainer trainer = new LocalTrainer(model, cfg, tc);
+        SplittableRandom rng = new SplittableRandom(2);
+        int[] ids = TinyModels.ids(rng, B * T, V), labels = TinyModels.ids(rng, B * T, V);
+        MicroBatch mb = new MicroBatch(B, T, ids, labels);
+        AdapterState state = trainer.run(AdapterState.initial(model, cfg, 3), List.of(List.of(mb)), 1).state(); // warm-up
+        be.driver().resetPeak();
+        long t0 = System.nanoTime();
+        state = trainer.run(state, List.of(List.of(mb)), 1).state();
+        long t1 = System.nanoTime();
+        List<List<MicroBatch>> many = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            many.add(List.of(mb));
+        }
+        trainer.run(state, many, 1);
+        long t2 = System.nanoTime();
+        double seconds = ((t2 - t1) - (t1 - t0)) / 1e9 / (n - 1);
+        System.out.printf("  L=%d recompute=%s: 1 step %.3f s, %d steps %.3f s (state upload/download included)%n",
+                layers, recompute, (t1 - t0) / 1e9, n, (t2 - t1) / 1e9);
+        return new Result(seconds, flops(layers), be.driver().peakAllocatedBytes());
+    }
+
+    /** The anchor's FLOP count (gpu_qalora_bench.py), so both fractions of the ceiling count the same work. */
+    static double flops(int layers) {
+        double tok = (double) B * T, lin = layers * (4.0 * H * H + 3.0 * H * FF), hd = H / NH;
+        double attn = layers * 2.0 * 2 * B * NH * (double) T * T * hd / 2;
+        double fwd = 2 * tok * lin + attn + 2 * tok * H * V;
+        return fwd + 2 * tok * lin + 2 * attn + 2 * tok * H * V;
+    }
+
+    /** A 7B-shaped model of {@code layers} layers with random int4 g32 weights (one random matrix per shape). */
+    static LlamaModel model(CudaBackend be, int layers) {
+        LlamaDims d = TinyModels.dims(V, H, FF, layers, NH, NH);
+        SplittableRandom rng = new SplittableRandom(5);
+        QuantizedMatrix square = TinyModels.randomQuantized(rng, H, H, 4, 32, 1 / Math.sqrt(H));
+        QuantizedMatrix upShape = TinyModels.randomQuantized(rng, FF, H, 4, 32, 1 / Math.sqrt(H));
+        QuantizedMatrix downShape = TinyModels.randomQuantized(rng, H, FF, 4, 32, 1 / Math.sqrt(FF));
+        List<LayerWeights> ls = new ArrayList<>();
+        Map<String, QuantizedMatrix> quantized = new TreeMap<>();
+        float[] ones = new float[H];
+        java.util.Arrays.fill(ones, 1f);
+        for (int l = 0; l < layers; l++) {
+            Map<Projection, LinearWeight> proj = new EnumMap<>(Projection.class);
+            for (Projection p : Projection.values()) {
+                QuantizedMatrix m = switch (p) {
+                    case GATE, UP -> upShape;
+                    case DOWN -> downShape;
+                    default -> square;
+                };
+                proj.put(p, be.quantizedWeight(m)); // uploaded per layer: the memory is a real 7B-shaped model's
+                quantized.put(p.prefix(l), m);
+            }
+            ls.add(new LayerWeights(be.upload(ones, H), be.upload(ones, H), proj));
+        }
+        Tensor emb = be.upload(TinyModels.gaussian(rng, V * H, 0.02), V, H);
+        LinearWeight head = be.denseWeight(be.upload(TinyModels.gaussian(rng, V * H, 1 / Math.sqrt(H)), V, H));
+        return new LlamaModel(d, be, emb, ls, be.upload(ones, H), head, quantized, null);
+    }
+}

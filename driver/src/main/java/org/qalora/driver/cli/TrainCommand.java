@@ -71,6 +71,12 @@ public final class TrainCommand implements Callable<Integer> {
     String template;
     @Option(names = "--keep-rounds", paramLabel = "N", description = "committed rounds kept; default 2")
     Integer keepRounds;
+    @Option(names = "--device", paramLabel = "D", description = "auto (the task's Spark GPU when it has one, else the CPU), cpu, gpu (the task's GPU, or GPU 0) or gpu:N; default auto")
+    String device;
+    @Option(names = "--precision", paramLabel = "P", description = "auto (bf16 on a GPU, fp32 on the CPU), fp32 (exact) or bf16 (GPU only); default auto")
+    String precision;
+    @Option(names = "--recompute", negatable = true, description = "per-layer activation recompute: keep each layer's input and recompute its activations in backward (less memory, more compute); default off")
+    Boolean recompute;
     @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
     Map<String, String> conf = new LinkedHashMap<>();
 
@@ -98,6 +104,9 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("dropout", dropout);
         flags.put("template", template);
         flags.put("keep-rounds", keepRounds);
+        flags.put("device", device);
+        flags.put("precision", precision);
+        flags.put("recompute", recompute);
         Map<String, Object> fromFile = job == null ? Map.of()
                 : TrainJobLoader.parseYaml(TrainJobLoader.readText(job), job.toString());
         TrainJob settings = TrainJobLoader.build(job == null ? "flags" : job.toString(),

@@ -9,12 +9,16 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.worker.backend.Backends;
+import org.qalora.worker.backend.Precision;
 
 /**
  * Everything a {@code train} run is configured by, from flags, a YAML job file or the embedded defaults.
  * A null {@code model} means "the bundled demo model" and a null {@code lr} "the worker's default for the
  * pooling". The {@link #configHash()} covers everything that changes the result (not where the run executes,
- * nor where it writes), and is what a rerun on the same output must match to resume.
+ * nor where it writes), and is what a rerun on the same output must match to resume. The device, precision and
+ * recompute settings are covered too: a GPU sums in another order than the CPU and bf16 rounds differently, so a
+ * run does not change them halfway (recompute is included so that a resume trains exactly as the run began).
  *
  * @param model            HF or GPTQ checkpoint directory on any Hadoop path; null: generate the demo model
  * @param data             raw records (JSONL/JSON/Parquet) or a prepared dataset directory (with manifest.json)
@@ -37,10 +41,15 @@ import org.qalora.driver.checkpoint.Storage;
  * @param template         prompt template for raw data: "auto" (Alpaca prompts for Alpaca records, FLAN inputs
  *                         verbatim) or a template file
  * @param keepRounds       committed rounds kept in the checkpoint directory
+ * @param device           requested device: auto (the Spark task's GPU when it has one, else the CPU), cpu, gpu
+ *                         (the task's GPU, or GPU 0) or gpu:N ({@link Backends#resolve}); normalised to lower case
+ * @param precision        auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16; normalised to lower case
+ * @param recompute        per-layer activation recompute in backward (less memory, more compute)
  */
 public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int microBatches, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
-                       String pooling, double dropout, String template, int keepRounds) {
+                       String pooling, double dropout, String template, int keepRounds, String device,
+                       String precision, boolean recompute) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -73,6 +82,21 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         if (output == null || output.isBlank()) {
             problems.add("output is required");
         }
+        try {
+            device = Backends.checkRequested(device);
+        } catch (IllegalArgumentException e) {
+            problems.add(e.getMessage());
+        }
+        precision = precision == null ? "auto" : precision.trim().toLowerCase(java.util.Locale.ROOT);
+        try {
+            if (!precision.equals("auto") && Precision.parse(precision, "precision") == Precision.BF16
+                    && "cpu".equals(device)) {
+                problems.add("precision bf16 needs a GPU: the CPU backend computes in fp32 only (use --precision fp32"
+                        + " or auto with --device cpu)");
+            }
+        } catch (IllegalArgumentException e) {
+            problems.add(e.getMessage());
+        }
         if (!problems.isEmpty()) {
             throw new IllegalArgumentException("bad train settings: " + String.join("; ", problems));
         }
@@ -104,7 +128,20 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("pooling", pooling);
         m.put("dropout", dropout);
         m.put("template", template);
+        m.put("device", device);
+        m.put("precision", precision);
+        m.put("recompute", recompute);
         return m;
+    }
+
+    /** The requested precision, or null for auto (the resolved device's default). */
+    public Precision backendPrecision() {
+        return precision.equals("auto") ? null : Precision.parse(precision, "precision");
+    }
+
+    /** True when a GPU was asked for explicitly ({@code gpu} or {@code gpu:N}). */
+    public boolean gpuRequested() {
+        return !device.equals("auto") && Backends.gpuOrdinal(device) >= 0;
     }
 
     /** SHA-256 of the canonical JSON of {@link #resultSettings()}. */

@@ -21,7 +21,7 @@ import org.yaml.snakeyaml.error.YAMLException;
 public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
             "slots", "micro-batches", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
-            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds");
+            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
 
     private TrainJobLoader() {}
 
@@ -51,6 +51,9 @@ public final class TrainJobLoader {
         d.put("dropout", 0.05);
         d.put("template", "auto");
         d.put("keep-rounds", 2);
+        d.put("device", "auto");
+        d.put("precision", "auto");
+        d.put("recompute", false);
         return d;
     }
 
@@ -107,7 +110,8 @@ public final class TrainJobLoader {
                 integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
-                number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source));
+                number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source),
+                str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {
@@ -147,6 +151,21 @@ public final class TrainJobLoader {
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException(source + ": '" + key + "' must be a number, got '" + v + "'");
         }
+    }
+
+    private static boolean bool(Map<String, Object> m, String key, String source) {
+        Object v = m.get(key);
+        if (v == null) {
+            return false;
+        }
+        if (v instanceof Boolean b) {
+            return b;
+        }
+        String s = String.valueOf(v).trim();
+        if (s.equalsIgnoreCase("true") || s.equalsIgnoreCase("false")) {
+            return Boolean.parseBoolean(s);
+        }
+        throw new IllegalArgumentException(source + ": '" + key + "' must be true or false, got '" + v + "'");
     }
 
     private static int integer(Map<String, Object> m, String key, String source) {

@@ -20,6 +20,8 @@ import org.qalora.driver.rounds.TrainingRounds;
 import org.qalora.driver.spark.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.worker.backend.Backends;
+import org.qalora.worker.backend.cuda.CudaBackend;
 
 /**
  * {@code qalora train}: the stages a fine-tuning needs, in order, each reusing its output when a rerun finds it:
@@ -42,6 +44,8 @@ public final class TrainPipeline {
     /** Starts Spark (the job's master unless spark-submit set one), runs, stops Spark. */
     public Outcome run(TrainJob job, SparkConf conf) {
         SparkSettings.apply(conf, job.master(), "qalora-train");
+        checkDevice(job, conf.get("spark.master"));
+        SparkSettings.applyDevice(conf, job.gpuRequested());
         SparkSession spark = SparkSession.builder().config(conf).getOrCreate();
         try {
             return run(job, spark);
@@ -51,6 +55,7 @@ public final class TrainPipeline {
     }
 
     public Outcome run(TrainJob job, SparkSession spark) {
+        checkDevice(job, spark.sparkContext().master());
         JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = jsc.hadoopConfiguration();
         Storage storage = new Storage(hadoop);
@@ -74,12 +79,15 @@ public final class TrainPipeline {
                     job.microBatchTokens());
             WorkerTrainerFactory factory = new WorkerTrainerFactory(model.quantizedModel(), dataset, plan, job.rank(),
                     job.alpha(), model.config().quantization().groupSize(), job.pooling(), job.dropout(), job.lr(),
-                    job.totalSteps(), threads, new ShippedHadoopConf(hadoop));
+                    job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(), job.backendPrecision(),
+                    job.recompute());
             progress.accept(String.format(java.util.Locale.ROOT,
                     "training: %d rounds x %d slots x %d steps (x %d micro-batches of <= %d tokens), rank %d, alpha %s, "
-                            + "%s pooling, lr %.2e%s", job.rounds(), job.slots(), job.stepsPerRound(), job.microBatches(),
-                    job.microBatchTokens(), job.rank(), job.alpha(), job.pooling(), factory.effectiveLearningRate(),
-                    job.lr() == null ? " (the worker's default for the pooling)" : ""));
+                            + "%s pooling, lr %.2e%s; device %s, precision %s%s", job.rounds(), job.slots(),
+                    job.stepsPerRound(), job.microBatches(), job.microBatchTokens(), job.rank(), job.alpha(),
+                    job.pooling(), factory.effectiveLearningRate(),
+                    job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
+                    job.recompute() ? ", activation recompute" : ""));
             CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress);
             RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
                     job.configHash(), job.keepRounds());
@@ -102,6 +110,24 @@ public final class TrainPipeline {
             return new Outcome(published, result);
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);
+        }
+    }
+
+    /**
+     * {@code --device gpu} or {@code gpu:N} with a master whose tasks run on this machine (local, local-cluster):
+     * the GPU must be usable here, checked before any work so that a run without one fails in a second with the
+     * reason rather than in the first round's tasks. ({@code gpu} is checked as GPU 0, the one a task without a Spark
+     * GPU address uses.) On a cluster the executors' GPUs are not the driver's, so nothing is checked here.
+     */
+    static void checkDevice(TrainJob job, String master) {
+        if (!job.gpuRequested() || !SparkSettings.isLocalMaster(master)) {
+            return;
+        }
+        int ordinal = Backends.gpuOrdinal(job.device());
+        String why = CudaBackend.unusableReason(ordinal);
+        if (why != null) {
+            throw new IllegalStateException("--device " + job.device() + " was asked for but GPU " + ordinal
+                    + " cannot be used on this machine: " + why);
         }
     }
 }

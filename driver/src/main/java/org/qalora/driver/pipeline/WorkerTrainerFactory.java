@@ -18,7 +18,9 @@ import org.qalora.driver.spark.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
-import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Backends;
+import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.train.AdapterState;
 import org.qalora.worker.train.LocalTrainer;
@@ -30,7 +32,8 @@ import org.qalora.worker.train.TrainingConfig;
 /**
  * The real {@link SlotTrainerFactory}: the worker's {@link LocalTrainer} on the quantized base model, fed with the
  * datasets module's {@link TrainingPlan}. Shipped to executors in the round closure; {@link #open} loads the base
- * model and the plan once per executor and device (the executor cache keeps them across rounds).
+ * model and the plan once per executor and device (the executor cache keeps them across rounds), on the backend
+ * {@link Backends} opens for the requested device and the task's GPU address.
  *
  * <p>Rounds are 1-based here (round r turns committed state r-1 into r); the plan's rounds are 0-based, so round r
  * trains the plan's round r-1.
@@ -51,15 +54,38 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     private final long totalSteps;
     private final int threads;
     private final ShippedHadoopConf hadoopConf;
+    private final String requestedDevice;
+    private final Precision precision;
+    private final boolean recompute;
 
-    /**
-     * @param model    quantized base model directory (any Hadoop path)
-     * @param dataset  prepared dataset directory
-     * @param threads  CPU threads of one task's backend ({@code spark.task.cpus})
-     */
+    /** On the device {@code auto} (the task's GPU, else the CPU), the device's default precision, no recompute. */
     public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, int rank, double alpha,
                                 int groupSize, String pooling, double dropout, Double learningRate, long totalSteps,
                                 int threads, ShippedHadoopConf hadoopConf) {
+        this(model, dataset, planSettings, rank, alpha, groupSize, pooling, dropout, learningRate, totalSteps, threads,
+                hadoopConf, "auto", null, false);
+    }
+
+    /**
+     * @param model           quantized base model directory (any Hadoop path)
+     * @param dataset         prepared dataset directory
+     * @param threads         CPU threads of one task's backend ({@code spark.task.cpus})
+     * @param requestedDevice {@code auto}, {@code cpu}, {@code gpu} or {@code gpu:N} ({@link Backends#resolve})
+     * @param precision       null for the resolved device's default (bf16 on a GPU, fp32 on the CPU)
+     * @param recompute       per-layer activation recompute in backward
+     * @throws IllegalArgumentException for a malformed device or bf16 with {@code cpu}
+     */
+    public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, int rank, double alpha,
+                                int groupSize, String pooling, double dropout, Double learningRate, long totalSteps,
+                                int threads, ShippedHadoopConf hadoopConf, String requestedDevice, Precision precision,
+                                boolean recompute) {
+        this.requestedDevice = Backends.checkRequested(requestedDevice);
+        if (precision == Precision.BF16 && this.requestedDevice.equals("cpu")) {
+            throw new IllegalArgumentException("precision bf16 needs a GPU: the CPU backend computes in fp32 only"
+                    + " (use --precision fp32 or auto with --device cpu)");
+        }
+        this.precision = precision;
+        this.recompute = recompute;
         this.model = model;
         this.dataset = dataset;
         this.planSettings = planSettings;
@@ -89,33 +115,57 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
 
     TrainingConfig trainingConfig() {
         QaloraConfig a = adapterConfig();
-        TrainingConfig c = TrainingConfig.defaults(a.pooling(), totalSteps);
+        TrainingConfig c = TrainingConfig.defaults(a.pooling(), totalSteps).withRecompute(recompute);
         return learningRate == null ? c : c.withLearningRate(learningRate);
     }
 
     /** The learning rate the run uses (the worker's default for the pooling unless --lr was given). */
     public double effectiveLearningRate() { return trainingConfig().learningRate(); }
 
+    /** Equal identities share a cached trainer: the requested device, precision and recompute are part of it. */
     @Override
     public String identity() {
         return "worker:" + model + "|" + dataset + "|" + planHash + "|" + adapterConfig() + "|" + trainingConfig()
-                + "|threads=" + threads;
+                + "|threads=" + threads + "|device=" + requestedDevice + "|precision="
+                + (precision == null ? "auto" : precision.label()) + "|recompute=" + recompute;
     }
 
     @Override
     public String planHash() { return planHash; }
 
+    /**
+     * @param device the task's address: "cpu" when Spark gave it no GPU, else "gpu:N"; the requested device decides
+     *               with it which backend opens ({@link Backends#resolve})
+     * @throws IllegalStateException when the resolved device is a GPU that cannot be used here (the reason says why)
+     */
     @Override
     public SlotTrainer open(String device) {
-        // The CPU backend runs on every device for now; a GPU backend would take the address ("gpu:N") here.
-        LlamaModel base = LlamaModel.load(model, new CpuBackend(threads));
-        return new Trainer(base, adapterConfig(), trainingConfig(), plan(), dataset, hadoopConf);
+        String resolved = Backends.resolve(requestedDevice, "cpu".equals(device) ? null : device);
+        Backend backend = Backends.open(resolved, precision, threads);
+        try {
+            LlamaModel base = LlamaModel.load(model, backend);
+            return new Trainer(base, adapterConfig(), trainingConfig(), plan(), dataset, hadoopConf);
+        } catch (RuntimeException | Error e) {
+            backend.close();
+            throw e;
+        }
     }
 
+    /**
+     * The initial adapter weights depend on the seed and the model's shapes only, so they are made on the CPU in
+     * fp32 whatever the device. When tasks without a GPU address also train on the CPU in fp32 (local mode on the
+     * CPU) the model loaded here is the one they use (the executor cache, under the address "cpu"); otherwise it is
+     * loaded for this only and let go, so that the cache's "cpu" entry stays what {@link #open} makes of it.
+     */
     @Override
     public AdapterTensors initialState(long seed) {
-        Trainer t = (Trainer) org.qalora.driver.rounds.ExecutorCache.trainer(this, "cpu");
-        return toTensors(AdapterState.initial(t.base, t.adapter, seed));
+        if (Backends.resolve(requestedDevice, null).equals("cpu") && precision != Precision.BF16) {
+            Trainer t = (Trainer) org.qalora.driver.rounds.ExecutorCache.trainer(this, "cpu");
+            return toTensors(AdapterState.initial(t.base, t.adapter, seed));
+        }
+        try (Backend cpu = Backends.open("cpu", Precision.FP32, threads)) {
+            return toTensors(AdapterState.initial(LlamaModel.load(model, cpu), adapterConfig(), seed));
+        }
     }
 
     /** The opened trainer: base model, plan and shard reader of one executor and device. */

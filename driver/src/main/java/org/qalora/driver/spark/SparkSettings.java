@@ -26,4 +26,24 @@ public final class SparkSettings {
         conf.setIfMissing("spark.ui.showConsoleProgress", "false");
         return conf;
     }
+
+    /**
+     * {@code --device gpu} or {@code gpu:N} on a cluster: when the user gave executors GPUs
+     * ({@code spark.executor.resource.gpu.amount}) but did not say how many a task takes, each task (slot) takes
+     * one ({@code spark.task.resource.gpu.amount=1}), so a slot runs on its own GPU and its address reaches the
+     * backend. Nothing else is guessed: without executor GPUs, or in local mode, the settings stay as they are.
+     */
+    public static SparkConf applyDevice(SparkConf conf, boolean gpuRequested) {
+        if (gpuRequested && !isLocalMaster(conf.get("spark.master", ""))
+                && conf.contains("spark.executor.resource.gpu.amount")) {
+            conf.setIfMissing("spark.task.resource.gpu.amount", "1");
+        }
+        return conf;
+    }
+
+    /** True for masters whose executors run on this machine: {@code local}, {@code local[..]}, {@code local-cluster[..]}. */
+    public static boolean isLocalMaster(String master) {
+        String m = master == null ? "" : master.trim();
+        return m.equals("local") || m.startsWith("local[") || m.startsWith("local-cluster[");
+    }
 }

@@ -53,4 +53,36 @@ class TrainJobLoaderTest {
         var e4 = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.parseYaml("- a\n- b", "list.yaml"));
         assertTrue(e4.getMessage().contains("must be a YAML mapping"), e4.getMessage());
     }
+
+    @Test
+    void deviceAndPrecisionAndRecomputeAreResultSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob a = TrainJobLoader.build("t", d);
+        assertEquals("auto", a.device());
+        assertEquals("auto", a.precision());
+        assertEquals(null, a.backendPrecision());
+        assertTrue(!a.recompute() && !a.gpuRequested());
+        TrainJob gpu = TrainJobLoader.build("t", d, Map.of("device", "GPU:1"));
+        assertEquals("gpu:1", gpu.device());
+        assertTrue(gpu.gpuRequested());
+        assertNotEquals(a.configHash(), gpu.configHash());
+        assertNotEquals(a.configHash(), TrainJobLoader.build("t", d, Map.of("device", "cpu")).configHash());
+        TrainJob bf16 = TrainJobLoader.build("t", d, Map.of("precision", "bf16"));
+        assertEquals(org.qalora.worker.backend.Precision.BF16, bf16.backendPrecision());
+        assertNotEquals(a.configHash(), bf16.configHash());
+        assertNotEquals(bf16.configHash(), TrainJobLoader.build("t", d, Map.of("precision", "fp32")).configHash());
+        TrainJob yaml = TrainJobLoader.build("job.yaml", d, TrainJobLoader.parseYaml("recompute: true\n", "job.yaml"));
+        assertTrue(yaml.recompute());
+        assertNotEquals(a.configHash(), yaml.configHash());
+        assertEquals(true, yaml.resultSettings().get("recompute"));
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("recompute", "sometimes")));
+        assertTrue(e.getMessage().contains("job.yaml: 'recompute' must be true or false, got 'sometimes'"), e.getMessage());
+        var bad = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("t", d, Map.of("device", "gpu:x")));
+        assertTrue(bad.getMessage().contains("device 'gpu:x' is not one of"), bad.getMessage());
+        var cpu = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("t", d, Map.of("device", "cpu", "precision", "BF16")));
+        assertTrue(cpu.getMessage().contains("precision bf16 needs a GPU"), cpu.getMessage());
+    }
 }

@@ -37,6 +37,22 @@ class RunSetupTest {
     }
 
     @Test
+    void aResumeOnAnotherDeviceOrPrecisionIsRefused() {
+        Storage storage = new Storage(new Configuration());
+        Map<String, Object> d = TrainJobLoader.defaults("/r");
+        TrainJob a = TrainJobLoader.build("t", d, Map.of("output", dir.toString()));
+        RunDirectory run = new RunDirectory(storage, dir.toString());
+        assertFalse(run.claim(a));
+        IllegalStateException dev = assertThrows(IllegalStateException.class,
+                () -> run.claim(TrainJobLoader.build("t", d, Map.of("output", dir.toString(), "device", "gpu"))));
+        assertTrue(dev.getMessage().contains("different configuration (device: was auto, now gpu)"), dev.getMessage());
+        IllegalStateException prec = assertThrows(IllegalStateException.class, () -> run.claim(TrainJobLoader.build("t", d,
+                Map.of("output", dir.toString(), "precision", "bf16", "recompute", true))));
+        assertTrue(prec.getMessage().contains("precision: was auto, now bf16; recompute: was false, now true"),
+                prec.getMessage());
+    }
+
+    @Test
     void aTokenizerLargerThanTheModelVocabularyIsRefused() throws Exception {
         byte[] big = Files.readAllBytes(Fixtures.tokenizer());
         assertEquals(32000, TokenizerVocabulary.size(big, "tokenizer.json"));

@@ -8,7 +8,9 @@ import org.qalora.worker.adapter.AdapterSlot;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
-import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Backends;
+import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.ActivationPlan;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.LlamaPass;
@@ -43,20 +45,30 @@ public final class EvalBatchCommand implements Callable<Integer> {
     @Option(names = "--threads", description = "CPU threads (default: all processors)")
     int threads = Runtime.getRuntime().availableProcessors();
 
+    @Option(names = "--device", paramLabel = "D", description = "cpu, gpu (GPU 0) or gpu:N; default cpu")
+    String device = "cpu";
+
+    @Option(names = "--precision", paramLabel = "P", description = "fp32 (exact; the default), bf16 (GPU mixed precision)"
+            + " or auto (bf16 on a GPU, fp32 on the CPU)")
+    String precision = "fp32";
+
     @Override
     public Integer call() throws Exception {
         return CliErrors.run(this::evaluate);
     }
 
     private void evaluate() throws Exception {
+        // Bad values fail before any file is read; auto resolves as for a task without a GPU (the CPU).
+        Precision p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
+        String dev = Backends.resolve(device, null);
         if (grads && adapter == null) {
             throw new IllegalArgumentException("--grads needs --adapter: only adapter tensors have gradients");
         }
-        BatchFile b = BatchFile.read(batch);
-        if (grads && b.labels() == null) {
-            throw new IllegalArgumentException(batch + ": --grads needs labels in the batch file");
-        }
-        try (CpuBackend be = new CpuBackend(threads)) {
+        try (Backend be = Backends.open(dev, p, threads)) { // bf16 on the CPU, or an unusable GPU, fails here
+            BatchFile b = BatchFile.read(batch);
+            if (grads && b.labels() == null) {
+                throw new IllegalArgumentException(batch + ": --grads needs labels in the batch file");
+            }
             LlamaModel m = LlamaModel.load(model, be);
             QaloraAdapter qa = null;
             QaloraConfig cfg = null;

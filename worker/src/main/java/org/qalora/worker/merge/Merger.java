@@ -14,6 +14,9 @@ import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.SafetensorsWriter;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Backends;
+import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.ActivationPlan;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.LlamaPass;
@@ -46,13 +49,13 @@ public final class Merger {
 
     private Merger() {}
 
-    /** Merges {@code adapterDir} into the GPTQ model at {@code modelDir}, writing {@code outDir} (must not exist). */
+    /**
+     * Merges {@code adapterDir} into the GPTQ model at {@code modelDir}, writing {@code outDir} (must not exist). The
+     * check runs on the CPU in fp32: {@link #LOGIT_TOLERANCE} is a float32 rounding bound.
+     */
     public static Report merge(String modelDir, String adapterDir, String outDir) {
-        LlamaModel model = LlamaModel.load(modelDir);
-        try {
-            return merge(model, PeftAdapter.read(adapterDir), outDir);
-        } finally {
-            model.backend().close();
+        try (Backend backend = Backends.open("cpu", Precision.FP32, Runtime.getRuntime().availableProcessors())) {
+            return merge(LlamaModel.load(modelDir, backend), PeftAdapter.read(adapterDir), outDir);
         }
     }
 

@@ -9,7 +9,9 @@ import org.qalora.quant.config.GptqConfig.CheckpointFormat;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
-import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Backends;
+import org.qalora.worker.backend.Precision;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -63,6 +65,9 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--no-true-sequential", negatable = false, description = "GPTQ: take all seven Hessians of a layer from one pass")
     boolean noTrueSequential;
 
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "D", description = "where GPTQ's calibration forward passes run: cpu, gpu (GPU 0) or gpu:N, in fp32; default ${DEFAULT-VALUE}")
+    String device;
+
     @Option(names = "--max-shard-size", defaultValue = "5000000000", paramLabel = "BYTES", description = "split weights into shards of at most this many bytes; default ${DEFAULT-VALUE}")
     long maxShardBytes;
 
@@ -95,6 +100,8 @@ public final class QuantizeCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--format must be gptq or gptq_v2, got " + format
                     + " (float zeros are written by merge, not by quantize)");
         };
+        // A malformed --device fails before any work (even with rtn, which ignores it); auto is the CPU here.
+        String dev = Backends.resolve(device, null);
         if (m == ModelQuantizer.Method.RTN && calibration != null) {
             throw new IllegalArgumentException("--calibration is only used by --method gptq");
         }
@@ -103,19 +110,16 @@ public final class QuantizeCommand implements Callable<Integer> {
         if (paths.exists(out)) {
             throw new IllegalArgumentException("--out " + out + " already exists: choose a new directory");
         }
-        try (Checkpoint source = Checkpoint.open(model, paths)) {
+        // GPTQ's calibration forward passes run on --device, in fp32 (the Hessians want exact activations), opened
+        // first so that an unusable GPU fails before any work; RTN needs no model at all.
+        boolean calibrate = m == ModelQuantizer.Method.GPTQ;
+        int threads = Runtime.getRuntime().availableProcessors();
+        try (Backend backend = calibrate ? Backends.open(dev, Precision.FP32, threads) : null;
+             Checkpoint source = Checkpoint.open(model, paths)) {
             LlamaConfig config = source.config();
             ModelQuantizer.validate(source, config, gptq);
             CalibrationData data = calibration == null ? null : CalibrationData.read(calibration, config.vocabSize(), paths);
-            Map<String, QuantizedMatrix> quantized;
-            if (m == ModelQuantizer.Method.GPTQ) {
-                // Calibration forward passes run on the CPU backend; RTN needs no model at all.
-                try (CpuBackend backend = CpuBackend.withAllCores()) {
-                    quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend, log);
-                }
-            } else {
-                quantized = ModelQuantizer.quantize(source, config, gptq, m, null, null, log);
-            }
+            Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend, log);
             ModelQuantizer.write(source, config, gptq, quantized, out, maxShardBytes, paths);
         }
         log.printf("wrote %s: %d-bit, group size %d, %s, %s zeros%n", out, bits, groupSize, method, f.jsonName());

@@ -1,0 +1,121 @@
+package org.qalora.driver.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.DataOutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.TreeMap;
+import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.prepare.DatasetManifest;
+import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.testing.Fixtures;
+import org.qalora.worker.backend.Precision;
+import org.qalora.worker.backend.cuda.CudaBackend;
+
+/**
+ * The backend choice of the real trainer factory, without Spark: the device, precision and recompute are part of
+ * its identity (the executor cache key), the initial state is made on the CPU whatever the device, and a GPU that
+ * cannot be used fails the open with the reason. The prepared dataset is a hand-written manifest and lengths file
+ * (the plan needs nothing else; no batch is read).
+ */
+class WorkerTrainerFactoryTest {
+    @TempDir
+    static Path dir;
+
+    private static String dataset;
+
+    @BeforeAll
+    static void preparedDataset() throws Exception {
+        int records = 4;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (DataOutputStream out = new DataOutputStream(bytes)) {
+            for (int i = 0; i < records; i++) {
+                out.writeInt(20 + i); // num_tokens
+                out.writeInt(5);      // num_target_tokens
+            }
+        }
+        byte[] lengths = bytes.toByteArray();
+        String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(lengths));
+        DatasetManifest m = new DatasetManifest(DatasetManifest.FORMAT_VERSION, "hand-written", List.of(), null,
+                records, 4 * 20 + 6, 4 * 5, new TreeMap<>(), 1, 2, 0,
+                List.of(new DatasetManifest.Shard("part-00000.parquet", 0, records, 0, "")), DatasetManifest.LENGTHS,
+                sha);
+        Path d = Files.createDirectories(dir.resolve("data"));
+        Files.write(d.resolve(DatasetManifest.LENGTHS), lengths);
+        Files.write(d.resolve(DatasetManifest.MANIFEST), m.toJsonBytes());
+        dataset = d.toString();
+    }
+
+    private static WorkerTrainerFactory factory(String device, Precision precision, boolean recompute) {
+        return new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset, new PlanSettings(42L, 2, 2, 1, 256),
+                4, 8.0, 32, "mean", 0.0, null, 4, 1, new ShippedHadoopConf(new Configuration()), device, precision,
+                recompute);
+    }
+
+    @Test
+    void deviceAndPrecisionAndRecomputeArePartOfTheIdentity() {
+        WorkerTrainerFactory base = factory("auto", null, false);
+        assertEquals(base.identity(), factory("AUTO", null, false).identity());
+        assertTrue(base.identity().contains("|device=auto|precision=auto|recompute=false"), base.identity());
+        for (WorkerTrainerFactory other : new WorkerTrainerFactory[] {factory("cpu", null, false),
+                factory("gpu", null, false), factory("gpu:1", null, false), factory("auto", Precision.FP32, false),
+                factory("auto", Precision.BF16, false), factory("auto", null, true)}) {
+            assertNotEquals(base.identity(), other.identity());
+        }
+        assertNotEquals(factory("gpu", Precision.FP32, false).identity(), factory("gpu", Precision.BF16, false).identity());
+        assertTrue(factory("auto", null, true).trainingConfig().recompute());
+        assertFalse(base.trainingConfig().recompute());
+        // the old constructor is the auto device, the device's precision, no recompute
+        WorkerTrainerFactory old = new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset,
+                new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, 32, "mean", 0.0, null, 4, 1,
+                new ShippedHadoopConf(new Configuration()));
+        assertEquals(base.identity(), old.identity());
+    }
+
+    @Test
+    void badDeviceSettingsFailWhenTheFactoryIsBuilt() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> factory("gpu:x", null, false));
+        assertTrue(e.getMessage().contains("'gpu:x'"), e.getMessage());
+        IllegalArgumentException b = assertThrows(IllegalArgumentException.class,
+                () -> factory("cpu", Precision.BF16, false));
+        assertTrue(b.getMessage().contains("bf16 needs a GPU"), b.getMessage());
+    }
+
+    @Test
+    void theInitialStateIsMadeOnTheCpuWhateverTheDevice() {
+        AdapterTensors onCpu = factory("cpu", null, false).initialState(7); // opens the cached CPU trainer
+        AdapterTensors gpuRun = factory("gpu:7", Precision.BF16, true).initialState(7); // never opens the GPU
+        assertEquals(onCpu.keys(), gpuRun.keys());
+        for (String k : onCpu.keys()) {
+            assertArrayEquals(onCpu.tensor(k).weights(), gpuRun.tensor(k).weights(), k);
+        }
+    }
+
+    @Test
+    void openingOnAnUnusableGpuSaysWhy() {
+        String why = CudaBackend.unusableReason(7);
+        Assumptions.assumeTrue(why != null, "GPU 7 is usable here");
+        WorkerTrainerFactory f = factory("gpu:7", null, false);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> f.open("cpu"));
+        assertTrue(e.getMessage().contains("gpu:7") && e.getMessage().contains(why), e.getMessage());
+        // a task given GPU 7 by Spark under --device auto resolves to it too
+        IllegalStateException t = assertThrows(IllegalStateException.class, () -> factory("auto", null, false).open("gpu:7"));
+        assertTrue(t.getMessage().contains(why), t.getMessage());
+    }
+}

@@ -470,6 +470,38 @@ public final class CudaDriver {
 
     // ---- timing ------------------------------------------------------------------------------------------------
 
+    /** {@code cuEventCreate} + {@code cuEventRecord} on the default stream: a timestamp in stream order. */
+    public MemorySegment recordEvent() {
+        ensureCurrent();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment p = arena.allocate(ADDRESS);
+            check("cuEventCreate", (int) cuEventCreate.invokeExact(p, 0));
+            MemorySegment e = p.get(ADDRESS, 0);
+            check("cuEventRecord", (int) cuEventRecord.invokeExact(e, MemorySegment.NULL));
+            return e;
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** Milliseconds between two recorded events (waits for the later one), then destroys {@code start}. */
+    public float elapsedAndDestroy(MemorySegment start, MemorySegment stop) {
+        ensureCurrent();
+        try (Arena arena = Arena.ofConfined()) {
+            check("cuEventSynchronize", (int) cuEventSynchronize.invokeExact(stop));
+            MemorySegment ms = arena.allocate(JAVA_FLOAT);
+            check("cuEventElapsedTime", (int) cuEventElapsedTime.invokeExact(ms, start, stop));
+            check("cuEventDestroy_v2", (int) cuEventDestroy.invokeExact(start));
+            return ms.get(JAVA_FLOAT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
     /**
      * Milliseconds of device time that {@code work} enqueues on the default stream, measured with a pair of CUDA
      * events (so host-side launch cost does not count unless it starves the GPU).

@@ -56,7 +56,15 @@ public final class GpuTrainBench {
             System.out.println("device: " + cuda + ", backend " + be.name());
             double ceiling = gemmCeiling(cuda);
             System.out.printf("bf16 GEMM ceiling 8192^3 (cuBLAS from Java, random data): %.0f TFLOP/s%n", ceiling / 1e12);
-            Result r = step(be, layers, false, 6);
+            linearPaths(cuda);
+            LlamaModel small = model(be, layers);
+            for (int blocks : new int[] {1, 2, 4}) {
+                be.attentionBlocks(blocks);
+                Result t = step(be, small, false, 6, false);
+                System.out.printf("  attention causal blocks %d: step %.1f ms%n", blocks, t.seconds * 1e3);
+            }
+            be.attentionBlocks(CudaBackend.DEFAULT_ATTENTION_BLOCKS);
+            Result r = step(be, small, false, 6, true);
             double mfu = r.flops / r.seconds / ceiling;
             System.out.printf("ours train int4 bf16 L=%d B=%d T=%d: %,.0f tok/s  %.0f TFLOP/s  MFU(vs measured) %.2f  "
                             + "step %.0f ms  peak %.1f GiB%n", layers, B, T, B * T / r.seconds, r.flops / r.seconds / 1e12,
@@ -71,7 +79,9 @@ public final class GpuTrainBench {
                 }
             }
             if (fullLayers > 0) {
-                Result full = step(be, fullLayers, true, 2);
+                small = null; // let the 4-layer model's device memory go before the 32-layer one is uploaded
+                System.gc();
+                Result full = step(be, model(be, fullLayers), true, 2, false);
                 System.out.printf("ours train int4 bf16 L=%d (7B shape) recompute B=%d T=%d: %,.0f tok/s  step %.2f s  "
                                 + "MFU %.2f  peak %.1f GiB%n", fullLayers, B, T, B * T / full.seconds, full.seconds,
                         full.flops / full.seconds / ceiling, full.peakBytes / Math.pow(2, 30));
@@ -80,6 +90,41 @@ public final class GpuTrainBench {
     }
 
     record Result(double seconds, double flops, long peakBytes) {}
+
+    /**
+     * The quantized linear's two ways on the step's shapes, 8192 tokens: "dequantize into a bf16 scratch + cuBLAS
+     * bf16 GEMM" (what the backend does) against the fused low-bit kernel of quant-kernels (fp32 SIMT tiles).
+     */
+    static void linearPaths(CudaDriver cuda) {
+        org.qalora.quant.cuda.QuantKernelModule k = org.qalora.quant.cuda.QuantKernelModule.get(cuda.ordinal());
+        Cublas blas = Cublas.get(cuda.ordinal());
+        SplittableRandom rng = new SplittableRandom(9);
+        int n = B * T;
+        for (int[] shape : new int[][] {{H, H}, {FF, H}, {H, FF}}) {
+            int out = shape[0], in = shape[1];
+            QuantizedMatrix m = TinyModels.randomQuantized(rng, out, in, 4, 32, 1 / Math.sqrt(in));
+            try (CudaBackend be = new CudaBackend(cuda.ordinal(), Precision.BF16);
+                 DeviceBuffer x16 = bf16Random(cuda, rng, (long) n * in);
+                 DeviceBuffer w16 = DeviceBuffer.allocate(cuda, 2L * out * in);
+                 DeviceBuffer y = DeviceBuffer.allocate(cuda, 4L * n * out);
+                 DeviceBuffer x32 = DeviceBuffer.allocate(cuda, 4L * n * in)) {
+                var w = (org.qalora.quant.cuda.QuantKernelModule.DeviceWeight) be.quantizedWeight(m);
+                Runnable cublasPath = () -> {
+                    k.dequantizeBf16(w, w16.pointer());
+                    blas.gemm(false, true, n, out, in, 1f, x16.pointer(), DType.BF16, in, 0, w16.pointer(), DType.BF16,
+                            in, 0, 0f, y.pointer(), DType.BF16, out, 0, 1);
+                };
+                Runnable fused = () -> k.matmul(w, x32.pointer(), n, y.pointer(), false);
+                cublasPath.run();
+                fused.run();
+                double a = cuda.timeMillis(cublasPath), b = cuda.timeMillis(fused);
+                double gflop = 2.0 * n * out * in / 1e9;
+                System.out.printf("linear %dx%d int4 g32, %d tokens: dequantize-bf16 + cuBLAS %.3f ms (%.0f TFLOP/s);"
+                        + " fused low-bit kernel %.3f ms (%.0f TFLOP/s): %.1fx%n", out, in, n, a, gflop / a,
+                        b, gflop / b, b / a);
+            }
+        }
+    }
 
     /** The anchor's tokens/s of one configuration, from its JSON line. */
     static Double anchorTokens(String json, String name) {
@@ -121,8 +166,8 @@ public final class GpuTrainBench {
     }
 
     /** Seconds per optimizer step (from the difference of an {@code n}-step and a 1-step run), FLOPs, peak bytes. */
-    static Result step(CudaBackend be, int layers, boolean recompute, int n) {
-        LlamaModel model = model(be, layers);
+    static Result step(CudaBackend be, LlamaModel model, boolean recompute, int n, boolean profile) {
+        int layers = model.dims().layers();
         QaloraConfig cfg = QaloraConfig.allProjections(R, 16, 32, Pooling.MEAN, 0.0);
         TrainingConfig tc = new TrainingConfig(2e-4, 0.9, 0.999, 1e-8, 0.0, 0.3, Schedule.CONSTANT, 0, 1000, recompute);
         LocalTrainer trainer = new LocalTrainer(model, cfg, tc);
@@ -143,7 +188,29 @@ public final class GpuTrainBench {
         double seconds = ((t2 - t1) - (t1 - t0)) / 1e9 / (n - 1);
         System.out.printf("  L=%d recompute=%s: 1 step %.3f s, %d steps %.3f s (state upload/download included)%n",
                 layers, recompute, (t1 - t0) / 1e9, n, (t2 - t1) / 1e9);
-        return new Result(seconds, flops(layers), be.driver().peakAllocatedBytes());
+        Result r = new Result(seconds, flops(layers), be.driver().peakAllocatedBytes());
+        if (profile) {
+            profile(be, model, cfg, tc, mb, state);
+        }
+        return r;
+    }
+
+    /** One more step through {@link TimedBackend}: where the device time goes, by backend call. */
+    private static void profile(CudaBackend be, LlamaModel m, QaloraConfig cfg, TrainingConfig tc, MicroBatch mb,
+                                AdapterState state) {
+        TimedBackend[] timer = new TimedBackend[1];
+        org.qalora.worker.backend.Backend timed = TimedBackend.wrap(be, be.driver(), timer);
+        List<LayerWeights> ls = new ArrayList<>();
+        for (int l = 0; l < m.dims().layers(); l++) {
+            ls.add(m.layer(l));
+        }
+        LlamaModel view = new LlamaModel(m.dims(), timed, m.embedding(), ls, m.finalNorm(), m.lmHead(),
+                m.quantizedMatrices(), null);
+        LocalTrainer trainer = new LocalTrainer(view, cfg, tc);
+        AdapterState s = trainer.run(state, List.of(List.of(mb)), 1).state();
+        timer[0].report("warm-up step (discarded)");
+        trainer.run(s, List.of(List.of(mb), List.of(mb)), 1);
+        timer[0].report("two profiled steps, state upload/download included");
     }
 
     /** The anchor's FLOP count (gpu_qalora_bench.py), so both fractions of the ceiling count the same work. */

@@ -26,6 +26,7 @@ final class CudaAttention implements AutoCloseable {
     private final DType compute;
     private final DeviceScratch scores, probs, dProbs, dScores;
     private final DeviceScratch convQ, convK, convV, convDOut;
+    private volatile int blocks = 1;
 
     CudaAttention(CudaDriver cuda, TrainingKernels kernels, Cublas blas, DType compute) {
         this.kernels = kernels;
@@ -52,15 +53,31 @@ final class CudaAttention implements AutoCloseable {
         return p;
     }
 
+    /** Causal blocks per sequence (1: full T x T products); see {@link #blockRows}. */
+    void blocks(int n) {
+        if (n < 1) {
+            throw new IllegalArgumentException("attention blocks must be at least 1, got " + n);
+        }
+        blocks = n;
+    }
+
     private int itemsPerChunk(AttentionShape s) {
         long perItem = (long) s.seqLen() * s.seqLen();
         return (int) Math.max(1, Math.min(s.kvHeads(), CHUNK_SCORES / perItem));
     }
 
+    /**
+     * Query rows per causal block: with {@code blocks} blocks, the products for block i only span the keys up to its
+     * last row, so {@code (blocks + 1) / (2 blocks)} of the full {@code T x T} work is done (1 block: all of it).
+     */
+    private int blockRows(int T) {
+        return (T + blocks - 1) / blocks;
+    }
+
     /** {@code out = softmax(scale Q K^T, causal) V}; {@code lse [B*H*T]} fp32. */
     void forward(CudaTensor q, CudaTensor k, CudaTensor v, AttentionShape s, CudaTensor lse, CudaTensor out) {
         int T = s.seqLen(), H = s.heads(), KV = s.kvHeads(), d = s.headDim(), rep = H / KV;
-        int qw = s.queryWidth(), kw = s.kvWidth(), chunk = itemsPerChunk(s);
+        int qw = s.queryWidth(), kw = s.kvWidth(), chunk = itemsPerChunk(s), tb = blockRows(T);
         float scale = (float) (1.0 / Math.sqrt(d));
         int cb = compute.bytes(), ob = out.elementBytes();
         long qp = operand(q, convQ), kp = operand(k, convK), vp = operand(v, convV);
@@ -72,13 +89,21 @@ final class CudaAttention implements AutoCloseable {
                 for (int kv0 = 0; kv0 < KV; kv0 += chunk) {
                     int items = Math.min(chunk, KV - kv0);
                     long qOff = (long) b * T * qw + (long) (kv0 * rep + j) * d, kOff = (long) b * T * kw + (long) kv0 * d;
-                    // S[i] = Q_h K_kv^T  [T, T] fp32
-                    blas.gemm(false, true, T, T, d, 1f, qp + qOff * cb, compute, qw, (long) rep * d,
-                            kp + kOff * cb, compute, kw, d, 0f, sPtr, DType.F32, T, tt, items);
+                    long qs = (long) rep * d;
+                    for (int r0 = 0; r0 < T; r0 += tb) {
+                        int rows = Math.min(tb, T - r0), keys = r0 + rows;
+                        // S[r0.., 0..keys) = Q[r0..] K[0..keys)^T  (fp32)
+                        blas.gemm(false, true, rows, keys, d, 1f, qp + (qOff + (long) r0 * qw) * cb, compute, qw, qs,
+                                kp + kOff * cb, compute, kw, d, 0f, sPtr + 4L * r0 * T, DType.F32, T, tt, items);
+                    }
                     kernels.softmaxForward(sPtr, pPtr, flag(), lse.pointer(), T, items, scale, b, H, kv0, rep, j);
-                    // O_h = P V_kv  [T, d] into the head's columns of out
-                    blas.gemm(false, false, T, d, T, 1f, pPtr, compute, T, tt, vp + kOff * cb, compute, kw, d,
-                            0f, out.pointer() + qOff * ob, outType, qw, (long) rep * d, items);
+                    for (int r0 = 0; r0 < T; r0 += tb) {
+                        int rows = Math.min(tb, T - r0), keys = r0 + rows;
+                        // O[r0..] = P[r0.., 0..keys) V[0..keys)  into the head's columns of out
+                        blas.gemm(false, false, rows, d, keys, 1f, pPtr + (long) cb * r0 * T, compute, T, tt,
+                                vp + kOff * cb, compute, kw, d, 0f, out.at(qOff + (long) r0 * qw), outType, qw, qs,
+                                items);
+                    }
                 }
             }
         }
@@ -88,7 +113,7 @@ final class CudaAttention implements AutoCloseable {
     void backward(CudaTensor dOut, CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor lse, AttentionShape s,
                   CudaTensor dq, CudaTensor dk, CudaTensor dv) {
         int T = s.seqLen(), H = s.heads(), KV = s.kvHeads(), d = s.headDim(), rep = H / KV;
-        int qw = s.queryWidth(), kw = s.kvWidth(), chunk = itemsPerChunk(s);
+        int qw = s.queryWidth(), kw = s.kvWidth(), chunk = itemsPerChunk(s), tb = blockRows(T);
         float scale = (float) (1.0 / Math.sqrt(d));
         int cb = compute.bytes();
         long qp = operand(q, convQ), kp = operand(k, convK), vp = operand(v, convV), op = operand(dOut, convDOut);
@@ -102,18 +127,31 @@ final class CudaAttention implements AutoCloseable {
                     int items = Math.min(chunk, KV - kv0);
                     long qOff = (long) b * T * qw + (long) (kv0 * rep + j) * d, kOff = (long) b * T * kw + (long) kv0 * d;
                     long qs = (long) rep * d;
-                    blas.gemm(false, true, T, T, d, 1f, qp + qOff * cb, compute, qw, qs, kp + kOff * cb, compute, kw,
-                            d, 0f, sPtr, DType.F32, T, tt, items);                                 // S = Q K^T
-                    blas.gemm(false, true, T, T, d, 1f, op + qOff * cb, compute, qw, qs, vp + kOff * cb, compute, kw,
-                            d, 0f, dpPtr, DType.F32, T, tt, items);                                // dP = dO V^T
+                    for (int r0 = 0; r0 < T; r0 += tb) {
+                        int rows = Math.min(tb, T - r0), keys = r0 + rows;
+                        blas.gemm(false, true, rows, keys, d, 1f, qp + (qOff + (long) r0 * qw) * cb, compute, qw, qs,
+                                kp + kOff * cb, compute, kw, d, 0f, sPtr + 4L * r0 * T, DType.F32, T, tt, items); // S
+                        blas.gemm(false, true, rows, keys, d, 1f, op + (qOff + (long) r0 * qw) * cb, compute, qw, qs,
+                                vp + kOff * cb, compute, kw, d, 0f, dpPtr + 4L * r0 * T, DType.F32, T, tt, items); // dP = dO V^T
+                    }
                     kernels.softmaxBackward(sPtr, dpPtr, lse.pointer(), pPtr, flag(), dsPtr, flag(), T, items, scale,
                             b, H, kv0, rep, j);                                                    // P, dS
-                    blas.gemm(true, false, T, d, T, 1f, pPtr, compute, T, tt, op + qOff * cb, compute, qw, qs,
-                            1f, dv.at(kOff), type(dv), kw, d, items);                              // dV += P^T dO
-                    blas.gemm(false, false, T, d, T, 1f, dsPtr, compute, T, tt, kp + kOff * cb, compute, kw, d,
-                            1f, dq.at(qOff), type(dq), qw, qs, items);                             // dQ += dS K
-                    blas.gemm(true, false, T, d, T, 1f, dsPtr, compute, T, tt, qp + qOff * cb, compute, qw, qs,
-                            1f, dk.at(kOff), type(dk), kw, d, items);                              // dK += dS^T Q
+                    for (int r0 = 0; r0 < T; r0 += tb) {
+                        int rows = Math.min(tb, T - r0), keys = r0 + rows;
+                        blas.gemm(false, false, rows, d, keys, 1f, dsPtr + (long) cb * r0 * T, compute, T, tt,
+                                kp + kOff * cb, compute, kw, d, 1f, dq.at(qOff + (long) r0 * qw), type(dq), qw, qs,
+                                items);                                                            // dQ += dS K
+                    }
+                    for (int c0 = 0; c0 < T; c0 += tb) {
+                        int cols = Math.min(tb, T - c0), queries = T - c0;  // keys c0.. are seen by queries c0..T-1
+                        long sub = (long) c0 * T + c0;
+                        blas.gemm(true, false, cols, d, queries, 1f, pPtr + cb * sub, compute, T, tt,
+                                op + (qOff + (long) c0 * qw) * cb, compute, qw, qs, 1f, dv.at(kOff + (long) c0 * kw),
+                                type(dv), kw, d, items);                                           // dV += P^T dO
+                        blas.gemm(true, false, cols, d, queries, 1f, dsPtr + cb * sub, compute, T, tt,
+                                qp + (qOff + (long) c0 * qw) * cb, compute, qw, qs, 1f, dk.at(kOff + (long) c0 * kw),
+                                type(dk), kw, d, items);                                           // dK += dS^T Q
+                    }
                 }
             }
         }

@@ -56,6 +56,7 @@ public final class CudaBackend implements Backend {
         this.precision = precision;
         this.compute = precision == Precision.BF16 ? DType.BF16 : DType.F32;
         this.attention = new CudaAttention(cuda, kernels, blas, compute);
+        attention.blocks(DEFAULT_ATTENTION_BLOCKS);
         weightScratch = new DeviceScratch(cuda);
         convA = new DeviceScratch(cuda);
         convB = new DeviceScratch(cuda);
@@ -85,6 +86,15 @@ public final class CudaBackend implements Backend {
     }
 
     public Precision precision() { return precision; }
+
+    /**
+     * Causal blocks of attention's products (1 = full {@code T x T}; n skips the blocks above the diagonal, doing
+     * {@code (n+1)/(2n)} of the work in n times as many GEMM calls). Default {@link #DEFAULT_ATTENTION_BLOCKS}.
+     */
+    public void attentionBlocks(int n) { attention.blocks(n); }
+
+    /** Measured in bin/bench-gpu (docs/PERFORMANCE.md "GPU training"). */
+    public static final int DEFAULT_ATTENTION_BLOCKS = 1;
 
     public CudaDriver driver() { return cuda; }
 

@@ -97,11 +97,17 @@ class CudaVsCpuTest {
         float[] dOut = randn(n * s.queryWidth());
         float[][] want = attention(cpu, s, q, k, v, dOut);
         String[] names = {"out", "dq", "dk", "dv"};
-        float[][] got32 = attention(fp32, s, q, k, v, dOut), got16 = attention(bf16, s, q, k, v, dOut);
-        for (int i = 0; i < 4; i++) {
-            check("fp32 attention " + names[i], got32[i], want[i], 1e-5);
-            check("bf16 attention " + names[i], got16[i], want[i], 3e-2);
+        for (int blocks : new int[] {1, 2, 3, 4}) { // 3 leaves a short last block (37 = 13 + 13 + 11)
+            fp32.attentionBlocks(blocks);
+            bf16.attentionBlocks(blocks);
+            float[][] got32 = attention(fp32, s, q, k, v, dOut), got16 = attention(bf16, s, q, k, v, dOut);
+            for (int i = 0; i < 4; i++) {
+                check("fp32 attention, " + blocks + " causal blocks, " + names[i], got32[i], want[i], 1e-5);
+                check("bf16 attention, " + blocks + " causal blocks, " + names[i], got16[i], want[i], 3e-2);
+            }
         }
+        fp32.attentionBlocks(CudaBackend.DEFAULT_ATTENTION_BLOCKS);
+        bf16.attentionBlocks(CudaBackend.DEFAULT_ATTENTION_BLOCKS);
     }
 
     private static float[][] attention(Backend be, AttentionShape s, float[] q, float[] k, float[] v, float[] dOut) {

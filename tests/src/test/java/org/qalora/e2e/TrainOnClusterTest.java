@@ -92,6 +92,9 @@ class TrainOnClusterTest {
         flags.put("slots", 2);
         flags.put("micro-batch-tokens", 256);
         flags.put("seed", 7);
+        // The executors get (simulated) GPU addresses to show the scheduling; the training itself runs on the CPU
+        // (--device auto would ask for those GPUs, and this machine has none).
+        flags.put("device", "cpu");
         return TrainJobLoader.build("test", TrainJobLoader.defaults(Fixtures.root().getParent().toString()), flags);
     }
 

@@ -15,7 +15,7 @@ final class TrainingKernels {
     private final CudaDriver cuda;
     private final int maxBlocks;
     private final MemorySegment convert, add, multiply, scale, swiglu, swigluBackward, embedding, rmsNorm,
-            rmsNormBackward, rope, groupPool, groupPoolBackward, dropout, crossEntropy, sumsqPartial, sumsqFinal,
+            rmsNormBackward, rope, groupPool, groupPoolBackward, groupPoolVec, groupPoolBackwardVec, dropout, crossEntropy, sumsqPartial, sumsqFinal,
             adamw, softmaxForward, softmaxBackward;
 
     TrainingKernels(CudaDriver cuda) {
@@ -34,6 +34,8 @@ final class TrainingKernels {
         rope = cuda.function(m, "rope");
         groupPool = cuda.function(m, "group_pool");
         groupPoolBackward = cuda.function(m, "group_pool_backward");
+        groupPoolVec = cuda.function(m, "group_pool_vec");
+        groupPoolBackwardVec = cuda.function(m, "group_pool_backward_vec");
         dropout = cuda.function(m, "dropout");
         crossEntropy = cuda.function(m, "cross_entropy");
         sumsqPartial = cuda.function(m, "sumsq_partial");
@@ -95,12 +97,27 @@ final class TrainingKernels {
         elementwise(rope, "rope", rows * heads * (headDim / 2), x, xBf, cos, sin, seqLen, heads, headDim, sign, rows);
     }
 
+    /** Group sizes that are a multiple of 8 take the 16-byte kernels (same results, bit for bit). */
+    static boolean vectorGroups(int groupSize) {
+        return groupSize % 8 == 0;
+    }
+
     void groupPool(long x, int xBf, int groupSize, float factor, long out, long rows, int groups) {
-        elementwise(groupPool, "group_pool", rows * groups, x, xBf, groupSize, factor, out, rows, groups);
+        if (vectorGroups(groupSize)) {
+            elementwise(groupPoolVec, "group_pool_vec", rows * groups, x, xBf, groupSize, factor, out, rows, groups);
+        } else {
+            elementwise(groupPool, "group_pool", rows * groups, x, xBf, groupSize, factor, out, rows, groups);
+        }
     }
 
     void groupPoolBackward(long dOut, int groupSize, float factor, long dx, int dxBf, long total) {
-        elementwise(groupPoolBackward, "group_pool_backward", total, dOut, groupSize, factor, dx, dxBf, total);
+        if (vectorGroups(groupSize)) {
+            long groupsTotal = total / groupSize;
+            elementwise(groupPoolBackwardVec, "group_pool_backward_vec", groupsTotal, dOut, groupSize, factor, dx,
+                    dxBf, groupsTotal);
+        } else {
+            elementwise(groupPoolBackward, "group_pool_backward", total, dOut, groupSize, factor, dx, dxBf, total);
+        }
     }
 
     void dropout(long x, int xBf, long mask, float p, float keep, long seed, long n) {

@@ -127,6 +127,33 @@ class CudaVsCpuTest {
     }
 
     @Test
+    void groupPoolingIsTheCpusBitForBitForEveryGroupSize() {
+        int rows = 9;
+        for (int g : new int[] {4, 8, 12, 32, 48, 64}) { // 4 and 12 take the scalar kernels, the rest 16-byte ones
+            int in = g * 6, groups = 6;
+            for (CudaBackend gpu : new CudaBackend[] {fp32, bf16}) {
+                Tensor x = gpu.allocateActivation(rows, in), pooled = gpu.allocate(rows, groups);
+                gpu.write(x, randn(rows * in));
+                float[] xs = gpu.download(x); // as stored (bf16-rounded under mixed precision)
+                gpu.groupPool(x, g, 1f / g, pooled);
+                Tensor cx = cpu.upload(xs, rows, in), cp = cpu.allocate(rows, groups);
+                cpu.groupPool(cx, g, 1f / g, cp);
+                assertArrayEquals(cpu.download(cp), gpu.download(pooled), 0f, "groupPool g=" + g + " on " + gpu.name());
+                float[] dy = randn(rows * groups);
+                gpu.groupPoolBackward(gpu.upload(dy, rows, groups), g, 0.5f, x);
+                cpu.groupPoolBackward(cpu.upload(dy, rows, groups), g, 0.5f, cx);
+                float[] want = cpu.download(cx);
+                if (gpu == bf16) {
+                    Tensor rounded = gpu.allocateActivation(rows, in);
+                    gpu.write(rounded, want); // the CPU's float sums, rounded as the GPU stores them
+                    want = gpu.download(rounded);
+                }
+                assertArrayEquals(want, gpu.download(x), 0f, "groupPoolBackward g=" + g + " on " + gpu.name());
+            }
+        }
+    }
+
+    @Test
     void dropoutMasksAreTheCpusBitForBit() {
         for (Backend gpu : new Backend[] {fp32, bf16}) {
             float[] x = randn(5000);

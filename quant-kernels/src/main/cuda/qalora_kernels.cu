@@ -47,17 +47,24 @@ __device__ __forceinline__ float weight_at(const uint32_t* __restrict__ q, const
 // Reads are coalesced along o (the packed layout), writes along i (the row-major output): a 32x32 tile is
 // staged through shared memory so both sides stay contiguous. Block (32, 8), grid (ceil(I/32), ceil(O/32)).
 // ---------------------------------------------------------------------------------------------------------------
-__global__ void dequantize(const uint32_t* __restrict__ q, const float* __restrict__ scales,
-                           const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
-                           float* __restrict__ out) {
-    __shared__ float tile[32][33];  // [i, o], +1 column so the transposed read has no bank conflicts
-    int i0 = blockIdx.x * 32, o0 = blockIdx.y * 32;
-    int o = o0 + threadIdx.x;
+// Fills tile[r][c] = W(o0 + c, i0 + r) of this block's 32 x 32 tile (reads coalesced along o), then syncs.
+__device__ __forceinline__ void dequantize_tile(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                                const float* __restrict__ zeros, int O, int I, int bits,
+                                                int groupSize, float (*tile)[33]) {
+    int i0 = blockIdx.x * 32, o = blockIdx.y * 32 + threadIdx.x;
     for (int r = threadIdx.y; r < 32; r += 8) {
         int i = i0 + r;
         tile[r][threadIdx.x] = (o < O && i < I) ? weight_at(q, scales, zeros, O, bits, groupSize, o, i) : 0.f;
     }
     __syncthreads();
+}
+
+__global__ void dequantize(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                           const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
+                           float* __restrict__ out) {
+    __shared__ float tile[32][33];  // [i, o], +1 column so the transposed read has no bank conflicts
+    dequantize_tile(q, scales, zeros, O, I, bits, groupSize, tile);
+    int i0 = blockIdx.x * 32, o0 = blockIdx.y * 32;
     int i = i0 + threadIdx.x;
     for (int r = threadIdx.y; r < 32; r += 8) {
         int oo = o0 + r;
@@ -71,13 +78,8 @@ __global__ void dequantize_bf16(const uint32_t* __restrict__ q, const float* __r
                                 const float* __restrict__ zeros, int O, int I, int bits, int groupSize,
                                 __nv_bfloat16* __restrict__ out) {
     __shared__ float tile[32][33];
+    dequantize_tile(q, scales, zeros, O, I, bits, groupSize, tile);
     int i0 = blockIdx.x * 32, o0 = blockIdx.y * 32;
-    int o = o0 + threadIdx.x;
-    for (int r = threadIdx.y; r < 32; r += 8) {
-        int i = i0 + r;
-        tile[r][threadIdx.x] = (o < O && i < I) ? weight_at(q, scales, zeros, O, bits, groupSize, o, i) : 0.f;
-    }
-    __syncthreads();
     int i = i0 + threadIdx.x;
     for (int r = threadIdx.y; r < 32; r += 8) {
         int oo = o0 + r;

@@ -183,13 +183,9 @@ public final class CpuBackend implements Backend {
         float[] tab = d(table), o = d(out);
         int h = table.cols(), vocab = table.rows();
         requireSize(out.size(), ids.length * h, "embedding output");
+        BackendChecks.tokenIds(ids, vocab);
         for (int n = 0; n < ids.length; n++) {
-            int id = ids[n];
-            if (id < 0 || id >= vocab) {
-                throw new IllegalArgumentException("token id " + id + " at position " + n
-                        + " is outside the vocabulary [0, " + vocab + ")");
-            }
-            System.arraycopy(tab, id * h, o, n * h, h);
+            System.arraycopy(tab, ids[n] * h, o, n * h, h);
         }
     }
 
@@ -394,6 +390,7 @@ public final class CpuBackend implements Backend {
         float[] g = dLogits == null ? null : d(dLogits);
         int vocab = logits.cols(), rows = logits.rows();
         requireSize(targets.length, rows, "crossEntropy targets");
+        BackendChecks.targets(targets, vocab);
         double[] rowLoss = new double[rows]; // [N], summed in order below for a fixed reduction order
         par.forEach(rows, n -> {
             int off = n * vocab, target = targets[n];
@@ -402,10 +399,6 @@ public final class CpuBackend implements Backend {
                     Arrays.fill(g, off, off + vocab, 0f);
                 }
                 return;
-            }
-            if (target < 0 || target >= vocab) {
-                throw new IllegalArgumentException("label " + target + " at position " + n
-                        + " is outside the vocabulary [0, " + vocab + ") and is not -100");
             }
             double max = Double.NEGATIVE_INFINITY;
             for (int i = 0; i < vocab; i++) {

@@ -22,14 +22,16 @@ final class CudaAttention implements AutoCloseable {
     static final long CHUNK_SCORES = 64L << 20;
 
     private final TrainingKernels kernels;
+    private final Operands operands;
     private final Cublas blas;
     private final DType compute;
     private final DeviceScratch scores, probs, dProbs, dScores;
     private final DeviceScratch convQ, convK, convV, convDOut;
     private volatile int blocks = 1;
 
-    CudaAttention(CudaDriver cuda, TrainingKernels kernels, Cublas blas, DType compute) {
+    CudaAttention(CudaDriver cuda, TrainingKernels kernels, Cublas blas, DType compute, Operands operands) {
         this.kernels = kernels;
+        this.operands = operands;
         this.blas = blas;
         this.compute = compute;
         scores = new DeviceScratch(cuda);
@@ -42,15 +44,8 @@ final class CudaAttention implements AutoCloseable {
         convDOut = new DeviceScratch(cuda);
     }
 
-    /** A tensor as a GEMM operand of the compute type: itself, or a converted copy in {@code slot}. */
     private long operand(CudaTensor t, DeviceScratch slot) {
-        boolean wantBf = compute == DType.BF16;
-        if (t.bf16 == wantBf) {
-            return t.pointer();
-        }
-        long p = slot.get((long) t.size() * compute.bytes());
-        kernels.convert(t.pointer(), t.flag(), p, wantBf ? 1 : 0, t.size());
-        return p;
+        return operands.as(t, compute, slot);
     }
 
     /** Causal blocks per sequence (1: full T x T products); see {@link #blockRows}. */
@@ -159,7 +154,7 @@ final class CudaAttention implements AutoCloseable {
 
     private int flag() { return compute == DType.BF16 ? 1 : 0; }
 
-    private static DType type(CudaTensor t) { return t.bf16 ? DType.BF16 : DType.F32; }
+    private static DType type(CudaTensor t) { return Operands.type(t); }
 
     @Override
     public void close() {

@@ -12,6 +12,7 @@ import org.qalora.quant.cuda.DeviceBuffer;
 import org.qalora.quant.cuda.QuantKernelModule;
 import org.qalora.worker.backend.AttentionShape;
 import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.BackendChecks;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.backend.Tensor;
@@ -37,8 +38,9 @@ public final class CudaBackend implements Backend {
     private final Precision precision;
     private final DType compute;
     private final CudaAttention attention;
-    private final DeviceScratch weightScratch, convA, convB, ints, rowLoss, sumTable, adamTable, partial, scalar;
-    private long[] lastSumTable, lastAdamTable;
+    private final DeviceScratch weightScratch, convA, convB, ints, rowLoss;
+    private final Operands operands;
+    private final MultiTensorOps multi;
     private boolean closed;
 
     /**
@@ -55,17 +57,15 @@ public final class CudaBackend implements Backend {
         this.kernels = new TrainingKernels(cuda);
         this.precision = precision;
         this.compute = precision == Precision.BF16 ? DType.BF16 : DType.F32;
-        this.attention = new CudaAttention(cuda, kernels, blas, compute);
+        this.attention = new CudaAttention(cuda, kernels, blas, compute, new Operands(kernels));
         attention.blocks(DEFAULT_ATTENTION_BLOCKS);
         weightScratch = new DeviceScratch(cuda);
         convA = new DeviceScratch(cuda);
         convB = new DeviceScratch(cuda);
         ints = new DeviceScratch(cuda);
         rowLoss = new DeviceScratch(cuda);
-        sumTable = new DeviceScratch(cuda);
-        adamTable = new DeviceScratch(cuda);
-        partial = new DeviceScratch(cuda);
-        scalar = new DeviceScratch(cuda);
+        operands = new Operands(kernels);
+        multi = new MultiTensorOps(cuda, kernels);
     }
 
     /**
@@ -260,18 +260,9 @@ public final class CudaBackend implements Backend {
 
     // ---- matrix products ----
 
-    /** A tensor as an operand of the compute type: itself, or a converted copy in {@code slot}. */
-    private long operand(CudaTensor t, DeviceScratch slot) {
-        boolean wantBf = compute == DType.BF16;
-        if (t.bf16 == wantBf) {
-            return t.pointer();
-        }
-        long p = slot.get((long) t.size() * compute.bytes());
-        kernels.convert(t.pointer(), t.flag(), p, wantBf ? 1 : 0, t.size());
-        return p;
-    }
+    private long operand(CudaTensor t, DeviceScratch slot) { return operands.as(t, compute, slot); }
 
-    private static DType type(CudaTensor t) { return t.bf16 ? DType.BF16 : DType.F32; }
+    private static DType type(CudaTensor t) { return Operands.type(t); }
 
     /**
      * Row-major {@code c[M, N] (+)= op(a) op(b)}. All-fp32 products run in fp32; any bf16 tensor (mixed precision)
@@ -281,18 +272,9 @@ public final class CudaBackend implements Backend {
                          int ldb, CudaTensor c, boolean accumulate) {
         boolean mixed = a.bf16 || b.bf16 || c.bf16;
         DType in = mixed ? DType.BF16 : DType.F32;
-        long pa = mixed ? toBf16(a, convA) : a.pointer(), pb = mixed ? toBf16(b, convB) : b.pointer();
+        long pa = operands.as(a, in, convA), pb = operands.as(b, in, convB);
         blas.gemm(transA, transB, m, n, k, 1f, pa, in, lda, 0, pb, in, ldb, 0, accumulate ? 1f : 0f, c.pointer(),
                 type(c), c.cols(), 0, 1);
-    }
-
-    private long toBf16(CudaTensor t, DeviceScratch slot) {
-        if (t.bf16) {
-            return t.pointer();
-        }
-        long p = slot.get(2L * t.size());
-        kernels.convert(t.pointer(), 0, p, 1, t.size());
-        return p;
     }
 
     @Override
@@ -361,12 +343,7 @@ public final class CudaBackend implements Backend {
         if (tab.bf16) {
             throw new IllegalArgumentException("the embedding table must be fp32, got " + table);
         }
-        for (int n = 0; n < ids.length; n++) {
-            if (ids[n] < 0 || ids[n] >= vocab) {
-                throw new IllegalArgumentException("token id " + ids[n] + " at position " + n
-                        + " is outside the vocabulary [0, " + vocab + ")");
-            }
-        }
+        BackendChecks.tokenIds(ids, vocab);
         kernels.embedding(uploadInts(ids), tab.pointer(), o.pointer(), o.flag(), ids.length, h);
     }
 
@@ -498,13 +475,7 @@ public final class CudaBackend implements Backend {
         CudaTensor l = own(logits), g = dLogits == null ? null : own(dLogits);
         int vocab = l.cols(), rows = l.rows();
         requireSize(targets.length, rows, "crossEntropy targets");
-        for (int n = 0; n < rows; n++) {
-            int t = targets[n];
-            if (t != -100 && (t < 0 || t >= vocab)) {
-                throw new IllegalArgumentException("label " + t + " at position " + n
-                        + " is outside the vocabulary [0, " + vocab + ") and is not -100");
-            }
-        }
+        BackendChecks.targets(targets, vocab);
         long losses = rowLoss.get(8L * rows);
         kernels.crossEntropy(l.pointer(), l.flag(), uploadInts(targets), gradScale, g == null ? 0L : g.pointer(),
                 g == null ? 0 : g.flag(), g != null, losses, rows, vocab);
@@ -524,40 +495,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public double sumOfSquares(List<Tensor> tensors) {
-        long[] desc = new long[3 * tensors.size()];
-        long largest = 0;
-        for (int i = 0; i < tensors.size(); i++) {
-            CudaTensor t = own(tensors.get(i));
-            desc[3 * i] = t.pointer();
-            desc[3 * i + 1] = t.size();
-            desc[3 * i + 2] = t.flag();
-            largest = Math.max(largest, t.size());
-        }
-        int bpt = TrainingKernels.blocksPerTensor(largest, tensors.size(), cuda.multiprocessors());
-        long tab = table(desc, true);
-        long out = scalar.get(8);
-        kernels.sumOfSquares(tab, tensors.size(), bpt, partial.get(8L * bpt * tensors.size()), out);
-        double[] r = new double[1];
-        cuda.copyToHost(out, MemorySegment.ofArray(r));
-        return r[0];
-    }
-
-    /**
-     * The descriptor table on the device. The trainer passes the same tensors every step, so an unchanged table is
-     * not copied again (a copy from pageable host memory waits for the device).
-     */
-    private long table(long[] desc, boolean sum) {
-        DeviceScratch slot = sum ? sumTable : adamTable;
-        long p = slot.get(8L * desc.length);
-        if (!Arrays.equals(sum ? lastSumTable : lastAdamTable, desc)) {
-            cuda.copyToDevice(MemorySegment.ofArray(desc), p);
-            if (sum) {
-                lastSumTable = desc;
-            } else {
-                lastAdamTable = desc;
-            }
-        }
-        return p;
+        return multi.sumOfSquares(tensors.stream().map(this::own).toList());
     }
 
     @Override
@@ -576,26 +514,18 @@ public final class CudaBackend implements Backend {
     @Override
     public void adamw(List<Tensor> params, List<Tensor> grads, List<Tensor> m, List<Tensor> v, float gradScale,
                       double lr, double beta1, double beta2, double eps, double weightDecay, long step) {
-        long[] desc = new long[5 * params.size()];
-        long largest = 0;
-        for (int i = 0; i < params.size(); i++) {
-            CudaTensor p = fp32(own(params.get(i)), "AdamW parameter"), g = fp32(own(grads.get(i)), "gradient"),
-                    mt = fp32(own(m.get(i)), "Adam m"), vt = fp32(own(v.get(i)), "Adam v");
-            requireSize(g.size(), p.size(), "adamw grad");
-            requireSize(mt.size(), p.size(), "adamw m");
-            requireSize(vt.size(), p.size(), "adamw v");
-            desc[5 * i] = p.pointer();
-            desc[5 * i + 1] = g.pointer();
-            desc[5 * i + 2] = mt.pointer();
-            desc[5 * i + 3] = vt.pointer();
-            desc[5 * i + 4] = p.size();
-            largest = Math.max(largest, p.size());
+        List<CudaTensor> p = fp32All(params, "AdamW parameter"), g = fp32All(grads, "gradient"),
+                mt = fp32All(m, "Adam m"), vt = fp32All(v, "Adam v");
+        for (int i = 0; i < p.size(); i++) {
+            requireSize(g.get(i).size(), p.get(i).size(), "adamw grad");
+            requireSize(mt.get(i).size(), p.get(i).size(), "adamw m");
+            requireSize(vt.get(i).size(), p.get(i).size(), "adamw v");
         }
-        // The same host-side constants as CpuBackend.adamw, so both backends compute the same bits.
-        double bc1 = 1 - Math.pow(beta1, step), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
-        double stepSize = lr / bc1, decay = 1 - lr * weightDecay;
-        int bpt = TrainingKernels.blocksPerTensor(largest, params.size(), cuda.multiprocessors());
-        kernels.adamw(table(desc, false), params.size(), bpt, gradScale, beta1, beta2, stepSize, decay, bc2Sqrt, eps);
+        multi.adamw(p, g, mt, vt, gradScale, lr, beta1, beta2, eps, weightDecay, step);
+    }
+
+    private List<CudaTensor> fp32All(List<Tensor> tensors, String what) {
+        return tensors.stream().map(t -> fp32(own(t), what)).toList();
     }
 
     @Override
@@ -616,7 +546,8 @@ public final class CudaBackend implements Backend {
         closed = true;
         cuda.synchronize();
         attention.close();
-        for (DeviceScratch s : new DeviceScratch[] {weightScratch, convA, convB, ints, rowLoss, sumTable, adamTable, partial, scalar}) {
+        multi.close();
+        for (DeviceScratch s : new DeviceScratch[] {weightScratch, convA, convB, ints, rowLoss}) {
             s.close();
         }
     }

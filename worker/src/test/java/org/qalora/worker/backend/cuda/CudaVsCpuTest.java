@@ -73,6 +73,28 @@ class CudaVsCpuTest {
         }
     }
 
+    @Test
+    void bf16DequantizeIsTheFp32DequantizeRoundedToNearestEven() {
+        org.qalora.quant.cuda.QuantKernelModule k = org.qalora.quant.cuda.QuantKernelModule.get(0);
+        org.qalora.quant.cuda.CudaDriver cuda = fp32.driver();
+        for (int bits : new int[] {2, 3, 4, 8}) {
+            QuantizedMatrix q = TinyModels.randomQuantized(rng, 67, 384, bits, 32, 0.05);
+            var w = (CudaLinearWeight.Quantized) fp32.quantizedWeight(q);
+            long n = 67L * 384;
+            try (var f32 = org.qalora.quant.cuda.DeviceBuffer.allocate(cuda, 4 * n);
+                 var viaF32 = org.qalora.quant.cuda.DeviceBuffer.allocate(cuda, 2 * n);
+                 var direct = org.qalora.quant.cuda.DeviceBuffer.allocate(cuda, 2 * n)) {
+                k.dequantize(w, f32.pointer(), false);
+                k.toBf16(f32.pointer(), viaF32.pointer(), n);
+                k.dequantizeBf16(w, direct.pointer());
+                short[] a = new short[(int) n], b = new short[(int) n];
+                cuda.copyToHost(viaF32.pointer(), java.lang.foreign.MemorySegment.ofArray(a));
+                cuda.copyToHost(direct.pointer(), java.lang.foreign.MemorySegment.ofArray(b));
+                org.junit.jupiter.api.Assertions.assertArrayEquals(a, b, "dequantize_bf16, " + bits + " bits");
+            }
+        }
+    }
+
     private static float[] linear(Backend be, QuantizedMatrix q, float[] x, int n) {
         LinearWeight w = be.quantizedWeight(q);
         Tensor xt = be.allocateActivation(n, q.inFeatures()), y = be.allocateActivation(n, q.outFeatures());

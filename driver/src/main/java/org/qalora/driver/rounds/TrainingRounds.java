@@ -129,7 +129,7 @@ public final class TrainingRounds {
                     start.manifest().globalStep(), SlotAssignment.deriveSeed(settings.seed(), round, s)));
         }
         SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), start.stateFile().toString(),
-                start.stateSha256(), updates.toString(), faults);
+                start.stateSha256(), updates.toString(), faults, 0);
         String description = String.format("qalora round %d/%d: %d slots x %d steps from global step %d", round,
                 settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep());
         if (previous != null) {

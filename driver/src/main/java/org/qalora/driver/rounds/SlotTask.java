@@ -53,7 +53,6 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
         Storage storage = new Storage(hadoopConf.get());
         while (assignments.hasNext()) {
             SlotAssignment a = assignments.next();
-            long t0 = System.nanoTime();
             SlotTrainer trainer = ExecutorCache.trainer(factory, device);
             var start = ExecutorCache.startState(storage, new Path(startStateFile), startStateSha256);
             long t1 = System.nanoTime();
@@ -69,10 +68,8 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
                     "target_tokens", Long.toString(outcome.targetTokens()),
                     "loss_sum", Double.toString(outcome.lossSum()), "steps", Integer.toString(outcome.steps())));
             faults.maybeCorrupt(a.round(), a.slot(), rerun, storage, target);
-            long t3 = System.nanoTime();
-            out.add(new SlotMetrics(a.round(), a.slot(), attempt, executorId(), device, outcome.targetTokens(),
-                    outcome.lossSum(), outcome.steps(), outcome.stepLosses(), (t1 - t0) / 1_000_000,
-                    (t2 - t1) / 1_000_000, (t3 - t2) / 1_000_000, sha));
+            out.add(new SlotMetrics(a.slot(), attempt, executorId(), device, outcome.targetTokens(), outcome.lossSum(),
+                    (t2 - t1) / 1_000_000, sha));
         }
         return out.iterator();
     }

@@ -51,11 +51,6 @@ public final class TrainingRounds {
     }
 
     public Result run() {
-        if (settings.rounds() > factory.maxRounds()) {
-            throw new IllegalArgumentException("the data plan feeds only " + factory.maxRounds() + " rounds of "
-                    + settings.slots() + " slots x " + settings.stepsPerRound() + " steps, but " + settings.rounds()
-                    + " were asked: lower --rounds or --steps-per-round, or add data");
-        }
         String planHash = factory.planHash();
         CheckpointStore.Committed current = store.latestCommitted().orElse(null);
         int resumedFrom;

@@ -2,6 +2,7 @@ package org.qalora.datasets.plan;
 
 import org.apache.hadoop.conf.Configuration;
 import org.qalora.datasets.prepare.DatasetManifest;
+import org.qalora.quant.util.SplitMix64;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -227,7 +228,8 @@ public final class TrainingPlan {
 
     private List<PlannedBatch> buildEpoch(int epoch) {
         int n = lengths.size();
-        SplitMix64 rng = new SplitMix64(SplitMix64.mix(settings.seed(), epoch + 1L));
+        // The epoch's generator starts from one output of a generator seeded by (seed, epoch).
+        SplitMix64 rng = new SplitMix64(new SplitMix64(settings.seed() ^ ((epoch + 1L) * 0xD1B54A32D192ED03L)).nextLong());
         long[] perm = new long[n];              // [N] record indices in this epoch's order
         for (int i = 0; i < n; i++) {
             perm[i] = i;

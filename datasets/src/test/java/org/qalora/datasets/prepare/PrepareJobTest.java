@@ -97,25 +97,6 @@ class PrepareJobTest {
     }
 
     @Test
-    void readersAsASparkDataset() throws Exception {
-        Path jsonl = PrepareFixtures.write(dir, "a.jsonl", PrepareFixtures.lines(List.of(
-                PrepareFixtures.good(1), "{\"instruction\": 5, \"output\": \"x\"}", PrepareFixtures.goodWithInput(2))));
-        Path array = PrepareFixtures.write(dir, "b.json", "[" + PrepareFixtures.good(3) + "]");
-        List<String> files = List.of(jsonl.toString(), array.toString());
-        Dataset<Row> ds = org.qalora.datasets.read.SourceRecords.dataset(spark, files,
-                org.qalora.datasets.read.RecordFormat.ALPACA, org.qalora.datasets.read.RecordValidator.Limits.DEFAULT,
-                true);
-        List<Row> rows = ds.orderBy("record_id").collectAsList();
-        assertEquals(3, rows.size());
-        assertTrue(rows.get(0).getString(0).endsWith("a.jsonl:1"));
-        assertEquals("word2", rows.get(1).getString(2));
-        var e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, () -> org.qalora.datasets.read.SourceRecords
-                .dataset(spark, files, org.qalora.datasets.read.RecordFormat.ALPACA,
-                        org.qalora.datasets.read.RecordValidator.Limits.DEFAULT, false).count());
-        assertTrue(String.valueOf(e.getMessage()).contains("a.jsonl:2: wrong type"), e.getMessage());
-    }
-
-    @Test
     void userTemplateAndStanfordPromptChangeSourcesAndHash() throws Exception {
         Path jsonl = PrepareFixtures.write(dir, "a.jsonl", PrepareFixtures.goodWithInput(7) + "\n");
         Path template = PrepareFixtures.write(dir, "t.json", "{\"prompt\": \"Q: {instruction} [{input}]\\nA:\"}");

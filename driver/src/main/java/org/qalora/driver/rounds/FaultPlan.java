@@ -1,6 +1,8 @@
 package org.qalora.driver.rounds;
 
 import java.io.Serializable;
+import org.apache.hadoop.fs.Path;
+import org.qalora.driver.checkpoint.Storage;
 
 /**
  * Fault injection for tests, set with the Spark conf key {@value #CONF_KEY}:
@@ -10,12 +12,16 @@ import java.io.Serializable;
  *   change. Only ever fires on attempt 0, so a retried task succeeds.
  *   <li>{@code stop:ROUND}: the driver stops the run right after committing that round, as a driver crash between
  *   rounds would; rerunning the same command must resume from it.
+ *   <li>{@code corrupt:ROUND:SLOT[:TIMES]}: after that task has written its update file (and computed the SHA-256
+ *   it returns), one byte of the file is flipped, as a bad disk or a torn copy would. The driver must detect it
+ *   and re-run the slot. Fires on the first {@code TIMES} runs of that slot (default 1): the driver's re-runs count,
+ *   Spark's own task retries do not, so a large {@code TIMES} makes every re-run fail verification too.
  * </ul>
  */
-public record FaultPlan(String mode, int round, int slot) implements Serializable {
+public record FaultPlan(String mode, int round, int slot, int times) implements Serializable {
     public static final String CONF_KEY = "spark.qalora.test.fault";
 
-    public static FaultPlan none() { return new FaultPlan("none", -1, -1); }
+    public static FaultPlan none() { return new FaultPlan("none", -1, -1, 0); }
 
     public static FaultPlan parse(String spec) {
         if (spec == null || spec.isBlank()) {
@@ -23,13 +29,17 @@ public record FaultPlan(String mode, int round, int slot) implements Serializabl
         }
         String[] p = spec.split(":");
         if (p.length == 2 && p[0].equals("stop")) {
-            return new FaultPlan("stop", Integer.parseInt(p[1]), -1);
+            return new FaultPlan("stop", Integer.parseInt(p[1]), -1, 1);
+        }
+        if ((p.length == 3 || p.length == 4) && p[0].equals("corrupt")) {
+            return new FaultPlan("corrupt", Integer.parseInt(p[1]), Integer.parseInt(p[2]),
+                    p.length == 4 ? Integer.parseInt(p[3]) : 1);
         }
         if (p.length != 3 || !(p[0].equals("halt") || p[0].equals("throw"))) {
             throw new IllegalArgumentException(CONF_KEY + "=" + spec
-                    + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT or stop:ROUND");
+                    + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT, corrupt:ROUND:SLOT[:TIMES] or stop:ROUND");
         }
-        return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]));
+        return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
     }
 
     /** Called by the driver after committing {@code committedRound}. */
@@ -59,5 +69,21 @@ public record FaultPlan(String mode, int round, int slot) implements Serializabl
         } else if (mode.equals("throw")) {
             throw new IllegalStateException("qalora fault injection: failing attempt 0 of round " + round + " slot " + slot);
         }
+    }
+
+    /**
+     * Called by the task right after its update file {@code file} is in place, on the driver's {@code rerun}-th run
+     * of the slot (0 = the round's first job). Flips one bit of the file's last byte: the high byte of the last float
+     * (an Adam v value), so the file still parses and only its checksum tells.
+     */
+    public void maybeCorrupt(int taskRound, int taskSlot, int rerun, Storage storage, Path file) {
+        if (!mode.equals("corrupt") || taskRound != round || taskSlot != slot || rerun >= times) {
+            return;
+        }
+        byte[] bytes = storage.readAll(file);
+        bytes[bytes.length - 1] ^= 0x01;
+        storage.writeAtomically(file, bytes);
+        System.err.println("qalora fault injection: corrupted one byte of " + file + " (round " + round + " slot "
+                + slot + ", run " + rerun + ")");
     }
 }

@@ -2,9 +2,9 @@ package org.qalora.driver.rounds;
 
 /**
  * The small result a round's task returns to the driver (the update itself goes to the checkpoint directory).
- * {@code lossSum} is the sum of token losses over the slot's K steps, so lossSum / targetTokens is its mean loss.
+ * {@code lossSum} is the sum of token losses over the slot's K steps, so lossSum / targetTokens is its mean loss;
+ * {@code updateSha256} is the SHA-256 of the update file the task wrote, which the driver checks before averaging.
  */
-public record SlotMetrics(int round, int slot, int attempt, String executorId, String device, long targetTokens,
-                          double lossSum, int steps, double[] stepLosses, long loadMillis, long trainMillis,
-                          long writeMillis, String updateSha256) {
+public record SlotMetrics(int slot, int attempt, String executorId, String device, long targetTokens, double lossSum,
+                          long trainMillis, String updateSha256) {
 }

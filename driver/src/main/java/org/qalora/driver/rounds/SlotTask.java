@@ -19,7 +19,8 @@ import org.qalora.driver.state.AdapterStateFile;
  * take the cached trainer, read the round's start state (cached per round), train K steps, write the update to
  * {@code updates-RRRRR/slot-SSSSS.safetensors} under an attempt-unique temporary name and rename it, and return
  * only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt already renamed its update into
- * place, that file (bit-identical, since training is deterministic) is kept.
+ * place, that file (bit-identical, since training is deterministic) is kept. The returned SHA-256 lets the driver
+ * check the file it averages is the one the task wrote.
  */
 public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>, SlotMetrics> {
     private static final long serialVersionUID = 1L;
@@ -30,15 +31,18 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
     private final String startStateSha256;
     private final String updatesDir;
     private final FaultPlan faults;
+    private final int rerun;
 
+    /** {@code rerun}: 0 for the round's first job, n for the driver's n-th re-run of slots whose update failed verification. */
     public SlotTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, String startStateFile,
-                    String startStateSha256, String updatesDir, FaultPlan faults) {
+                    String startStateSha256, String updatesDir, FaultPlan faults, int rerun) {
         this.factory = factory;
         this.hadoopConf = hadoopConf;
         this.startStateFile = startStateFile;
         this.startStateSha256 = startStateSha256;
         this.updatesDir = updatesDir;
         this.faults = faults;
+        this.rerun = rerun;
     }
 
     @Override
@@ -49,7 +53,6 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
         Storage storage = new Storage(hadoopConf.get());
         while (assignments.hasNext()) {
             SlotAssignment a = assignments.next();
-            long t0 = System.nanoTime();
             SlotTrainer trainer = ExecutorCache.trainer(factory, device);
             var start = ExecutorCache.startState(storage, new Path(startStateFile), startStateSha256);
             long t1 = System.nanoTime();
@@ -64,10 +67,9 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
                     "round", Integer.toString(a.round()), "slot", Integer.toString(a.slot()),
                     "target_tokens", Long.toString(outcome.targetTokens()),
                     "loss_sum", Double.toString(outcome.lossSum()), "steps", Integer.toString(outcome.steps())));
-            long t3 = System.nanoTime();
-            out.add(new SlotMetrics(a.round(), a.slot(), attempt, executorId(), device, outcome.targetTokens(),
-                    outcome.lossSum(), outcome.steps(), outcome.stepLosses(), (t1 - t0) / 1_000_000,
-                    (t2 - t1) / 1_000_000, (t3 - t2) / 1_000_000, sha));
+            faults.maybeCorrupt(a.round(), a.slot(), rerun, storage, target);
+            out.add(new SlotMetrics(a.slot(), attempt, executorId(), device, outcome.targetTokens(), outcome.lossSum(),
+                    (t2 - t1) / 1_000_000, sha));
         }
         return out.iterator();
     }

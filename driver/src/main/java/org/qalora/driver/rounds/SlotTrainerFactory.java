@@ -20,7 +20,4 @@ public interface SlotTrainerFactory extends Serializable {
 
     /** Hash of the data plan (which micro-batches each round and slot trains): recorded in every round manifest. */
     String planHash();
-
-    /** How many rounds the plan can feed, or {@link Integer#MAX_VALUE} if unbounded. */
-    default int maxRounds() { return Integer.MAX_VALUE; }
 }

@@ -19,13 +19,17 @@ import org.qalora.driver.state.AdapterTensors;
  * streams the updates in slot order into a token-weighted float64 average and commits round r. No barrier mode:
  * a failed task is retried alone. Rerunning on the same checkpoint directory resumes after the last committed
  * round and, because every seed derives from (seed, round, slot) and every reduction has a fixed order, ends
- * bit-identical to an uninterrupted run.
+ * bit-identical to an uninterrupted run. Every update file is checked against the SHA-256 its task returned before
+ * it is averaged; a file that fails is not averaged but retrained (see {@link #runVerified}).
  */
 public final class TrainingRounds {
 
     /** The outcome: the last committed round and its state, the metrics of the rounds run now, and where it began. */
     public record Result(CheckpointStore.Committed last, AdapterTensors state, List<RoundMetrics> metrics,
                          int resumedFrom) {}
+
+    /** How often the driver re-runs a slot whose update file fails its SHA-256 check before failing the round. */
+    public static final int MAX_SLOT_RERUNS = 3;
 
     private final JavaSparkContext jsc;
     private final Storage storage;
@@ -47,11 +51,6 @@ public final class TrainingRounds {
     }
 
     public Result run() {
-        if (settings.rounds() > factory.maxRounds()) {
-            throw new IllegalArgumentException("the data plan feeds only " + factory.maxRounds() + " rounds of "
-                    + settings.slots() + " slots x " + settings.stepsPerRound() + " steps, but " + settings.rounds()
-                    + " were asked: lower --rounds or --steps-per-round, or add data");
-        }
         String planHash = factory.planHash();
         CheckpointStore.Committed current = store.latestCommitted().orElse(null);
         int resumedFrom;
@@ -76,7 +75,8 @@ public final class TrainingRounds {
             RoundMetrics m;
             CheckpointStore.Committed next;
             long t0 = System.nanoTime();
-            List<SlotMetrics> slots = runJob(r, current, previous);
+            int[] reruns = new int[settings.slots()];
+            List<SlotMetrics> slots = runVerified(r, current, previous, reruns);
             long jobNanos = System.nanoTime() - t0;
             long a0 = System.nanoTime();
             UpdateAverager.Averaged avg = average(r, current, slots);
@@ -92,7 +92,7 @@ public final class TrainingRounds {
                 lossSum += s.lossSum();
                 slotLosses[s.slot()] = s.lossSum() / s.targetTokens();
                 slowest = Math.max(slowest, s.trainMillis());
-                attempts += s.attempt() + 1;
+                attempts += s.attempt() + 1 + reruns[s.slot()];
             }
             long c0 = System.nanoTime();
             m = new RoundMetrics(r, avg.state().step(), settings.slots(), lossSum / avg.totalTokens(), slotLosses,
@@ -116,29 +116,81 @@ public final class TrainingRounds {
     }
 
     /**
-     * Runs round {@code round}'s Spark job. Its description in the Spark UI names the round and carries the previous
-     * round's metrics line, so the UI's job list reads as the training log.
+     * Runs round {@code round}'s Spark job, then checks every slot's update file against the SHA-256 its task
+     * returned. A slot whose file does not match (changed after the task wrote it: a bad disk, a torn copy) is never
+     * averaged: its file is deleted and the slot's task resubmitted, at most {@link #MAX_SLOT_RERUNS} times, after
+     * which the round fails naming round, slot and file. Training is deterministic, so the re-run writes the same
+     * bytes an undisturbed run would have. {@code reruns[s]} counts slot s's re-runs.
      */
-    private List<SlotMetrics> runJob(int round, CheckpointStore.Committed start, RoundMetrics previous) {
+    private List<SlotMetrics> runVerified(int round, CheckpointStore.Committed start, RoundMetrics previous, int[] reruns) {
         Path updates = store.updatesDir(round);
         storage.delete(updates); // leftovers of a crashed driver: retrained, so every update comes from this start state
         storage.mkdirs(updates);
-        List<SlotAssignment> assignments = new ArrayList<>();
+        List<Integer> all = new ArrayList<>();
         for (int s = 0; s < settings.slots(); s++) {
+            all.add(s);
+        }
+        List<SlotMetrics> slots = runJob(round, start, previous, all, 0);
+        for (int rerun = 1; ; rerun++) {
+            List<Integer> bad = new ArrayList<>();
+            for (SlotMetrics m : slots) {
+                Path file = new Path(updates, CheckpointStore.updateFileName(m.slot()));
+                String actual = storage.sha256(file);
+                if (actual.equals(m.updateSha256())) {
+                    continue;
+                }
+                String what = "slot " + m.slot() + "'s update " + file + " has SHA-256 " + actual
+                        + ", which does not match the SHA-256 its task reported (" + m.updateSha256() + ")";
+                if (rerun > MAX_SLOT_RERUNS) {
+                    throw new RoundFailedException("round " + round + " failed: " + what + " after " + MAX_SLOT_RERUNS
+                            + " re-runs of the slot; the storage under " + updates + " is corrupting files. The last"
+                            + " committed round " + start.round() + " is kept in " + start.dir()
+                            + "; rerun the same command to resume from it.", null);
+                }
+                progress.accept("round " + round + ": " + what + ": not averaging it; re-running slot " + m.slot()
+                        + " (re-run " + rerun + " of at most " + MAX_SLOT_RERUNS + ")");
+                storage.delete(file); // else the re-run would keep it as an earlier attempt's output
+                bad.add(m.slot());
+                reruns[m.slot()]++;
+            }
+            if (bad.isEmpty()) {
+                return slots;
+            }
+            List<SlotMetrics> fresh = runJob(round, start, previous, bad, rerun);
+            for (SlotMetrics m : fresh) {
+                slots.set(m.slot(), m);
+            }
+        }
+    }
+
+    /**
+     * Runs one Spark job of round {@code round} over {@code slotIds} ({@code rerun} 0: the round's job; n: the
+     * driver's n-th re-run of slots that failed verification); returns their metrics in slot order, one per slot.
+     * Its description in the Spark UI names the round and carries the previous round's metrics line, so the UI's job
+     * list reads as the training log.
+     */
+    private List<SlotMetrics> runJob(int round, CheckpointStore.Committed start, RoundMetrics previous,
+                                     List<Integer> slotIds, int rerun) {
+        Path updates = store.updatesDir(round);
+        List<SlotAssignment> assignments = new ArrayList<>();
+        for (int s : slotIds) {
             assignments.add(new SlotAssignment(round, s, settings.slots(), settings.stepsPerRound(),
                     start.manifest().globalStep(), SlotAssignment.deriveSeed(settings.seed(), round, s)));
         }
         SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), start.stateFile().toString(),
-                start.stateSha256(), updates.toString(), faults);
+                start.stateSha256(), updates.toString(), faults, rerun);
         String description = String.format("qalora round %d/%d: %d slots x %d steps from global step %d", round,
                 settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep());
+        if (rerun > 0) {
+            description += " | re-run " + rerun + " of slots " + slotIds;
+        }
         if (previous != null) {
             description += " | previous " + previous.progressLine(settings.rounds());
         }
         jsc.setJobGroup("qalora-round-" + round, description, false);
         List<SlotMetrics> result;
         try {
-            result = new ArrayList<>(jsc.parallelize(assignments, settings.slots()).mapPartitions(task).collect());
+            result = new ArrayList<>(jsc.parallelize(assignments, assignments.size()).mapPartitions(task).collect());
         } catch (Exception e) { // SparkException is checked in Java's eyes though Scala throws it freely
             throw new RoundFailedException("round " + round + " failed: " + rootMessage(e) + ". The last committed round "
                     + start.round() + " is kept in " + start.dir() + "; rerun the same command to resume from it.", e);
@@ -146,11 +198,9 @@ public final class TrainingRounds {
             jsc.clearJobGroup();
         }
         result.sort(Comparator.comparingInt(SlotMetrics::slot));
-        for (int s = 0; s < settings.slots(); s++) {
-            if (result.size() <= s || result.get(s).slot() != s) {
-                throw new IllegalStateException("round " + round + ": the job returned slots "
-                        + Arrays.toString(result.stream().mapToInt(SlotMetrics::slot).toArray()) + ", expected 0.." + (settings.slots() - 1));
-            }
+        if (!result.stream().map(SlotMetrics::slot).toList().equals(slotIds)) {
+            throw new IllegalStateException("round " + round + ": the job returned slots "
+                    + Arrays.toString(result.stream().mapToInt(SlotMetrics::slot).toArray()) + ", expected " + slotIds);
         }
         return result;
     }

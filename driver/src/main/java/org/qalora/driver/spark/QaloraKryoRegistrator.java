@@ -85,35 +85,25 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
     static final class SlotMetricsSerializer extends Serializer<SlotMetrics> {
         @Override
         public void write(Kryo kryo, Output out, SlotMetrics m) {
-            out.writeInt(m.round());
             out.writeInt(m.slot());
             out.writeInt(m.attempt());
             out.writeString(m.executorId());
             out.writeString(m.device());
             out.writeLong(m.targetTokens());
             out.writeDouble(m.lossSum());
-            out.writeInt(m.steps());
-            out.writeInt(m.stepLosses().length);
-            out.writeDoubles(m.stepLosses());
-            out.writeLong(m.loadMillis());
             out.writeLong(m.trainMillis());
-            out.writeLong(m.writeMillis());
             out.writeString(m.updateSha256());
         }
 
         @Override
         public SlotMetrics read(Kryo kryo, Input in, Class<SlotMetrics> type) {
-            int round = in.readInt();
             int slot = in.readInt();
             int attempt = in.readInt();
             String executor = in.readString();
             String device = in.readString();
             long tokens = in.readLong();
             double lossSum = in.readDouble();
-            int steps = in.readInt();
-            double[] losses = in.readDoubles(in.readInt());
-            return new SlotMetrics(round, slot, attempt, executor, device, tokens, lossSum, steps, losses,
-                    in.readLong(), in.readLong(), in.readLong(), in.readString());
+            return new SlotMetrics(slot, attempt, executor, device, tokens, lossSum, in.readLong(), in.readString());
         }
     }
 }

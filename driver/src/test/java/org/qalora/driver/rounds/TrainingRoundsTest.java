@@ -123,6 +123,38 @@ class TrainingRoundsTest {
     }
 
     @Test
+    void aCorruptedUpdateIsDetectedAndItsSlotRerunAndChangesNothing() {
+        var clean = run("uncorrupted", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
+        List<String> log = new ArrayList<>();
+        var corrupted = run("corrupted", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.parse("corrupt:2:1"),
+                log);
+        String slotFile = CheckpointStore.updateFileName(1);
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("round 2: slot 1's update ") && l.contains(slotFile)
+                && l.contains("does not match the SHA-256 its task reported") && l.contains("re-running slot 1 (re-run 1 of ")),
+                String.join("\n", log));
+        assertEquals(1, log.stream().filter(l -> l.contains("re-running slot")).count(), String.join("\n", log));
+        assertEquals(3 + 1, corrupted.metrics().get(1).taskAttempts(), "slot 1 of round 2 ran twice");
+        assertTrue(corrupted.state().bitwiseEquals(clean.state()),
+                "the re-run slot's fresh update must be averaged, not the corrupted one");
+    }
+
+    @Test
+    void anUpdateThatKeepsFailingVerificationFailsTheRoundNamingRoundSlotAndFile() {
+        List<String> log = new ArrayList<>();
+        RoundFailedException e = assertThrows(RoundFailedException.class, () -> run("always-corrupt", SETTINGS,
+                new ToyTrainerFactory(7, "", 0.05f), FaultPlan.parse("corrupt:3:2:100"), log));
+        assertTrue(e.getMessage().startsWith("round 3 failed: slot 2's update "), e.getMessage());
+        assertTrue(e.getMessage().contains(CheckpointStore.updateFileName(2)), e.getMessage());
+        assertTrue(e.getMessage().contains("after " + TrainingRounds.MAX_SLOT_RERUNS + " re-runs"), e.getMessage());
+        assertTrue(e.getMessage().contains("last committed round 2"), e.getMessage());
+        assertEquals(TrainingRounds.MAX_SLOT_RERUNS, log.stream().filter(l -> l.contains("re-running slot 2")).count(),
+                String.join("\n", log));
+        Storage storage = new Storage(new Configuration());
+        var store = new CheckpointStore(storage, storage.path(tmp.resolve("always-corrupt").toString()), s -> {});
+        assertEquals(2, store.latestCommitted().orElseThrow().round());
+    }
+
+    @Test
     void aNonFiniteLossFailsTheRoundNamingSlotAndStepAndKeepsTheLastRound() {
         List<String> log = new ArrayList<>();
         RoundFailedException e = assertThrows(RoundFailedException.class,

@@ -1,5 +1,6 @@
 package org.qalora.worker.model;
 
+import org.qalora.quant.util.SplitMix64;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backend;
@@ -14,10 +15,7 @@ final class DecoderLayerPass {
 
     /** Dropout seed of one (pass seed, layer, projection): a fixed mix so recompute reproduces the same masks. */
     static long dropoutSeed(long passSeed, int layer, Projection p) {
-        long z = passSeed + 0x9E3779B97F4A7C15L * (layer * 8L + p.ordinal() + 1);
-        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-        return z ^ (z >>> 31);
+        return SplitMix64.mix64(passSeed + SplitMix64.GOLDEN_GAMMA * (layer * 8L + p.ordinal() + 1));
     }
 
     /**

@@ -1,7 +1,5 @@
 package org.qalora.worker.train;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -13,9 +11,6 @@ import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.Projection;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.PeftKeys;
-import org.qalora.quant.safetensors.DType;
-import org.qalora.quant.safetensors.SafetensorsFile;
-import org.qalora.quant.safetensors.SafetensorsWriter;
 
 /**
  * Adapter weights plus AdamW moments and the step count, keyed by PEFT key names in a fixed order (layer, then
@@ -151,72 +146,6 @@ public final class AdapterState implements java.io.Serializable {
     Map<String, float[]> adamVMap() { return adamV; }
 
     LinkedHashMap<String, long[]> shapeMap() { return shapes; }
-
-    /** Value of the {@code format} metadata entry of a state file. */
-    public static final String FORMAT = "qalora-adapter-state/1";
-    private static final String M_PREFIX = "adam_m.";
-    private static final String V_PREFIX = "adam_v.";
-
-    /**
-     * Writes the whole state to one safetensors file, atomically: tensors {@code <key>} (weights),
-     * {@code adam_m.<key>}, {@code adam_v.<key>} (float32), metadata {@code format}, {@code step} and
-     * {@code adapter_config} (the adapter_config.json text).
-     */
-    public void write(String location) {
-        SafetensorsWriter w = new SafetensorsWriter();
-        w.metadata("format", FORMAT);
-        w.metadata("step", Long.toString(step));
-        w.metadata("adapter_config", PeftAdapter.configJson(config, null));
-        for (Map.Entry<String, long[]> e : shapes.entrySet()) {
-            w.addFloats(e.getKey(), DType.F32, weights.get(e.getKey()), e.getValue());
-            w.addFloats(M_PREFIX + e.getKey(), DType.F32, adamM.get(e.getKey()), e.getValue());
-            w.addFloats(V_PREFIX + e.getKey(), DType.F32, adamV.get(e.getKey()), e.getValue());
-        }
-        try {
-            w.write(location);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write adapter state " + location + ": " + e.getMessage(), e);
-        }
-    }
-
-    /** Reads a file written by {@link #write}. */
-    public static AdapterState read(String location) {
-        try (SafetensorsFile f = SafetensorsFile.open(location)) {
-            Map<String, String> meta = f.metadata();
-            if (!FORMAT.equals(meta.get("format"))) {
-                throw new IllegalArgumentException(location + ": not an adapter state file (metadata format is "
-                        + meta.get("format") + ", expected " + FORMAT + ")");
-            }
-            QaloraConfig cfg = PeftAdapter.parseConfig(meta.get("adapter_config"), location + " (adapter_config)");
-            long step = Long.parseLong(meta.get("step"));
-            LinkedHashMap<String, long[]> shapes = new LinkedHashMap<>();
-            Map<String, float[]> w = new LinkedHashMap<>(), m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
-            List<String> names = new ArrayList<>(f.names());
-            for (String name : names) {
-                if (name.startsWith(M_PREFIX) || name.startsWith(V_PREFIX)) {
-                    continue;
-                }
-                PeftKeys.parse(name);
-                shapes.put(name, f.info(name).shape());
-                w.put(name, f.floats(name));
-                for (String prefix : new String[] {M_PREFIX, V_PREFIX}) {
-                    if (!f.contains(prefix + name)) {
-                        throw new IllegalArgumentException(location + ": tensor " + prefix + name + " is missing");
-                    }
-                }
-                m.put(name, f.floats(M_PREFIX + name));
-                v.put(name, f.floats(V_PREFIX + name));
-            }
-            // key order is part of the contract: sort by (layer, projection, A/B) as states are created
-            LinkedHashMap<String, long[]> ordered = new LinkedHashMap<>();
-            shapes.keySet().stream().sorted(java.util.Comparator.comparing((String k) -> PeftKeys.parse(k).layer())
-                    .thenComparing(k -> PeftKeys.parse(k).projection()).thenComparing(k -> !PeftKeys.parse(k).isA()))
-                    .forEach(k -> ordered.put(k, shapes.get(k)));
-            return new AdapterState(cfg, ordered, w, m, v, step);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read adapter state " + location + ": " + e.getMessage(), e);
-        }
-    }
 
     /** Writes the weights as a PEFT adapter directory (atomically; {@code dir} must not exist). */
     public void writePeft(String dir, String baseModel) {

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.qalora.quant.util.SplitMix64;
 import org.qalora.worker.adapter.AdapterSlot;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
@@ -130,10 +131,7 @@ public final class LocalTrainer {
 
     /** Dropout seed of micro-batch {@code j} of a global step: a SplitMix64 mix of (seed, step, j). */
     static long passSeed(long seed, long globalStep, int j) {
-        long z = seed ^ (globalStep * 0x9E3779B97F4A7C15L) ^ ((j + 1L) * 0xC2B2AE3D27D4EB4FL);
-        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-        return z ^ (z >>> 31);
+        return SplitMix64.mix64(seed ^ (globalStep * SplitMix64.GOLDEN_GAMMA) ^ ((j + 1L) * 0xC2B2AE3D27D4EB4FL));
     }
 
     /**

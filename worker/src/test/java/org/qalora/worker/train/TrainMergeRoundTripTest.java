@@ -46,8 +46,8 @@ class TrainMergeRoundTripTest {
             LocalTrainer trainer = new LocalTrainer(model, cfg, tc);
             TrainResult first = trainer.run(AdapterState.initial(model, cfg, 1), six, 9);
             String stateFile = tmp.resolve("state.safetensors").toString();
-            first.state().write(stateFile);
-            TrainResult second = trainer.run(AdapterState.read(stateFile), six, 9);
+            AdapterStateFiles.write(first.state(), stateFile);
+            TrainResult second = trainer.run(AdapterStateFiles.read(stateFile), six, 9);
             assertEquals(12, second.state().step());
             assertTrue(second.stepLosses()[5] < first.stepLosses()[0] - 0.2,
                     first.stepLosses()[0] + " -> " + second.stepLosses()[5]);

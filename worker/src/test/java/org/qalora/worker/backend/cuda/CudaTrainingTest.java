@@ -23,6 +23,7 @@ import org.qalora.worker.backend.Precision;
 import org.qalora.worker.merge.Merger;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.train.AdapterState;
+import org.qalora.worker.train.AdapterStateFiles;
 import org.qalora.worker.train.LocalTrainer;
 import org.qalora.worker.train.MicroBatch;
 import org.qalora.worker.train.Schedule;
@@ -70,8 +71,8 @@ class CudaTrainingTest {
                 firstLoss[0] = r.stepLosses()[0];
             }
             String file = tmp.resolve(tag + "-round-" + round + ".safetensors").toString();
-            r.state().write(file);
-            state = AdapterState.read(file);
+            AdapterStateFiles.write(r.state(), file);
+            state = AdapterStateFiles.read(file);
         }
         return r;
     }

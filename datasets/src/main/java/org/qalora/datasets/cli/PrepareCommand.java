@@ -1,9 +1,11 @@
 package org.qalora.datasets.cli;
 
+import org.apache.spark.SparkConf;
 import org.apache.spark.sql.SparkSession;
 import org.qalora.datasets.prepare.BadDataException;
 import org.qalora.datasets.prepare.DatasetManifest;
 import org.qalora.datasets.prepare.PrepareJob;
+import org.qalora.datasets.prepare.PrepareKryoRegistrator;
 import org.qalora.datasets.prepare.PrepareSettings;
 import org.qalora.datasets.read.RecordFormat;
 import org.qalora.datasets.read.RecordValidator;
@@ -95,7 +97,9 @@ public final class PrepareCommand implements Callable<Integer> {
         SparkSession active = SparkSession.getActiveSession().getOrElse(() -> SparkSession.getDefaultSession()
                 .getOrElse(() -> null));
         SparkSession spark = active != null ? active
-                : SparkSession.builder().master(master).appName("qalora prepare").getOrCreate();
+                : SparkSession.builder().config(PrepareKryoRegistrator.apply(new SparkConf()
+                        .set("spark.master", master).set("spark.app.name", "qalora prepare")))
+                        .getOrCreate();
         try {
             DatasetManifest m = PrepareJob.run(spark, settings);
             outw.printf("prepared %d records (%d tokens, %d target tokens) in %d shards into %s%n", m.records(),

@@ -16,8 +16,9 @@ import java.io.IOException;
 
 /**
  * Writes one shard with parquet-hadoop directly (not through Spark's writer), so the file name is ours and the
- * bytes depend only on the rows: no UUIDs, no timestamps, no Spark version in the footer. The footer's
- * {@code created_by} names the parquet-mr version, which is fixed by our build.
+ * bytes depend only on the rows: no UUIDs, no timestamps, no Spark version in the footer, and the footer's
+ * encoding lists in one order in every process ({@link CanonicalFooter}). The footer's {@code created_by} names the
+ * parquet-mr version, which is fixed by our build.
  */
 final class ShardWriter implements Closeable {
 
@@ -64,6 +65,7 @@ final class ShardWriter implements Closeable {
 
     @Override
     public void close() throws IOException {
+        file.holdTail();   // the footer comes during close: let the file put its encodings in one order first
         writer.close();
     }
 

@@ -4,9 +4,8 @@ import com.esotericsoftware.kryo.Kryo;
 import com.esotericsoftware.kryo.Serializer;
 import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
-import com.esotericsoftware.kryo.serializers.JavaSerializer;
-import java.util.List;
 import org.apache.spark.serializer.KryoRegistrator;
+import org.qalora.datasets.prepare.PrepareKryoRegistrator;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotMetrics;
 
@@ -19,29 +18,13 @@ import org.qalora.driver.rounds.SlotMetrics;
  * <p>Our messages are records, which Kryo's reflective FieldSerializer cannot build (records have no settable
  * fields), so each has an explicit serializer, field by field, in declaration order.
  *
- * <p>The datasets module's prepare job broadcasts its per-file task and collects per-file results; those classes
- * are package-private there and are Java-serializable object graphs (settings, tokenizer bytes, templates), so they
- * are registered by name with Kryo's {@link JavaSerializer}: one registration covers the whole graph.
+ * <p>The datasets module's prepare job registers its own classes ({@link PrepareKryoRegistrator}); this one calls it,
+ * so a train and a prepare under the same {@code spark.kryo.registrator} both run.
  */
 public final class QaloraKryoRegistrator implements KryoRegistrator {
-    /** Classes of other modules shipped through Spark's serializer, serialized with Java serialization. */
-    static final List<String> JAVA_SERIALIZED = List.of(
-            "org.qalora.datasets.prepare.FileTask",
-            "org.qalora.datasets.prepare.FileResult",
-            "org.qalora.datasets.prepare.InputUnit");
-
     @Override
     public void registerClasses(Kryo kryo) {
-        for (String name : JAVA_SERIALIZED) {
-            Class<?> c = load(name);
-            kryo.register(c, new JavaSerializer());
-            kryo.register(java.lang.reflect.Array.newInstance(c, 0).getClass());
-        }
-        // Lists of those (the prepare job collects per-file lists of input splits): JDK immutable lists through Java
-        // serialization (they have no no-arg constructor), ArrayList through Kryo's collection serializer.
-        kryo.register(java.util.ArrayList.class);
-        kryo.register(List.of(1).getClass(), new JavaSerializer());
-        kryo.register(List.of(1, 2, 3).getClass(), new JavaSerializer());
+        new PrepareKryoRegistrator().registerClasses(kryo);
         kryo.register(SlotAssignment.class, new SlotAssignmentSerializer());
         kryo.register(SlotAssignment[].class);
         kryo.register(SlotMetrics.class, new SlotMetricsSerializer());
@@ -53,16 +36,6 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(long[].class);
         kryo.register(String[].class);
         kryo.register(Object[].class);
-    }
-
-    private static Class<?> load(String name) {
-        try {
-            return Class.forName(name, false, Thread.currentThread().getContextClassLoader() != null
-                    ? Thread.currentThread().getContextClassLoader() : QaloraKryoRegistrator.class.getClassLoader());
-        } catch (ClassNotFoundException e) {
-            throw new IllegalStateException("Kryo registration: class " + name + " is not on the classpath (was it "
-                    + "renamed? update QaloraKryoRegistrator)", e);
-        }
     }
 
     static final class SlotAssignmentSerializer extends Serializer<SlotAssignment> {

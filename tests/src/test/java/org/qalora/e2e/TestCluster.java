@@ -18,6 +18,8 @@ import org.qalora.driver.spark.SparkSettings;
  * shared/notes/spark-hadoop-testing.md for why each setting is needed.
  */
 final class TestCluster implements AutoCloseable {
+    /** A logical HDFS nameservice that only the Spark job's settings define (see {@link #sparkConf}). */
+    static final String NAMESERVICE = "qalora-ns";
     final MiniDFSCluster hdfs;
     final Path base;
 
@@ -70,6 +72,13 @@ final class TestCluster implements AutoCloseable {
         conf.set("spark.executor.resource.gpu.amount", "1");
         conf.set("spark.task.resource.gpu.amount", "1");
         conf.set("spark.hadoop.fs.defaultFS", hdfs.getURI().toString());
+        // The same NameNode as the HA-style logical nameservice hdfs://qalora-ns/, defined only here: a path that
+        // reads or writes it through a bare new Configuration() instead of the job's fails (UnknownHostException).
+        conf.set("spark.hadoop.dfs.nameservices", NAMESERVICE);
+        conf.set("spark.hadoop.dfs.ha.namenodes." + NAMESERVICE, "nn1");
+        conf.set("spark.hadoop.dfs.namenode.rpc-address." + NAMESERVICE + ".nn1", "localhost:" + hdfs.getNameNodePort());
+        conf.set("spark.hadoop.dfs.client.failover.proxy.provider." + NAMESERVICE,
+                "org.apache.hadoop.hdfs.server.namenode.ha.ConfiguredFailoverProxyProvider");
         return conf;
     }
 

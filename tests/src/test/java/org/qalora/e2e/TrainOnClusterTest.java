@@ -82,12 +82,17 @@ class TrainOnClusterTest {
     }
 
     private static TrainJob job(String output, String data) {
+        return job(cluster.uri(""), output, data, 4);
+    }
+
+    /** {@code hdfs}: the file system URI the model, tokenizer and output are on. */
+    private static TrainJob job(String hdfs, String output, String data, int rounds) {
         Map<String, Object> flags = new LinkedHashMap<>();
-        flags.put("model", cluster.uri("/models/tiny-gptq"));
-        flags.put("tokenizer", cluster.uri("/tok/tokenizer.json"));
+        flags.put("model", hdfs + "/models/tiny-gptq");
+        flags.put("tokenizer", hdfs + "/tok/tokenizer.json");
         flags.put("data", List.of(data));
-        flags.put("output", cluster.uri(output));
-        flags.put("rounds", 4);
+        flags.put("output", hdfs + output);
+        flags.put("rounds", rounds);
         flags.put("steps-per-round", 2);
         flags.put("slots", 2);
         flags.put("micro-batch-tokens", 256);
@@ -202,5 +207,25 @@ class TrainOnClusterTest {
         assertTrue(e.getMessage().contains("permission denied"), e.getMessage());
         assertTrue(e.getMessage().contains("/locked/run"), e.getMessage());
         assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/locked/run")));
+    }
+
+    /**
+     * Executors use the job's Hadoop configuration for every file: model, dataset, start state, updates and the
+     * published model all live on {@code hdfs://qalora-ns/}, a nameservice only {@code spark.hadoop.*} defines.
+     */
+    @Test
+    @Order(5)
+    void aClusterKnownOnlyToTheJobsSettingsServesTheWholeRun() throws Exception {
+        String ns = "hdfs://" + TestCluster.NAMESERVICE;
+        assertThrows(Exception.class, () -> org.qalora.quant.io.HadoopPaths.defaults().exists(ns + "/models/tiny-gptq"),
+                "this JVM's default configuration must not know the nameservice");
+        List<String> log = new ArrayList<>();
+        TrainPipeline.Outcome out = train(job(ns, "/runs/ns", ns + "/runs/a/data", 1), null, log);
+        assertEquals(1, out.rounds().metrics().size(), String.join("\n", log));
+        String published = out.published().toString();
+        assertTrue(published.startsWith(ns + "/runs/ns/v-"), published);
+        var conf = spark.sparkContext().hadoopConfiguration();
+        assertTrue(new ModelPublisher(new Storage(conf)).verify(out.published()).isEmpty(), "checksums match");
+        assertTrue(cluster.fs().exists(new org.apache.hadoop.fs.Path("/runs/ns/LATEST")), "the same cluster, by its address");
     }
 }

@@ -14,6 +14,7 @@ import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.merge.Merger;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.train.AdapterState;
@@ -53,16 +54,17 @@ public final class PublishStage {
         info.put("round", Integer.toString(round));
         info.put("globalStep", Long.toString(state.step()));
         info.put("baseModel", baseModel);
-        LlamaModel base = LlamaModel.load(baseModel);
+        HadoopPaths paths = storage.paths(); // the job's configuration, never this JVM's defaults
+        LlamaModel base = LlamaModel.load(baseModel, CpuBackend.withAllCores(), paths);
         Map<String, float[]> weights = new LinkedHashMap<>();
         for (String k : state.keys()) {
             weights.put(k, state.tensor(k).weights());
         }
         Merger.Report[] report = new Merger.Report[1];
         Path published = new ModelPublisher(storage).publish(root, version, info, tmp -> {
-            report[0] = Merger.merge(base, new PeftAdapter(adapterConfig, weights), tmp.toString());
+            report[0] = Merger.merge(base, new PeftAdapter(adapterConfig, weights), tmp.toString(), paths);
             AdapterState.fromWeights(base.dims(), adapterConfig, weights, state.step())
-                    .writePeft(HadoopPaths.child(tmp.toString(), ADAPTER_DIR), baseModel);
+                    .writePeft(HadoopPaths.child(tmp.toString(), ADAPTER_DIR), baseModel, paths);
         });
         progress.accept(String.format(java.util.Locale.ROOT,
                 "merge: %d projections folded into float zero points; merged vs adapter logits relative error %.2e",

@@ -16,6 +16,7 @@ import org.qalora.driver.rounds.SlotTrainer;
 import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.driver.spark.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.io.HadoopPaths;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backend;
@@ -109,6 +110,11 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         }
     }
 
+    /** The job's Hadoop configuration, shipped from the driver: every file this factory reads goes through it. */
+    HadoopPaths paths() {
+        return new HadoopPaths(hadoopConf.get());
+    }
+
     QaloraConfig adapterConfig() {
         return QaloraConfig.allProjections(rank, alpha, groupSize, Pooling.fromConfig(pooling, "--pooling"), dropout);
     }
@@ -143,7 +149,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         String resolved = Backends.resolve(requestedDevice, "cpu".equals(device) ? null : device);
         Backend backend = Backends.open(resolved, precision, threads);
         try {
-            LlamaModel base = LlamaModel.load(model, backend);
+            LlamaModel base = LlamaModel.load(model, backend, paths());
             return new Trainer(base, adapterConfig(), trainingConfig(), plan(), dataset, hadoopConf);
         } catch (RuntimeException | Error e) {
             backend.close();
@@ -164,7 +170,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
             return toTensors(AdapterState.initial(t.base, t.adapter, seed));
         }
         try (Backend cpu = Backends.open("cpu", Precision.FP32, threads)) {
-            return toTensors(AdapterState.initial(LlamaModel.load(model, cpu), adapterConfig(), seed));
+            return toTensors(AdapterState.initial(LlamaModel.load(model, cpu, paths()), adapterConfig(), seed));
         }
     }
 

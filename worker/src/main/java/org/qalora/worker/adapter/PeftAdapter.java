@@ -29,9 +29,13 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
     public static final String WEIGHTS_FILE = "adapter_model.safetensors";
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
-    /** Reads an adapter directory from any Hadoop path. */
+    /** Reads an adapter directory through this machine's default Hadoop configuration (CLI use). */
     public static PeftAdapter read(String dir) {
-        HadoopPaths paths = HadoopPaths.defaults();
+        return read(dir, HadoopPaths.defaults());
+    }
+
+    /** Reads an adapter directory from any Hadoop path, through {@code paths} (e.g. the Spark job's configuration). */
+    public static PeftAdapter read(String dir, HadoopPaths paths) {
         String configFile = HadoopPaths.child(dir, CONFIG_FILE);
         try {
             if (!paths.exists(configFile)) {
@@ -41,7 +45,7 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
             QaloraConfig cfg = parseConfig(new String(paths.readAllBytes(configFile), StandardCharsets.UTF_8), configFile);
             Map<String, float[]> weights = new LinkedHashMap<>();
             String weightsFile = HadoopPaths.child(dir, WEIGHTS_FILE);
-            try (SafetensorsFile f = SafetensorsFile.open(weightsFile)) {
+            try (SafetensorsFile f = SafetensorsFile.open(weightsFile, paths)) {
                 for (String name : f.names()) {
                     PeftKeys.Parsed key = PeftKeys.parse(name);
                     if (!cfg.targets(key.projection())) {
@@ -140,7 +144,12 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
      */
     public static void write(String dir, QaloraConfig cfg, Map<String, float[]> weights, Map<String, long[]> shapes,
                              String baseModel) {
-        HadoopPaths paths = HadoopPaths.defaults();
+        write(dir, cfg, weights, shapes, baseModel, HadoopPaths.defaults());
+    }
+
+    /** As {@link #write(String, QaloraConfig, Map, Map, String)}, through {@code paths} (e.g. the job's configuration). */
+    public static void write(String dir, QaloraConfig cfg, Map<String, float[]> weights, Map<String, long[]> shapes,
+                             String baseModel, HadoopPaths paths) {
         SafetensorsWriter w = new SafetensorsWriter();
         for (Map.Entry<String, float[]> e : weights.entrySet()) {
             PeftKeys.parse(e.getKey());

@@ -14,6 +14,7 @@ import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.SafetensorsWriter;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
@@ -54,8 +55,13 @@ public final class Merger {
      * check runs on the CPU in fp32: {@link #LOGIT_TOLERANCE} is a float32 rounding bound.
      */
     public static Report merge(String modelDir, String adapterDir, String outDir) {
+        return merge(modelDir, adapterDir, outDir, HadoopPaths.defaults());
+    }
+
+    /** As {@link #merge(String, String, String)}, every file read and written through {@code paths}. */
+    public static Report merge(String modelDir, String adapterDir, String outDir, HadoopPaths paths) {
         try (Backend backend = Backends.open("cpu", Precision.FP32, Runtime.getRuntime().availableProcessors())) {
-            return merge(LlamaModel.load(modelDir, backend), PeftAdapter.read(adapterDir), outDir);
+            return merge(LlamaModel.load(modelDir, backend, paths), PeftAdapter.read(adapterDir, paths), outDir, paths);
         }
     }
 
@@ -64,22 +70,43 @@ public final class Merger {
         return merge(model, new PeftAdapter(state.config(), state.weightMap()), outDir);
     }
 
-    /** Merges an adapter (e.g. the trainer's final state) into a loaded model; {@code model.source()} is copied from. */
+    /**
+     * Merges an adapter into a loaded model on this machine's default Hadoop configuration (CLI use); inside a
+     * Spark job use {@link #merge(LlamaModel, PeftAdapter, String, HadoopPaths)} with the job's configuration.
+     */
     public static Report merge(LlamaModel model, PeftAdapter adapter, String outDir) {
+        return merge(model, adapter, outDir, HadoopPaths.defaults());
+    }
+
+    /**
+     * Merges an adapter (e.g. the trainer's final state) into a loaded model; {@code model.source()} is copied from.
+     * Every file is read and written through {@code paths}.
+     */
+    public static Report merge(LlamaModel model, PeftAdapter adapter, String outDir, HadoopPaths paths) {
+        return merge(model, adapter, outDir, paths, ZeroPointMerge::mergeAll);
+    }
+
+    /** How the adapter is folded into the projections; a parameter so tests can check that a wrong fold is refused. */
+    @FunctionalInterface
+    interface Fold {
+        Map<String, QuantizedMatrix> apply(LlamaModel model, QaloraConfig config, Map<String, float[]> weights);
+    }
+
+    static Report merge(LlamaModel model, PeftAdapter adapter, String outDir, HadoopPaths paths, Fold fold) {
         if (model.source() == null) {
             throw new IllegalArgumentException("the model was built in memory; merge needs the checkpoint directory");
         }
-        Map<String, QuantizedMatrix> merged = ZeroPointMerge.mergeAll(model, adapter.config(), adapter.weights());
+        Map<String, QuantizedMatrix> merged = fold.apply(model, adapter.config(), adapter.weights());
         int[] probe = probeIds(model.dims().vocab());
         float[] expected = probeLogits(model, QaloraAdapter.create(model, adapter.config(), adapter.weights(), false), probe);
         double[] inMemory = compare(probeLogits(model.withQuantized(merged), null, probe), expected);
-        if (inMemory[0] > LOGIT_TOLERANCE) {
+        if (!withinTolerance(inMemory[0])) { // NaN-safe: a NaN error is refused too
             throw new IllegalStateException("merged model logits differ from the adapter model's by " + inMemory[0]
-                    + " (relative) > " + LOGIT_TOLERANCE + ": refusing to write " + outDir);
+                    + " (relative), not within " + LOGIT_TOLERANCE + nonFiniteHint(inMemory[0])
+                    + ": refusing to write " + outDir);
         }
-        HadoopPaths paths = HadoopPaths.defaults();
         double[][] written = new double[1][];
-        try (Checkpoint source = Checkpoint.open(model.source())) {
+        try (Checkpoint source = Checkpoint.open(model.source(), paths)) {
             LlamaConfig config = source.config();
             GptqConfig gptq = config.quantization().withFormat(GptqConfig.CheckpointFormat.QALORA_FLOAT_ZEROS);
             paths.writeDirectoryAtomically(outDir, tmp -> {
@@ -103,17 +130,28 @@ public final class Merger {
                     }
                 }
                 // Verify what is on disk, not what is in memory, before the rename makes it visible.
-                LlamaModel reread = LlamaModel.load(tmp, model.backend());
+                LlamaModel reread = LlamaModel.load(tmp, model.backend(), paths);
                 written[0] = compare(probeLogits(reread, null, probe), expected);
-                if (written[0][0] > LOGIT_TOLERANCE) {
+                if (!withinTolerance(written[0][0])) {
                     throw new IOException("the merged model as written to disk gives logits that differ from the "
-                            + "adapter model's by " + written[0][0] + " (relative) > " + LOGIT_TOLERANCE);
+                            + "adapter model's by " + written[0][0] + " (relative), not within " + LOGIT_TOLERANCE
+                            + nonFiniteHint(written[0][0]));
                 }
             });
         } catch (IOException e) {
             throw new UncheckedIOException("merge into " + outDir + " failed: " + e.getMessage(), e);
         }
         return new Report(outDir, merged.size(), written[0][0], written[0][1]);
+    }
+
+    /** {@code !(err <= tol)} is the refusal test: a NaN error (non-finite logits) is never within tolerance. */
+    static boolean withinTolerance(double relativeError) {
+        return relativeError <= LOGIT_TOLERANCE;
+    }
+
+    private static String nonFiniteHint(double relativeError) {
+        return Double.isFinite(relativeError) ? ""
+                : " (the probe logits are not finite: a weight of the model or adapter holds NaN or infinity)";
     }
 
     private static boolean isProjectionTensor(String name) {

@@ -4,6 +4,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.io.HadoopPaths;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.backend.Tensor;
@@ -43,12 +44,20 @@ public final class LlamaModel {
      * Loads an HF (dense) or GPTQ checkpoint directory from any Hadoop path onto a CPU backend using every core.
      */
     public static LlamaModel load(String location) {
-        return ModelLoader.load(location, org.qalora.worker.backend.CpuBackend.withAllCores());
+        return ModelLoader.load(location, org.qalora.worker.backend.CpuBackend.withAllCores(), HadoopPaths.defaults());
     }
 
-    /** Loads a checkpoint onto the given backend. */
+    /**
+     * Loads a checkpoint onto the given backend through this machine's default Hadoop configuration (CLI use); inside
+     * a Spark job use {@link #load(String, Backend, HadoopPaths)} with the job's configuration.
+     */
     public static LlamaModel load(String location, Backend backend) {
-        return ModelLoader.load(location, backend);
+        return ModelLoader.load(location, backend, HadoopPaths.defaults());
+    }
+
+    /** Loads a checkpoint onto the given backend, reading through {@code paths} (e.g. the Spark job's configuration). */
+    public static LlamaModel load(String location, Backend backend, HadoopPaths paths) {
+        return ModelLoader.load(location, backend, paths);
     }
 
     public LlamaDims dims() { return dims; }

@@ -12,6 +12,7 @@ import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.config.RopeScaling;
 import org.qalora.quant.gptq.GptqCodec;
+import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.LinearWeight;
@@ -25,8 +26,8 @@ import org.qalora.worker.backend.Tensor;
 final class ModelLoader {
     private ModelLoader() {}
 
-    static LlamaModel load(String location, Backend be) {
-        try (Checkpoint ck = Checkpoint.open(location)) {
+    static LlamaModel load(String location, Backend be, HadoopPaths paths) {
+        try (Checkpoint ck = Checkpoint.open(location, paths)) {
             LlamaConfig cfg = ck.config();
             // attention_bias / mlp_bias = true is refused by LlamaConfig itself; stray bias tensors are checked below
             LlamaDims dims = dims(cfg);

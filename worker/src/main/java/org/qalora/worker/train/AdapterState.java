@@ -152,6 +152,11 @@ public final class AdapterState implements java.io.Serializable {
         PeftAdapter.write(dir, config, weights, shapes, baseModel);
     }
 
+    /** As {@link #writePeft(String, String)}, through {@code paths} (e.g. the Spark job's configuration). */
+    public void writePeft(String dir, String baseModel, org.qalora.quant.io.HadoopPaths paths) {
+        PeftAdapter.write(dir, config, weights, shapes, baseModel, paths);
+    }
+
     private static float[] get(Map<String, float[]> part, String key) {
         float[] a = part.get(key);
         if (a == null) {

@@ -267,6 +267,58 @@ abstract class BackendContractTest {
         }
     }
 
+    /**
+     * Decoupled weight decay, large enough to matter: lr 0.1 and weight decay 0.5 shrink every weight by 5% a step,
+     * about 1e4 times the tolerance, so a backend that dropped or coupled the decay fails. Some gradients are zero
+     * (decay is then the only move) and the length is not a multiple of any SIMD width.
+     */
+    @Test
+    void adamwAppliesLargeWeightDecay() {
+        int n = 37;
+        double lr = 0.1, wd = 0.5, tol = 1e-6;
+        float[] p0 = randn(n);
+        Tensor p = BE.upload(p0.clone(), n), g = BE.allocate(n), m = BE.allocate(n), v = BE.allocate(n);
+        double[][] withDecay = {toDoubles(p0), new double[n], new double[n]};
+        double[][] noDecay = {toDoubles(p0), new double[n], new double[n]};
+        for (int t = 1; t <= 3; t++) {
+            float[] grad = randn(n);
+            for (int i = 0; i < n; i += 4) {
+                grad[i] = 0f;
+            }
+            BE.write(g, grad);
+            BE.adamw(p, g, m, v, 1f, lr, 0.9, 0.999, 1e-8, wd, t);
+            adamwReference(withDecay, grad, lr, wd, t);
+            adamwReference(noDecay, grad, lr, 0, t);
+            float[] got = BE.download(p);
+            double err = 0, decayEffect = 0;
+            for (int i = 0; i < n; i++) {
+                err = Math.max(err, Math.abs(got[i] - withDecay[0][i]) / (1 + Math.abs(withDecay[0][i])));
+                decayEffect = Math.max(decayEffect, Math.abs(withDecay[0][i] - noDecay[0][i]));
+            }
+            assertTrue(err <= tol, "step " + t + ": max error " + err + " (absolute below 1, relative above)");
+            assertTrue(decayEffect > 1000 * tol, "step " + t + ": weight decay moved weights by only " + decayEffect);
+        }
+    }
+
+    /** torch.optim.AdamW's update in double on {@code state = {params, m, v}}. */
+    private static void adamwReference(double[][] state, float[] grad, double lr, double wd, int t) {
+        double[] p = state[0], m = state[1], v = state[2];
+        for (int i = 0; i < p.length; i++) {
+            p[i] *= 1 - lr * wd;
+            m[i] = 0.9 * m[i] + 0.1 * grad[i];
+            v[i] = 0.999 * v[i] + 0.001 * grad[i] * grad[i];
+            p[i] -= lr / (1 - Math.pow(0.9, t)) * m[i] / (Math.sqrt(v[i]) / Math.sqrt(1 - Math.pow(0.999, t)) + 1e-8);
+        }
+    }
+
+    private static double[] toDoubles(float[] a) {
+        double[] d = new double[a.length];
+        for (int i = 0; i < a.length; i++) {
+            d[i] = a[i];
+        }
+        return d;
+    }
+
     @Test
     void embeddingRejectsIdsOutsideTheVocabulary() {
         Tensor table = BE.upload(randn(12), 4, 3);

@@ -1,0 +1,156 @@
+package org.qalora.driver.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.prepare.DatasetManifest;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.output.ModelPublisher;
+import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.testing.Fixtures;
+import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.train.AdapterState;
+
+/**
+ * The trainer factory (what executors run) and the publish stage read and write through the job's Hadoop
+ * configuration, never this JVM's defaults: a MiniDFSCluster reachable only as the HA-style logical nameservice
+ * {@code hdfs://qalora-ns/}, which only the job's configuration defines (as {@code spark.hadoop.dfs.*} would).
+ * FileSystem caching is off for hdfs, so an instance made with the job's configuration cannot be picked up by a
+ * lookup with the defaults (that would hide a path that ignores the job's configuration).
+ */
+@Timeout(value = 3, unit = TimeUnit.MINUTES)
+class JobHadoopConfTest {
+    static final String NS = "hdfs://qalora-ns";
+
+    @TempDir
+    static Path dir;
+    private static MiniDFSCluster hdfs;
+    private static Configuration job;
+    private static String dataset;
+
+    @BeforeAll
+    static void start() throws Exception {
+        Configuration conf = new Configuration();
+        conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, dir.resolve("hdfs").toString());
+        conf.setInt("dfs.replication", 1);
+        hdfs = new MiniDFSCluster.Builder(conf).numDataNodes(1).build();
+        hdfs.waitActive();
+        job = nameserviceOnly(hdfs.getNameNodePort());
+        FileSystem fs = new org.apache.hadoop.fs.Path(NS + "/").getFileSystem(job);
+        fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(Fixtures.tinyLlamaGptq().toUri()),
+                new org.apache.hadoop.fs.Path(NS + "/models/tiny-gptq"));
+        dataset = handWrittenDataset();
+    }
+
+    @AfterAll
+    static void stop() {
+        if (hdfs != null) {
+            hdfs.shutdown(true);
+        }
+    }
+
+    /** A job configuration that alone knows how to reach the cluster: the logical nameservice qalora-ns. */
+    static Configuration nameserviceOnly(int port) {
+        Configuration c = new Configuration();
+        c.set("dfs.nameservices", "qalora-ns");
+        c.set("dfs.ha.namenodes.qalora-ns", "nn1");
+        c.set("dfs.namenode.rpc-address.qalora-ns.nn1", "localhost:" + port);
+        c.set("dfs.client.failover.proxy.provider.qalora-ns",
+                "org.apache.hadoop.hdfs.server.namenode.ha.ConfiguredFailoverProxyProvider");
+        c.setBoolean("fs.hdfs.impl.disable.cache", true);
+        return c;
+    }
+
+    @Test
+    void theDefaultConfigurationCannotReachTheNameservice() {
+        assertThrows(Exception.class, () -> HadoopPaths.defaults().exists(NS + "/models/tiny-gptq"));
+    }
+
+    @Test
+    void theTrainerFactoryLoadsTheModelThroughTheShippedConfiguration() throws Exception {
+        WorkerTrainerFactory f = new WorkerTrainerFactory(NS + "/models/tiny-gptq", dataset,
+                new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, 32, "mean", 0.0, null, 4, 1, new ShippedHadoopConf(job),
+                "cpu", null, false);
+        WorkerTrainerFactory.Trainer t = (WorkerTrainerFactory.Trainer) f.open("cpu");
+        assertEquals(NS + "/models/tiny-gptq", t.base.source());
+        t.base.backend().close();
+        AdapterTensors initial = f.initialState(3);
+        assertTrue(initial.keys().size() > 0);
+    }
+
+    @Test
+    void publishMergesAndWritesThroughTheJobConfiguration() throws Exception {
+        PeftAdapter adapter = PeftAdapter.read(Fixtures.tinyLlamaAdapter().toString());
+        AdapterTensors state;
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel local = LlamaModel.load(Fixtures.tinyLlamaGptq().toString(), be);
+            state = WorkerTrainerFactory.toTensors(
+                    AdapterState.fromWeights(local.dims(), adapter.config(), adapter.weights(), 6));
+        }
+        Storage storage = new Storage(job);
+        org.apache.hadoop.fs.Path root = storage.path(NS + "/runs/out");
+        org.apache.hadoop.fs.Path published = new PublishStage(storage, s -> {}).publish(root,
+                NS + "/models/tiny-gptq", adapter.config(), state, 3, "hash", Map.of());
+        assertEquals(published.getName(), storage.readString(new org.apache.hadoop.fs.Path(root, ModelPublisher.LATEST)).trim());
+        assertTrue(new ModelPublisher(storage).verify(published).isEmpty(), "checksums match");
+        HadoopPaths paths = new HadoopPaths(job);
+        PeftAdapter back = PeftAdapter.read(HadoopPaths.child(published.toString(), PublishStage.ADAPTER_DIR), paths);
+        for (String k : adapter.weights().keySet()) {
+            assertArrayEquals(adapter.weights().get(k), back.weights().get(k), 0f, k);
+        }
+        try (CpuBackend be = new CpuBackend(1)) {
+            assertEquals(14, LlamaModel.load(published.toString(), be, paths).quantizedMatrices().size());
+        }
+        assertTrue(new String(paths.readAllBytes(HadoopPaths.child(published.toString(), "config.json")),
+                StandardCharsets.UTF_8).contains("qalora_float_zeros"));
+    }
+
+    /** The plan needs only a manifest and a lengths file; no batch is read. */
+    private static String handWrittenDataset() throws Exception {
+        int records = 4;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (DataOutputStream out = new DataOutputStream(bytes)) {
+            for (int i = 0; i < records; i++) {
+                out.writeInt(20 + i); // num_tokens
+                out.writeInt(5);      // num_target_tokens
+            }
+        }
+        byte[] lengths = bytes.toByteArray();
+        String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(lengths));
+        DatasetManifest m = new DatasetManifest(DatasetManifest.FORMAT_VERSION, "hand-written", List.of(), null,
+                records, 4 * 20 + 6, 4 * 5, new TreeMap<>(), 1, 2, 0,
+                List.of(new DatasetManifest.Shard("part-00000.parquet", 0, records, 0, "")), DatasetManifest.LENGTHS,
+                sha);
+        Path d = Files.createDirectories(dir.resolve("data"));
+        Files.write(d.resolve(DatasetManifest.LENGTHS), lengths);
+        Files.write(d.resolve(DatasetManifest.MANIFEST), m.toJsonBytes());
+        return d.toString();
+    }
+}

@@ -7,7 +7,9 @@ import java.util.List;
  * ({@link CudaBench}), printing a summary; for the GPU machine, which has no Maven. Exit status 0 when every
  * check passed, 1 when one failed, 2 when CUDA is unavailable.
  *
- * <pre>java --enable-native-access=ALL-UNNAMED -cp quant-kernels.jar org.qalora.quant.cuda.CudaSelfCheck [--no-bench]</pre>
+ * <p>Test code: it lives in the test jar, so both jars go on the class path:
+ * <pre>java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector \
+ *   -cp quant-kernels-0.1.0-SNAPSHOT.jar:quant-kernels-0.1.0-SNAPSHOT-tests.jar org.qalora.quant.cuda.CudaSelfCheck [--no-bench]</pre>
  */
 public final class CudaSelfCheck {
     private CudaSelfCheck() {}

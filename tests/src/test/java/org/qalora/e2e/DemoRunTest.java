@@ -17,8 +17,9 @@ import org.qalora.quant.testing.Fixtures;
 
 /**
  * {@code bin/qalora train} with no arguments on a fresh clone: clones the repository's committed state, runs the
- * README's setup (the build {@code bin/qalora} would run on first use, offline here), then the launcher with no
- * arguments in an empty working directory, and checks that it published a model and said where.
+ * README's setup (the build {@code bin/qalora} would run on first use, offline here), removes the test data
+ * ({@code fixtures/}), then runs the launcher with no arguments in an empty working directory, and checks that it
+ * published a model and said where.
  */
 @Timeout(value = 12, unit = TimeUnit.MINUTES)
 class DemoRunTest {
@@ -51,6 +52,8 @@ class DemoRunTest {
         run(tmp, tmp.resolve("clone.log"), "git", "clone", "--quiet", "--no-hardlinks", repo.toString(), clone.toString());
         // The README's setup: build the launcher's classpath (bin/qalora does the same on first use).
         run(clone, tmp.resolve("build.log"), "mvn", "-o", "-B", "-q", "-DskipTests", "package", "-pl", "driver", "-am");
+        // fixtures/ is test data: the demo must run from samples/ alone.
+        run(clone, tmp.resolve("rm.log"), "rm", "-rf", "fixtures");
         Path work = Files.createDirectories(tmp.resolve("work"));
         long t0 = System.nanoTime();
         String out = run(work, tmp.resolve("train.log"), clone.resolve("bin/qalora").toString(), "train");

@@ -128,7 +128,7 @@ public final class TrainCommand implements Callable<Integer> {
             return Path.of(configured).toAbsolutePath();
         }
         for (Path dir = Path.of("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            if (Files.isDirectory(dir.resolve("samples")) && Files.isDirectory(dir.resolve("fixtures"))) {
+            if (Files.isDirectory(dir.resolve("samples/tokenizer"))) {
                 return dir;
             }
         }

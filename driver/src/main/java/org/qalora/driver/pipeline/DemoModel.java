@@ -12,7 +12,7 @@ import org.qalora.quant.safetensors.SafetensorsWriter;
 /**
  * The model of the no-argument demo run: a tiny LLaMA (2 layers, hidden 64, GQA 4/2 heads) with RANDOM weights
  * drawn from a seed (normal(0, 0.02) as HF initialises, RMSNorm weights 1) and the vocabulary of the bundled
- * 32000-piece tokenizer ({@code fixtures/tokenizer}), written as an unquantized HF checkpoint (bf16 safetensors,
+ * 32000-piece tokenizer ({@code samples/tokenizer}), written as an unquantized HF checkpoint (bf16 safetensors,
  * config.json, tokenizer.json). It is NOT a trained model: it exists so that {@code bin/qalora train} exercises
  * every stage (quantize, prepare, rounds, merge, publish) from a fresh clone without downloading anything.
  */

@@ -42,7 +42,7 @@ public final class ModelStage {
             if (!paths.exists(HadoopPaths.child(source, LlamaConfig.CONFIG_FILE))) {
                 progress.accept("generating the demo model (random weights, NOT a trained model) in " + source);
             }
-            DemoModel.ensure(source, seed, repoRoot.resolve("fixtures/tokenizer"), paths);
+            DemoModel.ensure(source, seed, repoRoot.resolve("samples/tokenizer"), paths);
         }
         if (!paths.exists(source)) {
             throw new IllegalArgumentException("--model " + source + " does not exist (or is not readable)");

@@ -14,8 +14,8 @@ import org.qalora.driver.spark.SparkSettings;
 /**
  * One MiniDFSCluster (a real HDFS: NameNode + DataNode in this JVM) and the Spark settings for
  * {@code local-cluster[2,1,1024]}: two standalone workers whose executors are separate JVMs, each with a fake GPU
- * (a discovery script hands out addresses 0 and 1 through atomic mkdir). Shared by a test class; see
- * shared/notes/spark-hadoop-testing.md for why each setting is needed.
+ * (a discovery script hands out addresses 0 and 1 through atomic mkdir). Shared by a test class; the comments
+ * here and in tests/pom.xml (SPARK_HOME, SPARK_SCALA_VERSION, SPARK_LOCAL_IP) say why each setting is needed.
  */
 final class TestCluster implements AutoCloseable {
     /** A logical HDFS nameservice that only the Spark job's settings define (see {@link #sparkConf}). */
@@ -63,7 +63,10 @@ final class TestCluster implements AutoCloseable {
                 """.formatted(gpuDir));
         Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
         SparkConf conf = SparkSettings.apply(new SparkConf(), "local-cluster[2,1,1024]", appName);
+        // Executors need the test classpath (surefire.test.class.path: java.class.path is surefire's booter jar);
+        // without it they die at start and Spark relaunches them forever: the test classes that use this carry a @Timeout.
         conf.set("spark.executor.extraClassPath", System.getProperty("surefire.test.class.path"));
+        // Kryo and the Vector API need the test JVM's --add-opens/--add-modules flags in the executors too.
         conf.set("spark.executor.extraJavaOptions", System.getProperty("qalora.jvm.flags", ""));
         conf.set("spark.driver.host", "127.0.0.1");
         conf.set("spark.ui.enabled", "false");

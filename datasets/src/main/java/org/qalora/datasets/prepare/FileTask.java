@@ -18,6 +18,7 @@ import org.qalora.datasets.template.VerbatimTemplate;
 import org.qalora.datasets.tokenize.EncodedExample;
 import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.qalora.datasets.tokenize.TextTokenizer;
+import org.qalora.quant.io.ShippedHadoopConf;
 
 import java.io.IOException;
 import java.io.Serializable;
@@ -39,7 +40,7 @@ final class FileTask implements Serializable {
     private final byte[] tokenizerJson;
     private final byte[] tokenizerConfig;     // may be null
     private final PromptTemplate userTemplate; // may be null
-    private final SerializableConf conf;
+    private final ShippedHadoopConf conf;
 
     FileTask(PrepareSettings settings, byte[] tokenizerJson, byte[] tokenizerConfig, PromptTemplate userTemplate,
              Configuration conf) {
@@ -47,7 +48,7 @@ final class FileTask implements Serializable {
         this.tokenizerJson = tokenizerJson;
         this.tokenizerConfig = tokenizerConfig;
         this.userTemplate = userTemplate;
-        this.conf = new SerializableConf(conf);
+        this.conf = new ShippedHadoopConf(conf);
     }
 
     FileResult run(InputUnit unit, String tmpDir) throws IOException {

@@ -13,6 +13,7 @@ import org.qalora.datasets.template.AlpacaTemplate;
 import org.qalora.datasets.template.PromptTemplate;
 import org.qalora.datasets.template.TemplateFile;
 import org.qalora.datasets.tokenize.TextTokenizer;
+import org.qalora.quant.io.ShippedHadoopConf;
 
 import java.io.ByteArrayOutputStream;
 import java.io.DataOutputStream;
@@ -116,7 +117,7 @@ public final class PrepareJob {
         }
         java.util.Map<Integer, List<InputUnit>> split = new java.util.HashMap<>();
         if (!big.isEmpty()) {
-            SerializableConf sc = new SerializableConf(conf);
+            ShippedHadoopConf sc = new ShippedHadoopConf(conf);
             jsc.parallelize(big, big.size())
                     .map(i -> JsonlSplits.split(i, files.get(i), splitBytes, sc.get()))
                     .collect()

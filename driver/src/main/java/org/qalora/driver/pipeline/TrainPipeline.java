@@ -17,7 +17,7 @@ import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.TrainingRounds;
-import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.worker.backend.Backends;

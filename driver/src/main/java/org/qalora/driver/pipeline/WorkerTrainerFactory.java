@@ -14,7 +14,7 @@ import org.qalora.datasets.plan.TrainingPlan;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotTrainer;
 import org.qalora.driver.rounds.SlotTrainerFactory;
-import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.worker.adapter.Pooling;

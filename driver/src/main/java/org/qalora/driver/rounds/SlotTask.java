@@ -11,7 +11,7 @@ import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.resource.ResourceInformation;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
-import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterStateFile;
 
 /**

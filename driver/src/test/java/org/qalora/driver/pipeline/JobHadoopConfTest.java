@@ -29,7 +29,7 @@ import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.datasets.prepare.DatasetManifest;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.output.ModelPublisher;
-import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.testing.Fixtures;

@@ -26,7 +26,7 @@ import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.SlotTrainer;
 import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.driver.rounds.TrainingRounds;
-import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;

@@ -22,7 +22,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.datasets.prepare.DatasetManifest;
-import org.qalora.driver.spark.ShippedHadoopConf;
+import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.testing.Fixtures;
 import org.qalora.worker.backend.Precision;

@@ -1,4 +1,4 @@
-package org.qalora.driver.spark;
+package org.qalora.quant.io;
 
 import java.io.Serializable;
 import java.util.HashMap;
@@ -6,8 +6,11 @@ import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 
 /**
- * The driver's Hadoop configuration, carried to executors inside a task closure ({@code Configuration} itself is
- * not serializable), so that tasks see the same filesystems (e.g. the MiniDFSCluster or a Kerberized HDFS).
+ * The driver's Hadoop configuration, carried to executors inside a task closure or a broadcast value
+ * ({@code Configuration} itself is not serializable), so that tasks see the same filesystems (e.g. the
+ * MiniDFSCluster or a Kerberized HDFS). The one way this project ships it: the training rounds (driver) and the
+ * prepare job (datasets) both use it. The entries are copied when it is made; {@link #get()} rebuilds the
+ * configuration once per deserialized copy.
  */
 public final class ShippedHadoopConf implements Serializable {
     private static final long serialVersionUID = 1L;

@@ -23,6 +23,9 @@ public final class TrainJobLoader {
             "slots", "micro-batches", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
 
+    /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
+    public static final String FLAGS = "flags";
+
     private TrainJobLoader() {}
 
     /**
@@ -115,10 +118,10 @@ public final class TrainJobLoader {
         try {
             return job(m, source);
         } catch (IllegalArgumentException e) {
-            if (e.getMessage() != null && e.getMessage().startsWith(source + ":")) {
+            if (source.equals(FLAGS) || e.getMessage() != null && e.getMessage().startsWith(source + ":")) {
                 throw e;
             }
-            throw new IllegalArgumentException(source + ": " + e.getMessage(), e);   // name the file in every error
+            throw new IllegalArgumentException(source + ": " + e.getMessage(), e);   // name the job file in every error
         }
     }
 

@@ -80,9 +80,34 @@ public record DatasetManifest(int formatVersion, String datasetHash, List<Input>
                 throw new IllegalArgumentException(where + ": manifest format version " + m.formatVersion()
                         + " is not supported (expected " + FORMAT_VERSION + "); run prepare again");
             }
+            // Names are resolved against the dataset directory: they must stay in it.
+            requirePlainName(m.lengthsFile(), "lengthsFile", where);
+            if (m.shards() == null) {
+                throw new IllegalArgumentException(where + ": field \"shards\" is missing");
+            }
+            for (int i = 0; i < m.shards().size(); i++) {
+                Shard s = m.shards().get(i);
+                if (s == null) {
+                    throw new IllegalArgumentException(where + ": shards[" + i + "] is null");
+                }
+                requirePlainName(s.name(), "shards[" + i + "].name", where);
+            }
             return m;
         } catch (IOException e) {
             throw new IllegalArgumentException(where + ": not a prepared-dataset manifest: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * A name read from the manifest must be one file name inside the dataset directory: not empty, not "." or "..",
+     * no "/" or "\\", no ":" (a scheme would make Hadoop's {@code new Path(dir, name)} ignore {@code dir}).
+     */
+    private static void requirePlainName(String name, String field, String where) {
+        boolean plain = name != null && !name.isEmpty() && !name.equals(".") && !name.equals("..")
+                && name.chars().noneMatch(c -> c == '/' || c == '\\' || c == ':' || c < 0x20 || c == 0x7f);
+        if (!plain) {
+            throw new IllegalArgumentException(where + ": " + field + " must be a file name inside the dataset directory,"
+                    + " got " + (name == null ? "null" : "\"" + name + "\"") + "; the manifest is damaged or hostile");
         }
     }
 

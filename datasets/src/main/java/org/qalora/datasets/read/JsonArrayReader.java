@@ -84,8 +84,10 @@ public final class JsonArrayReader implements RecordReader {
             }
             return JsonRecords.validate(validator, id, node);
         } catch (JsonProcessingException e) {
-            throw new MalformedFileException(file + ": not valid JSON at line " + e.getLocation().getLineNr()
-                    + ", column " + e.getLocation().getColumnNr() + " (element " + index + "): "
+            // Databind errors from readValueAsTree (e.g. the nesting-depth limit) carry no location: use the parser's.
+            var at = e.getLocation() != null ? e.getLocation() : parser.currentLocation();
+            throw new MalformedFileException(file + ": not valid JSON at line " + at.getLineNr()
+                    + ", column " + at.getColumnNr() + " (element " + index + "): "
                     + e.getOriginalMessage() + "; records after this point cannot be delimited, fix the file");
         }
     }

@@ -60,9 +60,12 @@ public final class TextTokenizer implements AutoCloseable {
         if (!tok.has("model")) {
             throw new IllegalArgumentException(sourceName + ": not a Hugging Face tokenizer.json (no \"model\" key)");
         }
-        this.bosToken = tokenName(cfg.get("bos_token"), "<s>");
-        this.eosToken = tokenName(cfg.get("eos_token"), "</s>");
-        String padToken = tokenName(cfg.get("pad_token"), null);
+        if (!tok.isObject() || !cfg.isObject()) {
+            throw new IllegalArgumentException(sourceName + ": tokenizer.json and tokenizer_config.json must be JSON objects");
+        }
+        this.bosToken = tokenName(cfg.get("bos_token"), "<s>", "bos_token", sourceName);
+        this.eosToken = tokenName(cfg.get("eos_token"), "</s>", "eos_token", sourceName);
+        String padToken = tokenName(cfg.get("pad_token"), null, "pad_token", sourceName);
         this.bosId = addedTokenId(tok, bosToken, sourceName);
         this.eosId = addedTokenId(tok, eosToken, sourceName);
         // No pad token (LLaMA): pad with 0. Padding positions are masked by labels -100 and sit after the EOS, so
@@ -76,6 +79,9 @@ public final class TextTokenizer implements AutoCloseable {
                     "cleanupTokenizationSpaces", "false", "maxLength", "-1"));
         } catch (IOException e) {
             throw new UncheckedIOException(sourceName + ": cannot load tokenizer", e);
+        } catch (RuntimeException e) {
+            // The native tokenizers library rejects a structurally wrong tokenizer.json with a bare RuntimeException.
+            throw new IllegalArgumentException(sourceName + ": not a loadable Hugging Face tokenizer.json: " + e.getMessage(), e);
         }
     }
 
@@ -188,26 +194,40 @@ public final class TextTokenizer implements AutoCloseable {
         hf.close();
     }
 
-    private static String tokenName(JsonNode node, String fallback) {
+    private static String tokenName(JsonNode node, String fallback, String field, String sourceName) {
         if (node == null || node.isNull()) {
             return fallback;
         }
         // tokenizer_config.json writes a token either as a string or as an AddedToken object with "content".
-        return node.isTextual() ? node.asText() : node.path("content").asText(fallback);
+        if (node.isTextual()) {
+            return node.asText();
+        }
+        if (node.isObject() && node.path("content").isTextual()) {
+            return node.get("content").asText();
+        }
+        throw new IllegalArgumentException(sourceName + ": tokenizer_config.json field \"" + field
+                + "\" must be a string or an object with a string \"content\", got " + node);
     }
 
     private static int addedTokenId(JsonNode tok, String content, String sourceName) {
         for (JsonNode t : tok.path("added_tokens")) {
             if (content.equals(t.path("content").asText())) {
-                return t.path("id").asInt();
+                return tokenId(t.get("id"), "added_tokens id of \"" + content + "\"", sourceName);
             }
         }
         JsonNode vocab = tok.path("model").path("vocab");
         if (vocab.has(content)) {
-            return vocab.get(content).asInt();
+            return tokenId(vocab.get(content), "model.vocab[\"" + content + "\"]", sourceName);
         }
         throw new IllegalArgumentException(sourceName + ": special token \"" + content
                 + "\" is neither an added token nor in the vocabulary; fix tokenizer_config.json");
+    }
+
+    private static int tokenId(JsonNode id, String field, String sourceName) {
+        if (id == null || !id.isIntegralNumber() || !id.canConvertToInt() || id.asInt() < 0) {
+            throw new IllegalArgumentException(sourceName + ": " + field + " must be a non-negative integer, got " + id);
+        }
+        return id.asInt();
     }
 
     static String sha256Hex(byte[] bytes) {

@@ -109,7 +109,7 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("recompute", recompute);
         Map<String, Object> fromFile = job == null ? Map.of()
                 : TrainJobLoader.parseYaml(TrainJobLoader.readText(job), job.toString());
-        TrainJob settings = TrainJobLoader.build(job == null ? "flags" : job.toString(),
+        TrainJob settings = TrainJobLoader.build(job == null ? TrainJobLoader.FLAGS : job.toString(),
                 TrainJobLoader.defaults(root.toString()), fromFile, flags);
         SparkConf sparkConf = new SparkConf();
         conf.forEach(sparkConf::set);

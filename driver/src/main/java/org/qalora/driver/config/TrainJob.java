@@ -73,7 +73,7 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         if (lr != null && !(lr > 0 && lr < 1)) {
             problems.add("lr must be in (0, 1), got " + lr);
         }
-        if (!List.of("mean", "sum", "peft").contains(pooling)) {
+        if (pooling == null || !List.of("mean", "sum", "peft").contains(pooling)) {   // List.of().contains(null) throws
             problems.add("pooling must be mean, sum or peft, got " + pooling);
         }
         if (!(dropout >= 0 && dropout < 1)) {

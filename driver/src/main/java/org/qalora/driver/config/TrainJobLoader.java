@@ -23,6 +23,9 @@ public final class TrainJobLoader {
             "slots", "micro-batches", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
 
+    /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
+    public static final String FLAGS = "flags";
+
     private TrainJobLoader() {}
 
     /**
@@ -61,8 +64,17 @@ public final class TrainJobLoader {
     public static Map<String, Object> parseYaml(String text, String name) {
         Object doc;
         try {
-            doc = new Yaml(new SafeConstructor(new LoaderOptions())).load(text);
+            // SafeConstructor: only maps, lists, strings, numbers, booleans, null and timestamps; a global tag such as
+            // !!javax.script.ScriptEngineManager is refused, never instantiated. A repeated key is an error, not
+            // "last one wins"; alias expansion and nesting keep SnakeYAML's limits (50 aliases, depth 50).
+            LoaderOptions options = new LoaderOptions();
+            options.setAllowDuplicateKeys(false);
+            doc = new Yaml(new SafeConstructor(options)).load(text);
         } catch (YAMLException e) {
+            throw new IllegalArgumentException("job file " + name + " is not valid YAML: " + e.getMessage(), e);
+        } catch (IllegalArgumentException e) {
+            // SafeConstructor lets NumberFormatException out for an explicit scalar tag it cannot honour
+            // ("!!float abc", "!!int 1.5"): report it as the bad YAML it is, naming the file.
             throw new IllegalArgumentException("job file " + name + " is not valid YAML: " + e.getMessage(), e);
         }
         if (doc == null) {
@@ -103,6 +115,17 @@ public final class TrainJobLoader {
                 }
             }
         }
+        try {
+            return job(m, source);
+        } catch (IllegalArgumentException e) {
+            if (source.equals(FLAGS) || e.getMessage() != null && e.getMessage().startsWith(source + ":")) {
+                throw e;
+            }
+            throw new IllegalArgumentException(source + ": " + e.getMessage(), e);   // name the job file in every error
+        }
+    }
+
+    private static TrainJob job(Map<String, Object> m, String source) {
         return new TrainJob(str(m, "model", source), strings(m, "data", source), str(m, "tokenizer", source),
                 str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
                 integer(m, "slots", source), integer(m, "micro-batches", source), integer(m, "micro-batch-tokens", source),

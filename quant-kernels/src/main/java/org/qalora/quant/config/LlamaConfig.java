@@ -89,7 +89,7 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
      */
     public static LlamaConfig parse(String text, String where, GptqConfig quantizeConfig) throws FormatException {
         ObjectNode n = parseObject(text, where);
-        String modelType = n.path("model_type").asText("llama");
+        String modelType = optionalString(n, "model_type", "llama", where);
         if (!modelType.equals("llama")) {
             throw new FormatException(where + ": model_type is \"" + modelType + "\", only llama models are supported");
         }
@@ -113,12 +113,12 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
         if (headDim % 2 != 0) {
             throw new FormatException(where + ": head_dim " + headDim + " must be even for rotary embeddings");
         }
-        String act = n.path("hidden_act").asText("silu");
+        String act = optionalString(n, "hidden_act", "silu", where);
         if (!act.equals("silu")) {
             throw new FormatException(where + ": hidden_act is \"" + act + "\", LLaMA uses silu");
         }
         for (String biasField : List.of("attention_bias", "mlp_bias")) {
-            if (n.path(biasField).asBoolean(false)) {
+            if (optionalBoolean(n, biasField, false, where)) {
                 throw new FormatException(where + ": " + biasField + " is true, but only bias-free LLaMA projections are"
                         + " supported; set it to false (the checkpoint must not have bias tensors)");
             }
@@ -130,11 +130,17 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
         RopeScaling scaling;
         JsonNode ropeParams = n.get("rope_parameters");
         if (ropeParams != null && ropeParams.isObject()) {
-            theta = ropeParams.path("rope_theta").asDouble(n.path("rope_theta").asDouble(10000.0));
+            theta = ropeParams.hasNonNull("rope_theta") ? requiredDouble(ropeParams, "rope_theta", where + " rope_parameters")
+                    : n.hasNonNull("rope_theta") ? requiredDouble(n, "rope_theta", where) : 10000.0;
             scaling = ropeScaling(ropeParams, where + " rope_parameters");
+        } else if (ropeParams != null && !ropeParams.isNull()) {
+            throw new FormatException(where + ": field \"rope_parameters\" must be an object, got " + ropeParams);
         } else {
-            theta = n.path("rope_theta").asDouble(10000.0);
+            theta = n.hasNonNull("rope_theta") ? requiredDouble(n, "rope_theta", where) : 10000.0;
             JsonNode rs = n.get("rope_scaling");
+            if (rs != null && !rs.isNull() && !rs.isObject()) {
+                throw new FormatException(where + ": field \"rope_scaling\" must be an object or null, got " + rs);
+            }
             scaling = rs == null || rs.isNull() ? null : ropeScaling(rs, where + " rope_scaling");
         }
         if (!(theta > 0)) {
@@ -144,9 +150,11 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
         List<Integer> eos = new ArrayList<>();
         JsonNode eosNode = n.get("eos_token_id");
         if (eosNode != null && eosNode.isArray()) {
-            eosNode.forEach(e -> eos.add(e.asInt()));
-        } else if (eosNode != null && eosNode.isIntegralNumber()) {
-            eos.add(eosNode.asInt());
+            for (JsonNode e : eosNode) {
+                eos.add(tokenId(e, "eos_token_id", where));
+            }
+        } else if (eosNode != null && !eosNode.isNull()) {
+            eos.add(tokenId(eosNode, "eos_token_id", where));
         }
 
         GptqConfig quant = null;
@@ -157,9 +165,10 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
         }
         return new LlamaConfig(requiredInt(n, "vocab_size", where), hidden, requiredInt(n, "intermediate_size", where),
                 requiredInt(n, "num_hidden_layers", where), heads, kvHeads, headDim, eps, theta, scaling,
-                n.path("tie_word_embeddings").asBoolean(false), n.path("max_position_embeddings").asInt(2048),
-                n.hasNonNull("bos_token_id") ? n.get("bos_token_id").asInt() : null, eos,
-                n.hasNonNull("pad_token_id") ? n.get("pad_token_id").asInt() : null, quant, n);
+                optionalBoolean(n, "tie_word_embeddings", false, where),
+                n.hasNonNull("max_position_embeddings") ? requiredInt(n, "max_position_embeddings", where) : 2048,
+                n.hasNonNull("bos_token_id") ? tokenId(n.get("bos_token_id"), "bos_token_id", where) : null, eos,
+                n.hasNonNull("pad_token_id") ? tokenId(n.get("pad_token_id"), "pad_token_id", where) : null, quant, n);
     }
 
     private static RopeScaling ropeScaling(JsonNode node, String where) throws FormatException {
@@ -188,6 +197,37 @@ public record LlamaConfig(int vocabSize, int hiddenSize, int intermediateSize, i
             throw new FormatException(where + ": field \"" + field + "\" must be a positive integer, got " + v);
         }
         return v.asInt();
+    }
+
+    /** A token id: a non-negative integer. */
+    private static int tokenId(JsonNode v, String field, String where) throws FormatException {
+        if (!v.isIntegralNumber() || !v.canConvertToInt() || v.asInt() < 0) {
+            throw new FormatException(where + ": field \"" + field + "\" must be a non-negative integer token id"
+                    + (field.equals("eos_token_id") ? " or a list of them" : "") + ", got " + v);
+        }
+        return v.asInt();
+    }
+
+    private static boolean optionalBoolean(JsonNode n, String field, boolean absent, String where) throws FormatException {
+        JsonNode v = n.get(field);
+        if (v == null || v.isNull()) {
+            return absent;
+        }
+        if (!v.isBoolean()) {
+            throw new FormatException(where + ": field \"" + field + "\" must be true or false, got " + v);
+        }
+        return v.booleanValue();
+    }
+
+    private static String optionalString(JsonNode n, String field, String absent, String where) throws FormatException {
+        JsonNode v = n.get(field);
+        if (v == null || v.isNull()) {
+            return absent;
+        }
+        if (!v.isTextual()) {
+            throw new FormatException(where + ": field \"" + field + "\" must be a string, got " + v);
+        }
+        return v.textValue();
     }
 
     private static int positive(JsonNode n, String field, String where) throws FormatException {

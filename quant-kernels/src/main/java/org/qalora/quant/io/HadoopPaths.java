@@ -98,6 +98,24 @@ public final class HadoopPaths {
     }
 
     /** The location {@code name} inside directory {@code dir}, keeping the scheme of {@code dir}. */
+    /**
+     * True when {@code name} is one plain file name that {@link #child} keeps inside its directory: not empty, not
+     * {@code .} or {@code ..}, no {@code /} or {@code \\}, no {@code :} (a scheme or drive), no control characters.
+     * Names read from files (index shard names, manifest entries) must pass this before they are resolved.
+     */
+    public static boolean isPlainFileName(String name) {
+        if (name == null || name.isEmpty() || name.equals(".") || name.equals("..")) {
+            return false;
+        }
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            if (c == '/' || c == '\\' || c == ':' || c < 0x20 || c == 0x7f) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     public static String child(String dir, String name) {
         return dir.endsWith("/") ? dir + name : dir + "/" + name;
     }

@@ -76,7 +76,9 @@ public final class Checkpoint implements AutoCloseable {
         try {
             for (Map.Entry<String, JsonNode> e : weightMap.properties()) {
                 String shardName = e.getValue().asText();
-                if (!e.getValue().isTextual() || shardName.contains("/") || shardName.isEmpty()) {
+                // A shard name is a plain file name: no separators, no "." or "..", no scheme ("s3a:x"), so that an
+                // index cannot point the reader outside the checkpoint directory.
+                if (!e.getValue().isTextual() || !HadoopPaths.isPlainFileName(shardName)) {
                     throw new FormatException(index + ": weight_map entry " + e.getKey() + " must name a shard file in the"
                             + " same directory, got " + e.getValue());
                 }

@@ -104,7 +104,7 @@ final class SafetensorsHeader {
                 readMetadata(file, node, metadata);
                 continue;
             }
-            list.add(readEntry(file, name, node, dataStart));
+            list.add(readEntry(file, name, node, dataStart, dataSize));
         }
 
         // Tile check: sorted by start offset, each tensor begins where the previous ended.
@@ -155,7 +155,8 @@ final class SafetensorsHeader {
         }
     }
 
-    private static Entry readEntry(String file, String name, JsonNode node, long dataStart) throws FormatException {
+    private static Entry readEntry(String file, String name, JsonNode node, long dataStart, long dataSize)
+            throws FormatException {
         String where = file + ": tensor " + name;
         if (!node.isObject()) {
             throw new FormatException(where + ": entry is not a JSON object with dtype, shape and data_offsets");
@@ -196,6 +197,11 @@ final class SafetensorsHeader {
         }
         if (off[1] < off[0]) {
             throw new FormatException(where + ": data_offsets " + offsetsNode + " end before they begin");
+        }
+        // Checked here, per entry, so that dataStart + offset below cannot overflow (offsets near Long.MAX_VALUE).
+        if (off[1] > dataSize) {
+            throw new FormatException(where + ": data_offsets " + offsetsNode + " run past the end of the "
+                    + dataSize + "-byte data area: the header is corrupt or the file is truncated");
         }
         TensorInfo info = new TensorInfo(name, dtype, shape);
         long expectedBytes;

@@ -59,14 +59,6 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     private final Precision precision;
     private final boolean recompute;
 
-    /** On the device {@code auto} (the task's GPU, else the CPU), the device's default precision, no recompute. */
-    public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, int rank, double alpha,
-                                int groupSize, String pooling, double dropout, Double learningRate, long totalSteps,
-                                int threads, ShippedHadoopConf hadoopConf) {
-        this(model, dataset, planSettings, rank, alpha, groupSize, pooling, dropout, learningRate, totalSteps, threads,
-                hadoopConf, "auto", null, false);
-    }
-
     /**
      * @param model           quantized base model directory (any Hadoop path)
      * @param dataset         prepared dataset directory

@@ -66,7 +66,7 @@ class JobHadoopConfTest {
         FileSystem fs = new org.apache.hadoop.fs.Path(NS + "/").getFileSystem(job);
         fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(Fixtures.tinyLlamaGptq().toUri()),
                 new org.apache.hadoop.fs.Path(NS + "/models/tiny-gptq"));
-        dataset = handWrittenDataset();
+        dataset = HandWrittenDataset.write(dir);
     }
 
     @AfterAll
@@ -130,27 +130,5 @@ class JobHadoopConfTest {
         }
         assertTrue(new String(paths.readAllBytes(HadoopPaths.child(published.toString(), "config.json")),
                 StandardCharsets.UTF_8).contains("qalora_float_zeros"));
-    }
-
-    /** The plan needs only a manifest and a lengths file; no batch is read. */
-    private static String handWrittenDataset() throws Exception {
-        int records = 4;
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        try (DataOutputStream out = new DataOutputStream(bytes)) {
-            for (int i = 0; i < records; i++) {
-                out.writeInt(20 + i); // num_tokens
-                out.writeInt(5);      // num_target_tokens
-            }
-        }
-        byte[] lengths = bytes.toByteArray();
-        String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(lengths));
-        DatasetManifest m = new DatasetManifest(DatasetManifest.FORMAT_VERSION, "hand-written", List.of(), null,
-                records, 4 * 20 + 6, 4 * 5, new TreeMap<>(), 1, 2, 0,
-                List.of(new DatasetManifest.Shard("part-00000.parquet", 0, records, 0, "")), DatasetManifest.LENGTHS,
-                sha);
-        Path d = Files.createDirectories(dir.resolve("data"));
-        Files.write(d.resolve(DatasetManifest.LENGTHS), lengths);
-        Files.write(d.resolve(DatasetManifest.MANIFEST), m.toJsonBytes());
-        return d.toString();
     }
 }

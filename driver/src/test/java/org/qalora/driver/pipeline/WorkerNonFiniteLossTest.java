@@ -90,7 +90,7 @@ class WorkerNonFiniteLossTest {
                     List.of(repo.resolve("samples/alpaca-sample.json").toString()), model.tokenizer(), "auto", runDir);
             WorkerTrainerFactory real = new WorkerTrainerFactory(model.quantizedModel(), data,
                     new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, model.config().quantization().groupSize(), "mean", 0.0,
-                    null, 4, 1, new ShippedHadoopConf(hadoop));
+                    null, 4, 1, new ShippedHadoopConf(hadoop), "cpu", null, false);
 
             Storage storage = new Storage(hadoop);
             CheckpointStore store = new CheckpointStore(storage, storage.path(dir.resolve("ckpt").toString()), log::add);

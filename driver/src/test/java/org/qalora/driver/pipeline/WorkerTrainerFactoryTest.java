@@ -42,24 +42,7 @@ class WorkerTrainerFactoryTest {
 
     @BeforeAll
     static void preparedDataset() throws Exception {
-        int records = 4;
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        try (DataOutputStream out = new DataOutputStream(bytes)) {
-            for (int i = 0; i < records; i++) {
-                out.writeInt(20 + i); // num_tokens
-                out.writeInt(5);      // num_target_tokens
-            }
-        }
-        byte[] lengths = bytes.toByteArray();
-        String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(lengths));
-        DatasetManifest m = new DatasetManifest(DatasetManifest.FORMAT_VERSION, "hand-written", List.of(), null,
-                records, 4 * 20 + 6, 4 * 5, new TreeMap<>(), 1, 2, 0,
-                List.of(new DatasetManifest.Shard("part-00000.parquet", 0, records, 0, "")), DatasetManifest.LENGTHS,
-                sha);
-        Path d = Files.createDirectories(dir.resolve("data"));
-        Files.write(d.resolve(DatasetManifest.LENGTHS), lengths);
-        Files.write(d.resolve(DatasetManifest.MANIFEST), m.toJsonBytes());
-        dataset = d.toString();
+        dataset = HandWrittenDataset.write(dir);
     }
 
     private static WorkerTrainerFactory factory(String device, Precision precision, boolean recompute) {
@@ -81,11 +64,6 @@ class WorkerTrainerFactoryTest {
         assertNotEquals(factory("gpu", Precision.FP32, false).identity(), factory("gpu", Precision.BF16, false).identity());
         assertTrue(factory("auto", null, true).trainingConfig().recompute());
         assertFalse(base.trainingConfig().recompute());
-        // the old constructor is the auto device, the device's precision, no recompute
-        WorkerTrainerFactory old = new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset,
-                new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, 32, "mean", 0.0, null, 4, 1,
-                new ShippedHadoopConf(new Configuration()));
-        assertEquals(base.identity(), old.identity());
     }
 
     @Test

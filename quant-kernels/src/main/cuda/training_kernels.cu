@@ -93,6 +93,80 @@ __global__ void swiglu_backward(const void* dOut, int dBf, const void* gate, int
     }
 }
 
+// The same three operations eight elements per thread with 16-byte accesses (one uint4 of bf16, or two float4 of
+// fp32), for n a multiple of 8 and whole tensors (cuMemAlloc aligns to 256 bytes). Each element's arithmetic is the
+// scalar kernel's, so the results are bit for bit the same; the scalar kernels moved 2 or 4 bytes per access and
+// ran these memory-bound passes well below the bandwidth (profile in docs/PERFORMANCE.md).
+__device__ __forceinline__ void load8(const void* p, int bf, size_t i8, float* f) {
+    if (bf) {
+        uint4 v = ((const uint4*)p)[i8];
+        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            f[2 * q] = __uint_as_float(w[q] << 16);
+            f[2 * q + 1] = __uint_as_float(w[q] & 0xffff0000u);
+        }
+    } else {
+        float4 a = ((const float4*)p)[2 * i8], b = ((const float4*)p)[2 * i8 + 1];
+        f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    }
+}
+
+__device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
+}
+
+__device__ __forceinline__ void store8(void* p, int bf, size_t i8, const float* f) {
+    if (bf) {
+        ((uint4*)p)[i8] = make_uint4(bf16_pair(f[0], f[1]), bf16_pair(f[2], f[3]), bf16_pair(f[4], f[5]),
+                                     bf16_pair(f[6], f[7]));
+    } else {
+        ((float4*)p)[2 * i8] = make_float4(f[0], f[1], f[2], f[3]);
+        ((float4*)p)[2 * i8 + 1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
+}
+
+__global__ void add_vec(const void* a, int aBf, const void* b, int bBf, void* out, int oBf, long long n8) {
+    GRID_STRIDE(i, n8) {
+        float x[8], y[8];
+        load8(a, aBf, i, x);
+        load8(b, bBf, i, y);
+#pragma unroll
+        for (int e = 0; e < 8; e++) x[e] = x[e] + y[e];
+        store8(out, oBf, i, x);
+    }
+}
+
+__global__ void swiglu_vec(const void* gate, int gBf, const void* up, int uBf, void* out, int oBf, long long n8) {
+    GRID_STRIDE(i, n8) {
+        float z[8], u[8];
+        load8(gate, gBf, i, z);
+        load8(up, uBf, i, u);
+#pragma unroll
+        for (int e = 0; e < 8; e++) z[e] = z[e] / (1.f + expf(-z[e])) * u[e];
+        store8(out, oBf, i, z);
+    }
+}
+
+__global__ void swiglu_backward_vec(const void* dOut, int dBf, const void* gate, int gBf, const void* up, int uBf,
+                                    void* dGate, int dgBf, void* dUp, int duBf, long long n8) {
+    GRID_STRIDE(i, n8) {
+        float z[8], dy[8], u[8], dg[8], du[8];
+        load8(gate, gBf, i, z);
+        load8(dOut, dBf, i, dy);
+        load8(up, uBf, i, u);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            float sig = 1.f / (1.f + expf(-z[e]));
+            du[e] = dy[e] * (z[e] * sig);
+            dg[e] = dy[e] * u[e] * sig * (1.f + z[e] * (1.f - sig));
+        }
+        store8(dUp, duBf, i, du);
+        store8(dGate, dgBf, i, dg);
+    }
+}
+
 // out[n, :] = table[ids[n], :] (ids checked on the host). Grid (N), block 256.
 __global__ void embedding(const int* __restrict__ ids, const float* __restrict__ table, void* out, int oBf, int H) {
     size_t n = blockIdx.x, row = (size_t)ids[n] * H;
@@ -141,14 +215,15 @@ __global__ void __launch_bounds__(256) rmsnorm_backward(const void* dOut, int dB
 // Rotates each (i, i + d/2) pair of every head by sign * angle(pos, i), pos = row % seqLen; in place.
 __global__ void rope(void* x, int xBf, const float* __restrict__ cosT, const float* __restrict__ sinT, int seqLen,
                      int heads, int headDim, float sign, long long rows) {
-    int half = headDim / 2;
-    size_t total = (size_t)rows * heads * half;
-    GRID_STRIDE(idx, total) {
-        size_t n = idx / ((size_t)heads * half);
-        int rem = (int)(idx % ((size_t)heads * half)), h = rem / half, i = rem % half;
-        int pos = (int)(n % seqLen);
-        float cv = cosT[(size_t)pos * half + i], sv = sign * sinT[(size_t)pos * half + i];
-        size_t off = n * heads * headDim + (size_t)h * headDim;
+    // 32-bit index arithmetic: the launcher checks rows * heads * headDim / 2 < 2^31 (64-bit division per element
+    // cost more than the memory traffic).
+    unsigned half = headDim / 2, perRow = heads * half;
+    unsigned total = (unsigned)(rows * perRow);
+    for (unsigned idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
+        unsigned n = idx / perRow, rem = idx - n * perRow, h = rem / half, i = rem - h * half;
+        unsigned pos = n % (unsigned)seqLen;
+        float cv = cosT[pos * half + i], sv = sign * sinT[pos * half + i];
+        size_t off = (size_t)n * heads * headDim + (size_t)h * headDim;
         float a = ld(x, xBf, off + i), b = ld(x, xBf, off + i + half);
         st(x, xBf, off + i, a * cv - b * sv);
         st(x, xBf, off + i + half, b * cv + a * sv);
@@ -236,6 +311,17 @@ __global__ void group_pool_backward_vec(const float* __restrict__ dOut, int grou
                 p[c] = make_float4(a.x + v, a.y + v, a.z + v, a.w + v);
             }
         }
+    }
+}
+
+// QA-LoRA's merge identity during training: the adapter's output is constant inside a quantization group, so
+// W + factor * expand_g(B A) has zero points Z' = Z - factor (B A)^T / S. zeros, scales, out [G, O] (the
+// checkpoint's layout); ba [O, G] = B A. One thread per (g, o); o runs fastest, so zeros/scales/out are coalesced.
+__global__ void fold_zeros(const float* __restrict__ zeros, const float* __restrict__ scales,
+                           const float* __restrict__ ba, float factor, float* __restrict__ out, int G, int O) {
+    GRID_STRIDE(idx, (size_t)G * O) {
+        int g = (int)(idx / O), o = (int)(idx % O);
+        out[idx] = zeros[idx] - factor * ba[(size_t)o * G + g] / scales[idx];
     }
 }
 

@@ -52,19 +52,62 @@ public interface Backend extends AutoCloseable {
     /** A frozen group-quantized weight, repacked once into the backend's kernel layout. */
     LinearWeight quantizedWeight(QuantizedMatrix matrix);
 
+    /**
+     * Whether {@link #foldAdapter} applies to {@code w}: the training pass then runs the quantized projection with
+     * its adapter folded into the zero points (QA-LoRA's merge identity) instead of a separate adapter product per
+     * pass over the projection's output and input gradient. Default: no (the CPU, and fp32 on the GPU, keep the
+     * two paths apart, as the HF reference computes them).
+     */
+    default boolean foldsAdapter(LinearWeight w) {
+        return false;
+    }
+
+    /**
+     * {@code w} with the adapter folded in: zero points {@code Z' = Z - factor (B A)^T / S}, i.e. the weight
+     * {@code W + factor expand_g(B A)}, for {@code A [r, I/g]}, {@code B [O, r]}. Valid for the products that follow
+     * until the next call; only where {@link #foldsAdapter} says so.
+     */
+    default LinearWeight foldAdapter(LinearWeight w, Tensor a, Tensor b, float factor) {
+        throw new UnsupportedOperationException(name() + " does not fold adapters into its weights");
+    }
+
+    /**
+     * Tokens per lm_head/loss chunk in training: the {@code [chunk, V]} logits and their gradient are held at once.
+     * The CPU keeps them to a few tens of MB; a GPU takes larger chunks (fewer, larger lm_head products, and fewer
+     * waits for a chunk's loss).
+     */
+    default int logitChunkTokens() {
+        return 512;
+    }
+
     // ---- matrix products ----
 
     /** {@code y[N, O] = x[N, I] W^T}. */
     void linear(Tensor x, LinearWeight w, Tensor y);
 
-    /** {@code dx[N, I] += dy[N, O] W}. */
-    void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx);
+    /**
+     * {@code dx[N, I] (+)= dy[N, O] W}: adds with {@code accumulate}, else overwrites, so that the first of several
+     * projections reading one input needs no zeroed gradient buffer.
+     */
+    void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx, boolean accumulate);
 
     /** {@code c[M, N] (+)= a[M, K] b[N, K]^T}. */
     void matmulNT(Tensor a, Tensor b, Tensor c, boolean accumulate);
 
     /** {@code c[M, N] (+)= a[M, K] b[K, N]}. */
     void matmulNN(Tensor a, Tensor b, Tensor c, boolean accumulate);
+
+    /** {@code c[M, N] = alpha a[M, K] b[N, K]^T}; a GPU folds {@code alpha} into the product. */
+    default void matmulNT(Tensor a, Tensor b, Tensor c, float alpha) {
+        matmulNT(a, b, c, false);
+        scale(c, alpha);
+    }
+
+    /** {@code c[M, N] = alpha a[M, K] b[K, N]}; a GPU folds {@code alpha} into the product. */
+    default void matmulNN(Tensor a, Tensor b, Tensor c, float alpha) {
+        matmulNN(a, b, c, false);
+        scale(c, alpha);
+    }
 
     /** {@code c[M, N] (+)= a[K, M]^T b[K, N]}. */
     void matmulTN(Tensor a, Tensor b, Tensor c, boolean accumulate);
@@ -102,7 +145,7 @@ public interface Backend extends AutoCloseable {
      */
     void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor state, Tensor out);
 
-    /** Adds the gradients of {@link #attention} into {@code dq, dk, dv}. */
+    /** Writes (not adds) the gradients of {@link #attention} into {@code dq, dk, dv}. */
     void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor state, AttentionShape shape,
                            Tensor dq, Tensor dk, Tensor dv);
 

@@ -141,13 +141,13 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx) {
+    public void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx, boolean accumulate) {
         int n = dy.rows();
         requireSize(dy.cols(), w.outFeatures(), "linear backward gradient width");
         requireSize(dx.size(), n * w.inFeatures(), "linear backward input gradient");
         switch (w) {
-            case CpuDenseWeight dw -> dense.matmulNN(d(dy), 0, n, w.outFeatures(), dw.w().data, 0, w.inFeatures(), d(dx), 0, true);
-            case CpuQuantWeight qw -> quant.matmulTransposed(qw.prepared(), d(dy), 0, n, d(dx), 0, true);
+            case CpuDenseWeight dw -> dense.matmulNN(d(dy), 0, n, w.outFeatures(), dw.w().data, 0, w.inFeatures(), d(dx), 0, accumulate);
+            case CpuQuantWeight qw -> quant.matmulTransposed(qw.prepared(), d(dy), 0, n, d(dx), 0, accumulate);
             default -> throw new IllegalArgumentException(w + " does not belong to " + name());
         }
     }
@@ -275,6 +275,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor probs, AttentionShape shape,
                                   Tensor dq, Tensor dk, Tensor dv) {
+        java.util.Arrays.fill(d(dq), 0f);   // CpuAttention adds; the contract writes
+        java.util.Arrays.fill(d(dk), 0f);
+        java.util.Arrays.fill(d(dv), 0f);
         CpuAttention.backward(par, dense, d(dOut), d(q), d(k), d(v), d(probs), shape, d(dq), d(dk), d(dv));
     }
 

@@ -23,7 +23,7 @@ public final class ActivationPlan {
         LoraBuffers(Backend be, int n, int groups, int rank, boolean dropout) {
             pooled = be.allocate(n, groups);
             mask = dropout ? be.allocate(n, groups) : null;
-            u = be.allocate(n, rank);
+            u = be.allocateActivation(n, rank);  // only ever a matrix-product operand
         }
     }
 
@@ -97,7 +97,7 @@ public final class ActivationPlan {
             dUp = be.allocateActivation(n, d.intermediate());
             if (adapter != null) {
                 for (Projection p : adapter.orderedTargets()) {
-                    dU.put(p, be.allocate(n, adapter.rank()));
+                    dU.put(p, be.allocateActivation(n, adapter.rank()));
                     dPooled.put(p, be.allocate(n, p.inFeatures(d) / adapter.groupSize()));
                 }
             }

@@ -49,8 +49,7 @@ public final class LlamaPass {
         if (!chunked(plan)) {
             double sum = be.crossEntropy(plan.logits, targets, gradScale, backward ? plan.dLogits : null);
             if (backward) {
-                be.zero(plan.dFinalOut);
-                be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dFinalOut);   // dFinal[N,H]
+                be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dFinalOut, false); // dFinal[N,H]
             }
             return sum;
         }
@@ -62,8 +61,7 @@ public final class LlamaPass {
             int[] part = java.util.Arrays.copyOfRange(targets, r, r + c);
             sum += be.crossEntropy(plan.logits, part, gradScale, backward ? plan.dLogits : null);
             if (backward) {
-                be.zero(plan.dHeadIn);
-                be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dHeadIn);    // [C,H]
+                be.linearBackwardInput(plan.dLogits, model.lmHead(), plan.dHeadIn, false); // [C,H]
                 be.copyRows(plan.dHeadIn, 0, plan.dFinalOut, r, c);
             }
         }

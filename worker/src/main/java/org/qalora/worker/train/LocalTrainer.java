@@ -24,11 +24,6 @@ public final class LocalTrainer {
     private final LlamaModel base;
     private final QaloraConfig adapterConfig;
     private final TrainingConfig config;
-    /**
-     * Tokens per lm_head/loss chunk: the [chunk, V] logits and their gradient stay a few MB to a few hundred MB
-     * instead of growing with the micro-batch.
-     */
-    static final int LOGIT_CHUNK_TOKENS = 512;
 
     private ActivationPlan plan; // the last micro-batch shape's buffers, reused while the shape repeats
 
@@ -141,7 +136,8 @@ public final class LocalTrainer {
     private ActivationPlan plan(int batch, int seqLen) {
         if (plan == null || plan.batch != batch || plan.seqLen != seqLen) {
             plan = null; // let the old buffers go before allocating the new ones
-            plan = new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute(), LOGIT_CHUNK_TOKENS);
+            plan = new ActivationPlan(base, adapterConfig, batch, seqLen, true, config.recompute(),
+                    base.backend().logitChunkTokens());
         }
         return plan;
     }

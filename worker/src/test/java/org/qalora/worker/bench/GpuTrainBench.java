@@ -67,6 +67,14 @@ public final class GpuTrainBench {
                 }
             }
             be.attentionBlocks(CudaBackend.DEFAULT_ATTENTION_BLOCKS);
+            // -Dbench.compareFold=true also times the separate adapter products (CudaBackend.foldAdapters(false))
+            if (Boolean.getBoolean("bench.compareFold")) {
+                be.foldAdapters(false);
+                Result t = step(be, small, false, 6, false);
+                System.out.printf("  adapters as separate products (not folded into the zero points): step %.1f ms%n",
+                        t.seconds * 1e3);
+                be.foldAdapters(true);
+            }
             Result r = step(be, small, false, 6, true);
             double mfu = r.flops / r.seconds / ceiling;
             System.out.printf("ours train int4 bf16 L=%d B=%d T=%d: %,.0f tok/s  %.0f TFLOP/s  MFU(vs measured) %.2f  "

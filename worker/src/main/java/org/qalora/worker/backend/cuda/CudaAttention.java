@@ -104,7 +104,10 @@ final class CudaAttention implements AutoCloseable {
         }
     }
 
-    /** Adds the gradients into {@code dq, dk, dv}; reads the forward's {@code lse}. */
+    /**
+     * Writes the gradients into {@code dq, dk, dv} (each query head's dq once; dk and dv of a kv group are written
+     * by its first query head, j = 0, and added to by the others); reads the forward's {@code lse}.
+     */
     void backward(CudaTensor dOut, CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor lse, AttentionShape s,
                   CudaTensor dq, CudaTensor dk, CudaTensor dv) {
         int T = s.seqLen(), H = s.heads(), KV = s.kvHeads(), d = s.headDim(), rep = H / KV;
@@ -122,6 +125,7 @@ final class CudaAttention implements AutoCloseable {
                     int items = Math.min(chunk, KV - kv0);
                     long qOff = (long) b * T * qw + (long) (kv0 * rep + j) * d, kOff = (long) b * T * kw + (long) kv0 * d;
                     long qs = (long) rep * d;
+                    float kvBeta = j == 0 ? 0f : 1f;
                     for (int r0 = 0; r0 < T; r0 += tb) {
                         int rows = Math.min(tb, T - r0), keys = r0 + rows;
                         blas.gemm(false, true, rows, keys, d, 1f, qp + (qOff + (long) r0 * qw) * cb, compute, qw, qs,
@@ -134,18 +138,18 @@ final class CudaAttention implements AutoCloseable {
                     for (int r0 = 0; r0 < T; r0 += tb) {
                         int rows = Math.min(tb, T - r0), keys = r0 + rows;
                         blas.gemm(false, false, rows, d, keys, 1f, dsPtr + (long) cb * r0 * T, compute, T, tt,
-                                kp + kOff * cb, compute, kw, d, 1f, dq.at(qOff + (long) r0 * qw), type(dq), qw, qs,
-                                items);                                                            // dQ += dS K
+                                kp + kOff * cb, compute, kw, d, 0f, dq.at(qOff + (long) r0 * qw), type(dq), qw, qs,
+                                items);                                                            // dQ = dS K
                     }
                     for (int c0 = 0; c0 < T; c0 += tb) {
                         int cols = Math.min(tb, T - c0), queries = T - c0;  // keys c0.. are seen by queries c0..T-1
                         long sub = (long) c0 * T + c0;
                         blas.gemm(true, false, cols, d, queries, 1f, pPtr + cb * sub, compute, T, tt,
-                                op + (qOff + (long) c0 * qw) * cb, compute, qw, qs, 1f, dv.at(kOff + (long) c0 * kw),
-                                type(dv), kw, d, items);                                           // dV += P^T dO
+                                op + (qOff + (long) c0 * qw) * cb, compute, qw, qs, kvBeta, dv.at(kOff + (long) c0 * kw),
+                                type(dv), kw, d, items);                                           // dV (+)= P^T dO
                         blas.gemm(true, false, cols, d, queries, 1f, dsPtr + cb * sub, compute, T, tt,
-                                qp + (qOff + (long) c0 * qw) * cb, compute, qw, qs, 1f, dk.at(kOff + (long) c0 * kw),
-                                type(dk), kw, d, items);                                           // dK += dS^T Q
+                                qp + (qOff + (long) c0 * qw) * cb, compute, qw, qs, kvBeta, dk.at(kOff + (long) c0 * kw),
+                                type(dk), kw, d, items);                                           // dK (+)= dS^T Q
                     }
                 }
             }

@@ -41,6 +41,8 @@ public final class CudaBackend implements Backend {
     private final DeviceScratch weightScratch, convA, convB, ints, rowLoss;
     private final Operands operands;
     private final MultiTensorOps multi;
+    private final AdapterFold fold;
+    private boolean foldAdapters = true;
     private boolean closed;
 
     /**
@@ -66,6 +68,7 @@ public final class CudaBackend implements Backend {
         rowLoss = new DeviceScratch(cuda);
         operands = new Operands(kernels);
         multi = new MultiTensorOps(cuda, kernels);
+        fold = new AdapterFold(cuda, blas, kernels);
     }
 
     /**
@@ -95,6 +98,12 @@ public final class CudaBackend implements Backend {
 
     /** Measured in bin/bench-gpu (docs/PERFORMANCE.md "GPU training"). */
     public static final int DEFAULT_ATTENTION_BLOCKS = 1;
+
+    /**
+     * Whether bf16 training folds adapters into the quantized weights' zero points ({@link AdapterFold}; default on).
+     * Off runs the separate adapter products, as fp32 always does: the tests compare the two, the bench measures them.
+     */
+    public void foldAdapters(boolean on) { foldAdapters = on; }
 
     public CudaDriver driver() { return cuda; }
 
@@ -241,21 +250,46 @@ public final class CudaBackend implements Backend {
         return new CudaLinearWeight.Quantized(m, q, s, z);
     }
 
+    /**
+     * 8192 tokens: 0.5 GB of bf16 logits and as much for their gradient at a 32000 vocabulary, against 16 waits for a
+     * chunk's loss per 8192-token step at the CPU's 512 (measured in docs/PERFORMANCE.md, "GPU training").
+     */
+    @Override
+    public int logitChunkTokens() {
+        return 8192;
+    }
+
+    @Override
+    public boolean foldsAdapter(LinearWeight w) {
+        return foldAdapters && compute == DType.BF16 && w instanceof CudaLinearWeight.Quantized;
+    }
+
+    @Override
+    public LinearWeight foldAdapter(LinearWeight w, Tensor a, Tensor b, float factor) {
+        if (!foldsAdapter(w)) {
+            throw new IllegalArgumentException(name() + " folds adapters only into its own quantized weights under bf16");
+        }
+        return fold.fold((CudaLinearWeight.Quantized) w, own(a), own(b), factor);
+    }
+
     /** The weight {@code [O, I]} as a GEMM operand of the compute type (dequantized into the scratch if needed). */
     private long weightOperand(LinearWeight w) {
         return switch (w) {
-            case CudaLinearWeight.Quantized q -> {
-                long p = weightScratch.get((long) compute.bytes() * q.out() * q.in());
-                if (compute == DType.BF16) {
-                    quant.dequantizeBf16(q, p);
-                } else {
-                    quant.dequantize(q, p, false);
-                }
-                yield p;
-            }
+            case CudaLinearWeight.Quantized q -> dequantized(q);
+            case CudaLinearWeight.Folded f -> dequantized(f);
             case CudaLinearWeight.Dense d -> compute == DType.BF16 ? d.bf16().pointer() : d.weight().pointer();
             default -> throw new IllegalArgumentException(w + " does not belong to " + name());
         };
+    }
+
+    private long dequantized(QuantKernelModule.DeviceWeight q) {
+        long p = weightScratch.get((long) compute.bytes() * q.out() * q.in());
+        if (compute == DType.BF16) {
+            quant.dequantizeBf16(q, p);
+        } else {
+            quant.dequantize(q, p, false);
+        }
+        return p;
     }
 
     // ---- matrix products ----
@@ -269,11 +303,11 @@ public final class CudaBackend implements Backend {
      * makes both inputs bf16 (fp32 ones are converted into scratch), accumulating in fp32 into c's own type.
      */
     private void product(boolean transA, boolean transB, int m, int n, int k, CudaTensor a, int lda, CudaTensor b,
-                         int ldb, CudaTensor c, boolean accumulate) {
+                         int ldb, CudaTensor c, float alpha, boolean accumulate) {
         boolean mixed = a.bf16 || b.bf16 || c.bf16;
         DType in = mixed ? DType.BF16 : DType.F32;
         long pa = operands.as(a, in, convA), pb = operands.as(b, in, convB);
-        blas.gemm(transA, transB, m, n, k, 1f, pa, in, lda, 0, pb, in, ldb, 0, accumulate ? 1f : 0f, c.pointer(),
+        blas.gemm(transA, transB, m, n, k, alpha, pa, in, lda, 0, pb, in, ldb, 0, accumulate ? 1f : 0f, c.pointer(),
                 type(c), c.cols(), 0, 1);
     }
 
@@ -289,32 +323,50 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx) {
+    public void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx, boolean accumulate) {
         CudaTensor dyt = own(dy), dxt = own(dx);
         int n = dyt.rows(), in = w.inFeatures(), out = w.outFeatures();
         requireSize(dyt.cols(), out, "linear backward gradient width");
         requireSize(dxt.size(), (long) n * in, "linear backward input gradient");
         long dyp = operand(dyt, convA);
-        blas.gemm(false, false, n, in, out, 1f, dyp, compute, out, 0, weightOperand(w), compute, in, 0, 1f,
-                dxt.pointer(), type(dxt), in, 0, 1);                                      // dx += dy W
+        blas.gemm(false, false, n, in, out, 1f, dyp, compute, out, 0, weightOperand(w), compute, in, 0,
+                accumulate ? 1f : 0f, dxt.pointer(), type(dxt), in, 0, 1);                // dx (+)= dy W
     }
 
     @Override
     public void matmulNT(Tensor a, Tensor b, Tensor c, boolean accumulate) {
+        matmulNT(a, b, c, 1f, accumulate);
+    }
+
+    @Override
+    public void matmulNT(Tensor a, Tensor b, Tensor c, float alpha) {
+        matmulNT(a, b, c, alpha, false);
+    }
+
+    private void matmulNT(Tensor a, Tensor b, Tensor c, float alpha, boolean accumulate) {
         CudaTensor at = own(a), bt = own(b), ct = own(c);
         int m = at.rows(), k = at.cols(), n = bt.rows();
         requireSize(bt.cols(), k, "matmulNT inner");
         requireSize(ct.size(), (long) m * n, "matmulNT output");
-        product(false, true, m, n, k, at, k, bt, k, ct, accumulate);
+        product(false, true, m, n, k, at, k, bt, k, ct, alpha, accumulate);
     }
 
     @Override
     public void matmulNN(Tensor a, Tensor b, Tensor c, boolean accumulate) {
+        matmulNN(a, b, c, 1f, accumulate);
+    }
+
+    @Override
+    public void matmulNN(Tensor a, Tensor b, Tensor c, float alpha) {
+        matmulNN(a, b, c, alpha, false);
+    }
+
+    private void matmulNN(Tensor a, Tensor b, Tensor c, float alpha, boolean accumulate) {
         CudaTensor at = own(a), bt = own(b), ct = own(c);
         int m = at.rows(), k = at.cols(), n = bt.cols();
         requireSize(bt.rows(), k, "matmulNN inner");
         requireSize(ct.size(), (long) m * n, "matmulNN output");
-        product(false, false, m, n, k, at, k, bt, n, ct, accumulate);
+        product(false, false, m, n, k, at, k, bt, n, ct, alpha, accumulate);
     }
 
     @Override
@@ -323,7 +375,7 @@ public final class CudaBackend implements Backend {
         int k = at.rows(), m = at.cols(), n = bt.cols();
         requireSize(bt.rows(), k, "matmulTN inner");
         requireSize(ct.size(), (long) m * n, "matmulTN output");
-        product(true, false, m, n, k, at, m, bt, n, ct, accumulate);
+        product(true, false, m, n, k, at, m, bt, n, ct, 1f, accumulate);
     }
 
     // ---- layers ----
@@ -547,6 +599,7 @@ public final class CudaBackend implements Backend {
         cuda.synchronize();
         attention.close();
         multi.close();
+        fold.close();
         for (DeviceScratch s : new DeviceScratch[] {weightScratch, convA, convB, ints, rowLoss}) {
             s.close();
         }

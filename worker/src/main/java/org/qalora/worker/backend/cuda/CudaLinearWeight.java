@@ -26,6 +26,23 @@ sealed interface CudaLinearWeight extends LinearWeight {
         @Override public int groupSize() { return source.groupSize(); }
     }
 
+    /**
+     * A quantized weight with an adapter folded into its zero points ({@link AdapterFold}): the codes and scales of
+     * {@code base}, the zeros at {@code foldedZeros} (the fold's scratch, valid until its next fold).
+     */
+    record Folded(Quantized base, long foldedZeros) implements CudaLinearWeight, QuantKernelModule.DeviceWeight {
+        @Override public int outFeatures() { return base.outFeatures(); }
+        @Override public int inFeatures() { return base.inFeatures(); }
+        @Override public boolean quantized() { return true; }
+        @Override public long q() { return base.q(); }
+        @Override public long scales() { return base.scales(); }
+        @Override public long zeros() { return foldedZeros; }
+        @Override public int out() { return base.out(); }
+        @Override public int in() { return base.in(); }
+        @Override public int bits() { return base.bits(); }
+        @Override public int groupSize() { return base.groupSize(); }
+    }
+
     /** A dense fp32 weight {@code [out, in]} and, under mixed precision, its bf16 copy (made once). */
     record Dense(CudaTensor weight, DeviceBuffer bf16) implements CudaLinearWeight {
         @Override public int outFeatures() { return weight.dim(0); }

@@ -16,7 +16,7 @@ final class TrainingKernels {
     private final int maxBlocks;
     private final MemorySegment convert, add, multiply, scale, swiglu, swigluBackward, embedding, rmsNorm,
             rmsNormBackward, rope, groupPool, groupPoolBackward, groupPoolVec, groupPoolBackwardVec, dropout, crossEntropy, sumsqPartial, sumsqFinal,
-            adamw, softmaxForward, softmaxBackward;
+            adamw, softmaxForward, softmaxBackward, foldZeros, addVec, swigluVec, swigluBackwardVec;
 
     TrainingKernels(CudaDriver cuda) {
         this.cuda = cuda;
@@ -43,6 +43,10 @@ final class TrainingKernels {
         adamw = cuda.function(m, "adamw");
         softmaxForward = cuda.function(m, "softmax_forward");
         softmaxBackward = cuda.function(m, "softmax_backward");
+        foldZeros = cuda.function(m, "fold_zeros");
+        addVec = cuda.function(m, "add_vec");
+        swigluVec = cuda.function(m, "swiglu_vec");
+        swigluBackwardVec = cuda.function(m, "swiglu_backward_vec");
     }
 
     /** Blocks of a grid-stride elementwise launch over {@code n} elements. */
@@ -58,8 +62,17 @@ final class TrainingKernels {
         elementwise(convert, "convert", n, src, srcBf, dst, dstBf, n);
     }
 
+    /** Whole tensors of a multiple of 8 elements take the 16-byte kernels (same results, bit for bit). */
+    private static boolean vector8(long n) {
+        return n % 8 == 0;
+    }
+
     void add(long a, int aBf, long b, int bBf, long out, int oBf, long n) {
-        elementwise(add, "add", n, a, aBf, b, bBf, out, oBf, n);
+        if (vector8(n)) {
+            elementwise(addVec, "add_vec", n / 8, a, aBf, b, bBf, out, oBf, n / 8);
+        } else {
+            elementwise(add, "add", n, a, aBf, b, bBf, out, oBf, n);
+        }
     }
 
     void multiply(long x, int xBf, long mask, long n) {
@@ -71,12 +84,21 @@ final class TrainingKernels {
     }
 
     void swiglu(long gate, int gBf, long up, int uBf, long out, int oBf, long n) {
-        elementwise(swiglu, "swiglu", n, gate, gBf, up, uBf, out, oBf, n);
+        if (vector8(n)) {
+            elementwise(swigluVec, "swiglu_vec", n / 8, gate, gBf, up, uBf, out, oBf, n / 8);
+        } else {
+            elementwise(swiglu, "swiglu", n, gate, gBf, up, uBf, out, oBf, n);
+        }
     }
 
     void swigluBackward(long dOut, int dBf, long gate, int gBf, long up, int uBf, long dGate, int dgBf, long dUp,
                         int duBf, long n) {
-        elementwise(swigluBackward, "swiglu_backward", n, dOut, dBf, gate, gBf, up, uBf, dGate, dgBf, dUp, duBf, n);
+        if (vector8(n)) {
+            elementwise(swigluBackwardVec, "swiglu_backward_vec", n / 8, dOut, dBf, gate, gBf, up, uBf, dGate, dgBf,
+                    dUp, duBf, n / 8);
+        } else {
+            elementwise(swigluBackward, "swiglu_backward", n, dOut, dBf, gate, gBf, up, uBf, dGate, dgBf, dUp, duBf, n);
+        }
     }
 
     void embedding(long ids, long table, long out, int oBf, int rows, int hidden) {
@@ -94,6 +116,10 @@ final class TrainingKernels {
     }
 
     void rope(long x, int xBf, long cos, long sin, int seqLen, int heads, int headDim, float sign, long rows) {
+        if (rows * heads * (headDim / 2) >= (1L << 31)) {
+            throw new IllegalArgumentException("rope over " + rows + " rows x " + heads + " heads: the kernel indexes "
+                    + "with 32 bits (below 2^31 elements, so the grid stride cannot wrap); split the batch");
+        }
         elementwise(rope, "rope", rows * heads * (headDim / 2), x, xBf, cos, sin, seqLen, heads, headDim, sign, rows);
     }
 
@@ -118,6 +144,12 @@ final class TrainingKernels {
         } else {
             elementwise(groupPoolBackward, "group_pool_backward", total, dOut, groupSize, factor, dx, dxBf, total);
         }
+    }
+
+    /** {@code out[g, o] = zeros[g, o] - factor * ba[o, g] / scales[g, o]}; see fold_zeros in the .cu file. */
+    void foldZeros(long zeros, long scales, long ba, float factor, long out, int groups, int outFeatures) {
+        elementwise(foldZeros, "fold_zeros", (long) groups * outFeatures, zeros, scales, ba, factor, out, groups,
+                outFeatures);
     }
 
     void dropout(long x, int xBf, long mask, float p, float keep, long seed, long n) {

@@ -107,7 +107,7 @@ class CudaVsCpuTest {
         LinearWeight w = be.quantizedWeight(q);
         Tensor d = be.allocateActivation(n, q.outFeatures()), dx = be.allocateActivation(n, q.inFeatures());
         be.write(d, dy);
-        be.linearBackwardInput(d, w, dx);
+        be.linearBackwardInput(d, w, dx, true);
         return be.download(dx);
     }
 

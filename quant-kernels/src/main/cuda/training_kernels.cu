@@ -24,6 +24,21 @@ __device__ __forceinline__ void st(void* p, int bf, size_t i, float v) {
     else ((float*)p)[i] = v;
 }
 
+// 8 bf16 in one 16-byte word, unpacked exactly (bf16 -> fp32 is a shift), and two floats packed round-to-nearest.
+__device__ __forceinline__ void unpack8(uint4 v, float* f) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        f[2 * q] = __uint_as_float(w[q] << 16);
+        f[2 * q + 1] = __uint_as_float(w[q] & 0xffff0000u);
+    }
+}
+
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
+}
+
 #define GRID_STRIDE(i, n) \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); i += (size_t)gridDim.x * blockDim.x)
 
@@ -99,28 +114,16 @@ __global__ void swiglu_backward(const void* dOut, int dBf, const void* gate, int
 // ran these memory-bound passes well below the bandwidth (profile in docs/PERFORMANCE.md).
 __device__ __forceinline__ void load8(const void* p, int bf, size_t i8, float* f) {
     if (bf) {
-        uint4 v = ((const uint4*)p)[i8];
-        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            f[2 * q] = __uint_as_float(w[q] << 16);
-            f[2 * q + 1] = __uint_as_float(w[q] & 0xffff0000u);
-        }
+        unpack8(((const uint4*)p)[i8], f);
     } else {
         float4 a = ((const float4*)p)[2 * i8], b = ((const float4*)p)[2 * i8 + 1];
         f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
     }
 }
 
-__device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
-}
-
 __device__ __forceinline__ void store8(void* p, int bf, size_t i8, const float* f) {
     if (bf) {
-        ((uint4*)p)[i8] = make_uint4(bf16_pair(f[0], f[1]), bf16_pair(f[2], f[3]), bf16_pair(f[4], f[5]),
-                                     bf16_pair(f[6], f[7]));
+        ((uint4*)p)[i8] = make_uint4(pack2(f[0], f[1]), pack2(f[2], f[3]), pack2(f[4], f[5]), pack2(f[6], f[7]));
     } else {
         ((float4*)p)[2 * i8] = make_float4(f[0], f[1], f[2], f[3]);
         ((float4*)p)[2 * i8 + 1] = make_float4(f[4], f[5], f[6], f[7]);
@@ -253,20 +256,6 @@ __global__ void group_pool_backward(const float* __restrict__ dOut, int groupSiz
 // of 8: one thread owns one group, so a warp reads and writes 32 consecutive groups, contiguous in memory. The
 // scalar versions above moved 2 bytes per access and ran at a third of the bandwidth (profile in PERFORMANCE.md).
 // The sum still runs j = 0..g-1 in order, so the result is the scalar kernel's, bit for bit.
-__device__ __forceinline__ void unpack8(uint4 v, float* f) {
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        f[2 * q] = __uint_as_float(w[q] << 16);
-        f[2 * q + 1] = __uint_as_float(w[q] & 0xffff0000u);
-    }
-}
-
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
-}
-
 __global__ void group_pool_vec(const void* x, int xBf, int groupSize, float factor, float* __restrict__ out,
                                long long rows, int groups) {
     GRID_STRIDE(idx, (size_t)rows * groups) {

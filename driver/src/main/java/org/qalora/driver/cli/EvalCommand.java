@@ -120,6 +120,8 @@ public final class EvalCommand implements Callable<Integer> {
             return finish(console, prepared, hadoop, outcomes);
         }
         SparkSettings.apply(sparkConf, sparkMaster, "qalora-eval");
+        // A session that is already running (an application calling this command) is used and left running.
+        boolean ownSession = SparkSession.getDefaultSession().isEmpty();
         SparkSession spark = SparkSession.builder().config(sparkConf).getOrCreate();
         try {
             JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
@@ -137,7 +139,9 @@ public final class EvalCommand implements Callable<Integer> {
             return finish(console, prepared, hadoop,
                     EvalRunner.spark(jsc, ms, prepared.task(), prepared.items(), batchSize, tasks));
         } finally {
-            spark.stop();
+            if (ownSession) {
+                spark.stop();
+            }
         }
     }
 

@@ -43,10 +43,12 @@ class HfReferenceTest {
 
     static Stream<Arguments> references() {
         Path repo = CliRun.repo();
-        String claim = System.getProperty("qalora.claim.model");
+        String claim = System.getProperty("qalora.claim.model", "");
+        claim = claim.isBlank() ? null : claim;
+        String claimTokenizer = claim == null ? null : Path.of(claim, "tokenizer.json").toString();
         return Stream.of(
                 Arguments.of("hf-tiny-llama.json", Fixtures.tinyLlama().toString(), CliRun.tinyTokenizer().toString()),
-                Arguments.of("hf-claim.json", claim, claim == null ? null : Path.of(claim, "tokenizer.json").toString()))
+                Arguments.of("hf-claim.json", claim, claimTokenizer))
                 .map(a -> Arguments.of(repo.resolve("reference").resolve((String) a.get()[0]), a.get()[1], a.get()[2]));
     }
 

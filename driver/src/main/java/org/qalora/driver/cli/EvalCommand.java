@@ -106,12 +106,10 @@ public final class EvalCommand implements Callable<Integer> {
         if (sparkMaster == null) {
             Configuration hadoop = new Configuration();
             ResultFile.checkWritable(out, overwrite, hadoop);
-            ModelSpec ms = new ModelSpec(model, adapter, device, p, threads, new ShippedHadoopConf(hadoop));
             Prepared prepared = prepare(hadoop, task);
             List<EvalOutcome> outcomes;
             try (var backend = Backends.open(Backends.resolve(device, null), p, threads)) {
-                InferenceModel m = InferenceModel.load(ms.model(), ms.adapter(), backend,
-                        new org.qalora.quant.io.HadoopPaths(hadoop));
+                InferenceModel m = InferenceModel.load(model, adapter, backend, new org.qalora.quant.io.HadoopPaths(hadoop));
                 console.println("qalora eval: " + prepared.items().size() + " items on " + backend.name());
                 console.flush();
                 outcomes = EvalRunner.local(m, prepared.task(), prepared.items(), batchSize,

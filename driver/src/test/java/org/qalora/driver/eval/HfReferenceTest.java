@@ -36,10 +36,15 @@ import org.qalora.worker.model.KvCache;
  */
 class HfReferenceTest {
     private static final ObjectMapper JSON = new ObjectMapper();
-    /** |ours - HF| of a choice logit (fp32 forward against float64; the fixture logits are O(1) to O(10)). */
-    static final double CHOICE_LOGIT_TOLERANCE = 1e-4;
-    /** ||ours - HF|| / ||HF|| of one generation step's logits (FixtureParityTest measures 4.4e-7 on a batch). */
-    static final double STEP_LOGIT_BOUND = 1e-5;
+    /**
+     * |ours - HF| / max(1, |HF|) of a choice logit. Ours is an fp32 forward; HF's is float64 except the RoPE angles,
+     * which transformers computes in float32 even for a float64 model (autocast disabled, {@code .float()}): at
+     * position p an angle is off by up to p * 6e-8 rad, and the 5-shot prompts run to 609 tokens with the 512-piece
+     * tokenizer. FixtureParityTest (24 tokens) measures 4.4e-7 relative on whole logit rows.
+     */
+    static final double CHOICE_LOGIT_TOLERANCE = 2e-4;
+    /** ||ours - HF|| / ||HF|| of one generation step's logits (prompts of at most ~100 tokens + 16). */
+    static final double STEP_LOGIT_BOUND = 2e-5;
 
     static Stream<Arguments> references() {
         Path repo = CliRun.repo();
@@ -88,7 +93,7 @@ class HfReferenceTest {
                         double[] theirs = new double[4];
                         for (int c = 0; c < 4; c++) {
                             theirs[c] = r.get("choice_logits").get(c).asDouble();
-                            double diff = Math.abs(ours[c] - theirs[c]);
+                            double diff = Math.abs(ours[c] - theirs[c]) / Math.max(1, Math.abs(theirs[c]));
                             worst = Math.max(worst, diff);
                             assertTrue(diff < CHOICE_LOGIT_TOLERANCE, where + " choice " + c + ": " + ours[c] + " vs " + theirs[c]);
                         }
@@ -101,7 +106,8 @@ class HfReferenceTest {
                 assertEquals(shots.getValue().size(), i, "questions");
             }
         }
-        System.out.printf("%s: MMLU choice logits within %.3g of transformers (float64)%n", file.getFileName(), worst);
+        System.out.printf("%s: MMLU choice logits within %.3g (relative, at least 1) of transformers%n",
+                file.getFileName(), worst);
     }
 
     @ParameterizedTest

@@ -491,4 +491,47 @@ __global__ void softmax_backward(const float* __restrict__ S, const float* __res
     }
 }
 
+// ---- generation ----------------------------------------------------------------------------------------------------
+
+// Attention of N new query rows against a KV cache (generation; mirrors CpuBackend.cachedAttention): one block of 256
+// threads per (row n, query head h). Row n is position pos[n] of sequence seq[n] and sees the cache rows
+// seq[n] * capacity + 0..pos[n]. The scores of one row live in dynamic shared memory (4 bytes per key; the launcher
+// refuses caches longer than fit), the max and the sum reduce in the fixed block order as everywhere here, and each
+// output column is a sequential sum over the keys, so results do not depend on timing.
+// info = [N] sequence indices, then [N] positions.
+__global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, const void* k, const void* v,
+                                                        int kvBf, const int* __restrict__ info, int N, int capacity,
+                                                        int H, int KV, int d, float scale, void* out, int oBf) {
+    extern __shared__ float scores[];
+    __shared__ float fred[256];
+    __shared__ double dred[256];
+    int n = blockIdx.x / H, h = blockIdx.x % H, kvh = h / (H / KV);
+    int keys = info[N + n] + 1;
+    size_t kw = (size_t)KV * d;
+    size_t qo = (size_t)n * H * d + (size_t)h * d;
+    size_t base = (size_t)info[n] * capacity * kw + (size_t)kvh * d;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < keys; j += blockDim.x) {
+        size_t ko = base + (size_t)j * kw;
+        float dot = 0.f;
+        for (int c = 0; c < d; c++) dot += ld(q, qBf, qo + c) * ld(k, kvBf, ko + c);
+        scores[j] = dot * scale;
+        mx = fmaxf(mx, scores[j]);
+    }
+    mx = block_max_256(mx, fred);
+    double sum = 0;
+    for (int j = threadIdx.x; j < keys; j += blockDim.x) {
+        float e = expf(scores[j] - mx);
+        scores[j] = e;
+        sum += e;
+    }
+    sum = block_sum_256(sum, dred);  // its barriers also publish every thread's scores[]
+    float inv = (float)(1.0 / sum);
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float acc = 0.f;
+        for (int j = 0; j < keys; j++) acc += scores[j] * ld(v, kvBf, base + (size_t)j * kw + c);
+        st(out, oBf, qo + c, acc * inv);
+    }
+}
+
 }  // extern "C"

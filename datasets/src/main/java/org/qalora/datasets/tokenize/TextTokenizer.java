@@ -42,6 +42,7 @@ public final class TextTokenizer implements AutoCloseable {
     private final int bosId;
     private final int eosId;
     private final int padId;
+    private final java.util.BitSet byteTokens; // ids of byte-fallback pieces <0xNN>
 
     private TextTokenizer(byte[] tokenizerJson, byte[] tokenizerConfigOrNull, String sourceName) {
         if (System.getProperty("ai.djl.offline") == null) {
@@ -71,6 +72,13 @@ public final class TextTokenizer implements AutoCloseable {
         // No pad token (LLaMA): pad with 0. Padding positions are masked by labels -100 and sit after the EOS, so
         // under a causal mask they never influence a real position; the id only has to be a valid row.
         this.padId = padToken == null ? 0 : addedTokenId(tok, padToken, sourceName);
+        this.byteTokens = new java.util.BitSet();
+        for (var it = tok.path("model").path("vocab").fields(); it.hasNext(); ) {
+            var e = it.next();
+            if (e.getKey().matches("<0x[0-9A-Fa-f]{2}>") && e.getValue().canConvertToInt() && e.getValue().asInt() >= 0) {
+                byteTokens.set(e.getValue().asInt());
+            }
+        }
         try {
             // We truncate ourselves (source and target separately, as QLoRA's collator does), so the native side
             // must neither truncate nor pad nor post-edit the text.
@@ -180,6 +188,12 @@ public final class TextTokenizer implements AutoCloseable {
         }
         return hf.decode(l, false);
     }
+
+    /**
+     * True for a byte-fallback piece ({@code <0xNN>}). The decoder turns a run of them into text only as a whole
+     * (an invalid run becomes one U+FFFD per byte), so text decoded while the last token is one may still change.
+     */
+    public boolean isByteToken(int id) { return id >= 0 && byteTokens.get(id); }
 
     public String bosToken() { return bosToken; }
     public String eosToken() { return eosToken; }

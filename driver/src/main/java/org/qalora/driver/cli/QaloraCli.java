@@ -17,7 +17,7 @@ import picocli.CommandLine.Command;
 @Command(name = "qalora", mixinStandardHelpOptions = true, version = "qalora 0.1.0",
         description = "QA-LoRA fine-tuning of quantized LLaMA models on Apache Spark.",
         subcommands = {TrainCommand.class, QuantizeCommand.class, PrepareCommand.class, TokenizeCommand.class,
-                EvalBatchCommand.class, MergeCommand.class})
+                EvalBatchCommand.class, MergeCommand.class, GenerateCommand.class, EvalCommand.class})
 public final class QaloraCli implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -78,7 +78,7 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
      * The GPU this task was given ({@code spark.task.resource.gpu.amount=1}), or "cpu". A retry may land on another
      * GPU; nothing in the result depends on which.
      */
-    static String device(TaskContext ctx) {
+    public static String device(TaskContext ctx) {
         if (ctx == null) {
             return "cpu";
         }

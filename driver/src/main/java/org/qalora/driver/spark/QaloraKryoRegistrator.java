@@ -6,6 +6,8 @@ import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
 import org.apache.spark.serializer.KryoRegistrator;
 import org.qalora.datasets.prepare.PrepareKryoRegistrator;
+import org.qalora.driver.eval.EvalItem;
+import org.qalora.driver.eval.EvalOutcome;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotMetrics;
 
@@ -29,6 +31,11 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(SlotAssignment[].class);
         kryo.register(SlotMetrics.class, new SlotMetricsSerializer());
         kryo.register(SlotMetrics[].class);
+        kryo.register(EvalItem.class, new EvalItemSerializer());
+        kryo.register(EvalItem[].class);
+        kryo.register(EvalItem[][].class);
+        kryo.register(EvalOutcome.class, new EvalOutcomeSerializer());
+        kryo.register(EvalOutcome[].class);
         kryo.register(double[].class);
         kryo.register(float[].class);
         kryo.register(float[][].class); // Spark registers float[] but not float[][]
@@ -78,5 +85,51 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
             double lossSum = in.readDouble();
             return new SlotMetrics(slot, attempt, executor, device, tokens, lossSum, in.readLong(), in.readString());
         }
+    }
+
+    static final class EvalItemSerializer extends Serializer<EvalItem> {
+        @Override
+        public void write(Kryo kryo, Output out, EvalItem e) {
+            out.writeInt(e.index());
+            writeInts(out, e.prompt());
+            writeInts(out, e.target());
+        }
+
+        @Override
+        public EvalItem read(Kryo kryo, Input in, Class<EvalItem> type) {
+            int index = in.readInt();
+            int[] prompt = readInts(in);
+            return new EvalItem(index, prompt, readInts(in));
+        }
+    }
+
+    static final class EvalOutcomeSerializer extends Serializer<EvalOutcome> {
+        @Override
+        public void write(Kryo kryo, Output out, EvalOutcome o) {
+            out.writeInt(o.index());
+            out.writeDouble(o.lossSum());
+            out.writeInt(o.targetTokens());
+            writeInts(out, o.generated());
+            out.writeInt(o.choiceLogits().length);
+            out.writeFloats(o.choiceLogits());
+        }
+
+        @Override
+        public EvalOutcome read(Kryo kryo, Input in, Class<EvalOutcome> type) {
+            int index = in.readInt();
+            double lossSum = in.readDouble();
+            int tokens = in.readInt();
+            int[] generated = readInts(in);
+            return new EvalOutcome(index, lossSum, tokens, generated, in.readFloats(in.readInt()));
+        }
+    }
+
+    private static void writeInts(Output out, int[] a) {
+        out.writeInt(a.length);
+        out.writeInts(a);
+    }
+
+    private static int[] readInts(Input in) {
+        return in.readInts(in.readInt());
     }
 }

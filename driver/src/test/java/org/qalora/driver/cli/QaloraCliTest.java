@@ -34,7 +34,8 @@ class QaloraCliTest {
     void helpListsEveryCommand() {
         Run r = run("--help");
         assertEquals(0, r.code());
-        for (String c : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "merge"}) {
+        for (String c : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "merge", "generate",
+                "eval"}) {
             assertTrue(r.out().contains("  " + c + " "), c + " missing from:\n" + r.out());
         }
         Run t = run("train", "--help");

@@ -3,8 +3,8 @@ package org.qalora.quant.util;
 /**
  * SplitMix64 (Steele, Lea, Flood 2014): a tiny generator whose whole definition is below, so every seed, plan and
  * dropout mask derived from it is the same on every JVM and version (we do not depend on the JDK's choice of
- * algorithms). The one copy in the project: the data plan uses the generator, the rounds and the trainer derive
- * seeds with {@link #mix64}.
+ * algorithms). The one copy in the project: the data plan and generation's sampling use the generator, the rounds
+ * and the trainer derive seeds with {@link #mix64}.
  */
 public final class SplitMix64 {
     /** The generator's increment, 2^64 / golden ratio (odd); also a good multiplier to spread small integers. */
@@ -25,6 +25,11 @@ public final class SplitMix64 {
 
     public long nextLong() {
         return mix64(state += GOLDEN_GAMMA);
+    }
+
+    /** Uniform in [0, 1): the top 53 bits of the next value. */
+    public double nextDouble() {
+        return (nextLong() >>> 11) * 0x1.0p-53;
     }
 
     /** Uniform in [0, bound): rejection sampling removes the modulo bias. */

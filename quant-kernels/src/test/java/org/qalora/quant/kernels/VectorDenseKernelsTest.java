@@ -20,7 +20,9 @@ class VectorDenseKernelsTest {
         return Stream.of(
                 Arguments.of(1, 1, 1), Arguments.of(3, 40, 17), Arguments.of(17, 72, 300),
                 Arguments.of(33, 100, 31), Arguments.of(6, 32, 256), Arguments.of(13, 130, 513),
-                Arguments.of(50, 7, 70), Arguments.of(64, 200, 257), Arguments.of(5, 3, 0));
+                Arguments.of(50, 7, 70), Arguments.of(64, 200, 257), Arguments.of(5, 3, 0),
+                // one to three rows: A B^T takes the dot-product path, threaded over columns when large
+                Arguments.of(1, 300, 4096), Arguments.of(2, 129, 1000), Arguments.of(3, 70, 33), Arguments.of(2, 5, 0));
     }
 
     enum Layout { NT, NN, TN }
@@ -86,5 +88,13 @@ class VectorDenseKernelsTest {
         assertArrayEquals(nt[0], nt[2]);
         assertArrayEquals(nn[0], nn[1]);
         assertArrayEquals(nn[0], nn[2]);
+        float[][] dot = new float[3][2 * n];                       // two rows: the dot-product path
+        for (int threads = 1; threads <= 3; threads++) {
+            try (KernelPool pool = new KernelPool(threads)) {
+                new VectorDenseKernels(pool).matmulNT(a, 0, 2, k, b, 0, n, dot[threads - 1], 0, false);
+            }
+        }
+        assertArrayEquals(dot[0], dot[1]);
+        assertArrayEquals(dot[0], dot[2]);
     }
 }

@@ -149,6 +149,17 @@ public interface Backend extends AutoCloseable {
     void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor state, AttentionShape shape,
                            Tensor dq, Tensor dk, Tensor dv);
 
+    /**
+     * Attention of new query rows against a key/value cache (generation, no backward). Row {@code n} of
+     * {@code q [N, heads*d]} (rope applied) is the token at position {@code positions[n]} of sequence
+     * {@code sequences[n]}; it attends to that sequence's cached keys and values at positions
+     * {@code 0..positions[n]} (its own included, so they must already be written), rows
+     * {@link KvCacheShape#row} of {@code kCache, vCache [S*capacity, kvHeads*d]}. Writes {@code out [N, heads*d]}.
+     * For a row at position {@code t} the result equals row {@code t} of {@link #attention} over that sequence.
+     */
+    void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, int[] sequences, int[] positions,
+                         Tensor out);
+
     /** {@code out = silu(gate) * up}, all {@code [N, F]}. */
     void swiglu(Tensor gate, Tensor up, Tensor out);
 

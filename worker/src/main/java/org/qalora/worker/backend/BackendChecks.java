@@ -24,4 +24,22 @@ public final class BackendChecks {
             }
         }
     }
+
+    /** Every (sequence, position) pair names a row of the cache. */
+    public static void cacheRows(KvCacheShape shape, int[] sequences, int[] positions) {
+        if (sequences.length != positions.length) {
+            throw new IllegalArgumentException("cached attention: " + sequences.length + " sequence indices but "
+                    + positions.length + " positions");
+        }
+        for (int n = 0; n < positions.length; n++) {
+            if (sequences[n] < 0 || sequences[n] >= shape.sequences()) {
+                throw new IllegalArgumentException("cached attention row " + n + ": sequence " + sequences[n]
+                        + " is outside the cache's [0, " + shape.sequences() + ")");
+            }
+            if (positions[n] < 0 || positions[n] >= shape.capacity()) {
+                throw new IllegalArgumentException("cached attention row " + n + ": position " + positions[n]
+                        + " is outside the cache's capacity [0, " + shape.capacity() + ")");
+            }
+        }
+    }
 }

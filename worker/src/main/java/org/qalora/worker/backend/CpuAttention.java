@@ -62,6 +62,47 @@ final class CpuAttention {
         });
     }
 
+    /**
+     * Attention of new query rows against a KV cache (see Backend#cachedAttention). One task per (row, kv head): the
+     * {@code rep} query heads sharing a kv head are adjacent in the row ({@code d} apart), so they form one
+     * {@code [rep, d]} operand and the scores of all of them are one small sgemm against the cached keys.
+     *
+     * @param q   [N, H*d]
+     * @param k   [S*capacity, Hkv*d] cache, row {@code s*capacity + p}
+     * @param v   [S*capacity, Hkv*d]
+     * @param out [N, H*d]
+     */
+    static void cached(FixedPartition par, DenseKernels dense, float[] q, float[] k, float[] v, KvCacheShape s,
+                       int[] sequences, int[] positions, float[] out) {
+        int H = s.heads(), KV = s.kvHeads(), d = s.headDim(), qw = s.queryWidth(), kw = s.kvWidth();
+        int rep = H / KV;
+        double scale = 1.0 / Math.sqrt(d);
+        par.forEach(positions.length * KV, task -> {
+            int n = task / KV, kvh = task % KV, keys = positions[n] + 1;
+            int qOff = n * qw + kvh * rep * d, kOff = s.row(sequences[n], 0) * kw + kvh * d;
+            float[] scores = scratch(rep * keys);                                             // [rep, L]
+            dense.matmulNT(rep, keys, d, q, qOff, d, k, kOff, kw, scores, 0, keys, false);     // S = Q_g K^T
+            for (int i = 0; i < rep; i++) {
+                int row = i * keys;
+                double max = Double.NEGATIVE_INFINITY;
+                for (int j = 0; j < keys; j++) {
+                    max = Math.max(max, scores[row + j] * scale);
+                }
+                double sum = 0;
+                for (int j = 0; j < keys; j++) {
+                    double e = Math.exp(scores[row + j] * scale - max);
+                    scores[row + j] = (float) e;
+                    sum += e;
+                }
+                float inv = (float) (1.0 / sum);
+                for (int j = 0; j < keys; j++) {
+                    scores[row + j] *= inv;                                                    // P[rep, L]
+                }
+            }
+            dense.matmulNN(rep, d, keys, scores, 0, keys, v, kOff, kw, out, qOff, d, false);    // O_g = P V
+        });
+    }
+
     /** Adds the gradients into dq [B*T, H*d], dk, dv [B*T, Hkv*d]. */
     static void backward(FixedPartition par, DenseKernels dense, float[] dOut, float[] q, float[] k, float[] v,
                          float[] probs, AttentionShape s, float[] dq, float[] dk, float[] dv) {

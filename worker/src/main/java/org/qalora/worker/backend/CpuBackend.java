@@ -273,6 +273,17 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, int[] sequences,
+                                int[] positions, Tensor out) {
+        BackendChecks.cacheRows(shape, sequences, positions);
+        requireSize(q.size(), positions.length * shape.queryWidth(), "cachedAttention q");
+        requireSize(out.size(), positions.length * shape.queryWidth(), "cachedAttention out");
+        requireSize(kCache.size(), shape.rows() * shape.kvWidth(), "cachedAttention key cache");
+        requireSize(vCache.size(), shape.rows() * shape.kvWidth(), "cachedAttention value cache");
+        CpuAttention.cached(par, dense, d(q), d(kCache), d(vCache), shape, sequences, positions, d(out));
+    }
+
+    @Override
     public void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor probs, AttentionShape shape,
                                   Tensor dq, Tensor dk, Tensor dv) {
         java.util.Arrays.fill(d(dq), 0f);   // CpuAttention adds; the contract writes

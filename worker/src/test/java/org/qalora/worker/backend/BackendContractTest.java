@@ -120,6 +120,44 @@ abstract class BackendContractTest {
         assertArrayEquals(java.util.Arrays.copyOf(v, 4), java.util.Arrays.copyOf(base, 4), 1e-6f);
     }
 
+    /**
+     * Cached attention of rows at scattered positions of two sequences, with the cache holding garbage after each
+     * sequence's last written position (a row must not see it), against the rows of the causal attention over the
+     * whole sequences.
+     */
+    @Test
+    void cachedAttentionEqualsTheRowsOfCausalAttention() {
+        int T = 6, heads = 4, kvHeads = 2, d = 8, capacity = 9;
+        AttentionShape full = new AttentionShape(2, T, heads, kvHeads, d);
+        KvCacheShape cs = new KvCacheShape(2, capacity, heads, kvHeads, d);
+        float[] q = randn(2 * T * full.queryWidth()), k = randn(2 * T * full.kvWidth()), v = randn(2 * T * full.kvWidth());
+        float[] expected = attnOut(full, q, k, v);                                        // [2*T, H*d]
+        float[] kc = randn(cs.rows() * cs.kvWidth()), vc = randn(cs.rows() * cs.kvWidth()); // garbage everywhere
+        int kw = cs.kvWidth(), qw = cs.queryWidth();
+        for (int b = 0; b < 2; b++) {
+            System.arraycopy(k, b * T * kw, kc, cs.row(b, 0) * kw, T * kw);
+            System.arraycopy(v, b * T * kw, vc, cs.row(b, 0) * kw, T * kw);
+        }
+        int[] seqs = {1, 0, 1, 0}, pos = {0, T - 1, 3, 2};
+        float[] rows = new float[seqs.length * qw];
+        for (int n = 0; n < seqs.length; n++) {
+            System.arraycopy(q, (seqs[n] * T + pos[n]) * qw, rows, n * qw, qw);
+        }
+        Tensor out = BE.allocate(seqs.length, qw);
+        BE.cachedAttention(BE.upload(rows, seqs.length, qw), BE.upload(kc, cs.rows(), kw), BE.upload(vc, cs.rows(), kw),
+                cs, seqs, pos, out);
+        float[] got = BE.download(out);
+        for (int n = 0; n < seqs.length; n++) {
+            float[] want = java.util.Arrays.copyOfRange(expected, (seqs[n] * T + pos[n]) * qw, (seqs[n] * T + pos[n] + 1) * qw);
+            assertArrayEquals(want, java.util.Arrays.copyOfRange(got, n * qw, (n + 1) * qw), 2e-6f,
+                    "row " + n + " (sequence " + seqs[n] + ", position " + pos[n] + ")");
+        }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> BE.cachedAttention(
+                BE.upload(rows, seqs.length, qw), BE.allocate(cs.rows(), kw), BE.allocate(cs.rows(), kw), cs, seqs,
+                new int[] {0, 9, 0, 0}, BE.allocate(seqs.length, qw)));
+        assertTrue(e.getMessage().contains("position 9 is outside the cache's capacity [0, 9)"), e.getMessage());
+    }
+
     private float[] attnOut(AttentionShape s, float[] q, float[] k, float[] v) {
         int n = s.tokens();
         Tensor out = BE.allocate(n, s.queryWidth());

@@ -13,6 +13,7 @@ import org.qalora.quant.cuda.QuantKernelModule;
 import org.qalora.worker.backend.AttentionShape;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.BackendChecks;
+import org.qalora.worker.backend.KvCacheShape;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.backend.Tensor;
@@ -453,6 +454,35 @@ public final class CudaBackend implements Backend {
         requireSize(k.size(), (long) shape.tokens() * shape.kvWidth(), "attention k");
         requireSize(state.size(), (long) shape.batch() * shape.heads() * shape.seqLen(), "attention state (lse)");
         attention.forward(own(q), own(k), own(v), shape, fp32(own(state), "attention state"), own(out));
+    }
+
+    @Override
+    public void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, int[] sequences,
+                                int[] positions, Tensor out) {
+        BackendChecks.cacheRows(shape, sequences, positions);
+        CudaTensor qt = own(q), k = own(kCache), v = own(vCache), o = own(out);
+        int n = positions.length;
+        requireSize(qt.size(), (long) n * shape.queryWidth(), "cachedAttention q");
+        requireSize(o.size(), (long) n * shape.queryWidth(), "cachedAttention out");
+        requireSize(k.size(), (long) shape.rows() * shape.kvWidth(), "cachedAttention key cache");
+        requireSize(v.size(), (long) shape.rows() * shape.kvWidth(), "cachedAttention value cache");
+        if (k.bf16 != v.bf16) {
+            throw new IllegalArgumentException("cachedAttention: key and value caches must have one element type");
+        }
+        int maxKeys = 0;
+        for (int p : positions) {
+            maxKeys = Math.max(maxKeys, p + 1);
+        }
+        if (maxKeys > TrainingKernels.CACHED_ATTENTION_MAX_KEYS) {
+            throw new IllegalArgumentException("cachedAttention: a row sees " + maxKeys + " cached positions; the GPU"
+                    + " kernel holds at most " + TrainingKernels.CACHED_ATTENTION_MAX_KEYS + " scores in shared memory");
+        }
+        int[] info = new int[2 * n];
+        System.arraycopy(sequences, 0, info, 0, n);
+        System.arraycopy(positions, 0, info, n, n);
+        kernels.cachedAttention(qt.pointer(), qt.flag(), k.pointer(), v.pointer(), k.flag(), uploadInts(info), n,
+                shape.capacity(), shape.heads(), shape.kvHeads(), shape.headDim(),
+                (float) (1.0 / Math.sqrt(shape.headDim())), o.pointer(), o.flag(), maxKeys);
     }
 
     @Override

@@ -16,7 +16,7 @@ final class TrainingKernels {
     private final int maxBlocks;
     private final MemorySegment convert, add, multiply, scale, swiglu, swigluBackward, embedding, rmsNorm,
             rmsNormBackward, rope, groupPool, groupPoolBackward, groupPoolVec, groupPoolBackwardVec, dropout, crossEntropy, sumsqPartial, sumsqFinal,
-            adamw, softmaxForward, softmaxBackward, foldZeros, addVec, swigluVec, swigluBackwardVec;
+            adamw, softmaxForward, softmaxBackward, foldZeros, addVec, swigluVec, swigluBackwardVec, cachedAttention;
 
     TrainingKernels(CudaDriver cuda) {
         this.cuda = cuda;
@@ -47,6 +47,7 @@ final class TrainingKernels {
         addVec = cuda.function(m, "add_vec");
         swigluVec = cuda.function(m, "swiglu_vec");
         swigluBackwardVec = cuda.function(m, "swiglu_backward_vec");
+        cachedAttention = cuda.function(m, "cached_attention");
     }
 
     /** Blocks of a grid-stride elementwise launch over {@code n} elements. */
@@ -186,6 +187,16 @@ final class TrainingKernels {
         long rows = (long) items * seqLen;
         cuda.launch(softmaxForward, "softmax_forward", (int) ((rows + 3) / 4), 1, 1, 128, 1, 1, 0, s, p, pBf, lse,
                 seqLen, items, scale, b, heads, kv0, rep, j);
+    }
+
+    /** Keys one row of {@code cached_attention} can see: its scores must fit the 48 KiB of shared memory. */
+    static final int CACHED_ATTENTION_MAX_KEYS = 11 * 1024;
+
+    /** One block of 256 threads per (row, query head); {@code info} = sequences then positions, {@code rows} ints each. */
+    void cachedAttention(long q, int qBf, long k, long v, int kvBf, long info, int rows, int capacity, int heads,
+                         int kvHeads, int headDim, float scale, long out, int oBf, int maxKeys) {
+        cuda.launch(cachedAttention, "cached_attention", rows * heads, 1, 1, 256, 1, 1, 4 * maxKeys, q, qBf, k, v,
+                kvBf, info, rows, capacity, heads, kvHeads, headDim, scale, out, oBf);
     }
 
     void softmaxBackward(long s, long dP, long lse, long p, int pBf, long dS, int sBf, int seqLen, int items,

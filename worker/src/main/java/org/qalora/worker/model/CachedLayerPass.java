@@ -1,0 +1,64 @@
+package org.qalora.worker.model;
+
+import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Tensor;
+
+/**
+ * Forward of one decoder layer for new rows only, reading earlier positions' keys and values from a
+ * {@link KvCache}: {@link DecoderLayerPass#forward} with the attention split into "write this step's k, v into the
+ * cache" and "attend over the cache". A prefill (one sequence's prompt from position 0) attends over its own k, v
+ * with the ordinary causal attention, so its numbers are exactly those of the full forward; a decode step (one
+ * token per sequence) uses {@link Backend#cachedAttention}.
+ */
+final class CachedLayerPass {
+    private CachedLayerPass() {}
+
+    /**
+     * @param x     [N, H] residual stream entering the layer
+     * @param out   [N, H] residual stream leaving it
+     * @param cache receives this step's keys and values; may be null for a prefill that is only scored
+     */
+    static void forward(LlamaModel model, int l, QaloraAdapter adapter, StepActivations a, CachedStep step,
+                        KvCache cache, Tensor x, Tensor out) {
+        Backend be = model.backend();
+        LlamaDims d = model.dims();
+        LayerWeights w = model.layer(l);
+
+        // attention block
+        be.rmsNorm(x, w.inputNorm(), d.rmsEps(), a.a1, a.rstd1);                    // a1[N,H]
+        project(model, l, adapter, a, Projection.Q, a.a1, a.q);                     // q[N,nH*d]
+        project(model, l, adapter, a, Projection.K, a.a1, a.k);                     // k[N,nKV*d]
+        project(model, l, adapter, a, Projection.V, a.a1, a.v);                     // v[N,nKV*d]
+        // cos/sin hold row n's own position, so "sequence length N" makes row n use table row n
+        be.rope(a.q, a.cos, a.sin, a.rows, d.heads(), d.headDim());
+        be.rope(a.k, a.cos, a.sin, a.rows, d.kvHeads(), d.headDim());
+        if (cache != null) {
+            step.write(be, a.k, cache.keys(l), cache.shape());                       // cache[(s,p)] = k[n]
+            step.write(be, a.v, cache.values(l), cache.shape());                     // cache[(s,p)] = v[n]
+        }
+        if (step.prefill() != null) {
+            be.attention(a.q, a.k, a.v, step.prefill(), a.attentionState, a.attn);  // attn[N,nH*d], causal
+        } else {
+            be.cachedAttention(a.q, cache.keys(l), cache.values(l), cache.shape(), step.sequences(),
+                    step.positions(), a.attn);                                       // attn[N,nH*d] over 0..p
+        }
+        project(model, l, adapter, a, Projection.O, a.attn, a.tmpH);
+        be.add(x, a.tmpH, a.mid);                                                   // mid = x + o_proj(attn)
+
+        // MLP block
+        be.rmsNorm(a.mid, w.postNorm(), d.rmsEps(), a.a2, a.rstd2);                 // a2[N,H]
+        project(model, l, adapter, a, Projection.GATE, a.a2, a.gate);               // gate[N,F]
+        project(model, l, adapter, a, Projection.UP, a.a2, a.up);                   // up[N,F]
+        be.swiglu(a.gate, a.up, a.act);                                             // act[N,F]
+        project(model, l, adapter, a, Projection.DOWN, a.act, a.tmpH);
+        be.add(a.mid, a.tmpH, out);                                                 // out = mid + down(act)
+    }
+
+    private static void project(LlamaModel model, int l, QaloraAdapter adapter, StepActivations a, Projection p,
+                                Tensor x, Tensor y) {
+        var slot = adapter == null ? null : adapter.slot(l, p);
+        AdaptedProjection.forward(model.backend(), model.layer(l).get(p), slot,
+                adapter == null ? null : adapter.config(), x, y, a.lora.get(p), 0L, null, l, p);
+    }
+}

@@ -60,7 +60,7 @@ public final class TrainPipeline {
         Configuration hadoop = jsc.hadoopConfiguration();
         Storage storage = new Storage(hadoop);
         HadoopPaths paths = new HadoopPaths(hadoop);
-        RunDirectory run = new RunDirectory(storage, job.output());
+        RunDirectory run = new RunDirectory(storage, job.output(), progress);
         if (run.claim(job)) {
             progress.accept("output " + run.root() + " holds this run (same settings): continuing it");
         }

@@ -53,11 +53,18 @@ public final class CheckpointStore {
     private final Storage storage;
     private final Path dir;
     private final Consumer<String> log;
+    private final HoldPoint hold;
 
     public CheckpointStore(Storage storage, Path dir, Consumer<String> log) {
+        this(storage, dir, log, HoldPoint.none());
+    }
+
+    /** {@code hold}: the test hook that can stop the driver right after a round's rename. */
+    public CheckpointStore(Storage storage, Path dir, Consumer<String> log, HoldPoint hold) {
         this.storage = storage;
         this.dir = dir;
         this.log = log;
+        this.hold = hold;
     }
 
     public Path dir() { return dir; }
@@ -158,6 +165,7 @@ public final class CheckpointStore {
             throw new IllegalStateException("cannot rename " + tmp + " to " + target);
         }
         Committed committed = new Committed(round, target, manifest);
+        hold.reached(HoldPoint.roundRenamed(round));
         if (metrics != null) {
             appendMetrics(metrics);
         }

@@ -53,11 +53,18 @@ public final class CheckpointStore {
     private final Storage storage;
     private final Path dir;
     private final Consumer<String> log;
+    private final HoldPoint hold;
 
     public CheckpointStore(Storage storage, Path dir, Consumer<String> log) {
+        this(storage, dir, log, HoldPoint.none());
+    }
+
+    /** {@code hold}: the test hook that can stop the driver right after a round's rename. */
+    public CheckpointStore(Storage storage, Path dir, Consumer<String> log, HoldPoint hold) {
         this.storage = storage;
         this.dir = dir;
         this.log = log;
+        this.hold = hold;
     }
 
     public Path dir() { return dir; }
@@ -158,6 +165,7 @@ public final class CheckpointStore {
             throw new IllegalStateException("cannot rename " + tmp + " to " + target);
         }
         Committed committed = new Committed(round, target, manifest);
+        hold.reached(HoldPoint.roundRenamed(round));
         if (metrics != null) {
             appendMetrics(metrics);
         }
@@ -193,6 +201,58 @@ public final class CheckpointStore {
             throw new UncheckedIOException(e);
         }
         storage.writeAtomically(file, out.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
+     * Puts the directory in the state an uninterrupted run would have left after committing {@code current} (null:
+     * nothing committed yet), for a driver that restarts after a crash (a SIGKILL skips every cleanup):
+     * <ul>
+     *   <li>{@code _tmp-*} leftovers (a commit's directory, a metrics.jsonl rewrite) are deleted: readers ignore
+     *   them, but each is a copy of the adapter state, and the run owns this directory;
+     *   <li>a crash between a round's rename and its metrics line leaves metrics.jsonl without that round, and no
+     *   later round would add it (each rewrite keeps only the earlier lines): the line is restored from the round's
+     *   manifest, which holds the same metrics;
+     *   <li>a crash after the last round's commit but before its pruning left older rounds: they are pruned now.
+     * </ul>
+     */
+    public void tidyAfterRestart(Committed current, int keep) {
+        if (!storage.exists(dir)) {
+            return;
+        }
+        for (FileStatus st : list(dir)) {
+            if (st.getPath().getName().startsWith("_tmp-")) {
+                log.accept("removing " + st.getPath() + ", left by a run that stopped while writing it");
+                storage.delete(st.getPath());
+            }
+        }
+        if (current == null) {
+            return;
+        }
+        RoundMetrics metrics = current.manifest().metrics();
+        if (metrics != null && lastMetricsRound() != current.round()) {
+            log.accept("restoring round " + current.round() + "'s line of " + METRICS + " from its manifest (the "
+                    + "previous run stopped before writing it)");
+            appendMetrics(metrics);
+        }
+        prune(current.round(), keep);
+    }
+
+    /** The round of the last readable line of metrics.jsonl, or -1. */
+    private int lastMetricsRound() {
+        Path file = new Path(dir, METRICS);
+        int last = -1;
+        if (storage.exists(file)) {
+            for (String line : storage.readString(file).split("\n")) {
+                try {
+                    if (!line.isBlank()) {
+                        last = JSON_LINE.readTree(line).path("round").asInt(-1);
+                    }
+                } catch (IOException e) {
+                    last = -1; // an unreadable last line: rewrite it
+                }
+            }
+        }
+        return last;
     }
 
     /** Removes committed rounds older than {@code keep} rounds before {@code latest}, and finished update dirs. */

@@ -8,9 +8,11 @@ import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.function.Consumer;
 import org.apache.hadoop.fs.LocatedFileStatus;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RemoteIterator;
+import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.RoundManifest;
 import org.qalora.driver.checkpoint.Storage;
 
@@ -25,7 +27,14 @@ import org.qalora.driver.checkpoint.Storage;
  *   <li>{@code LATEST} is flipped by writing a temporary file and renaming it over the old one.
  * </ol>
  * Readers ({@link #latest}) accept only a version directory that LATEST names and that holds a manifest, so a
- * crash at any step leaves the previous model in place and at most an ignorable {@code _tmp-} directory.
+ * crash at any step leaves the previous model in place and at most an ignorable {@code _tmp-} directory (which
+ * {@code RunDirectory} removes when the run is restarted).
+ *
+ * <p>A crash between the rename and the flip leaves a complete version that LATEST does not name. Version names are
+ * derived from the content (the caller's choice, e.g. round and state checksum), so the restarted run asks to
+ * publish the same name again: if that directory's files match its manifest and the manifest says what this
+ * publish would write, the publish is completed by flipping LATEST, instead of failing on "already exists" forever
+ * (or, with time-stamped names, leaving an orphaned second copy of the model).
  */
 public final class ModelPublisher {
     public static final String MANIFEST = "_MANIFEST.json";
@@ -45,9 +54,18 @@ public final class ModelPublisher {
     }
 
     private final Storage storage;
+    private final HoldPoint hold;
+    private final Consumer<String> progress;
 
     public ModelPublisher(Storage storage) {
+        this(storage, HoldPoint.none(), s -> {});
+    }
+
+    /** {@code hold}: the test hook that can stop the driver between the rename and the LATEST flip. */
+    public ModelPublisher(Storage storage, HoldPoint hold, Consumer<String> progress) {
         this.storage = storage;
+        this.hold = hold;
+        this.progress = progress;
     }
 
     /** Publishes what {@code writer} writes as {@code root/version} and points {@code root/LATEST} at it. */
@@ -55,7 +73,9 @@ public final class ModelPublisher {
         storage.mkdirs(root);
         Path target = new Path(root, version);
         if (storage.exists(target)) {
-            throw new IllegalStateException(target + " already exists: versions are never overwritten");
+            completeInterrupted(target, version, info);
+            storage.writeAtomically(new Path(root, LATEST), (version + "\n").getBytes(StandardCharsets.UTF_8));
+            return target;
         }
         Path tmp = Storage.temporarySibling(target);
         try {
@@ -92,8 +112,33 @@ public final class ModelPublisher {
         if (!storage.renameToFresh(tmp, target)) {
             throw new IllegalStateException("cannot rename " + tmp + " to " + target + " (did another run publish it?)");
         }
+        hold.reached(HoldPoint.VERSION_RENAMED);
         storage.writeAtomically(new Path(root, LATEST), (version + "\n").getBytes(StandardCharsets.UTF_8));
         return target;
+    }
+
+    /**
+     * {@code target} exists: accepts it only as this very publish, interrupted after its rename (its manifest says
+     * the same version and info, and every file matches); anything else is never overwritten.
+     */
+    private void completeInterrupted(Path target, String version, Map<String, String> info) {
+        String refusal = target + " already exists and is not this publish";
+        if (!storage.exists(new Path(target, MANIFEST))) {
+            throw new IllegalStateException(refusal + " (it has no " + MANIFEST + "): versions are never overwritten; "
+                    + "move it away to publish");
+        }
+        VersionManifest existing = manifest(target);
+        if (!version.equals(existing.version()) || !info.equals(existing.info())) {
+            throw new IllegalStateException(refusal + " (its manifest says version " + existing.version() + ", "
+                    + existing.info() + "): versions are never overwritten");
+        }
+        Optional<String> mismatch = verify(target);
+        if (mismatch.isPresent()) {
+            throw new IllegalStateException(refusal + ": " + mismatch.get() + "; it changed after it was published: "
+                    + "move it away to publish again");
+        }
+        progress.accept("publish: " + target + " is complete but LATEST did not name it yet (the previous run "
+                + "stopped in between): completing that publish");
     }
 
     /** The version directory {@code root/LATEST} names, if it holds a manifest. */

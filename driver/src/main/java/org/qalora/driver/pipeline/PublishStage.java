@@ -1,13 +1,11 @@
 package org.qalora.driver.pipeline;
 
-import java.time.ZoneOffset;
-import java.time.ZonedDateTime;
-import java.time.format.DateTimeFormatter;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
 import org.apache.hadoop.fs.Path;
+import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.output.ModelPublisher;
 import org.qalora.driver.state.AdapterTensors;
@@ -22,17 +20,20 @@ import org.qalora.worker.train.AdapterState;
 /**
  * The final stage: folds the final averaged adapter into the quantized base's zero points (the worker's
  * {@link Merger}, which checks the merged model's logits against the adapter model's on disk before it lets the
- * directory appear) and publishes it atomically as {@code OUTPUT/v-<time>-r<round>/}, with the adapter in the PEFT
+ * directory appear) and publishes it atomically as {@code OUTPUT/v-rNNNNN-<hash>/}, with the adapter in the PEFT
  * layout under {@code adapter/}, a {@code _MANIFEST.json} of checksums, and {@code OUTPUT/LATEST} pointing at it.
  */
 public final class PublishStage {
     public static final String ADAPTER_DIR = "adapter";
 
     private final Storage storage;
+    private final HoldPoint hold;
     private final Consumer<String> progress;
 
-    public PublishStage(Storage storage, Consumer<String> progress) {
+    /** {@code hold}: the test hook that can stop the driver between the rename and the LATEST flip. */
+    public PublishStage(Storage storage, HoldPoint hold, Consumer<String> progress) {
         this.storage = storage;
+        this.hold = hold;
         this.progress = progress;
     }
 
@@ -45,30 +46,44 @@ public final class PublishStage {
         });
     }
 
+    /**
+     * Merges and publishes the final adapter {@code state} of round {@code round}. {@code stateSha256} is the SHA-256
+     * of that round's committed state file: with the round it names the version ({@code v-rNNNNN-<8 hex>}), so the
+     * name, like every byte under it, is the same however often the run was stopped and restarted, and a restart
+     * that finds that version complete but not yet named by LATEST only has to flip LATEST.
+     */
     public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
-                        String configHash, Map<String, String> extraInfo) {
-        String version = "v-" + ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"))
-                + String.format("-r%05d", round);
+                        String stateSha256, String configHash, Map<String, String> extraInfo) {
+        String version = versionName(round, stateSha256);
         Map<String, String> info = new LinkedHashMap<>(extraInfo);
         info.put("configHash", configHash);
         info.put("round", Integer.toString(round));
         info.put("globalStep", Long.toString(state.step()));
+        info.put("adapterStateSha256", stateSha256);
         info.put("baseModel", baseModel);
         HadoopPaths paths = storage.paths(); // the job's configuration, never this JVM's defaults
-        LlamaModel base = LlamaModel.load(baseModel, CpuBackend.withAllCores(), paths);
         Map<String, float[]> weights = new LinkedHashMap<>();
         for (String k : state.keys()) {
             weights.put(k, state.tensor(k).weights());
         }
         Merger.Report[] report = new Merger.Report[1];
-        Path published = new ModelPublisher(storage).publish(root, version, info, tmp -> {
+        Path published = new ModelPublisher(storage, hold, progress).publish(root, version, info, tmp -> {
+            // Loaded here, not before: a restart that only completes an interrupted publish never needs the base.
+            LlamaModel base = LlamaModel.load(baseModel, CpuBackend.withAllCores(), paths);
             report[0] = Merger.merge(base, new PeftAdapter(adapterConfig, weights), tmp.toString(), paths);
             AdapterState.fromWeights(base.dims(), adapterConfig, weights, state.step())
                     .writePeft(HadoopPaths.child(tmp.toString(), ADAPTER_DIR), baseModel, paths);
         });
-        progress.accept(String.format(java.util.Locale.ROOT,
-                "merge: %d projections folded into float zero points; merged vs adapter logits relative error %.2e",
-                report[0].mergedProjections(), report[0].relativeLogitError()));
+        if (report[0] != null) {
+            progress.accept(String.format(java.util.Locale.ROOT,
+                    "merge: %d projections folded into float zero points; merged vs adapter logits relative error %.2e",
+                    report[0].mergedProjections(), report[0].relativeLogitError()));
+        }
         return published;
+    }
+
+    /** {@code v-r<round>-<first 8 hex digits of the final state's SHA-256>}: no clock, so reruns agree. */
+    static String versionName(int round, String stateSha256) {
+        return String.format("v-r%05d-%s", round, stateSha256.substring(0, 8));
     }
 }

@@ -10,6 +10,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Consumer;
+import java.util.regex.Pattern;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
@@ -22,22 +25,31 @@ import org.qalora.driver.config.TrainJob;
  *   base-quantized/       the base model after the quantize stage (when the given model was not quantized)
  *   data/                 the prepared (tokenized) dataset (when the given data was raw)
  *   checkpoints/          committed rounds, updates, metrics.jsonl
- *   v-YYYYMMDD-HHMMSS-rNNNNN/   published merged models (model + adapter/ + _MANIFEST.json)
+ *   v-rNNNNN-HHHHHHHH/    published merged models (model + adapter/ + _MANIFEST.json); round + state hash
  *   LATEST                the name of the newest published version
  * </pre>
  * A rerun on the same directory resumes only if its settings hash to the same value; otherwise it is refused,
- * listing the settings that differ, so two runs never mix their checkpoints.
+ * listing the settings that differ, so two runs never mix their checkpoints. A resuming rerun first removes the
+ * temporary leftovers of the run it continues.
  */
 public final class RunDirectory {
     public static final String RUN_FILE = "run.json";
+    /** Temporary names of the atomic writes into this directory (HadoopPaths, Storage, the prepare job). */
+    private static final Pattern LEFTOVER = Pattern.compile("_tmp-.*|\\.[^.].*\\.tmp-.*");
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     private final Storage storage;
     private final Path root;
+    private final Consumer<String> progress;
 
     public RunDirectory(Storage storage, String output) {
+        this(storage, output, s -> {});
+    }
+
+    public RunDirectory(Storage storage, String output, Consumer<String> progress) {
         this.storage = storage;
         this.root = storage.path(output);
+        this.progress = progress;
     }
 
     public Path root() { return root; }
@@ -65,6 +77,7 @@ public final class RunDirectory {
                         + "something else; use another --output", e);
             }
             if (job.configHash().equals(recorded.get("configHash"))) {
+                removeLeftovers();
                 return true;
             }
             throw new IllegalStateException("--output " + root + " holds a run with a different configuration ("
@@ -80,6 +93,26 @@ public final class RunDirectory {
             throw new UncheckedIOException(e);
         }
         return false;
+    }
+
+    /**
+     * Deletes what a run of this directory that was killed mid-write left under temporary names: {@code _tmp-*}
+     * (a half-written merged model, its publish directory, a pointer or run.json being replaced, a quantized base
+     * or demo model) and {@code .NAME.tmp-*} (a dataset being prepared). Readers already ignore them, but each can be
+     * a model-sized copy that nothing else would ever remove. Only ever called for a directory this configuration
+     * owns (run.json matches), by the one driver that runs it: a restarted driver, so no writer of ours is alive.
+     */
+    private void removeLeftovers() {
+        try {
+            for (FileStatus st : storage.fs(root).listStatus(root)) {
+                if (LEFTOVER.matcher(st.getPath().getName()).matches()) {
+                    storage.delete(st.getPath());
+                    progress.accept("removed " + st.getPath() + ", left by a run that stopped while writing it");
+                }
+            }
+        } catch (IOException e) {
+            throw Storage.failure("list", root, e);
+        }
     }
 
     private static String differences(Object recorded, Map<String, Object> now) {

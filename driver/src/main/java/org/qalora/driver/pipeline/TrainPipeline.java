@@ -12,6 +12,7 @@ import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
 import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.rounds.FaultPlan;
@@ -60,7 +61,8 @@ public final class TrainPipeline {
         Configuration hadoop = jsc.hadoopConfiguration();
         Storage storage = new Storage(hadoop);
         HadoopPaths paths = new HadoopPaths(hadoop);
-        RunDirectory run = new RunDirectory(storage, job.output());
+        RunDirectory run = new RunDirectory(storage, job.output(), progress);
+        HoldPoint hold = HoldPoint.parse(spark.conf().get(HoldPoint.CONF_KEY, ""), progress);
         if (run.claim(job)) {
             progress.accept("output " + run.root() + " holds this run (same settings): continuing it");
         }
@@ -88,13 +90,13 @@ public final class TrainPipeline {
                     job.pooling(), factory.effectiveLearningRate(),
                     job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
                     job.recompute() ? ", activation recompute" : ""));
-            CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress);
+            CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress, hold);
             RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
                     job.configHash(), job.keepRounds());
             FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 
-            PublishStage publish = new PublishStage(storage, progress);
+            PublishStage publish = new PublishStage(storage, hold, progress);
             Optional<org.apache.hadoop.fs.Path> done = publish.alreadyPublished(run.root(), job.configHash(), job.rounds());
             org.apache.hadoop.fs.Path published;
             if (done.isPresent()) {
@@ -102,7 +104,8 @@ public final class TrainPipeline {
                 progress.accept("merge: this run's final model is already published");
             } else {
                 published = publish.publish(run.root(), model.quantizedModel(), factory.adapterConfig(), result.state(),
-                        result.last().round(), job.configHash(), Map.of("planHash", factory.planHash()));
+                        result.last().round(), result.last().stateSha256(), job.configHash(),
+                        Map.of("planHash", factory.planHash()));
             }
             progress.accept("done: merged quantized model in " + published + " (adapter in PEFT layout in "
                     + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in " + run.checkpoints() + "/"

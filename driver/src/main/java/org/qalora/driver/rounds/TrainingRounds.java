@@ -69,6 +69,7 @@ public final class TrainingRounds {
             progress.accept("resuming from committed round " + current.round() + " (global step "
                     + current.manifest().globalStep() + ") in " + store.dir());
         }
+        store.tidyAfterRestart(current, settings.keepRounds());
         List<RoundMetrics> metrics = new ArrayList<>();
         RoundMetrics previous = current.manifest().metrics();
         for (int r = current.round() + 1; r <= settings.rounds(); r++) {

@@ -62,6 +62,43 @@ class CheckpointStoreTest {
         assertTrue(lines.get(0).startsWith("{\"round\":1,") && lines.get(1).startsWith("{\"round\":2,"), lines.toString());
     }
 
+    /**
+     * A driver killed right after renaming round 4 into place (before its metrics line, before pruning), with a
+     * commit directory and a metrics rewrite half-done: the restarted driver's tidy-up leaves what an uninterrupted
+     * run would have, metrics.jsonl byte for byte. (DriverKillTest kills a real driver there.)
+     */
+    @Test
+    void aRestartRestoresTheMetricsLineAKillSkippedPrunesAndRemovesLeftovers() throws Exception {
+        Storage storage = new Storage(new Configuration());
+        List<String> log = new ArrayList<>();
+        CheckpointStore store = new CheckpointStore(storage, storage.path(dir.toString()), log::add);
+        AdapterTensors s = new ToyTrainerFactory(1, "", 0.1f).initialState(1);
+        store.commit(0, s, "plan", "cfg", null);
+        for (int r = 1; r <= 4; r++) {
+            store.commit(r, new AdapterTensors(keysOf(s), 2L * r), "plan", "cfg", metrics(r));
+        }
+        byte[] uninterrupted = Files.readAllBytes(dir.resolve(CheckpointStore.METRICS));
+        store.appendMetrics(metrics(3)); // metrics.jsonl as it was before round 4's line
+        Files.createDirectories(dir.resolve("_tmp-round-00005-killed"));
+        Files.writeString(dir.resolve("_tmp-metrics.jsonl-killed"), "{\"round\":5");
+
+        CheckpointStore.Committed latest = store.latestCommitted().orElseThrow();
+        store.tidyAfterRestart(latest, 2);
+        assertEquals(new String(uninterrupted, java.nio.charset.StandardCharsets.UTF_8),
+                Files.readString(dir.resolve(CheckpointStore.METRICS)));
+        try (var names = Files.list(dir)) {
+            assertEquals(List.of("metrics.jsonl", "round-00003", "round-00004"),
+                    names.map(p -> p.getFileName().toString()).sorted().toList(), log.toString());
+        }
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("restoring round 4's line")), log.toString());
+        // Nothing left to do: a second restart changes nothing and says nothing.
+        log.clear();
+        store.tidyAfterRestart(latest, 2);
+        assertEquals(List.of(), log);
+        assertEquals(new String(uninterrupted, java.nio.charset.StandardCharsets.UTF_8),
+                Files.readString(dir.resolve(CheckpointStore.METRICS)));
+    }
+
     private static java.util.Map<String, AdapterTensors.Tensor> keysOf(AdapterTensors s) {
         java.util.Map<String, AdapterTensors.Tensor> m = new java.util.LinkedHashMap<>();
         for (String k : s.keys()) {

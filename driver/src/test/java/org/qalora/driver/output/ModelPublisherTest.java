@@ -9,10 +9,13 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 
 class ModelPublisherTest {
@@ -48,6 +51,36 @@ class ModelPublisherTest {
         // Tampering is detected.
         Files.writeString(dir.resolve("v-2/config.json"), "{3}");
         assertTrue(pub.verify(v2).orElseThrow().contains("config.json does not match"));
+    }
+
+    /**
+     * A driver killed between the rename and the LATEST flip left a complete version that LATEST does not name; the
+     * restarted driver publishes the same name with the same info: the version is taken as it is (the writer does
+     * not run) and LATEST flipped. Anything else under that name is never overwritten.
+     */
+    @Test
+    void aPublishInterruptedBeforeTheLatestFlipIsCompletedNotRepeated() throws IOException {
+        Storage s = new Storage(new Configuration());
+        List<String> log = new ArrayList<>();
+        ModelPublisher pub = new ModelPublisher(s, HoldPoint.none(), log::add);
+        var root = s.path(dir.toString());
+        Map<String, String> info = Map.of("round", "6");
+        pub.publish(root, "v-0", Map.of("round", "0"), d -> write(new org.apache.hadoop.fs.Path(d, "config.json"), "{0}", s));
+        var v6 = pub.publish(root, "v-6", info, d -> write(new org.apache.hadoop.fs.Path(d, "config.json"), "{6}", s));
+        Files.writeString(dir.resolve("LATEST"), "v-0\n"); // as the kill left it: LATEST still names the previous one
+
+        assertEquals(v6, pub.publish(root, "v-6", info, d -> { throw new AssertionError("must not rewrite v-6"); }));
+        assertEquals("v-6", Files.readString(dir.resolve("LATEST")).trim());
+        assertTrue(log.stream().anyMatch(l -> l.contains("completing that publish")), log.toString());
+
+        IllegalStateException other = assertThrows(IllegalStateException.class,
+                () -> pub.publish(root, "v-6", Map.of("round", "7"), d -> {}));
+        assertTrue(other.getMessage().contains("is not this publish"), other.getMessage());
+        Files.writeString(dir.resolve("v-6/config.json"), "{7}");
+        IllegalStateException changed = assertThrows(IllegalStateException.class,
+                () -> pub.publish(root, "v-6", info, d -> {}));
+        assertTrue(changed.getMessage().contains("config.json does not match"), changed.getMessage());
+        assertEquals("{7}", Files.readString(dir.resolve("v-6/config.json")), "never overwritten");
     }
 
     @Test

@@ -27,6 +27,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.datasets.prepare.DatasetManifest;
+import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.output.ModelPublisher;
 import org.qalora.quant.io.ShippedHadoopConf;
@@ -116,8 +117,9 @@ class JobHadoopConfTest {
         }
         Storage storage = new Storage(job);
         org.apache.hadoop.fs.Path root = storage.path(NS + "/runs/out");
-        org.apache.hadoop.fs.Path published = new PublishStage(storage, s -> {}).publish(root,
-                NS + "/models/tiny-gptq", adapter.config(), state, 3, "hash", Map.of());
+        org.apache.hadoop.fs.Path published = new PublishStage(storage, HoldPoint.none(), s -> {}).publish(root,
+                NS + "/models/tiny-gptq", adapter.config(), state, 3, "ab".repeat(32), "hash", Map.of());
+        assertEquals("v-r00003-abababab", published.getName(), "named by round and state checksum, no clock");
         assertEquals(published.getName(), storage.readString(new org.apache.hadoop.fs.Path(root, ModelPublisher.LATEST)).trim());
         assertTrue(new ModelPublisher(storage).verify(published).isEmpty(), "checksums match");
         HadoopPaths paths = new HadoopPaths(job);

@@ -15,6 +15,12 @@
 - {{ .Values.train.rounds | quote }}
 - --steps-per-round
 - {{ .Values.train.stepsPerRound | quote }}
+- --batch-size
+- {{ .Values.train.batchSize | quote }}
+- --group-by-length
+- {{ .Values.train.groupByLength | quote }}
+- --micro-batch-tokens
+- {{ .Values.train.microBatchTokens | quote }}
 - --seed
 - {{ .Values.train.seed | quote }}
 - --bits

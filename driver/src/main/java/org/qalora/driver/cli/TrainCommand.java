@@ -45,9 +45,11 @@ public final class TrainCommand implements Callable<Integer> {
     Integer stepsPerRound;
     @Option(names = "--slots", paramLabel = "N", description = "parallel slots (Spark tasks, one per GPU); default 2")
     Integer slots;
-    @Option(names = "--micro-batches", paramLabel = "M", description = "micro-batches per optimizer step; default 1")
-    Integer microBatches;
-    @Option(names = "--micro-batch-tokens", paramLabel = "T", description = "token budget of a micro-batch, padding included; default 512")
+    @Option(names = "--batch-size", paramLabel = "N", description = "sequences per optimizer step (per slot), padding allowed; default 32")
+    Integer batchSize;
+    @Option(names = "--group-by-length", paramLabel = "off|M", description = "length grouping: off (each step is N random sequences) or a mega-batch of M records sorted by length, M > N; default off (docs/DATA.md says why)")
+    String groupByLength;
+    @Option(names = "--micro-batch-tokens", paramLabel = "T", description = "token budget of a micro-batch, padding included: a step is split into as many as it needs (memory only); default 512")
     Integer microBatchTokens;
     @Option(names = "--master", paramLabel = "URL", description = "Spark master when not set by spark-submit; default local[*]")
     String master;
@@ -91,7 +93,8 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("rounds", rounds);
         flags.put("steps-per-round", stepsPerRound);
         flags.put("slots", slots);
-        flags.put("micro-batches", microBatches);
+        flags.put("batch-size", batchSize);
+        flags.put("group-by-length", groupByLength);
         flags.put("micro-batch-tokens", microBatchTokens);
         flags.put("master", master);
         flags.put("seed", seed);

@@ -27,8 +27,11 @@ import org.qalora.worker.backend.Precision;
  * @param rounds           synchronous rounds of training
  * @param stepsPerRound    K local optimizer steps per slot per round
  * @param slots            N parallel slots (Spark tasks, one per GPU)
- * @param microBatches     micro-batches per optimizer step (gradient accumulation)
- * @param microBatchTokens token budget B*T of one micro-batch, padding included (records are grouped by length)
+ * @param batchSize        sequences (records) per optimizer step, per slot
+ * @param groupByLength    0: off (a step is batchSize records of the shuffled data); else the mega-batch size of
+ *                         HF-style length grouping (must exceed batchSize): steps of similar-length records
+ * @param microBatchTokens token budget B*T of one micro-batch, padding included: a step's sequences are split into
+ *                         as many micro-batches as this needs (memory only; the step's gradient is the same)
  * @param master           Spark master (ignored when spark-submit already set one)
  * @param seed             the one seed every random choice derives from
  * @param bits             quantization bits, when the model must be quantized first
@@ -47,7 +50,7 @@ import org.qalora.worker.backend.Precision;
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
  */
 public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
-                       int stepsPerRound, int slots, int microBatches, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
+                       int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute) {
 
@@ -59,7 +62,12 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         positive(problems, "rounds", rounds);
         positive(problems, "steps-per-round", stepsPerRound);
         positive(problems, "slots", slots);
-        positive(problems, "micro-batches", microBatches);
+        positive(problems, "batch-size", batchSize);
+        if (groupByLength < 0 || groupByLength > 0 && groupByLength <= batchSize) {
+            problems.add("group-by-length must be off or a mega-batch size larger than batch-size " + batchSize
+                    + " (a mega-batch of one step's records groups nothing; HF uses 50 x batch size), got "
+                    + groupByLength);
+        }
         positive(problems, "micro-batch-tokens", microBatchTokens);
         positive(problems, "rank", rank);
         positive(problems, "group-size", groupSize);
@@ -117,7 +125,8 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("rounds", rounds);
         m.put("steps-per-round", stepsPerRound);
         m.put("slots", slots);
-        m.put("micro-batches", microBatches);
+        m.put("batch-size", batchSize);
+        m.put("group-by-length", groupByLength == 0 ? "off" : groupByLength);
         m.put("micro-batch-tokens", microBatchTokens);
         m.put("seed", seed);
         m.put("bits", bits);

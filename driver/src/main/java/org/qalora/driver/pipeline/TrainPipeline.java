@@ -75,16 +75,18 @@ public final class TrainPipeline {
             boolean local = spark.sparkContext().isLocal();
             int threads = local ? Runtime.getRuntime().availableProcessors()
                     : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
-            PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.microBatches(),
-                    job.microBatchTokens());
+            PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.batchSize(),
+                    job.groupByLength(), job.microBatchTokens());
             WorkerTrainerFactory factory = new WorkerTrainerFactory(model.quantizedModel(), dataset, plan, job.rank(),
                     job.alpha(), model.config().quantization().groupSize(), job.pooling(), job.dropout(), job.lr(),
                     job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(), job.backendPrecision(),
                     job.recompute());
             progress.accept(String.format(java.util.Locale.ROOT,
-                    "training: %d rounds x %d slots x %d steps (x %d micro-batches of <= %d tokens), rank %d, alpha %s, "
-                            + "%s pooling, lr %.2e%s; device %s, precision %s%s", job.rounds(), job.slots(),
-                    job.stepsPerRound(), job.microBatches(), job.microBatchTokens(), job.rank(), job.alpha(),
+                    "training: %d rounds x %d slots x %d steps of %d sequences (length grouping %s; micro-batches of "
+                            + "<= %d tokens), rank %d, alpha %s, %s pooling, lr %.2e%s; device %s, precision %s%s",
+                    job.rounds(), job.slots(), job.stepsPerRound(), job.batchSize(),
+                    job.groupByLength() == 0 ? "off" : "in mega-batches of " + job.groupByLength(),
+                    job.microBatchTokens(), job.rank(), job.alpha(),
                     job.pooling(), factory.effectiveLearningRate(),
                     job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
                     job.recompute() ? ", activation recompute" : ""));

@@ -32,6 +32,8 @@ class JobFileFuzzTest {
             rounds: 10
             steps-per-round: 8
             slots: 4
+            batch-size: 32
+            group-by-length: off
             micro-batch-tokens: 1024
             seed: 7
             bits: 4

@@ -85,4 +85,34 @@ class TrainJobLoaderTest {
                 () -> TrainJobLoader.build("t", d, Map.of("device", "cpu", "precision", "BF16")));
         assertTrue(cpu.getMessage().contains("precision bf16 needs a GPU"), cpu.getMessage());
     }
+
+    @Test
+    void batchSizeAndLengthGroupingAreResultSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob a = TrainJobLoader.build("t", d);
+        assertEquals(0, a.groupByLength(), "length grouping is off by default");
+        assertEquals("off", a.resultSettings().get("group-by-length"));
+        TrainJob yamlOff = TrainJobLoader.build("job.yaml", d, TrainJobLoader.parseYaml(
+                "batch-size: 32\ngroup-by-length: off\n", "job.yaml")); // YAML 1.1 reads a bare off as false
+        assertEquals(32, yamlOff.batchSize());
+        assertEquals(0, yamlOff.groupByLength());
+        assertNotEquals(a.configHash(), yamlOff.configHash());
+        TrainJob grouped = TrainJobLoader.build("t", d, Map.of("batch-size", 32, "group-by-length", "1600"));
+        assertEquals(1600, grouped.groupByLength());
+        assertEquals(1600, grouped.resultSettings().get("group-by-length"));
+        assertNotEquals(yamlOff.configHash(), grouped.configHash());
+        var small = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("t", d, Map.of("batch-size", 32, "group-by-length", 32)));
+        assertTrue(small.getMessage().contains("group-by-length must be off or a mega-batch size larger than batch-size 32"),
+                small.getMessage());
+        var word = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("group-by-length", "on")));
+        assertTrue(word.getMessage().contains("job.yaml: 'group-by-length' must be off or a mega-batch size (records), got 'on'"),
+                word.getMessage());
+        var yes = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("group-by-length", true)));
+        assertTrue(yes.getMessage().contains("'group-by-length' must be off or a mega-batch size"), yes.getMessage());
+        var zero = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.build("t", d, Map.of("batch-size", 0)));
+        assertTrue(zero.getMessage().contains("batch-size must be >= 1, got 0"), zero.getMessage());
+    }
 }

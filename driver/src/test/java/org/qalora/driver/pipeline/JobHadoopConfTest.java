@@ -96,7 +96,7 @@ class JobHadoopConfTest {
     @Test
     void theTrainerFactoryLoadsTheModelThroughTheShippedConfiguration() throws Exception {
         WorkerTrainerFactory f = new WorkerTrainerFactory(NS + "/models/tiny-gptq", dataset,
-                new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, 32, "mean", 0.0, null, 4, 1, new ShippedHadoopConf(job),
+                new PlanSettings(42L, 2, 2, 2, 0, 256), 4, 8.0, 32, "mean", 0.0, null, 4, 1, new ShippedHadoopConf(job),
                 "cpu", null, false);
         WorkerTrainerFactory.Trainer t = (WorkerTrainerFactory.Trainer) f.open("cpu");
         assertEquals(NS + "/models/tiny-gptq", t.base.source());

@@ -89,7 +89,7 @@ class WorkerNonFiniteLossTest {
             String data = new DataStage(paths, log::add).resolve(spark,
                     List.of(repo.resolve("samples/alpaca-sample.json").toString()), model.tokenizer(), "auto", runDir);
             WorkerTrainerFactory real = new WorkerTrainerFactory(model.quantizedModel(), data,
-                    new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, model.config().quantization().groupSize(), "mean", 0.0,
+                    new PlanSettings(42L, 2, 2, 2, 0, 256), 4, 8.0, model.config().quantization().groupSize(), "mean", 0.0,
                     null, 4, 1, new ShippedHadoopConf(hadoop), "cpu", null, false);
 
             Storage storage = new Storage(hadoop);

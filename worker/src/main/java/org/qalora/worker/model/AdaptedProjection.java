@@ -7,8 +7,11 @@ import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.backend.Tensor;
 
 /**
- * One projection with its optional QA-LoRA adapter, forward and backward:
- * {@code y = x W^T + s * (drop(f * groupsum(x)) A^T) B^T}.
+ * One projection with its optional adapter, forward and backward. QA-LoRA:
+ * {@code y = x W^T + s * (drop(f * groupsum(x)) A^T) B^T} with {@code A [r, G]}; plain LoRA
+ * ({@link QaloraConfig#plainLora()}): {@code y = x W^T + s * (drop(x) A^T) B^T} with {@code A [r, I]}. The two
+ * differ only in the adapter's input {@code h}: the pooled input {@code [N, G]}, or the input itself {@code [N, I]}
+ * (a copy only when dropout needs one to scale).
  */
 final class AdaptedProjection {
     private AdaptedProjection() {}
@@ -28,13 +31,26 @@ final class AdaptedProjection {
         if (slot == null) {
             return;
         }
-        be.groupPool(x, cfg.groupSize(), cfg.pooling().poolFactor(slot.in, cfg.groupSize()), lb.pooled); // [N,G]
-        if (lb.mask != null) {
-            be.dropout(lb.pooled, lb.mask, (float) cfg.dropout(), dropoutSeed);
-        }
-        be.matmulNT(lb.pooled, slot.a, lb.u, false);                         // u[N,r] = pooled A^T
+        Tensor h = adapterInput(be, slot, cfg, x, lb, dropoutSeed);          // h[N,G] (QA-LoRA) or [N,I] (LoRA)
+        be.matmulNT(h, slot.a, lb.u, false);                                 // u[N,r] = h A^T
         be.scale(lb.u, (float) cfg.scaling());                               // u *= s
         be.matmulNT(lb.u, slot.b, y, true);                                  // y[N,O] += u B^T
+    }
+
+    /**
+     * What A multiplies: QA-LoRA pools into {@code lb.pooled [N, G]}; plain LoRA uses {@code x [N, I]} itself, or a
+     * copy of it in {@code lb.pooled [N, I]} when dropout must scale it. Dropout is drawn in place, after pooling.
+     */
+    private static Tensor adapterInput(Backend be, AdapterSlot slot, QaloraConfig cfg, Tensor x,
+                                       ActivationPlan.LoraBuffers lb, long dropoutSeed) {
+        if (lb.pooled == null) {
+            return x;                                                        // plain LoRA without dropout: h = x
+        }
+        be.groupPool(x, cfg.groupSize(), cfg.pooling().poolFactor(slot.in, cfg.groupSize()), lb.pooled); // h[N,G]
+        if (lb.mask != null) {
+            be.dropout(lb.pooled, lb.mask, (float) cfg.dropout(), dropoutSeed); // h *= mask
+        }
+        return lb.pooled;
     }
 
     /**
@@ -42,18 +58,25 @@ final class AdaptedProjection {
      * gradients into its slot.
      */
     static void backward(Backend be, LinearWeight w, AdapterSlot slot, QaloraConfig cfg, Tensor dy, Tensor dx,
-                         ActivationPlan.LoraBuffers lb, ActivationPlan.GradBuffers gb, Projection p) {
+                         Tensor x, ActivationPlan.LoraBuffers lb, ActivationPlan.GradBuffers gb, Projection p) {
         if (slot != null) {
-            Tensor du = gb.dU.get(p), dPooled = gb.dPooled.get(p);
+            Tensor du = gb.dU.get(p);
+            Tensor h = lb.pooled == null ? x : lb.pooled;                    // the forward's adapter input
             be.matmulTN(dy, lb.u, slot.gradB, true);                         // dB[O,r] += dy^T u
             be.matmulNN(dy, slot.b, du, false);                              // du[N,r] = dy B
-            be.scale(du, (float) cfg.scaling());                             // d(pooled A^T) = s dy B
-            be.matmulTN(du, lb.pooled, slot.gradA, true);                    // dA[r,G] += du^T pooled
-            be.matmulNN(du, slot.a, dPooled, false);                         // dPooled[N,G] = du A
-            if (lb.mask != null) {
-                be.multiply(dPooled, lb.mask);
+            be.scale(du, (float) cfg.scaling());                             // d(h A^T) = s dy B
+            be.matmulTN(du, h, slot.gradA, true);                            // dA[r,G|I] += du^T h
+            if (lb.pooled == null) {
+                be.matmulNN(du, slot.a, dx, true);                           // dx[N,I] += du A   (h = x)
+            } else {
+                Tensor dH = gb.dPooled.get(p);
+                be.matmulNN(du, slot.a, dH, false);                          // dH[N,G] = du A
+                if (lb.mask != null) {
+                    be.multiply(dH, lb.mask);                                // dH *= mask
+                }
+                be.groupPoolBackward(dH, cfg.groupSize(),
+                        cfg.pooling().poolFactor(slot.in, cfg.groupSize()), dx); // dx[n,i] += f dH[n, i/g]
             }
-            be.groupPoolBackward(dPooled, cfg.groupSize(), cfg.pooling().poolFactor(slot.in, cfg.groupSize()), dx);
         }
         be.linearBackwardInput(dy, w, dx);                                   // dx[N,I] += dy W
     }

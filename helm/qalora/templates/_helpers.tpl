@@ -23,6 +23,8 @@
 - {{ .Values.train.microBatchTokens | quote }}
 - --seed
 - {{ .Values.train.seed | quote }}
+- --method
+- {{ .Values.train.method | quote }}
 - --bits
 - {{ .Values.train.bits | quote }}
 - --group-size

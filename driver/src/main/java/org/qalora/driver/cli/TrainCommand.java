@@ -22,7 +22,8 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Fine-tune a quantized LLaMA with QA-LoRA on Spark: quantize (when the model is not yet "
-                + "quantized), prepare (when the data is raw), training rounds, merge, publish.",
+                + "quantized), prepare (when the data is raw), training rounds, merge, publish. With --method lora: "
+                + "the plain LoRA baseline on the float model, published as a float32 model.",
                 "With no arguments: the demo run on embedded defaults (Spark local mode, local files, the bundled "
                 + "sample data and a generated tiny random-weight LLaMA that is NOT a trained model)."})
 public final class TrainCommand implements Callable<Integer> {
@@ -55,6 +56,8 @@ public final class TrainCommand implements Callable<Integer> {
     String master;
     @Option(names = "--seed", paramLabel = "S", description = "the seed every random choice derives from; default 42")
     Long seed;
+    @Option(names = "--method", paramLabel = "M", description = "qalora (QA-LoRA on a group-quantized base, merged into its zero points) or lora (the baseline: plain LoRA on the float model, merged into float32 weights; quantize it afterwards with qalora quantize); default qalora")
+    String method;
     @Option(names = "--bits", paramLabel = "B", description = "quantization bits when the model must be quantized; default 4")
     Integer bits;
     @Option(names = "--group-size", paramLabel = "G", description = "quantization group size = adapter pooling group; default 32")
@@ -98,6 +101,7 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("micro-batch-tokens", microBatchTokens);
         flags.put("master", master);
         flags.put("seed", seed);
+        flags.put("method", method);
         flags.put("bits", bits);
         flags.put("group-size", groupSize);
         flags.put("rank", rank);

@@ -34,12 +34,14 @@ import org.qalora.worker.backend.Precision;
  *                         as many micro-batches as this needs (memory only; the step's gradient is the same)
  * @param master           Spark master (ignored when spark-submit already set one)
  * @param seed             the one seed every random choice derives from
- * @param bits             quantization bits, when the model must be quantized first
- * @param groupSize        quantization group size = QA-LoRA pooling group
+ * @param method           qalora (QA-LoRA on a group-quantized base) or lora (plain LoRA on the float base, merged into
+ *                         float weights: the baseline); normalised to lower case
+ * @param bits             quantization bits, when the model must be quantized first (qalora only)
+ * @param groupSize        quantization group size = QA-LoRA pooling group (qalora only)
  * @param rank             LoRA rank r
  * @param alpha            lora_alpha
  * @param lr               peak learning rate; null: the worker's default for the pooling
- * @param pooling          QA-LoRA pooling convention: mean, sum or peft
+ * @param pooling          QA-LoRA pooling convention: mean, sum or peft (qalora only)
  * @param dropout          dropout on the adapter's pooled input (QA-LoRA's recipe: 0.05)
  * @param template         prompt template for raw data: "auto" (Alpaca prompts for Alpaca records, FLAN inputs
  *                         verbatim) or a template file
@@ -50,7 +52,7 @@ import org.qalora.worker.backend.Precision;
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
  */
 public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
-                       int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
+                       int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute) {
 
@@ -72,6 +74,11 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         positive(problems, "rank", rank);
         positive(problems, "group-size", groupSize);
         positive(problems, "keep-rounds", keepRounds);
+        method = method == null ? "qalora" : method.trim().toLowerCase(java.util.Locale.ROOT);
+        if (!List.of("qalora", "lora").contains(method)) {
+            problems.add("method must be qalora (QA-LoRA on a quantized base) or lora (plain LoRA on the float base), got "
+                    + method);
+        }
         if (bits < 2 || bits > 8) {
             problems.add("bits must be 2..8, got " + bits);
         }
@@ -129,12 +136,17 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("group-by-length", groupByLength == 0 ? "off" : groupByLength);
         m.put("micro-batch-tokens", microBatchTokens);
         m.put("seed", seed);
-        m.put("bits", bits);
-        m.put("group-size", groupSize);
+        m.put("method", method);
+        if (qalora()) { // plain LoRA neither quantizes nor pools: these do not change its result
+            m.put("bits", bits);
+            m.put("group-size", groupSize);
+        }
         m.put("rank", rank);
         m.put("alpha", alpha);
         m.put("lr", lr == null ? "<default>" : lr);
-        m.put("pooling", pooling);
+        if (qalora()) {
+            m.put("pooling", pooling);
+        }
         m.put("dropout", dropout);
         m.put("template", template);
         m.put("device", device);
@@ -142,6 +154,9 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("recompute", recompute);
         return m;
     }
+
+    /** True for QA-LoRA, false for the plain LoRA baseline. */
+    public boolean qalora() { return method.equals("qalora"); }
 
     /** The requested precision, or null for auto (the resolved device's default). */
     public Precision backendPrecision() {

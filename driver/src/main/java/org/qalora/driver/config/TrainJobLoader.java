@@ -20,7 +20,7 @@ import org.yaml.snakeyaml.error.YAMLException;
  */
 public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
-            "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
+            "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
@@ -46,6 +46,7 @@ public final class TrainJobLoader {
         d.put("micro-batch-tokens", 512);
         d.put("master", "local[*]");
         d.put("seed", 42L);
+        d.put("method", "qalora");
         d.put("bits", 4);
         d.put("group-size", 32);
         d.put("rank", 8);
@@ -131,7 +132,7 @@ public final class TrainJobLoader {
                 str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
                 integer(m, "slots", source), integer(m, "batch-size", source), megaBatch(m, "group-by-length", source),
                 integer(m, "micro-batch-tokens", source),
-                str(m, "master", source), number(m, "seed", source).longValue(),
+                str(m, "master", source), number(m, "seed", source).longValue(), str(m, "method", source),
                 integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),

@@ -20,6 +20,8 @@ import org.qalora.driver.rounds.TrainingRounds;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.cuda.CudaBackend;
 
@@ -66,8 +68,8 @@ public final class TrainPipeline {
         }
         String runDir = run.root().toString();
         try {
-            ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(), job.bits(),
-                    job.groupSize(), job.seed(), runDir, repoRoot);
+            ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(),
+                    job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
             String dataset = new DataStage(paths, progress).resolve(spark, job.data(), model.tokenizer(), job.template(),
                     runDir);
             // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
@@ -77,17 +79,21 @@ public final class TrainPipeline {
                     : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
             PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.batchSize(),
                     job.groupByLength(), job.microBatchTokens());
-            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.quantizedModel(), dataset, plan, job.rank(),
-                    job.alpha(), model.config().quantization().groupSize(), job.pooling(), job.dropout(), job.lr(),
+            QaloraConfig adapter = job.qalora()
+                    ? QaloraConfig.allProjections(job.rank(), job.alpha(), model.config().quantization().groupSize(),
+                            Pooling.fromConfig(job.pooling(), "--pooling"), job.dropout())
+                    : QaloraConfig.lora(job.rank(), job.alpha(), job.dropout());
+            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.baseModel(), dataset, plan, adapter, job.lr(),
                     job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(), job.backendPrecision(),
                     job.recompute());
             progress.accept(String.format(java.util.Locale.ROOT,
                     "training: %d rounds x %d slots x %d steps of %d sequences (length grouping %s; micro-batches of "
-                            + "<= %d tokens), rank %d, alpha %s, %s pooling, lr %.2e%s; device %s, precision %s%s",
+                            + "<= %d tokens), %s, rank %d, alpha %s, lr %.2e%s; device %s, precision %s%s",
                     job.rounds(), job.slots(), job.stepsPerRound(), job.batchSize(),
                     job.groupByLength() == 0 ? "off" : "in mega-batches of " + job.groupByLength(),
-                    job.microBatchTokens(), job.rank(), job.alpha(),
-                    job.pooling(), factory.effectiveLearningRate(),
+                    job.microBatchTokens(), job.qalora() ? "QA-LoRA with " + job.pooling() + " pooling"
+                            : "plain LoRA on the float model (no quantization, no pooling)", job.rank(), job.alpha(),
+                    factory.effectiveLearningRate(),
                     job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
                     job.recompute() ? ", activation recompute" : ""));
             CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress);
@@ -103,7 +109,7 @@ public final class TrainPipeline {
                 published = done.get();
                 progress.accept("merge: this run's final model is already published");
             } else {
-                published = publish.publish(run.root(), model.quantizedModel(), factory.adapterConfig(), result.state(),
+                published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.state(),
                         result.last().round(), job.configHash(), Map.of("planHash", factory.planHash()));
             }
             progress.accept("done: merged quantized model in " + published + " (adapter in PEFT layout in "

@@ -17,7 +17,6 @@ import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
-import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Backends;
@@ -46,11 +45,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     private final String dataset;
     private final PlanSettings planSettings;
     private final String planHash;
-    private final int rank;
-    private final double alpha;
-    private final int groupSize;
-    private final String pooling;
-    private final double dropout;
+    private final QaloraConfig adapter;
     private final Double learningRate;
     private final long totalSteps;
     private final int threads;
@@ -62,16 +57,16 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     /**
      * @param model           quantized base model directory (any Hadoop path)
      * @param dataset         prepared dataset directory
+     * @param adapter         QA-LoRA (pooled, on a quantized base) or plain LoRA ({@link QaloraConfig#lora}) settings
      * @param threads         CPU threads of one task's backend ({@code spark.task.cpus})
      * @param requestedDevice {@code auto}, {@code cpu}, {@code gpu} or {@code gpu:N} ({@link Backends#resolve})
      * @param precision       null for the resolved device's default (bf16 on a GPU, fp32 on the CPU)
      * @param recompute       per-layer activation recompute in backward
      * @throws IllegalArgumentException for a malformed device or bf16 with {@code cpu}
      */
-    public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, int rank, double alpha,
-                                int groupSize, String pooling, double dropout, Double learningRate, long totalSteps,
-                                int threads, ShippedHadoopConf hadoopConf, String requestedDevice, Precision precision,
-                                boolean recompute) {
+    public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, QaloraConfig adapter,
+                                Double learningRate, long totalSteps, int threads, ShippedHadoopConf hadoopConf,
+                                String requestedDevice, Precision precision, boolean recompute) {
         this.requestedDevice = Backends.checkRequested(requestedDevice);
         if (precision == Precision.BF16 && this.requestedDevice.equals("cpu")) {
             throw new IllegalArgumentException("precision bf16 needs a GPU: the CPU backend computes in fp32 only"
@@ -82,11 +77,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         this.model = model;
         this.dataset = dataset;
         this.planSettings = planSettings;
-        this.rank = rank;
-        this.alpha = alpha;
-        this.groupSize = groupSize;
-        this.pooling = pooling;
-        this.dropout = dropout;
+        this.adapter = adapter;
         this.learningRate = learningRate;
         this.totalSteps = totalSteps;
         this.threads = threads;
@@ -108,7 +99,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     }
 
     QaloraConfig adapterConfig() {
-        return QaloraConfig.allProjections(rank, alpha, groupSize, Pooling.fromConfig(pooling, "--pooling"), dropout);
+        return adapter;
     }
 
     TrainingConfig trainingConfig() {

@@ -93,11 +93,12 @@ class TrainJobLoaderTest {
         assertEquals(0, a.groupByLength(), "length grouping is off by default");
         assertEquals("off", a.resultSettings().get("group-by-length"));
         TrainJob yamlOff = TrainJobLoader.build("job.yaml", d, TrainJobLoader.parseYaml(
-                "batch-size: 32\ngroup-by-length: off\n", "job.yaml")); // YAML 1.1 reads a bare off as false
-        assertEquals(32, yamlOff.batchSize());
+                "batch-size: 16\ngroup-by-length: off\n", "job.yaml")); // YAML 1.1 reads a bare off as false
+        assertEquals(32, a.batchSize(), "32 sequences per step by default");
+        assertEquals(16, yamlOff.batchSize());
         assertEquals(0, yamlOff.groupByLength());
         assertNotEquals(a.configHash(), yamlOff.configHash());
-        TrainJob grouped = TrainJobLoader.build("t", d, Map.of("batch-size", 32, "group-by-length", "1600"));
+        TrainJob grouped = TrainJobLoader.build("t", d, Map.of("batch-size", 16, "group-by-length", "1600"));
         assertEquals(1600, grouped.groupByLength());
         assertEquals(1600, grouped.resultSettings().get("group-by-length"));
         assertNotEquals(yamlOff.configHash(), grouped.configHash());
@@ -114,5 +115,25 @@ class TrainJobLoaderTest {
         assertTrue(yes.getMessage().contains("'group-by-length' must be off or a mega-batch size"), yes.getMessage());
         var zero = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.build("t", d, Map.of("batch-size", 0)));
         assertTrue(zero.getMessage().contains("batch-size must be >= 1, got 0"), zero.getMessage());
+    }
+
+    @Test
+    void theMethodIsAResultSettingAndLoraIgnoresTheQuantizationSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob qalora = TrainJobLoader.build("t", d);
+        assertTrue(qalora.qalora());
+        TrainJob lora = TrainJobLoader.build("t", d, Map.of("method", "LoRA"));
+        assertEquals("lora", lora.method());
+        assertTrue(!lora.qalora());
+        assertNotEquals(qalora.configHash(), lora.configHash());
+        assertEquals("lora", lora.resultSettings().get("method"));
+        assertTrue(!lora.resultSettings().containsKey("bits") && !lora.resultSettings().containsKey("pooling"),
+                "plain LoRA neither quantizes nor pools: " + lora.resultSettings());
+        assertEquals(lora.configHash(), TrainJobLoader.build("t", d, Map.of("method", "lora", "bits", 2)).configHash());
+        assertNotEquals(qalora.configHash(), TrainJobLoader.build("t", d, Map.of("bits", 2)).configHash());
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("method", "qlora")));
+        assertTrue(e.getMessage().contains("job.yaml: bad train settings: method must be qalora") && e.getMessage()
+                .contains("got qlora"), e.getMessage());
     }
 }

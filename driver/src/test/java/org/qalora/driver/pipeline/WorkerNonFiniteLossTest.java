@@ -31,6 +31,8 @@ import org.qalora.driver.spark.SparkSettings;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
 
 /**
  * A NaN reaching the REAL worker trainer (not the toy one): the worker's {@code NonFiniteLossException} must fail
@@ -85,12 +87,13 @@ class WorkerNonFiniteLossTest {
             List<String> log = new ArrayList<>();
             Path repo = Fixtures.root().getParent();
             String runDir = dir.resolve("run").toString();
-            ModelStage.Resolved model = new ModelStage(paths, log::add).resolve(null, null, 4, 32, 42L, runDir, repo);
+            ModelStage.Resolved model = new ModelStage(paths, log::add).resolve(null, null, true, 4, 32, 42L, runDir, repo);
             String data = new DataStage(paths, log::add).resolve(spark,
                     List.of(repo.resolve("samples/alpaca-sample.json").toString()), model.tokenizer(), "auto", runDir);
-            WorkerTrainerFactory real = new WorkerTrainerFactory(model.quantizedModel(), data,
-                    new PlanSettings(42L, 2, 2, 2, 0, 256), 4, 8.0, model.config().quantization().groupSize(), "mean", 0.0,
-                    null, 4, 1, new ShippedHadoopConf(hadoop), "cpu", null, false);
+            WorkerTrainerFactory real = new WorkerTrainerFactory(model.baseModel(), data,
+                    new PlanSettings(42L, 2, 2, 2, 0, 256), QaloraConfig.allProjections(4, 8.0,
+                    model.config().quantization().groupSize(), Pooling.MEAN, 0.0), null, 4, 1, new ShippedHadoopConf(hadoop),
+                    "cpu", null, false);
 
             Storage storage = new Storage(hadoop);
             CheckpointStore store = new CheckpointStore(storage, storage.path(dir.resolve("ckpt").toString()), log::add);

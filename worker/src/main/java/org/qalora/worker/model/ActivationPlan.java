@@ -146,10 +146,11 @@ public final class ActivationPlan {
     }
 
     /**
-     * @param logitChunkTokens when training and positive, lm_head, loss and their backward run over chunks of whole
+     * @param logitChunkTokens when positive, lm_head, loss and (training) their backward run over chunks of whole
      *                         sequences of at most this many tokens (at least one sequence), so only
      *                         {@code [chunk, V]} logits are ever held (with a 32000 vocabulary the full logits and
-     *                         their gradient are most of the activation memory); 0 holds them all
+     *                         their gradient are most of the activation memory); 0 holds them all (what reading
+     *                         the logits needs)
      */
     public ActivationPlan(LlamaModel model, QaloraConfig adapter, int batch, int seqLen, boolean training,
                           boolean recompute, int logitChunkTokens) {
@@ -222,7 +223,7 @@ public final class ActivationPlan {
 
     /** Rows of logits per chunk: whole sequences, as many as fit in {@code chunkTokens} (at least one). */
     static int logitRows(int batch, int seqLen, boolean training, int chunkTokens) {
-        if (!training || chunkTokens <= 0 || (long) batch * seqLen <= chunkTokens) {
+        if (chunkTokens <= 0 || (long) batch * seqLen <= chunkTokens) {
             return batch * seqLen;
         }
         int sequences = Math.max(1, chunkTokens / seqLen);

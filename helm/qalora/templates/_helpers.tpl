@@ -9,6 +9,12 @@
 {{- end }}
 - --output
 - {{ .Values.train.output | quote }}
+{{- range .Values.train.evalData }}
+- --eval-data
+- {{ . | quote }}
+{{- end }}
+- --eval-every
+- {{ .Values.train.evalEvery | quote }}
 - --slots
 - {{ .Values.slots | quote }}
 - --rounds

@@ -123,7 +123,8 @@ public final class CheckpointStore {
     }
 
     /**
-     * Commits {@code state} as round {@code round}. A leftover directory of that name without a valid manifest
+     * Commits {@code state} as round {@code round} ({@code metrics}, null for round 0, go into its manifest; the
+     * caller logs them to {@code metrics.jsonl} with {@link #appendMetrics}). A leftover directory of that name without a valid manifest
      * (e.g. copied in by hand, or written by a foreign tool) is moved aside to {@code _torn-...}, never deleted.
      */
     public Committed commit(int round, AdapterTensors state, String planHash, String configHash, RoundMetrics metrics) {
@@ -157,11 +158,25 @@ public final class CheckpointStore {
         if (!storage.renameToFresh(tmp, target)) {
             throw new IllegalStateException("cannot rename " + tmp + " to " + target);
         }
-        Committed committed = new Committed(round, target, manifest);
-        if (metrics != null) {
-            appendMetrics(metrics);
+        return new Committed(round, target, manifest);
+    }
+
+    /** The rounds that have a line in {@code metrics.jsonl}. */
+    public java.util.Set<Integer> metricsRounds() {
+        Path file = new Path(dir, METRICS);
+        java.util.Set<Integer> rounds = new java.util.TreeSet<>();
+        if (storage.exists(file)) {
+            for (String line : storage.readString(file).split("\n")) {
+                try {
+                    if (!line.isBlank() && JSON_LINE.readTree(line).has("round")) {
+                        rounds.add(JSON_LINE.readTree(line).get("round").asInt());
+                    }
+                } catch (IOException e) {
+                    log.accept("ignoring an unreadable line of " + file + ": " + e.getMessage());
+                }
+            }
         }
-        return committed;
+        return rounds;
     }
 
     /**

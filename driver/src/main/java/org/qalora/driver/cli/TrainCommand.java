@@ -36,6 +36,10 @@ public final class TrainCommand implements Callable<Integer> {
     String model;
     @Option(names = "--data", paramLabel = "PATH", arity = "1..*", description = "raw records (JSON, JSONL, Parquet; Alpaca or FLAN) or one prepared dataset directory; default: samples/alpaca-sample.json")
     List<String> data;
+    @Option(names = "--eval-data", paramLabel = "PATH", arity = "1..*", description = "held-out records (same forms as --data): the loss of each evaluated round's averaged adapter over all their target tokens goes to metrics.jsonl and the progress line; default none")
+    List<String> evalData;
+    @Option(names = "--eval-every", paramLabel = "K", description = "with --eval-data: the held-out loss after every K-th round and after the last; default 1")
+    Integer evalEvery;
     @Option(names = "--tokenizer", paramLabel = "FILE", description = "tokenizer.json; default: the model's")
     String tokenizer;
     @Option(names = "--output", paramLabel = "DIR", description = "run directory (checkpoints, published models); default: qalora-output")
@@ -91,6 +95,8 @@ public final class TrainCommand implements Callable<Integer> {
         Map<String, Object> flags = new LinkedHashMap<>();
         flags.put("model", model);
         flags.put("data", data);
+        flags.put("eval-data", evalData);
+        flags.put("eval-every", evalEvery);
         flags.put("tokenizer", tokenizer);
         flags.put("output", output);
         flags.put("rounds", rounds);

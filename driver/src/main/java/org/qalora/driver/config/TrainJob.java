@@ -22,6 +22,9 @@ import org.qalora.worker.backend.Precision;
  *
  * @param model            HF or GPTQ checkpoint directory on any Hadoop path; null: generate the demo model
  * @param data             raw records (JSONL/JSON/Parquet) or a prepared dataset directory (with manifest.json)
+ * @param evalData         held-out records (same forms as data), or empty for none: their loss under each evaluated
+ *                         round's averaged adapter goes to metrics.jsonl and the progress line
+ * @param evalEvery        evaluate the held-out loss after every k-th round (and after the last)
  * @param tokenizer        tokenizer.json; null: the model's own
  * @param output           run directory: checkpoints, prepared data, quantized base, published models
  * @param rounds           synchronous rounds of training
@@ -51,7 +54,7 @@ import org.qalora.worker.backend.Precision;
  * @param precision        auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16; normalised to lower case
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
  */
-public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
+public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute) {
@@ -60,8 +63,10 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
 
     public TrainJob {
         data = data == null ? List.of() : List.copyOf(data);
+        evalData = evalData == null ? List.of() : List.copyOf(evalData);
         List<String> problems = new ArrayList<>();
         positive(problems, "rounds", rounds);
+        positive(problems, "eval-every", evalEvery);
         positive(problems, "steps-per-round", stepsPerRound);
         positive(problems, "slots", slots);
         positive(problems, "batch-size", batchSize);
@@ -128,6 +133,8 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("model", model == null ? "<demo>" : model);
         m.put("data", data);
+        m.put("eval-data", evalData);
+        m.put("eval-every", evalEvery);
         m.put("tokenizer", tokenizer == null ? "<model>" : tokenizer);
         m.put("rounds", rounds);
         m.put("steps-per-round", stepsPerRound);
@@ -177,6 +184,9 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
             throw new IllegalStateException(e);
         }
     }
+
+    /** The held-out loss schedule of the rounds: every {@code evalEvery} rounds, or 0 without held-out data. */
+    public int roundsBetweenEvals() { return evalData.isEmpty() ? 0 : evalEvery; }
 
     /** Total optimizer steps of the run (drives the learning-rate schedule). */
     public long totalSteps() { return (long) rounds * stepsPerRound; }

@@ -19,7 +19,7 @@ import org.yaml.snakeyaml.error.YAMLException;
  * flags. Unknown keys and wrong types are errors that name the key and the file.
  */
 public final class TrainJobLoader {
-    public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
+    public static final Set<String> KEYS = Set.of("model", "data", "eval-data", "eval-every", "tokenizer", "output", "rounds", "steps-per-round",
             "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
 
@@ -36,6 +36,8 @@ public final class TrainJobLoader {
         Map<String, Object> d = new LinkedHashMap<>();
         d.put("model", null);
         d.put("data", List.of(repoRoot + "/samples/alpaca-sample.json"));
+        d.put("eval-data", List.of());
+        d.put("eval-every", 1);
         d.put("tokenizer", null);
         d.put("output", "qalora-output");
         d.put("rounds", 3);
@@ -128,7 +130,8 @@ public final class TrainJobLoader {
     }
 
     private static TrainJob job(Map<String, Object> m, String source) {
-        return new TrainJob(str(m, "model", source), strings(m, "data", source), str(m, "tokenizer", source),
+        return new TrainJob(str(m, "model", source), strings(m, "data", source), strings(m, "eval-data", source),
+                integer(m, "eval-every", source), str(m, "tokenizer", source),
                 str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
                 integer(m, "slots", source), integer(m, "batch-size", source), megaBatch(m, "group-by-length", source),
                 integer(m, "micro-batch-tokens", source),

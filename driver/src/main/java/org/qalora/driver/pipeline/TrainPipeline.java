@@ -70,8 +70,11 @@ public final class TrainPipeline {
         try {
             ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(),
                     job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
-            String dataset = new DataStage(paths, progress).resolve(spark, job.data(), model.tokenizer(), job.template(),
+            DataStage data = new DataStage(paths, progress);
+            String dataset = data.resolve(spark, DataStage.Kind.TRAIN, job.data(), model.tokenizer(), job.template(),
                     runDir);
+            String heldOut = job.evalData().isEmpty() ? null : data.resolve(spark, DataStage.Kind.HELD_OUT,
+                    job.evalData(), model.tokenizer(), job.template(), runDir);
             // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
             // (it is not re-entrant, so slots take turns), and each turn may use all cores.
             boolean local = spark.sparkContext().isLocal();
@@ -83,9 +86,9 @@ public final class TrainPipeline {
                     ? QaloraConfig.allProjections(job.rank(), job.alpha(), model.config().quantization().groupSize(),
                             Pooling.fromConfig(job.pooling(), "--pooling"), job.dropout())
                     : QaloraConfig.lora(job.rank(), job.alpha(), job.dropout());
-            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.baseModel(), dataset, plan, adapter, job.lr(),
-                    job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(), job.backendPrecision(),
-                    job.recompute());
+            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.baseModel(), dataset, heldOut, plan, adapter,
+                    job.lr(), job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(),
+                    job.backendPrecision(), job.recompute());
             progress.accept(String.format(java.util.Locale.ROOT,
                     "training: %d rounds x %d slots x %d steps of %d sequences (length grouping %s; micro-batches of "
                             + "<= %d tokens), %s, rank %d, alpha %s, lr %.2e%s; device %s, precision %s%s",
@@ -96,9 +99,13 @@ public final class TrainPipeline {
                     factory.effectiveLearningRate(),
                     job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
                     job.recompute() ? ", activation recompute" : ""));
+            if (heldOut != null) {
+                progress.accept("held-out loss of the averaged adapter after every " + job.evalEvery() + " round(s) and "
+                        + "the last, on " + heldOut);
+            }
             CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress);
             RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
-                    job.configHash(), job.keepRounds());
+                    job.configHash(), job.keepRounds(), job.roundsBetweenEvals());
             FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 

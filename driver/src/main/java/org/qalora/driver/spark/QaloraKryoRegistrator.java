@@ -6,6 +6,7 @@ import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
 import org.apache.spark.serializer.KryoRegistrator;
 import org.qalora.datasets.prepare.PrepareKryoRegistrator;
+import org.qalora.driver.rounds.EvalMetrics;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotMetrics;
 
@@ -29,6 +30,8 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(SlotAssignment[].class);
         kryo.register(SlotMetrics.class, new SlotMetricsSerializer());
         kryo.register(SlotMetrics[].class);
+        kryo.register(EvalMetrics.class, new EvalMetricsSerializer());
+        kryo.register(EvalMetrics[].class);
         kryo.register(double[].class);
         kryo.register(float[].class);
         kryo.register(float[][].class); // Spark registers float[] but not float[][]
@@ -77,6 +80,28 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
             long tokens = in.readLong();
             double lossSum = in.readDouble();
             return new SlotMetrics(slot, attempt, executor, device, tokens, lossSum, in.readLong(), in.readString());
+        }
+    }
+
+    static final class EvalMetricsSerializer extends Serializer<EvalMetrics> {
+        @Override
+        public void write(Kryo kryo, Output out, EvalMetrics m) {
+            out.writeInt(m.part());
+            out.writeString(m.executorId());
+            out.writeString(m.device());
+            out.writeLong(m.targetTokens());
+            out.writeDouble(m.lossSum());
+            out.writeLong(m.millis());
+        }
+
+        @Override
+        public EvalMetrics read(Kryo kryo, Input in, Class<EvalMetrics> type) {
+            int part = in.readInt();
+            String executor = in.readString();
+            String device = in.readString();
+            long tokens = in.readLong();
+            double lossSum = in.readDouble();
+            return new EvalMetrics(part, executor, device, tokens, lossSum, in.readLong());
         }
     }
 }

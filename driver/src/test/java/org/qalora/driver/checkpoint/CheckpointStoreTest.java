@@ -20,7 +20,7 @@ class CheckpointStoreTest {
 
     private static RoundMetrics metrics(int round) {
         return new RoundMetrics(round, round * 2L, 2, 1.0 / round, new double[] {1, 2}, 10, 5, 2, 1, 1, 1, 0.1, 0.01,
-                0.005, 2, new String[] {"0/cpu", "1/cpu"});
+                0.005, 2, new String[] {"0/cpu", "1/cpu"}, null, 0, 0);
     }
 
     @Test
@@ -60,6 +60,7 @@ class CheckpointStoreTest {
         List<String> lines = Files.readAllLines(dir.resolve(CheckpointStore.METRICS));
         assertEquals(2, lines.size());
         assertTrue(lines.get(0).startsWith("{\"round\":1,") && lines.get(1).startsWith("{\"round\":2,"), lines.toString());
+        assertEquals(java.util.Set.of(1, 2), store.metricsRounds());
     }
 
     private static java.util.Map<String, AdapterTensors.Tensor> keysOf(AdapterTensors s) {

@@ -29,6 +29,8 @@ class JobFileFuzzTest {
             model: hdfs://nn/models/llama-7b
             data: [hdfs://nn/data/a.jsonl, hdfs://nn/data/b.jsonl]
             output: /out/run1
+            eval-data: hdfs://nn/data/dev.jsonl
+            eval-every: 2
             rounds: 10
             steps-per-round: 8
             slots: 4

@@ -136,4 +136,21 @@ class TrainJobLoaderTest {
         assertTrue(e.getMessage().contains("job.yaml: bad train settings: method must be qalora") && e.getMessage()
                 .contains("got qlora"), e.getMessage());
     }
+
+    @Test
+    void heldOutDataAndItsScheduleAreResultSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob none = TrainJobLoader.build("t", d);
+        assertEquals(List.of(), none.evalData());
+        assertEquals(0, none.roundsBetweenEvals(), "no held-out data, no evaluation");
+        TrainJob eval = TrainJobLoader.build("job.yaml", d, TrainJobLoader.parseYaml(
+                "eval-data: /data/dev.json\neval-every: 4\n", "job.yaml"));
+        assertEquals(List.of("/data/dev.json"), eval.evalData());
+        assertEquals(4, eval.roundsBetweenEvals());
+        assertNotEquals(none.configHash(), eval.configHash());
+        assertNotEquals(eval.configHash(), TrainJobLoader.build("t", d, Map.of("eval-data", List.of("/data/dev.json"),
+                "eval-every", 2)).configHash());
+        var e = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.build("t", d, Map.of("eval-every", 0)));
+        assertTrue(e.getMessage().contains("eval-every must be >= 1, got 0"), e.getMessage());
+    }
 }

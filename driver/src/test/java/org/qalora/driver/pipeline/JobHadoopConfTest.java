@@ -97,7 +97,7 @@ class JobHadoopConfTest {
 
     @Test
     void theTrainerFactoryLoadsTheModelThroughTheShippedConfiguration() throws Exception {
-        WorkerTrainerFactory f = new WorkerTrainerFactory(NS + "/models/tiny-gptq", dataset,
+        WorkerTrainerFactory f = new WorkerTrainerFactory(NS + "/models/tiny-gptq", dataset, null,
                 new PlanSettings(42L, 2, 2, 2, 0, 256), QaloraConfig.allProjections(4, 8.0, 32,
                 Pooling.MEAN, 0.0), null, 4, 1, new ShippedHadoopConf(job),
                 "cpu", null, false);

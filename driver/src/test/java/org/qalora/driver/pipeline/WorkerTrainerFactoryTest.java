@@ -48,7 +48,7 @@ class WorkerTrainerFactoryTest {
     }
 
     private static WorkerTrainerFactory factory(String device, Precision precision, boolean recompute) {
-        return new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset, new PlanSettings(42L, 2, 2, 2, 0, 256),
+        return new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset, null, new PlanSettings(42L, 2, 2, 2, 0, 256),
                 QaloraConfig.allProjections(4, 8.0, 32,
                 Pooling.MEAN, 0.0), null, 4, 1, new ShippedHadoopConf(new Configuration()), device, precision,
                 recompute);

@@ -119,9 +119,9 @@ public final class TrainPipeline {
                 published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.state(),
                         result.last().round(), job.configHash(), Map.of("planHash", factory.planHash()));
             }
-            progress.accept("done: merged quantized model in " + published + " (adapter in PEFT layout in "
-                    + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in " + run.checkpoints() + "/"
-                    + CheckpointStore.METRICS + ")");
+            progress.accept("done: merged " + (job.qalora() ? "quantized" : "float32") + " model in " + published
+                    + " (adapter in PEFT layout in " + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in "
+                    + run.checkpoints() + "/" + CheckpointStore.METRICS + ")");
             return new Outcome(published, result);
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);

@@ -9,14 +9,28 @@
 {{- end }}
 - --output
 - {{ .Values.train.output | quote }}
+{{- range .Values.train.evalData }}
+- --eval-data
+- {{ . | quote }}
+{{- end }}
+- --eval-every
+- {{ .Values.train.evalEvery | quote }}
 - --slots
 - {{ .Values.slots | quote }}
 - --rounds
 - {{ .Values.train.rounds | quote }}
 - --steps-per-round
 - {{ .Values.train.stepsPerRound | quote }}
+- --batch-size
+- {{ .Values.train.batchSize | quote }}
+- --group-by-length
+- {{ .Values.train.groupByLength | quote }}
+- --micro-batch-tokens
+- {{ .Values.train.microBatchTokens | quote }}
 - --seed
 - {{ .Values.train.seed | quote }}
+- --method
+- {{ .Values.train.method | quote }}
 - --bits
 - {{ .Values.train.bits | quote }}
 - --group-size

@@ -3,11 +3,10 @@ package org.qalora.e2e;
 import java.io.IOException;
 import java.util.List;
 import org.apache.hadoop.conf.Configuration;
-import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.plan.HeldOutBatches;
 import org.qalora.datasets.plan.PlannedBatch;
 import org.qalora.datasets.plan.ShardBatchReader;
 import org.qalora.datasets.plan.TokenBatch;
-import org.qalora.datasets.plan.TrainingPlan;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
@@ -44,16 +43,15 @@ final class ModelEval {
         }
     }
 
-    /** Mean token loss of {@code model} (+ adapter) over every micro-batch of the dataset's first epoch. */
+    /** Mean token loss of {@code model} (+ adapter) over every record of the dataset. */
     static double datasetLoss(String model, String adapterDir, String dataset, Configuration conf) throws IOException {
-        TrainingPlan plan = TrainingPlan.load(dataset, conf, new PlanSettings(1, 1, 1, 1, 512));
+        List<PlannedBatch> batches = HeldOutBatches.load(dataset, conf, 512);
         ShardBatchReader reader = ShardBatchReader.open(dataset, conf);
         try (CpuBackend be = new CpuBackend(1)) {
             LlamaModel m = LlamaModel.load(model, be);
             Adapter a = Adapter.load(m, adapterDir);
             double lossSum = 0;
             long targets = 0;
-            List<PlannedBatch> batches = plan.epochMicroBatches(0);
             for (PlannedBatch b : batches) {
                 TokenBatch t = reader.read(b);
                 ActivationPlan ap = new ActivationPlan(m, a.config(), t.batchSize(), t.seqLen(), false, false);
@@ -66,10 +64,9 @@ final class ModelEval {
         }
     }
 
-    /** The first micro-batch of the dataset's first epoch, as tokens. */
+    /** The first micro-batch of the dataset's records (longest first), as tokens. */
     static TokenBatch firstBatch(String dataset, Configuration conf) throws IOException {
-        TrainingPlan plan = TrainingPlan.load(dataset, conf, new PlanSettings(1, 1, 1, 1, 512));
-        return ShardBatchReader.open(dataset, conf).read(plan.epochMicroBatches(0).get(0));
+        return ShardBatchReader.open(dataset, conf).read(HeldOutBatches.load(dataset, conf, 512).get(0));
     }
 
     static double relativeError(float[] out, float[] ref) {

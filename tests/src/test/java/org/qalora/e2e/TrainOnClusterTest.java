@@ -95,6 +95,7 @@ class TrainOnClusterTest {
         flags.put("rounds", rounds);
         flags.put("steps-per-round", 2);
         flags.put("slots", 2);
+        flags.put("batch-size", 8);
         flags.put("micro-batch-tokens", 256);
         flags.put("seed", 7);
         // The executors get (simulated) GPU addresses to show the scheduling; the training itself runs on the CPU

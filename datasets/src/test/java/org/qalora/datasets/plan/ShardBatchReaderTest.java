@@ -34,7 +34,7 @@ class ShardBatchReaderTest {
                 .toString()), TestFiles.root().resolve("samples/tokenizer/tokenizer.json").toString(), out)
                 .withRecordsPerShard(16));
         Configuration conf = new Configuration();
-        TrainingPlan plan = TrainingPlan.load(out, conf, new PlanSettings(3, 2, 2, 2, 512));
+        TrainingPlan plan = TrainingPlan.load(out, conf, new PlanSettings(3, 2, 2, 8, 0, 512));
         ShardBatchReader reader = ShardBatchReader.open(out, conf);
 
         // Expected rows, straight from Spark's own Parquet reader. The sample is one JSON array, so record index i

@@ -130,7 +130,8 @@ public final class CheckpointStore {
     }
 
     /**
-     * Commits {@code state} as round {@code round}. A leftover directory of that name without a valid manifest
+     * Commits {@code state} as round {@code round} ({@code metrics}, null for round 0, go into its manifest; the
+     * caller logs them to {@code metrics.jsonl} with {@link #appendMetrics}). A leftover directory of that name without a valid manifest
      * (e.g. copied in by hand, or written by a foreign tool) is moved aside to {@code _torn-...}, never deleted.
      */
     public Committed commit(int round, AdapterTensors state, String planHash, String configHash, RoundMetrics metrics) {
@@ -166,10 +167,25 @@ public final class CheckpointStore {
         }
         Committed committed = new Committed(round, target, manifest);
         hold.reached(HoldPoint.roundRenamed(round));
-        if (metrics != null) {
-            appendMetrics(metrics);
-        }
         return committed;
+    }
+
+    /** The rounds that have a line in {@code metrics.jsonl}. */
+    public java.util.Set<Integer> metricsRounds() {
+        Path file = new Path(dir, METRICS);
+        java.util.Set<Integer> rounds = new java.util.TreeSet<>();
+        if (storage.exists(file)) {
+            for (String line : storage.readString(file).split("\n")) {
+                try {
+                    if (!line.isBlank() && JSON_LINE.readTree(line).has("round")) {
+                        rounds.add(JSON_LINE.readTree(line).get("round").asInt());
+                    }
+                } catch (IOException e) {
+                    log.accept("ignoring an unreadable line of " + file + ": " + e.getMessage());
+                }
+            }
+        }
+        return rounds;
     }
 
     /**
@@ -209,9 +225,8 @@ public final class CheckpointStore {
      * <ul>
      *   <li>{@code _tmp-*} leftovers (a commit's directory, a metrics.jsonl rewrite) are deleted: readers ignore
      *   them, but each is a copy of the adapter state, and the run owns this directory;
-     *   <li>a crash between a round's rename and its metrics line leaves metrics.jsonl without that round, and no
-     *   later round would add it (each rewrite keeps only the earlier lines): the line is restored from the round's
-     *   manifest, which holds the same metrics;
+     *   <li>(a crash between a round's rename and its metrics line leaves metrics.jsonl without that round: the
+     *   rounds loop logs it on resume, after computing its held-out loss, see TrainingRounds);
      *   <li>a crash after the last round's commit but before its pruning left older rounds: they are pruned now.
      * </ul>
      */
@@ -228,31 +243,7 @@ public final class CheckpointStore {
         if (current == null) {
             return;
         }
-        RoundMetrics metrics = current.manifest().metrics();
-        if (metrics != null && lastMetricsRound() != current.round()) {
-            log.accept("restoring round " + current.round() + "'s line of " + METRICS + " from its manifest (the "
-                    + "previous run stopped before writing it)");
-            appendMetrics(metrics);
-        }
         prune(current.round(), keep);
-    }
-
-    /** The round of the last readable line of metrics.jsonl, or -1. */
-    private int lastMetricsRound() {
-        Path file = new Path(dir, METRICS);
-        int last = -1;
-        if (storage.exists(file)) {
-            for (String line : storage.readString(file).split("\n")) {
-                try {
-                    if (!line.isBlank()) {
-                        last = JSON_LINE.readTree(line).path("round").asInt(-1);
-                    }
-                } catch (IOException e) {
-                    last = -1; // an unreadable last line: rewrite it
-                }
-            }
-        }
-        return last;
     }
 
     /** Removes committed rounds older than {@code keep} rounds before {@code latest}, and finished update dirs. */

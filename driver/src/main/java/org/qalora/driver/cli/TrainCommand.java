@@ -22,7 +22,8 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Fine-tune a quantized LLaMA with QA-LoRA on Spark: quantize (when the model is not yet "
-                + "quantized), prepare (when the data is raw), training rounds, merge, publish.",
+                + "quantized), prepare (when the data is raw), training rounds, merge, publish. With --method lora: "
+                + "the plain LoRA baseline on the float model, published as a float32 model.",
                 "With no arguments: the demo run on embedded defaults (Spark local mode, local files, the bundled "
                 + "sample data and a generated tiny random-weight LLaMA that is NOT a trained model)."})
 public final class TrainCommand implements Callable<Integer> {
@@ -35,6 +36,10 @@ public final class TrainCommand implements Callable<Integer> {
     String model;
     @Option(names = "--data", paramLabel = "PATH", arity = "1..*", description = "raw records (JSON, JSONL, Parquet; Alpaca or FLAN) or one prepared dataset directory; default: samples/alpaca-sample.json")
     List<String> data;
+    @Option(names = "--eval-data", paramLabel = "PATH", arity = "1..*", description = "held-out records (same forms as --data): the loss of each evaluated round's averaged adapter over all their target tokens goes to metrics.jsonl and the progress line; default none")
+    List<String> evalData;
+    @Option(names = "--eval-every", paramLabel = "K", description = "with --eval-data: the held-out loss after every K-th round and after the last; default 1")
+    Integer evalEvery;
     @Option(names = "--tokenizer", paramLabel = "FILE", description = "tokenizer.json; default: the model's")
     String tokenizer;
     @Option(names = "--output", paramLabel = "DIR", description = "run directory (checkpoints, published models); default: qalora-output")
@@ -45,14 +50,18 @@ public final class TrainCommand implements Callable<Integer> {
     Integer stepsPerRound;
     @Option(names = "--slots", paramLabel = "N", description = "parallel slots (Spark tasks, one per GPU); default 2")
     Integer slots;
-    @Option(names = "--micro-batches", paramLabel = "M", description = "micro-batches per optimizer step; default 1")
-    Integer microBatches;
-    @Option(names = "--micro-batch-tokens", paramLabel = "T", description = "token budget of a micro-batch, padding included; default 512")
+    @Option(names = "--batch-size", paramLabel = "N", description = "sequences per optimizer step (per slot), padding allowed; default 32")
+    Integer batchSize;
+    @Option(names = "--group-by-length", paramLabel = "off|M", description = "length grouping: off (each step is N random sequences) or a mega-batch of M records sorted by length, M > N; default off (docs/DATA.md says why)")
+    String groupByLength;
+    @Option(names = "--micro-batch-tokens", paramLabel = "T", description = "token budget of a micro-batch, padding included: a step is split into as many as it needs (memory only); default 512")
     Integer microBatchTokens;
     @Option(names = "--master", paramLabel = "URL", description = "Spark master when not set by spark-submit; default local[*]")
     String master;
     @Option(names = "--seed", paramLabel = "S", description = "the seed every random choice derives from; default 42")
     Long seed;
+    @Option(names = "--method", paramLabel = "M", description = "qalora (QA-LoRA on a group-quantized base, merged into its zero points) or lora (the baseline: plain LoRA on the float model, merged into float32 weights; quantize it afterwards with qalora quantize); default qalora")
+    String method;
     @Option(names = "--bits", paramLabel = "B", description = "quantization bits when the model must be quantized; default 4")
     Integer bits;
     @Option(names = "--group-size", paramLabel = "G", description = "quantization group size = adapter pooling group; default 32")
@@ -86,15 +95,19 @@ public final class TrainCommand implements Callable<Integer> {
         Map<String, Object> flags = new LinkedHashMap<>();
         flags.put("model", model);
         flags.put("data", data);
+        flags.put("eval-data", evalData);
+        flags.put("eval-every", evalEvery);
         flags.put("tokenizer", tokenizer);
         flags.put("output", output);
         flags.put("rounds", rounds);
         flags.put("steps-per-round", stepsPerRound);
         flags.put("slots", slots);
-        flags.put("micro-batches", microBatches);
+        flags.put("batch-size", batchSize);
+        flags.put("group-by-length", groupByLength);
         flags.put("micro-batch-tokens", microBatchTokens);
         flags.put("master", master);
         flags.put("seed", seed);
+        flags.put("method", method);
         flags.put("bits", bits);
         flags.put("group-size", groupSize);
         flags.put("rank", rank);

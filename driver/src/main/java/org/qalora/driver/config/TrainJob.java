@@ -22,21 +22,29 @@ import org.qalora.worker.backend.Precision;
  *
  * @param model            HF or GPTQ checkpoint directory on any Hadoop path; null: generate the demo model
  * @param data             raw records (JSONL/JSON/Parquet) or a prepared dataset directory (with manifest.json)
+ * @param evalData         held-out records (same forms as data), or empty for none: their loss under each evaluated
+ *                         round's averaged adapter goes to metrics.jsonl and the progress line
+ * @param evalEvery        evaluate the held-out loss after every k-th round (and after the last)
  * @param tokenizer        tokenizer.json; null: the model's own
  * @param output           run directory: checkpoints, prepared data, quantized base, published models
  * @param rounds           synchronous rounds of training
  * @param stepsPerRound    K local optimizer steps per slot per round
  * @param slots            N parallel slots (Spark tasks, one per GPU)
- * @param microBatches     micro-batches per optimizer step (gradient accumulation)
- * @param microBatchTokens token budget B*T of one micro-batch, padding included (records are grouped by length)
+ * @param batchSize        sequences (records) per optimizer step, per slot
+ * @param groupByLength    0: off (a step is batchSize records of the shuffled data); else the mega-batch size of
+ *                         HF-style length grouping (must exceed batchSize): steps of similar-length records
+ * @param microBatchTokens token budget B*T of one micro-batch, padding included: a step's sequences are split into
+ *                         as many micro-batches as this needs (memory only; the step's gradient is the same)
  * @param master           Spark master (ignored when spark-submit already set one)
  * @param seed             the one seed every random choice derives from
- * @param bits             quantization bits, when the model must be quantized first
- * @param groupSize        quantization group size = QA-LoRA pooling group
+ * @param method           qalora (QA-LoRA on a group-quantized base) or lora (plain LoRA on the float base, merged into
+ *                         float weights: the baseline); normalised to lower case
+ * @param bits             quantization bits, when the model must be quantized first (qalora only)
+ * @param groupSize        quantization group size = QA-LoRA pooling group (qalora only)
  * @param rank             LoRA rank r
  * @param alpha            lora_alpha
  * @param lr               peak learning rate; null: the worker's default for the pooling
- * @param pooling          QA-LoRA pooling convention: mean, sum or peft
+ * @param pooling          QA-LoRA pooling convention: mean, sum or peft (qalora only)
  * @param dropout          dropout on the adapter's pooled input (QA-LoRA's recipe: 0.05)
  * @param template         prompt template for raw data: "auto" (Alpaca prompts for Alpaca records, FLAN inputs
  *                         verbatim) or a template file
@@ -46,8 +54,8 @@ import org.qalora.worker.backend.Precision;
  * @param precision        auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16; normalised to lower case
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
  */
-public record TrainJob(String model, List<String> data, String tokenizer, String output, int rounds,
-                       int stepsPerRound, int slots, int microBatches, int microBatchTokens, String master, long seed, int bits, int groupSize, int rank, double alpha, Double lr,
+public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
+                       int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute) {
 
@@ -55,15 +63,27 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
 
     public TrainJob {
         data = data == null ? List.of() : List.copyOf(data);
+        evalData = evalData == null ? List.of() : List.copyOf(evalData);
         List<String> problems = new ArrayList<>();
         positive(problems, "rounds", rounds);
+        positive(problems, "eval-every", evalEvery);
         positive(problems, "steps-per-round", stepsPerRound);
         positive(problems, "slots", slots);
-        positive(problems, "micro-batches", microBatches);
+        positive(problems, "batch-size", batchSize);
+        if (groupByLength < 0 || groupByLength > 0 && groupByLength <= batchSize) {
+            problems.add("group-by-length must be off or a mega-batch size larger than batch-size " + batchSize
+                    + " (a mega-batch of one step's records groups nothing; HF uses 50 x batch size), got "
+                    + groupByLength);
+        }
         positive(problems, "micro-batch-tokens", microBatchTokens);
         positive(problems, "rank", rank);
         positive(problems, "group-size", groupSize);
         positive(problems, "keep-rounds", keepRounds);
+        method = method == null ? "qalora" : method.trim().toLowerCase(java.util.Locale.ROOT);
+        if (!List.of("qalora", "lora").contains(method)) {
+            problems.add("method must be qalora (QA-LoRA on a quantized base) or lora (plain LoRA on the float base), got "
+                    + method);
+        }
         if (bits < 2 || bits > 8) {
             problems.add("bits must be 2..8, got " + bits);
         }
@@ -113,19 +133,27 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("model", model == null ? "<demo>" : model);
         m.put("data", data);
+        m.put("eval-data", evalData);
+        m.put("eval-every", evalEvery);
         m.put("tokenizer", tokenizer == null ? "<model>" : tokenizer);
         m.put("rounds", rounds);
         m.put("steps-per-round", stepsPerRound);
         m.put("slots", slots);
-        m.put("micro-batches", microBatches);
+        m.put("batch-size", batchSize);
+        m.put("group-by-length", groupByLength == 0 ? "off" : groupByLength);
         m.put("micro-batch-tokens", microBatchTokens);
         m.put("seed", seed);
-        m.put("bits", bits);
-        m.put("group-size", groupSize);
+        m.put("method", method);
+        if (qalora()) { // plain LoRA neither quantizes nor pools: these do not change its result
+            m.put("bits", bits);
+            m.put("group-size", groupSize);
+        }
         m.put("rank", rank);
         m.put("alpha", alpha);
         m.put("lr", lr == null ? "<default>" : lr);
-        m.put("pooling", pooling);
+        if (qalora()) {
+            m.put("pooling", pooling);
+        }
         m.put("dropout", dropout);
         m.put("template", template);
         m.put("device", device);
@@ -133,6 +161,9 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
         m.put("recompute", recompute);
         return m;
     }
+
+    /** True for QA-LoRA, false for the plain LoRA baseline. */
+    public boolean qalora() { return method.equals("qalora"); }
 
     /** The requested precision, or null for auto (the resolved device's default). */
     public Precision backendPrecision() {
@@ -153,6 +184,9 @@ public record TrainJob(String model, List<String> data, String tokenizer, String
             throw new IllegalStateException(e);
         }
     }
+
+    /** The held-out loss schedule of the rounds: every {@code evalEvery} rounds, or 0 without held-out data. */
+    public int roundsBetweenEvals() { return evalData.isEmpty() ? 0 : evalEvery; }
 
     /** Total optimizer steps of the run (drives the learning-rate schedule). */
     public long totalSteps() { return (long) rounds * stepsPerRound; }

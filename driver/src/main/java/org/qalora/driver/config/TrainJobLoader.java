@@ -19,8 +19,8 @@ import org.yaml.snakeyaml.error.YAMLException;
  * flags. Unknown keys and wrong types are errors that name the key and the file.
  */
 public final class TrainJobLoader {
-    public static final Set<String> KEYS = Set.of("model", "data", "tokenizer", "output", "rounds", "steps-per-round",
-            "slots", "micro-batches", "micro-batch-tokens", "master", "seed", "bits", "group-size", "rank",
+    public static final Set<String> KEYS = Set.of("model", "data", "eval-data", "eval-every", "tokenizer", "output", "rounds", "steps-per-round",
+            "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
@@ -36,15 +36,19 @@ public final class TrainJobLoader {
         Map<String, Object> d = new LinkedHashMap<>();
         d.put("model", null);
         d.put("data", List.of(repoRoot + "/samples/alpaca-sample.json"));
+        d.put("eval-data", List.of());
+        d.put("eval-every", 1);
         d.put("tokenizer", null);
         d.put("output", "qalora-output");
         d.put("rounds", 3);
         d.put("steps-per-round", 2);
         d.put("slots", 2);
-        d.put("micro-batches", 1);
+        d.put("batch-size", 32);
+        d.put("group-by-length", "off");
         d.put("micro-batch-tokens", 512);
         d.put("master", "local[*]");
         d.put("seed", 42L);
+        d.put("method", "qalora");
         d.put("bits", 4);
         d.put("group-size", 32);
         d.put("rank", 8);
@@ -126,10 +130,12 @@ public final class TrainJobLoader {
     }
 
     private static TrainJob job(Map<String, Object> m, String source) {
-        return new TrainJob(str(m, "model", source), strings(m, "data", source), str(m, "tokenizer", source),
+        return new TrainJob(str(m, "model", source), strings(m, "data", source), strings(m, "eval-data", source),
+                integer(m, "eval-every", source), str(m, "tokenizer", source),
                 str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
-                integer(m, "slots", source), integer(m, "micro-batches", source), integer(m, "micro-batch-tokens", source),
-                str(m, "master", source), number(m, "seed", source).longValue(),
+                integer(m, "slots", source), integer(m, "batch-size", source), megaBatch(m, "group-by-length", source),
+                integer(m, "micro-batch-tokens", source),
+                str(m, "master", source), number(m, "seed", source).longValue(), str(m, "method", source),
                 integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
@@ -189,6 +195,27 @@ public final class TrainJobLoader {
             return Boolean.parseBoolean(s);
         }
         throw new IllegalArgumentException(source + ": '" + key + "' must be true or false, got '" + v + "'");
+    }
+
+    /**
+     * {@code off} (YAML 1.1 also reads a bare {@code off} or {@code false} as the boolean false) is 0; otherwise a
+     * whole number, the mega-batch size.
+     */
+    private static int megaBatch(Map<String, Object> m, String key, String source) {
+        Object v = m.get(key);
+        if (v == null || Boolean.FALSE.equals(v) || String.valueOf(v).trim().equalsIgnoreCase("off")) {
+            return 0;
+        }
+        if (v instanceof Boolean) {
+            throw new IllegalArgumentException(source + ": '" + key + "' must be off or a mega-batch size (records), "
+                    + "got " + v);
+        }
+        try {
+            return integer(m, key, source);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(source + ": '" + key + "' must be off or a mega-batch size (records), "
+                    + "got '" + v + "'");
+        }
     }
 
     private static int integer(Map<String, Object> m, String key, String source) {

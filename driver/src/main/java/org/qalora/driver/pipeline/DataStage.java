@@ -10,8 +10,9 @@ import org.qalora.datasets.prepare.PrepareSettings;
 import org.qalora.quant.io.HadoopPaths;
 
 /**
- * The data stage: a single {@code --data} directory holding {@code manifest.json} is a prepared dataset and is
- * used as is; anything else is raw records, prepared (template, tokenize, shard) into {@code OUTPUT/data} by the
+ * The data stage, for the training data ({@code --data} into {@code OUTPUT/data}) and the held-out data
+ * ({@code --eval-data} into {@code OUTPUT/eval-data}) alike: a single directory holding {@code manifest.json} is a
+ * prepared dataset and is used as is; anything else is raw records, prepared (template, tokenize, shard) by the
  * datasets module's Spark job, once: a rerun reuses it.
  */
 public final class DataStage {
@@ -23,23 +24,36 @@ public final class DataStage {
         this.progress = progress;
     }
 
+    /** Where the data of each flag is prepared to, under the run directory. */
+    public enum Kind {
+        TRAIN("--data", "data"), HELD_OUT("--eval-data", "eval-data");
+
+        final String flag;
+        final String dir;
+
+        Kind(String flag, String dir) {
+            this.flag = flag;
+            this.dir = dir;
+        }
+    }
+
     /** Returns the prepared dataset directory. */
-    public String resolve(SparkSession spark, List<String> data, String tokenizer, String template, String runDir)
-            throws IOException {
+    public String resolve(SparkSession spark, Kind kind, List<String> data, String tokenizer, String template,
+                          String runDir) throws IOException {
         if (data.isEmpty()) {
-            throw new IllegalArgumentException("no --data given: pass raw records (JSON, JSONL, Parquet) or a prepared "
-                    + "dataset directory");
+            throw new IllegalArgumentException("no " + kind.flag + " given: pass raw records (JSON, JSONL, Parquet) or a "
+                    + "prepared dataset directory");
         }
         for (String d : data) {
             if (!paths.exists(d)) {
-                throw new IllegalArgumentException("--data " + d + " does not exist (or is not readable)");
+                throw new IllegalArgumentException(kind.flag + " " + d + " does not exist (or is not readable)");
             }
         }
         if (data.size() == 1 && paths.exists(HadoopPaths.child(data.get(0), DatasetManifest.MANIFEST))) {
-            progress.accept("data: using the prepared dataset " + data.get(0));
+            progress.accept(kind.dir + ": using the prepared dataset " + data.get(0));
             return data.get(0);
         }
-        String out = HadoopPaths.child(runDir, "data");
+        String out = HadoopPaths.child(runDir, kind.dir);
         if (paths.exists(HadoopPaths.child(out, DatasetManifest.MANIFEST))) {
             progress.accept("prepare: reusing " + out);
             return out;

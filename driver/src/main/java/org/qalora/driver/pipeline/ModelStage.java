@@ -12,13 +12,17 @@ import org.qalora.worker.quantize.ModelQuantizer;
 
 /**
  * The model stages before training: generate the demo model when no {@code --model} was given, quantize the base
- * (RTN) when it is not a GPTQ checkpoint yet, and check that the tokenizer's ids fit the model's vocabulary.
- * Each output is written atomically and reused by a rerun.
+ * (RTN) when it is not a GPTQ checkpoint yet (QA-LoRA) or refuse a GPTQ checkpoint (plain LoRA trains the float
+ * model), and check that the tokenizer's ids fit the model's vocabulary. Each output is written atomically and
+ * reused by a rerun.
  */
 public final class ModelStage {
 
-    /** The quantized base model to train on and the tokenizer to prepare data with. */
-    public record Resolved(String quantizedModel, LlamaConfig config, String tokenizer) {}
+    /**
+     * The base model to train on (quantized for QA-LoRA, the float model for plain LoRA) and the tokenizer to
+     * prepare data with.
+     */
+    public record Resolved(String baseModel, LlamaConfig config, String tokenizer) {}
 
     private final HadoopPaths paths;
     private final Consumer<String> progress;
@@ -31,11 +35,13 @@ public final class ModelStage {
     /**
      * @param model      the given model, or null for the demo model
      * @param tokenizer  the given tokenizer.json, or null for the model's own
+     * @param quantize   QA-LoRA: quantize a float model with RTN ({@code bits}, {@code groupSize}); false (plain
+     *                   LoRA): train the float model itself, and refuse a quantized one
      * @param runDir     the run's output directory (demo-model/ and base-quantized/ go there)
      * @param repoRoot   the repository checkout (for the bundled tokenizer of the demo model)
      */
-    public Resolved resolve(String model, String tokenizer, int bits, int groupSize, long seed, String runDir,
-                            Path repoRoot) throws IOException {
+    public Resolved resolve(String model, String tokenizer, boolean quantize, int bits, int groupSize, long seed,
+                            String runDir, Path repoRoot) throws IOException {
         String source = model;
         if (source == null) {
             source = HadoopPaths.child(runDir, "demo-model");
@@ -48,11 +54,19 @@ public final class ModelStage {
             throw new IllegalArgumentException("--model " + source + " does not exist (or is not readable)");
         }
         LlamaConfig config = LlamaConfig.read(source, paths);
+        if (!quantize && config.isQuantized()) {
+            throw new IllegalArgumentException("--method lora trains plain LoRA on a float model, but --model "
+                    + source + " is a " + config.quantization().bits() + "-bit GPTQ checkpoint: pass the float (HF)"
+                    + " checkpoint, or use --method qalora to train on the quantized one");
+        }
         String tok = tokenizer != null ? tokenizer : HadoopPaths.child(source, "tokenizer.json");
         if (!paths.exists(tok)) {
             throw new IllegalArgumentException("no tokenizer: " + tok + " does not exist; pass --tokenizer FILE");
         }
         TokenizerVocabulary.checkFits(paths.readAllBytes(tok), tok, config.vocabSize(), source);
+        if (!quantize) {
+            return new Resolved(source, config, tok);
+        }
         String quantized = source;
         if (!config.isQuantized()) {
             quantized = HadoopPaths.child(runDir, "base-quantized");

@@ -18,9 +18,10 @@ import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.train.AdapterState;
 
 /**
- * The final stage: folds the final averaged adapter into the quantized base's zero points (the worker's
- * {@link Merger}, which checks the merged model's logits against the adapter model's on disk before it lets the
- * directory appear) and publishes it atomically as {@code OUTPUT/v-rNNNNN-<hash>/}, with the adapter in the PEFT
+ * The final stage: folds the final averaged adapter into the quantized base's zero points, or a plain LoRA
+ * adapter into the float base's weights (the worker's {@link Merger}, which checks the merged model's logits
+ * against the adapter model's on disk before it lets the directory appear) and publishes it atomically as
+ * {@code OUTPUT/v-rNNNNN-<hash>/}, with the adapter in the PEFT
  * layout under {@code adapter/}, a {@code _MANIFEST.json} of checksums, and {@code OUTPUT/LATEST} pointing at it.
  */
 public final class PublishStage {
@@ -76,8 +77,9 @@ public final class PublishStage {
         });
         if (report[0] != null) {
             progress.accept(String.format(java.util.Locale.ROOT,
-                    "merge: %d projections folded into float zero points; merged vs adapter logits relative error %.2e",
-                    report[0].mergedProjections(), report[0].relativeLogitError()));
+                    "merge: %d projections folded into %s; merged vs adapter logits relative error %.2e",
+                    report[0].mergedProjections(), adapterConfig.plainLora() ? "float32 weights (W + s B A)"
+                            : "float zero points", report[0].relativeLogitError()));
         }
         return published;
     }

@@ -21,6 +21,8 @@ import org.qalora.driver.rounds.TrainingRounds;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.cuda.CudaBackend;
 
@@ -68,31 +70,44 @@ public final class TrainPipeline {
         }
         String runDir = run.root().toString();
         try {
-            ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(), job.bits(),
-                    job.groupSize(), job.seed(), runDir, repoRoot);
-            String dataset = new DataStage(paths, progress).resolve(spark, job.data(), model.tokenizer(), job.template(),
+            ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(),
+                    job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
+            DataStage data = new DataStage(paths, progress);
+            String dataset = data.resolve(spark, DataStage.Kind.TRAIN, job.data(), model.tokenizer(), job.template(),
                     runDir);
+            String heldOut = job.evalData().isEmpty() ? null : data.resolve(spark, DataStage.Kind.HELD_OUT,
+                    job.evalData(), model.tokenizer(), job.template(), runDir);
             // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
             // (it is not re-entrant, so slots take turns), and each turn may use all cores.
             boolean local = spark.sparkContext().isLocal();
             int threads = local ? Runtime.getRuntime().availableProcessors()
                     : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
-            PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.microBatches(),
-                    job.microBatchTokens());
-            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.quantizedModel(), dataset, plan, job.rank(),
-                    job.alpha(), model.config().quantization().groupSize(), job.pooling(), job.dropout(), job.lr(),
-                    job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(), job.backendPrecision(),
-                    job.recompute());
+            PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.batchSize(),
+                    job.groupByLength(), job.microBatchTokens());
+            QaloraConfig adapter = job.qalora()
+                    ? QaloraConfig.allProjections(job.rank(), job.alpha(), model.config().quantization().groupSize(),
+                            Pooling.fromConfig(job.pooling(), "--pooling"), job.dropout())
+                    : QaloraConfig.lora(job.rank(), job.alpha(), job.dropout());
+            WorkerTrainerFactory factory = new WorkerTrainerFactory(model.baseModel(), dataset, heldOut, plan, adapter,
+                    job.lr(), job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(),
+                    job.backendPrecision(), job.recompute());
             progress.accept(String.format(java.util.Locale.ROOT,
-                    "training: %d rounds x %d slots x %d steps (x %d micro-batches of <= %d tokens), rank %d, alpha %s, "
-                            + "%s pooling, lr %.2e%s; device %s, precision %s%s", job.rounds(), job.slots(),
-                    job.stepsPerRound(), job.microBatches(), job.microBatchTokens(), job.rank(), job.alpha(),
-                    job.pooling(), factory.effectiveLearningRate(),
+                    "training: %d rounds x %d slots x %d steps of %d sequences (length grouping %s; micro-batches of "
+                            + "<= %d tokens), %s, rank %d, alpha %s, lr %.2e%s; device %s, precision %s%s",
+                    job.rounds(), job.slots(), job.stepsPerRound(), job.batchSize(),
+                    job.groupByLength() == 0 ? "off" : "in mega-batches of " + job.groupByLength(),
+                    job.microBatchTokens(), job.qalora() ? "QA-LoRA with " + job.pooling() + " pooling"
+                            : "plain LoRA on the float model (no quantization, no pooling)", job.rank(), job.alpha(),
+                    factory.effectiveLearningRate(),
                     job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
                     job.recompute() ? ", activation recompute" : ""));
+            if (heldOut != null) {
+                progress.accept("held-out loss of the averaged adapter after every " + job.evalEvery() + " round(s) and "
+                        + "the last, on " + heldOut);
+            }
             CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress, hold);
             RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
-                    job.configHash(), job.keepRounds());
+                    job.configHash(), job.keepRounds(), job.roundsBetweenEvals());
             FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 
@@ -103,13 +118,13 @@ public final class TrainPipeline {
                 published = done.get();
                 progress.accept("merge: this run's final model is already published");
             } else {
-                published = publish.publish(run.root(), model.quantizedModel(), factory.adapterConfig(), result.state(),
+                published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.state(),
                         result.last().round(), result.last().stateSha256(), job.configHash(),
                         Map.of("planHash", factory.planHash()));
             }
-            progress.accept("done: merged quantized model in " + published + " (adapter in PEFT layout in "
-                    + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in " + run.checkpoints() + "/"
-                    + CheckpointStore.METRICS + ")");
+            progress.accept("done: merged " + (job.qalora() ? "quantized" : "float32") + " model in " + published
+                    + " (adapter in PEFT layout in " + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in "
+                    + run.checkpoints() + "/" + CheckpointStore.METRICS + ")");
             return new Outcome(published, result);
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);

@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.qalora.datasets.plan.HeldOutBatches;
 import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.datasets.plan.PlannedBatch;
 import org.qalora.datasets.plan.ShardBatchReader;
@@ -17,13 +18,13 @@ import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
-import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.train.AdapterState;
+import org.qalora.worker.train.HeldOutLoss;
 import org.qalora.worker.train.LocalTrainer;
 import org.qalora.worker.train.MicroBatch;
 import org.qalora.worker.train.NonFiniteLossException;
@@ -44,13 +45,10 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
 
     private final String model;
     private final String dataset;
+    private final String evalDataset;
     private final PlanSettings planSettings;
     private final String planHash;
-    private final int rank;
-    private final double alpha;
-    private final int groupSize;
-    private final String pooling;
-    private final double dropout;
+    private final QaloraConfig adapter;
     private final Double learningRate;
     private final long totalSteps;
     private final int threads;
@@ -62,16 +60,18 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     /**
      * @param model           quantized base model directory (any Hadoop path)
      * @param dataset         prepared dataset directory
+     * @param evalDataset     prepared held-out dataset directory, or null for none
+     * @param adapter         QA-LoRA (pooled, on a quantized base) or plain LoRA ({@link QaloraConfig#lora}) settings
      * @param threads         CPU threads of one task's backend ({@code spark.task.cpus})
      * @param requestedDevice {@code auto}, {@code cpu}, {@code gpu} or {@code gpu:N} ({@link Backends#resolve})
      * @param precision       null for the resolved device's default (bf16 on a GPU, fp32 on the CPU)
      * @param recompute       per-layer activation recompute in backward
      * @throws IllegalArgumentException for a malformed device or bf16 with {@code cpu}
      */
-    public WorkerTrainerFactory(String model, String dataset, PlanSettings planSettings, int rank, double alpha,
-                                int groupSize, String pooling, double dropout, Double learningRate, long totalSteps,
-                                int threads, ShippedHadoopConf hadoopConf, String requestedDevice, Precision precision,
-                                boolean recompute) {
+    public WorkerTrainerFactory(String model, String dataset, String evalDataset, PlanSettings planSettings,
+                                QaloraConfig adapter,
+                                Double learningRate, long totalSteps, int threads, ShippedHadoopConf hadoopConf,
+                                String requestedDevice, Precision precision, boolean recompute) {
         this.requestedDevice = Backends.checkRequested(requestedDevice);
         if (precision == Precision.BF16 && this.requestedDevice.equals("cpu")) {
             throw new IllegalArgumentException("precision bf16 needs a GPU: the CPU backend computes in fp32 only"
@@ -81,17 +81,30 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         this.recompute = recompute;
         this.model = model;
         this.dataset = dataset;
+        this.evalDataset = evalDataset;
         this.planSettings = planSettings;
-        this.rank = rank;
-        this.alpha = alpha;
-        this.groupSize = groupSize;
-        this.pooling = pooling;
-        this.dropout = dropout;
+        this.adapter = adapter;
         this.learningRate = learningRate;
         this.totalSteps = totalSteps;
         this.threads = threads;
         this.hadoopConf = hadoopConf;
         this.planHash = plan().hash(); // built on the driver: fails early on a bad dataset or plan settings
+        heldOut();                      // likewise for the held-out data
+    }
+
+    /** The held-out micro-batches (every record once), or an empty list without held-out data. */
+    private List<PlannedBatch> heldOut() {
+        if (evalDataset == null) {
+            return List.of();
+        }
+        try {
+            return HeldOutBatches.load(evalDataset, hadoopConf.get(), planSettings.maxTokensPerMicroBatch());
+        } catch (IOException e) {
+            throw new UncheckedIOException("--eval-data: cannot read the prepared held-out dataset " + evalDataset + ": "
+                    + e.getMessage(), e);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--eval-data: " + e.getMessage(), e);
+        }
     }
 
     private TrainingPlan plan() {
@@ -108,7 +121,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     }
 
     QaloraConfig adapterConfig() {
-        return QaloraConfig.allProjections(rank, alpha, groupSize, Pooling.fromConfig(pooling, "--pooling"), dropout);
+        return adapter;
     }
 
     TrainingConfig trainingConfig() {
@@ -123,7 +136,8 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     /** Equal identities share a cached trainer: the requested device, precision and recompute are part of it. */
     @Override
     public String identity() {
-        return "worker:" + model + "|" + dataset + "|" + planHash + "|" + adapterConfig() + "|" + trainingConfig()
+        return "worker:" + model + "|" + dataset + "|" + planHash + "|eval=" + evalDataset + "|" + adapterConfig() + "|"
+                + trainingConfig()
                 + "|threads=" + threads + "|device=" + requestedDevice + "|precision="
                 + (precision == null ? "auto" : precision.label()) + "|recompute=" + recompute;
     }
@@ -142,7 +156,8 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         Backend backend = Backends.open(resolved, precision, threads);
         try {
             LlamaModel base = LlamaModel.load(model, backend, paths());
-            return new Trainer(base, adapterConfig(), trainingConfig(), plan(), dataset, hadoopConf);
+            return new Trainer(base, adapterConfig(), trainingConfig(), plan(), dataset, heldOut(), evalDataset,
+                    hadoopConf);
         } catch (RuntimeException | Error e) {
             backend.close();
             throw e;
@@ -166,25 +181,53 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         }
     }
 
-    /** The opened trainer: base model, plan and shard reader of one executor and device. */
+    /** The opened trainer: base model, plan, held-out batches and shard readers of one executor and device. */
     static final class Trainer implements SlotTrainer {
         final LlamaModel base;
         final QaloraConfig adapter;
         private final LocalTrainer trainer;
         private final TrainingPlan plan;
         private final ShardBatchReader reader;
+        private final List<PlannedBatch> heldOut;
+        private final ShardBatchReader heldOutReader; // null without held-out data
 
         Trainer(LlamaModel base, QaloraConfig adapter, TrainingConfig config, TrainingPlan plan, String dataset,
-                ShippedHadoopConf conf) {
+                List<PlannedBatch> heldOut, String evalDataset, ShippedHadoopConf conf) {
             this.base = base;
             this.adapter = adapter;
             this.trainer = new LocalTrainer(base, adapter, config);
             this.plan = plan;
+            this.heldOut = heldOut;
             try {
                 this.reader = ShardBatchReader.open(dataset, conf.get());
+                this.heldOutReader = evalDataset == null ? null : ShardBatchReader.open(evalDataset, conf.get());
             } catch (IOException e) {
-                throw new UncheckedIOException("cannot open the prepared dataset " + dataset + ": " + e.getMessage(), e);
+                throw new UncheckedIOException("cannot open the prepared dataset " + dataset + " / " + evalDataset
+                        + ": " + e.getMessage(), e);
             }
+        }
+
+        @Override
+        public synchronized EvalOutcome evaluate(AdapterTensors state, int part, int parts) {
+            if (heldOutReader == null) {
+                throw new IllegalStateException("this run has no held-out data (--eval-data)");
+            }
+            List<MicroBatch> micro = new ArrayList<>();
+            for (PlannedBatch b : HeldOutBatches.part(heldOut, part, parts)) {
+                micro.add(read(heldOutReader, b, "held-out part " + part + " of " + parts));
+            }
+            HeldOutLoss.Result r = HeldOutLoss.evaluate(base, adapter, toState(state).weightMap(), micro);
+            return new EvalOutcome(r.lossSum(), r.targetTokens());
+        }
+
+        private static MicroBatch read(ShardBatchReader reader, PlannedBatch b, String what) {
+            TokenBatch t;
+            try {
+                t = reader.read(b);
+            } catch (IOException e) {
+                throw new UncheckedIOException(what + ": cannot read a planned batch: " + e.getMessage(), e);
+            }
+            return new MicroBatch(t.batchSize(), t.seqLen(), t.inputIds(), t.labels()); // [B, T]
         }
 
         @Override
@@ -193,14 +236,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
             for (List<PlannedBatch> step : plan.stepsFor(a.round() - 1, a.slot())) {
                 List<MicroBatch> micro = new ArrayList<>(step.size());
                 for (PlannedBatch b : step) {
-                    TokenBatch t;
-                    try {
-                        t = reader.read(b);
-                    } catch (IOException e) {
-                        throw new UncheckedIOException("round " + a.round() + " slot " + a.slot()
-                                + ": cannot read a planned batch: " + e.getMessage(), e);
-                    }
-                    micro.add(new MicroBatch(t.batchSize(), t.seqLen(), t.inputIds(), t.labels())); // [B, T]
+                    micro.add(read(reader, b, "round " + a.round() + " slot " + a.slot()));
                 }
                 steps.add(micro);
             }

@@ -17,6 +17,17 @@ public interface SlotTrainer {
      */
     SlotOutcome train(SlotAssignment assignment, AdapterTensors start);
 
+    /**
+     * The held-out loss of the adapter {@code state} on part {@code part} of {@code parts} of the held-out batches
+     * (a fixed split, so the parts' sums add up to the whole set's whatever executor runs them). Forward only.
+     *
+     * @throws IllegalStateException when the run has no held-out data
+     */
+    EvalOutcome evaluate(AdapterTensors state, int part, int parts);
+
+    /** Sum of token losses and target tokens of one part of the held-out data. */
+    record EvalOutcome(double lossSum, long targetTokens) {}
+
     /** The result of one slot: the state after K steps and what it trained on. */
     record SlotOutcome(AdapterTensors state, long targetTokens, double lossSum, int steps, double[] stepLosses) {}
 

@@ -72,6 +72,13 @@ public final class TrainingRounds {
         store.tidyAfterRestart(current, settings.keepRounds());
         List<RoundMetrics> metrics = new ArrayList<>();
         RoundMetrics previous = current.manifest().metrics();
+        if (previous != null && !store.metricsRounds().contains(current.round())) {
+            // The driver stopped after committing this round but before logging it (its held-out loss runs in
+            // between): log it now, so metrics.jsonl has every committed round once.
+            progress.accept("round " + current.round() + " was committed but not logged: logging it now");
+            previous = settings.evaluates(current.round()) ? evaluate(current, previous) : previous;
+            store.appendMetrics(previous);
+        }
         for (int r = current.round() + 1; r <= settings.rounds(); r++) {
             RoundMetrics m;
             CheckpointStore.Committed next;
@@ -98,14 +105,15 @@ public final class TrainingRounds {
             long c0 = System.nanoTime();
             m = new RoundMetrics(r, avg.state().step(), settings.slots(), lossSum / avg.totalTokens(), slotLosses,
                     avg.totalTokens(), avg.totalTokens() / seconds, seconds, slowest, averagingMillis, 0,
-                    avg.slotSpread(), avg.maxFactorDiscordance(), avg.meanFactorDiscordance(), attempts, devices);
+                    avg.slotSpread(), avg.maxFactorDiscordance(), avg.meanFactorDiscordance(), attempts, devices,
+                    null, 0, 0);
             next = store.commit(r, avg.state(), planHash, settings.configHash(), m);
             store.prune(r, settings.keepRounds());
-            long commitMillis = (System.nanoTime() - c0) / 1_000_000;
-            m = new RoundMetrics(m.round(), m.globalStep(), m.slots(), m.loss(), m.slotLosses(), m.targetTokens(),
-                    m.tokensPerSecond(), m.roundSeconds(), m.slowestSlotTrainMillis(), m.averagingMillis(),
-                    commitMillis, m.slotSpread(), m.maxFactorDiscordance(), m.meanFactorDiscordance(), m.taskAttempts(),
-                    m.slotDevices());
+            m = m.withCommitMillis((System.nanoTime() - c0) / 1_000_000);
+            if (settings.evaluates(r)) {
+                m = evaluate(next, m);
+            }
+            store.appendMetrics(m);
             metrics.add(m);
             progress.accept(m.progressLine(settings.rounds()));
             current = next;
@@ -204,6 +212,50 @@ public final class TrainingRounds {
                     + Arrays.toString(result.stream().mapToInt(SlotMetrics::slot).toArray()) + ", expected " + slotIds);
         }
         return result;
+    }
+
+    /**
+     * The held-out loss of a committed round's adapter: one Spark job of {@code slots} tasks, task p evaluating part p
+     * of the held-out batches on the executor's cached base model and the committed state file (never through the
+     * driver). The parts' sums are added in part order, so the number does not depend on where or when tasks ran.
+     */
+    private RoundMetrics evaluate(CheckpointStore.Committed committed, RoundMetrics m) {
+        int parts = settings.slots();
+        List<Integer> ids = new ArrayList<>();
+        for (int p = 0; p < parts; p++) {
+            ids.add(p);
+        }
+        long t0 = System.nanoTime();
+        EvalTask task = new EvalTask(factory, new ShippedHadoopConf(storage.conf()), committed.stateFile().toString(),
+                committed.stateSha256(), parts);
+        jsc.setJobGroup("qalora-eval-" + committed.round(), String.format("qalora held-out loss of round %d/%d: %d "
+                + "parts | %s", committed.round(), settings.rounds(), parts, m.progressLine(settings.rounds())), false);
+        List<EvalMetrics> results;
+        try {
+            results = new ArrayList<>(jsc.parallelize(ids, parts).mapPartitions(task).collect());
+        } catch (Exception e) { // SparkException is checked in Java's eyes though Scala throws it freely
+            throw new RoundFailedException("the held-out loss of round " + committed.round() + " failed: "
+                    + rootMessage(e) + ". Round " + committed.round() + " is committed in " + committed.dir()
+                    + "; rerun the same command to log it and go on.", e);
+        } finally {
+            jsc.clearJobGroup();
+        }
+        results.sort(java.util.Comparator.comparingInt(EvalMetrics::part));
+        if (!results.stream().map(EvalMetrics::part).toList().equals(ids)) {
+            throw new IllegalStateException("held-out loss of round " + committed.round() + ": the job returned parts "
+                    + results.stream().map(EvalMetrics::part).toList() + ", expected " + ids);
+        }
+        double lossSum = 0;
+        long tokens = 0;
+        for (EvalMetrics e : results) {
+            lossSum += e.lossSum();
+            tokens += e.targetTokens();
+        }
+        if (tokens == 0) {
+            throw new IllegalStateException("the held-out data has no target tokens (every label is masked): check "
+                    + "--eval-data");
+        }
+        return m.withEval(lossSum / tokens, tokens, (System.nanoTime() - t0) / 1_000_000);
     }
 
     private UpdateAverager.Averaged average(int round, CheckpointStore.Committed start, List<SlotMetrics> slots) {

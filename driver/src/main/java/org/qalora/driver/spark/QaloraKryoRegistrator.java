@@ -8,6 +8,7 @@ import org.apache.spark.serializer.KryoRegistrator;
 import org.qalora.datasets.prepare.PrepareKryoRegistrator;
 import org.qalora.driver.eval.EvalItem;
 import org.qalora.driver.eval.EvalOutcome;
+import org.qalora.driver.rounds.EvalMetrics;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotMetrics;
 
@@ -36,6 +37,8 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(EvalItem[][].class);
         kryo.register(EvalOutcome.class, new EvalOutcomeSerializer());
         kryo.register(EvalOutcome[].class);
+        kryo.register(EvalMetrics.class, new EvalMetricsSerializer());
+        kryo.register(EvalMetrics[].class);
         kryo.register(double[].class);
         kryo.register(float[].class);
         kryo.register(float[][].class); // Spark registers float[] but not float[][]
@@ -131,5 +134,26 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
 
     private static int[] readInts(Input in) {
         return in.readInts(in.readInt());
+    }
+    static final class EvalMetricsSerializer extends Serializer<EvalMetrics> {
+        @Override
+        public void write(Kryo kryo, Output out, EvalMetrics m) {
+            out.writeInt(m.part());
+            out.writeString(m.executorId());
+            out.writeString(m.device());
+            out.writeLong(m.targetTokens());
+            out.writeDouble(m.lossSum());
+            out.writeLong(m.millis());
+        }
+
+        @Override
+        public EvalMetrics read(Kryo kryo, Input in, Class<EvalMetrics> type) {
+            int part = in.readInt();
+            String executor = in.readString();
+            String device = in.readString();
+            long tokens = in.readLong();
+            double lossSum = in.readDouble();
+            return new EvalMetrics(part, executor, device, tokens, lossSum, in.readLong());
+        }
     }
 }

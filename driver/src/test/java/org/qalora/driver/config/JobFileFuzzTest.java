@@ -29,9 +29,13 @@ class JobFileFuzzTest {
             model: hdfs://nn/models/llama-7b
             data: [hdfs://nn/data/a.jsonl, hdfs://nn/data/b.jsonl]
             output: /out/run1
+            eval-data: hdfs://nn/data/dev.jsonl
+            eval-every: 2
             rounds: 10
             steps-per-round: 8
             slots: 4
+            batch-size: 32
+            group-by-length: off
             micro-batch-tokens: 1024
             seed: 7
             bits: 4

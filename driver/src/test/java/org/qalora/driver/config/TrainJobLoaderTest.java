@@ -85,4 +85,72 @@ class TrainJobLoaderTest {
                 () -> TrainJobLoader.build("t", d, Map.of("device", "cpu", "precision", "BF16")));
         assertTrue(cpu.getMessage().contains("precision bf16 needs a GPU"), cpu.getMessage());
     }
+
+    @Test
+    void batchSizeAndLengthGroupingAreResultSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob a = TrainJobLoader.build("t", d);
+        assertEquals(0, a.groupByLength(), "length grouping is off by default");
+        assertEquals("off", a.resultSettings().get("group-by-length"));
+        TrainJob yamlOff = TrainJobLoader.build("job.yaml", d, TrainJobLoader.parseYaml(
+                "batch-size: 16\ngroup-by-length: off\n", "job.yaml")); // YAML 1.1 reads a bare off as false
+        assertEquals(32, a.batchSize(), "32 sequences per step by default");
+        assertEquals(16, yamlOff.batchSize());
+        assertEquals(0, yamlOff.groupByLength());
+        assertNotEquals(a.configHash(), yamlOff.configHash());
+        TrainJob grouped = TrainJobLoader.build("t", d, Map.of("batch-size", 16, "group-by-length", "1600"));
+        assertEquals(1600, grouped.groupByLength());
+        assertEquals(1600, grouped.resultSettings().get("group-by-length"));
+        assertNotEquals(yamlOff.configHash(), grouped.configHash());
+        var small = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("t", d, Map.of("batch-size", 32, "group-by-length", 32)));
+        assertTrue(small.getMessage().contains("group-by-length must be off or a mega-batch size larger than batch-size 32"),
+                small.getMessage());
+        var word = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("group-by-length", "on")));
+        assertTrue(word.getMessage().contains("job.yaml: 'group-by-length' must be off or a mega-batch size (records), got 'on'"),
+                word.getMessage());
+        var yes = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("group-by-length", true)));
+        assertTrue(yes.getMessage().contains("'group-by-length' must be off or a mega-batch size"), yes.getMessage());
+        var zero = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.build("t", d, Map.of("batch-size", 0)));
+        assertTrue(zero.getMessage().contains("batch-size must be >= 1, got 0"), zero.getMessage());
+    }
+
+    @Test
+    void theMethodIsAResultSettingAndLoraIgnoresTheQuantizationSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob qalora = TrainJobLoader.build("t", d);
+        assertTrue(qalora.qalora());
+        TrainJob lora = TrainJobLoader.build("t", d, Map.of("method", "LoRA"));
+        assertEquals("lora", lora.method());
+        assertTrue(!lora.qalora());
+        assertNotEquals(qalora.configHash(), lora.configHash());
+        assertEquals("lora", lora.resultSettings().get("method"));
+        assertTrue(!lora.resultSettings().containsKey("bits") && !lora.resultSettings().containsKey("pooling"),
+                "plain LoRA neither quantizes nor pools: " + lora.resultSettings());
+        assertEquals(lora.configHash(), TrainJobLoader.build("t", d, Map.of("method", "lora", "bits", 2)).configHash());
+        assertNotEquals(qalora.configHash(), TrainJobLoader.build("t", d, Map.of("bits", 2)).configHash());
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("method", "qlora")));
+        assertTrue(e.getMessage().contains("job.yaml: bad train settings: method must be qalora") && e.getMessage()
+                .contains("got qlora"), e.getMessage());
+    }
+
+    @Test
+    void heldOutDataAndItsScheduleAreResultSettings() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob none = TrainJobLoader.build("t", d);
+        assertEquals(List.of(), none.evalData());
+        assertEquals(0, none.roundsBetweenEvals(), "no held-out data, no evaluation");
+        TrainJob eval = TrainJobLoader.build("job.yaml", d, TrainJobLoader.parseYaml(
+                "eval-data: /data/dev.json\neval-every: 4\n", "job.yaml"));
+        assertEquals(List.of("/data/dev.json"), eval.evalData());
+        assertEquals(4, eval.roundsBetweenEvals());
+        assertNotEquals(none.configHash(), eval.configHash());
+        assertNotEquals(eval.configHash(), TrainJobLoader.build("t", d, Map.of("eval-data", List.of("/data/dev.json"),
+                "eval-every", 2)).configHash());
+        var e = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.build("t", d, Map.of("eval-every", 0)));
+        assertTrue(e.getMessage().contains("eval-every must be >= 1, got 0"), e.getMessage());
+    }
 }

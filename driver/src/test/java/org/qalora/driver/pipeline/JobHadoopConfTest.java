@@ -38,6 +38,8 @@ import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.train.AdapterState;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
 
 /**
  * The trainer factory (what executors run) and the publish stage read and write through the job's Hadoop
@@ -96,8 +98,9 @@ class JobHadoopConfTest {
 
     @Test
     void theTrainerFactoryLoadsTheModelThroughTheShippedConfiguration() throws Exception {
-        WorkerTrainerFactory f = new WorkerTrainerFactory(NS + "/models/tiny-gptq", dataset,
-                new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, 32, "mean", 0.0, null, 4, 1, new ShippedHadoopConf(job),
+        WorkerTrainerFactory f = new WorkerTrainerFactory(NS + "/models/tiny-gptq", dataset, null,
+                new PlanSettings(42L, 2, 2, 2, 0, 256), QaloraConfig.allProjections(4, 8.0, 32,
+                Pooling.MEAN, 0.0), null, 4, 1, new ShippedHadoopConf(job),
                 "cpu", null, false);
         WorkerTrainerFactory.Trainer t = (WorkerTrainerFactory.Trainer) f.open("cpu");
         assertEquals(NS + "/models/tiny-gptq", t.base.source());

@@ -22,15 +22,15 @@ class ModelStageTest {
         List<String> log = new ArrayList<>();
         ModelStage stage = new ModelStage(HadoopPaths.defaults(), log::add);
         Path repo = Fixtures.root().getParent();
-        ModelStage.Resolved r = stage.resolve(null, null, 4, 32, 42, dir.toString(), repo);
-        assertEquals(dir.resolve("base-quantized").toString(), r.quantizedModel());
+        ModelStage.Resolved r = stage.resolve(null, null, true, 4, 32, 42, dir.toString(), repo);
+        assertEquals(dir.resolve("base-quantized").toString(), r.baseModel());
         assertTrue(r.config().isQuantized());
         assertEquals(4, r.config().quantization().bits());
         assertEquals(32, r.config().quantization().groupSize());
         assertTrue(Files.isRegularFile(dir.resolve("base-quantized/tokenizer.json")), "tokenizer copied with the model");
         assertTrue(log.get(0).startsWith("generating the demo model (random weights, NOT a trained model)"), log.toString());
         log.clear();
-        stage.resolve(null, null, 4, 32, 42, dir.toString(), repo);
+        stage.resolve(null, null, true, 4, 32, 42, dir.toString(), repo);
         assertEquals(List.of("quantize: reusing " + dir.resolve("base-quantized")), log);
     }
 
@@ -38,7 +38,7 @@ class ModelStageTest {
     void aTokenizerTooLargeForTheModelIsRefusedBeforeAnyWork() {
         ModelStage stage = new ModelStage(HadoopPaths.defaults(), s -> {});
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> stage.resolve(
-                Fixtures.tinyLlamaGptq().toString(), Fixtures.tokenizer().toString(), 4, 32, 1, dir.toString(),
+                Fixtures.tinyLlamaGptq().toString(), Fixtures.tokenizer().toString(), true, 4, 32, 1, dir.toString(),
                 Fixtures.root().getParent()));
         assertTrue(e.getMessage().contains("has vocab_size 512"), e.getMessage());
         assertEquals(0, dir.toFile().list().length, "nothing written");
@@ -48,7 +48,21 @@ class ModelStageTest {
     void aMissingModelIsNamed() {
         ModelStage stage = new ModelStage(HadoopPaths.defaults(), s -> {});
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> stage.resolve(
-                dir.resolve("nope").toString(), null, 4, 32, 1, dir.toString(), Fixtures.root().getParent()));
+                dir.resolve("nope").toString(), null, true, 4, 32, 1, dir.toString(), Fixtures.root().getParent()));
         assertTrue(e.getMessage().contains("--model " + dir.resolve("nope") + " does not exist"), e.getMessage());
+    }
+
+    @Test
+    void plainLoraTrainsTheFloatModelAndRefusesAGptqOne() throws Exception {
+        ModelStage stage = new ModelStage(HadoopPaths.defaults(), s -> {});
+        String claim = Fixtures.root().resolveSibling("samples").resolve("claim/model").toString();
+        ModelStage.Resolved r = stage.resolve(claim, null, false, 4, 32, 1, dir.toString(), Fixtures.root().getParent());
+        assertEquals(claim, r.baseModel(), "no quantize stage for plain LoRA");
+        assertTrue(!r.config().isQuantized());
+        assertEquals(0, dir.toFile().list().length, "nothing written");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> stage.resolve(
+                Fixtures.tinyLlamaGptq().toString(), null, false, 4, 32, 1, dir.toString(), Fixtures.root().getParent()));
+        assertTrue(e.getMessage().contains("--method lora trains plain LoRA on a float model")
+                && e.getMessage().contains("4-bit GPTQ checkpoint"), e.getMessage());
     }
 }

@@ -55,12 +55,12 @@ class TrainPipelineTest {
     }
 
     @Test
-    void fewerTrainingRecordsThanSlotsIsRefused() throws Exception {
+    void fewerTrainingRecordsThanABatchIsRefused() throws Exception {
         Path one = Files.writeString(dir.resolve("one.jsonl"),
                 "{\"instruction\": \"Say hi.\", \"input\": \"\", \"output\": \"Hi.\"}\n");
-        RuntimeException e = fails(job(Map.of("data", List.of(one.toString()), "slots", 2,
+        RuntimeException e = fails(job(Map.of("data", List.of(one.toString()), "batch-size", 2,
                 "output", dir.resolve("few").toString())));
-        assertTrue(e.getMessage().contains("the dataset has 1 records but the plan has 2 slots"), e.getMessage());
+        assertTrue(e.getMessage().contains("the dataset has 1 records but batch-size is 2"), e.getMessage());
     }
 
     @Test

@@ -31,6 +31,8 @@ import org.qalora.driver.spark.SparkSettings;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
 
 /**
  * A NaN reaching the REAL worker trainer (not the toy one): the worker's {@code NonFiniteLossException} must fail
@@ -59,7 +61,17 @@ class WorkerNonFiniteLossTest {
         @Override
         public SlotTrainer open(String device) {
             SlotTrainer real = inner.open(device);
-            return (a, start) -> real.train(a, a.round() == round && a.slot() == slot ? withNaN(start) : start);
+            return new SlotTrainer() {
+                @Override
+                public SlotOutcome train(org.qalora.driver.rounds.SlotAssignment a, AdapterTensors start) {
+                    return real.train(a, a.round() == round && a.slot() == slot ? withNaN(start) : start);
+                }
+
+                @Override
+                public EvalOutcome evaluate(AdapterTensors state, int part, int parts) {
+                    return real.evaluate(state, part, parts);
+                }
+            };
         }
 
         private static AdapterTensors withNaN(AdapterTensors start) {
@@ -85,16 +97,17 @@ class WorkerNonFiniteLossTest {
             List<String> log = new ArrayList<>();
             Path repo = Fixtures.root().getParent();
             String runDir = dir.resolve("run").toString();
-            ModelStage.Resolved model = new ModelStage(paths, log::add).resolve(null, null, 4, 32, 42L, runDir, repo);
-            String data = new DataStage(paths, log::add).resolve(spark,
+            ModelStage.Resolved model = new ModelStage(paths, log::add).resolve(null, null, true, 4, 32, 42L, runDir, repo);
+            String data = new DataStage(paths, log::add).resolve(spark, DataStage.Kind.TRAIN,
                     List.of(repo.resolve("samples/alpaca-sample.json").toString()), model.tokenizer(), "auto", runDir);
-            WorkerTrainerFactory real = new WorkerTrainerFactory(model.quantizedModel(), data,
-                    new PlanSettings(42L, 2, 2, 1, 256), 4, 8.0, model.config().quantization().groupSize(), "mean", 0.0,
-                    null, 4, 1, new ShippedHadoopConf(hadoop), "cpu", null, false);
+            WorkerTrainerFactory real = new WorkerTrainerFactory(model.baseModel(), data, null,
+                    new PlanSettings(42L, 2, 2, 2, 0, 256), QaloraConfig.allProjections(4, 8.0,
+                    model.config().quantization().groupSize(), Pooling.MEAN, 0.0), null, 4, 1, new ShippedHadoopConf(hadoop),
+                    "cpu", null, false);
 
             Storage storage = new Storage(hadoop);
             CheckpointStore store = new CheckpointStore(storage, storage.path(dir.resolve("ckpt").toString()), log::add);
-            RoundSettings settings = new RoundSettings(2, 2, 2, 42L, "cfg-nan", 2);
+            RoundSettings settings = new RoundSettings(2, 2, 2, 42L, "cfg-nan", 2, 0);
             TrainingRounds rounds = new TrainingRounds(jsc, storage, store, new PoisonedStart(real, 2, 1), settings,
                     FaultPlan.none(), log::add);
 

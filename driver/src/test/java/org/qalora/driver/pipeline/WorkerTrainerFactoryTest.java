@@ -27,6 +27,8 @@ import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.testing.Fixtures;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.backend.cuda.CudaBackend;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
 
 /**
  * The backend choice of the real trainer factory, without Spark: the device, precision and recompute are part of
@@ -46,8 +48,9 @@ class WorkerTrainerFactoryTest {
     }
 
     private static WorkerTrainerFactory factory(String device, Precision precision, boolean recompute) {
-        return new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset, new PlanSettings(42L, 2, 2, 1, 256),
-                4, 8.0, 32, "mean", 0.0, null, 4, 1, new ShippedHadoopConf(new Configuration()), device, precision,
+        return new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset, null, new PlanSettings(42L, 2, 2, 2, 0, 256),
+                QaloraConfig.allProjections(4, 8.0, 32,
+                Pooling.MEAN, 0.0), null, 4, 1, new ShippedHadoopConf(new Configuration()), device, precision,
                 recompute);
     }
 

@@ -48,7 +48,7 @@ class TrainingRoundsTest {
         }
     }
 
-    private static final RoundSettings SETTINGS = new RoundSettings(4, 3, 3, 42L, "cfg-1", 2);
+    private static final RoundSettings SETTINGS = new RoundSettings(4, 3, 3, 42L, "cfg-1", 2, 0);
 
     private TrainingRounds.Result run(String dir, RoundSettings settings, ToyTrainerFactory factory, FaultPlan faults,
                                       List<String> log) {
@@ -169,12 +169,52 @@ class TrainingRoundsTest {
 
     @Test
     void aRunWithAnotherConfigurationIsRefused() {
-        run("foreign", new RoundSettings(1, 3, 3, 42L, "cfg-1", 2), new ToyTrainerFactory(7, "", 0.05f),
+        run("foreign", new RoundSettings(1, 3, 3, 42L, "cfg-1", 2, 0), new ToyTrainerFactory(7, "", 0.05f),
                 FaultPlan.none(), new ArrayList<>());
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> run("foreign",
-                new RoundSettings(2, 3, 3, 42L, "cfg-2", 2), new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(),
+                new RoundSettings(2, 3, 3, 42L, "cfg-2", 2, 0), new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(),
                 new ArrayList<>()));
         assertTrue(e.getMessage().contains("different configuration"), e.getMessage());
+    }
+
+    /**
+     * With held-out data every k-th and the last round get a held-out loss, computed on the executors from the
+     * committed state: it equals the toy's loss of that state, is in metrics.jsonl and on the progress line, and a
+     * round the driver committed but did not log (it stopped during the evaluation) is evaluated and logged on resume.
+     */
+    @Test
+    void heldOutLossOfEveryKthAndTheLastRoundIsLoggedAndARoundCommittedButNotLoggedIsLoggedOnResume() throws Exception {
+        RoundSettings settings = new RoundSettings(4, 3, 3, 42L, "cfg-eval", 2, 3);
+        ToyTrainerFactory toy = new ToyTrainerFactory(7, "", 0.05f);
+        List<String> log = new ArrayList<>();
+        var result = run("eval", settings, toy, FaultPlan.none(), log);
+        List<RoundMetrics> m = result.metrics();
+        assertEquals(null, m.get(0).evalLoss());
+        assertEquals(null, m.get(1).evalLoss());
+        assertTrue(m.get(2).evalLoss() != null && m.get(3).evalLoss() != null, "round 3 (every 3rd) and 4 (last)");
+        assertEquals(7 + 8 + 9, m.get(3).evalTargetTokens(), "three parts, one per slot");
+        SlotTrainer.EvalOutcome expected = toy.open("cpu").evaluate(result.state(), 0, 1);
+        assertEquals(expected.lossSum() / expected.targetTokens(), m.get(3).evalLoss(), 1e-12);
+        assertTrue(m.get(3).evalLoss() < m.get(2).evalLoss(), "training on the toy task lowers its held-out loss");
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("round 4/4: loss") && l.contains("held-out loss "
+                + String.format(java.util.Locale.ROOT, "%.4f", m.get(3).evalLoss()))), String.join("\n", log));
+        Path metrics = tmp.resolve("eval").resolve(CheckpointStore.METRICS);
+        List<String> lines = Files.readAllLines(metrics);
+        assertEquals(4, lines.size());
+        assertTrue(lines.get(0).contains("\"evalLoss\":null") && lines.get(3).contains("\"evalLoss\":"
+                + m.get(3).evalLoss()), lines.get(3));
+
+        // The driver stopped after committing round 4, before logging it: the rerun evaluates and logs it.
+        Files.write(metrics, lines.subList(0, 3));
+        List<String> again = new ArrayList<>();
+        var rerun = run("eval", settings, toy, FaultPlan.none(), again);
+        assertTrue(rerun.metrics().isEmpty(), "no round left to train");
+        assertTrue(again.contains("round 4 was committed but not logged: logging it now"), String.join("\n", again));
+        List<String> relogged = Files.readAllLines(metrics);
+        assertEquals(lines.subList(0, 3), relogged.subList(0, 3));
+        assertEquals(4, relogged.size());
+        assertTrue(relogged.get(3).startsWith("{\"round\":4,") && relogged.get(3).contains("\"evalLoss\":"
+                + m.get(3).evalLoss() + ","), "the same held-out loss as the uninterrupted run's: " + relogged.get(3));
     }
 
     @Test

@@ -54,7 +54,42 @@ public final class ToyTrainerFactory implements SlotTrainerFactory {
 
     @Override
     public SlotTrainer open(String device) {
-        return this::train;
+        return new SlotTrainer() {
+            @Override
+            public SlotOutcome train(SlotAssignment assignment, AdapterTensors start) {
+                return ToyTrainerFactory.this.train(assignment, start);
+            }
+
+            @Override
+            public EvalOutcome evaluate(AdapterTensors state, int part, int parts) {
+                return ToyTrainerFactory.this.evaluate(state, part, parts);
+            }
+        };
+    }
+
+    /**
+     * The toy's held-out loss: |B A - shared target|^2 (no batch noise), as if part p of the held-out data had
+     * 7 + p target tokens of that loss.
+     */
+    private SlotTrainer.EvalOutcome evaluate(AdapterTensors state, int part, int parts) {
+        double loss = 0;
+        for (String m : MODULES) {
+            String p = "base_model.model.model.layers.0." + m;
+            float[] aw = state.tensor(p + ".lora_A.weight").weights(), bw = state.tensor(p + ".lora_B.weight").weights();
+            SplittableRandom shared = new SplittableRandom(dataSeed ^ m.hashCode());
+            for (int o = 0; o < OUT; o++) {
+                for (int c = 0; c < COLS; c++) {
+                    double y = 0;
+                    for (int j = 0; j < RANK; j++) {
+                        y += bw[o * RANK + j] * aw[j * COLS + c];
+                    }
+                    double d = y - shared.nextGaussian();
+                    loss += d * d / (OUT * COLS);
+                }
+            }
+        }
+        long tokens = 7 + part;
+        return new SlotTrainer.EvalOutcome(loss * tokens, tokens);
     }
 
     private SlotTrainer.SlotOutcome train(SlotAssignment a, AdapterTensors start) {

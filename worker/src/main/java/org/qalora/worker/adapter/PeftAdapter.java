@@ -20,7 +20,8 @@ import org.qalora.worker.model.Projection;
 /**
  * A QA-LoRA adapter in PEFT's directory layout: {@code adapter_config.json} ({@code peft_type LORA},
  * {@code use_qalora}, {@code qalora_group_size}, our {@code qalora_pooling}) and {@code adapter_model.safetensors}
- * (float32 {@code lora_A [r, in/g]}, {@code lora_B [out, r]} under PEFT key names).
+ * (float32 {@code lora_A [r, in/g]}, {@code lora_B [out, r]} under PEFT key names). A plain LoRA adapter is the same
+ * with {@code use_qalora: false}, no qalora fields, and {@code lora_A [r, in]}.
  *
  * @param weights by PEFT key, in file order
  */
@@ -69,15 +70,15 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
         if (!peftType.equals("LORA")) {
             throw new IllegalArgumentException(where + ": peft_type " + peftType + " is not LORA");
         }
-        if (!root.path("use_qalora").asBoolean(false)) {
-            throw new IllegalArgumentException(where + ": use_qalora is not true: this is a plain LoRA adapter, "
-                    + "which cannot be applied to or merged into a quantized model the QA-LoRA way");
-        }
+        // use_qalora absent or false: a plain LoRA adapter (A [r, in]), which applies to and merges into float
+        // weights only; QaloraAdapter.checkFits refuses it on a quantized model.
+        boolean qalora = root.path("use_qalora").asBoolean(false);
         int r = requireInt(root, "r", where);
         double alpha = root.has("lora_alpha") ? root.get("lora_alpha").asDouble() : r;
-        int g = requireInt(root, "qalora_group_size", where);
+        int g = qalora ? requireInt(root, "qalora_group_size", where) : 1;
         JsonNode pooling = root.get("qalora_pooling");
-        Pooling p = Pooling.fromConfig(pooling == null || pooling.isNull() ? null : pooling.asText(), where);
+        Pooling p = qalora ? Pooling.fromConfig(pooling == null || pooling.isNull() ? null : pooling.asText(), where)
+                : Pooling.NONE;
         double dropout = root.path("lora_dropout").asDouble(0.0);
         EnumSet<Projection> targets = EnumSet.noneOf(Projection.class);
         JsonNode t = root.get("target_modules");
@@ -126,9 +127,11 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
             targets.add(p.shortName());
         }
         root.put("bias", "none");
-        root.put("use_qalora", true);
-        root.put("qalora_group_size", cfg.groupSize());
-        root.put("qalora_pooling", cfg.pooling().configName());
+        root.put("use_qalora", !cfg.plainLora());
+        if (!cfg.plainLora()) {
+            root.put("qalora_group_size", cfg.groupSize());
+            root.put("qalora_pooling", cfg.pooling().configName());
+        }
         try {
             return JSON.writeValueAsString(root) + "\n";
         } catch (IOException e) {

@@ -2,8 +2,9 @@ package org.qalora.worker.adapter;
 
 /**
  * How the adapter pools each group of {@code g} inputs, recorded in adapter_config.json as {@code qalora_pooling}.
- * All three are {@code factor * sum over the group}; they differ only by the constant factor, which also sets the
- * merge factor {@code c = scaling * factor} (see qalora-spec.md section 1.5).
+ * All are {@code factor * sum over the group}; they differ only by the constant factor, which also sets the
+ * merge factor {@code c = scaling * factor} (see qalora-spec.md section 1.5). {@link #NONE} is plain LoRA: groups
+ * of one input, so the adapter sees the input itself.
  */
 public enum Pooling {
     /** Official qa-lora code ({@code AvgPool1d(g)}): factor {@code 1/g}. */
@@ -11,7 +12,12 @@ public enum Pooling {
     /** Paper Algorithm 1 / ms-swift: the plain group sum, factor 1. */
     SUM("sum"),
     /** PEFT {@code use_qalora}: the mean multiplied by {@code in/g}, factor {@code (in/g)/g}. */
-    PEFT("peft");
+    PEFT("peft"),
+    /**
+     * Plain LoRA ({@code train --method lora}): no pooling, groups of one, factor 1; {@code A [r, in]}, and the
+     * adapter folds into float weights, {@code W' = W + s B A}. Written as {@code use_qalora: false}.
+     */
+    NONE("none");
 
     private final String configName;
 
@@ -26,7 +32,7 @@ public enum Pooling {
     public float poolFactor(int in, int g) {
         return switch (this) {
             case MEAN -> 1f / g;
-            case SUM -> 1f;
+            case SUM, NONE -> 1f;
             case PEFT -> (float) ((double) (in / g) / g);
         };
     }
@@ -35,21 +41,22 @@ public enum Pooling {
     public double mergeFactor(double scaling, int in, int g) {
         return switch (this) {
             case MEAN -> scaling / g;
-            case SUM -> scaling;
+            case SUM, NONE -> scaling;
             case PEFT -> scaling * (in / g) / g;
         };
     }
 
     /**
-     * Parses {@code qalora_pooling}. A missing field (null) means the file came from PEFT, whose convention
-     * is {@link #PEFT}.
+     * Parses {@code qalora_pooling} (or {@code --pooling}). A missing field (null) means the file came from PEFT,
+     * whose convention is {@link #PEFT}. {@code none} is not a QA-LoRA pooling: plain LoRA is asked for with
+     * {@code --method lora}, or read from {@code use_qalora: false}.
      */
     public static Pooling fromConfig(String value, String file) {
         if (value == null) {
             return PEFT;
         }
         for (Pooling p : values()) {
-            if (p.configName.equalsIgnoreCase(value)) {
+            if (p != NONE && p.configName.equalsIgnoreCase(value)) {
                 return p;
             }
         }

@@ -84,10 +84,18 @@ public final class QaloraAdapter {
         return w;
     }
 
-    /** Rejects an adapter whose group size does not divide every targeted input, or differs from the quantization's. */
+    /**
+     * Rejects an adapter whose group size does not divide every targeted input, or differs from the quantization's,
+     * and plain LoRA on a quantized base (it trains and merges on float weights).
+     */
     public static void checkFits(LlamaModel model, QaloraConfig config) {
         LlamaDims dims = model.dims();
         for (Projection p : config.orderedTargets()) {
+            if (config.plainLora() && model.quantizedMatrix(p.prefix(0)) != null) {
+                throw new IllegalArgumentException("plain LoRA (--method lora) trains a float base and merges into its"
+                        + " weights, but " + p.prefix(0) + " of this model is group-quantized: pass the float (HF) "
+                        + "checkpoint, or use --method qalora for a quantized base");
+            }
             int in = p.inFeatures(dims);
             if (in % config.groupSize() != 0) {
                 throw new IllegalArgumentException("qalora_group_size " + config.groupSize() + " does not divide the "
@@ -104,7 +112,9 @@ public final class QaloraAdapter {
 
     /**
      * Fresh weights as the official qa-lora code initialises them: {@code A ~ xavier_uniform}, i.e.
-     * {@code U(-a, a)} with {@code a = sqrt(6 / (G + r))}, and {@code B = 0}. Deterministic in {@code seed}.
+     * {@code U(-a, a)} with {@code a = sqrt(6 / (G + r))}, and {@code B = 0}. Plain LoRA follows PEFT's LoRA instead
+     * (what a LoRA baseline is run with): {@code A ~ kaiming_uniform(a = sqrt 5)}, i.e. {@code U(-a, a)} with
+     * {@code a = 1 / sqrt(in)}, and {@code B = 0}. Deterministic in {@code seed}.
      */
     public static Map<String, float[]> initialWeights(LlamaDims dims, QaloraConfig config, long seed) {
         Map<String, float[]> w = new LinkedHashMap<>();
@@ -113,7 +123,7 @@ public final class QaloraAdapter {
         for (int l = 0; l < dims.layers(); l++) {
             for (Projection p : config.orderedTargets()) {
                 int groups = p.inFeatures(dims) / config.groupSize();
-                double bound = Math.sqrt(6.0 / (groups + r));
+                double bound = config.plainLora() ? 1 / Math.sqrt(groups) : Math.sqrt(6.0 / (groups + r));
                 float[] a = new float[r * groups];
                 for (int i = 0; i < a.length; i++) {
                     a[i] = (float) ((rng.nextDouble() * 2 - 1) * bound);

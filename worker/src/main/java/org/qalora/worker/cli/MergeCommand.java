@@ -5,14 +5,18 @@ import org.qalora.worker.merge.Merger;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-/** {@code merge}: folds a QA-LoRA adapter into a GPTQ model's zero points and writes the merged model. */
+/**
+ * {@code merge}: folds a QA-LoRA adapter into a GPTQ model's zero points, or a plain LoRA adapter
+ * ({@code use_qalora: false}) into its float model's weights, and writes the merged model.
+ */
 @Command(name = "merge", mixinStandardHelpOptions = true,
-        description = "Merge a QA-LoRA adapter into its GPTQ base (float zero points); verified before it is written.")
+        description = "Merge a QA-LoRA adapter into its GPTQ base (float zero points), or a plain LoRA adapter into its "
+                + "float base (float32 weights W + s B A); verified before it is written.")
 public final class MergeCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "GPTQ model directory the adapter was trained on")
+    @Option(names = "--model", required = true, description = "model directory the adapter was trained on (GPTQ for QA-LoRA, float for LoRA)")
     String model;
 
-    @Option(names = "--adapter", required = true, description = "PEFT QA-LoRA adapter directory")
+    @Option(names = "--adapter", required = true, description = "PEFT adapter directory (QA-LoRA or plain LoRA)")
     String adapter;
 
     @Option(names = "--out", required = true, description = "output model directory (must not exist)")

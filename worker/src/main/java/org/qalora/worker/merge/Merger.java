@@ -28,7 +28,8 @@ import org.qalora.worker.model.Projection;
  * stored in the {@code qalora_float_zeros} GPTQ format, all other tensors copied unchanged, config.json with the
  * new checkpoint_format, tokenizer and generation files copied. The directory is built under a temporary name,
  * re-loaded from disk and checked against the adapter model on a probe batch, and only then renamed into place;
- * a merge whose logits differ by more than {@link #LOGIT_TOLERANCE} leaves nothing behind.
+ * a merge whose logits differ by more than {@link #LOGIT_TOLERANCE} leaves nothing behind. A plain LoRA adapter
+ * goes to {@link FloatMerger} instead (float weights, the same checks).
  */
 public final class Merger {
     /**
@@ -83,6 +84,9 @@ public final class Merger {
      * Every file is read and written through {@code paths}.
      */
     public static Report merge(LlamaModel model, PeftAdapter adapter, String outDir, HadoopPaths paths) {
+        if (adapter.config().plainLora()) {
+            return FloatMerger.merge(model, adapter, outDir, paths);
+        }
         return merge(model, adapter, outDir, paths, ZeroPointMerge::mergeAll);
     }
 
@@ -122,13 +126,7 @@ public final class Merger {
                 }
                 w.writeCheckpoint(tmp, MAX_SHARD_BYTES, paths);
                 config.withQuantization(gptq).write(tmp, paths);
-                for (String file : SIDE_FILES) {
-                    String from = HadoopPaths.child(model.source(), file);
-                    if (paths.exists(from)) {
-                        byte[] bytes = paths.readAllBytes(from);
-                        paths.writeAtomically(HadoopPaths.child(tmp, file), out -> out.write(bytes));
-                    }
-                }
+                copySideFiles(model.source(), tmp, paths);
                 // Verify what is on disk, not what is in memory, before the rename makes it visible.
                 LlamaModel reread = LlamaModel.load(tmp, model.backend(), paths);
                 written[0] = compare(probeLogits(reread, null, probe), expected);
@@ -144,17 +142,28 @@ public final class Merger {
         return new Report(outDir, merged.size(), written[0][0], written[0][1]);
     }
 
+    /** Copies {@link #SIDE_FILES} that exist beside the source model into {@code dir}. */
+    static void copySideFiles(String source, String dir, HadoopPaths paths) throws IOException {
+        for (String file : SIDE_FILES) {
+            String from = HadoopPaths.child(source, file);
+            if (paths.exists(from)) {
+                byte[] bytes = paths.readAllBytes(from);
+                paths.writeAtomically(HadoopPaths.child(dir, file), out -> out.write(bytes));
+            }
+        }
+    }
+
     /** {@code !(err <= tol)} is the refusal test: a NaN error (non-finite logits) is never within tolerance. */
     static boolean withinTolerance(double relativeError) {
         return relativeError <= LOGIT_TOLERANCE;
     }
 
-    private static String nonFiniteHint(double relativeError) {
+    static String nonFiniteHint(double relativeError) {
         return Double.isFinite(relativeError) ? ""
                 : " (the probe logits are not finite: a weight of the model or adapter holds NaN or infinity)";
     }
 
-    private static boolean isProjectionTensor(String name) {
+    static boolean isProjectionTensor(String name) {
         for (Projection p : Projection.values()) {
             int at = name.indexOf("." + p.module() + ".");
             if (name.startsWith("model.layers.") && at > 0) {
@@ -174,7 +183,7 @@ public final class Merger {
         return ids;
     }
 
-    private static float[] probeLogits(LlamaModel model, QaloraAdapter adapter, int[] ids) {
+    static float[] probeLogits(LlamaModel model, QaloraAdapter adapter, int[] ids) {
         ActivationPlan plan = new ActivationPlan(model, adapter == null ? null : adapter.config(), 2, ids.length / 2,
                 false, false);
         LlamaPass.forward(model, adapter, plan, ids, 0, null);
@@ -182,7 +191,7 @@ public final class Merger {
     }
 
     /** {relative error, max abs diff}. */
-    private static double[] compare(float[] out, float[] ref) {
+    static double[] compare(float[] out, float[] ref) {
         double max = 0;
         for (int i = 0; i < ref.length; i++) {
             max = Math.max(max, Math.abs(out[i] - ref[i]));

@@ -16,15 +16,28 @@ import org.qalora.worker.backend.Tensor;
 public final class ActivationPlan {
     /** Per-projection adapter activations. */
     public static final class LoraBuffers {
-        public final Tensor pooled; // [N, G] pooled (and dropped-out) input, what A multiplies
-        public final Tensor mask;   // [N, G] dropout mask, null without dropout
+        /**
+         * [N, G] pooled (and dropped-out) input, what A multiplies; for plain LoRA [N, I], and null without
+         * dropout: A then multiplies the projection's input itself, which the layer keeps anyway.
+         */
+        public final Tensor pooled;
+        public final Tensor mask;   // same shape as pooled: dropout mask, null without dropout
         public final Tensor u;      // [N, r] s * pooled A^T
 
-        LoraBuffers(Backend be, int n, int groups, int rank, boolean dropout) {
-            pooled = be.allocate(n, groups);
+        LoraBuffers(Backend be, int n, int groups, int rank, boolean dropout, boolean copyInput) {
+            pooled = copyInput ? be.allocate(n, groups) : null;
             mask = dropout ? be.allocate(n, groups) : null;
             u = be.allocateActivation(n, rank);  // only ever a matrix-product operand
         }
+    }
+
+    /** Whether the adapter needs its own input buffer: always when pooling, for plain LoRA only to apply dropout. */
+    static boolean copiesInput(QaloraConfig adapter, boolean train) {
+        return !adapter.plainLora() || dropout(adapter, train);
+    }
+
+    private static boolean dropout(QaloraConfig adapter, boolean train) {
+        return train && adapter.dropout() > 0;
     }
 
     /** Forward activations of one decoder layer; shapes use N = batch * seqLen. */
@@ -64,7 +77,7 @@ public final class ActivationPlan {
             if (adapter != null) {
                 for (Projection p : adapter.orderedTargets()) {
                     lora.put(p, new LoraBuffers(be, n, p.inFeatures(d) / adapter.groupSize(), adapter.rank(),
-                            train && adapter.dropout() > 0));
+                            dropout(adapter, train), copiesInput(adapter, train)));
                 }
             }
         }
@@ -82,7 +95,7 @@ public final class ActivationPlan {
         public final Tensor dGate;  // [N, F]
         public final Tensor dUp;    // [N, F]
         public final Map<Projection, Tensor> dU = new EnumMap<>(Projection.class);      // [N, r]
-        public final Map<Projection, Tensor> dPooled = new EnumMap<>(Projection.class); // [N, G]
+        public final Map<Projection, Tensor> dPooled = new EnumMap<>(Projection.class); // [N, G], only with pooled
 
         GradBuffers(Backend be, LlamaDims d, AttentionShape s, QaloraConfig adapter) {
             int n = s.tokens();
@@ -98,7 +111,9 @@ public final class ActivationPlan {
             if (adapter != null) {
                 for (Projection p : adapter.orderedTargets()) {
                     dU.put(p, be.allocateActivation(n, adapter.rank()));
-                    dPooled.put(p, be.allocate(n, p.inFeatures(d) / adapter.groupSize()));
+                    if (copiesInput(adapter, true)) {
+                        dPooled.put(p, be.allocate(n, p.inFeatures(d) / adapter.groupSize()));
+                    }
                 }
             }
         }
@@ -131,10 +146,11 @@ public final class ActivationPlan {
     }
 
     /**
-     * @param logitChunkTokens when training and positive, lm_head, loss and their backward run over chunks of whole
+     * @param logitChunkTokens when positive, lm_head, loss and (training) their backward run over chunks of whole
      *                         sequences of at most this many tokens (at least one sequence), so only
      *                         {@code [chunk, V]} logits are ever held (with a 32000 vocabulary the full logits and
-     *                         their gradient are most of the activation memory); 0 holds them all
+     *                         their gradient are most of the activation memory); 0 holds them all (what reading
+     *                         the logits needs)
      */
     public ActivationPlan(LlamaModel model, QaloraConfig adapter, int batch, int seqLen, boolean training,
                           boolean recompute, int logitChunkTokens) {
@@ -189,8 +205,9 @@ public final class ActivationPlan {
         if (adapter != null) {
             for (Projection p : adapter.orderedTargets()) {
                 long g = p.inFeatures(d) / adapter.groupSize();
-                loraPerLayer += n * g * (training && adapter.dropout() > 0 ? 2 : 1) + n * adapter.rank();
-                loraGrad += n * g + n * adapter.rank();
+                loraPerLayer += n * g * ((copiesInput(adapter, training) ? 1 : 0) + (dropout(adapter, training) ? 1 : 0))
+                        + n * adapter.rank();
+                loraGrad += n * g * (copiesInput(adapter, true) ? 1 : 0) + n * adapter.rank();
             }
         }
         long layerSets = recompute ? 1 : d.layers();
@@ -206,7 +223,7 @@ public final class ActivationPlan {
 
     /** Rows of logits per chunk: whole sequences, as many as fit in {@code chunkTokens} (at least one). */
     static int logitRows(int batch, int seqLen, boolean training, int chunkTokens) {
-        if (!training || chunkTokens <= 0 || (long) batch * seqLen <= chunkTokens) {
+        if (chunkTokens <= 0 || (long) batch * seqLen <= chunkTokens) {
             return batch * seqLen;
         }
         int sequences = Math.max(1, chunkTokens / seqLen);

@@ -65,20 +65,20 @@ final class DecoderLayerPass {
 
         // MLP block, reversed: out = mid + down(swiglu(gate(a2), up(a2))), a2 = norm(mid). The first projection
         // into each gradient buffer writes it, the others add: no buffer needs zeroing.
-        projectBackward(model, l, adapter, plan, Projection.DOWN, dRes, g.dAct, false); // dAct[N,F]
+        projectBackward(model, l, adapter, plan, Projection.DOWN, a.act, dRes, g.dAct, false); // dAct[N,F]
         be.swigluBackward(g.dAct, a.gate, a.up, g.dGate, g.dUp);                     // dGate, dUp[N,F]
-        projectBackward(model, l, adapter, plan, Projection.UP, g.dUp, g.dA2, false);
-        projectBackward(model, l, adapter, plan, Projection.GATE, g.dGate, g.dA2, true); // dA2[N,H]
+        projectBackward(model, l, adapter, plan, Projection.UP, a.a2, g.dUp, g.dA2, false);
+        projectBackward(model, l, adapter, plan, Projection.GATE, a.a2, g.dGate, g.dA2, true); // dA2[N,H]
         be.rmsNormBackward(g.dA2, a.mid, w.postNorm(), a.rstd2, dRes);              // dRes = d mid
 
         // attention block, reversed: mid = x + o(attention(rope(q(a1)), rope(k(a1)), v(a1))), a1 = norm(x)
-        projectBackward(model, l, adapter, plan, Projection.O, dRes, g.dAttn, false); // dAttn[N,nH*d]
+        projectBackward(model, l, adapter, plan, Projection.O, a.attn, dRes, g.dAttn, false); // dAttn[N,nH*d]
         be.attentionBackward(g.dAttn, a.q, a.k, a.v, a.attentionState, plan.attention, g.dQ, g.dK, g.dV);
         be.ropeBackward(g.dK, rope.cos, rope.sin, plan.seqLen, d.kvHeads(), d.headDim());
         be.ropeBackward(g.dQ, rope.cos, rope.sin, plan.seqLen, d.heads(), d.headDim());
-        projectBackward(model, l, adapter, plan, Projection.V, g.dV, g.dA1, false);
-        projectBackward(model, l, adapter, plan, Projection.K, g.dK, g.dA1, true);
-        projectBackward(model, l, adapter, plan, Projection.Q, g.dQ, g.dA1, true);  // dA1[N,H]
+        projectBackward(model, l, adapter, plan, Projection.V, a.a1, g.dV, g.dA1, false);
+        projectBackward(model, l, adapter, plan, Projection.K, a.a1, g.dK, g.dA1, true);
+        projectBackward(model, l, adapter, plan, Projection.Q, a.a1, g.dQ, g.dA1, true); // dA1[N,H]
         be.rmsNormBackward(g.dA1, x, w.inputNorm(), a.rstd1, dRes);                 // dRes = d x
     }
 
@@ -90,10 +90,12 @@ final class DecoderLayerPass {
                 dropoutSeed(passSeed, l, p), observer, l, p);
     }
 
+    /** {@code x}: the projection's forward input (plain LoRA's adapter input when it has no dropout copy). */
     private static void projectBackward(LlamaModel model, int l, QaloraAdapter adapter, ActivationPlan plan,
-                                        Projection p, Tensor dy, Tensor dx, boolean accumulate) {
+                                        Projection p, Tensor x, Tensor dy, Tensor dx, boolean accumulate) {
         var slot = adapter == null ? null : adapter.slot(l, p);
         AdaptedProjection.backward(model.backend(), model.layer(l).get(p), slot,
-                adapter == null ? null : adapter.config(), dy, dx, accumulate, plan.layer(l).lora.get(p), plan.grads, p);
+                adapter == null ? null : adapter.config(), dy, dx, x, accumulate, plan.layer(l).lora.get(p),
+                plan.grads, p);
     }
 }

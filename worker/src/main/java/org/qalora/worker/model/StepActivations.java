@@ -63,7 +63,7 @@ final class StepActivations {
         if (adapter != null) {
             for (Projection p : adapter.orderedTargets()) {
                 lora.put(p, new ActivationPlan.LoraBuffers(be, rows, p.inFeatures(d) / adapter.groupSize(),
-                        adapter.rank(), false));
+                        adapter.rank(), false, ActivationPlan.copiesInput(adapter, false)));
             }
         }
     }

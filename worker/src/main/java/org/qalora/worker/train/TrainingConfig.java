@@ -32,12 +32,13 @@ public record TrainingConfig(double learningRate, double beta1, double beta2, do
      * so what changes between conventions is how strongly a given change of A moves the output: with mean pooling
      * the pooled inputs are ~1/sqrt(g) of an input's size (an average of g roughly independent values), and
      * the project's measurement on a small pretrained LLaMA found mean pooling trains well only at ~5x plain LoRA's rate, hence
-     * LoRA 2e-4 -> mean 1e-3. Sum pooling (~sqrt(g) larger inputs) and PEFT's mean x (in/g) work at LoRA's rate.
+     * LoRA 2e-4 -> mean 1e-3. Sum pooling (~sqrt(g) larger inputs) and PEFT's mean x (in/g) work at LoRA's rate,
+     * and so does plain LoRA ({@link Pooling#NONE}).
      */
     public static double defaultLearningRate(Pooling pooling) {
         return switch (pooling) {
             case MEAN -> 5 * LORA_LEARNING_RATE;
-            case SUM, PEFT -> LORA_LEARNING_RATE;
+            case SUM, PEFT, NONE -> LORA_LEARNING_RATE;
         };
     }
 

@@ -43,9 +43,40 @@ class PeftAdapterTest {
         e = assertThrows(IllegalArgumentException.class, () -> PeftAdapter.parseConfig(
                 base.replace("q_proj", "qkv_proj") + "}", "cfg.json"));
         assertTrue(e.getMessage().contains("qkv_proj"), e.getMessage());
+        QaloraConfig lora = PeftAdapter.parseConfig(base.replace("true", "false") + "}", "cfg.json");
+        assertTrue(lora.plainLora(), "use_qalora false is a plain LoRA adapter");
+        assertEquals(1, lora.groupSize());
         e = assertThrows(IllegalArgumentException.class,
-                () -> PeftAdapter.parseConfig(base.replace("true", "false") + "}", "cfg.json"));
-        assertTrue(e.getMessage().contains("use_qalora"), e.getMessage());
+                () -> PeftAdapter.parseConfig(base + ",\"qalora_pooling\":\"none\"}", "cfg.json"));
+        assertTrue(e.getMessage().contains("'none' is unknown"), "none is not a QA-LoRA pooling: " + e.getMessage());
+    }
+
+    @Test
+    void aPlainLoraAdapterRoundTripsAndIsRefusedOnAQuantizedModel() throws Exception {
+        QaloraConfig lora = QaloraConfig.lora(4, 8, 0.05);
+        String json = PeftAdapter.configJson(lora, "/m");
+        assertTrue(json.contains("\"use_qalora\" : false") && !json.contains("qalora_group_size"), json);
+        assertEquals(lora, PeftAdapter.parseConfig(json, "x"));
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel gptq = LlamaModel.load(Fixtures.tinyLlamaGptq().toString(), be);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> AdapterState.initial(gptq, lora, 1));
+            assertTrue(e.getMessage().contains("plain LoRA (--method lora) trains a float base"), e.getMessage());
+            LlamaModel dense = LlamaModel.load(Fixtures.tinyLlama().toString(), be);
+            AdapterState s = AdapterState.initial(dense, lora, 1);
+            assertArrayEquals(new long[] {4, 128}, s.shape(PeftKeys.a(0, Projection.Q)), "A [r, in]");
+            float bound = (float) (1 / Math.sqrt(128));
+            float max = 0;
+            for (float v : s.weights(PeftKeys.a(0, Projection.Q))) {
+                max = Math.max(max, Math.abs(v));
+            }
+            assertTrue(max <= bound && max > 0.9f * bound, "PEFT's LoRA init U(-1/sqrt(in), 1/sqrt(in)): " + max);
+            String dir = tmp.resolve("lora").toString();
+            s.writePeft(dir, Fixtures.tinyLlama().toString());
+            PeftAdapter back = PeftAdapter.read(dir);
+            assertEquals(lora, back.config());
+            assertArrayEquals(s.weights(PeftKeys.a(1, Projection.DOWN)), back.weights().get(PeftKeys.a(1, Projection.DOWN)));
+        }
     }
 
     @Test

@@ -29,7 +29,7 @@ class ZeroPointMergeTest {
     static void close() { BE.close(); }
 
     @ParameterizedTest
-    @EnumSource(Pooling.class)
+    @EnumSource(value = Pooling.class, names = "NONE", mode = EnumSource.Mode.EXCLUDE) // plain LoRA: LoraMergeTest
     void mergedModelReproducesAdapterLogits(Pooling pooling) {
         LlamaDims d = TinyModels.dims(40, 64, 96, 2, 4, 2);
         LlamaModel model = TinyModels.random(BE, d, 4, 32, 21);
@@ -57,7 +57,7 @@ class ZeroPointMergeTest {
     }
 
     @ParameterizedTest
-    @EnumSource(Pooling.class)
+    @EnumSource(value = Pooling.class, names = "NONE", mode = EnumSource.Mode.EXCLUDE) // plain LoRA: LoraMergeTest
     void zeroBKeepsZerosUnchanged(Pooling pooling) {
         QuantizedMatrix q = TinyModels.randomQuantized(new SplittableRandom(1), 8, 64, 4, 32, 0.1);
         QaloraConfig cfg = QaloraConfig.allProjections(2, 4, 32, pooling, 0.0);

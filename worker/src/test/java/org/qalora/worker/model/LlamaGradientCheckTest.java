@@ -19,8 +19,9 @@ import org.qalora.worker.backend.GradCheck;
 
 /**
  * Finite-difference check of the whole backward on a small random model: the gradient of every adapter tensor
- * (every projection type of every layer) against central differences of the loss, for each pooling convention,
- * dense and quantized bases, with dropout, and with recomputation (which must give bit-identical gradients).
+ * (every projection type of every layer) against central differences of the loss, for each pooling convention and
+ * plain LoRA ({@code NONE}: A [r, in] on a dense base, its input gradient added without pooling), dense and
+ * quantized bases, with dropout, and with recomputation (which must give bit-identical gradients).
  */
 class LlamaGradientCheckTest {
     private static final CpuBackend BE = new CpuBackend(2);
@@ -30,7 +31,8 @@ class LlamaGradientCheckTest {
 
     @ParameterizedTest
     @CsvSource({"MEAN, 4, 0.0, ALL", "SUM, 4, 0.0, ALL", "PEFT, 0, 0.0, ALL", "MEAN, 3, 0.3, ALL",
-                "SUM, 2, 0.0, V DOWN", "MEAN, 8, 0.1, O GATE"})
+                "SUM, 2, 0.0, V DOWN", "MEAN, 8, 0.1, O GATE", "NONE, 0, 0.0, ALL", "NONE, 0, 0.3, ALL",
+                "NONE, 0, 0.0, K UP"})
     void adapterGradientsMatchFiniteDifferences(Pooling pooling, int bits, double dropout, String adapted) {
         LlamaDims d = TinyModels.dims(40, 32, 64, 2, 4, 2);
         LlamaModel model = TinyModels.random(BE, d, bits, 8, 11);
@@ -42,7 +44,7 @@ class LlamaGradientCheckTest {
                 set.add(Projection.valueOf(t));
             }
         }
-        QaloraConfig cfg = new QaloraConfig(4, 8, 8, pooling, dropout, set);
+        QaloraConfig cfg = new QaloraConfig(4, 8, pooling == Pooling.NONE ? 1 : 8, pooling, dropout, set);
         SplittableRandom rng = new SplittableRandom(5);
         Map<String, float[]> w = QaloraAdapter.initialWeights(d, cfg, 3);
         for (Map.Entry<String, float[]> e : w.entrySet()) {

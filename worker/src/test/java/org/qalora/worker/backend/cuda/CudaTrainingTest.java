@@ -131,6 +131,48 @@ class CudaTrainingTest {
         }
     }
 
+    /**
+     * Plain LoRA ({@code --method lora}) on the fixture's float model: A multiplies the (bf16 under mixed precision)
+     * projection input itself and its input gradient is added without pooling. fp32 on the GPU must agree with the
+     * CPU; bf16 must lower the loss; the float merge's logit check must pass on the GPU.
+     */
+    @Test
+    void plainLoraOnTheFloatModelMatchesTheCpuAndMerges() throws Exception {
+        QaloraConfig lora = QaloraConfig.lora(8, 16, 0.05);
+        TrainingConfig tc = new TrainingConfig(5e-3, 0.9, 0.999, 1e-8, 0.0, 0.3, Schedule.CONSTANT, 0, 8, false);
+        TrainResult cpu;
+        try (CpuBackend be = new CpuBackend(2)) {
+            LlamaModel model = LlamaModel.load(Fixtures.tinyLlama().toString(), be);
+            cpu = new LocalTrainer(model, lora, tc).run(AdapterState.initial(model, lora, 1), steps(6), 9);
+        }
+        try (CudaBackend gpu = CudaTestSupport.backendOrSkip(Precision.FP32)) {
+            LlamaModel model = LlamaModel.load(Fixtures.tinyLlama().toString(), gpu);
+            TrainResult g = new LocalTrainer(model, lora, tc.withRecompute(true)).run(AdapterState.initial(model, lora, 1),
+                    steps(6), 9);
+            double worst = 0;
+            for (String key : cpu.state().keys()) {
+                float[] c = cpu.state().weights(key), w = g.state().weights(key);
+                for (int i = 0; i < c.length; i++) {
+                    worst = Math.max(worst, Math.abs(c[i] - w[i]));
+                }
+            }
+            System.out.printf("GPU fp32 plain LoRA vs CPU after 6 steps: max abs adapter difference %.2e; losses %s%n",
+                    worst, Arrays.toString(g.stepLosses()));
+            assertTrue(worst <= 1e-4, "GPU fp32 LoRA adapters differ from the CPU's by " + worst);
+            assertTrue(g.stepLosses()[5] < g.stepLosses()[0] - 0.2, Arrays.toString(g.stepLosses()));
+            Merger.Report report = Merger.merge(model, g.state(), tmp.resolve("lora-merged").toString());
+            assertEquals(14, report.mergedProjections());
+            assertTrue(report.relativeLogitError() < 1e-5, "merged float vs adapter logits on the GPU: "
+                    + report.relativeLogitError());
+        }
+        try (CudaBackend gpu = CudaTestSupport.backendOrSkip(Precision.BF16)) {
+            LlamaModel model = LlamaModel.load(Fixtures.tinyLlama().toString(), gpu);
+            TrainResult g = new LocalTrainer(model, lora, tc).run(AdapterState.initial(model, lora, 1), steps(6), 9);
+            System.out.printf("GPU bf16 plain LoRA: loss %.4f -> %.4f%n", g.stepLosses()[0], g.stepLosses()[5]);
+            assertTrue(g.stepLosses()[5] < g.stepLosses()[0] - 0.2, Arrays.toString(g.stepLosses()));
+        }
+    }
+
     static String digest(Path file) throws Exception {
         return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(file)));
     }

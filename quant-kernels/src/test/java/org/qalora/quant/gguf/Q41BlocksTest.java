@@ -11,6 +11,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.Test;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.testing.Q41Check;
 import org.qalora.quant.util.SplitMix64;
 
 /**
@@ -43,27 +44,8 @@ class Q41BlocksTest {
         return b.toByteArray();
     }
 
-    /** Max over weights of |d q + m - S (q - Z)| / bound, reading GGUF row r as source row order[r]. */
     static double worstRatio(QuantizedMatrix q, byte[] data, int[] order) {
-        int blocksPerRow = q.inFeatures() / Q41Blocks.BLOCK;
-        double worst = 0;
-        for (int r = 0; r < q.outFeatures(); r++) {
-            int o = order == null ? r : order[r];
-            for (int b = 0; b < blocksPerRow; b++) {
-                int block = r * blocksPerRow + b;
-                double d = Q41Blocks.d(data, block), m = Q41Blocks.m(data, block);
-                int k = b * Q41Blocks.BLOCK / q.groupSize();
-                double s = q.scale(k, o), z = q.zero(k, o);
-                for (int j = 0; j < Q41Blocks.BLOCK; j++) {
-                    int c = Q41Blocks.code(data, block, j);
-                    int orig = q.code(o, b * Q41Blocks.BLOCK + j);
-                    double err = Math.abs(d * c + m - s * (orig - z));
-                    double bound = Half.bound(-s * z) + (d == s ? 0 : Half.bound(s) * orig);
-                    worst = Math.max(worst, err / bound);
-                }
-            }
-        }
-        return worst;
+        return Q41Check.compare(q, data, order).worstRatio();
     }
 
     @ParameterizedTest(name = "{0}-bit, groups of {1}")
@@ -85,6 +67,23 @@ class Q41BlocksTest {
                 }
             }
         }
+    }
+
+    @Test
+    void blockLayoutIsGgmls() throws IOException {
+        // one row of 32: codes 0..15 then 15..0, S = 1, Z = 0.5, so d = 1 (0x3C00) and m = -0.5 (0xB800);
+        // qs[j] holds weight j in its low nibble and weight j + 16 in its high nibble
+        int[] codes = new int[32];
+        for (int j = 0; j < 16; j++) {
+            codes[j] = j;
+            codes[16 + j] = 15 - j;
+        }
+        byte[] data = encode(QuantizedMatrix.fromCodes(1, 32, 4, 32, codes, new float[] {1f}, new float[] {0.5f}), null);
+        StringBuilder qs = new StringBuilder();
+        for (int j = 0; j < 16; j++) {
+            qs.append(String.format("%x%x", 15 - j, j));
+        }
+        assertEquals("003c00b8" + qs, java.util.HexFormat.of().formatHex(data));
     }
 
     @Test

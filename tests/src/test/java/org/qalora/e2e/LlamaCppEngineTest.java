@@ -24,6 +24,9 @@ import org.qalora.datasets.tokenize.TextTokenizer;
 import org.qalora.driver.eval.CliRun;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.gguf.GgufFile;
+import org.qalora.quant.gguf.GgufMetadata;
+import org.qalora.quant.gguf.GgufTensorInfo;
+import org.qalora.quant.gguf.GgufWriter;
 import org.qalora.quant.gptq.GptqCodec;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
@@ -301,6 +304,52 @@ class LlamaCppEngineTest {
             tokens += theirs.length;
         }
         System.out.printf("LlamaCppEngineTest: %d texts, %d tokens tokenized identically%n", texts.size(), tokens);
+    }
+
+    @Test
+    void withConvertHfToGgufsScoresLlamaCppWouldTokenizeDifferently() throws Exception {
+        // convert_hf_to_gguf.py's LlamaHfVocab gives every token the score -1000; llama.cpp then joins pairs left to
+        // right instead of in merge order. The same file with those scores must fail the comparison above.
+        GgufFile f = GgufFile.open(gguf.toString(), HadoopPaths.defaults());
+        GgufMetadata m = new GgufMetadata();
+        for (Map.Entry<String, GgufMetadata.Value> e : f.metadata().values().entrySet()) {
+            if (e.getKey().equals("tokenizer.ggml.scores")) {
+                float[] flat = new float[VOCAB];
+                java.util.Arrays.fill(flat, -1000f);
+                m.putFloat32s(e.getKey(), flat);
+            } else {
+                m.put(e.getKey(), e.getValue());
+            }
+        }
+        List<GgufWriter.Tensor> tensors = new ArrayList<>();
+        for (GgufTensorInfo t : f.tensors()) {
+            tensors.add(new GgufWriter.Tensor(t.name(), t.dims(), t.type(), o -> o.write(f.bytes(t.name()))));
+        }
+        Path flat = dir.resolve("flat-scores.gguf");
+        try (var o = Files.newOutputStream(flat)) {
+            GgufWriter.write(o, m, tensors);
+        }
+        Path work = Files.createDirectories(dir.resolve("engine-flat"));
+        Map<String, Object> request = new LinkedHashMap<>();
+        request.put("model", flat.toString());
+        request.put("threads", 1);
+        request.put("contextSize", 64);
+        request.put("maxNewTokens", 1);
+        request.put("tokenize", texts);
+        request.put("prompts", List.of());
+        JsonNode results = LlamaCppEngine.open(repo, dir).run(request, work, VOCAB).json().get("tokenize");
+        int differ = 0;
+        String example = null;
+        for (int i = 0; i < texts.size(); i++) {
+            if (!java.util.Arrays.equals(tok.encode(texts.get(i), false), ints(results.get(i).get("ids")))) {
+                differ++;
+                example = example != null ? example : json(texts.get(i));
+            }
+        }
+        System.out.printf("LlamaCppEngineTest: with every score -1000, %d of %d texts tokenize differently (e.g. %s)%n",
+                differ, texts.size(), example);
+        assertTrue(differ > 0, "flat scores tokenized every text as HF does: the tokenization check would not notice"
+                + " wrong scores");
     }
 
     @Test

@@ -84,6 +84,33 @@ class GgufExportTest {
         assertTrue(printed.contains("warning: 20 merge pairs"), "the shrunk tiny tokenizer's gaps are reported: " + printed);
     }
 
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}-bit codes, groups of {1}")
+    @org.junit.jupiter.params.provider.CsvSource({"2, 64", "3, 128", "4, -1"})
+    void lowerBitsAndLargerGroupsBecomeRepeatedQ41Blocks(int bits, int group) throws IOException {
+        // zeros moved off the integers by a third of a step, as a merge would
+        Path m = ExportFixtures.quantized(dir, "rtn-" + bits + "-" + group, bits, group, z -> {
+            for (int i = 0; i < z.length; i++) {
+                z[i] += (i % 7 - 3) / 9f;
+            }
+            return z;
+        });
+        Path out = dir.resolve("rtn-" + bits + "-" + group + ".gguf");
+        assertEquals(0, ExportFixtures.export("--model", m.toString(), "--format", "gguf", "--out", out.toString()).code());
+        GgufFile f = GgufFile.open(out.toString(), HadoopPaths.defaults());
+        try (Checkpoint ck = Checkpoint.open(m.toString())) {
+            LlamaConfig c = ck.config();
+            for (int l = 0; l < c.numHiddenLayers(); l++) {
+                for (Projection p : Projection.values()) {
+                    QuantizedMatrix q = GptqCodec.read(ck, p.prefix(l));
+                    assertEquals(bits, q.bits());
+                    String name = "blk." + l + "." + ExportPlan.ggufName(p) + ".weight";
+                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), rowOrder(p, c));
+                    assertTrue(r.holds(), name + ": " + r);
+                }
+            }
+        }
+    }
+
     @Test
     void denseTensorsAreTheCheckpointsUpToHalfRounding() throws IOException {
         GgufFile f = GgufFile.open(gguf.toString(), HadoopPaths.defaults());

@@ -38,6 +38,7 @@ import org.qalora.worker.adapter.PeftKeys;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.export.GgufExport;
 import org.qalora.worker.export.RopeRowOrder;
 import org.qalora.worker.merge.Merger;
 import org.qalora.worker.model.CachedPass;
@@ -266,13 +267,8 @@ class LlamaCppEngineTest {
                         shiftSum += Math.abs(after[i] - before[i]);
                         shiftMax = Math.max(shiftMax, Math.abs(after[i] - before[i]));
                     }
-                    int[] order = p == Projection.Q ? RopeRowOrder.of(c.numAttentionHeads(), c.headDim())
-                            : p == Projection.K ? RopeRowOrder.of(c.numKeyValueHeads(), c.headDim()) : null;
-                    String name = "blk." + l + "." + switch (p) {
-                        case Q -> "attn_q"; case K -> "attn_k"; case V -> "attn_v"; case O -> "attn_output";
-                        case GATE -> "ffn_gate"; case UP -> "ffn_up"; case DOWN -> "ffn_down";
-                    } + ".weight";
-                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), order);
+                    String name = GgufExport.tensorName(l, p);
+                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), RopeRowOrder.of(p, c));
                     assertTrue(r.holds(), name + ": " + r);
                     maxError = Math.max(maxError, r.maxError());
                     worst = Math.max(worst, r.worstRatio());

@@ -69,7 +69,7 @@ final class ExportPlan {
                     + " GGUF yet (llama.cpp needs a rope_freqs tensor for it); export a model with default RoPE");
         }
         LlamaDims dims = LlamaDims.of(c);
-        int h = c.hiddenSize(), v = c.vocabSize(), hd = c.headDim();
+        int h = c.hiddenSize(), v = c.vocabSize();
         GptqConfig gptq = c.quantization();
         List<Tensor> out = new ArrayList<>();
         List<String> misfits = new ArrayList<>();
@@ -80,12 +80,7 @@ final class ExportPlan {
             out.add(dense(ck, hf + "input_layernorm.weight", blk + "attn_norm.weight", GgmlType.F32, h));
             for (Projection p : Projection.values()) {
                 int rows = p.outFeatures(dims), cols = p.inFeatures(dims);
-                int[] order = switch (p) {
-                    case Q -> RopeRowOrder.of(c.numAttentionHeads(), hd);
-                    case K -> RopeRowOrder.of(c.numKeyValueHeads(), hd);
-                    default -> null;
-                };
-                out.add(projection(ck, gptq, p.prefix(l), blk + ggufName(p) + ".weight", rows, cols, order,
+                out.add(projection(ck, gptq, p.prefix(l), tensorName(l, p), rows, cols, RopeRowOrder.of(p, c),
                         allowDequantized, misfits));
             }
             out.add(dense(ck, hf + "post_attention_layernorm.weight", blk + "ffn_norm.weight", GgmlType.F32, h));
@@ -104,8 +99,13 @@ final class ExportPlan {
         return new ExportPlan(c, List.copyOf(out));
     }
 
+    /** The GGUF tensor of projection {@code p} in layer {@code layer}: {@code blk.3.attn_q.weight}. */
+    static String tensorName(int layer, Projection p) {
+        return "blk." + layer + "." + ggufName(p) + ".weight";
+    }
+
     /** llama.cpp's names (LLM_TENSOR_NAMES for LLM_ARCH_LLAMA). */
-    static String ggufName(Projection p) {
+    private static String ggufName(Projection p) {
         return switch (p) {
             case Q -> "attn_q";
             case K -> "attn_k";

@@ -64,6 +64,11 @@ public final class GgufExport {
 
     private GgufExport() {}
 
+    /** The GGUF tensor that holds projection {@code p} of layer {@code layer}, e.g. {@code blk.3.attn_q.weight}. */
+    public static String tensorName(int layer, org.qalora.worker.model.Projection p) {
+        return ExportPlan.tensorName(layer, p);
+    }
+
     public static Report export(String model, String out, Options o, HadoopPaths paths) throws IOException {
         if (!paths.isDirectory(model)) {
             throw new IllegalArgumentException(model + ": no such model directory (give the directory holding"

@@ -1,5 +1,8 @@
 package org.qalora.worker.export;
 
+import org.qalora.quant.config.LlamaConfig;
+import org.qalora.worker.model.Projection;
+
 /**
  * The row order llama.cpp's rotary embedding needs for q_proj and k_proj.
  *
@@ -12,6 +15,15 @@ package org.qalora.worker.export;
  */
 public final class RopeRowOrder {
     private RopeRowOrder() {}
+
+    /** The order for projection {@code p} of a model with config {@code c}: q_proj and k_proj move, others null. */
+    public static int[] of(Projection p, LlamaConfig c) {
+        return switch (p) {
+            case Q -> of(c.numAttentionHeads(), c.headDim());
+            case K -> of(c.numKeyValueHeads(), c.headDim());
+            default -> null;
+        };
+    }
 
     /** {@code order[r]} = the HF row that becomes GGUF row r, for {@code heads} heads of {@code headDim} rows. */
     public static int[] of(int heads, int headDim) {

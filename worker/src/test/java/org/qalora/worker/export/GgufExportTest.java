@@ -47,14 +47,6 @@ class GgufExportTest {
         printed = r.out();
     }
 
-    static int[] rowOrder(Projection p, LlamaConfig c) {
-        return switch (p) {
-            case Q -> RopeRowOrder.of(c.numAttentionHeads(), c.headDim());
-            case K -> RopeRowOrder.of(c.numKeyValueHeads(), c.headDim());
-            default -> null;
-        };
-    }
-
     @Test
     void everyProjectionIsTheMergedMatrixUpToTheRoundingOfM() throws IOException {
         GgufFile f = GgufFile.open(gguf.toString(), HadoopPaths.defaults());
@@ -66,10 +58,10 @@ class GgufExportTest {
                 for (Projection p : Projection.values()) {
                     QuantizedMatrix q = GptqCodec.read(ck, p.prefix(l));
                     realZeros |= !q.hasIntegerZeros();
-                    String name = "blk." + l + "." + ExportPlan.ggufName(p) + ".weight";
+                    String name = ExportPlan.tensorName(l, p);
                     assertEquals(GgmlType.Q4_1, f.tensor(name).type());
                     assertArrayEquals(new long[] {q.inFeatures(), q.outFeatures()}, f.tensor(name).dims());
-                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), rowOrder(p, c));
+                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), RopeRowOrder.of(p, c));
                     assertTrue(r.holds(), name + ": " + r);
                     maxError = Math.max(maxError, r.maxError());
                     worst = Math.max(worst, r.worstRatio());
@@ -103,9 +95,37 @@ class GgufExportTest {
                 for (Projection p : Projection.values()) {
                     QuantizedMatrix q = GptqCodec.read(ck, p.prefix(l));
                     assertEquals(bits, q.bits());
-                    String name = "blk." + l + "." + ExportPlan.ggufName(p) + ".weight";
-                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), rowOrder(p, c));
+                    String name = ExportPlan.tensorName(l, p);
+                    Q41Check.Result r = Q41Check.compare(q, f.bytes(name), RopeRowOrder.of(p, c));
                     assertTrue(r.holds(), name + ": " + r);
+                }
+            }
+        }
+    }
+
+    @Test
+    void aDenseModelBecomesF16WithTheSameRowOrder() throws IOException {
+        Path out = dir.resolve("dense.gguf");
+        String dense = org.qalora.quant.testing.Fixtures.tinyLlama().toString();
+        ExportFixtures.Run r = ExportFixtures.export("--model", dense, "--format", "gguf", "--out", out.toString(),
+                "--tokenizer", ExportFixtures.tinyTokenizer().toString());
+        assertEquals(0, r.code(), r.err());
+        GgufFile f = GgufFile.open(out.toString(), HadoopPaths.defaults());
+        assertEquals(1, f.metadata().integer("general.file_type"), "MOSTLY_F16");
+        try (Checkpoint ck = Checkpoint.open(dense)) {
+            LlamaConfig c = ck.config();
+            for (Projection p : Projection.values()) {
+                String name = ExportPlan.tensorName(1, p);
+                assertEquals(GgmlType.F16, f.tensor(name).type());
+                float[] ours = ck.floats(p.prefix(1) + ".weight"), theirs = f.floats(name);
+                int[] order = RopeRowOrder.of(p, c);
+                int in = (int) f.tensor(name).dims()[0];
+                for (int row = 0; row < theirs.length / in; row++) {
+                    int src = order == null ? row : order[row];
+                    for (int i = 0; i < in; i++) {
+                        float w = ours[src * in + i];
+                        assertTrue(Math.abs(theirs[row * in + i] - w) <= Half.bound(w), name + " row " + row);
+                    }
                 }
             }
         }

@@ -51,7 +51,7 @@ class ExportToHdfsTest {
     @AfterAll
     static void stop() {
         if (cluster != null) {
-            cluster.hdfs.shutdown();
+            cluster.close();
         }
     }
 

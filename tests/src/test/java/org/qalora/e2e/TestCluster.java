@@ -92,6 +92,14 @@ final class TestCluster implements AutoCloseable {
     @Override
     public void close() {
         hdfs.shutdown(true);
+        // Hadoop caches one client per scheme and authority, whatever the configuration: a later test class whose
+        // own cluster serves the same logical nameservice (hdfs://qalora-ns) would get this dead NameNode's client
+        // (seen as "Connection refused" to the old port when EvalOnClusterTest ran after TrainOnClusterTest).
+        try {
+            FileSystem.closeAll();
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
     }
 
 }

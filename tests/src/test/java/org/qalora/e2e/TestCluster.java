@@ -89,18 +89,16 @@ final class TestCluster implements AutoCloseable {
         return new JavaSparkContext(conf);
     }
 
-    /**
-     * Shuts the cluster down and empties Hadoop's FileSystem cache: it is keyed by scheme, authority and user, not
-     * by configuration, so the next test class's cluster (the same nameservice on another port) would otherwise get
-     * this one's dead client ("Connection refused" to the old NameNode port).
-     */
     @Override
     public void close() {
         hdfs.shutdown(true);
+        // Hadoop caches one client per scheme and authority, whatever the configuration: a later test class whose
+        // own cluster serves the same logical nameservice (hdfs://qalora-ns) would get this dead NameNode's client
+        // (seen as "Connection refused" to the old port when EvalOnClusterTest ran after TrainOnClusterTest).
         try {
-            org.apache.hadoop.fs.FileSystem.closeAll();
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException("closing the cached Hadoop file systems", e);
+            FileSystem.closeAll();
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
         }
     }
 

@@ -5,6 +5,7 @@ import org.qalora.datasets.cli.PrepareCommand;
 import org.qalora.datasets.cli.TokenizeCommand;
 import org.qalora.worker.cli.EvalBatchCommand;
 import org.qalora.worker.cli.MergeCommand;
+import org.qalora.worker.export.ExportCommand;
 import org.qalora.worker.quantize.QuantizeCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -17,7 +18,8 @@ import picocli.CommandLine.Command;
 @Command(name = "qalora", mixinStandardHelpOptions = true, version = "qalora 0.1.0",
         description = "QA-LoRA fine-tuning of quantized LLaMA models on Apache Spark.",
         subcommands = {TrainCommand.class, QuantizeCommand.class, PrepareCommand.class, TokenizeCommand.class,
-                EvalBatchCommand.class, MergeCommand.class, GenerateCommand.class, EvalCommand.class})
+                EvalBatchCommand.class, MergeCommand.class, GenerateCommand.class, EvalCommand.class,
+                ExportCommand.class})
 public final class QaloraCli implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -35,7 +35,7 @@ class QaloraCliTest {
         Run r = run("--help");
         assertEquals(0, r.code());
         for (String c : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "merge", "generate",
-                "eval"}) {
+                "eval", "export"}) {
             assertTrue(r.out().contains("  " + c + " "), c + " missing from:\n" + r.out());
         }
         Run t = run("train", "--help");

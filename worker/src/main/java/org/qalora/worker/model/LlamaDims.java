@@ -1,5 +1,8 @@
 package org.qalora.worker.model;
 
+import org.qalora.quant.config.LlamaConfig;
+import org.qalora.quant.config.RopeScaling;
+
 /**
  * The architecture numbers the forward pass needs, read from an HF {@code config.json}.
  *
@@ -18,5 +21,16 @@ public record LlamaDims(int vocab, int hidden, int intermediate, int layers, int
         if (headDim % 2 != 0) {
             throw new IllegalArgumentException("head_dim " + headDim + " must be even for rotary embeddings");
         }
+    }
+
+    /** The architecture numbers of a parsed config.json. */
+    public static LlamaDims of(LlamaConfig c) {
+        RopeScaling s = c.ropeScaling();
+        RopeParams rope = s == null ? RopeParams.plain(c.ropeTheta())
+                : RopeParams.llama3(c.ropeTheta(), s.factor(), s.lowFreqFactor(), s.highFreqFactor(),
+                        s.originalMaxPositionEmbeddings());
+        return new LlamaDims(c.vocabSize(), c.hiddenSize(), c.intermediateSize(), c.numHiddenLayers(),
+                c.numAttentionHeads(), c.numKeyValueHeads(), c.headDim(), (float) c.rmsNormEps(), rope,
+                c.tieWordEmbeddings());
     }
 }

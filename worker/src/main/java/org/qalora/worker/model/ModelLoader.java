@@ -10,7 +10,6 @@ import java.util.TreeMap;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
-import org.qalora.quant.config.RopeScaling;
 import org.qalora.quant.gptq.GptqCodec;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
@@ -87,13 +86,7 @@ final class ModelLoader {
 
     /** The architecture numbers of a parsed config.json. */
     static LlamaDims dims(LlamaConfig c) {
-        RopeScaling s = c.ropeScaling();
-        RopeParams rope = s == null ? RopeParams.plain(c.ropeTheta())
-                : RopeParams.llama3(c.ropeTheta(), s.factor(), s.lowFreqFactor(), s.highFreqFactor(),
-                        s.originalMaxPositionEmbeddings());
-        return new LlamaDims(c.vocabSize(), c.hiddenSize(), c.intermediateSize(), c.numHiddenLayers(),
-                c.numAttentionHeads(), c.numKeyValueHeads(), c.headDim(), (float) c.rmsNormEps(), rope,
-                c.tieWordEmbeddings());
+        return LlamaDims.of(c);
     }
 
     private static float[] dense(Checkpoint ck, String name, long... shape) throws IOException {

@@ -48,7 +48,11 @@ class HfReferenceTest {
 
     static Stream<Arguments> references() {
         Path repo = CliRun.repo();
+        // The claim model ships in samples/claim/model; -Dqalora.claim.model=DIR points elsewhere.
         String claim = System.getProperty("qalora.claim.model", "");
+        if (claim.isBlank() && Files.isDirectory(repo.resolve("samples/claim/model"))) {
+            claim = repo.resolve("samples/claim/model").toString();
+        }
         claim = claim.isBlank() ? null : claim;
         String claimTokenizer = claim == null ? null : Path.of(claim, "tokenizer.json").toString();
         return Stream.of(

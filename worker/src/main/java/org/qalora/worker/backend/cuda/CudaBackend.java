@@ -39,7 +39,8 @@ public final class CudaBackend implements Backend {
     private final Precision precision;
     private final DType compute;
     private final CudaAttention attention;
-    private final DeviceScratch weightScratch, convA, convB, ints, rowLoss;
+    private final DeviceScratch ints, rowLoss;
+    private final CudaProducts products;
     private final Operands operands;
     private final MultiTensorOps multi;
     private final AdapterFold fold;
@@ -62,12 +63,10 @@ public final class CudaBackend implements Backend {
         this.compute = precision == Precision.BF16 ? DType.BF16 : DType.F32;
         this.attention = new CudaAttention(cuda, kernels, blas, compute, new Operands(kernels));
         attention.blocks(DEFAULT_ATTENTION_BLOCKS);
-        weightScratch = new DeviceScratch(cuda);
-        convA = new DeviceScratch(cuda);
-        convB = new DeviceScratch(cuda);
         ints = new DeviceScratch(cuda);
         rowLoss = new DeviceScratch(cuda);
         operands = new Operands(kernels);
+        products = new CudaProducts(cuda, blas, quant, compute, operands);
         multi = new MultiTensorOps(cuda, kernels);
         fold = new AdapterFold(cuda, blas, kernels);
     }
@@ -200,7 +199,7 @@ public final class CudaBackend implements Backend {
         cuda.zeroBytes(c.pointer(), (long) c.size() * c.elementBytes());
     }
 
-    private static void requireSize(long got, long want, String what) {
+    static void requireSize(long got, long want, String what) {
         if (got != want) {
             throw new IllegalArgumentException(what + ": size mismatch, " + got + " vs " + want);
         }
@@ -273,110 +272,41 @@ public final class CudaBackend implements Backend {
         return fold.fold((CudaLinearWeight.Quantized) w, own(a), own(b), factor);
     }
 
-    /** The weight {@code [O, I]} as a GEMM operand of the compute type (dequantized into the scratch if needed). */
-    private long weightOperand(LinearWeight w) {
-        return switch (w) {
-            case CudaLinearWeight.Quantized q -> dequantized(q);
-            case CudaLinearWeight.Folded f -> dequantized(f);
-            case CudaLinearWeight.Dense d -> compute == DType.BF16 ? d.bf16().pointer() : d.weight().pointer();
-            default -> throw new IllegalArgumentException(w + " does not belong to " + name());
-        };
-    }
-
-    private long dequantized(QuantKernelModule.DeviceWeight q) {
-        long p = weightScratch.get((long) compute.bytes() * q.out() * q.in());
-        if (compute == DType.BF16) {
-            quant.dequantizeBf16(q, p);
-        } else {
-            quant.dequantize(q, p, false);
-        }
-        return p;
-    }
-
-    // ---- matrix products ----
-
-    private long operand(CudaTensor t, DeviceScratch slot) { return operands.as(t, compute, slot); }
-
-    private static DType type(CudaTensor t) { return Operands.type(t); }
-
-    /**
-     * Row-major {@code c[M, N] (+)= op(a) op(b)}. All-fp32 products run in fp32; any bf16 tensor (mixed precision)
-     * makes both inputs bf16 (fp32 ones are converted into scratch), accumulating in fp32 into c's own type.
-     */
-    private void product(boolean transA, boolean transB, int m, int n, int k, CudaTensor a, int lda, CudaTensor b,
-                         int ldb, CudaTensor c, float alpha, boolean accumulate) {
-        boolean mixed = a.bf16 || b.bf16 || c.bf16;
-        DType in = mixed ? DType.BF16 : DType.F32;
-        long pa = operands.as(a, in, convA), pb = operands.as(b, in, convB);
-        blas.gemm(transA, transB, m, n, k, alpha, pa, in, lda, 0, pb, in, ldb, 0, accumulate ? 1f : 0f, c.pointer(),
-                type(c), c.cols(), 0, 1);
-    }
+    // ---- matrix products (CudaProducts) ----
 
     @Override
     public void linear(Tensor x, LinearWeight w, Tensor y) {
-        CudaTensor xt = own(x), yt = own(y);
-        int n = xt.rows(), in = w.inFeatures(), out = w.outFeatures();
-        requireSize(xt.cols(), in, "linear input width");
-        requireSize(yt.size(), (long) n * out, "linear output");
-        long xp = operand(xt, convA);
-        blas.gemm(false, true, n, out, in, 1f, xp, compute, in, 0, weightOperand(w), compute, in, 0, 0f,
-                yt.pointer(), type(yt), out, 0, 1);                                       // y = x W^T
+        products.linear(own(x), w, own(y));
     }
 
     @Override
     public void linearBackwardInput(Tensor dy, LinearWeight w, Tensor dx, boolean accumulate) {
-        CudaTensor dyt = own(dy), dxt = own(dx);
-        int n = dyt.rows(), in = w.inFeatures(), out = w.outFeatures();
-        requireSize(dyt.cols(), out, "linear backward gradient width");
-        requireSize(dxt.size(), (long) n * in, "linear backward input gradient");
-        long dyp = operand(dyt, convA);
-        blas.gemm(false, false, n, in, out, 1f, dyp, compute, out, 0, weightOperand(w), compute, in, 0,
-                accumulate ? 1f : 0f, dxt.pointer(), type(dxt), in, 0, 1);                // dx (+)= dy W
+        products.linearBackwardInput(own(dy), w, own(dx), accumulate);
     }
 
     @Override
     public void matmulNT(Tensor a, Tensor b, Tensor c, boolean accumulate) {
-        matmulNT(a, b, c, 1f, accumulate);
+        products.nt(own(a), own(b), own(c), 1f, accumulate);
     }
 
     @Override
     public void matmulNT(Tensor a, Tensor b, Tensor c, float alpha) {
-        matmulNT(a, b, c, alpha, false);
-    }
-
-    private void matmulNT(Tensor a, Tensor b, Tensor c, float alpha, boolean accumulate) {
-        CudaTensor at = own(a), bt = own(b), ct = own(c);
-        int m = at.rows(), k = at.cols(), n = bt.rows();
-        requireSize(bt.cols(), k, "matmulNT inner");
-        requireSize(ct.size(), (long) m * n, "matmulNT output");
-        product(false, true, m, n, k, at, k, bt, k, ct, alpha, accumulate);
+        products.nt(own(a), own(b), own(c), alpha, false);
     }
 
     @Override
     public void matmulNN(Tensor a, Tensor b, Tensor c, boolean accumulate) {
-        matmulNN(a, b, c, 1f, accumulate);
+        products.nn(own(a), own(b), own(c), 1f, accumulate);
     }
 
     @Override
     public void matmulNN(Tensor a, Tensor b, Tensor c, float alpha) {
-        matmulNN(a, b, c, alpha, false);
-    }
-
-    private void matmulNN(Tensor a, Tensor b, Tensor c, float alpha, boolean accumulate) {
-        CudaTensor at = own(a), bt = own(b), ct = own(c);
-        int m = at.rows(), k = at.cols(), n = bt.cols();
-        requireSize(bt.rows(), k, "matmulNN inner");
-        requireSize(ct.size(), (long) m * n, "matmulNN output");
-        product(false, false, m, n, k, at, k, bt, n, ct, alpha, accumulate);
+        products.nn(own(a), own(b), own(c), alpha, false);
     }
 
     @Override
     public void matmulTN(Tensor a, Tensor b, Tensor c, boolean accumulate) {
-        CudaTensor at = own(a), bt = own(b), ct = own(c);
-        int k = at.rows(), m = at.cols(), n = bt.cols();
-        requireSize(bt.rows(), k, "matmulTN inner");
-        requireSize(ct.size(), (long) m * n, "matmulTN output");
-        product(true, false, m, n, k, at, m, bt, n, ct, 1f, accumulate);
+        products.tn(own(a), own(b), own(c), accumulate);
     }
 
     // ---- layers ----
@@ -630,7 +560,8 @@ public final class CudaBackend implements Backend {
         attention.close();
         multi.close();
         fold.close();
-        for (DeviceScratch s : new DeviceScratch[] {weightScratch, convA, convB, ints, rowLoss}) {
+        products.close();
+        for (DeviceScratch s : new DeviceScratch[] {ints, rowLoss}) {
             s.close();
         }
     }

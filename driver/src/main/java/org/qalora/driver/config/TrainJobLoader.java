@@ -103,8 +103,12 @@ public final class TrainJobLoader {
     public static String readText(java.nio.file.Path file) {
         try {
             return java.nio.file.Files.readString(file, StandardCharsets.UTF_8);
+        } catch (java.nio.file.NoSuchFileException e) {
+            // The exception's message is the path alone, which made "cannot read job file X: X".
+            throw new IllegalArgumentException("job file " + file.toAbsolutePath() + " does not exist: check --job", e);
         } catch (IOException e) {
-            throw new IllegalArgumentException("cannot read job file " + file + ": " + e.getMessage(), e);
+            throw new IllegalArgumentException("cannot read job file " + file.toAbsolutePath() + " ("
+                    + e.getClass().getSimpleName() + ": " + e.getMessage() + ")", e);
         }
     }
 

@@ -40,8 +40,27 @@ import org.qalora.worker.adapter.QaloraConfig;
  */
 @Timeout(value = 4, unit = TimeUnit.MINUTES)
 class WorkerNonFiniteLossTest {
-    @TempDir
+    // Cleaned here, not by JUnit: when the NaN slot fails the round, the other slot's task may still be writing its
+    // update after spark.stop() returns, and JUnit's one-shot delete then fails on a directory that is not yet empty.
+    @TempDir(cleanup = org.junit.jupiter.api.io.CleanupMode.NEVER)
     Path dir;
+
+    @org.junit.jupiter.api.AfterEach
+    void deleteOnceTheCancelledTaskHasStopped() throws Exception {
+        for (int attempt = 0; ; attempt++) {
+            try (var paths = java.nio.file.Files.walk(dir)) {
+                for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    java.nio.file.Files.deleteIfExists(p);
+                }
+                return;
+            } catch (java.io.IOException | java.io.UncheckedIOException e) {
+                if (attempt == 40) {
+                    throw e;
+                }
+                Thread.sleep(250);
+            }
+        }
+    }
 
     /**
      * The real factory, except that one slot of one round starts from a state with a NaN Adam moment. (A NaN

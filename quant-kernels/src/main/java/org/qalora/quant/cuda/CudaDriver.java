@@ -33,6 +33,7 @@ public final class CudaDriver {
     private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
     private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     private static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+    private static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
     private static final java.util.concurrent.ConcurrentHashMap<Integer, LazyNative<CudaDriver>> INSTANCES =
             new java.util.concurrent.ConcurrentHashMap<>();
@@ -55,6 +56,7 @@ public final class CudaDriver {
     private final MethodHandle cuModuleLoadData;
     private final MethodHandle cuModuleGetFunction;
     private final MethodHandle cuLaunchKernel;
+    private final MethodHandle cuFuncSetAttribute;
     private final MethodHandle cuEventCreate;
     private final MethodHandle cuEventRecord;
     private final MethodHandle cuEventSynchronize;
@@ -101,6 +103,7 @@ public final class CudaDriver {
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
         cuLaunchKernel = handle("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT, ADDRESS,
                 JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        cuFuncSetAttribute = handle("cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
         cuEventCreate = handle("cuEventCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
         cuEventRecord = handle("cuEventRecord", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuEventSynchronize = handle("cuEventSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
@@ -427,6 +430,25 @@ public final class CudaDriver {
                         + "): the PTX does not define this kernel; rebuild quant-kernels with nvcc", r);
             }
             return out.get(ADDRESS, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /**
+     * Lets {@code function} be launched with up to {@code bytes} of dynamic shared memory: above 48 KiB a kernel
+     * must opt in ({@code CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES}), or its launch fails.
+     */
+    public void allowDynamicSharedMemory(MemorySegment function, String name, int bytes) {
+        ensureCurrent();
+        try {
+            int r = (int) cuFuncSetAttribute.invokeExact(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+            if (r != 0) {
+                throw new CudaException("cuFuncSetAttribute(" + name + ", max dynamic shared memory " + bytes
+                        + " bytes) failed: " + errorName(r) + " (" + r + "): " + errorString(r), r);
+            }
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {

@@ -139,7 +139,12 @@ public final class GpuTrainBench {
 
     /** The anchor's tokens/s of one configuration, from its JSON line. */
     static Double anchorTokens(String json, String name) {
-        Matcher m = Pattern.compile("\"train_" + Pattern.quote(name) + "\":\\s*\\{\"tokens_per_s\":\\s*([0-9.eE+]+)")
+        return anchorTokens(json, "train_", name);
+    }
+
+    /** The anchor's tokens/s of one entry {@code prefix + name} ("train_" or "decode_") of its JSON line. */
+    static Double anchorTokens(String json, String prefix, String name) {
+        Matcher m = Pattern.compile("\"" + Pattern.quote(prefix + name) + "\":\\s*\\{\"tokens_per_s\":\\s*([0-9.eE+]+)")
                 .matcher(json);
         return m.find() ? Double.parseDouble(m.group(1)) : null;
     }

@@ -6,7 +6,8 @@ import org.qalora.quant.cuda.CudaDriver;
 import org.qalora.worker.backend.AttentionShape;
 
 /**
- * Causal GQA attention on the GPU: the products are cuBLAS strided-batched GEMMs (tensor cores in bf16) over the
+ * Causal GQA attention on the GPU. In bf16 with a head dimension {@link FlashAttention} has kernels for, the fused
+ * flash-attention kernels do it all. Otherwise (fp32, the exact mode, or other head dimensions) the products are cuBLAS strided-batched GEMMs (tensor cores in bf16) over the
  * heads of one sequence, the softmax is a kernel, and nothing of size {@code T x T} outlives a call. The forward
  * keeps each row's log-sum-exp ({@code lse [B, H, T]}); the backward recomputes {@code S = Q K^T} and
  * {@code P = exp(scale S - lse)} chunk by chunk, as flash attention does, but through cuBLAS instead of one fused
@@ -26,11 +27,15 @@ final class CudaAttention implements AutoCloseable {
     private final Cublas blas;
     private final DType compute;
     private final DeviceScratch scores, probs, dProbs, dScores;
-    private final DeviceScratch convQ, convK, convV, convDOut;
+    private final DeviceScratch convQ, convK, convV, convDOut, rowDots;
+    private final FlashAttention flash;
     private volatile int blocks = 1;
+    private volatile boolean fusedAllowed = true;
 
     CudaAttention(CudaDriver cuda, TrainingKernels kernels, Cublas blas, DType compute, Operands operands) {
         this.kernels = kernels;
+        this.flash = compute == DType.BF16 ? new FlashAttention(cuda) : null;
+        rowDots = new DeviceScratch(cuda);
         this.operands = operands;
         this.blas = blas;
         this.compute = compute;
@@ -56,6 +61,20 @@ final class CudaAttention implements AutoCloseable {
         blocks = n;
     }
 
+    private boolean fused(AttentionShape s) {
+        return fusedAllowed && flash != null && FlashAttention.supports(s.headDim());
+    }
+
+    /** Off: the unfused cuBLAS path in bf16 too (for benchmarks that compare the two); states change size with it. */
+    void allowFused(boolean on) {
+        fusedAllowed = on;
+    }
+
+    /** Floats of the state one forward keeps for its backward: the row lse, and for the fused path a copy of O. */
+    long stateFloats(AttentionShape s) {
+        return fused(s) ? FlashAttention.stateFloats(s) : (long) s.batch() * s.heads() * s.seqLen();
+    }
+
     private int itemsPerChunk(AttentionShape s) {
         long perItem = (long) s.seqLen() * s.seqLen();
         return (int) Math.max(1, Math.min(s.kvHeads(), CHUNK_SCORES / perItem));
@@ -71,6 +90,10 @@ final class CudaAttention implements AutoCloseable {
 
     /** {@code out = softmax(scale Q K^T, causal) V}; {@code lse [B*H*T]} fp32. */
     void forward(CudaTensor q, CudaTensor k, CudaTensor v, AttentionShape s, CudaTensor lse, CudaTensor out) {
+        if (fused(s)) {
+            flash.forward(operand(q, convQ), operand(k, convK), operand(v, convV), out, s, lse);
+            return;
+        }
         int T = s.seqLen(), H = s.heads(), KV = s.kvHeads(), d = s.headDim(), rep = H / KV;
         int qw = s.queryWidth(), kw = s.kvWidth(), chunk = itemsPerChunk(s), tb = blockRows(T);
         float scale = (float) (1.0 / Math.sqrt(d));
@@ -110,6 +133,12 @@ final class CudaAttention implements AutoCloseable {
      */
     void backward(CudaTensor dOut, CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor lse, AttentionShape s,
                   CudaTensor dq, CudaTensor dk, CudaTensor dv) {
+        if (fused(s)) {
+            long dots = rowDots.get(4L * s.batch() * s.heads() * s.seqLen());
+            flash.backward(operand(dOut, convDOut), operand(q, convQ), operand(k, convK), operand(v, convV), lse, s,
+                    dots, dq, dk, dv);
+            return;
+        }
         int T = s.seqLen(), H = s.heads(), KV = s.kvHeads(), d = s.headDim(), rep = H / KV;
         int qw = s.queryWidth(), kw = s.kvWidth(), chunk = itemsPerChunk(s), tb = blockRows(T);
         float scale = (float) (1.0 / Math.sqrt(d));
@@ -162,7 +191,7 @@ final class CudaAttention implements AutoCloseable {
 
     @Override
     public void close() {
-        for (DeviceScratch d : new DeviceScratch[] {scores, probs, dProbs, dScores, convQ, convK, convV, convDOut}) {
+        for (DeviceScratch d : new DeviceScratch[] {scores, probs, dProbs, dScores, convQ, convK, convV, convDOut, rowDots}) {
             d.close();
         }
     }

@@ -96,6 +96,9 @@ public final class CudaBackend implements Backend {
      */
     public void attentionBlocks(int n) { attention.blocks(n); }
 
+    /** Whether bf16 attention may use the fused flash-attention kernels (on by default; off to compare). */
+    void fusedAttention(boolean on) { attention.allowFused(on); }
+
     /** Measured in bin/bench-gpu (docs/PERFORMANCE.md "GPU training"). */
     public static final int DEFAULT_ATTENTION_BLOCKS = 1;
 
@@ -372,17 +375,20 @@ public final class CudaBackend implements Backend {
         kernels.rope(xt.pointer(), xt.flag(), c.pointer(), s.pointer(), seqLen, heads, headDim, sign, xt.rows());
     }
 
-    /** The row log-sum-exp {@code [B, heads, T]}: backward recomputes the probabilities from it. */
+    /**
+     * The row log-sum-exp {@code [B, heads, T]}, from which backward recomputes the probabilities; on the fused bf16
+     * path followed by a bf16 copy of the output (see {@link FlashAttention}).
+     */
     @Override
     public Tensor attentionState(AttentionShape s) {
-        return allocate(s.batch(), s.heads(), s.seqLen());
+        return allocate(Math.toIntExact(attention.stateFloats(s)));
     }
 
     @Override
     public void attention(Tensor q, Tensor k, Tensor v, AttentionShape shape, Tensor state, Tensor out) {
         requireSize(q.size(), (long) shape.tokens() * shape.queryWidth(), "attention q");
         requireSize(k.size(), (long) shape.tokens() * shape.kvWidth(), "attention k");
-        requireSize(state.size(), (long) shape.batch() * shape.heads() * shape.seqLen(), "attention state (lse)");
+        requireSize(state.size(), attention.stateFloats(shape), "attention state");
         attention.forward(own(q), own(k), own(v), shape, fp32(own(state), "attention state"), own(out));
     }
 

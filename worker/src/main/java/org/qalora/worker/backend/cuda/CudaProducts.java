@@ -17,7 +17,7 @@ final class CudaProducts implements AutoCloseable {
     private final QuantKernelModule quant;
     private final DType compute;
     private final Operands operands;
-    private final DeviceScratch weightScratch, convA, convB;
+    private final DeviceScratch weightScratch, convA, convB, rowOut;
 
     CudaProducts(CudaDriver cuda, Cublas blas, QuantKernelModule quant, DType compute, Operands operands) {
         this.blas = blas;
@@ -27,6 +27,7 @@ final class CudaProducts implements AutoCloseable {
         weightScratch = new DeviceScratch(cuda);
         convA = new DeviceScratch(cuda);
         convB = new DeviceScratch(cuda);
+        rowOut = new DeviceScratch(cuda);
     }
 
     /** The weight {@code [O, I]} as a GEMM operand of the compute type (dequantized into the scratch if needed). */
@@ -54,6 +55,19 @@ final class CudaProducts implements AutoCloseable {
         int n = x.rows(), in = w.inFeatures(), out = w.outFeatures();
         CudaBackend.requireSize(x.cols(), in, "linear input width");
         CudaBackend.requireSize(y.size(), (long) n * out, "linear output");
+        if (n == 1 && w instanceof QuantKernelModule.DeviceWeight q && in % 32 == 0) {
+            // One row (a decode step): the fused low-bit GEMV reads the packed codes once, where dequantizing would
+            // write and read the whole weight in the compute type first. fp32 in and out, converted at the edges.
+            long xf = operands.as(x, DType.F32, convA);
+            if (y.bf16) {
+                long yf = rowOut.get(4L * out);
+                quant.gemv(q, xf, yf);
+                operands.storeInto(yf, y, out);
+            } else {
+                quant.gemv(q, xf, y.pointer());
+            }
+            return;
+        }
         long xp = operands.as(x, compute, convA);
         blas.gemm(false, true, n, out, in, 1f, xp, compute, in, 0, weightOperand(w), compute, in, 0, 0f,
                 y.pointer(), Operands.type(y), out, 0, 1);                               // y = x W^T
@@ -108,5 +122,6 @@ final class CudaProducts implements AutoCloseable {
         weightScratch.close();
         convA.close();
         convB.close();
+        rowOut.close();
     }
 }

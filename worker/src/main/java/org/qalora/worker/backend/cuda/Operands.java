@@ -24,6 +24,11 @@ final class Operands {
         return p;
     }
 
+    /** Writes {@code n} fp32 values at {@code src} into {@code dst} in its own element type. */
+    void storeInto(long src, CudaTensor dst, long n) {
+        kernels.convert(src, 0, dst.pointer(), dst.flag(), n);
+    }
+
     static DType type(CudaTensor t) {
         return t.bf16 ? DType.BF16 : DType.F32;
     }

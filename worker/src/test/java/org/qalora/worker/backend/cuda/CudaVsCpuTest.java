@@ -61,14 +61,17 @@ class CudaVsCpuTest {
     void quantizedProductsAllBitWidthsAndGroups() {
         for (int bits : new int[] {2, 3, 4, 8}) {
             for (int group : new int[] {32, 64, 128}) {
-                int out = 131, in = 384, n = 17;
+                int out = 131, in = 384;
                 QuantizedMatrix q = TinyModels.randomQuantized(rng, out, in, bits, group, 0.05);
-                float[] x = randn(n * in), dy = randn(n * out);
-                float[] want = linear(cpu, q, x, n), wantDx = linearBack(cpu, q, dy, n);
-                check("fp32 linear b" + bits + " g" + group, linear(fp32, q, x, n), want, 1e-5);
-                check("fp32 linear backward b" + bits + " g" + group, linearBack(fp32, q, dy, n), wantDx, 1e-5);
-                check("bf16 linear b" + bits + " g" + group, linear(bf16, q, x, n), want, 1e-2);
-                check("bf16 linear backward b" + bits + " g" + group, linearBack(bf16, q, dy, n), wantDx, 1e-2);
+                for (int n : new int[] {17, 1}) { // 1 row (a decode step) takes the fused GEMV
+                    String what = " b" + bits + " g" + group + " rows " + n;
+                    float[] x = randn(n * in), dy = randn(n * out);
+                    float[] want = linear(cpu, q, x, n), wantDx = linearBack(cpu, q, dy, n);
+                    check("fp32 linear" + what, linear(fp32, q, x, n), want, 1e-5);
+                    check("fp32 linear backward" + what, linearBack(fp32, q, dy, n), wantDx, 1e-5);
+                    check("bf16 linear" + what, linear(bf16, q, x, n), want, 1e-2);
+                    check("bf16 linear backward" + what, linearBack(bf16, q, dy, n), wantDx, 1e-2);
+                }
             }
         }
     }

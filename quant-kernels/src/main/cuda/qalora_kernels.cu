@@ -247,10 +247,17 @@ __global__ void qmatmul_t_naive(const uint32_t* __restrict__ q, const float* __r
 // ---------------------------------------------------------------------------------------------------------------
 }  // extern "C": the template below needs C++ linkage
 
-template <int BITS>
+// Activation element types of the GEMV: fp32, or bf16 (decode under mixed precision reads and writes bf16, so no
+// conversion launches surround the product). Arithmetic is fp32 either way.
+__device__ __forceinline__ float gemv_in(const float* x, int i) { return __ldg(x + i); }
+__device__ __forceinline__ float gemv_in(const __nv_bfloat16* x, int i) { return __bfloat162float(x[i]); }
+__device__ __forceinline__ void gemv_out(float* y, int o, float v) { y[o] = v; }
+__device__ __forceinline__ void gemv_out(__nv_bfloat16* y, int o, float v) { y[o] = __float2bfloat16_rn(v); }
+
+template <int BITS, typename T>
 __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const float* __restrict__ scales,
                                           const float* __restrict__ zeros, int O, int I, int groupSize,
-                                          const float* __restrict__ x, float* __restrict__ y) {
+                                          const T* __restrict__ x, T* __restrict__ y) {
     __shared__ float partial[32][33];
     int o = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.f;
@@ -261,7 +268,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
             uint32_t w[BITS];
 #pragma unroll
             for (int b = 0; b < BITS; b++) w[b] = __ldg(q + (size_t)(c * BITS + b) * O + o);
-            const float* xc = x + c * 32;
+            const T* xc = x + c * 32;
             if (aligned) {
                 size_t sk = (size_t)(c * 32 / groupSize) * O + o;
                 float dot = 0.f, xsum = 0.f;
@@ -271,7 +278,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
                     unsigned v = w[wi] >> sh;
                     if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
                     v &= (1u << BITS) - 1u;
-                    float xv = __ldg(xc + j);
+                    float xv = gemv_in(xc, j);
                     dot = fmaf(xv, (float)v, dot);
                     xsum += xv;
                 }
@@ -284,7 +291,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
                     if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
                     v &= (1u << BITS) - 1u;
                     size_t sk = (size_t)((c * 32 + j) / groupSize) * O + o;
-                    acc = fmaf(__ldg(xc + j), __ldg(scales + sk) * ((float)v - __ldg(zeros + sk)), acc);
+                    acc = fmaf(gemv_in(xc, j), __ldg(scales + sk) * ((float)v - __ldg(zeros + sk)), acc);
                 }
             }
         }
@@ -295,7 +302,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
         float sum = 0.f;
 #pragma unroll
         for (int s = 0; s < blockDim.y; s++) sum += partial[s][threadIdx.x];
-        y[o] = sum;
+        gemv_out(y, o, sum);
     }
 }
 
@@ -307,7 +314,14 @@ extern "C" {
                                                          const float* __restrict__ zeros, int O, int I,         \
                                                          int groupSize, const float* __restrict__ x,            \
                                                          float* __restrict__ y) {                               \
-        gemv_body<BITS>(q, scales, zeros, O, I, groupSize, x, y);                                               \
+        gemv_body<BITS, float>(q, scales, zeros, O, I, groupSize, x, y);                                        \
+    }                                                                                                           \
+    __global__ void __launch_bounds__(1024) qgemv_bf16_b##BITS(const uint32_t* __restrict__ q,                   \
+                                                              const float* __restrict__ scales,                 \
+                                                              const float* __restrict__ zeros, int O, int I,    \
+                                                              int groupSize, const __nv_bfloat16* __restrict__ x,\
+                                                              __nv_bfloat16* __restrict__ y) {                  \
+        gemv_body<BITS, __nv_bfloat16>(q, scales, zeros, O, I, groupSize, x, y);                                \
     }
 GEMV(2)
 GEMV(3)

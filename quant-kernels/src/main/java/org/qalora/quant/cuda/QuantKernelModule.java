@@ -29,6 +29,7 @@ public final class QuantKernelModule {
     private final MemorySegment qmatmulT;
     private final MemorySegment qmatmulTNaive;
     private final MemorySegment[] gemv = new MemorySegment[9];  // by bit width
+    private final MemorySegment[] gemvBf16 = new MemorySegment[9];
     private final MemorySegment f32ToBf16;
 
     private QuantKernelModule(CudaDriver cuda) {
@@ -44,6 +45,7 @@ public final class QuantKernelModule {
         qmatmulTNaive = cuda.function(module, "qmatmul_t_naive");
         for (int bits : new int[] {2, 3, 4, 8}) {
             gemv[bits] = cuda.function(module, "qgemv_b" + bits);
+            gemvBf16[bits] = cuda.function(module, "qgemv_bf16_b" + bits);
         }
         f32ToBf16 = cuda.function(module, "f32_to_bf16");
     }
@@ -175,6 +177,15 @@ public final class QuantKernelModule {
             throw new IllegalArgumentException("GEMV slices must be 1..32, got " + slices);
         }
         cuda.launch(gemv[w.bits()], "qgemv_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, slices, 1, 0,
+                w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
+    }
+
+    /**
+     * {@link #gemv} with bf16 {@code x} and {@code y} (fp32 arithmetic, the result rounded to nearest even once): a
+     * decode step under mixed precision needs no conversion launches around it.
+     */
+    public void gemvBf16(DeviceWeight w, long x, long y) {
+        cuda.launch(gemvBf16[w.bits()], "qgemv_bf16_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, GEMV_SLICES, 1, 0,
                 w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
     }
 

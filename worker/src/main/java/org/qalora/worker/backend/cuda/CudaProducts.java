@@ -57,7 +57,12 @@ final class CudaProducts implements AutoCloseable {
         CudaBackend.requireSize(y.size(), (long) n * out, "linear output");
         if (n == 1 && w instanceof QuantKernelModule.DeviceWeight q && in % 32 == 0) {
             // One row (a decode step): the fused low-bit GEMV reads the packed codes once, where dequantizing would
-            // write and read the whole weight in the compute type first. fp32 in and out, converted at the edges.
+            // write and read the whole weight in the compute type first. bf16 in and out when both are bf16 (mixed
+            // precision), else fp32 in and out, converted at the edges.
+            if (x.bf16 && y.bf16) {
+                quant.gemvBf16(q, x.pointer(), y.pointer());
+                return;
+            }
             long xf = operands.as(x, DType.F32, convA);
             if (y.bf16) {
                 long yf = rowOut.get(4L * out);

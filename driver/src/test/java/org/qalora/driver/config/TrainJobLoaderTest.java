@@ -48,7 +48,7 @@ class TrainJobLoaderTest {
         assertTrue(e2.getMessage().contains("job.yaml: 'rounds' must be a number, got 'many'"), e2.getMessage());
         var e3 = assertThrows(IllegalArgumentException.class,
                 () -> TrainJobLoader.build("t", TrainJobLoader.defaults("/r"), Map.of("slots", 0, "bits", 9)));
-        assertTrue(e3.getMessage().contains("slots must be >= 1, got 0") && e3.getMessage().contains("bits must be 2..8"),
+        assertTrue(e3.getMessage().contains("slots must be >= 1, got 0") && e3.getMessage().contains("--bits must be 2, 3, 4 or 8"),
                 e3.getMessage());
         var e4 = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.parseYaml("- a\n- b", "list.yaml"));
         assertTrue(e4.getMessage().contains("must be a YAML mapping"), e4.getMessage());

@@ -2,6 +2,7 @@ package org.qalora.driver.cli;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -11,6 +12,8 @@ import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.config.TrainJobLoader;
 import org.qalora.driver.pipeline.TrainPipeline;
+import org.qalora.driver.pipeline.TrainPreflight;
+import org.qalora.quant.io.HadoopPaths;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -141,13 +144,17 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("source-max-len", sourceMaxLen);
         flags.put("target-max-len", targetMaxLen);
         TrainJob settings;
+        Map<String, Object> merged = null;
         try {
             Map<String, Object> fromFile = job == null ? Map.of()
                     : TrainJobLoader.parseYaml(TrainJobLoader.readText(job), job.toString());
-            settings = TrainJobLoader.build(job == null ? TrainJobLoader.FLAGS : job.toString(),
-                    TrainJobLoader.defaults(root.toString()), fromFile, flags);
+            merged = TrainJobLoader.merge(TrainJobLoader.defaults(root.toString()), fromFile, flags);
+            settings = TrainJobLoader.build(job == null ? TrainJobLoader.FLAGS : job.toString(), merged);
         } catch (InvalidSettingsException e) {
-            throw e;
+            // Report the missing files too, so that one refusal lists everything (the full checks need a valid job).
+            List<String> all = new ArrayList<>(e.problems());
+            all.addAll(TrainPreflight.missingInputs(merged, HadoopPaths.defaults()));
+            throw all.size() == e.problems().size() ? e : new InvalidSettingsException("bad train settings", all);
         } catch (IllegalArgumentException e) {   // an unreadable job file, a key of the wrong type: usage errors too
             throw new InvalidSettingsException("bad train settings", List.of(e.getMessage()));
         }

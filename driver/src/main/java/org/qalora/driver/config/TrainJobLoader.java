@@ -122,14 +122,7 @@ public final class TrainJobLoader {
     /** Merges the layers (later wins; a null in a later layer means "not given") and builds the job. */
     @SafeVarargs
     public static TrainJob build(String source, Map<String, Object>... layers) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        for (Map<String, Object> layer : layers) {
-            for (Map.Entry<String, Object> e : layer.entrySet()) {
-                if (e.getValue() != null || !m.containsKey(e.getKey())) {
-                    m.put(e.getKey(), e.getValue());
-                }
-            }
-        }
+        Map<String, Object> m = merge(layers);
         try {
             return job(m, source);
         } catch (IllegalArgumentException e) {
@@ -141,6 +134,25 @@ public final class TrainJobLoader {
             }
             throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The layers merged, later over earlier (a null in a later layer means "not given"). */
+    @SafeVarargs
+    public static Map<String, Object> merge(Map<String, Object>... layers) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        for (Map<String, Object> layer : layers) {
+            for (Map.Entry<String, Object> e : layer.entrySet()) {
+                if (e.getValue() != null || !m.containsKey(e.getKey())) {
+                    m.put(e.getKey(), e.getValue());
+                }
+            }
+        }
+        return m;
+    }
+
+    /** The path settings of merged layers ({@code model}, {@code data}, ...), for checks made without a job. */
+    public static List<String> paths(Map<String, Object> merged, String key) {
+        return strings(merged, key, FLAGS);
     }
 
     private static TrainJob job(Map<String, Object> m, String source) {

@@ -15,6 +15,8 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.permission.FsAction;
+import org.apache.hadoop.security.AccessControlException;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
@@ -85,7 +87,7 @@ public final class RunDirectory {
         Inspection in = inspect(job);
         String out = "--output " + root;
         return switch (in.kind()) {
-            case NEW -> List.of();
+            case NEW -> writable();
             case NOT_A_DIRECTORY -> List.of(out + " is a file: give a directory");
             case UNREADABLE -> List.of(out + ": " + RUN_FILE + " is unreadable (" + in.detail() + "), so this directory "
                     + "holds something else; use another --output");
@@ -106,6 +108,32 @@ public final class RunDirectory {
                     ? " (under --lr-schedule " + job.lrSchedule() + " every step's learning rate depends on the "
                             + "number of rounds, so such a run cannot be extended)" : ""));
         };
+    }
+
+    /**
+     * A new directory must be creatable: its nearest existing ancestor must be a writable directory. Checked here so
+     * that a read-only location is one of the problems listed before any work, not a failure after it.
+     */
+    private List<String> writable() {
+        Path p = root;
+        while (p != null && !storage.exists(p)) {
+            p = p.getParent();
+        }
+        if (p == null || storage.isDirectory(root)) {
+            return List.of();
+        }
+        if (!storage.isDirectory(p)) {
+            return List.of("--output " + root + " cannot be created: " + p + " is a file");
+        }
+        try {
+            storage.fs(p).access(p, FsAction.WRITE);
+            return List.of();
+        } catch (AccessControlException e) {
+            return List.of("--output " + root + " cannot be created: permission denied on " + p + " ("
+                    + e.getMessage().lines().findFirst().orElse("") + ")");
+        } catch (IOException e) {
+            return List.of();   // the file system cannot tell; creating the directory will
+        }
     }
 
     /**

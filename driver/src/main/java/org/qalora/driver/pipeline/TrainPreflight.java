@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.TreeSet;
 import org.qalora.datasets.prepare.DataPreview;
 import org.qalora.datasets.prepare.DatasetManifest;
@@ -11,6 +12,7 @@ import org.qalora.datasets.template.TemplateFile;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.config.TrainJobLoader;
 import org.qalora.quant.GroupSizes;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
@@ -73,6 +75,30 @@ public final class TrainPreflight {
         if (!problems.isEmpty()) {
             throw new InvalidSettingsException("cannot start the run (nothing was started or written)", problems);
         }
+    }
+
+    /**
+     * The given inputs that do not exist, for a job whose values were refused before it could be built (then the
+     * checks of {@link #check} cannot run, yet a missing file belongs in the same refusal). {@code merged} may be null.
+     */
+    public static List<String> missingInputs(Map<String, Object> merged, HadoopPaths paths) {
+        List<String> missing = new ArrayList<>();
+        if (merged == null) {
+            return missing;
+        }
+        for (String key : List.of("model", "tokenizer", "template", "data", "eval-data")) {
+            for (String location : TrainJobLoader.paths(merged, key)) {
+                try {
+                    if (!(key.equals("template") && location.equals("auto")) && !paths.exists(location)
+                            && !location.contains("*")) {
+                        missing.add("--" + key + " " + location + " does not exist (or is not readable)");
+                    }
+                } catch (IOException | RuntimeException e) {
+                    missing.add("--" + key + " " + location + " cannot be read: " + message(e));
+                }
+            }
+        }
+        return missing;
     }
 
     /** The model's config (the demo model's without generating it), or null after adding why it is unusable. */

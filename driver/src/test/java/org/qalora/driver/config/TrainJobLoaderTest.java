@@ -55,6 +55,29 @@ class TrainJobLoaderTest {
     }
 
     @Test
+    void theScheduleAndDataOptionsAreSettingsAndOnlyADecayingScheduleFixesTheRounds() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob constant = TrainJobLoader.build("t", d, Map.of("rounds", 3));
+        assertEquals("constant", constant.lrSchedule());
+        assertEquals(constant.configHash(), TrainJobLoader.build("t", d, Map.of("rounds", 9)).configHash(),
+                "a constant schedule trains round r the same way whatever the total: extendable");
+        TrainJob cosine = TrainJobLoader.build("t", d, Map.of("rounds", 3, "lr-schedule", "Cosine", "warmup-steps", 2));
+        assertEquals("cosine", cosine.lrSchedule());
+        assertEquals(org.qalora.worker.train.Schedule.COSINE, cosine.schedule());
+        assertNotEquals(cosine.configHash(), TrainJobLoader.build("t", d,
+                Map.of("rounds", 9, "lr-schedule", "cosine", "warmup-steps", 2)).configHash());
+        for (String key : new String[] {"skip-bad-records", "source-max-len", "target-max-len", "warmup-steps"}) {
+            Object other = key.equals("skip-bad-records") ? (Object) true : (Object) 7;
+            assertNotEquals(constant.configHash(), TrainJobLoader.build("t", d, Map.of("rounds", 3, key, other))
+                    .configHash(), key);
+        }
+        var e = assertThrows(InvalidSettingsException.class, () -> TrainJobLoader.build("t", d,
+                Map.of("lr-schedule", "step", "warmup-steps", -1, "source-max-len", 0)));
+        assertEquals(3, e.problems().size(), e.getMessage());
+        assertTrue(e.getMessage().contains("--lr-schedule must be constant, linear or cosine, got step"), e.getMessage());
+    }
+
+    @Test
     void deviceAndPrecisionAndRecomputeAreResultSettings() {
         Map<String, Object> d = TrainJobLoader.defaults("/repo");
         TrainJob a = TrainJobLoader.build("t", d);

@@ -37,12 +37,15 @@ public final class TrainPreflight {
         this.repoRoot = repoRoot;
     }
 
-    /** The job with every path an absolute URI ({@code samples/x.json} -> {@code file:/work/samples/x.json}). */
+    /**
+     * The job with every path an absolute URI in Hadoop's form ({@code samples/x.json} ->
+     * {@code file:/work/samples/x.json}, no trailing slash), the form the run's own paths print in.
+     */
     public TrainJob normalise(TrainJob job) {
         return job.withPaths(location -> {
             try {
-                return paths.qualified(location);
-            } catch (IOException | IllegalArgumentException e) {
+                return storage.path(location).toString();
+            } catch (IllegalArgumentException e) {
                 return location;   // left as given; the checks below report it
             }
         });

@@ -77,7 +77,7 @@ class FirstHourTest {
         succeeded(again);
         assertTrue(again.out().contains("holds this run (same settings): continuing it"), again.out());
         assertFalse(again.out().contains("round 1/1: loss"), "nothing retrained:\n" + again.out());
-        assertTrue(Files.readString(out.resolve("run.json")).contains("\"file://" + SAMPLE + "\""),
+        assertTrue(Files.readString(out.resolve("run.json")).contains("\"file:" + SAMPLE + "\""),
                 "run.json records the absolute URI");
     }
 

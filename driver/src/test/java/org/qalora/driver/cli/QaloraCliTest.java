@@ -28,6 +28,23 @@ class QaloraCliTest {
         assertTrue(t.out().contains("--steps-per-round") && t.out().contains("NOT a trained model"), t.out());
     }
 
+    /** Allowed values and real names in --help, not picocli's {@code <fieldName>} placeholders. */
+    @Test
+    void helpShowsAllowedValuesAndNoPlaceholders() {
+        String train = CliRun.of("train", "--help").out();
+        for (String shown : new String[] {"--bits=2|3|4|8", "--lr-schedule=constant|linear|cosine", "--warmup-steps=N",
+                "--[no-]skip-bad-records", "--source-max-len=N", "--target-max-len=N", "--method=qalora|lora",
+                "--device=auto|cpu|gpu|gpu:N", "--force"}) {
+            assertTrue(train.contains(shown), shown + " missing from:\n" + train);
+        }
+        // merge is left to its own change (it is becoming a Spark job)
+        for (String command : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "generate", "eval",
+                "export"}) {
+            String help = CliRun.of(command, "--help").out();
+            assertFalse(help.matches("(?s).*=<[A-Za-z]+>.*"), command + " --help has a placeholder:\n" + help);
+        }
+    }
+
     @Test
     void badSettingsFailWithOneClearLine() throws Exception {
         CliRun r = CliRun.of("train", "--slots", "0", "--output", dir.toString());

@@ -56,7 +56,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--sym", description = "symmetric quantization (zero fixed at 2^(bits-1)); default asymmetric as in QA-LoRA")
     boolean sym;
 
-    @Option(names = "--damp-percent", defaultValue = "0.01", description = "GPTQ damping, fraction of the mean Hessian diagonal; default ${DEFAULT-VALUE}")
+    @Option(names = "--damp-percent", paramLabel = "F", defaultValue = "0.01", description = "GPTQ damping, fraction of the mean Hessian diagonal; default ${DEFAULT-VALUE}")
     double damp;
 
     @Option(names = "--static-groups", description = "GPTQ: compute all group parameters from the original weights up front")

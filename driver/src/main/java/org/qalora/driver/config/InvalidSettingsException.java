@@ -15,6 +15,12 @@ public final class InvalidSettingsException extends IllegalArgumentException {
         this.problems = List.copyOf(problems);
     }
 
+    /** One problem, its message as it is (a command's own one-line refusal). */
+    public InvalidSettingsException(String problem) {
+        super(problem);
+        this.problems = List.of(problem);
+    }
+
     public List<String> problems() { return problems; }
 
     private static String message(String what, List<String> problems) {

@@ -4,6 +4,9 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
 import org.qalora.datasets.read.ReadResult;
 import org.qalora.datasets.read.RecordFormat;
 import org.qalora.datasets.read.RecordReader;
@@ -36,7 +39,7 @@ public final class DataPreview {
                 files.addAll(InputFiles.expand(List.of(arg), conf));
             } catch (BadDataException e) {
                 problems.add(flag + " " + e.getMessage().replace(": no such file or directory",
-                        " does not exist (or is not readable)"));
+                        " does not exist (or is not readable)" + didYouMean(arg, conf)));
             } catch (IOException e) {
                 problems.add(flag + " " + arg + " cannot be listed: " + e.getMessage());
             }
@@ -48,6 +51,53 @@ public final class DataPreview {
             }
         }
         return problems;
+    }
+
+    /**
+     * "; did you mean alpaca-sample.json?" when the missing path's directory holds one name at most two edits away
+     * (a typo), else "".
+     */
+    public static String didYouMean(String missing, Configuration conf) {
+        try {
+            Path path = new Path(missing);
+            Path parent = path.getParent();
+            FileSystem fs = path.getFileSystem(conf);
+            if (parent == null || !fs.isDirectory(parent)) {
+                return "";
+            }
+            String best = null;
+            int bestDistance = 3;
+            for (FileStatus st : fs.listStatus(parent)) {
+                int d = editDistance(path.getName(), st.getPath().getName());
+                if (d < bestDistance) {
+                    best = st.getPath().getName();
+                    bestDistance = d;
+                }
+            }
+            return best == null ? "" : "; did you mean " + best + "?";
+        } catch (IOException | IllegalArgumentException e) {
+            return "";   // only a hint: a directory that cannot be listed gets none
+        }
+    }
+
+    /** Levenshtein distance (insert, delete, substitute). */
+    static int editDistance(String a, String b) {
+        int[] prev = new int[b.length() + 1];
+        int[] cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) {
+            prev[j] = j;
+        }
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++) {
+                int substitute = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+                cur[j] = Math.min(substitute, Math.min(prev[j], cur[j - 1]) + 1);
+            }
+            int[] t = prev;
+            prev = cur;
+            cur = t;
+        }
+        return prev[b.length()];
     }
 
     private static String firstProblem(String file, Configuration conf, int records, boolean skipBadRecords) {

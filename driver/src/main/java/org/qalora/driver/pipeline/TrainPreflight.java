@@ -94,7 +94,8 @@ public final class TrainPreflight {
                 try {
                     if (!(key.equals("template") && location.equals("auto")) && !paths.exists(location)
                             && !location.contains("*")) {
-                        missing.add("--" + key + " " + location + " does not exist (or is not readable)");
+                        missing.add("--" + key + " " + location + " does not exist (or is not readable)"
+                                + DataPreview.didYouMean(location, paths.configuration()));
                     }
                 } catch (IOException | RuntimeException e) {
                     missing.add("--" + key + " " + location + " cannot be read: " + message(e));
@@ -113,7 +114,8 @@ public final class TrainPreflight {
         LlamaConfig config;
         try {
             if (!paths.exists(job.model())) {
-                problems.add("--model " + job.model() + " does not exist (or is not readable)");
+                problems.add("--model " + job.model() + " does not exist (or is not readable)"
+                        + DataPreview.didYouMean(job.model(), storage.conf()));
                 return null;
             }
             config = LlamaConfig.read(job.model(), paths);

@@ -58,7 +58,8 @@ class FirstHourTest {
     void aTypoInDataAndBadBitsAreReportedTogetherBeforeAnythingIsWritten() {
         Path out = dir.resolve("run");
         CliRun typo = train(out, "--data", SAMPLE.resolveSibling("alpaca-sampel.json").toString(), "--bits", "5");
-        refused(typo, "--bits must be 2, 3, 4 or 8", "alpaca-sampel.json does not exist");
+        refused(typo, "--bits must be 2, 3, 4 or 8", "alpaca-sampel.json does not exist (or is not readable); did you mean "
+                + "alpaca-sample.json?");
         assertFalse(Files.exists(out), "a refused run writes nothing");
         CliRun group = train(out, "--data", SAMPLE.toString(), "--group-size", "48");
         refused(group, "--group-size 48 does not divide the input dimension(s) [64, 128] of the demo model's "

@@ -2,8 +2,8 @@ package org.qalora.driver.pipeline;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.util.List;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
@@ -12,12 +12,12 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
 import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
-import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.TrainingRounds;
@@ -31,8 +31,8 @@ import org.qalora.worker.backend.cuda.CudaBackend;
 
 /**
  * {@code qalora train}: the stages a fine-tuning needs, in order, each reusing its output when a rerun finds it:
- * claim the output directory, model (demo / quantize / vocabulary check), data (prepare), training rounds, merge
- * and publish. One class per stage; this one only wires them.
+ * check every cheap setting ({@link TrainPreflight}), claim the output directory, model (demo / quantize / vocabulary
+ * check), data (prepare), training rounds, merge and publish. One class per stage; this one only wires them.
  */
 public final class TrainPipeline {
 

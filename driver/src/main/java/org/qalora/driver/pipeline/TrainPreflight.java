@@ -44,7 +44,8 @@ public final class TrainPreflight {
     public TrainJob normalise(TrainJob job) {
         return job.withPaths(location -> {
             try {
-                return storage.path(location).toString();
+                // Path(String) drops the trailing slash that a directory's java.nio URI carries.
+                return new org.apache.hadoop.fs.Path(storage.path(location).toString()).toString();
             } catch (IllegalArgumentException e) {
                 return location;   // left as given; the checks below report it
             }

@@ -7,6 +7,7 @@
 set -euo pipefail
 : "${K8S_MASTER:?set K8S_MASTER=k8s://https://<api-server>:<port>}"
 : "${IMAGE:?set IMAGE to the qalora image built from deploy/Dockerfile}"
+: "${SPARK_HOME:?set SPARK_HOME to a Spark 4.2 (Scala 2.13) installation, e.g. /opt/spark-4.2.0-bin-hadoop3}"
 slots="${SLOTS:-4}"
 java_flags="$(grep '^spark.executor.extraJavaOptions' "$(dirname "${BASH_SOURCE[0]}")/conf/spark-defaults.conf" | sed 's/^[^ ]* *//')"
 exec "$SPARK_HOME/bin/spark-submit" \

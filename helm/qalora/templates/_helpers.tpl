@@ -43,6 +43,13 @@
 - --lr
 - {{ .Values.train.lr | quote }}
 {{- end }}
+- --lr-schedule
+- {{ .Values.train.lrSchedule | default "constant" | quote }}
+- --warmup-steps
+- {{ .Values.train.warmupSteps | default 0 | quote }}
+{{- if .Values.train.skipBadRecords }}
+- --skip-bad-records
+{{- end }}
 {{- range .Values.train.extraArgs }}
 - {{ . | quote }}
 {{- end }}

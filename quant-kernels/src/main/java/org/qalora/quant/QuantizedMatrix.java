@@ -36,7 +36,7 @@ public final class QuantizedMatrix {
         }
         if (groupSize <= 0 || inFeatures % groupSize != 0) {
             throw new IllegalArgumentException("group size " + groupSize + " does not divide the input dimension "
-                    + inFeatures + ": pick a group size that divides it (32, 64 or 128 for LLaMA shapes)");
+                    + inFeatures + ": " + GroupSizes.hint(inFeatures));
         }
         int groups = inFeatures / groupSize;
         require(qweight.length == (long) PackedCodes.wordsFor(inFeatures, bits) * outFeatures, "qweight", qweight.length,

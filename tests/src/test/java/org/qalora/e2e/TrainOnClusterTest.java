@@ -204,7 +204,7 @@ class TrainOnClusterTest {
                 spark.sparkContext().hadoopConfiguration());
         RuntimeException e = org.apache.hadoop.security.UserGroupInformation.createRemoteUser("alice").doAs(
                 (java.security.PrivilegedExceptionAction<RuntimeException>) () -> assertThrows(RuntimeException.class,
-                        () -> new org.qalora.driver.pipeline.RunDirectory(new Storage(conf), job.output()).claim(job)));
+                        () -> new org.qalora.driver.pipeline.RunDirectory(new Storage(conf), job.output()).claim(job, false)));
         assertTrue(e.getMessage().contains("permission denied"), e.getMessage());
         assertTrue(e.getMessage().contains("/locked/run"), e.getMessage());
         assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/locked/run")));

@@ -35,7 +35,7 @@ public final class PrepareCommand implements Callable<Integer> {
             description = "HF tokenizer.json; a tokenizer_config.json beside it names BOS/EOS/PAD.")
     String tokenizer;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory (must not exist).")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory (must not exist unless --overwrite).")
     String out;
 
     @Option(names = "--format", defaultValue = "auto", paramLabel = "alpaca|flan|auto",
@@ -50,26 +50,26 @@ public final class PrepareCommand implements Callable<Integer> {
             description = "Alpaca prompts end with \"### Response:\" (original Stanford) instead of qa-lora's \"### Response: \".")
     boolean stanfordPrompt;
 
-    @Option(names = "--source-max-len", defaultValue = "1024", description = "Source tokens kept, BOS included (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--source-max-len", paramLabel = "N", defaultValue = "1024", description = "Source tokens kept, BOS included (default: ${DEFAULT-VALUE}).")
     int sourceMaxLen;
 
-    @Option(names = "--target-max-len", defaultValue = "256", description = "Target tokens kept, EOS included (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--target-max-len", paramLabel = "N", defaultValue = "256", description = "Target tokens kept, EOS included (default: ${DEFAULT-VALUE}).")
     int targetMaxLen;
 
     @Option(names = "--train-on-source", description = "Also compute the loss on the source tokens.")
     boolean trainOnSource;
 
-    @Option(names = "--max-record-chars", defaultValue = "200000",
+    @Option(names = "--max-record-chars", paramLabel = "N", defaultValue = "200000",
             description = "Reject records whose instruction+input+output exceed this many characters (default: ${DEFAULT-VALUE}).")
     int maxRecordChars;
 
     @Option(names = "--skip-bad-records", description = "Skip bad records and count them per reason instead of stopping.")
     boolean skipBadRecords;
 
-    @Option(names = "--records-per-shard", defaultValue = "100000", description = "Max records per shard file (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--records-per-shard", paramLabel = "N", defaultValue = "100000", description = "Max records per shard file (default: ${DEFAULT-VALUE}).")
     int recordsPerShard;
 
-    @Option(names = "--split-bytes", defaultValue = "67108864",
+    @Option(names = "--split-bytes", paramLabel = "BYTES", defaultValue = "67108864",
             description = "JSONL files larger than this are prepared by several tasks, one per line-aligned split of "
                     + "about this many bytes (default: ${DEFAULT-VALUE}).")
     long splitBytes;
@@ -77,7 +77,7 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--overwrite", description = "Replace --out if it exists.")
     boolean overwrite;
 
-    @Option(names = "--master", defaultValue = "local[*]",
+    @Option(names = "--master", paramLabel = "URL", defaultValue = "local[*]",
             description = "Spark master when no SparkSession is active (default: ${DEFAULT-VALUE}).")
     String master;
 

@@ -74,7 +74,7 @@ public final class TrainingPlan {
         for (int i = 0; i < lengths.size(); i++) {
             if (lengths.numTokens()[i] > settings.maxTokensPerMicroBatch()) {
                 throw new IllegalArgumentException("record " + i + " has " + lengths.numTokens()[i]
-                        + " tokens, more than maxTokensPerMicroBatch " + settings.maxTokensPerMicroBatch()
+                        + " tokens, more than --micro-batch-tokens " + settings.maxTokensPerMicroBatch()
                         + "; raise --micro-batch-tokens or prepare with smaller --source-max-len/--target-max-len");
             }
         }

@@ -46,8 +46,10 @@ public final class RecordValidator {
             } else if (has.apply("inputs") || has.apply("targets") || has.apply("input") || has.apply("output")) {
                 format = RecordFormat.FLAN;
             } else {
+                // No flag named: train and eval read records too and have no --format, and forcing a format would
+                // not give this record the field it lacks.
                 return ReadResult.bad(recordId, BadRecordReason.MISSING_FIELD, "cannot tell the format: no "
-                        + "\"instruction\" (Alpaca) nor \"inputs\"/\"targets\" (FLAN) field; pass --format");
+                        + "\"instruction\" (Alpaca) nor \"inputs\"/\"targets\" (FLAN) field: is it a record of either?");
             }
         }
         String instruction = null;
@@ -95,8 +97,8 @@ public final class RecordValidator {
         }
         long chars = (long) (instruction == null ? 0 : instruction.length()) + input.length() + output.length();
         if (chars > limits.maxRecordChars()) {
-            return ReadResult.bad(recordId, BadRecordReason.TOO_LONG, chars + " characters > --max-record-chars "
-                    + limits.maxRecordChars());
+            return ReadResult.bad(recordId, BadRecordReason.TOO_LONG, chars + " characters, more than the limit of "
+                    + limits.maxRecordChars() + " (prepare --max-record-chars raises it)");
         }
         return ReadResult.ok(new SourceRecord(recordId, instruction, input, output));
     }

@@ -14,6 +14,7 @@ import java.util.HexFormat;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -90,10 +91,13 @@ class ReadersTest {
     }
 
     @Test
-    void autoWithoutKnownFieldsAsksForFormat() throws Exception {
+    void autoWithoutKnownFieldsNamesTheFieldsItLooksFor() throws Exception {
         Path f = Files.writeString(dir.resolve("q.jsonl"), "{\"question\": \"Hi\", \"answer\": \"Hello\"}\n");
         ReadResult r = readAll(f, RecordFormat.AUTO).get(0);
         assertEquals(BadRecordReason.MISSING_FIELD, r.bad().reason());
-        assertTrue(r.bad().detail().contains("--format"), r.bad().detail());
+        assertTrue(r.bad().detail().contains("no \"instruction\" (Alpaca) nor \"inputs\"/\"targets\" (FLAN)"),
+                r.bad().detail());
+        // train and eval read records too and have no --format: the message must not suggest it
+        assertFalse(r.bad().detail().contains("--format"), r.bad().detail());
     }
 }

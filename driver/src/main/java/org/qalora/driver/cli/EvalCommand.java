@@ -9,6 +9,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkConf;
+import org.qalora.driver.config.InvalidSettingsException;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
 import org.qalora.datasets.mmlu.MmluData;
@@ -98,8 +99,14 @@ public final class EvalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter console = spec.commandLine().getOut();
-        EvalTask task = checkSettings();                           // bad flags fail before anything is read
-        Precision p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
+        EvalTask task;
+        Precision p;
+        try {                                                      // bad flags fail before anything is read (exit 2)
+            task = checkSettings();
+            p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
+        } catch (IllegalArgumentException e) {
+            throw new InvalidSettingsException(e.getMessage());
+        }
         SparkConf sparkConf = new SparkConf();
         conf.forEach(sparkConf::set);
         String sparkMaster = master != null ? master : sparkConf.get("spark.master", null);

@@ -13,6 +13,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.hadoop.conf.Configuration;
+import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.datasets.read.SourceRecord;
 import org.qalora.datasets.template.AlpacaTemplate;
 import org.qalora.datasets.tokenize.TextTokenizer;
@@ -89,11 +90,17 @@ public final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter console = spec.commandLine().getOut();
-        Sampling sampling = new Sampling(temperature, topP, seed);      // bad values fail before any file is read
-        if (!template.equals("alpaca") && !template.equals("none")) {
-            throw new IllegalArgumentException("--template '" + template + "' is not one of alpaca, none");
+        Sampling sampling;
+        Precision p;
+        try {                                                           // bad values fail before any file is read
+            sampling = new Sampling(temperature, topP, seed);
+            if (!template.equals("alpaca") && !template.equals("none")) {
+                throw new IllegalArgumentException("--template '" + template + "' is not one of alpaca, none");
+            }
+            p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
+        } catch (IllegalArgumentException e) {
+            throw new InvalidSettingsException(e.getMessage());         // a usage error: exit 2
         }
-        Precision p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
         Configuration hadoop = new Configuration();
         if (out != null) {
             ResultFile.checkWritable(out, overwrite, hadoop);

@@ -7,13 +7,15 @@ import org.qalora.worker.cli.EvalBatchCommand;
 import org.qalora.worker.cli.MergeCommand;
 import org.qalora.worker.export.ExportCommand;
 import org.qalora.worker.quantize.QuantizeCommand;
+import org.qalora.driver.config.InvalidSettingsException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /**
  * The root of every qalora command ({@code bin/qalora <command>}, and the main class for spark-submit). Each
  * command is a picocli class in the module that owns it; this class only registers them. Errors print one clear
- * line (the cause's message) and exit 1; {@code QALORA_DEBUG=1} adds the stack trace.
+ * message (the cause's) and exit 2 for settings refused before any work ({@link InvalidSettingsException}, like
+ * picocli's usage errors) or 1 for a failure during the work; {@code QALORA_DEBUG=1} adds the stack trace.
  */
 @Command(name = "qalora", mixinStandardHelpOptions = true, version = "qalora 0.1.0",
         description = "QA-LoRA fine-tuning of quantized LLaMA models on Apache Spark.",
@@ -38,7 +40,7 @@ public final class QaloraCli implements Runnable {
                 e.printStackTrace(err);
             }
             err.flush();
-            return 1;
+            return e instanceof InvalidSettingsException ? 2 : 1;
         });
         return cli;
     }

@@ -2,14 +2,18 @@ package org.qalora.driver.cli;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.spark.SparkConf;
+import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.config.TrainJobLoader;
 import org.qalora.driver.pipeline.TrainPipeline;
+import org.qalora.driver.pipeline.TrainPreflight;
+import org.qalora.quant.io.HadoopPaths;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -60,11 +64,11 @@ public final class TrainCommand implements Callable<Integer> {
     String master;
     @Option(names = "--seed", paramLabel = "S", description = "the seed every random choice derives from; default 42")
     Long seed;
-    @Option(names = "--method", paramLabel = "M", description = "qalora (QA-LoRA on a group-quantized base, merged into its zero points) or lora (the baseline: plain LoRA on the float model, merged into float32 weights; quantize it afterwards with qalora quantize); default qalora")
+    @Option(names = "--method", paramLabel = "qalora|lora", description = "qalora (QA-LoRA on a group-quantized base, merged into its zero points) or lora (the baseline: plain LoRA on the float model, merged into float32 weights; quantize it afterwards with qalora quantize); default qalora")
     String method;
-    @Option(names = "--bits", paramLabel = "B", description = "quantization bits when the model must be quantized; default 4")
+    @Option(names = "--bits", paramLabel = "2|3|4|8", description = "quantization bits when the model must be quantized; default 4")
     Integer bits;
-    @Option(names = "--group-size", paramLabel = "G", description = "quantization group size = adapter pooling group; default 32")
+    @Option(names = "--group-size", paramLabel = "G", description = "quantization group size = adapter pooling group; must divide the model's hidden and intermediate sizes (the demo model: 64 and 128); default 32")
     Integer groupSize;
     @Option(names = "--rank", paramLabel = "R", description = "LoRA rank; default 8")
     Integer rank;
@@ -72,20 +76,34 @@ public final class TrainCommand implements Callable<Integer> {
     Double alpha;
     @Option(names = "--lr", paramLabel = "LR", description = "peak learning rate; default: the worker's for the pooling (mean 1e-3, sum 2e-4)")
     Double lr;
-    @Option(names = "--pooling", paramLabel = "P", description = "mean (official QA-LoRA code), sum (paper) or peft; default mean")
+    @Option(names = "--lr-schedule", paramLabel = "constant|linear|cosine", description = "learning-rate decay over the run's steps (HF's schedules); with linear or cosine the number of rounds is part of the run, so a finished run cannot be extended; default constant")
+    String lrSchedule;
+    @Option(names = "--warmup-steps", paramLabel = "N", description = "linear warmup of the learning rate from 0 over the first N optimizer steps; default 0")
+    Integer warmupSteps;
+    @Option(names = "--pooling", paramLabel = "mean|sum|peft", description = "mean (official QA-LoRA code), sum (paper) or peft; default mean")
     String pooling;
     @Option(names = "--dropout", paramLabel = "P", description = "dropout on the pooled adapter input; default 0.05")
     Double dropout;
     @Option(names = "--template", paramLabel = "FILE", description = "prompt template file for raw data; default auto (Alpaca prompts, FLAN verbatim)")
     String template;
+    @Option(names = "--skip-bad-records", negatable = true, description = "raw data: skip and count bad records instead of stopping at the first one; default off")
+    Boolean skipBadRecords;
+    @Option(names = "--source-max-len", paramLabel = "N", description = "raw data: prompt tokens kept per record (BOS included; longer prompts are truncated at the end, as HF does); default 1024")
+    Integer sourceMaxLen;
+    @Option(names = "--target-max-len", paramLabel = "N", description = "raw data: response tokens kept per record (EOS included; longer responses are truncated); default 256")
+    Integer targetMaxLen;
     @Option(names = "--keep-rounds", paramLabel = "N", description = "committed rounds kept; default 2")
     Integer keepRounds;
-    @Option(names = "--device", paramLabel = "D", description = "auto (the task's Spark GPU when it has one, else the CPU), cpu, gpu (the task's GPU, or GPU 0) or gpu:N; default auto")
+    @Option(names = "--device", paramLabel = "auto|cpu|gpu|gpu:N", description = "auto (the task's Spark GPU when it has one, else the CPU), cpu, gpu (the task's GPU, or GPU 0) or gpu:N; default auto")
     String device;
-    @Option(names = "--precision", paramLabel = "P", description = "auto (bf16 on a GPU, fp32 on the CPU), fp32 (exact) or bf16 (GPU only); default auto")
+    @Option(names = "--precision", paramLabel = "auto|fp32|bf16", description = "auto (bf16 on a GPU, fp32 on the CPU), fp32 (exact) or bf16 (GPU only); default auto")
     String precision;
     @Option(names = "--recompute", negatable = true, description = "per-layer activation recompute: keep each layer's input and recompute its activations in backward (less memory, more compute); default off")
     Boolean recompute;
+    @Option(names = "--force", description = "use an --output directory that holds other files, or restart there a run that "
+            + "failed before its first committed round with new settings (its derived files are replaced); "
+            + "never discards a run with committed rounds")
+    boolean force;
     @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
     Map<String, String> conf = new LinkedHashMap<>();
 
@@ -120,17 +138,33 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("device", device);
         flags.put("precision", precision);
         flags.put("recompute", recompute);
-        Map<String, Object> fromFile = job == null ? Map.of()
-                : TrainJobLoader.parseYaml(TrainJobLoader.readText(job), job.toString());
-        TrainJob settings = TrainJobLoader.build(job == null ? TrainJobLoader.FLAGS : job.toString(),
-                TrainJobLoader.defaults(root.toString()), fromFile, flags);
+        flags.put("lr-schedule", lrSchedule);
+        flags.put("warmup-steps", warmupSteps);
+        flags.put("skip-bad-records", skipBadRecords);
+        flags.put("source-max-len", sourceMaxLen);
+        flags.put("target-max-len", targetMaxLen);
+        TrainJob settings;
+        Map<String, Object> merged = null;
+        try {
+            Map<String, Object> fromFile = job == null ? Map.of()
+                    : TrainJobLoader.parseYaml(TrainJobLoader.readText(job), job.toString());
+            merged = TrainJobLoader.merge(TrainJobLoader.defaults(root.toString()), fromFile, flags);
+            settings = TrainJobLoader.build(job == null ? TrainJobLoader.FLAGS : job.toString(), merged);
+        } catch (InvalidSettingsException e) {
+            // Report the missing files too, so that one refusal lists everything (the full checks need a valid job).
+            List<String> all = new ArrayList<>(e.problems());
+            all.addAll(TrainPreflight.missingInputs(merged, HadoopPaths.defaults()));
+            throw all.size() == e.problems().size() ? e : new InvalidSettingsException("bad train settings", all);
+        } catch (IllegalArgumentException e) {   // an unreadable job file, a key of the wrong type: usage errors too
+            throw new InvalidSettingsException("bad train settings", List.of(e.getMessage()));
+        }
         SparkConf sparkConf = new SparkConf();
         conf.forEach(sparkConf::set);
         var out = spec.commandLine().getOut();
         new TrainPipeline(root, line -> {
             out.println("qalora: " + line);
             out.flush();
-        }).run(settings, sparkConf);
+        }, force).run(settings, sparkConf);
         return 0;
     }
 

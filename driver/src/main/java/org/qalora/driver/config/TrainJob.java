@@ -11,6 +11,7 @@ import java.util.Map;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
+import org.qalora.worker.train.Schedule;
 
 /**
  * Everything a {@code train} run is configured by, from flags, a YAML job file or the embedded defaults.
@@ -53,11 +54,18 @@ import org.qalora.worker.backend.Precision;
  *                         (the task's GPU, or GPU 0) or gpu:N ({@link Backends#resolve}); normalised to lower case
  * @param precision        auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16; normalised to lower case
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
+ * @param lrSchedule       constant, linear or cosine decay of the learning rate over the run's steps (the worker's
+ *                         {@link Schedule}); normalised to lower case
+ * @param warmupSteps      linear warmup from 0 over this many steps (0: none)
+ * @param skipBadRecords   raw data: skip and count bad records instead of stopping at the first
+ * @param sourceMaxLen     raw data: source (prompt) tokens kept per record, BOS included
+ * @param targetMaxLen     raw data: target (response) tokens kept per record, EOS included
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
-                       String precision, boolean recompute) {
+                       String precision, boolean recompute, String lrSchedule, int warmupSteps,
+                       boolean skipBadRecords, int sourceMaxLen, int targetMaxLen) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -84,8 +92,8 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
             problems.add("method must be qalora (QA-LoRA on a quantized base) or lora (plain LoRA on the float base), got "
                     + method);
         }
-        if (bits < 2 || bits > 8) {
-            problems.add("bits must be 2..8, got " + bits);
+        if (!List.of(2, 3, 4, 8).contains(bits)) {
+            problems.add("--bits must be 2, 3, 4 or 8 (the widths the packed kernels implement), got " + bits);
         }
         if (!(alpha > 0)) {
             problems.add("alpha must be > 0, got " + alpha);
@@ -117,18 +125,33 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         } catch (IllegalArgumentException e) {
             problems.add(e.getMessage());
         }
+        lrSchedule = lrSchedule == null ? "constant" : lrSchedule.trim().toLowerCase(java.util.Locale.ROOT);
+        if (!List.of("constant", "linear", "cosine").contains(lrSchedule)) {
+            problems.add("--lr-schedule must be constant, linear or cosine, got " + lrSchedule);
+        }
+        if (warmupSteps < 0) {
+            problems.add("--warmup-steps must be >= 0, got " + warmupSteps);
+        }
+        positive(problems, "source-max-len", sourceMaxLen);
+        positive(problems, "target-max-len", targetMaxLen);
         if (!problems.isEmpty()) {
-            throw new IllegalArgumentException("bad train settings: " + String.join("; ", problems));
+            throw new InvalidSettingsException("bad train settings", problems);
         }
     }
 
     private static void positive(List<String> problems, String name, long v) {
         if (v < 1) {
-            problems.add(name + " must be >= 1, got " + v);
+            problems.add("--" + name + " must be >= 1, got " + v);
         }
     }
 
-    /** The settings that decide the result, by flag name (stable order): what the config hash covers. */
+    /**
+     * The settings that decide the result, by flag name (stable order): what the config hash covers. The number of
+     * rounds is left out under a constant schedule: round r trains the same steps with the same learning rates
+     * whatever the total, so a finished run can be extended with a larger {@code --rounds} and ends as a run of that
+     * many rounds from the start would. Linear and cosine decay set every step's rate from the total, so there it is
+     * part of the result.
+     */
     public Map<String, Object> resultSettings() {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("model", model == null ? "<demo>" : model);
@@ -136,7 +159,9 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         m.put("eval-data", evalData);
         m.put("eval-every", evalEvery);
         m.put("tokenizer", tokenizer == null ? "<model>" : tokenizer);
-        m.put("rounds", rounds);
+        if (!lrSchedule.equals("constant")) {
+            m.put("rounds", rounds);
+        }
         m.put("steps-per-round", stepsPerRound);
         m.put("slots", slots);
         m.put("batch-size", batchSize);
@@ -151,15 +176,40 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         m.put("rank", rank);
         m.put("alpha", alpha);
         m.put("lr", lr == null ? "<default>" : lr);
+        m.put("lr-schedule", lrSchedule);
+        m.put("warmup-steps", warmupSteps);
         if (qalora()) {
             m.put("pooling", pooling);
         }
         m.put("dropout", dropout);
         m.put("template", template);
+        m.put("skip-bad-records", skipBadRecords);
+        m.put("source-max-len", sourceMaxLen);
+        m.put("target-max-len", targetMaxLen);
         m.put("device", device);
         m.put("precision", precision);
         m.put("recompute", recompute);
         return m;
+    }
+
+    /** True when the number of rounds is part of the result (a decaying schedule): such a run cannot be extended. */
+    public boolean roundsFixed() { return !lrSchedule.equals("constant"); }
+
+    /** The worker's schedule. */
+    public Schedule schedule() { return Schedule.parse(lrSchedule); }
+
+    /**
+     * The same job with every path setting passed through {@code normalise} (the pipeline makes them absolute URIs,
+     * so that run.json records what was read, whatever the working directory of the command that read it).
+     */
+    public TrainJob withPaths(java.util.function.UnaryOperator<String> normalise) {
+        return new TrainJob(model == null ? null : normalise.apply(model), data.stream().map(normalise).toList(),
+                evalData.stream().map(normalise).toList(), evalEvery,
+                tokenizer == null ? null : normalise.apply(tokenizer), normalise.apply(output), rounds, stepsPerRound,
+                slots, batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
+                pooling, dropout, template == null || template.equals("auto") ? template : normalise.apply(template),
+                keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords, sourceMaxLen,
+                targetMaxLen);
     }
 
     /** True for QA-LoRA, false for the plain LoRA baseline. */

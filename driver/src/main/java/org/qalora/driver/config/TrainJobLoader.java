@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
@@ -21,7 +22,8 @@ import org.yaml.snakeyaml.error.YAMLException;
 public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "eval-data", "eval-every", "tokenizer", "output", "rounds", "steps-per-round",
             "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
-            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
+            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute",
+            "lr-schedule", "warmup-steps", "skip-bad-records", "source-max-len", "target-max-len");
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
     public static final String FLAGS = "flags";
@@ -61,6 +63,11 @@ public final class TrainJobLoader {
         d.put("device", "auto");
         d.put("precision", "auto");
         d.put("recompute", false);
+        d.put("lr-schedule", "constant");
+        d.put("warmup-steps", 0);
+        d.put("skip-bad-records", false);
+        d.put("source-max-len", ExampleEncoder.Settings.QALORA.sourceMaxLen());
+        d.put("target-max-len", ExampleEncoder.Settings.QALORA.targetMaxLen());
         return d;
     }
 
@@ -115,6 +122,23 @@ public final class TrainJobLoader {
     /** Merges the layers (later wins; a null in a later layer means "not given") and builds the job. */
     @SafeVarargs
     public static TrainJob build(String source, Map<String, Object>... layers) {
+        Map<String, Object> m = merge(layers);
+        try {
+            return job(m, source);
+        } catch (IllegalArgumentException e) {
+            if (source.equals(FLAGS) || e.getMessage() != null && e.getMessage().startsWith(source + ":")) {
+                throw e;
+            }
+            if (e instanceof InvalidSettingsException invalid) {   // name the job file in every error
+                throw new InvalidSettingsException(source + ": bad train settings", invalid.problems());
+            }
+            throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The layers merged, later over earlier (a null in a later layer means "not given"). */
+    @SafeVarargs
+    public static Map<String, Object> merge(Map<String, Object>... layers) {
         Map<String, Object> m = new LinkedHashMap<>();
         for (Map<String, Object> layer : layers) {
             for (Map.Entry<String, Object> e : layer.entrySet()) {
@@ -123,14 +147,12 @@ public final class TrainJobLoader {
                 }
             }
         }
-        try {
-            return job(m, source);
-        } catch (IllegalArgumentException e) {
-            if (source.equals(FLAGS) || e.getMessage() != null && e.getMessage().startsWith(source + ":")) {
-                throw e;
-            }
-            throw new IllegalArgumentException(source + ": " + e.getMessage(), e);   // name the job file in every error
-        }
+        return m;
+    }
+
+    /** The path settings of merged layers ({@code model}, {@code data}, ...), for checks made without a job. */
+    public static List<String> paths(Map<String, Object> merged, String key) {
+        return strings(merged, key, FLAGS);
     }
 
     private static TrainJob job(Map<String, Object> m, String source) {
@@ -144,7 +166,9 @@ public final class TrainJobLoader {
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
                 number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source),
-                str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source));
+                str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source),
+                str(m, "lr-schedule", source), integer(m, "warmup-steps", source), bool(m, "skip-bad-records", source),
+                integer(m, "source-max-len", source), integer(m, "target-max-len", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
 import java.io.OutputStream;
 import org.apache.hadoop.conf.Configuration;
+import org.qalora.driver.config.InvalidSettingsException;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
@@ -23,10 +24,10 @@ public final class ResultFile {
         FileSystem fs = p.getFileSystem(conf);
         if (fs.exists(p)) {
             if (fs.getFileStatus(p).isDirectory()) {
-                throw new IllegalArgumentException(location + " is a directory: --out takes a file name");
+                throw new InvalidSettingsException(location + " is a directory: --out takes a file name");
             }
             if (!overwrite) {
-                throw new IllegalArgumentException(location + " already exists: pass --overwrite to replace it");
+                throw new InvalidSettingsException(location + " already exists: pass --overwrite to replace it");
             }
         }
     }

@@ -7,6 +7,7 @@ import org.apache.spark.sql.SparkSession;
 import org.qalora.datasets.prepare.DatasetManifest;
 import org.qalora.datasets.prepare.PrepareJob;
 import org.qalora.datasets.prepare.PrepareSettings;
+import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.qalora.quant.io.HadoopPaths;
 
 /**
@@ -18,10 +19,23 @@ import org.qalora.quant.io.HadoopPaths;
 public final class DataStage {
     private final HadoopPaths paths;
     private final Consumer<String> progress;
+    private final ExampleEncoder.Settings encoding;
+    private final boolean skipBadRecords;
 
     public DataStage(HadoopPaths paths, Consumer<String> progress) {
+        this(paths, progress, ExampleEncoder.Settings.QALORA, false);
+    }
+
+    /**
+     * @param encoding       source/target token limits of raw records ({@code --source-max-len, --target-max-len})
+     * @param skipBadRecords skip and count bad raw records instead of stopping ({@code --skip-bad-records})
+     */
+    public DataStage(HadoopPaths paths, Consumer<String> progress, ExampleEncoder.Settings encoding,
+                     boolean skipBadRecords) {
         this.paths = paths;
         this.progress = progress;
+        this.encoding = encoding;
+        this.skipBadRecords = skipBadRecords;
     }
 
     /** Where the data of each flag is prepared to, under the run directory. */
@@ -59,14 +73,15 @@ public final class DataStage {
             return out;
         }
         progress.accept("prepare: " + data + " -> " + out);
-        PrepareSettings settings = PrepareSettings.defaults(data, tokenizer, out);
-        if (template != null && !template.equals("auto")) {
-            settings = new PrepareSettings(settings.data(), settings.tokenizer(), settings.out(), settings.format(),
-                    template, settings.stanfordPrompt(), settings.encoding(), settings.limits(), settings.skipBadRecords(),
-                    settings.recordsPerShard(), settings.overwrite());
-        }
+        PrepareSettings defaults = PrepareSettings.defaults(data, tokenizer, out);
+        PrepareSettings settings = new PrepareSettings(defaults.data(), defaults.tokenizer(), defaults.out(),
+                defaults.format(), template == null || template.equals("auto") ? null : template,
+                defaults.stanfordPrompt(), encoding, defaults.limits(), skipBadRecords, defaults.recordsPerShard(),
+                defaults.overwrite());
         DatasetManifest manifest = PrepareJob.run(spark, settings);
-        progress.accept("prepare: " + manifest.records() + " records, " + manifest.targetTokens() + " target tokens");
+        long skipped = manifest.skipped().values().stream().mapToLong(Long::longValue).sum();
+        progress.accept("prepare: " + manifest.records() + " records, " + manifest.targetTokens() + " target tokens"
+                + (skipped > 0 ? ", " + skipped + " bad records skipped " + manifest.skipped() : ""));
         return out;
     }
 }

@@ -3,6 +3,7 @@ package org.qalora.driver.pipeline;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
@@ -11,9 +12,11 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
 import org.qalora.datasets.plan.PlanSettings;
+import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.rounds.RoundSettings;
@@ -28,8 +31,8 @@ import org.qalora.worker.backend.cuda.CudaBackend;
 
 /**
  * {@code qalora train}: the stages a fine-tuning needs, in order, each reusing its output when a rerun finds it:
- * claim the output directory, model (demo / quantize / vocabulary check), data (prepare), training rounds, merge
- * and publish. One class per stage; this one only wires them.
+ * check every cheap setting ({@link TrainPreflight}), claim the output directory, model (demo / quantize / vocabulary
+ * check), data (prepare), training rounds, merge and publish. One class per stage; this one only wires them.
  */
 public final class TrainPipeline {
 
@@ -38,10 +41,20 @@ public final class TrainPipeline {
 
     private final Path repoRoot;
     private final Consumer<String> progress;
+    private final boolean force;
 
     public TrainPipeline(Path repoRoot, Consumer<String> progress) {
+        this(repoRoot, progress, false);
+    }
+
+    /**
+     * @param force use an output directory holding other files, or replace there a run that never committed a round
+     *              ({@code --force}; see {@link RunDirectory})
+     */
+    public TrainPipeline(Path repoRoot, Consumer<String> progress, boolean force) {
         this.repoRoot = repoRoot;
         this.progress = progress;
+        this.force = force;
     }
 
     /** Starts Spark (the job's master unless spark-submit set one), runs, stops Spark. */
@@ -57,22 +70,31 @@ public final class TrainPipeline {
         }
     }
 
-    public Outcome run(TrainJob job, SparkSession spark) {
-        checkDevice(job, spark.sparkContext().master());
+    /**
+     * Validates the job (every problem at once, nothing written: {@link TrainPreflight}), claims the output
+     * directory, then runs the stages. Paths are made absolute URIs first, so that the run directory records what
+     * was read and a rerun from another working directory compares like with like.
+     */
+    public Outcome run(TrainJob given, SparkSession spark) {
+        checkDevice(given, spark.sparkContext().master());
         JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = jsc.hadoopConfiguration();
         Storage storage = new Storage(hadoop);
         HadoopPaths paths = new HadoopPaths(hadoop);
+        TrainPreflight preflight = new TrainPreflight(storage, repoRoot);
+        TrainJob job = preflight.normalise(given);
         RunDirectory run = new RunDirectory(storage, job.output(), progress);
+        preflight.check(job, run, force);
         HoldPoint hold = HoldPoint.parse(spark.conf().get(HoldPoint.CONF_KEY, ""), progress);
-        if (run.claim(job)) {
+        if (run.claim(job, force)) {
             progress.accept("output " + run.root() + " holds this run (same settings): continuing it");
         }
         String runDir = run.root().toString();
         try {
             ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(),
                     job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
-            DataStage data = new DataStage(paths, progress);
+            DataStage data = new DataStage(paths, progress,
+                    new ExampleEncoder.Settings(job.sourceMaxLen(), job.targetMaxLen(), false), job.skipBadRecords());
             String dataset = data.resolve(spark, DataStage.Kind.TRAIN, job.data(), model.tokenizer(), job.template(),
                     runDir);
             String heldOut = job.evalData().isEmpty() ? null : data.resolve(spark, DataStage.Kind.HELD_OUT,
@@ -89,17 +111,20 @@ public final class TrainPipeline {
                             Pooling.fromConfig(job.pooling(), "--pooling"), job.dropout())
                     : QaloraConfig.lora(job.rank(), job.alpha(), job.dropout());
             WorkerTrainerFactory factory = new WorkerTrainerFactory(model.baseModel(), dataset, heldOut, plan, adapter,
-                    job.lr(), job.totalSteps(), threads, new ShippedHadoopConf(hadoop), job.device(),
+                    job.lr(), job.schedule(), job.warmupSteps(), job.totalSteps(), threads, new ShippedHadoopConf(hadoop),
+                    job.device(),
                     job.backendPrecision(), job.recompute());
             progress.accept(String.format(java.util.Locale.ROOT,
                     "training: %d rounds x %d slots x %d steps of %d sequences (length grouping %s; micro-batches of "
-                            + "<= %d tokens), %s, rank %d, alpha %s, lr %.2e%s; device %s, precision %s%s",
+                            + "<= %d tokens), %s, rank %d, alpha %s, lr %.2e%s (%s schedule, %d warmup steps); "
+                            + "device %s, precision %s%s",
                     job.rounds(), job.slots(), job.stepsPerRound(), job.batchSize(),
                     job.groupByLength() == 0 ? "off" : "in mega-batches of " + job.groupByLength(),
                     job.microBatchTokens(), job.qalora() ? "QA-LoRA with " + job.pooling() + " pooling"
                             : "plain LoRA on the float model (no quantization, no pooling)", job.rank(), job.alpha(),
                     factory.effectiveLearningRate(),
-                    job.lr() == null ? " (the worker's default for the pooling)" : "", job.device(), job.precision(),
+                    job.lr() == null ? " (the worker's default for the pooling)" : "", job.lrSchedule(),
+                    job.warmupSteps(), job.device(), job.precision(),
                     job.recompute() ? ", activation recompute" : ""));
             if (heldOut != null) {
                 progress.accept("held-out loss of the averaged adapter after every " + job.evalEvery() + " round(s) and "
@@ -144,8 +169,9 @@ public final class TrainPipeline {
         int ordinal = Backends.gpuOrdinal(job.device());
         String why = CudaBackend.unusableReason(ordinal);
         if (why != null) {
-            throw new IllegalStateException("--device " + job.device() + " was asked for but GPU " + ordinal
-                    + " cannot be used on this machine: " + why);
+            throw new InvalidSettingsException("cannot start the run (nothing was started or written)",
+                    List.of("--device " + job.device() + " was asked for but GPU " + ordinal
+                            + " cannot be used on this machine: " + why));
         }
     }
 }

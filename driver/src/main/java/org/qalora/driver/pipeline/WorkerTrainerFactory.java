@@ -28,6 +28,7 @@ import org.qalora.worker.train.HeldOutLoss;
 import org.qalora.worker.train.LocalTrainer;
 import org.qalora.worker.train.MicroBatch;
 import org.qalora.worker.train.NonFiniteLossException;
+import org.qalora.worker.train.Schedule;
 import org.qalora.worker.train.TrainResult;
 import org.qalora.worker.train.TrainingConfig;
 
@@ -50,6 +51,8 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     private final String planHash;
     private final QaloraConfig adapter;
     private final Double learningRate;
+    private final Schedule schedule;
+    private final long warmupSteps;
     private final long totalSteps;
     private final int threads;
     private final ShippedHadoopConf hadoopConf;
@@ -72,6 +75,18 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
                                 QaloraConfig adapter,
                                 Double learningRate, long totalSteps, int threads, ShippedHadoopConf hadoopConf,
                                 String requestedDevice, Precision precision, boolean recompute) {
+        this(model, dataset, evalDataset, planSettings, adapter, learningRate, Schedule.CONSTANT, 0, totalSteps, threads,
+                hadoopConf, requestedDevice, precision, recompute);
+    }
+
+    /**
+     * @param schedule    the learning-rate schedule over {@code totalSteps} ({@code --lr-schedule})
+     * @param warmupSteps linear warmup steps ({@code --warmup-steps})
+     */
+    public WorkerTrainerFactory(String model, String dataset, String evalDataset, PlanSettings planSettings,
+                                QaloraConfig adapter, Double learningRate, Schedule schedule, long warmupSteps,
+                                long totalSteps, int threads, ShippedHadoopConf hadoopConf, String requestedDevice,
+                                Precision precision, boolean recompute) {
         this.requestedDevice = Backends.checkRequested(requestedDevice);
         if (precision == Precision.BF16 && this.requestedDevice.equals("cpu")) {
             throw new IllegalArgumentException("precision bf16 needs a GPU: the CPU backend computes in fp32 only"
@@ -85,6 +100,8 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         this.planSettings = planSettings;
         this.adapter = adapter;
         this.learningRate = learningRate;
+        this.schedule = schedule;
+        this.warmupSteps = warmupSteps;
         this.totalSteps = totalSteps;
         this.threads = threads;
         this.hadoopConf = hadoopConf;
@@ -126,7 +143,8 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
 
     TrainingConfig trainingConfig() {
         QaloraConfig a = adapterConfig();
-        TrainingConfig c = TrainingConfig.defaults(a.pooling(), totalSteps).withRecompute(recompute);
+        TrainingConfig c = TrainingConfig.defaults(a.pooling(), totalSteps).withRecompute(recompute)
+                .withSchedule(schedule, warmupSteps);
         return learningRate == null ? c : c.withLearningRate(learningRate);
     }
 

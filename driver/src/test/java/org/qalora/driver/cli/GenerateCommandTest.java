@@ -72,7 +72,7 @@ class GenerateCommandTest {
         assertEquals(expected("Name a color.", new Sampling(0.9, 0.8, 7)), first.get("output").asText());
         String before = Files.readString(out);
         CliRun again = CliRun.of(a);
-        assertEquals(1, again.code());
+        assertEquals(2, again.code(), "refused before any work");
         assertEquals("qalora generate: " + out + " already exists: pass --overwrite to replace it\n", again.err());
         assertEquals(before, Files.readString(out), "untouched");
         List<String> withOverwrite = new java.util.ArrayList<>(List.of(a));
@@ -101,6 +101,7 @@ class GenerateCommandTest {
                 .contains(prompts + ":1: field \"prompt\" must be a string, got number"));
         CliRun t = CliRun.of(args("--prompt", "x", "--temperature", "-1"));
         assertTrue(t.err().startsWith("qalora generate: temperature must be a finite number >= 0"), t.err());
+        assertEquals(2, t.code());
         CliRun m = CliRun.of("generate", "--model", tmp.resolve("none").toString(), "--tokenizer", TOK, "--prompt", "x");
         assertEquals(1, m.code());
         assertFalse(m.err().isBlank());

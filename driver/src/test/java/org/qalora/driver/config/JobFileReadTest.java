@@ -22,6 +22,21 @@ class JobFileReadTest {
         assertEquals("job file " + missing.toAbsolutePath() + " does not exist: check --job", e.getMessage());
     }
 
+    /** The example the README points at: every key known, every value valid, every non-default one taken. */
+    @Test
+    void theShippedExampleJobIsValid() {
+        Path example = org.qalora.driver.eval.CliRun.repo().resolve("samples/job.yaml");
+        var fromFile = TrainJobLoader.parseYaml(TrainJobLoader.readText(example), example.toString());
+        TrainJob job = TrainJobLoader.build(example.toString(), TrainJobLoader.defaults("/repo"), fromFile);
+        assertEquals(java.util.List.of("samples/alpaca-sample.json"), job.data());
+        assertEquals(4, job.rounds());
+        assertEquals(16, job.batchSize());
+        assertEquals(2, job.warmupSteps());
+        assertTrue(job.skipBadRecords());
+        assertEquals(512, job.sourceMaxLen());
+        assertEquals(128, job.targetMaxLen());
+    }
+
     @Test
     void aDirectoryIsRefusedWithWhatWentWrong() throws Exception {
         Path sub = Files.createDirectories(dir.resolve("jobs"));

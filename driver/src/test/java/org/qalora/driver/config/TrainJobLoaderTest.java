@@ -48,10 +48,33 @@ class TrainJobLoaderTest {
         assertTrue(e2.getMessage().contains("job.yaml: 'rounds' must be a number, got 'many'"), e2.getMessage());
         var e3 = assertThrows(IllegalArgumentException.class,
                 () -> TrainJobLoader.build("t", TrainJobLoader.defaults("/r"), Map.of("slots", 0, "bits", 9)));
-        assertTrue(e3.getMessage().contains("slots must be >= 1, got 0") && e3.getMessage().contains("bits must be 2..8"),
+        assertTrue(e3.getMessage().contains("slots must be >= 1, got 0") && e3.getMessage().contains("--bits must be 2, 3, 4 or 8"),
                 e3.getMessage());
         var e4 = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.parseYaml("- a\n- b", "list.yaml"));
         assertTrue(e4.getMessage().contains("must be a YAML mapping"), e4.getMessage());
+    }
+
+    @Test
+    void theScheduleAndDataOptionsAreSettingsAndOnlyADecayingScheduleFixesTheRounds() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob constant = TrainJobLoader.build("t", d, Map.of("rounds", 3));
+        assertEquals("constant", constant.lrSchedule());
+        assertEquals(constant.configHash(), TrainJobLoader.build("t", d, Map.of("rounds", 9)).configHash(),
+                "a constant schedule trains round r the same way whatever the total: extendable");
+        TrainJob cosine = TrainJobLoader.build("t", d, Map.of("rounds", 3, "lr-schedule", "Cosine", "warmup-steps", 2));
+        assertEquals("cosine", cosine.lrSchedule());
+        assertEquals(org.qalora.worker.train.Schedule.COSINE, cosine.schedule());
+        assertNotEquals(cosine.configHash(), TrainJobLoader.build("t", d,
+                Map.of("rounds", 9, "lr-schedule", "cosine", "warmup-steps", 2)).configHash());
+        for (String key : new String[] {"skip-bad-records", "source-max-len", "target-max-len", "warmup-steps"}) {
+            Object other = key.equals("skip-bad-records") ? (Object) true : (Object) 7;
+            assertNotEquals(constant.configHash(), TrainJobLoader.build("t", d, Map.of("rounds", 3, key, other))
+                    .configHash(), key);
+        }
+        var e = assertThrows(InvalidSettingsException.class, () -> TrainJobLoader.build("t", d,
+                Map.of("lr-schedule", "step", "warmup-steps", -1, "source-max-len", 0)));
+        assertEquals(3, e.problems().size(), e.getMessage());
+        assertTrue(e.getMessage().contains("--lr-schedule must be constant, linear or cosine, got step"), e.getMessage());
     }
 
     @Test

@@ -209,7 +209,7 @@ class EvalCommandTest {
         Path out = Files.writeString(tmp.resolve("exists.json"), "{}");
         Path mmlu = CliRun.repo().resolve("samples/mmlu-sample");
         CliRun exists = run(args("--mmlu", mmlu.toString(), "--out", out.toString()));
-        assertEquals(1, exists.code());
+        assertEquals(2, exists.code(), "refused before any work");
         assertEquals("qalora eval: " + out + " already exists: pass --overwrite to replace it\n", exists.err());
         assertEquals("{}", Files.readString(out));
         CliRun metric = run(args("--mmlu", mmlu.toString(), "--metric", "loss", "--out", tmp.resolve("m.json").toString()));
@@ -222,6 +222,7 @@ class EvalCommandTest {
         assertTrue(bad.err().contains("\"output\" must be a string, got number"), bad.err());
         CliRun bogus = run(args("--data", data.toString(), "--metric", "bleu", "--out", tmp.resolve("c.json").toString()));
         assertEquals("qalora eval: --metric 'bleu' is not one of exact-match, loss\n", bogus.err());
+        assertEquals(2, bogus.code());
         assertFalse(Files.exists(tmp.resolve("b.json")) || Files.exists(tmp.resolve("c.json")));
         CliRun none = run(args("--out", tmp.resolve("d.json").toString()));
         assertNotEquals(0, none.code());

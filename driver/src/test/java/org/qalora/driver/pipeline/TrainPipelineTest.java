@@ -67,7 +67,7 @@ class TrainPipelineTest {
     void missingDataIsNamed() {
         RuntimeException e = fails(job(Map.of("data", List.of(dir.resolve("nope.jsonl").toString()),
                 "output", dir.resolve("missing").toString())));
-        assertTrue(e.getMessage().contains("--data " + dir.resolve("nope.jsonl") + " does not exist"), e.getMessage());
+        assertTrue(e.getMessage().contains("--data file:" + dir.resolve("nope.jsonl") + " does not exist"), e.getMessage());
     }
 
     @Test

@@ -55,6 +55,22 @@ class WorkerTrainerFactoryTest {
     }
 
     @Test
+    void theScheduleAndWarmupOfTrainReachTheWorker() {
+        WorkerTrainerFactory cosine = new WorkerTrainerFactory(Fixtures.tinyLlamaGptq().toString(), dataset, null,
+                new PlanSettings(42L, 2, 2, 2, 0, 256), QaloraConfig.allProjections(4, 8.0, 32, Pooling.MEAN, 0.0),
+                1e-3, org.qalora.worker.train.Schedule.COSINE, 2, 10, 1, new ShippedHadoopConf(new Configuration()),
+                "cpu", null, false);
+        var config = cosine.trainingConfig();
+        assertEquals(0.0, config.learningRateAt(0), "warmup starts at 0");
+        assertEquals(5e-4, config.learningRateAt(1), 1e-12, "half way up");
+        assertEquals(1e-3, config.learningRateAt(2), 1e-12, "peak after warmup");
+        assertTrue(config.learningRateAt(9) < 1e-4, "cosine decays towards the end: " + config.learningRateAt(9));
+        assertEquals(1e-3, factory("cpu", null, false).trainingConfig().withLearningRate(1e-3).learningRateAt(9),
+                "constant without --lr-schedule");
+        assertNotEquals(cosine.identity(), factory("cpu", null, false).identity());
+    }
+
+    @Test
     void deviceAndPrecisionAndRecomputeArePartOfTheIdentity() {
         WorkerTrainerFactory base = factory("auto", null, false);
         assertEquals(base.identity(), factory("AUTO", null, false).identity());

@@ -170,7 +170,7 @@ class ClaimTrainTest {
         extra.put("data", List.of(prepared));                // the first test's prepared shards, used as they are
         extra.put("eval-data", List.of(preparedDev));
         TrainPipeline.Outcome out = train("qalora", extra, log);
-        assertTrue(log.contains("data: using the prepared dataset " + prepared), String.join("\n", log));
+        assertTrue(log.contains("data: using the prepared dataset file:" + prepared), String.join("\n", log));
         Double after = out.rounds().metrics().get(1).evalLoss();
         assertNotNull(after);
         double before = heldOutLoss(dir.resolve("qalora/base-quantized").toString(), preparedDev);

@@ -68,7 +68,7 @@ public final class RtnQuantizer {
         }
         if (in % groupSize != 0) {
             throw new IllegalArgumentException(name + ": group size " + groupSize + " does not divide the input dimension "
-                    + in + "; pick a group size that divides it (e.g. 32, 64 or 128 for LLaMA shapes)");
+                    + in + "; " + org.qalora.quant.GroupSizes.hint(in));
         }
         if (in % 32 != 0 || out % 32 != 0) {
             throw new IllegalArgumentException(name + ": shape [" + out + ", " + in + "] is not a multiple of 32 in both"

@@ -14,7 +14,12 @@ import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.ActivationPlan;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.LlamaPass;
+import java.io.PrintWriter;
+import java.util.Locale;
+import org.qalora.quant.io.HadoopPaths;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Option;
 
 /**
@@ -25,30 +30,37 @@ import picocli.CommandLine.Option;
 @Command(name = "eval-batch", mixinStandardHelpOptions = true,
         description = "Forward (and optionally backward) one batch; writes logits, loss and adapter gradients.")
 public final class EvalBatchCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "model directory (HF, GPTQ or merged)")
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "model directory (HF, GPTQ or merged)")
     String model;
 
-    @Option(names = "--adapter", description = "PEFT QA-LoRA adapter directory")
+    @Option(names = "--adapter", paramLabel = "DIR", description = "PEFT QA-LoRA adapter directory")
     String adapter;
 
-    @Option(names = "--batch", required = true,
+    @Option(names = "--batch", required = true, paramLabel = "FILE",
             description = "safetensors file with input_ids and optional labels, int32/int64 [batch, seq]")
     String batch;
 
-    @Option(names = "--out", required = true,
-            description = "output safetensors: logits [batch, seq, vocab], loss [1], grad.<adapter key>")
+    @Option(names = "--out", required = true, paramLabel = "FILE",
+            description = "output safetensors: logits [batch, seq, vocab], loss [1], grad.<adapter key>; must not "
+                    + "exist unless --overwrite")
     String out;
+
+    @Option(names = "--overwrite", description = "replace --out if it exists")
+    boolean overwrite;
 
     @Option(names = "--grads", description = "also write d loss / d adapter tensor (needs --adapter and labels)")
     boolean grads;
 
-    @Option(names = "--threads", description = "CPU threads (default: all processors)")
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors)")
     int threads = Runtime.getRuntime().availableProcessors();
 
-    @Option(names = "--device", paramLabel = "D", description = "cpu, gpu (GPU 0) or gpu:N; default cpu")
+    @Option(names = "--device", paramLabel = "cpu|gpu|gpu:N", description = "cpu, gpu (GPU 0) or gpu:N; default cpu")
     String device = "cpu";
 
-    @Option(names = "--precision", paramLabel = "P", description = "fp32 (exact; the default), bf16 (GPU mixed precision)"
+    @Option(names = "--precision", paramLabel = "fp32|bf16|auto", description = "fp32 (exact; the default), bf16 (GPU mixed precision)"
             + " or auto (bf16 on a GPU, fp32 on the CPU)")
     String precision = "fp32";
 
@@ -63,6 +75,10 @@ public final class EvalBatchCommand implements Callable<Integer> {
         String dev = Backends.resolve(device, null);
         if (grads && adapter == null) {
             throw new IllegalArgumentException("--grads needs --adapter: only adapter tensors have gradients");
+        }
+        HadoopPaths paths = HadoopPaths.defaults();
+        if (!overwrite && paths.exists(out)) {   // before the model is loaded: refusing after the work wastes it
+            throw new IllegalArgumentException("--out " + out + " already exists: pass --overwrite to replace it");
         }
         try (Backend be = Backends.open(dev, p, threads)) { // bf16 on the CPU, or an unusable GPU, fails here
             BatchFile b = BatchFile.read(batch);
@@ -81,6 +97,7 @@ public final class EvalBatchCommand implements Callable<Integer> {
             ActivationPlan plan = new ActivationPlan(m, cfg, b.batch(), b.seqLen(), grads, false);
             LlamaPass.forward(m, qa, plan, b.inputIds(), 0, null);
             SafetensorsWriter w = new SafetensorsWriter();
+            String lossLine = null;
             float[] logits = LlamaPass.logits(m, plan);
             w.addFloats("logits", DType.F32, logits, b.batch(), b.seqLen(), m.dims().vocab());
             if (b.labels() != null) {
@@ -101,6 +118,7 @@ public final class EvalBatchCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("the loss of " + batch + " is not finite (" + loss + ")");
                 }
                 w.addFloats("loss", DType.F32, new float[] {loss}, 1);
+                lossLine = String.format(Locale.ROOT, "loss %.6f over %d target tokens", loss, n);
                 if (grads) {
                     Map<String, float[]> g = qa.gradients();
                     for (AdapterSlot s : qa.slots()) {
@@ -109,7 +127,12 @@ public final class EvalBatchCommand implements Callable<Integer> {
                     }
                 }
             }
-            w.write(out);
+            w.write(out, paths);   // a temporary name renamed over --out: a reader never sees half of it
+            PrintWriter said = spec.commandLine().getOut();
+            said.printf(Locale.ROOT, "eval-batch: %sgradients %s; wrote %s%n", lossLine == null ? "no labels, no loss; "
+                    : lossLine + "; ", grads ? "of " + 2 * qa.slots().size() + " adapter tensors" : "not asked for",
+                    paths.qualified(out));
+            said.flush();
         }
     }
 }

@@ -57,7 +57,7 @@ public final class ModelQuantizer {
             int g = gptq.groupSizeFor(in);
             if (in % g != 0) {
                 throw new IllegalArgumentException("--group-size " + g + " does not divide the input dimension " + in
-                        + " of " + p.prefix(0) + "; pick a group size that divides " + in + " (e.g. 32, 64 or 128)");
+                        + " of " + p.prefix(0) + "; " + org.qalora.quant.GroupSizes.hint(in));
             }
             if (in % 32 != 0 || out % 32 != 0) {
                 throw new IllegalArgumentException(p.prefix(0) + " is [" + out + ", " + in + "], not a multiple of 32 in"

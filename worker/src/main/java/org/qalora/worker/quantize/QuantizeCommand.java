@@ -44,8 +44,11 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--calibration", paramLabel = "FILE", description = "safetensors file with input_ids, I64/I32 [sequences, seq_len], for gptq")
     String calibration;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory; must not exist")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory; must not exist unless --overwrite")
     String out;
+
+    @Option(names = "--overwrite", description = "replace --out if it exists (the new model is written first, then swapped in)")
+    boolean overwrite;
 
     @Option(names = "--format", defaultValue = "gptq_v2", paramLabel = "gptq|gptq_v2", description = "zero-point format: gptq (v1, zero-1) or gptq_v2 (default)")
     String format;
@@ -53,7 +56,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--sym", description = "symmetric quantization (zero fixed at 2^(bits-1)); default asymmetric as in QA-LoRA")
     boolean sym;
 
-    @Option(names = "--damp-percent", defaultValue = "0.01", description = "GPTQ damping, fraction of the mean Hessian diagonal; default ${DEFAULT-VALUE}")
+    @Option(names = "--damp-percent", paramLabel = "F", defaultValue = "0.01", description = "GPTQ damping, fraction of the mean Hessian diagonal; default ${DEFAULT-VALUE}")
     double damp;
 
     @Option(names = "--static-groups", description = "GPTQ: compute all group parameters from the original weights up front")
@@ -107,9 +110,15 @@ public final class QuantizeCommand implements Callable<Integer> {
         }
         GptqConfig gptq = new GptqConfig(bits, groupSize, sym, actOrder, staticGroups, damp, !noTrueSequential, f);
         HadoopPaths paths = HadoopPaths.defaults();
-        if (paths.exists(out)) {
-            throw new IllegalArgumentException("--out " + out + " already exists: choose a new directory");
+        boolean replace = paths.exists(out);
+        if (replace && !overwrite) {
+            throw new IllegalArgumentException("--out " + out + " already exists: choose a new directory, or pass "
+                    + "--overwrite to replace it");
         }
+        // Replacing: the new model is written beside the old one under a temporary name, which readers ignore, so a
+        // failure leaves the old model whole.
+        String target = !replace ? out : HadoopPaths.child(new org.apache.hadoop.fs.Path(paths.qualified(out))
+                .getParent().toString(), "_tmp-replacing-" + java.util.UUID.randomUUID());
         // GPTQ's calibration forward passes run on --device, in fp32 (the Hessians want exact activations), opened
         // first so that an unusable GPU fails before any work; RTN needs no model at all.
         boolean calibrate = m == ModelQuantizer.Method.GPTQ;
@@ -120,7 +129,11 @@ public final class QuantizeCommand implements Callable<Integer> {
             ModelQuantizer.validate(source, config, gptq);
             CalibrationData data = calibration == null ? null : CalibrationData.read(calibration, config.vocabSize(), paths);
             Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend, log);
-            ModelQuantizer.write(source, config, gptq, quantized, out, maxShardBytes, paths);
+            ModelQuantizer.write(source, config, gptq, quantized, target, maxShardBytes, paths);
+        }
+        if (replace) {
+            paths.delete(out);
+            paths.commitDirectory(target, out);
         }
         log.printf("wrote %s: %d-bit, group size %d, %s, %s zeros%n", out, bits, groupSize, method, f.jsonName());
         log.flush();

@@ -55,6 +55,12 @@ public record TrainingConfig(double learningRate, double beta1, double beta2, do
         return new TrainingConfig(lr, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps, totalSteps, recompute);
     }
 
+    /** The learning-rate schedule and its linear warmup ({@code qalora train --lr-schedule, --warmup-steps}). */
+    public TrainingConfig withSchedule(Schedule newSchedule, long warmup) {
+        return new TrainingConfig(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, newSchedule, warmup,
+                totalSteps, recompute);
+    }
+
     public TrainingConfig withRecompute(boolean on) {
         return new TrainingConfig(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps,
                 totalSteps, on);

@@ -70,6 +70,27 @@ class CommandsTest {
     }
 
     @Test
+    void evalBatchSaysWhatItWroteAndRefusesAnExistingOutUnlessOverwrite() throws IOException {
+        Path out = tmp.resolve("out.safetensors");
+        String[] args = {"--model", Fixtures.tinyLlamaGptq().toString(), "--batch", batchFile(true).toString(),
+                "--out", out.toString(), "--threads", "2"};
+        java.io.StringWriter said = new java.io.StringWriter();
+        CommandLine cli = new CommandLine(new EvalBatchCommand());
+        cli.setOut(new java.io.PrintWriter(said));
+        assertEquals(0, cli.execute(args));
+        assertTrue(said.toString().matches("eval-batch: loss \\d+\\.\\d{6} over \\d+ target tokens; gradients not "
+                + "asked for; wrote file:.*out\\.safetensors\\R"), said.toString());
+        byte[] first = Files.readAllBytes(out);
+        Files.write(out, new byte[] {1, 2, 3});
+        assertEquals(2, run(new EvalBatchCommand(), args), "an existing --out is refused");
+        assertEquals(3, Files.size(out), "and left alone");
+        String[] again = java.util.Arrays.copyOf(args, args.length + 1);
+        again[args.length] = "--overwrite";
+        assertEquals(0, run(new EvalBatchCommand(), again));
+        assertTrue(java.util.Arrays.equals(first, Files.readAllBytes(out)), "replaced with the same result");
+    }
+
+    @Test
     void mergeWritesAModelThatEvalBatchReadsWithTheAdapterLogits() throws IOException {
         Path merged = tmp.resolve("merged");
         assertEquals(0, run(new MergeCommand(), "--model", Fixtures.tinyLlamaGptq().toString(),

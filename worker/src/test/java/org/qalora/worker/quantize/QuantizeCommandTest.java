@@ -130,8 +130,18 @@ class QuantizeCommandTest {
         assertFalse(Files.exists(out));
 
         Files.createDirectories(out);
+        Files.writeString(out.resolve("old.txt"), "old");
         r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--out", out.toString());
-        assertTrue(r.err().contains("already exists"), r.err());
+        assertTrue(r.err().contains("already exists: choose a new directory, or pass --overwrite"), r.err());
+        assertTrue(Files.exists(out.resolve("old.txt")), "refused: left alone");
+        r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--out", out.toString(),
+                "--overwrite");
+        assertEquals(0, r.exitCode(), r.err());
+        assertFalse(Files.exists(out.resolve("old.txt")), "replaced");
+        assertTrue(Files.exists(out.resolve("config.json")));
+        try (var left = Files.list(dir)) {
+            assertTrue(left.noneMatch(p -> p.getFileName().toString().startsWith("_tmp-")), "no temporary left");
+        }
     }
 
     static Path calibrationFile(Path dir, int sequences, int seqLen, long seed) throws IOException {

@@ -19,4 +19,4 @@ if [[ -z "$app_jar" ]]; then
 fi
 # Spark already brings Spark and Hadoop; ship only what it lacks.
 dep_jars="$(ls "$root"/driver/target/lib/*.jar | grep -Ev '/(spark-|hadoop-client-|scala-)' | paste -sd, -)"
-java_flags="$(grep '^spark.executor.extraJavaOptions' "$root/deploy/conf/spark-defaults.conf" | sed 's/^[^ ]* *//')"
+java_flags="$(grep -Ev '^[[:space:]]*(#|$)' "$root/deploy/conf/jvm-flags" | paste -sd' ' -)"  # the one list of JVM flags

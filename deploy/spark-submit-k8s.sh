@@ -9,7 +9,7 @@ set -euo pipefail
 : "${IMAGE:?set IMAGE to the qalora image built from deploy/Dockerfile}"
 : "${SPARK_HOME:?set SPARK_HOME to a Spark 4.2 (Scala 2.13) installation, e.g. /opt/spark-4.2.0-bin-hadoop3}"
 slots="${SLOTS:-4}"
-java_flags="$(grep '^spark.executor.extraJavaOptions' "$(dirname "${BASH_SOURCE[0]}")/conf/spark-defaults.conf" | sed 's/^[^ ]* *//')"
+java_flags="$(grep -Ev '^[[:space:]]*(#|$)' "$(dirname "${BASH_SOURCE[0]}")/conf/jvm-flags" | paste -sd' ' -)"  # the one list
 exec "$SPARK_HOME/bin/spark-submit" \
   --master "$K8S_MASTER" --deploy-mode cluster \
   --name qalora-train \

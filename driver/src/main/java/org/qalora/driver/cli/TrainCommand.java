@@ -169,7 +169,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** The repository checkout (bundled samples and tokenizer): bin/qalora passes it as -Dqalora.root. */
-    static Path repoRoot() {
+    public static Path repoRoot() {
         String configured = System.getProperty("qalora.root");
         if (configured != null && Files.isDirectory(Path.of(configured))) {
             return Path.of(configured).toAbsolutePath();

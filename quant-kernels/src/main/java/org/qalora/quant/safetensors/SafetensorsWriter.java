@@ -114,6 +114,20 @@ public final class SafetensorsWriter {
 
     public List<String> names() { return new ArrayList<>(tensors.keySet()); }
 
+    /** The name, dtype and shape of an added tensor. */
+    public TensorInfo info(String name) { return pending(name).info(); }
+
+    /** The little-endian data of an added tensor (the writer's own array: do not modify). */
+    public byte[] bytes(String name) { return pending(name).data(); }
+
+    private Pending pending(String name) {
+        Pending p = tensors.get(name);
+        if (p == null) {
+            throw new IllegalArgumentException("no tensor " + name + " was added");
+        }
+        return p;
+    }
+
     public boolean contains(String name) { return tensors.containsKey(name); }
 
     /** Total tensor bytes (what HF calls total_size in the index). */

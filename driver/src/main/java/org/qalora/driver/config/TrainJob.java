@@ -9,6 +9,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
 
@@ -53,11 +54,13 @@ import org.qalora.worker.backend.Precision;
  *                         (the task's GPU, or GPU 0) or gpu:N ({@link Backends#resolve}); normalised to lower case
  * @param precision        auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16; normalised to lower case
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
+ * @param maxShardSize     largest weights file of the merged model, as HF spells it ({@code 5GB}, {@code 500MB}):
+ *                         the file layout only, so not in the config hash (the published manifest records it)
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
-                       String precision, boolean recompute) {
+                       String precision, boolean recompute, String maxShardSize) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -114,6 +117,12 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 problems.add("precision bf16 needs a GPU: the CPU backend computes in fp32 only (use --precision fp32"
                         + " or auto with --device cpu)");
             }
+        } catch (IllegalArgumentException e) {
+            problems.add(e.getMessage());
+        }
+        maxShardSize = maxShardSize == null ? ShardSize.DEFAULT : maxShardSize.trim();
+        try {
+            ShardSize.parse(maxShardSize, "max-shard-size");
         } catch (IllegalArgumentException e) {
             problems.add(e.getMessage());
         }

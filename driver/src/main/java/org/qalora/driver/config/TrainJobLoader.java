@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import org.qalora.quant.safetensors.ShardSize;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
@@ -21,7 +22,8 @@ import org.yaml.snakeyaml.error.YAMLException;
 public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "eval-data", "eval-every", "tokenizer", "output", "rounds", "steps-per-round",
             "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
-            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute");
+            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute",
+            "max-shard-size");
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
     public static final String FLAGS = "flags";
@@ -61,6 +63,7 @@ public final class TrainJobLoader {
         d.put("device", "auto");
         d.put("precision", "auto");
         d.put("recompute", false);
+        d.put("max-shard-size", ShardSize.DEFAULT);
         return d;
     }
 
@@ -144,7 +147,8 @@ public final class TrainJobLoader {
                 number(m, "alpha", source).doubleValue(),
                 m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
                 number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source),
-                str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source));
+                str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source),
+                str(m, "max-shard-size", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {

@@ -15,12 +15,14 @@ import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.merge.MergeJob;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.TrainingRounds;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backends;
@@ -111,7 +113,9 @@ public final class TrainPipeline {
             FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 
-            PublishStage publish = new PublishStage(storage, hold, progress);
+            MergeJob merge = new MergeJob(jsc, storage, faults, threads, progress);
+            PublishStage publish = new PublishStage(storage, hold, merge,
+                    ShardSize.parse(job.maxShardSize(), "--max-shard-size"), progress);
             Optional<org.apache.hadoop.fs.Path> done = publish.alreadyPublished(run.root(), job.configHash(), job.rounds());
             org.apache.hadoop.fs.Path published;
             if (done.isPresent()) {

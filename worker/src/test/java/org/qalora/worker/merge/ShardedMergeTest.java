@@ -1,0 +1,224 @@
+package org.qalora.worker.merge;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.TreeSet;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.qalora.quant.config.LlamaConfig;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.quant.safetensors.SafetensorsWriter;
+import org.qalora.quant.testing.Fixtures;
+import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.adapter.QaloraAdapter;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.model.LlamaDims;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.train.AdapterState;
+
+/**
+ * The streaming, sharded merge ({@link ShardedMerge}: what each Spark merge task does, here in one process) against
+ * the in-memory single-file {@link Merger}: the same tensors, byte for byte, for QA-LoRA (float zero points) and
+ * plain LoRA (float32 weights), from a single-file or a sharded base; a valid HF index; clear refusals.
+ */
+class ShardedMergeTest {
+    private static final HadoopPaths PATHS = HadoopPaths.defaults();
+    private static final long SMALL_SHARDS = 60_000; // the fixture GPTQ model's merged tensors are ~180 KB in all
+
+    @TempDir
+    Path tmp;
+
+    /** Every tensor of {@code a} equals {@code b}'s: same names, dtype, shape and bytes. */
+    static void assertSameTensors(String a, String b) throws IOException {
+        try (Checkpoint x = Checkpoint.open(a); Checkpoint y = Checkpoint.open(b)) {
+            assertEquals(new TreeSet<>(x.names()), new TreeSet<>(y.names()));
+            for (String name : x.names()) {
+                assertEquals(x.info(name), y.info(name), name);
+                assertArrayEquals(x.bytes(name), y.bytes(name), name);
+            }
+        }
+    }
+
+    /** Every file of {@code a} is byte-identical to {@code b}'s, and they hold the same files. */
+    static void assertSameFiles(Path a, Path b) throws IOException {
+        List<String> files;
+        try (Stream<Path> s = Files.list(a)) {
+            files = s.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+        try (Stream<Path> s = Files.list(b)) {
+            assertEquals(files, s.map(p -> p.getFileName().toString()).sorted().toList());
+        }
+        for (String f : files) {
+            assertArrayEquals(Files.readAllBytes(a.resolve(f)), Files.readAllBytes(b.resolve(f)), f);
+        }
+    }
+
+    /** Re-writes a model directory's weights as shards of at most {@code maxShard} bytes (config and tokenizer copied). */
+    static Path reshard(Path model, Path out, long maxShard) throws IOException {
+        try (Checkpoint single = Checkpoint.open(model.toString())) {
+            SafetensorsWriter w = new SafetensorsWriter();
+            for (String name : single.names()) {
+                w.copy(single, name);
+            }
+            List<String> files = w.writeCheckpoint(out.toString(), maxShard, PATHS);
+            assertTrue(files.contains(Checkpoint.INDEX_FILE), files.toString());
+        }
+        try (Stream<Path> s = Files.list(model)) {
+            for (Path f : s.toList()) {
+                String name = f.getFileName().toString();
+                if (!name.endsWith(".safetensors") && !name.endsWith(".index.json")) {
+                    Files.copy(f, out.resolve(name));
+                }
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void qaloraShardedMergeEqualsTheSingleFileMergeTensorForTensor() throws IOException {
+        String model = Fixtures.tinyLlamaGptq().toString(), adapter = Fixtures.tinyLlamaAdapter().toString();
+        Path single = tmp.resolve("single"), sharded = tmp.resolve("sharded"), oneFile = tmp.resolve("one-file");
+        try (CpuBackend be = new CpuBackend(2)) {
+            Merger.merge(LlamaModel.load(model, be), PeftAdapter.read(adapter), single.toString(), PATHS);
+        }
+        Merger.Report r = ShardedMerge.merge(model, adapter, sharded.toString(), SMALL_SHARDS, PATHS);
+        assertTrue(r.relativeLogitError() <= Merger.LOGIT_TOLERANCE, "probe error " + r.relativeLogitError());
+        assertEquals(14, r.mergedProjections(), "2 layers x 7 projections");
+        assertTrue(Files.exists(sharded.resolve(Checkpoint.INDEX_FILE)));
+        assertFalse(Files.exists(sharded.resolve(Checkpoint.SINGLE_FILE)));
+        assertSameTensors(single.toString(), sharded.toString());
+        assertEquals(Files.readString(single.resolve(LlamaConfig.CONFIG_FILE)),
+                Files.readString(sharded.resolve(LlamaConfig.CONFIG_FILE)));
+
+        // With room for everything, the streamed merge writes model.safetensors byte-identical to the in-memory one.
+        ShardedMerge.merge(model, adapter, oneFile.toString(), 5_000_000_000L, PATHS);
+        assertSameFiles(single, oneFile);
+    }
+
+    /** The index is what HF transformers reads: every tensor mapped to an existing shard, total_size the data bytes. */
+    @Test
+    void theIndexIsValid() throws IOException {
+        Path out = tmp.resolve("out");
+        ShardedMerge.merge(Fixtures.tinyLlamaGptq().toString(), Fixtures.tinyLlamaAdapter().toString(), out.toString(),
+                SMALL_SHARDS, PATHS);
+        JsonNode index = new ObjectMapper().readTree(out.resolve(Checkpoint.INDEX_FILE).toFile());
+        JsonNode map = index.get("weight_map");
+        TreeSet<String> shardFiles = new TreeSet<>();
+        map.properties().forEach(e -> shardFiles.add(e.getValue().asText()));
+        int n = shardFiles.size();
+        assertTrue(n >= 3, "several shards: " + shardFiles);
+        for (int k = 1; k <= n; k++) {
+            assertTrue(shardFiles.contains(String.format("model-%05d-of-%05d.safetensors", k, n)), shardFiles.toString());
+        }
+        long total = 0;
+        try (Checkpoint ck = Checkpoint.open(out.toString())) {
+            assertEquals(new TreeSet<>(ck.names()), new TreeSet<>(iterable(map.fieldNames())));
+            for (String name : ck.names()) {
+                total += ck.info(name).byteSize();
+                assertEquals(map.get(name).asText(), Path.of(ck.file(name).location()).getFileName().toString());
+            }
+        }
+        assertEquals(total, index.get("metadata").get("total_size").asLong());
+        for (String f : shardFiles) {
+            // Within the limit (plus its header), or a tensor larger than the limit alone (the embedding), as HF does.
+            long tensors = 0;
+            for (var e : map.properties()) {
+                tensors += e.getValue().asText().equals(f) ? 1 : 0;
+            }
+            assertTrue(Files.size(out.resolve(f)) <= SMALL_SHARDS + 4096 || tensors == 1, f + ": " + tensors);
+        }
+    }
+
+    private static List<String> iterable(java.util.Iterator<String> it) {
+        List<String> out = new java.util.ArrayList<>();
+        it.forEachRemaining(out::add);
+        return out;
+    }
+
+    @Test
+    void aShardedBaseMergesToTheSameFilesAsTheSingleFileBase() throws IOException {
+        Path base = reshard(Fixtures.tinyLlamaGptq(), tmp.resolve("base-sharded"), 50_000);
+        String adapter = Fixtures.tinyLlamaAdapter().toString();
+        Path fromSingle = tmp.resolve("a"), fromSharded = tmp.resolve("b");
+        ShardedMerge.merge(Fixtures.tinyLlamaGptq().toString(), adapter, fromSingle.toString(), SMALL_SHARDS, PATHS);
+        ShardedMerge.merge(base.toString(), adapter, fromSharded.toString(), SMALL_SHARDS, PATHS);
+        assertSameFiles(fromSingle, fromSharded);
+    }
+
+    @Test
+    void plainLoraShardedMergeEqualsTheFloatMergerTensorForTensor() throws IOException {
+        String model = Fixtures.tinyLlama().toString();
+        Path adapter = tmp.resolve("lora");
+        QaloraConfig cfg = QaloraConfig.lora(4, 8, 0.0);
+        LlamaDims dims = LlamaDims.of(LlamaConfig.read(model));
+        Map<String, float[]> w = new LinkedHashMap<>(QaloraAdapter.initialWeights(dims, cfg, 5));
+        SplittableRandom rng = new SplittableRandom(9);
+        w.replaceAll((k, v) -> {
+            float[] c = v.clone();
+            for (int i = 0; i < c.length; i++) {
+                c[i] = (float) (rng.nextDouble() - 0.5) * 0.1f; // B non-zero, so the merge changes the weights
+            }
+            return c;
+        });
+        AdapterState.fromWeights(dims, cfg, w, 0).writePeft(adapter.toString(), model);
+        Path single = tmp.resolve("single"), sharded = tmp.resolve("sharded");
+        try (CpuBackend be = new CpuBackend(2)) {
+            Merger.merge(LlamaModel.load(model, be), PeftAdapter.read(adapter.toString()), single.toString(), PATHS);
+        }
+        Merger.Report r = ShardedMerge.merge(model, adapter.toString(), sharded.toString(), 200_000, PATHS);
+        assertTrue(Files.exists(sharded.resolve(Checkpoint.INDEX_FILE)));
+        assertTrue(r.relativeLogitError() <= Merger.LOGIT_TOLERANCE);
+        assertSameTensors(single.toString(), sharded.toString());
+    }
+
+    @Test
+    void anAdapterMissingATensorIsRefusedNamingTheFileAndTheTensor() throws IOException {
+        Path adapter = tmp.resolve("adapter");
+        PeftAdapter full = PeftAdapter.read(Fixtures.tinyLlamaAdapter().toString());
+        Map<String, float[]> w = new LinkedHashMap<>(full.weights());
+        String dropped = "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight";
+        assertTrue(w.remove(dropped) != null);
+        SafetensorsWriter sw = new SafetensorsWriter();
+        var f = org.qalora.quant.safetensors.SafetensorsFile.open(
+                Fixtures.tinyLlamaAdapter().resolve(PeftAdapter.WEIGHTS_FILE).toString());
+        for (String name : f.names()) {
+            if (!name.equals(dropped)) {
+                sw.addBytes(name, f.info(name).dtype(), f.bytes(name), f.info(name).shape());
+            }
+        }
+        f.close();
+        Files.createDirectories(adapter);
+        sw.write(adapter.resolve(PeftAdapter.WEIGHTS_FILE).toString());
+        Files.copy(Fixtures.tinyLlamaAdapter().resolve(PeftAdapter.CONFIG_FILE), adapter.resolve(PeftAdapter.CONFIG_FILE));
+        Path out = tmp.resolve("out");
+        Exception e = assertThrows(RuntimeException.class, () -> ShardedMerge.merge(Fixtures.tinyLlamaGptq().toString(),
+                adapter.toString(), out.toString(), SMALL_SHARDS, PATHS));
+        assertTrue(e.getMessage().contains(PeftAdapter.WEIGHTS_FILE) && e.getMessage().contains("has no tensor " + dropped)
+                && e.getMessage().contains("target_modules"), e.getMessage());
+        assertFalse(Files.exists(out), "nothing left behind");
+    }
+
+    @Test
+    void aQaloraAdapterOnAFloatBaseIsRefusedSayingWhatToPass() {
+        Exception e = assertThrows(IllegalArgumentException.class, () -> ShardedMerge.merge(Fixtures.tinyLlama().toString(),
+                Fixtures.tinyLlamaAdapter().toString(), tmp.resolve("out").toString(), SMALL_SHARDS, PATHS));
+        assertTrue(e.getMessage().contains("not group-quantized") && e.getMessage().contains("quantized checkpoint"),
+                e.getMessage());
+    }
+}

@@ -1,9 +1,7 @@
 package org.qalora.worker.merge;
 
 import java.io.IOException;
-import java.io.Serializable;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
@@ -11,13 +9,18 @@ import org.qalora.quant.PackedCodes;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.FormatException;
+import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.DType;
 import org.qalora.quant.safetensors.ShardLayout;
 import org.qalora.quant.safetensors.TensorInfo;
+import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
+import org.qalora.worker.shard.ShardedWrite;
+import org.qalora.worker.shard.StateDictOrder;
+import org.qalora.worker.shard.TensorSource;
 
 /**
  * What a merged model will hold, decided from the base checkpoint's headers and config.json alone (no weight is
@@ -33,19 +36,24 @@ import org.qalora.worker.model.Projection;
  *   <li>everything else copied as stored.
  * </ul>
  */
-public final class MergeLayout implements Serializable {
+public final class MergeLayout implements ShardedWrite {
     private static final long serialVersionUID = 1L;
     private static final List<String> GPTQ_SUFFIXES = List.of(".qweight", ".qzeros", ".scales", ".g_idx");
 
     /** How a merge task produces an output tensor. */
     public enum Role { COPY, QUANTIZED_PROJECTION, FLOAT_PROJECTION }
 
+    private final String sourceDir;
+    private final String adapterDir;
     private final QaloraConfig adapter;
     private final ShardLayout shards;
     private final Set<String> quantizedPrefixes;
     private final int adaptedProjections;
 
-    private MergeLayout(QaloraConfig adapter, ShardLayout shards, Set<String> quantizedPrefixes, int adaptedProjections) {
+    private MergeLayout(String sourceDir, String adapterDir, QaloraConfig adapter, ShardLayout shards,
+                        Set<String> quantizedPrefixes, int adaptedProjections) {
+        this.sourceDir = sourceDir;
+        this.adapterDir = adapterDir;
         this.adapter = adapter;
         this.shards = shards;
         this.quantizedPrefixes = quantizedPrefixes;
@@ -54,10 +62,12 @@ public final class MergeLayout implements Serializable {
 
     /**
      * @param source        the base model (only its headers and config.json are read)
-     * @param adapter       the adapter's settings (adapter_config.json)
+     * @param adapterDir    the PEFT adapter directory; only adapter_config.json is read here
      * @param maxShardBytes the largest shard ({@code --max-shard-size})
      */
-    public static MergeLayout plan(Checkpoint source, QaloraConfig adapter, long maxShardBytes) throws IOException {
+    public static MergeLayout plan(Checkpoint source, String adapterDir, long maxShardBytes, HadoopPaths paths)
+            throws IOException {
+        QaloraConfig adapter = PeftAdapter.readConfig(adapterDir, paths);
         LlamaConfig config = source.config();
         LlamaDims dims = LlamaDims.of(config);
         String where = source.directory();
@@ -89,9 +99,9 @@ public final class MergeLayout implements Serializable {
                 }
             }
         }
-        MergeLayout probe = new MergeLayout(adapter, null, quantized, adapted);
+        MergeLayout probe = new MergeLayout(null, null, adapter, null, quantized, adapted);
         List<String> names = new ArrayList<>(source.names());
-        names.sort(STATE_DICT_ORDER);
+        names.sort(StateDictOrder.NAMES);
         List<TensorInfo> out = new ArrayList<>();
         Set<String> planned = new LinkedHashSet<>();
         for (String name : names) {
@@ -107,7 +117,8 @@ public final class MergeLayout implements Serializable {
                 out.add(source.info(name));
             }
         }
-        return new MergeLayout(adapter, ShardLayout.plan(out, maxShardBytes), quantized, adapted);
+        return new MergeLayout(source.directory(), adapterDir, adapter, ShardLayout.plan(out, maxShardBytes), quantized,
+                adapted);
     }
 
     /** The four tensors {@code GptqCodec.write} stores for a projection in the float-zeros format. */
@@ -126,35 +137,9 @@ public final class MergeLayout implements Serializable {
                 new TensorInfo(prefix + ".g_idx", DType.I32, new long[] {in}));
     }
 
-    /**
-     * HF's state-dict order for LLaMA: the embedding, then layer 0, 1, ... (each layer's tensors by name), then
-     * the rest of {@code model.} (the final norm), then everything else ({@code lm_head}). Shards so hold whole
-     * consecutive layers where they fit, and a task's layers are contiguous.
-     */
-    static final Comparator<String> STATE_DICT_ORDER = Comparator.<String>comparingInt(n -> group(n))
-            .thenComparingInt(MergeLayout::layerOf).thenComparing(Comparator.naturalOrder());
-
-    private static int group(String name) {
-        if (name.startsWith("model.embed_tokens.")) {
-            return 0;
-        }
-        if (layerOf(name) >= 0) {
-            return 1;
-        }
-        return name.startsWith("model.") ? 2 : 3;
-    }
-
     /** The layer index of {@code model.layers.N.*}, else -1. */
     static int layerOf(String name) {
-        if (!name.startsWith("model.layers.")) {
-            return -1;
-        }
-        int start = "model.layers.".length(), end = name.indexOf('.', start);
-        try {
-            return end < 0 ? -1 : Integer.parseInt(name.substring(start, end));
-        } catch (NumberFormatException e) {
-            return -1;
-        }
+        return StateDictOrder.layerOf(name);
     }
 
     /** How the output tensor (or source tensor) {@code name} is produced. */
@@ -180,7 +165,23 @@ public final class MergeLayout implements Serializable {
 
     public QaloraConfig adapter() { return adapter; }
 
+    @Override
     public ShardLayout shards() { return shards; }
+
+    /** Opens the base checkpoint and the adapter file for {@link ShardMerger}. */
+    @Override
+    public TensorSource open(HadoopPaths paths, int threads) throws IOException {
+        return new ShardMerger(this, sourceDir, adapterDir, paths, threads);
+    }
+
+    @Override
+    public void writeSmallFiles(String dir, HadoopPaths paths) throws IOException {
+        MergeMetadata.write(this, sourceDir, dir, paths);
+    }
+
+    public String sourceDir() { return sourceDir; }
+
+    public String adapterDir() { return adapterDir; }
 
     /** Projections that carry an adapter (the report's count). */
     public int adaptedProjections() { return adaptedProjections; }

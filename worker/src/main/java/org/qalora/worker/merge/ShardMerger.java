@@ -1,8 +1,6 @@
 package org.qalora.worker.merge;
 
 import java.io.IOException;
-import java.io.OutputStream;
-import java.util.Map;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.gptq.GptqCodec;
@@ -11,7 +9,6 @@ import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.DType;
 import org.qalora.quant.safetensors.SafetensorsFile;
-import org.qalora.quant.safetensors.SafetensorsStreamWriter;
 import org.qalora.quant.safetensors.SafetensorsWriter;
 import org.qalora.quant.safetensors.TensorInfo;
 import org.qalora.worker.adapter.PeftAdapter;
@@ -21,6 +18,7 @@ import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
+import org.qalora.worker.shard.TensorSource;
 
 /**
  * Writes one shard of a merged model ({@link MergeLayout}) by streaming: the shard's header comes from the plan,
@@ -33,7 +31,7 @@ import org.qalora.worker.model.Projection;
  * folded projection is kept: each projection is folded at most twice per shard, which costs far less than
  * holding a shard's projections (the fold is {@code r G O} multiply-adds).
  */
-public final class ShardMerger implements AutoCloseable {
+public final class ShardMerger implements TensorSource {
     private final MergeLayout layout;
     private final Checkpoint source;
     private final SafetensorsFile adapterWeights;
@@ -47,7 +45,7 @@ public final class ShardMerger implements AutoCloseable {
      * @param adapterDir a PEFT adapter directory (adapter_model.safetensors is read tensor by tensor)
      * @param threads    CPU threads for plain LoRA's product (the result does not depend on it)
      */
-    public ShardMerger(MergeLayout layout, String sourceDir, String adapterDir, HadoopPaths paths, int threads)
+    ShardMerger(MergeLayout layout, String sourceDir, String adapterDir, HadoopPaths paths, int threads)
             throws IOException {
         this.layout = layout;
         this.source = Checkpoint.open(sourceDir, paths);
@@ -61,13 +59,9 @@ public final class ShardMerger implements AutoCloseable {
         this.backend = layout.adapter().plainLora() ? Backends.open("cpu", Precision.FP32, threads) : null;
     }
 
-    /** Writes shard {@code shard} (0-based) of the layout to {@code out}. */
-    public void writeShard(int shard, OutputStream out) throws IOException {
-        SafetensorsStreamWriter.write(out, layout.shards().shard(shard), Map.of(), this::bytes);
-    }
-
     /** The merged model's data for one planned tensor. */
-    byte[] bytes(TensorInfo planned) throws IOException {
+    @Override
+    public byte[] bytes(TensorInfo planned) throws IOException {
         String name = planned.name();
         return switch (layout.role(name)) {
             case COPY -> source.bytes(name);

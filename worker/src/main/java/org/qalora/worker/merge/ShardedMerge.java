@@ -4,7 +4,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
-import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.shard.ShardedWrite;
 
 /**
  * The streaming merge in one process ({@code qalora merge}): plan ({@link MergeLayout}), write every shard
@@ -22,17 +22,10 @@ public final class ShardedMerge {
         try {
             MergeLayout layout;
             try (Checkpoint source = Checkpoint.open(modelDir, paths)) {
-                layout = MergeLayout.plan(source, PeftAdapter.readConfig(adapterDir, paths), maxShardBytes);
+                layout = MergeLayout.plan(source, adapterDir, maxShardBytes, paths);
             }
             paths.writeDirectoryAtomically(outDir, tmp -> {
-                try (ShardMerger merger = new ShardMerger(layout, modelDir, adapterDir, paths, threads)) {
-                    for (int s = 0; s < layout.shards().count(); s++) {
-                        int shard = s;
-                        paths.writeAtomically(HadoopPaths.child(tmp, layout.shards().fileName(s)),
-                                out -> merger.writeShard(shard, out));
-                    }
-                }
-                MergeMetadata.write(layout, modelDir, tmp, paths);
+                ShardedWrite.writeAll(layout, tmp, paths, threads);
                 try {
                     report[0] = MergeVerifier.verify(layout, modelDir, adapterDir, tmp, paths, threads);
                 } catch (IllegalStateException e) {

@@ -30,6 +30,7 @@ import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.shard.ModelFiles;
 import org.qalora.worker.train.AdapterState;
 
 /**
@@ -44,52 +45,6 @@ class ShardedMergeTest {
     @TempDir
     Path tmp;
 
-    /** Every tensor of {@code a} equals {@code b}'s: same names, dtype, shape and bytes. */
-    static void assertSameTensors(String a, String b) throws IOException {
-        try (Checkpoint x = Checkpoint.open(a); Checkpoint y = Checkpoint.open(b)) {
-            assertEquals(new TreeSet<>(x.names()), new TreeSet<>(y.names()));
-            for (String name : x.names()) {
-                assertEquals(x.info(name), y.info(name), name);
-                assertArrayEquals(x.bytes(name), y.bytes(name), name);
-            }
-        }
-    }
-
-    /** Every file of {@code a} is byte-identical to {@code b}'s, and they hold the same files. */
-    static void assertSameFiles(Path a, Path b) throws IOException {
-        List<String> files;
-        try (Stream<Path> s = Files.list(a)) {
-            files = s.map(p -> p.getFileName().toString()).sorted().toList();
-        }
-        try (Stream<Path> s = Files.list(b)) {
-            assertEquals(files, s.map(p -> p.getFileName().toString()).sorted().toList());
-        }
-        for (String f : files) {
-            assertArrayEquals(Files.readAllBytes(a.resolve(f)), Files.readAllBytes(b.resolve(f)), f);
-        }
-    }
-
-    /** Re-writes a model directory's weights as shards of at most {@code maxShard} bytes (config and tokenizer copied). */
-    static Path reshard(Path model, Path out, long maxShard) throws IOException {
-        try (Checkpoint single = Checkpoint.open(model.toString())) {
-            SafetensorsWriter w = new SafetensorsWriter();
-            for (String name : single.names()) {
-                w.copy(single, name);
-            }
-            List<String> files = w.writeCheckpoint(out.toString(), maxShard, PATHS);
-            assertTrue(files.contains(Checkpoint.INDEX_FILE), files.toString());
-        }
-        try (Stream<Path> s = Files.list(model)) {
-            for (Path f : s.toList()) {
-                String name = f.getFileName().toString();
-                if (!name.endsWith(".safetensors") && !name.endsWith(".index.json")) {
-                    Files.copy(f, out.resolve(name));
-                }
-            }
-        }
-        return out;
-    }
-
     @Test
     void qaloraShardedMergeEqualsTheSingleFileMergeTensorForTensor() throws IOException {
         String model = Fixtures.tinyLlamaGptq().toString(), adapter = Fixtures.tinyLlamaAdapter().toString();
@@ -102,13 +57,13 @@ class ShardedMergeTest {
         assertEquals(14, r.mergedProjections(), "2 layers x 7 projections");
         assertTrue(Files.exists(sharded.resolve(Checkpoint.INDEX_FILE)));
         assertFalse(Files.exists(sharded.resolve(Checkpoint.SINGLE_FILE)));
-        assertSameTensors(single.toString(), sharded.toString());
+        ModelFiles.assertSameTensors(single.toString(), sharded.toString());
         assertEquals(Files.readString(single.resolve(LlamaConfig.CONFIG_FILE)),
                 Files.readString(sharded.resolve(LlamaConfig.CONFIG_FILE)));
 
         // With room for everything, the streamed merge writes model.safetensors byte-identical to the in-memory one.
         ShardedMerge.merge(model, adapter, oneFile.toString(), 5_000_000_000L, PATHS);
-        assertSameFiles(single, oneFile);
+        ModelFiles.assertSameFiles(single, oneFile);
     }
 
     /** The index is what HF transformers reads: every tensor mapped to an existing shard, total_size the data bytes. */
@@ -153,12 +108,12 @@ class ShardedMergeTest {
 
     @Test
     void aShardedBaseMergesToTheSameFilesAsTheSingleFileBase() throws IOException {
-        Path base = reshard(Fixtures.tinyLlamaGptq(), tmp.resolve("base-sharded"), 50_000);
+        Path base = ModelFiles.reshard(Fixtures.tinyLlamaGptq(), tmp.resolve("base-sharded"), 50_000);
         String adapter = Fixtures.tinyLlamaAdapter().toString();
         Path fromSingle = tmp.resolve("a"), fromSharded = tmp.resolve("b");
         ShardedMerge.merge(Fixtures.tinyLlamaGptq().toString(), adapter, fromSingle.toString(), SMALL_SHARDS, PATHS);
         ShardedMerge.merge(base.toString(), adapter, fromSharded.toString(), SMALL_SHARDS, PATHS);
-        assertSameFiles(fromSingle, fromSharded);
+        ModelFiles.assertSameFiles(fromSingle, fromSharded);
     }
 
     @Test
@@ -184,7 +139,7 @@ class ShardedMergeTest {
         Merger.Report r = ShardedMerge.merge(model, adapter.toString(), sharded.toString(), 200_000, PATHS);
         assertTrue(Files.exists(sharded.resolve(Checkpoint.INDEX_FILE)));
         assertTrue(r.relativeLogitError() <= Merger.LOGIT_TOLERANCE);
-        assertSameTensors(single.toString(), sharded.toString());
+        ModelFiles.assertSameTensors(single.toString(), sharded.toString());
     }
 
     @Test

@@ -36,6 +36,7 @@ import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.config.TrainJobLoader;
 import org.qalora.driver.merge.MergeJob;
+import org.qalora.driver.shard.ShardJob;
 import org.qalora.driver.output.ModelPublisher;
 import org.qalora.driver.pipeline.PublishStage;
 import org.qalora.driver.pipeline.TrainPipeline;
@@ -151,7 +152,7 @@ class MergeOnClusterTest {
         }
         Storage storage = storage();
         JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-        MergeJob merge = new MergeJob(jsc, storage, FaultPlan.parse(fault), 1, line -> {});
+        MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.parse(fault), 1, line -> {}));
         return new PublishStage(storage, HoldPoint.none(), merge, SMALL_SHARDS, line -> {}).publish(
                 storage.path(cluster.uri(root)), cluster.uri("/models/tiny-gptq"), adapter.config(),
                 new AdapterTensors(tensors, 6), 3, "cd".repeat(32), "hash", Map.of());

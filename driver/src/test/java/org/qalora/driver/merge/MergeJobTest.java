@@ -23,6 +23,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.rounds.FaultPlan;
+import org.qalora.driver.shard.ShardJob;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
@@ -59,7 +60,7 @@ class MergeJobTest {
     }
 
     private static Merger.Report merge(String out, long maxShard, FaultPlan faults, List<String> log) {
-        return new MergeJob(jsc, storage, faults, 1, log::add).run(Fixtures.tinyLlamaGptq().toString(),
+        return new MergeJob(new ShardJob(jsc, storage, faults, 1, log::add)).run(Fixtures.tinyLlamaGptq().toString(),
                 Fixtures.tinyLlamaAdapter().toString(), out, maxShard);
     }
 
@@ -86,9 +87,9 @@ class MergeJobTest {
         assertTrue(r.relativeLogitError() <= Merger.LOGIT_TOLERANCE, "probe error " + r.relativeLogitError());
         assertEquals(14, r.mergedProjections());
         assertTrue(Files.exists(job.resolve(Checkpoint.INDEX_FILE)));
-        assertFalse(Files.exists(job.resolve(AttemptFiles.ATTEMPTS_DIR)), "attempt directories removed");
+        assertFalse(Files.exists(job.resolve(org.qalora.driver.shard.AttemptFiles.ATTEMPTS_DIR)), "attempt directories removed");
         assertSameFiles(local, job);
-        assertTrue(log.get(0).contains("shard task(s)"), log.toString());
+        assertTrue(log.get(0).startsWith("merge: ") && log.get(0).contains("shard task(s)"), log.toString());
     }
 
     @Test
@@ -111,8 +112,9 @@ class MergeJobTest {
         Path out = tmp.resolve("refused");
         long jobsBefore = jsc.sc().statusTracker().getJobIdsForGroup(null).length;
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> new MergeJob(jsc, storage, FaultPlan.none(), 1, s -> {}).run(Fixtures.tinyLlama().toString(),
-                        Fixtures.tinyLlamaAdapter().toString(), out.toString(), SMALL_SHARDS));
+                () -> new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {})).run(
+                        Fixtures.tinyLlama().toString(), Fixtures.tinyLlamaAdapter().toString(), out.toString(),
+                        SMALL_SHARDS));
         assertTrue(e.getMessage().contains("not group-quantized"), e.getMessage());
         assertEquals(jobsBefore, jsc.sc().statusTracker().getJobIdsForGroup(null).length, "no Spark job ran");
         assertFalse(Files.exists(out));

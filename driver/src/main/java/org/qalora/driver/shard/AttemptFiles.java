@@ -1,4 +1,4 @@
-package org.qalora.driver.merge;
+package org.qalora.driver.shard;
 
 import java.io.IOException;
 import org.apache.hadoop.fs.FileStatus;
@@ -14,8 +14,8 @@ import org.qalora.driver.checkpoint.Storage;
  * deterministic, so it must be byte-identical, which is checked (SHA-256) rather than assumed, and the new copy is
  * dropped. The driver deletes {@code _attempts/} after the job, before the manifest is computed.
  */
-final class AttemptFiles {
-    static final String ATTEMPTS_DIR = "_attempts";
+public final class AttemptFiles {
+    public static final String ATTEMPTS_DIR = "_attempts";
 
     private final Storage storage;
     private final Path outDir;

@@ -19,10 +19,31 @@ import java.util.TreeMap;
 public final class SafetensorsStreamWriter {
     private SafetensorsStreamWriter() {}
 
-    /** Produces a tensor's little-endian data; called once per tensor, in file order. */
+    /** Writes a tensor's little-endian data to {@code out}; called once per tensor, in file order. */
     @FunctionalInterface
-    public interface TensorBytes {
-        byte[] bytes(TensorInfo tensor) throws IOException;
+    public interface TensorData {
+        void writeTo(TensorInfo tensor, OutputStream out) throws IOException;
+    }
+
+    /** Counts what a {@link TensorData} writes, so a wrong size is caught at that tensor. */
+    private static final class Counting extends java.io.FilterOutputStream {
+        long count;
+
+        Counting(OutputStream out) {
+            super(out);
+        }
+
+        @Override
+        public void write(int b) throws IOException {
+            out.write(b);
+            count++;
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) throws IOException {
+            out.write(b, off, len);
+            count += len;
+        }
     }
 
     /**
@@ -33,7 +54,7 @@ public final class SafetensorsStreamWriter {
      *                               the header already promised that size, so the file would be corrupt
      */
     public static void write(OutputStream out, Collection<TensorInfo> tensors, Map<String, String> extraMetadata,
-                             TensorBytes source) throws IOException {
+                             TensorData source) throws IOException {
         List<TensorInfo> ordered = new ArrayList<>(tensors);
         ordered.sort(SafetensorsWriter.FILE_ORDER);
         Set<String> seen = new HashSet<>();
@@ -45,13 +66,14 @@ public final class SafetensorsStreamWriter {
         Map<String, String> metadata = new TreeMap<>(SafetensorsWriter.DEFAULT_METADATA);
         metadata.putAll(extraMetadata);
         out.write(SafetensorsWriter.header(metadata, ordered));
+        Counting counting = new Counting(out);
         for (TensorInfo t : ordered) {
-            byte[] data = source.bytes(t);
-            if (data.length != t.byteSize()) {
+            counting.count = 0;
+            source.writeTo(t, counting);
+            if (counting.count != t.byteSize()) {
                 throw new IllegalStateException("tensor " + t + " needs " + t.byteSize() + " bytes but its source gave "
-                        + data.length + ": the planned shape or dtype does not match what was computed");
+                        + counting.count + ": the planned shape or dtype does not match what was computed");
             }
-            out.write(data);
         }
     }
 }

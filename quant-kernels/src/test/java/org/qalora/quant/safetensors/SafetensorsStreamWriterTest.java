@@ -29,12 +29,19 @@ class SafetensorsStreamWriterTest {
             w.writeTo(inMemory);
             ByteArrayOutputStream streamed = new ByteArrayOutputStream();
             List<String> asked = new ArrayList<>();
-            SafetensorsStreamWriter.write(streamed, infos.reversed(), Map.of(), t -> {
+            SafetensorsStreamWriter.write(streamed, infos.reversed(), Map.of(), (t, out) -> {
                 asked.add(t.name());
-                return ck.bytes(t.name());
+                ck.copyTo(t.name(), out);
             });
             assertArrayEquals(inMemory.toByteArray(), streamed.toByteArray());
             assertTrue(asked.size() == infos.size(), "each tensor asked for once");
+            // the same through Hadoop streams (positional reads, as on HDFS) rather than a mapping
+            try (Checkpoint remote = Checkpoint.open(Fixtures.tinyLlamaGptq().toString(),
+                    new HadoopPaths(new org.apache.hadoop.conf.Configuration(), false))) {
+                ByteArrayOutputStream viaStreams = new ByteArrayOutputStream();
+                SafetensorsStreamWriter.write(viaStreams, infos, Map.of(), (t, out) -> remote.copyTo(t.name(), out));
+                assertArrayEquals(inMemory.toByteArray(), viaStreams.toByteArray());
+            }
         }
     }
 
@@ -42,7 +49,7 @@ class SafetensorsStreamWriterTest {
     void aTensorOfAnotherSizeThanPlannedIsRefusedNamingIt() {
         TensorInfo t = new TensorInfo("x.weight", DType.F32, new long[] {2, 3});
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> SafetensorsStreamWriter.write(
-                new ByteArrayOutputStream(), List.of(t), Map.of(), info -> new byte[20]));
+                new ByteArrayOutputStream(), List.of(t), Map.of(), (info, out) -> out.write(new byte[20])));
         assertTrue(e.getMessage().contains("x.weight F32 [2, 3] needs 24 bytes but its source gave 20"), e.getMessage());
     }
 
@@ -59,7 +66,8 @@ class SafetensorsStreamWriterTest {
             for (int s = 0; s < layout.count(); s++) {
                 int shard = s;
                 paths.writeAtomically(dir.resolve(layout.fileName(s)).toString(),
-                        out -> SafetensorsStreamWriter.write(out, layout.shard(shard), Map.of(), t -> ck.bytes(t.name())));
+                        out -> SafetensorsStreamWriter.write(out, layout.shard(shard), Map.of(),
+                                (t, o) -> o.write(ck.bytes(t.name()))));
             }
             byte[] index = layout.indexJson();
             paths.writeAtomically(dir.resolve(Checkpoint.INDEX_FILE).toString(), out -> out.write(index));

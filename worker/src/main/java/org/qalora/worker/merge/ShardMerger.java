@@ -59,6 +59,16 @@ public final class ShardMerger implements TensorSource {
         this.backend = layout.adapter().plainLora() ? Backends.open("cpu", Precision.FP32, threads) : null;
     }
 
+    /** A copied tensor is streamed in chunks (the embedding of a 7B model is 262 MB); others are computed. */
+    @Override
+    public void writeTo(TensorInfo planned, java.io.OutputStream out) throws IOException {
+        if (layout.role(planned.name()) == MergeLayout.Role.COPY) {
+            source.copyTo(planned.name(), out);
+        } else {
+            out.write(bytes(planned));
+        }
+    }
+
     /** The merged model's data for one planned tensor. */
     @Override
     public byte[] bytes(TensorInfo planned) throws IOException {

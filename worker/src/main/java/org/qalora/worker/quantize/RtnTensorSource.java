@@ -27,6 +27,16 @@ final class RtnTensorSource implements TensorSource {
         this.rtn = new RtnQuantizer(layout.gptq().bits(), layout.gptq().groupSize(), layout.gptq().sym());
     }
 
+    /** A copied tensor is streamed in chunks (the embedding of a 7B model is 262 MB); projections are computed. */
+    @Override
+    public void writeTo(TensorInfo planned, java.io.OutputStream out) throws IOException {
+        if (source.contains(planned.name()) && !ModelQuantizer.PROJECTION_WEIGHT.matcher(planned.name()).matches()) {
+            source.copyTo(planned.name(), out);
+        } else {
+            out.write(bytes(planned));
+        }
+    }
+
     @Override
     public byte[] bytes(TensorInfo planned) throws IOException {
         String name = planned.name();

@@ -27,7 +27,7 @@ public interface ShardedWrite extends Serializable {
 
     /** Streams shard {@code shard} (0-based) of {@code plan}: the header, then one tensor at a time. */
     static void writeShard(ShardedWrite plan, TensorSource source, int shard, OutputStream out) throws IOException {
-        SafetensorsStreamWriter.write(out, plan.shards().shard(shard), Map.of(), source::bytes);
+        SafetensorsStreamWriter.write(out, plan.shards().shard(shard), Map.of(), source::writeTo);
     }
 
     /** Writes every shard and the small files into {@code dir}, in this process (the CLI; tests). */

@@ -85,6 +85,8 @@ public final class ShardMerger implements TensorSource {
         if (prefix.equals(cachedPrefix)) {
             return cachedTensors;
         }
+        cachedPrefix = null;
+        cachedTensors = null; // let the previous projection go before this one is read: one projection at a time
         GptqConfig q = source.config().quantization();
         QuantizedMatrix m = GptqCodec.read(source, prefix, q);
         int layer = MergeLayout.layerOf(prefix);

@@ -45,6 +45,8 @@ final class RtnTensorSource implements TensorSource {
         }
         String prefix = name.substring(0, name.lastIndexOf('.'));
         if (!prefix.equals(cachedPrefix)) {
+            cachedPrefix = null;
+            cached = null; // let the previous projection go before this one is read
             String weight = prefix + ".weight";
             TensorInfo w = source.info(weight);
             QuantizedMatrix m = rtn.quantize(source.floats(weight), w.dim(0), w.dim(1), weight);

@@ -42,10 +42,9 @@ import org.qalora.driver.pipeline.PublishStage;
 import org.qalora.driver.pipeline.TrainPipeline;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.state.AdapterTensors;
-import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
-import org.qalora.quant.safetensors.SafetensorsWriter;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.quant.testing.ShardedCopy;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.train.AdapterState;
@@ -74,7 +73,7 @@ class MergeOnClusterTest {
     static void start() throws Exception {
         cluster = new TestCluster(base);
         cluster.put(Fixtures.tinyLlamaGptq(), "/models/tiny-gptq");
-        cluster.put(reshard(Fixtures.tinyLlamaGptq(), base.resolve("sharded"), 50_000), "/models/tiny-gptq-sharded");
+        cluster.put(ShardedCopy.of(Fixtures.tinyLlamaGptq(), base.resolve("sharded"), 50_000), "/models/tiny-gptq-sharded");
         Path tok = base.resolve("tok/tokenizer.json");
         SmallTokenizer.write(Fixtures.tokenizer(), 512, tok);
         Files.copy(Fixtures.tokenizer().resolveSibling("tokenizer_config.json"), tok.resolveSibling("tokenizer_config.json"));
@@ -91,26 +90,6 @@ class MergeOnClusterTest {
         if (cluster != null) {
             cluster.close();
         }
-    }
-
-    /** The model's weights re-written as HF shards of at most {@code maxShard} bytes, other files copied. */
-    static Path reshard(Path model, Path out, long maxShard) throws IOException {
-        try (Checkpoint single = Checkpoint.open(model.toString())) {
-            SafetensorsWriter w = new SafetensorsWriter();
-            for (String name : single.names()) {
-                w.copy(single, name);
-            }
-            List<String> files = w.writeCheckpoint(out.toString(), maxShard, HadoopPaths.defaults());
-            assertTrue(files.size() > 2 && files.contains(Checkpoint.INDEX_FILE), files.toString());
-        }
-        try (var s = Files.list(model)) {
-            for (Path f : s.toList()) {
-                if (!f.getFileName().toString().endsWith(".safetensors")) {
-                    Files.copy(f, out.resolve(f.getFileName()));
-                }
-            }
-        }
-        return out;
     }
 
     private static Storage storage() {

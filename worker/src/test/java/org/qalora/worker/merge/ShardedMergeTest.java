@@ -24,6 +24,7 @@ import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.SafetensorsWriter;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.quant.testing.ShardedCopy;
 import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
@@ -108,7 +109,7 @@ class ShardedMergeTest {
 
     @Test
     void aShardedBaseMergesToTheSameFilesAsTheSingleFileBase() throws IOException {
-        Path base = ModelFiles.reshard(Fixtures.tinyLlamaGptq(), tmp.resolve("base-sharded"), 50_000);
+        Path base = ShardedCopy.of(Fixtures.tinyLlamaGptq(), tmp.resolve("base-sharded"), 50_000);
         String adapter = Fixtures.tinyLlamaAdapter().toString();
         Path fromSingle = tmp.resolve("a"), fromSharded = tmp.resolve("b");
         ShardedMerge.merge(Fixtures.tinyLlamaGptq().toString(), adapter, fromSingle.toString(), SMALL_SHARDS, PATHS);

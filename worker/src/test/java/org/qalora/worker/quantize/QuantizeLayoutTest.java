@@ -15,6 +15,7 @@ import org.qalora.quant.io.FormatException;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.quant.testing.ShardedCopy;
 import org.qalora.worker.shard.ModelFiles;
 import org.qalora.worker.shard.ShardedWrite;
 
@@ -61,7 +62,7 @@ class QuantizeLayoutTest {
 
     @Test
     void aShardedDenseBaseQuantizesAsTheSingleFile() throws IOException {
-        Path base = ModelFiles.reshard(Fixtures.tinyLlama(), tmp.resolve("base"), 100_000);
+        Path base = ShardedCopy.of(Fixtures.tinyLlama(), tmp.resolve("base"), 100_000);
         Path a = tmp.resolve("a"), b = tmp.resolve("b");
         streamed(Fixtures.tinyLlama().toString(), a, 60_000);
         streamed(base.toString(), b, 60_000);

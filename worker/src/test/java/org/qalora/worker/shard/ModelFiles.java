@@ -2,7 +2,6 @@ package org.qalora.worker.shard;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -10,14 +9,10 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.TreeSet;
 import java.util.stream.Stream;
-import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
-import org.qalora.quant.safetensors.SafetensorsWriter;
 
 /** Comparing and re-sharding model directories in tests. */
 public final class ModelFiles {
-    private static final HadoopPaths PATHS = HadoopPaths.defaults();
-
     private ModelFiles() {}
 
     /** Every tensor of {@code a} equals {@code b}'s: same names, dtype, shape and bytes. */
@@ -44,26 +39,4 @@ public final class ModelFiles {
             assertArrayEquals(Files.readAllBytes(a.resolve(f)), Files.readAllBytes(b.resolve(f)), f);
         }
     }
-
-    /** Re-writes a model directory's weights as shards of at most {@code maxShard} bytes (config and tokenizer copied). */
-    public static Path reshard(Path model, Path out, long maxShard) throws IOException {
-        try (Checkpoint single = Checkpoint.open(model.toString())) {
-            SafetensorsWriter w = new SafetensorsWriter();
-            for (String name : single.names()) {
-                w.copy(single, name);
-            }
-            List<String> files = w.writeCheckpoint(out.toString(), maxShard, PATHS);
-            assertTrue(files.contains(Checkpoint.INDEX_FILE), files.toString());
-        }
-        try (Stream<Path> s = Files.list(model)) {
-            for (Path f : s.toList()) {
-                String name = f.getFileName().toString();
-                if (!name.endsWith(".safetensors") && !name.endsWith(".index.json")) {
-                    Files.copy(f, out.resolve(name));
-                }
-            }
-        }
-        return out;
-    }
-
 }

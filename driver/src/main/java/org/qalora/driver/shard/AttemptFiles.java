@@ -42,11 +42,14 @@ public final class AttemptFiles {
                 throw new IOException("a merge task left a directory " + st.getPath() + " in its attempt directory");
             }
             Path target = new Path(outDir, st.getPath().getName());
-            if (fs.rename(st.getPath(), target)) {
-                continue;
-            }
+            // Checked first: a local file system's rename replaces an existing file, where HDFS's refuses.
             if (!fs.exists(target)) {
-                throw new IOException("cannot rename " + st.getPath() + " to " + target);
+                if (fs.rename(st.getPath(), target)) {
+                    continue;
+                }
+                if (!fs.exists(target)) {
+                    throw new IOException("cannot rename " + st.getPath() + " to " + target);
+                }
             }
             String mine = storage.sha256(st.getPath()), theirs = storage.sha256(target);
             if (!mine.equals(theirs)) {

@@ -119,4 +119,31 @@ class MergeJobTest {
         assertEquals(jobsBefore, jsc.sc().statusTracker().getJobIdsForGroup(null).length, "no Spark job ran");
         assertFalse(Files.exists(out));
     }
+
+    /** An adapter file without a tensor its config adapts is refused from the file's header, before any task. */
+    @Test
+    void anIncompleteAdapterIsRefusedBeforeAnyTaskRunsNamingFileAndTensor() throws IOException {
+        Path adapter = Files.createDirectories(tmp.resolve("incomplete"));
+        Files.copy(Fixtures.tinyLlamaAdapter().resolve("adapter_config.json"), adapter.resolve("adapter_config.json"));
+        org.qalora.quant.safetensors.SafetensorsWriter w = new org.qalora.quant.safetensors.SafetensorsWriter();
+        String dropped = "base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight";
+        try (var f = org.qalora.quant.safetensors.SafetensorsFile.open(
+                Fixtures.tinyLlamaAdapter().resolve("adapter_model.safetensors").toString())) {
+            for (String name : f.names()) {
+                if (!name.equals(dropped)) {
+                    w.addBytes(name, f.info(name).dtype(), f.bytes(name), f.info(name).shape());
+                }
+            }
+        }
+        w.write(adapter.resolve("adapter_model.safetensors").toString());
+        Path out = tmp.resolve("refused-adapter");
+        long jobsBefore = jsc.sc().statusTracker().getJobIdsForGroup(null).length;
+        Exception e = assertThrows(RuntimeException.class, () -> new MergeJob(new ShardJob(jsc, storage,
+                FaultPlan.none(), 1, s -> {})).run(Fixtures.tinyLlamaGptq().toString(), adapter.toString(),
+                out.toString(), SMALL_SHARDS));
+        assertTrue(e.getMessage().contains(adapter.resolve("adapter_model.safetensors") + " has no tensor " + dropped)
+                && e.getMessage().contains("target_modules"), e.getMessage());
+        assertEquals(jobsBefore, jsc.sc().statusTracker().getJobIdsForGroup(null).length, "no Spark job ran");
+        assertFalse(Files.exists(out));
+    }
 }

@@ -12,9 +12,11 @@ import org.qalora.quant.io.FormatException;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.DType;
+import org.qalora.quant.safetensors.SafetensorsFile;
 import org.qalora.quant.safetensors.ShardLayout;
 import org.qalora.quant.safetensors.TensorInfo;
 import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.adapter.PeftKeys;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
@@ -99,6 +101,7 @@ public final class MergeLayout implements ShardedWrite {
                 }
             }
         }
+        checkAdapterTensors(adapterDir, adapter, dims, paths);
         MergeLayout probe = new MergeLayout(null, null, adapter, null, quantized, adapted);
         List<String> names = new ArrayList<>(source.names());
         names.sort(StateDictOrder.NAMES);
@@ -119,6 +122,37 @@ public final class MergeLayout implements ShardedWrite {
         }
         return new MergeLayout(source.directory(), adapterDir, adapter, ShardLayout.plan(out, maxShardBytes), quantized,
                 adapted);
+    }
+
+    /**
+     * Every adapted projection's lora_A {@code [r, in / g]} and lora_B {@code [out, r]} is in adapter_model.safetensors
+     * with that shape: read from its header only, so a wrong adapter is refused here, before any task starts.
+     */
+    private static void checkAdapterTensors(String adapterDir, QaloraConfig adapter, LlamaDims dims, HadoopPaths paths)
+            throws IOException {
+        String file = HadoopPaths.child(adapterDir, PeftAdapter.WEIGHTS_FILE);
+        try (SafetensorsFile f = SafetensorsFile.open(file, paths)) {
+            for (int l = 0; l < dims.layers(); l++) {
+                for (Projection p : adapter.orderedTargets()) {
+                    long r = adapter.rank(), in = p.inFeatures(dims) / adapter.groupSize(), out = p.outFeatures(dims);
+                    for (String[] key : new String[][] {{PeftKeys.a(l, p), "[" + r + ", " + in + "]"},
+                            {PeftKeys.b(l, p), "[" + out + ", " + r + "]"}}) {
+                        if (!f.contains(key[0])) {
+                            throw new FormatException(file + " has no tensor " + key[0] + " for " + p.prefix(l)
+                                    + ", which adapter_config.json's target_modules adapts: the adapter file is"
+                                    + " incomplete or belongs to another model");
+                        }
+                        TensorInfo t = f.info(key[0]);
+                        if (!t.shapeString().equals(key[1])) {
+                            throw new FormatException(file + ": tensor " + key[0] + " has shape " + t.shapeString()
+                                    + " but this model and adapter_config.json (r " + r + ", qalora_group_size "
+                                    + adapter.groupSize() + ") need " + key[1] + ": the adapter belongs to another"
+                                    + " model or its config does not match its weights");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /** The four tensors {@code GptqCodec.write} stores for a projection in the float-zeros format. */

@@ -171,6 +171,18 @@ class ShardedMergeTest {
     }
 
     @Test
+    void anAdapterWhoseConfigDoesNotMatchItsWeightsIsRefusedNamingTensorAndShapes() throws IOException {
+        Path adapter = Files.createDirectories(tmp.resolve("adapter-r4"));
+        Files.copy(Fixtures.tinyLlamaAdapter().resolve(PeftAdapter.WEIGHTS_FILE), adapter.resolve(PeftAdapter.WEIGHTS_FILE));
+        Files.writeString(adapter.resolve(PeftAdapter.CONFIG_FILE), Files.readString(
+                Fixtures.tinyLlamaAdapter().resolve(PeftAdapter.CONFIG_FILE)).replace("\"r\": 8", "\"r\": 4"));
+        Exception e = assertThrows(RuntimeException.class, () -> ShardedMerge.merge(Fixtures.tinyLlamaGptq().toString(),
+                adapter.toString(), tmp.resolve("out").toString(), SMALL_SHARDS, PATHS));
+        assertTrue(e.getMessage().contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape [8, 4]")
+                && e.getMessage().contains("need [4, 4]") && e.getMessage().contains("r 4"), e.getMessage());
+    }
+
+    @Test
     void aQaloraAdapterOnAFloatBaseIsRefusedSayingWhatToPass() {
         Exception e = assertThrows(IllegalArgumentException.class, () -> ShardedMerge.merge(Fixtures.tinyLlama().toString(),
                 Fixtures.tinyLlamaAdapter().toString(), tmp.resolve("out").toString(), SMALL_SHARDS, PATHS));

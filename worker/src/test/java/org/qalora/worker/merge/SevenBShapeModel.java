@@ -81,6 +81,35 @@ final class SevenBShapeModel {
         AdapterState.fromWeights(dims, adapter, w, 0).writePeft(adapterDir.toString(), modelDir.toString());
     }
 
+    /** The same shapes as a dense (unquantized) F16 checkpoint, the input of RTN quantization. */
+    static void writeDense(Path modelDir, int layers) throws IOException {
+        Files.createDirectories(modelDir);
+        String config = """
+                {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": %d,
+                 "intermediate_size": %d, "num_hidden_layers": %d, "num_attention_heads": %d,
+                 "num_key_value_heads": %d, "vocab_size": %d, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+                 "max_position_embeddings": 2048, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
+                 "torch_dtype": "float16"}
+                """.formatted(HIDDEN, INTERMEDIATE, layers, HEADS, HEADS, VOCAB);
+        Files.writeString(modelDir.resolve(LlamaConfig.CONFIG_FILE), config);
+        LlamaDims dims = LlamaDims.of(LlamaConfig.read(modelDir.toString()));
+        List<TensorInfo> tensors = new ArrayList<>();
+        tensors.add(new TensorInfo("model.embed_tokens.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
+        tensors.add(new TensorInfo("lm_head.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
+        tensors.add(new TensorInfo("model.norm.weight", DType.F16, new long[] {HIDDEN}));
+        for (int l = 0; l < layers; l++) {
+            tensors.add(new TensorInfo("model.layers." + l + ".input_layernorm.weight", DType.F16, new long[] {HIDDEN}));
+            tensors.add(new TensorInfo("model.layers." + l + ".post_attention_layernorm.weight", DType.F16,
+                    new long[] {HIDDEN}));
+            for (Projection p : Projection.values()) {
+                tensors.add(new TensorInfo(p.prefix(l) + ".weight", DType.F16,
+                        new long[] {p.outFeatures(dims), p.inFeatures(dims)}));
+            }
+        }
+        HadoopPaths.defaults().writeAtomically(modelDir.resolve("model.safetensors").toString(),
+                o -> SafetensorsStreamWriter.write(o, tensors, Map.of(), (t, out) -> out.write(data(t))));
+    }
+
     /** Deterministic contents: random codes, fp16 scales of 0.01, v2 zeros of 8, contiguous groups, small floats. */
     private static byte[] data(TensorInfo t) {
         ByteBuffer b = ByteBuffer.allocate((int) t.byteSize()).order(ByteOrder.LITTLE_ENDIAN);

@@ -5,15 +5,18 @@ import java.lang.management.MemoryMXBean;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicLong;
+import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.worker.quantize.QuantizeLayout;
 import org.qalora.worker.shard.ShardedWrite;
 import org.qalora.worker.shard.TensorSource;
 
 /**
- * Runs what one merge shard task runs (plan, open, stream every shard of the layout) in its own JVM, started with the
- * heap cap under test, and prints the largest heap use a 2 ms sampler saw: {@code peakHeapBytes=N}. Arguments: model
- * directory, adapter directory, output directory, max shard bytes.
+ * Runs what one shard task runs (plan, open, stream every shard of the layout) in its own JVM, started with the heap
+ * cap under test, and prints the largest heap use a 2 ms sampler saw: {@code peakHeapBytes=N}. Arguments: model
+ * directory, adapter directory ({@code rtn}: RTN-quantize the dense model instead of merging), output directory,
+ * max shard bytes.
  */
 public final class ShardTaskHeapProbe {
     private ShardTaskHeapProbe() {}
@@ -37,9 +40,10 @@ public final class ShardTaskHeapProbe {
         sampler.setDaemon(true);
         sampler.start();
         HadoopPaths paths = HadoopPaths.defaults();
-        MergeLayout layout;
+        ShardedWrite layout;
         try (Checkpoint source = Checkpoint.open(model, paths)) {
-            layout = MergeLayout.plan(source, adapter, maxShard, paths);
+            layout = adapter.equals("rtn") ? QuantizeLayout.plan(source, GptqConfig.of(4, 32), maxShard)
+                    : MergeLayout.plan(source, adapter, maxShard, paths);
         }
         long t0 = System.nanoTime();
         try (TensorSource source = layout.open(paths, 1)) {

@@ -33,20 +33,41 @@ class ShardTaskHeapTest {
     void aShardTaskAtSevenBWidthsFitsIn128MegabytesOfHeap() throws IOException, InterruptedException {
         Path model = tmp.resolve("model"), adapter = tmp.resolve("adapter");
         SevenBShapeModel.write(model, adapter, 2);
+        String output = probe(CAP, model, adapter.toString());
+        System.out.println("ShardTaskHeapTest merge (" + SevenBShapeModel.describe() + ", 2 layers, " + CAP + "): " + output);
+        assertTrue(output.contains("shards=1 "), output);
+    }
+
+    /**
+     * RTN quantization of the dense F16 model of the same shapes (1.3 GB, one shard): a task holds one projection's
+     * float32 weight (11008 x 4096 = 180 MB) and its codes ({@code int[]}, 180 MB more), so it needs more than a
+     * merge task: 640m passes, 448m does not.
+     */
+    @Test
+    void anRtnQuantizeTaskAtSevenBWidthsFitsIn640MegabytesOfHeap() throws IOException, InterruptedException {
+        String cap = "-Xmx" + System.getProperty("qalora.heap.cap.rtn", "640m");
+        Path model = tmp.resolve("dense");
+        SevenBShapeModel.writeDense(model, 2);
+        String output = probe(cap, model, "rtn");
+        System.out.println("ShardTaskHeapTest rtn (" + SevenBShapeModel.describe() + ", 2 layers, " + cap + "): " + output);
+        assertTrue(output.contains("shards=1 "), output);
+    }
+
+    /** Runs {@link ShardTaskHeapProbe} in a JVM with heap cap {@code cap}; returns its output (exit code 0). */
+    private String probe(String cap, Path model, String adapterOrRtn) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                CAP, "-XX:+UseSerialGC"));
+                cap, "-XX:+UseSerialGC"));
         for (String flag : System.getProperty("qalora.jvm.flags", "").split("\\s+")) {
             if (!flag.isBlank()) {
                 cmd.add(flag);
             }
         }
         cmd.addAll(List.of("-cp", System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")),
-                ShardTaskHeapProbe.class.getName(), model.toString(), adapter.toString(), tmp.resolve("out").toString(),
+                ShardTaskHeapProbe.class.getName(), model.toString(), adapterOrRtn, tmp.resolve("out").toString(),
                 Long.toString(5_000_000_000L)));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertEquals(0, p.waitFor(), output);
-        System.out.println("ShardTaskHeapTest (" + SevenBShapeModel.describe() + ", 2 layers, " + CAP + "): " + output);
-        assertTrue(output.contains("shards=1 "), output);
+        return output;
     }
 }

@@ -86,7 +86,7 @@ public final class TrainCommand implements Callable<Integer> {
     String precision;
     @Option(names = "--recompute", negatable = true, description = "per-layer activation recompute: keep each layer's input and recompute its activations in backward (less memory, more compute); default off")
     Boolean recompute;
-    @Option(names = "--max-shard-size", paramLabel = "SIZE", description = "largest weights file of the merged model, as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB")
+    @Option(names = "--max-shard-size", paramLabel = "SIZE", description = "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB")
     String maxShardSize;
     @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
     Map<String, String> conf = new LinkedHashMap<>();

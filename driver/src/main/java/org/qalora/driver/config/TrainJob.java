@@ -54,8 +54,9 @@ import org.qalora.worker.backend.Precision;
  *                         (the task's GPU, or GPU 0) or gpu:N ({@link Backends#resolve}); normalised to lower case
  * @param precision        auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16; normalised to lower case
  * @param recompute        per-layer activation recompute in backward (less memory, more compute)
- * @param maxShardSize     largest weights file of the merged model, as HF spells it ({@code 5GB}, {@code 500MB}):
- *                         the file layout only, so not in the config hash (the published manifest records it)
+ * @param maxShardSize     largest weights file of the quantized base and the merged model, as HF spells it
+ *                         ({@code 5GB}, {@code 500MB}): the file layout only, so not in the config hash (the
+ *                         published manifest records it)
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,

@@ -83,7 +83,7 @@ class WorkerTrainerFactoryTest {
 
     @Test
     void theInitialStateIsMadeOnTheCpuWhateverTheDevice() {
-        AdapterTensors onCpu = factory("cpu", null, false).initialState(7); // opens the cached CPU trainer
+        AdapterTensors onCpu = factory("cpu", null, false).initialState(7); // from config.json: opens no backend
         AdapterTensors gpuRun = factory("gpu:7", Precision.BF16, true).initialState(7); // never opens the GPU
         assertEquals(onCpu.keys(), gpuRun.keys());
         for (String k : onCpu.keys()) {

@@ -107,6 +107,35 @@ class ShardedMergeTest {
         return out;
     }
 
+    /**
+     * The check the merge job runs on an executor refuses a merged directory that is not base + this adapter: here
+     * the adapter's lora_alpha doubled after the merge (the same weights, twice the scaling).
+     */
+    @Test
+    void theCheckRefusesAMergedModelThatIsNotBasePlusTheAdapter() throws IOException {
+        String model = Fixtures.tinyLlamaGptq().toString();
+        Path out = tmp.resolve("merged");
+        ShardedMerge.merge(model, Fixtures.tinyLlamaAdapter().toString(), out.toString(), SMALL_SHARDS, PATHS);
+        Path other = Files.createDirectories(tmp.resolve("alpha-doubled"));
+        Files.copy(Fixtures.tinyLlamaAdapter().resolve(PeftAdapter.WEIGHTS_FILE), other.resolve(PeftAdapter.WEIGHTS_FILE));
+        Files.writeString(other.resolve(PeftAdapter.CONFIG_FILE), Files.readString(
+                Fixtures.tinyLlamaAdapter().resolve(PeftAdapter.CONFIG_FILE)).replace("\"lora_alpha\": 16", "\"lora_alpha\": 32"));
+        MergeLayout layout;
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            layout = MergeLayout.plan(ck, other.toString(), SMALL_SHARDS, PATHS);
+        }
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> MergeVerifier.verify(layout, model, other.toString(), out.toString(), PATHS, 2));
+        assertTrue(e.getMessage().contains("not within " + Merger.LOGIT_TOLERANCE) && e.getMessage().contains(
+                "it is not published"), e.getMessage());
+        // and the right adapter passes
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            MergeLayout right = MergeLayout.plan(ck, Fixtures.tinyLlamaAdapter().toString(), SMALL_SHARDS, PATHS);
+            assertTrue(MergeVerifier.verify(right, model, Fixtures.tinyLlamaAdapter().toString(), out.toString(), PATHS, 2)
+                    .relativeLogitError() <= Merger.LOGIT_TOLERANCE);
+        }
+    }
+
     @Test
     void aShardedBaseMergesToTheSameFilesAsTheSingleFileBase() throws IOException {
         Path base = ShardedCopy.of(Fixtures.tinyLlamaGptq(), tmp.resolve("base-sharded"), 50_000);

@@ -131,7 +131,8 @@ class MergeOnClusterTest {
         }
         Storage storage = storage();
         JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-        MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.parse(fault), 1, line -> {}));
+        MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.parse(fault), 1, line -> {}), "cpu",
+                line -> {});
         return new PublishStage(storage, HoldPoint.none(), merge, SMALL_SHARDS, line -> {}).publish(
                 storage.path(cluster.uri(root)), cluster.uri("/models/tiny-gptq"), adapter.config(),
                 new AdapterTensors(tensors, 6), 3, "cd".repeat(32), "hash", Map.of());

@@ -3,11 +3,15 @@ package org.qalora.driver.merge;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.List;
+import java.util.function.Consumer;
+import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.JavaSparkContext;
+import org.qalora.driver.rounds.SlotTask;
 import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.worker.backend.Backends;
 import org.qalora.worker.merge.MergeLayout;
 import org.qalora.worker.merge.MergeVerifier;
 import org.qalora.worker.merge.Merger;
@@ -20,15 +24,21 @@ import org.qalora.worker.merge.Merger;
  *   <li>a {@link ShardJob}: one task per shard folds the adapter into that shard's projections and streams it, one
  *   more writes config.json, the tokenizer files and the index;
  *   <li>one task checks the written model's probe logits against the base + adapter model's
- *   ({@link MergeVerifier}): the models are loaded on an executor, never on the driver.
+ *   ({@link MergeVerifier}) on the device the run asked for ({@code --device}: the task's GPU where it has one, in
+ *   fp32): the models are loaded on an executor, never on the driver.
  * </ol>
  * The caller commits the directory (manifest, rename, LATEST): {@code ModelPublisher}.
  */
 public final class MergeJob {
     private final ShardJob shards;
+    private final String requestedDevice;
+    private final Consumer<String> progress;
 
-    public MergeJob(ShardJob shards) {
+    /** @param requestedDevice {@code auto}, {@code cpu}, {@code gpu} or {@code gpu:N}, as for training */
+    public MergeJob(ShardJob shards, String requestedDevice, Consumer<String> progress) {
         this.shards = shards;
+        this.requestedDevice = Backends.checkRequested(requestedDevice);
+        this.progress = progress;
     }
 
     /**
@@ -49,14 +59,19 @@ public final class MergeJob {
         JavaSparkContext jsc = shards.sparkContext();
         ShippedHadoopConf conf = new ShippedHadoopConf(shards.storage().conf());
         int threads = shards.threads();
+        String requested = requestedDevice;
         jsc.setJobDescription("qalora merge: check " + outDir + " against the base + adapter model");
         try {
-            double[] check = jsc.parallelize(List.of(0), 1).map(t -> {
+            // Object[] {device, relative error, max abs difference}: registered with Kryo, unlike a record of ours
+            Object[] check = jsc.parallelize(List.of(0), 1).map(t -> {
+                String address = SlotTask.device(TaskContext.get());
+                String device = Backends.resolve(requested, "cpu".equals(address) ? null : address);
                 Merger.Report r = MergeVerifier.verify(layout, baseModel, adapterDir, outDir,
-                        new HadoopPaths(conf.get()), threads);
-                return new double[] {r.relativeLogitError(), r.maxAbsLogitDiff()};
+                        new HadoopPaths(conf.get()), device, threads);
+                return new Object[] {device, r.relativeLogitError(), r.maxAbsLogitDiff()};
             }).collect().get(0);
-            return new Merger.Report(outDir, layout.adaptedProjections(), check[0], check[1]);
+            progress.accept("merge: checked on an executor's " + check[0] + " in fp32");
+            return new Merger.Report(outDir, layout.adaptedProjections(), (Double) check[1], (Double) check[2]);
         } finally {
             jsc.setJobDescription(null);
         }

@@ -116,7 +116,7 @@ public final class TrainPipeline {
                     job.configHash(), job.keepRounds(), job.roundsBetweenEvals());
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 
-            MergeJob merge = new MergeJob(new ShardJob(jsc, storage, faults, threads, progress));
+            MergeJob merge = new MergeJob(new ShardJob(jsc, storage, faults, threads, progress), job.device(), progress);
             PublishStage publish = new PublishStage(storage, hold, merge, maxShardBytes, progress);
             Optional<org.apache.hadoop.fs.Path> done = publish.alreadyPublished(run.root(), job.configHash(), job.rounds());
             org.apache.hadoop.fs.Path published;

@@ -60,8 +60,8 @@ class MergeJobTest {
     }
 
     private static Merger.Report merge(String out, long maxShard, FaultPlan faults, List<String> log) {
-        return new MergeJob(new ShardJob(jsc, storage, faults, 1, log::add)).run(Fixtures.tinyLlamaGptq().toString(),
-                Fixtures.tinyLlamaAdapter().toString(), out, maxShard);
+        return new MergeJob(new ShardJob(jsc, storage, faults, 1, log::add), "cpu", log::add).run(
+                Fixtures.tinyLlamaGptq().toString(), Fixtures.tinyLlamaAdapter().toString(), out, maxShard);
     }
 
     static void assertSameFiles(Path a, Path b) throws IOException {
@@ -112,12 +112,27 @@ class MergeJobTest {
         Path out = tmp.resolve("refused");
         long jobsBefore = jsc.sc().statusTracker().getJobIdsForGroup(null).length;
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {})).run(
+                () -> new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {}), "cpu", s -> {}).run(
                         Fixtures.tinyLlama().toString(), Fixtures.tinyLlamaAdapter().toString(), out.toString(),
                         SMALL_SHARDS));
         assertTrue(e.getMessage().contains("not group-quantized"), e.getMessage());
         assertEquals(jobsBefore, jsc.sc().statusTracker().getJobIdsForGroup(null).length, "no Spark job ran");
         assertFalse(Files.exists(out));
+    }
+
+    /** The check runs on the device the run asked for: a GPU that cannot be used here fails it with the reason. */
+    @Test
+    void theCheckRunsOnTheRequestedDevice() {
+        String why = org.qalora.worker.backend.cuda.CudaBackend.unusableReason(7);
+        org.junit.jupiter.api.Assumptions.assumeTrue(why != null, "GPU 7 is usable here");
+        List<String> log = new ArrayList<>();
+        Exception e = assertThrows(Exception.class, () -> new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1,
+                log::add), "gpu:7", log::add).run(Fixtures.tinyLlamaGptq().toString(),
+                Fixtures.tinyLlamaAdapter().toString(), tmp.resolve("on-gpu7").toString(), SMALL_SHARDS));
+        assertTrue(String.valueOf(e.getMessage()).contains(why), e.getMessage());
+        List<String> cpu = new ArrayList<>();
+        merge(tmp.resolve("on-cpu").toString(), SMALL_SHARDS, FaultPlan.none(), cpu);
+        assertTrue(cpu.contains("merge: checked on an executor's cpu in fp32"), cpu.toString());
     }
 
     /** An adapter file without a tensor its config adapts is refused from the file's header, before any task. */
@@ -139,7 +154,7 @@ class MergeJobTest {
         Path out = tmp.resolve("refused-adapter");
         long jobsBefore = jsc.sc().statusTracker().getJobIdsForGroup(null).length;
         Exception e = assertThrows(RuntimeException.class, () -> new MergeJob(new ShardJob(jsc, storage,
-                FaultPlan.none(), 1, s -> {})).run(Fixtures.tinyLlamaGptq().toString(), adapter.toString(),
+                FaultPlan.none(), 1, s -> {}), "cpu", s -> {}).run(Fixtures.tinyLlamaGptq().toString(), adapter.toString(),
                 out.toString(), SMALL_SHARDS));
         assertTrue(e.getMessage().contains(adapter.resolve("adapter_model.safetensors") + " has no tensor " + dropped)
                 && e.getMessage().contains("target_modules"), e.getMessage());

@@ -131,7 +131,7 @@ class JobHadoopConfTest {
         // own Hadoop configuration does not know the nameservice).
         SparkConf conf = SparkSettings.apply(new SparkConf(), "local[2]", "JobHadoopConfTest").set("spark.ui.enabled", "false");
         try (JavaSparkContext jsc = new JavaSparkContext(conf)) {
-            MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {}));
+            MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {}), "cpu", s -> {});
             published = new PublishStage(storage, HoldPoint.none(), merge, 5_000_000_000L, s -> {}).publish(root,
                     NS + "/models/tiny-gptq", adapter.config(), state, 3, "ab".repeat(32), "hash", Map.of());
         }

@@ -27,7 +27,7 @@ public final class ShardedMerge {
             paths.writeDirectoryAtomically(outDir, tmp -> {
                 ShardedWrite.writeAll(layout, tmp, paths, threads);
                 try {
-                    report[0] = MergeVerifier.verify(layout, modelDir, adapterDir, tmp, paths, threads);
+                    report[0] = MergeVerifier.verify(layout, modelDir, adapterDir, tmp, paths, "cpu", threads);
                 } catch (IllegalStateException e) {
                     throw new IOException(e.getMessage(), e);
                 }

@@ -125,13 +125,13 @@ class ShardedMergeTest {
             layout = MergeLayout.plan(ck, other.toString(), SMALL_SHARDS, PATHS);
         }
         IllegalStateException e = assertThrows(IllegalStateException.class,
-                () -> MergeVerifier.verify(layout, model, other.toString(), out.toString(), PATHS, 2));
+                () -> MergeVerifier.verify(layout, model, other.toString(), out.toString(), PATHS, "cpu", 2));
         assertTrue(e.getMessage().contains("not within " + Merger.LOGIT_TOLERANCE) && e.getMessage().contains(
                 "it is not published"), e.getMessage());
         // and the right adapter passes
         try (Checkpoint ck = Checkpoint.open(model)) {
             MergeLayout right = MergeLayout.plan(ck, Fixtures.tinyLlamaAdapter().toString(), SMALL_SHARDS, PATHS);
-            assertTrue(MergeVerifier.verify(right, model, Fixtures.tinyLlamaAdapter().toString(), out.toString(), PATHS, 2)
+            assertTrue(MergeVerifier.verify(right, model, Fixtures.tinyLlamaAdapter().toString(), out.toString(), PATHS, "cpu", 2)
                     .relativeLogitError() <= Merger.LOGIT_TOLERANCE);
         }
     }

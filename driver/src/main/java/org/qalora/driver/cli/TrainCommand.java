@@ -104,6 +104,8 @@ public final class TrainCommand implements Callable<Integer> {
             + "failed before its first committed round with new settings (its derived files are replaced); "
             + "never discards a run with committed rounds")
     boolean force;
+    @Option(names = "--max-shard-size", paramLabel = "SIZE", description = "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB")
+    String maxShardSize;
     @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
     Map<String, String> conf = new LinkedHashMap<>();
 
@@ -143,6 +145,7 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("skip-bad-records", skipBadRecords);
         flags.put("source-max-len", sourceMaxLen);
         flags.put("target-max-len", targetMaxLen);
+        flags.put("max-shard-size", maxShardSize);
         TrainJob settings;
         Map<String, Object> merged = null;
         try {

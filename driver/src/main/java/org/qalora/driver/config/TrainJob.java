@@ -9,6 +9,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.train.Schedule;
@@ -60,12 +61,16 @@ import org.qalora.worker.train.Schedule;
  * @param skipBadRecords   raw data: skip and count bad records instead of stopping at the first
  * @param sourceMaxLen     raw data: source (prompt) tokens kept per record, BOS included
  * @param targetMaxLen     raw data: target (response) tokens kept per record, EOS included
+ * @param maxShardSize     largest weights file of the quantized base and the merged model, as HF spells it
+ *                         ({@code 5GB}, {@code 500MB}): the file layout only, so not in the config hash (the
+ *                         published manifest records it)
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute, String lrSchedule, int warmupSteps,
-                       boolean skipBadRecords, int sourceMaxLen, int targetMaxLen) {
+                       boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
+                       String maxShardSize) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -134,6 +139,12 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         }
         positive(problems, "source-max-len", sourceMaxLen);
         positive(problems, "target-max-len", targetMaxLen);
+        maxShardSize = maxShardSize == null ? ShardSize.DEFAULT : maxShardSize.trim();
+        try {
+            ShardSize.parse(maxShardSize, "max-shard-size");
+        } catch (IllegalArgumentException e) {
+            problems.add(e.getMessage());
+        }
         if (!problems.isEmpty()) {
             throw new InvalidSettingsException("bad train settings", problems);
         }
@@ -209,7 +220,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 slots, batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template == null || template.equals("auto") ? template : normalise.apply(template),
                 keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords, sourceMaxLen,
-                targetMaxLen);
+                targetMaxLen, maxShardSize);
     }
 
     /** True for QA-LoRA, false for the plain LoRA baseline. */

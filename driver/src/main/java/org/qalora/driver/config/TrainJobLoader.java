@@ -9,6 +9,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 import org.qalora.datasets.tokenize.ExampleEncoder;
+import org.qalora.quant.safetensors.ShardSize;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
@@ -23,7 +24,8 @@ public final class TrainJobLoader {
     public static final Set<String> KEYS = Set.of("model", "data", "eval-data", "eval-every", "tokenizer", "output", "rounds", "steps-per-round",
             "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute",
-            "lr-schedule", "warmup-steps", "skip-bad-records", "source-max-len", "target-max-len");
+            "lr-schedule", "warmup-steps", "skip-bad-records", "source-max-len", "target-max-len",
+            "max-shard-size");
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
     public static final String FLAGS = "flags";
@@ -68,6 +70,7 @@ public final class TrainJobLoader {
         d.put("skip-bad-records", false);
         d.put("source-max-len", ExampleEncoder.Settings.QALORA.sourceMaxLen());
         d.put("target-max-len", ExampleEncoder.Settings.QALORA.targetMaxLen());
+        d.put("max-shard-size", ShardSize.DEFAULT);
         return d;
     }
 
@@ -168,7 +171,8 @@ public final class TrainJobLoader {
                 number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source),
                 str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source),
                 str(m, "lr-schedule", source), integer(m, "warmup-steps", source), bool(m, "skip-bad-records", source),
-                integer(m, "source-max-len", source), integer(m, "target-max-len", source));
+                integer(m, "source-max-len", source), integer(m, "target-max-len", source),
+                str(m, "max-shard-size", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {

@@ -1,20 +1,22 @@
 package org.qalora.driver.pipeline;
 
 import java.io.IOException;
-import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.function.Consumer;
+import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
-import org.qalora.worker.quantize.ModelQuantizer;
+import org.qalora.worker.quantize.QuantizeLayout;
 
 /**
  * The model stages before training: generate the demo model when no {@code --model} was given, quantize the base
  * (RTN) when it is not a GPTQ checkpoint yet (QA-LoRA) or refuse a GPTQ checkpoint (plain LoRA trains the float
  * model), and check that the tokenizer's ids fit the model's vocabulary. Each output is written atomically and
- * reused by a rerun.
+ * reused by a rerun. The driver reads config.json, safetensors headers and the tokenizer only: quantization runs as
+ * Spark tasks, one per output shard ({@link QuantizeLayout} through a {@link ShardJob}), and the directory is renamed
+ * into place when all of them are done.
  */
 public final class ModelStage {
 
@@ -25,10 +27,18 @@ public final class ModelStage {
     public record Resolved(String baseModel, LlamaConfig config, String tokenizer) {}
 
     private final HadoopPaths paths;
+    private final ShardJob shards;
+    private final long maxShardBytes;
     private final Consumer<String> progress;
 
-    public ModelStage(HadoopPaths paths, Consumer<String> progress) {
+    /**
+     * @param shards        runs the quantization tasks
+     * @param maxShardBytes the largest weights file of the quantized base ({@code --max-shard-size})
+     */
+    public ModelStage(HadoopPaths paths, ShardJob shards, long maxShardBytes, Consumer<String> progress) {
         this.paths = paths;
+        this.shards = shards;
+        this.maxShardBytes = maxShardBytes;
         this.progress = progress;
     }
 
@@ -76,12 +86,11 @@ public final class ModelStage {
                 progress.accept("quantize: " + source + " is not quantized; RTN " + bits + "-bit, group size " + groupSize
                         + " -> " + quantized);
                 GptqConfig gptq = GptqConfig.of(bits, groupSize);
-                PrintWriter log = new PrintWriter(System.out, true);
-                try (Checkpoint checkpoint = Checkpoint.open(source, paths)) {
-                    var matrices = ModelQuantizer.quantize(checkpoint, config, gptq, ModelQuantizer.Method.RTN, null, null, log);
-                    ModelQuantizer.write(checkpoint, config, gptq, matrices, quantized,
-                            ModelQuantizer.DEFAULT_MAX_SHARD_BYTES, paths);
+                QuantizeLayout plan;
+                try (Checkpoint checkpoint = Checkpoint.open(source, paths)) { // headers only
+                    plan = QuantizeLayout.plan(checkpoint, gptq, maxShardBytes);
                 }
+                paths.writeDirectoryAtomically(quantized, tmp -> shards.run(plan, tmp, "quantize"));
             }
             config = LlamaConfig.read(quantized, paths);
         } else if (config.quantization().groupSize() != groupSize && groupSize > 0) {

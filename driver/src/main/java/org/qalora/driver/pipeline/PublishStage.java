@@ -7,34 +7,42 @@ import java.util.function.Consumer;
 import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.merge.MergeJob;
 import org.qalora.driver.output.ModelPublisher;
 import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
-import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
-import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.merge.Merger;
-import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.train.AdapterState;
 
 /**
- * The final stage: folds the final averaged adapter into the quantized base's zero points, or a plain LoRA
- * adapter into the float base's weights (the worker's {@link Merger}, which checks the merged model's logits
- * against the adapter model's on disk before it lets the directory appear) and publishes it atomically as
- * {@code OUTPUT/v-rNNNNN-<hash>/}, with the adapter in the PEFT
- * layout under {@code adapter/}, a {@code _MANIFEST.json} of checksums, and {@code OUTPUT/LATEST} pointing at it.
+ * The final stage: writes the final averaged adapter in the PEFT layout under {@code adapter/}, then runs the
+ * {@link MergeJob} (the adapter folded into the quantized base's zero points, or a plain LoRA adapter into the float
+ * base's weights, by Spark tasks that each write shards, checked on an executor against the adapter model's logits),
+ * and publishes the directory atomically as {@code OUTPUT/v-rNNNNN-<hash>/} with a {@code _MANIFEST.json} of
+ * checksums and {@code OUTPUT/LATEST} pointing at it ({@link ModelPublisher}). The driver loads no weight here: it
+ * plans from headers and config.json, writes the adapter it already holds, and commits.
  */
 public final class PublishStage {
     public static final String ADAPTER_DIR = "adapter";
 
     private final Storage storage;
     private final HoldPoint hold;
+    private final MergeJob merge;
+    private final long maxShardBytes;
     private final Consumer<String> progress;
 
-    /** {@code hold}: the test hook that can stop the driver between the rename and the LATEST flip. */
-    public PublishStage(Storage storage, HoldPoint hold, Consumer<String> progress) {
+    /**
+     * @param hold          the test hook that can stop the driver between the rename and the LATEST flip
+     * @param maxShardBytes the largest weights file of the merged model ({@code --max-shard-size})
+     */
+    public PublishStage(Storage storage, HoldPoint hold, MergeJob merge, long maxShardBytes, Consumer<String> progress) {
         this.storage = storage;
         this.hold = hold;
+        this.merge = merge;
+        this.maxShardBytes = maxShardBytes;
         this.progress = progress;
     }
 
@@ -62,6 +70,7 @@ public final class PublishStage {
         info.put("globalStep", Long.toString(state.step()));
         info.put("adapterStateSha256", stateSha256);
         info.put("baseModel", baseModel);
+        info.put("maxShardBytes", Long.toString(maxShardBytes));
         HadoopPaths paths = storage.paths(); // the job's configuration, never this JVM's defaults
         Map<String, float[]> weights = new LinkedHashMap<>();
         for (String k : state.keys()) {
@@ -69,11 +78,11 @@ public final class PublishStage {
         }
         Merger.Report[] report = new Merger.Report[1];
         Path published = new ModelPublisher(storage, hold, progress).publish(root, version, info, tmp -> {
-            // Loaded here, not before: a restart that only completes an interrupted publish never needs the base.
-            LlamaModel base = LlamaModel.load(baseModel, CpuBackend.withAllCores(), paths);
-            report[0] = Merger.merge(base, new PeftAdapter(adapterConfig, weights), tmp.toString(), paths);
-            AdapterState.fromWeights(base.dims(), adapterConfig, weights, state.step())
-                    .writePeft(HadoopPaths.child(tmp.toString(), ADAPTER_DIR), baseModel, paths);
+            // The adapter's shapes come from config.json: the driver never loads the base's weights.
+            LlamaDims dims = LlamaDims.of(LlamaConfig.read(baseModel, paths));
+            String adapterDir = HadoopPaths.child(tmp.toString(), ADAPTER_DIR);
+            AdapterState.fromWeights(dims, adapterConfig, weights, state.step()).writePeft(adapterDir, baseModel, paths);
+            report[0] = merge.run(baseModel, adapterDir, tmp.toString(), maxShardBytes);
         });
         if (report[0] != null) {
             progress.accept(String.format(java.util.Locale.ROOT,

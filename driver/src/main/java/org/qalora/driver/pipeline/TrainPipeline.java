@@ -18,12 +18,15 @@ import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.merge.MergeJob;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.TrainingRounds;
+import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backends;
@@ -91,19 +94,22 @@ public final class TrainPipeline {
         }
         String runDir = run.root().toString();
         try {
-            ModelStage.Resolved model = new ModelStage(paths, progress).resolve(job.model(), job.tokenizer(),
-                    job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
+            // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
+            // (it is not re-entrant, so slots take turns), and each turn may use all cores.
+            boolean local = spark.sparkContext().isLocal();
+            int threads = local ? Runtime.getRuntime().availableProcessors()
+                    : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
+            long maxShardBytes = ShardSize.parse(job.maxShardSize(), "--max-shard-size");
+            FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
+            ShardJob quantizeTasks = new ShardJob(jsc, storage, FaultPlan.none(), threads, progress);
+            ModelStage.Resolved model = new ModelStage(paths, quantizeTasks, maxShardBytes, progress).resolve(job.model(),
+                    job.tokenizer(), job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
             DataStage data = new DataStage(paths, progress,
                     new ExampleEncoder.Settings(job.sourceMaxLen(), job.targetMaxLen(), false), job.skipBadRecords());
             String dataset = data.resolve(spark, DataStage.Kind.TRAIN, job.data(), model.tokenizer(), job.template(),
                     runDir);
             String heldOut = job.evalData().isEmpty() ? null : data.resolve(spark, DataStage.Kind.HELD_OUT,
                     job.evalData(), model.tokenizer(), job.template(), runDir);
-            // A task's CPU threads: spark.task.cpus on a cluster. In local mode every slot shares the one JVM's trainer
-            // (it is not re-entrant, so slots take turns), and each turn may use all cores.
-            boolean local = spark.sparkContext().isLocal();
-            int threads = local ? Runtime.getRuntime().availableProcessors()
-                    : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
             PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.batchSize(),
                     job.groupByLength(), job.microBatchTokens());
             QaloraConfig adapter = job.qalora()
@@ -133,10 +139,10 @@ public final class TrainPipeline {
             CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress, hold);
             RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
                     job.configHash(), job.keepRounds(), job.roundsBetweenEvals());
-            FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 
-            PublishStage publish = new PublishStage(storage, hold, progress);
+            MergeJob merge = new MergeJob(new ShardJob(jsc, storage, faults, threads, progress), job.device(), progress);
+            PublishStage publish = new PublishStage(storage, hold, merge, maxShardBytes, progress);
             Optional<org.apache.hadoop.fs.Path> done = publish.alreadyPublished(run.root(), job.configHash(), job.rounds());
             org.apache.hadoop.fs.Path published;
             if (done.isPresent()) {

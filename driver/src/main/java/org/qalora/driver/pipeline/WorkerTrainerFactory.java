@@ -17,6 +17,7 @@ import org.qalora.driver.rounds.SlotTrainer;
 import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.backend.Backend;
@@ -183,19 +184,16 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     }
 
     /**
-     * The initial adapter weights depend on the seed and the model's shapes only, so they are made on the CPU in
-     * fp32 whatever the device. When tasks without a GPU address also train on the CPU in fp32 (local mode on the
-     * CPU) the model loaded here is the one they use (the executor cache, under the address "cpu"); otherwise it is
-     * loaded for this only and let go, so that the cache's "cpu" entry stays what {@link #open} makes of it.
+     * The initial adapter from config.json's shapes and the seed, on the driver, without loading a weight (a 7B base
+     * is 13 GB the driver need not hold). The checks config.json can answer run here (group size, LoRA on a float
+     * base); the checks against the weights themselves run where the model is loaded, in the executors' {@link #open}.
      */
     @Override
     public AdapterTensors initialState(long seed) {
-        if (Backends.resolve(requestedDevice, null).equals("cpu") && precision != Precision.BF16) {
-            Trainer t = (Trainer) org.qalora.driver.rounds.ExecutorCache.trainer(this, "cpu");
-            return toTensors(AdapterState.initial(t.base, t.adapter, seed));
-        }
-        try (Backend cpu = Backends.open("cpu", Precision.FP32, threads)) {
-            return toTensors(AdapterState.initial(LlamaModel.load(model, cpu, paths()), adapterConfig(), seed));
+        try {
+            return toTensors(AdapterState.initial(LlamaConfig.read(model, paths()), adapterConfig(), seed));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read the config.json of " + model + ": " + e.getMessage(), e);
         }
     }
 

@@ -16,6 +16,10 @@ import org.qalora.driver.checkpoint.Storage;
  *   it returns), one byte of the file is flipped, as a bad disk or a torn copy would. The driver must detect it
  *   and re-run the slot. Fires on the first {@code TIMES} runs of that slot (default 1): the driver's re-runs count,
  *   Spark's own task retries do not, so a large {@code TIMES} makes every re-run fail verification too.
+ *   <li>{@code mergehalt:TASK} / {@code mergethrow:TASK}: the first attempt of merge task TASK (0-based; the shards,
+ *   then the task writing the small files) halts its executor JVM after writing its files into its attempt directory
+ *   (before they are renamed into the model directory), or throws after the rename. Either way Spark retries it and
+ *   the published model must not change.
  * </ul>
  */
 public record FaultPlan(String mode, int round, int slot, int times) implements Serializable {
@@ -35,9 +39,12 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
             return new FaultPlan("corrupt", Integer.parseInt(p[1]), Integer.parseInt(p[2]),
                     p.length == 4 ? Integer.parseInt(p[3]) : 1);
         }
+        if (p.length == 2 && (p[0].equals("mergehalt") || p[0].equals("mergethrow"))) {
+            return new FaultPlan(p[0], -1, Integer.parseInt(p[1]), 1);
+        }
         if (p.length != 3 || !(p[0].equals("halt") || p[0].equals("throw"))) {
-            throw new IllegalArgumentException(CONF_KEY + "=" + spec
-                    + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT, corrupt:ROUND:SLOT[:TIMES] or stop:ROUND");
+            throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT, "
+                    + "corrupt:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK or mergethrow:TASK");
         }
         return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
     }
@@ -68,6 +75,27 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
             Runtime.getRuntime().halt(1);
         } else if (mode.equals("throw")) {
             throw new IllegalStateException("qalora fault injection: failing attempt 0 of round " + round + " slot " + slot);
+        }
+    }
+
+    /** Where in a merge task {@link #maybeFireInMerge} is called. */
+    public enum MergePhase { BEFORE_RENAME, AFTER_RENAME }
+
+    /**
+     * Called by merge task {@code task}: {@code mergehalt} halts the executor on attempt 0 before the rename (a lost
+     * executor, its files only in its attempt directory), {@code mergethrow} throws on attempt 0 after it (the retry
+     * finds the files in place).
+     */
+    public void maybeFireInMerge(int task, int attempt, MergePhase phase) {
+        if (attempt != 0 || task != slot) {
+            return;
+        }
+        if (mode.equals("mergehalt") && phase == MergePhase.BEFORE_RENAME) {
+            System.err.println("qalora fault injection: halting executor JVM in merge task " + task);
+            Runtime.getRuntime().halt(1);
+        } else if (mode.equals("mergethrow") && phase == MergePhase.AFTER_RENAME) {
+            throw new IllegalStateException("qalora fault injection: failing attempt 0 of merge task " + task
+                    + " after its files were renamed into place");
         }
     }
 

@@ -15,6 +15,7 @@ import org.qalora.datasets.tokenize.TextTokenizer;
 import org.qalora.driver.eval.CliRun;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.quant.testing.ShardedCopy;
 import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.generate.Generator;
 import org.qalora.worker.generate.InferenceModel;
@@ -79,6 +80,17 @@ class GenerateCommandTest {
         withOverwrite.add("--overwrite");
         assertEquals(0, CliRun.of(withOverwrite.toArray(new String[0])).code());
         assertEquals(before, Files.readString(out), "seeded sampling: the same file again");
+    }
+
+    /** The model as HF shards (index + files) generates exactly what the single file does. */
+    @Test
+    void aShardedModelGeneratesAsTheSingleFile() throws Exception {
+        Path sharded = ShardedCopy.of(Fixtures.tinyLlamaGptq(), tmp.resolve("sharded"), 50_000);
+        List<String> a = new java.util.ArrayList<>(List.of(args("--prompt", "Name a color.", "--template", "none")));
+        a.set(a.indexOf(MODEL), sharded.toString());
+        CliRun r = CliRun.of(a.toArray(new String[0]));
+        assertEquals(0, r.code(), r.err());
+        assertEquals(expected("Name a color.", Sampling.GREEDY) + "\n", r.out());
     }
 
     @Test

@@ -40,6 +40,19 @@ class TrainJobLoaderTest {
     }
 
     @Test
+    void maxShardSizeIsFileLayoutOnly() {
+        TrainJob a = TrainJobLoader.build("t", TrainJobLoader.defaults("/repo"));
+        assertEquals("5GB", a.maxShardSize());
+        TrainJob b = TrainJobLoader.build("t", TrainJobLoader.defaults("/repo"), Map.of("max-shard-size", "500MB"));
+        assertEquals("500MB", b.maxShardSize());
+        assertEquals(a.configHash(), b.configHash(), "the shard size changes files, not the trained result");
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", TrainJobLoader.defaults("/r"), Map.of("max-shard-size", "5 gigs")));
+        assertTrue(e.getMessage().contains("max-shard-size '5 gigs' is not a size") && e.getMessage().contains("5GB"),
+                e.getMessage());
+    }
+
+    @Test
     void badInputIsNamed() {
         var e1 = assertThrows(IllegalArgumentException.class, () -> TrainJobLoader.parseYaml("steps: 3", "job.yaml"));
         assertTrue(e1.getMessage().contains("job.yaml: unknown setting 'steps'"), e1.getMessage());

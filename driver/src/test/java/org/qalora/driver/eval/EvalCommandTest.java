@@ -28,6 +28,7 @@ import org.qalora.datasets.tokenize.ExampleEncoder;
 import org.qalora.datasets.tokenize.TextTokenizer;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.quant.testing.ShardedCopy;
 import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.generate.Generator;
 import org.qalora.worker.generate.InferenceModel;
@@ -136,6 +137,22 @@ class EvalCommandTest {
                 "--conf", "spark.ui.enabled=false"));
         assertEquals(0, s.code(), s.err());
         assertEquals(res, JSON.readTree(sparkOut.toFile()), "Spark local mode reports the local loop's numbers");
+    }
+
+    /** The model as HF shards (index + files) evaluates to exactly the single file's result. */
+    @Test
+    void aShardedModelEvaluatesAsTheSingleFile() throws Exception {
+        Path data = dataWithTwoExactMatches(4);
+        Path sharded = ShardedCopy.of(Fixtures.tinyLlamaGptq(), tmp.resolve("sharded"), 50_000);
+        Path single = tmp.resolve("single.json"), shards = tmp.resolve("sharded.json");
+        assertEquals(0, run(args("--data", data.toString(), "--out", single.toString())).code());
+        List<String> a = args("--data", data.toString(), "--out", shards.toString());
+        a.set(a.indexOf(MODEL), sharded.toString());
+        CliRun r = run(a);
+        assertEquals(0, r.code(), r.err());
+        JsonNode x = JSON.readTree(single.toFile()), y = JSON.readTree(shards.toFile());
+        assertEquals(x.get("loss"), y.get("loss"));
+        assertEquals(x.get("exact_match"), y.get("exact_match"));
     }
 
     @Test

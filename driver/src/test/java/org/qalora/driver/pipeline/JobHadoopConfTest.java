@@ -20,6 +20,8 @@ import java.util.concurrent.TimeUnit;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -28,6 +30,10 @@ import org.junit.jupiter.api.io.TempDir;
 import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.datasets.prepare.DatasetManifest;
 import org.qalora.driver.checkpoint.HoldPoint;
+import org.qalora.driver.merge.MergeJob;
+import org.qalora.driver.shard.ShardJob;
+import org.qalora.driver.rounds.FaultPlan;
+import org.qalora.driver.spark.SparkSettings;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.output.ModelPublisher;
 import org.qalora.quant.io.ShippedHadoopConf;
@@ -120,8 +126,15 @@ class JobHadoopConfTest {
         }
         Storage storage = new Storage(job);
         org.apache.hadoop.fs.Path root = storage.path(NS + "/runs/out");
-        org.apache.hadoop.fs.Path published = new PublishStage(storage, HoldPoint.none(), s -> {}).publish(root,
-                NS + "/models/tiny-gptq", adapter.config(), state, 3, "ab".repeat(32), "hash", Map.of());
+        org.apache.hadoop.fs.Path published;
+        // The merge runs as Spark tasks; they reach HDFS through the configuration shipped with them (the context's
+        // own Hadoop configuration does not know the nameservice).
+        SparkConf conf = SparkSettings.apply(new SparkConf(), "local[2]", "JobHadoopConfTest").set("spark.ui.enabled", "false");
+        try (JavaSparkContext jsc = new JavaSparkContext(conf)) {
+            MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {}), "cpu", s -> {});
+            published = new PublishStage(storage, HoldPoint.none(), merge, 5_000_000_000L, s -> {}).publish(root,
+                    NS + "/models/tiny-gptq", adapter.config(), state, 3, "ab".repeat(32), "hash", Map.of());
+        }
         assertEquals("v-r00003-abababab", published.getName(), "named by round and state checksum, no clock");
         assertEquals(published.getName(), storage.readString(new org.apache.hadoop.fs.Path(root, ModelPublisher.LATEST)).trim());
         assertTrue(new ModelPublisher(storage).verify(published).isEmpty(), "checksums match");

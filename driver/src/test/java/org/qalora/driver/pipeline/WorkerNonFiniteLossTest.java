@@ -26,6 +26,7 @@ import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.SlotTrainer;
 import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.driver.rounds.TrainingRounds;
+import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.spark.SparkSettings;
 import org.qalora.driver.state.AdapterTensors;
@@ -116,7 +117,9 @@ class WorkerNonFiniteLossTest {
             List<String> log = new ArrayList<>();
             Path repo = Fixtures.root().getParent();
             String runDir = dir.resolve("run").toString();
-            ModelStage.Resolved model = new ModelStage(paths, log::add).resolve(null, null, true, 4, 32, 42L, runDir, repo);
+            ShardJob quantizeTasks = new ShardJob(jsc, new Storage(hadoop), FaultPlan.none(), 1, log::add);
+            ModelStage.Resolved model = new ModelStage(paths, quantizeTasks, 5_000_000_000L, log::add).resolve(null, null,
+                    true, 4, 32, 42L, runDir, repo);
             String data = new DataStage(paths, log::add).resolve(spark, DataStage.Kind.TRAIN,
                     List.of(repo.resolve("samples/alpaca-sample.json").toString()), model.tokenizer(), "auto", runDir);
             WorkerTrainerFactory real = new WorkerTrainerFactory(model.baseModel(), data, null,

@@ -25,7 +25,10 @@ import org.qalora.datasets.prepare.DatasetManifest;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.testing.Fixtures;
+import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.backend.Precision;
+import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.train.AdapterState;
 import org.qalora.worker.backend.cuda.CudaBackend;
 import org.qalora.worker.adapter.Pooling;
 import org.qalora.worker.adapter.QaloraConfig;
@@ -96,12 +99,39 @@ class WorkerTrainerFactoryTest {
 
     @Test
     void theInitialStateIsMadeOnTheCpuWhateverTheDevice() {
-        AdapterTensors onCpu = factory("cpu", null, false).initialState(7); // opens the cached CPU trainer
+        AdapterTensors onCpu = factory("cpu", null, false).initialState(7); // from config.json: opens no backend
         AdapterTensors gpuRun = factory("gpu:7", Precision.BF16, true).initialState(7); // never opens the GPU
         assertEquals(onCpu.keys(), gpuRun.keys());
         for (String k : onCpu.keys()) {
             assertArrayEquals(onCpu.tensor(k).weights(), gpuRun.tensor(k).weights(), k);
         }
+    }
+
+    /**
+     * The driver makes the initial adapter from config.json and the seed: a model directory holding only config.json
+     * (no weights at all) gives the adapter that loading the whole model gives, bit for bit.
+     */
+    @Test
+    void theInitialStateNeedsOnlyConfigJson() throws Exception {
+        Path configOnly = Files.createDirectories(dir.resolve("config-only"));
+        Files.copy(Fixtures.tinyLlamaGptq().resolve("config.json"), configOnly.resolve("config.json"));
+        QaloraConfig cfg = QaloraConfig.allProjections(4, 8.0, 32, Pooling.MEAN, 0.0);
+        WorkerTrainerFactory f = new WorkerTrainerFactory(configOnly.toString(), dataset, null,
+                new PlanSettings(42L, 2, 2, 2, 0, 256), cfg, null, 4, 1, new ShippedHadoopConf(new Configuration()),
+                "cpu", null, false);
+        AdapterTensors fromConfig = f.initialState(7);
+        AdapterTensors fromModel;
+        try (CpuBackend be = new CpuBackend(1)) {
+            fromModel = WorkerTrainerFactory.toTensors(AdapterState.initial(
+                    LlamaModel.load(Fixtures.tinyLlamaGptq().toString(), be), cfg, 7));
+        }
+        assertTrue(fromConfig.bitwiseEquals(fromModel), "same initial adapter");
+        // a group size that differs from the checkpoint's quantization is refused from config.json already
+        WorkerTrainerFactory wrong = new WorkerTrainerFactory(configOnly.toString(), dataset, null,
+                new PlanSettings(42L, 2, 2, 2, 0, 256), QaloraConfig.allProjections(4, 8.0, 64, Pooling.MEAN, 0.0), null,
+                4, 1, new ShippedHadoopConf(new Configuration()), "cpu", null, false);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> wrong.initialState(7));
+        assertTrue(e.getMessage().contains("differs from the model's quantization group size 32"), e.getMessage());
     }
 
     @Test

@@ -15,7 +15,8 @@ import org.qalora.quant.io.FormatException;
  * @param format       how zero points are stored on disk, see {@link CheckpointFormat}
  */
 public record GptqConfig(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups,
-                         double dampPercent, boolean trueSequential, CheckpointFormat format) {
+                         double dampPercent, boolean trueSequential, CheckpointFormat format)
+        implements java.io.Serializable {
 
     /** On-disk zero-point conventions. */
     public enum CheckpointFormat {

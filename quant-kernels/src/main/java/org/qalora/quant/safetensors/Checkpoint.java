@@ -136,6 +136,9 @@ public final class Checkpoint implements AutoCloseable {
 
     public byte[] bytes(String name) throws IOException { return file(name).bytes(name); }
 
+    /** Streams a tensor's raw bytes to {@code out} in chunks ({@link SafetensorsFile#copyTo}). */
+    public void copyTo(String name, java.io.OutputStream out) throws IOException { file(name).copyTo(name, out); }
+
     /** {@code __metadata__} of the first file (HF writes the same {"format": "pt"} into every shard). */
     public Map<String, String> metadata() { return files.isEmpty() ? Map.of() : files.get(0).metadata(); }
 

@@ -239,6 +239,30 @@ public final class SafetensorsFile implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Writes a tensor's raw bytes to {@code out} in chunks of at most {@code REMOTE_CHUNK} bytes, so that copying a
+     * tensor (a 7B model's 262 MB embedding, say) into another file never holds it whole on the heap.
+     */
+    public void copyTo(String name, java.io.OutputStream out) throws IOException {
+        SafetensorsHeader.Entry e = entry(name);
+        byte[] chunk = new byte[(int) Math.min(REMOTE_CHUNK, Math.max(1, e.length()))];
+        for (long done = 0; done < e.length(); ) {
+            int n = (int) Math.min(chunk.length, e.length() - done);
+            if (mapped != null) {
+                MemorySegment.copy(mapped, ValueLayout.JAVA_BYTE, e.begin() + done, chunk, 0, n);
+            } else {
+                try {
+                    remote.readFully(e.begin() + done, chunk, 0, n);
+                } catch (java.io.EOFException eof) {
+                    throw new FormatException(location + ": tensor " + name + " ends past the end of the file: truncated",
+                            eof);
+                }
+            }
+            out.write(chunk, 0, n);
+            done += n;
+        }
+    }
+
     /** The raw little-endian bytes of a tensor, whatever its dtype. */
     public byte[] bytes(String name) throws IOException {
         SafetensorsHeader.Entry e = entry(name);

@@ -36,9 +36,11 @@ public final class SafetensorsWriter {
     private final Map<String, String> metadata = new TreeMap<>();
 
     public SafetensorsWriter() {
-        // HF readers (transformers' safetensors loading) expect {"format": "pt"}.
-        metadata.put("format", "pt");
+        metadata.putAll(DEFAULT_METADATA);
     }
+
+    /** HF readers (transformers' safetensors loading) expect {"format": "pt"}. */
+    public static final Map<String, String> DEFAULT_METADATA = Map.of("format", "pt");
 
     public SafetensorsWriter metadata(String key, String value) {
         metadata.put(key, value);
@@ -112,6 +114,20 @@ public final class SafetensorsWriter {
 
     public List<String> names() { return new ArrayList<>(tensors.keySet()); }
 
+    /** The name, dtype and shape of an added tensor. */
+    public TensorInfo info(String name) { return pending(name).info(); }
+
+    /** The little-endian data of an added tensor (the writer's own array: do not modify). */
+    public byte[] bytes(String name) { return pending(name).data(); }
+
+    private Pending pending(String name) {
+        Pending p = tensors.get(name);
+        if (p == null) {
+            throw new IllegalArgumentException("no tensor " + name + " was added");
+        }
+        return p;
+    }
+
     public boolean contains(String name) { return tensors.containsKey(name); }
 
     /** Total tensor bytes (what HF calls total_size in the index). */
@@ -123,10 +139,16 @@ public final class SafetensorsWriter {
         return total;
     }
 
+    /**
+     * The order tensors take inside one file: 8-byte dtypes first, then 4, 2, 1, each by name, so every tensor starts
+     * aligned to its element size. Shared with {@link SafetensorsStreamWriter}, so both give the same bytes.
+     */
+    static final Comparator<TensorInfo> FILE_ORDER = Comparator.<TensorInfo>comparingInt(t -> -t.dtype().alignmentRank())
+            .thenComparing(TensorInfo::name);
+
     private List<Pending> ordered() {
         List<Pending> list = new ArrayList<>(tensors.values());
-        list.sort(Comparator.<Pending>comparingInt(p -> -p.info().dtype().alignmentRank())
-                .thenComparing(p -> p.info().name()));
+        list.sort(Comparator.comparing(Pending::info, FILE_ORDER));
         return list;
     }
 
@@ -177,8 +199,6 @@ public final class SafetensorsWriter {
             return List.of(Checkpoint.SINGLE_FILE);
         }
         List<String> written = new ArrayList<>();
-        ObjectNode index = PRETTY.createObjectNode();
-        index.putObject("metadata").put("total_size", totalBytes());
         Map<String, String> weightMap = new TreeMap<>();
         for (int s = 0; s < shards.size(); s++) {
             String fileName = String.format("model-%05d-of-%05d.safetensors", s + 1, shards.size());
@@ -189,43 +209,68 @@ public final class SafetensorsWriter {
             }
             written.add(fileName);
         }
-        ObjectNode map = index.putObject("weight_map");
-        weightMap.forEach(map::put);
-        byte[] indexBytes = (PRETTY.writeValueAsString(index) + "\n").getBytes(StandardCharsets.UTF_8);
+        byte[] indexBytes = indexJson(totalBytes(), weightMap);
         paths.writeAtomically(HadoopPaths.child(directory, Checkpoint.INDEX_FILE), out -> out.write(indexBytes));
         written.add(Checkpoint.INDEX_FILE);
         return written;
     }
 
     private void writeFile(List<Pending> list, OutputStream out) throws IOException {
+        List<TensorInfo> infos = new ArrayList<>(list.size());
+        for (Pending p : list) {
+            infos.add(p.info());
+        }
+        out.write(header(metadata, infos));
+        for (Pending p : list) {
+            out.write(p.data());
+        }
+    }
+
+    /**
+     * The 8-byte length plus the JSON header of a file holding {@code ordered} (already in {@link #FILE_ORDER}):
+     * compact, {@code __metadata__} first, padded with spaces to a multiple of 8 bytes.
+     */
+    static byte[] header(Map<String, String> metadata, List<TensorInfo> ordered) throws IOException {
         ObjectNode header = JSON.createObjectNode();
         if (!metadata.isEmpty()) {
             ObjectNode meta = header.putObject("__metadata__");
             metadata.forEach(meta::put);
         }
         long offset = 0;
-        for (Pending p : list) {
-            ObjectNode entry = header.putObject(p.info().name());
-            entry.put("dtype", p.info().dtype().name());
+        for (TensorInfo t : ordered) {
+            ObjectNode entry = header.putObject(t.name());
+            entry.put("dtype", t.dtype().name());
             ArrayNode shape = entry.putArray("shape");
-            for (long d : p.info().shape()) {
+            for (long d : t.shape()) {
                 shape.add(d);
             }
             ArrayNode offsets = entry.putArray("data_offsets");
             offsets.add(offset);
-            offset += p.data().length;
+            offset += t.byteSize();
             offsets.add(offset);
         }
         byte[] json = JSON.writeValueAsBytes(header);
         int padded = (json.length + 7) / 8 * 8;
-        byte[] headerBytes = new byte[padded];
-        System.arraycopy(json, 0, headerBytes, 0, json.length);
-        java.util.Arrays.fill(headerBytes, json.length, padded, (byte) ' ');
-        byte[] length = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(padded).array();
-        out.write(length);
-        out.write(headerBytes);
-        for (Pending p : list) {
-            out.write(p.data());
+        ByteBuffer b = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN).putLong(padded).put(json);
+        while (b.hasRemaining()) {
+            b.put((byte) ' ');
         }
+        return b.array();
     }
+
+    /**
+     * {@code model.safetensors.index.json} as HF transformers writes it: {@code metadata.total_size} (the sum of the
+     * tensors' data bytes, headers excluded) and {@code weight_map} (tensor name to shard file), keys sorted, indented,
+     * with a final newline.
+     */
+    public static byte[] indexJson(long totalSize, Map<String, String> weightMap) throws IOException {
+        ObjectNode index = PRETTY.createObjectNode();
+        index.putObject("metadata").put("total_size", totalSize);
+        ObjectNode map = index.putObject("weight_map");
+        new TreeMap<>(weightMap).forEach(map::put);
+        return (PRETTY.writeValueAsString(index) + "\n").getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** The metadata every file gets ({"format": "pt"} plus what was added). */
+    Map<String, String> metadata() { return metadata; }
 }

@@ -3,7 +3,7 @@ package org.qalora.quant.safetensors;
 import java.util.Arrays;
 
 /** A tensor's name, element type and shape (row-major, as in the safetensors header). */
-public record TensorInfo(String name, DType dtype, long[] shape) {
+public record TensorInfo(String name, DType dtype, long[] shape) implements java.io.Serializable {
     public TensorInfo {
         shape = shape.clone();
         for (long d : shape) {

@@ -63,6 +63,20 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
         }
     }
 
+    /** Reads only an adapter directory's adapter_config.json (no weights): what a merge plan needs. */
+    public static QaloraConfig readConfig(String dir, HadoopPaths paths) {
+        String configFile = HadoopPaths.child(dir, CONFIG_FILE);
+        try {
+            if (!paths.exists(configFile)) {
+                throw new IllegalArgumentException(configFile + " does not exist: --adapter must be a PEFT adapter "
+                        + "directory holding adapter_config.json and adapter_model.safetensors");
+            }
+            return parseConfig(new String(paths.readAllBytes(configFile), StandardCharsets.UTF_8), configFile);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read adapter " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
     /** Parses adapter_config.json; {@code where} names the file in errors. */
     public static QaloraConfig parseConfig(String text, String where) throws IOException {
         JsonNode root = JSON.readTree(text);

@@ -111,6 +111,33 @@ public final class QaloraAdapter {
     }
 
     /**
+     * The checks of {@link #checkFits(LlamaModel, QaloraConfig)} that config.json alone can answer, so that a driver
+     * can refuse a mismatched adapter before any executor loads the model: plain LoRA needs a float model, and the
+     * pooling groups must divide every adapted projection's inputs and equal the quantization groups.
+     */
+    public static void checkFits(org.qalora.quant.config.LlamaConfig model, QaloraConfig config) {
+        LlamaDims dims = LlamaDims.of(model);
+        if (config.plainLora() && model.isQuantized()) {
+            throw new IllegalArgumentException("plain LoRA (--method lora) trains a float base and merges into its"
+                    + " weights, but this model is a " + model.quantization().bits() + "-bit GPTQ checkpoint: pass the"
+                    + " float (HF) checkpoint, or use --method qalora for a quantized base");
+        }
+        for (Projection p : config.orderedTargets()) {
+            int in = p.inFeatures(dims);
+            if (in % config.groupSize() != 0) {
+                throw new IllegalArgumentException("qalora_group_size " + config.groupSize() + " does not divide the "
+                        + in + " inputs of " + p.shortName());
+            }
+            if (model.isQuantized() && model.quantization().groupSizeFor(in) != config.groupSize()) {
+                throw new IllegalArgumentException("qalora_group_size " + config.groupSize()
+                        + " differs from the model's quantization group size " + model.quantization().groupSizeFor(in)
+                        + " (" + p.shortName() + ", config.json quantization_config): QA-LoRA pools over the"
+                        + " quantization groups, so they must be equal");
+            }
+        }
+    }
+
+    /**
      * Fresh weights as the official qa-lora code initialises them: {@code A ~ xavier_uniform}, i.e.
      * {@code U(-a, a)} with {@code a = sqrt(6 / (G + r))}, and {@code B = 0}. Plain LoRA follows PEFT's LoRA instead
      * (what a LoRA baseline is run with): {@code A ~ kaiming_uniform(a = sqrt 5)}, i.e. {@code U(-a, a)} with

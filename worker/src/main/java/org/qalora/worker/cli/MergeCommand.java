@@ -1,7 +1,10 @@
 package org.qalora.worker.cli;
 
 import java.util.concurrent.Callable;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.merge.Merger;
+import org.qalora.worker.merge.ShardedMerge;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -22,10 +25,16 @@ public final class MergeCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, description = "output model directory (must not exist)")
     String out;
 
+    @Option(names = "--max-shard-size", defaultValue = ShardSize.DEFAULT, paramLabel = "SIZE",
+            description = "largest weights file, as HF spells it (5GB, 500MB, 2GiB); more weights than that are written as "
+                    + "model-0000k-of-0000n.safetensors + model.safetensors.index.json; default ${DEFAULT-VALUE}")
+    String maxShardSize;
+
     @Override
     public Integer call() throws Exception {
         return CliErrors.run(() -> {
-            Merger.Report r = Merger.merge(model, adapter, out);
+            long maxShardBytes = ShardSize.parse(maxShardSize, "--max-shard-size");
+            Merger.Report r = ShardedMerge.merge(model, adapter, out, maxShardBytes, HadoopPaths.defaults());
             System.out.printf("merged %d projections into %s; probe logits relative error %.3g (max abs %.3g)%n",
                     r.mergedProjections(), r.output(), r.relativeLogitError(), r.maxAbsLogitDiff());
         });

@@ -33,7 +33,7 @@ public final class ModelQuantizer {
     /** HF's default max_shard_size. */
     public static final long DEFAULT_MAX_SHARD_BYTES = 5_000_000_000L;
 
-    private static final Pattern PROJECTION_WEIGHT =
+    static final Pattern PROJECTION_WEIGHT =
             Pattern.compile("model\\.layers\\.\\d+\\.(self_attn\\.[qkvo]_proj|mlp\\.(gate|up|down)_proj)\\.weight");
 
     public enum Method { RTN, GPTQ }

@@ -9,9 +9,11 @@ import org.qalora.quant.config.GptqConfig.CheckpointFormat;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
+import org.qalora.worker.shard.ShardedWrite;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -71,8 +73,8 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "D", description = "where GPTQ's calibration forward passes run: cpu, gpu (GPU 0) or gpu:N, in fp32; default ${DEFAULT-VALUE}")
     String device;
 
-    @Option(names = "--max-shard-size", defaultValue = "5000000000", paramLabel = "BYTES", description = "split weights into shards of at most this many bytes; default ${DEFAULT-VALUE}")
-    long maxShardBytes;
+    @Option(names = "--max-shard-size", defaultValue = ShardSize.DEFAULT, paramLabel = "SIZE", description = "largest weights file, as HF spells it (5GB, 500MB, 2GiB, or bytes); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default ${DEFAULT-VALUE}")
+    String maxShardSize;
 
     /** Exit code for bad input or I/O failures, reported as one line (as the worker's other commands do). */
     static final int EXIT_BAD_INPUT = 2;
@@ -109,6 +111,7 @@ public final class QuantizeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--calibration is only used by --method gptq");
         }
         GptqConfig gptq = new GptqConfig(bits, groupSize, sym, actOrder, staticGroups, damp, !noTrueSequential, f);
+        long maxShardBytes = ShardSize.parse(maxShardSize, "--max-shard-size");
         HadoopPaths paths = HadoopPaths.defaults();
         boolean replace = paths.exists(out);
         if (replace && !overwrite) {
@@ -128,8 +131,15 @@ public final class QuantizeCommand implements Callable<Integer> {
             LlamaConfig config = source.config();
             ModelQuantizer.validate(source, config, gptq);
             CalibrationData data = calibration == null ? null : CalibrationData.read(calibration, config.vocabSize(), paths);
-            Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend, log);
-            ModelQuantizer.write(source, config, gptq, quantized, target, maxShardBytes, paths);
+            if (m == ModelQuantizer.Method.RTN) {
+                // RTN is per projection: stream it, one projection in memory at a time (the same bytes as below).
+                QuantizeLayout plan = QuantizeLayout.plan(source, gptq, maxShardBytes);
+                paths.writeDirectoryAtomically(target, tmp -> ShardedWrite.writeAll(plan, tmp, paths, threads));
+            } else {
+                Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend,
+                        log);
+                ModelQuantizer.write(source, config, gptq, quantized, target, maxShardBytes, paths);
+            }
         }
         if (replace) {
             paths.delete(out);

@@ -55,6 +55,16 @@ public final class AdapterState implements java.io.Serializable {
         return fromWeights(model.dims(), adapter, QaloraAdapter.initialWeights(model.dims(), adapter, seed), 0);
     }
 
+    /**
+     * The same fresh adapter from config.json alone (shapes plus the seed): what a driver that never loads weights
+     * starts training from. Equal, bit for bit, to {@link #initial(LlamaModel, QaloraConfig, long)} on that model.
+     */
+    public static AdapterState initial(org.qalora.quant.config.LlamaConfig model, QaloraConfig adapter, long seed) {
+        QaloraAdapter.checkFits(model, adapter);
+        LlamaDims dims = LlamaDims.of(model);
+        return fromWeights(dims, adapter, QaloraAdapter.initialWeights(dims, adapter, seed), 0);
+    }
+
     /** A state holding the given weights with zero moments (e.g. a PEFT adapter read from disk). */
     public static AdapterState fromWeights(LlamaDims dims, QaloraConfig adapter, Map<String, float[]> weights, long step) {
         LinkedHashMap<String, long[]> shapes = shapesOf(dims, adapter);

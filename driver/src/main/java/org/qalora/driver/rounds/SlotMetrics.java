@@ -6,5 +6,6 @@ package org.qalora.driver.rounds;
  * {@code updateSha256} is the SHA-256 of the update file the task wrote, which the driver checks before averaging.
  */
 public record SlotMetrics(int slot, int attempt, String executorId, String device, long targetTokens, double lossSum,
-                          long trainMillis, String updateSha256) {
+                          long trainMillis, String updateSha256) implements java.io.Serializable {
+    // Serializable as well as Kryo-registered: a notebook's SparkSession may run Spark's default Java serializer.
 }

@@ -37,9 +37,8 @@ class QaloraCliTest {
                 "--device=auto|cpu|gpu|gpu:N", "--force"}) {
             assertTrue(train.contains(shown), shown + " missing from:\n" + train);
         }
-        // merge is left to its own change (it is becoming a Spark job)
-        for (String command : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "generate", "eval",
-                "export"}) {
+        for (String command : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "merge", "generate",
+                "eval", "export"}) {
             String help = CliRun.of(command, "--help").out();
             assertFalse(help.matches("(?s).*=<[A-Za-z]+>.*"), command + " --help has a placeholder:\n" + help);
         }

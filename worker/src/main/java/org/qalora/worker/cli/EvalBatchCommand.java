@@ -80,7 +80,13 @@ public final class EvalBatchCommand implements Callable<Integer> {
         if (!overwrite && paths.exists(out)) {   // before the model is loaded: refusing after the work wastes it
             throw new IllegalArgumentException("--out " + out + " already exists: pass --overwrite to replace it");
         }
-        try (Backend be = Backends.open(dev, p, threads)) { // bf16 on the CPU, or an unusable GPU, fails here
+        Backend opened;
+        try {
+            opened = Backends.open(dev, p, threads); // bf16 on the CPU, or an unusable GPU, fails here
+        } catch (IllegalStateException e) {          // a device that was asked for: a refused setting (exit 2)
+            throw new IllegalArgumentException(e.getMessage(), e);
+        }
+        try (Backend be = opened) {
             BatchFile b = BatchFile.read(batch);
             if (grads && b.labels() == null) {
                 throw new IllegalArgumentException(batch + ": --grads needs labels in the batch file");

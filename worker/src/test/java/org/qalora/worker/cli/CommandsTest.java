@@ -105,9 +105,16 @@ class CommandsTest {
             assertTrue(MergeCheck.relativeError(o.floats("logits"), ref.floats("gptq-4bit-g32-qalora.merged.logits")) <= 1e-5);
             assertEquals(ref.floats("gptq-4bit-g32-qalora.loss")[0], o.floats("loss")[0], 1e-5);
         }
-        // an existing output directory is refused, not overwritten
+        // an existing output directory is refused, not overwritten (exit 2: a refused setting) ...
         assertEquals(2, run(new MergeCommand(), "--model", Fixtures.tinyLlamaGptq().toString(),
                 "--adapter", Fixtures.tinyLlamaAdapter().toString(), "--out", merged.toString()));
+        // ... unless --overwrite: then it is replaced by the same merge, and nothing is left beside it
+        assertEquals(0, run(new MergeCommand(), "--model", Fixtures.tinyLlamaGptq().toString(),
+                "--adapter", Fixtures.tinyLlamaAdapter().toString(), "--out", merged.toString(), "--overwrite"));
+        assertTrue(Files.isRegularFile(merged.resolve("config.json")), "the replaced model");
+        try (var left = Files.list(merged.getParent())) {
+            assertTrue(left.noneMatch(f -> f.getFileName().toString().startsWith("_tmp-replacing-")), "no temp left");
+        }
     }
 
     @Test

@@ -61,8 +61,9 @@ class CudaFlashAttentionTest {
             int n = s.tokens();
             float[] q = randn(n * s.queryWidth()), k = randn(n * s.kvWidth()), v = randn(n * s.kvWidth());
             float[] dOut = randn(n * s.queryWidth());
-            float[][] want = attention(cpu, s, q, k, v, dOut);
-            float[][] got = attention(bf16, s, q, k, v, dOut), again = attention(bf16, s, q, k, v, dOut);
+            float[][] want = CudaVsCpuTest.attention(cpu, s, q, k, v, dOut);
+            float[][] got = CudaVsCpuTest.attention(bf16, s, q, k, v, dOut);
+            float[][] again = CudaVsCpuTest.attention(bf16, s, q, k, v, dOut);
             for (int i = 0; i < 4; i++) {
                 // One token: dq and dk are exactly 0 on the CPU (a softmax over one key is constant), so measure
                 // them against dv's scale instead of their own.
@@ -111,20 +112,4 @@ class CudaFlashAttentionTest {
     }
 
     private float[] randn(int n) { return TinyModels.gaussian(rng, n, 1.0); }
-
-    private static float[][] attention(Backend be, AttentionShape s, float[] q, float[] k, float[] v, float[] dOut) {
-        int n = s.tokens();
-        Tensor qt = be.allocateActivation(n, s.queryWidth()), kt = be.allocateActivation(n, s.kvWidth()),
-                vt = be.allocateActivation(n, s.kvWidth()), d = be.allocateActivation(n, s.queryWidth());
-        be.write(qt, q);
-        be.write(kt, k);
-        be.write(vt, v);
-        be.write(d, dOut);
-        Tensor state = be.attentionState(s), out = be.allocateActivation(n, s.queryWidth());
-        be.attention(qt, kt, vt, s, state, out);
-        Tensor dq = be.allocateActivation(n, s.queryWidth()), dk = be.allocateActivation(n, s.kvWidth()),
-                dv = be.allocateActivation(n, s.kvWidth());
-        be.attentionBackward(d, qt, kt, vt, state, s, dq, dk, dv);
-        return new float[][] {be.download(out), be.download(dq), be.download(dk), be.download(dv)};
-    }
 }

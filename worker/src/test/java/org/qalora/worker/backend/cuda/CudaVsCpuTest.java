@@ -135,7 +135,8 @@ class CudaVsCpuTest {
         bf16.attentionBlocks(CudaBackend.DEFAULT_ATTENTION_BLOCKS);
     }
 
-    private static float[][] attention(Backend be, AttentionShape s, float[] q, float[] k, float[] v, float[] dOut) {
+    /** Forward and backward of attention on {@code be}: {out, dq, dk, dv}. Shared with CudaFlashAttentionTest. */
+    static float[][] attention(Backend be, AttentionShape s, float[] q, float[] k, float[] v, float[] dOut) {
         int n = s.tokens();
         Tensor qt = be.allocateActivation(n, s.queryWidth()), kt = be.allocateActivation(n, s.kvWidth()),
                 vt = be.allocateActivation(n, s.kvWidth()), d = be.allocateActivation(n, s.queryWidth());

@@ -259,11 +259,21 @@ public final class TrainingRounds {
     }
 
     private UpdateAverager.Averaged average(int round, CheckpointStore.Committed start, List<SlotMetrics> slots) {
+        return averageUpdates(storage, store, round, start, slots.stream().map(SlotMetrics::slot).toList());
+    }
+
+    /**
+     * The driver's side of a round once its update files are verified: streams {@code slots}' update files of round
+     * {@code round} in slot order into an {@link UpdateAverager} laid out as the start state. Shared with
+     * {@code RoundTrafficBench}, which times it at 7B shapes.
+     */
+    static UpdateAverager.Averaged averageUpdates(Storage storage, CheckpointStore store, int round,
+                                                  CheckpointStore.Committed start, List<Integer> slots) {
         AdapterTensors layout = store.loadState(start);
         UpdateAverager averager = new UpdateAverager(layout);
         long step = -1;
-        for (SlotMetrics s : slots) {
-            Path file = new Path(store.updatesDir(round), CheckpointStore.updateFileName(s.slot()));
+        for (int slot : slots) {
+            Path file = new Path(store.updatesDir(round), CheckpointStore.updateFileName(slot));
             AdapterStateFile.Contents update = AdapterStateFile.read(storage, file);
             long tokens = Long.parseLong(update.metadata().get("target_tokens"));
             if (step >= 0 && update.state().step() != step) {
@@ -271,7 +281,7 @@ public final class TrainingRounds {
                         + " but slot 0 ends at " + step + ": slots must run the same number of steps");
             }
             step = update.state().step();
-            averager.add(s.slot(), update.state(), tokens);
+            averager.add(slot, update.state(), tokens);
         }
         return averager.finish(step);
     }

@@ -19,7 +19,7 @@ import org.qalora.driver.state.AdapterTensors;
  * ({@link AdapterStateFile#write} into {@code updates-00001/}), then each round of the driver is timed as
  * {@link TrainingRounds} runs it, phase by phase:
  * <ul>
- *   <li>verify: the SHA-256 of every update file ({@code runVerified});
+ *   <li>verify: the SHA-256 of every update file ({@link TrainingRounds#checksums}, as {@code runVerified});
  *   <li>average: {@link TrainingRounds#averageUpdates} (reads the start state for its layout, streams the updates
  *   in slot order into the float64 sums, rounds once);
  *   <li>commit: {@link CheckpointStore#commit} (state file with its SHA-256, manifest, rename) plus pruning the
@@ -80,9 +80,9 @@ public final class RoundTrafficBench {
             double[][] phases = new double[repeats][];
             for (int rep = 0; rep < repeats; rep++) {
                 long v0 = System.nanoTime();
-                for (int s : ids) { // as runVerified: every file against the SHA-256 its task returned
-                    String actual = storage.sha256(new Path(updates, CheckpointStore.updateFileName(s)));
-                    if (!actual.equals(shas.get(s))) {
+                String[] actual = TrainingRounds.checksums(storage, updates, ids); // as runVerified
+                for (int s : ids) {
+                    if (!actual[s].equals(shas.get(s))) {
                         throw new IllegalStateException("slot " + s + "'s update changed on disk");
                     }
                 }

@@ -206,20 +206,30 @@ public final class UpdateAverager {
         return new Averaged(new AdapterTensors(tensors, step), totalTokens, spread, maxDisc, meanDisc, pairs.size());
     }
 
-    /** |avg(B A) - avg(B) avg(A)|_F / |avg(B A)|_F of one module; sum_i w_i B_i A_i is formed slot by slot. */
+    /**
+     * |avg(B A) - avg(B) avg(A)|_F / |avg(B A)|_F of one module; sum_i w_i B_i A_i is formed slot by slot. Both
+     * products keep, per entry (o, c), the sum over the rank j in increasing order, with the column c innermost so
+     * the loops run over contiguous rows (C2 vectorises them; the per-entry chains are those of the plain loops).
+     */
     private double discordance(LoraPair p, double[] a, double[] b, double total) {
-        double[] weightedProduct = new double[p.out() * p.cols()]; // [out, cols]
+        int cols = p.cols();
+        double[] weightedProduct = new double[p.out() * cols]; // [out, cols]
+        double[] aRow = new double[cols];
         for (Slot slot : slots) {
             float[] sa = slot.source().read(p.aKey(), 0); // [r, cols]
             float[] sb = slot.source().read(p.bKey(), 0); // [out, r]
+            double[] ad = new double[sa.length];          // exact widening, hoisted out of the inner loop
+            for (int i = 0; i < sa.length; i++) {
+                ad[i] = sa[i];
+            }
             double w = slot.weight();
             for (int o = 0; o < p.out(); o++) {
+                int row = o * cols;
                 for (int j = 0; j < p.rank(); j++) {
                     double bw = w * sb[o * p.rank() + j];
-                    int row = o * p.cols();
-                    int aRow = j * p.cols();
-                    for (int c = 0; c < p.cols(); c++) {
-                        weightedProduct[row + c] += bw * sa[aRow + c];
+                    int aOff = j * cols;
+                    for (int c = 0; c < cols; c++) {
+                        weightedProduct[row + c] += bw * ad[aOff + c];
                     }
                 }
             }
@@ -227,13 +237,17 @@ public final class UpdateAverager {
         double diff = 0;
         double norm = 0;
         for (int o = 0; o < p.out(); o++) {
-            for (int c = 0; c < p.cols(); c++) {
-                double prod = 0;
-                for (int j = 0; j < p.rank(); j++) {
-                    prod += b[o * p.rank() + j] * a[j * p.cols() + c];
+            java.util.Arrays.fill(aRow, 0);                // row o of avg(B) avg(A)
+            for (int j = 0; j < p.rank(); j++) {
+                double bj = b[o * p.rank() + j];
+                int aOff = j * cols;
+                for (int c = 0; c < cols; c++) {
+                    aRow[c] += bj * a[aOff + c];
                 }
-                double avgProduct = weightedProduct[o * p.cols() + c] / total;
-                diff += (avgProduct - prod) * (avgProduct - prod);
+            }
+            for (int c = 0; c < cols; c++) {
+                double avgProduct = weightedProduct[o * cols + c] / total;
+                diff += (avgProduct - aRow[c]) * (avgProduct - aRow[c]);
                 norm += avgProduct * avgProduct;
             }
         }

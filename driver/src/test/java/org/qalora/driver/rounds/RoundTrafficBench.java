@@ -71,6 +71,9 @@ public final class RoundTrafficBench {
                         + " max heap %.1f GB%n", layers, rank, group, parameters, bytes / 1e9, maxSlots, (System.nanoTime() - t0) / 1e9,
                 Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().maxMemory() / 1e9);
 
+        // Process CPU time next to the wall clock: on a shared machine the CPU-seconds are the steadier figure.
+        com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
+                java.lang.management.ManagementFactory.getOperatingSystemMXBean();
         int round = 1;
         for (int slots : slotCounts) {
             List<Integer> ids = new ArrayList<>();
@@ -79,6 +82,7 @@ public final class RoundTrafficBench {
             }
             double[][] phases = new double[repeats][];
             for (int rep = 0; rep < repeats; rep++) {
+                long u0 = os.getProcessCpuTime();
                 long v0 = System.nanoTime();
                 String[] actual = TrainingRounds.checksums(storage, updates, ids); // as runVerified
                 for (int s : ids) {
@@ -87,8 +91,10 @@ public final class RoundTrafficBench {
                     }
                 }
                 long v1 = System.nanoTime();
+                long u1 = os.getProcessCpuTime();
                 UpdateAverager.Averaged avg = TrainingRounds.averageUpdates(storage, store, 1, start, ids);
                 long v2 = System.nanoTime();
+                long u2 = os.getProcessCpuTime();
                 // Each repeat commits the next round number (a committed round is never overwritten) and prunes the
                 // one before it, as keepRounds = 1 would; round 0 stays the start state.
                 store.commit(round, avg.state(), "plan", "config", null);
@@ -96,16 +102,21 @@ public final class RoundTrafficBench {
                     storage.delete(store.roundDir(round - 1));
                 }
                 long v3 = System.nanoTime();
+                long u3 = os.getProcessCpuTime();
                 round++;
-                phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9};
-                System.out.printf("slots %d, repeat %d: verify %.2f s, average %.2f s, commit %.2f s, total %.2f s%n",
-                        slots, rep, phases[rep][0], phases[rep][1], phases[rep][2], phases[rep][3]);
+                phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9,
+                    (u1 - u0) / 1e9, (u2 - u1) / 1e9, (u3 - u2) / 1e9, (u3 - u0) / 1e9};
+                System.out.printf("slots %d, repeat %d: verify %.2f s, average %.2f s, commit %.2f s, total %.2f s"
+                                + " (CPU %.1f / %.1f / %.1f / %.1f s)%n", slots, rep, phases[rep][0], phases[rep][1],
+                        phases[rep][2], phases[rep][3], phases[rep][4], phases[rep][5], phases[rep][6], phases[rep][7]);
             }
             double total = median(phases, 3);
-            System.out.printf("slots %d MEDIAN: verify %.2f s, average %.2f s, commit %.2f s, total %.2f s;"
-                            + " %.1f GB read by the driver per round (%.2f GB/s)%n", slots, median(phases, 0),
-                    median(phases, 1), median(phases, 2), total, (2 * slots + 1) * bytes / 1e9,
-                    (2 * slots + 1) * bytes / 1e9 / total);
+            System.out.printf("slots %d MEDIAN: CPU %.1f / %.1f / %.1f / %.1f s;", slots, median(phases, 4),
+                    median(phases, 5), median(phases, 6), median(phases, 7));
+            System.out.printf(" verify %.2f s, average %.2f s, commit %.2f s, total %.2f s;"
+                            + " the driver reads %.1f GB (each update twice: checksum, average) and writes %.1f GB%n",
+                    median(phases, 0), median(phases, 1), median(phases, 2), total, 2 * slots * bytes / 1e9,
+                    bytes / 1e9);
         }
         storage.delete(dir);
     }

@@ -277,9 +277,10 @@ public final class TrainingRounds {
     }
 
     /**
-     * The driver's side of a round once its update files are verified: streams {@code slots}' update files of round
-     * {@code round} in slot order into an {@link UpdateAverager} laid out as the start state. Shared with
-     * {@code RoundTrafficBench}, which times it at 7B shapes.
+     * The driver's side of a round once its update files are verified: opens {@code slots}' update files of round
+     * {@code round} (read tensor by tensor, never whole) and averages them with an {@link UpdateAverager} laid out as
+     * the start state, key by key in parallel, each key in slot order. Shared with {@code RoundTrafficBench}, which
+     * times it at 7B shapes.
      */
     static UpdateAverager.Averaged averageUpdates(Storage storage, CheckpointStore store, int round,
                                                   CheckpointStore.Committed start, List<Integer> slots) {

@@ -53,17 +53,8 @@ public final class BlockedCholesky {
         invertLower(u, inv, n, pool);                     // L^-1, lower
         java.util.Arrays.fill(u, 0);
         inverseProduct(inv, u, n, pool);                  // lower triangle of H^-1 = L^-T L^-1
-        inv = null;
         lowerToUpper(u, u, n);
         factorUpper(u, n, name, pool);                    // H^-1 = U^T U
-        return u;
-    }
-
-    /** The upper Cholesky factor of a symmetric positive definite matrix (its lower triangle is read). */
-    public static double[] upperCholesky(double[] a, int n, String name, KernelPool pool) {
-        double[] u = new double[n * n];
-        lowerToUpper(a, u, n);
-        factorUpper(u, n, name, pool);
         return u;
     }
 

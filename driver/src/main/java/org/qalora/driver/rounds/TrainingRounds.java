@@ -10,6 +10,7 @@ import org.apache.spark.api.java.JavaSparkContext;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.quant.io.ShippedHadoopConf;
+import org.qalora.quant.kernels.KernelPool;
 import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 
@@ -142,9 +143,11 @@ public final class TrainingRounds {
         List<SlotMetrics> slots = runJob(round, start, previous, all, 0);
         for (int rerun = 1; ; rerun++) {
             List<Integer> bad = new ArrayList<>();
-            for (SlotMetrics m : slots) {
+            String[] sums = checksums(storage, updates, slots.stream().map(SlotMetrics::slot).toList());
+            for (int i = 0; i < slots.size(); i++) {
+                SlotMetrics m = slots.get(i);
                 Path file = new Path(updates, CheckpointStore.updateFileName(m.slot()));
-                String actual = storage.sha256(file);
+                String actual = sums[i];
                 if (actual.equals(m.updateSha256())) {
                     continue;
                 }
@@ -170,6 +173,17 @@ public final class TrainingRounds {
                 slots.set(m.slot(), m);
             }
         }
+    }
+
+    /**
+     * The SHA-256 of each slot's update file in {@code updates}, in the order of {@code slots}: computed in parallel
+     * (each is one sequential read of about 1 GB at LLaMA-7B r64), judged by the caller in slot order.
+     */
+    static String[] checksums(Storage storage, Path updates, List<Integer> slots) {
+        String[] sums = new String[slots.size()];
+        KernelPool.shared().run(sums.length, t -> sums[t] = storage.sha256(
+                new Path(updates, CheckpointStore.updateFileName(slots.get(t)))));
+        return sums;
     }
 
     /**
@@ -259,21 +273,39 @@ public final class TrainingRounds {
     }
 
     private UpdateAverager.Averaged average(int round, CheckpointStore.Committed start, List<SlotMetrics> slots) {
-        AdapterTensors layout = store.loadState(start);
-        UpdateAverager averager = new UpdateAverager(layout);
-        long step = -1;
-        for (SlotMetrics s : slots) {
-            Path file = new Path(store.updatesDir(round), CheckpointStore.updateFileName(s.slot()));
-            AdapterStateFile.Contents update = AdapterStateFile.read(storage, file);
-            long tokens = Long.parseLong(update.metadata().get("target_tokens"));
-            if (step >= 0 && update.state().step() != step) {
-                throw new IllegalStateException(file + " ends at optimizer step " + update.state().step()
-                        + " but slot 0 ends at " + step + ": slots must run the same number of steps");
+        return averageUpdates(storage, store, round, start, slots.stream().map(SlotMetrics::slot).toList());
+    }
+
+    /**
+     * The driver's side of a round once its update files are verified: opens {@code slots}' update files of round
+     * {@code round} (read tensor by tensor, never whole) and averages them with an {@link UpdateAverager} laid out as
+     * the start state, key by key in parallel, each key in slot order. Shared with {@code RoundTrafficBench}, which
+     * times it at 7B shapes.
+     */
+    static UpdateAverager.Averaged averageUpdates(Storage storage, CheckpointStore store, int round,
+                                                  CheckpointStore.Committed start, List<Integer> slots) {
+        // The start state's header is its layout: its 1 GB of floats (LLaMA-7B r64) are not needed here.
+        UpdateAverager averager = new UpdateAverager(AdapterStateFile.layout(storage, start.stateFile()),
+                KernelPool.shared());
+        List<AdapterStateFile.Reader> open = new ArrayList<>();
+        try {
+            long step = -1;
+            for (int slot : slots) {
+                Path file = new Path(store.updatesDir(round), CheckpointStore.updateFileName(slot));
+                AdapterStateFile.Reader update = AdapterStateFile.open(storage, file);
+                open.add(update);
+                long tokens = Long.parseLong(update.metadata().get("target_tokens"));
+                if (step >= 0 && update.step() != step) {
+                    throw new IllegalStateException(file + " ends at optimizer step " + update.step()
+                            + " but slot 0 ends at " + step + ": slots must run the same number of steps");
+                }
+                step = update.step();
+                averager.add(slot, update, tokens);
             }
-            step = update.state().step();
-            averager.add(s.slot(), update.state(), tokens);
+            return averager.finish(step);
+        } finally {
+            open.forEach(AdapterStateFile.Reader::close);
         }
-        return averager.finish(step);
     }
 
     private static String rootMessage(Throwable e) {

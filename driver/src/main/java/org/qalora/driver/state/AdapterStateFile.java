@@ -99,43 +99,117 @@ public final class AdapterStateFile {
     }
 
     public static Contents read(Storage storage, Path file) {
-        try (SafetensorsFile f = SafetensorsFile.open(file.toString(), storage.paths())) {
-            return read(f);
+        try (Reader r = open(storage, file)) {
+            Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
+            for (String k : r.keys()) {
+                tensors.put(k, new AdapterTensors.Tensor(r.shape(k), r.weights(k), r.adamM(k), r.adamV(k)));
+            }
+            return new Contents(new AdapterTensors(tensors, r.step()), r.metadata());
+        }
+    }
+
+    /** The keys and shapes of a state file, in key order, from its header alone (no tensor is read). */
+    public static Map<String, long[]> layout(Storage storage, Path file) {
+        try (Reader r = open(storage, file)) {
+            Map<String, long[]> shapes = new LinkedHashMap<>();
+            for (String k : r.keys()) {
+                shapes.put(k, r.shape(k));
+            }
+            return shapes;
+        }
+    }
+
+    /**
+     * Opens a state file for reading tensor by tensor (local files are memory-mapped, others read by position), with
+     * its header checked as {@link #read} checks it. The driver averages slot updates through this, so it never
+     * holds a whole update on its heap. Thread-safe reads; close it when done.
+     */
+    public static Reader open(Storage storage, Path file) {
+        SafetensorsFile f = null;
+        try {
+            f = SafetensorsFile.open(file.toString(), storage.paths());
+            return new Reader(f);
         } catch (IOException e) {
+            if (f != null) {
+                try {
+                    f.close();
+                } catch (IOException ignored) {
+                    // the header was bad: the failure below says so
+                }
+            }
             throw Storage.failure("read adapter state", file, e);
         }
     }
 
-    private static Contents read(SafetensorsFile f) throws IOException {
-        String name = f.location();
-        Map<String, String> meta = f.metadata();
-        if (!FORMAT.equals(meta.get("format"))) {
-            throw new IOException(name + ": metadata format is " + (meta.containsKey("format") ? meta.get("format") : "missing")
-                    + ", expected " + FORMAT + " (not a qalora checkpoint state file)");
-        }
-        List<String> keys;
-        long step;
-        try {
-            keys = JSON.readValue(String.valueOf(meta.get("keys")), new TypeReference<List<String>>() {});
-            step = Long.parseLong(String.valueOf(meta.get("step")));
-        } catch (IOException | NumberFormatException e) {
-            throw new IOException(name + ": metadata 'keys' (" + meta.get("keys") + ") or 'step' (" + meta.get("step")
-                    + ") is unreadable: the file is corrupt", e);
-        }
-        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
-        for (String k : keys) {
-            long[] shape = f32Shape(f, k);
-            for (String part : new String[] {k + ADAM_M, k + ADAM_V}) {
-                if (!Arrays.equals(shape, f32Shape(f, part))) {
-                    throw new IOException(name + ": tensor '" + part + "' has shape "
-                            + Arrays.toString(f.info(part).shape()) + ", but '" + k + "' has " + Arrays.toString(shape));
-                }
+    /** An open state file: its keys, shapes, step and extra metadata, and each tensor on request. */
+    public static final class Reader implements AutoCloseable {
+        private final SafetensorsFile file;
+        private final List<String> keys;
+        private final Map<String, long[]> shapes = new LinkedHashMap<>();
+        private final long step;
+        private final Map<String, String> extra;
+
+        private Reader(SafetensorsFile f) throws IOException {
+            this.file = f;
+            String name = f.location();
+            Map<String, String> meta = f.metadata();
+            if (!FORMAT.equals(meta.get("format"))) {
+                throw new IOException(name + ": metadata format is " + (meta.containsKey("format") ? meta.get("format") : "missing")
+                        + ", expected " + FORMAT + " (not a qalora checkpoint state file)");
             }
-            tensors.put(k, new AdapterTensors.Tensor(shape, f.floats(k), f.floats(k + ADAM_M), f.floats(k + ADAM_V)));
+            try {
+                keys = JSON.readValue(String.valueOf(meta.get("keys")), new TypeReference<List<String>>() {});
+                step = Long.parseLong(String.valueOf(meta.get("step")));
+            } catch (IOException | NumberFormatException e) {
+                throw new IOException(name + ": metadata 'keys' (" + meta.get("keys") + ") or 'step' (" + meta.get("step")
+                        + ") is unreadable: the file is corrupt", e);
+            }
+            for (String k : keys) {
+                long[] shape = f32Shape(f, k);
+                for (String part : new String[] {k + ADAM_M, k + ADAM_V}) {
+                    if (!Arrays.equals(shape, f32Shape(f, part))) {
+                        throw new IOException(name + ": tensor '" + part + "' has shape "
+                                + Arrays.toString(f.info(part).shape()) + ", but '" + k + "' has " + Arrays.toString(shape));
+                    }
+                }
+                shapes.put(k, shape);
+            }
+            extra = new LinkedHashMap<>(meta);
+            RESERVED.forEach(extra::remove);
         }
-        Map<String, String> extra = new LinkedHashMap<>(meta);
-        RESERVED.forEach(extra::remove);
-        return new Contents(new AdapterTensors(tensors, step), extra);
+
+        public List<String> keys() { return List.copyOf(keys); }
+
+        public long[] shape(String key) { return shapes.get(key).clone(); }
+
+        public long step() { return step; }
+
+        /** The extra metadata written with the state (e.g. target_tokens). */
+        public Map<String, String> metadata() { return new LinkedHashMap<>(extra); }
+
+        public float[] weights(String key) { return floats(key); }
+
+        public float[] adamM(String key) { return floats(key + ADAM_M); }
+
+        public float[] adamV(String key) { return floats(key + ADAM_V); }
+
+        private float[] floats(String name) {
+            try {
+                return file.floats(name);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException("cannot read tensor '" + name + "' of " + file.location()
+                        + ": " + e.getMessage(), e);
+            }
+        }
+
+        @Override
+        public void close() {
+            try {
+                file.close();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException("cannot close " + file.location(), e);
+            }
+        }
     }
 
     private static long[] f32Shape(SafetensorsFile f, String key) throws IOException {

@@ -4,10 +4,19 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Random;
+import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
+import org.qalora.quant.kernels.KernelPool;
 
 class UpdateAveragerTest {
     private static final String A = "m.lora_A.weight";
@@ -85,5 +94,120 @@ class UpdateAveragerTest {
             u.add(2, state(1e-7f, 3f, -2f, 0.25f), 13);
         }
         assertEquals(true, x.finish(3).state().bitwiseEquals(y.finish(3).state()));
+    }
+
+    @TempDir
+    Path dir;
+
+    /** Three LoRA modules of different shapes with random weights and moments, one stream per slot. */
+    private static AdapterTensors randomState(int slot) {
+        Random rnd = new Random(100 + slot);
+        Map<String, AdapterTensors.Tensor> t = new LinkedHashMap<>();
+        int[][] modules = {{3, 5, 7}, {4, 9, 2}, {2, 3, 11}}; // rank, cols, out
+        for (int i = 0; i < modules.length; i++) {
+            int r = modules[i][0];
+            t.put("l" + i + ".lora_A.weight", random(new long[] {r, modules[i][1]}, rnd));
+            t.put("l" + i + ".lora_B.weight", random(new long[] {modules[i][2], r}, rnd));
+        }
+        return new AdapterTensors(t, 9);
+    }
+
+    private static AdapterTensors.Tensor random(long[] shape, Random rnd) {
+        int n = (int) AdapterTensors.numel(shape);
+        float[][] p = new float[3][n];
+        for (float[] a : p) {
+            for (int i = 0; i < n; i++) {
+                a[i] = (float) rnd.nextGaussian() * (rnd.nextInt(5) == 0 ? 1e-6f : 0.3f);
+            }
+        }
+        return new AdapterTensors.Tensor(shape, p[0], p[1], p[2]);
+    }
+
+    /**
+     * The parallel averager against a plain sequential pass written here (slot after slot into float64 sums, divided
+     * and rounded once: the averager before 2026-12-06), bit for bit, on one thread and on three, from memory and
+     * from update files read tensor by tensor; a dropped slot or a swapped slot order is caught.
+     */
+    @Test
+    void parallelAverageIsBitIdenticalToASequentialPassOverTheSlots() {
+        long[] tokens = {7, 1_000_003, 13, 29};
+        List<AdapterTensors> updates = new ArrayList<>();
+        for (int s = 0; s < tokens.length; s++) {
+            updates.add(randomState(s));
+        }
+        AdapterTensors expected = sequentialAverage(updates, tokens);
+        Storage storage = new Storage(new Configuration());
+        List<AdapterStateFile.Reader> files = new ArrayList<>();
+        for (int s = 0; s < tokens.length; s++) {
+            org.apache.hadoop.fs.Path f = new org.apache.hadoop.fs.Path(dir.resolve("slot-" + s).toString());
+            AdapterStateFile.write(storage, f, "_tmp-" + s, updates.get(s), Map.of());
+            files.add(AdapterStateFile.open(storage, f));
+        }
+        try (KernelPool one = new KernelPool(1); KernelPool three = new KernelPool(3)) {
+            for (KernelPool pool : new KernelPool[] {one, three}) {
+                UpdateAverager memory = new UpdateAverager(layout(updates.get(0)), pool);
+                UpdateAverager fromFiles = new UpdateAverager(layout(updates.get(0)), pool);
+                for (int s = 0; s < tokens.length; s++) {
+                    memory.add(s, updates.get(s), tokens[s]);
+                    fromFiles.add(s, files.get(s), tokens[s]);
+                }
+                UpdateAverager.Averaged a = memory.finish(9);
+                UpdateAverager.Averaged b = fromFiles.finish(9);
+                assertEquals(true, a.state().bitwiseEquals(expected), pool.threads() + " threads, in memory");
+                assertEquals(true, b.state().bitwiseEquals(expected), pool.threads() + " threads, from files");
+                assertEquals(a.maxFactorDiscordance(), b.maxFactorDiscordance());
+                assertEquals(a.slotSpread(), b.slotSpread());
+                assertEquals(3, a.modulesMeasured());
+            }
+            UpdateAverager swapped = new UpdateAverager(layout(updates.get(0)), three);
+            UpdateAverager dropped = new UpdateAverager(layout(updates.get(0)), three);
+            for (int s = 0; s < tokens.length; s++) {
+                swapped.add(s, updates.get(s == 0 ? 1 : s == 1 ? 0 : s), tokens[s]);
+                if (s < tokens.length - 1) {
+                    dropped.add(s, updates.get(s), tokens[s]);
+                }
+            }
+            assertEquals(false, swapped.finish(9).state().bitwiseEquals(expected));
+            assertEquals(false, dropped.finish(9).state().bitwiseEquals(expected));
+        } finally {
+            files.forEach(AdapterStateFile.Reader::close);
+        }
+    }
+
+    private static Map<String, long[]> layout(AdapterTensors state) {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        for (String k : state.keys()) {
+            shapes.put(k, state.tensor(k).shape());
+        }
+        return shapes;
+    }
+
+    private static AdapterTensors sequentialAverage(List<AdapterTensors> updates, long[] tokens) {
+        double total = 0;
+        for (long t : tokens) {
+            total += t;
+        }
+        Map<String, AdapterTensors.Tensor> out = new LinkedHashMap<>();
+        for (String k : updates.get(0).keys()) {
+            int n = updates.get(0).tensor(k).size();
+            double[][] sums = new double[3][n];
+            for (int s = 0; s < updates.size(); s++) {
+                AdapterTensors.Tensor t = updates.get(s).tensor(k);
+                float[][] parts = {t.weights(), t.adamM(), t.adamV()};
+                for (int p = 0; p < 3; p++) {
+                    for (int i = 0; i < n; i++) {
+                        sums[p][i] += (double) tokens[s] * parts[p][i];
+                    }
+                }
+            }
+            float[][] avg = new float[3][n];
+            for (int p = 0; p < 3; p++) {
+                for (int i = 0; i < n; i++) {
+                    avg[p][i] = (float) (sums[p][i] / total);
+                }
+            }
+            out.put(k, new AdapterTensors.Tensor(updates.get(0).tensor(k).shape(), avg[0], avg[1], avg[2]));
+        }
+        return new AdapterTensors(out, 9);
     }
 }

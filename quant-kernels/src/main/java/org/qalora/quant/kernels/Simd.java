@@ -20,6 +20,8 @@ final class Simd {
 
     static final VectorSpecies<Float> FLOAT = select();
     static final VectorSpecies<Integer> INT = FLOAT.withLanes(int.class);
+    /** Doubles at the same width (the double-precision linear algebra, e.g. {@link BlockedCholesky}). */
+    static final VectorSpecies<Double> DOUBLE = FLOAT.withLanes(double.class);
     /** Floats per vector. */
     static final int LANES = FLOAT.length();
 

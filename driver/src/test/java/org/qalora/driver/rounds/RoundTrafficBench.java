@@ -1,0 +1,171 @@
+package org.qalora.driver.rounds;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.state.AdapterStateFile;
+import org.qalora.driver.state.AdapterTensors;
+
+/**
+ * The driver's per-round traffic at LLaMA-7B adapter shapes (issue 13 item 8): QA-LoRA rank r on all 7 projections
+ * of L layers, A {@code [r, in/g]} and B {@code [out, r]}, weights and both Adam moments in fp32 (about 1.07 GB a
+ * slot at r 64, g 32, 32 layers). Synthetic slot updates are written exactly as {@link SlotTask} writes them
+ * ({@link AdapterStateFile#write} into {@code updates-00001/}), then each round of the driver is timed as
+ * {@link TrainingRounds} runs it, phase by phase:
+ * <ul>
+ *   <li>verify: the SHA-256 of every update file ({@link TrainingRounds#checksums}, as {@code runVerified});
+ *   <li>average: {@link TrainingRounds#averageUpdates} (reads the start state for its layout, streams the updates
+ *   in slot order into the float64 sums, rounds once);
+ *   <li>commit: {@link CheckpointStore#commit} (state file with its SHA-256, manifest, rename) plus pruning the
+ *   previous round's directory, as {@code keepRounds = 1} does.
+ * </ul>
+ * Everything runs in one JVM on the local filesystem, so the files come from the page cache once written: a lower
+ * bound for HDFS. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group]}; prints one line per
+ * repeat and the medians. See docs/PERFORMANCE.md, "driver".
+ */
+public final class RoundTrafficBench {
+    private RoundTrafficBench() {}
+
+    /** LLaMA-7B projections: name, input width, output width. */
+    private static final String[][] PROJECTIONS = {
+        {"self_attn.q_proj", "4096", "4096"}, {"self_attn.k_proj", "4096", "4096"},
+        {"self_attn.v_proj", "4096", "4096"}, {"self_attn.o_proj", "4096", "4096"},
+        {"mlp.gate_proj", "4096", "11008"}, {"mlp.up_proj", "4096", "11008"}, {"mlp.down_proj", "11008", "4096"},
+    };
+
+    public static void main(String[] args) {
+        Path dir = new Path(args.length > 0 ? args[0] : "/tmp/round-traffic");
+        int[] slotCounts = Arrays.stream((args.length > 1 ? args[1] : "2,4,8").split(",")).mapToInt(Integer::parseInt).toArray();
+        int repeats = args.length > 2 ? Integer.parseInt(args[2]) : 3;
+        int layers = args.length > 3 ? Integer.parseInt(args[3]) : 32;
+        int rank = args.length > 4 ? Integer.parseInt(args[4]) : 64;
+        int group = args.length > 5 ? Integer.parseInt(args[5]) : 32;
+        Storage storage = new Storage(new Configuration());
+        storage.delete(dir);
+        CheckpointStore store = new CheckpointStore(storage, dir, line -> {});
+        int maxSlots = Arrays.stream(slotCounts).max().orElseThrow();
+
+        long t0 = System.nanoTime();
+        AdapterTensors initial = state(layers, rank, group, -1, 0);
+        long parameters = initial.parameterCount();
+        CheckpointStore.Committed start = store.commit(0, initial, "plan", "config", null);
+        initial = null; // let the heap hold only what the driver holds
+        Path updates = store.updatesDir(1);
+        storage.mkdirs(updates);
+        List<String> shas = new ArrayList<>();
+        for (int s = 0; s < maxSlots; s++) {
+            AdapterTensors update = state(layers, rank, group, s, 16);
+            shas.add(AdapterStateFile.write(storage, new Path(updates, CheckpointStore.updateFileName(s)),
+                    "_tmp-slot-" + s, update, Map.of("round", "1", "slot", Integer.toString(s),
+                            "target_tokens", Long.toString(60_000 + 1_000L * s), "loss_sum", "0", "steps", "16")));
+        }
+        long bytes = storage.length(new Path(updates, CheckpointStore.updateFileName(0)));
+        System.out.printf("LLaMA-7B-shaped adapter: %d layers x 7 projections, r %d, g %d: %,d parameters, %.3f GB per"
+                        + " update file (weights + m + v, fp32); wrote the start state and %d updates in %.1f s; %d cores,"
+                        + " max heap %.1f GB%n", layers, rank, group, parameters, bytes / 1e9, maxSlots, (System.nanoTime() - t0) / 1e9,
+                Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().maxMemory() / 1e9);
+
+        // Process CPU time next to the wall clock: on a shared machine the CPU-seconds are the steadier figure.
+        com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
+                java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        int round = 1;
+        for (int slots : slotCounts) {
+            List<Integer> ids = new ArrayList<>();
+            for (int s = 0; s < slots; s++) {
+                ids.add(s);
+            }
+            double[][] phases = new double[repeats][];
+            for (int rep = 0; rep < repeats; rep++) {
+                long u0 = os.getProcessCpuTime();
+                long v0 = System.nanoTime();
+                String[] actual = TrainingRounds.checksums(storage, updates, ids); // as runVerified
+                for (int s : ids) {
+                    if (!actual[s].equals(shas.get(s))) {
+                        throw new IllegalStateException("slot " + s + "'s update changed on disk");
+                    }
+                }
+                long v1 = System.nanoTime();
+                long u1 = os.getProcessCpuTime();
+                UpdateAverager.Averaged avg = TrainingRounds.averageUpdates(storage, store, 1, start, ids);
+                long v2 = System.nanoTime();
+                long u2 = os.getProcessCpuTime();
+                // Each repeat commits the next round number (a committed round is never overwritten) and prunes the
+                // one before it, as keepRounds = 1 would; round 0 stays the start state.
+                store.commit(round, avg.state(), "plan", "config", null);
+                if (round > 1) {
+                    storage.delete(store.roundDir(round - 1));
+                }
+                long v3 = System.nanoTime();
+                long u3 = os.getProcessCpuTime();
+                round++;
+                phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9,
+                    (u1 - u0) / 1e9, (u2 - u1) / 1e9, (u3 - u2) / 1e9, (u3 - u0) / 1e9};
+                System.out.printf("slots %d, repeat %d: verify %.2f s, average %.2f s, commit %.2f s, total %.2f s"
+                                + " (CPU %.1f / %.1f / %.1f / %.1f s)%n", slots, rep, phases[rep][0], phases[rep][1],
+                        phases[rep][2], phases[rep][3], phases[rep][4], phases[rep][5], phases[rep][6], phases[rep][7]);
+            }
+            double total = median(phases, 3);
+            System.out.printf("slots %d MEDIAN: CPU %.1f / %.1f / %.1f / %.1f s;", slots, median(phases, 4),
+                    median(phases, 5), median(phases, 6), median(phases, 7));
+            System.out.printf(" verify %.2f s, average %.2f s, commit %.2f s, total %.2f s;"
+                            + " the driver reads %.1f GB (each update twice: checksum, average) and writes %.1f GB%n",
+                    median(phases, 0), median(phases, 1), median(phases, 2), total, 2 * slots * bytes / 1e9,
+                    bytes / 1e9);
+        }
+        storage.delete(dir);
+    }
+
+    /**
+     * A synthetic state in PEFT key order: slot -1 is the start state (B zero, moments zero, as a fresh adapter),
+     * slot s a trained update (every value nonzero, v positive), from a SplitMix64 stream seeded by the slot.
+     */
+    static AdapterTensors state(int layers, int rank, int group, int slot, long step) {
+        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
+        long[] seed = {0x9E3779B97F4A7C15L * (slot + 2)};
+        for (int l = 0; l < layers; l++) {
+            for (String[] p : PROJECTIONS) {
+                String prefix = "base_model.model.model.layers." + l + "." + p[0];
+                int in = Integer.parseInt(p[1]);
+                int out = Integer.parseInt(p[2]);
+                tensors.put(prefix + ".lora_A.weight", tensor(new long[] {rank, in / group}, slot, seed, 0.02f));
+                tensors.put(prefix + ".lora_B.weight", tensor(new long[] {out, rank}, slot, seed, slot < 0 ? 0 : 0.01f));
+            }
+        }
+        return new AdapterTensors(tensors, step);
+    }
+
+    private static AdapterTensors.Tensor tensor(long[] shape, int slot, long[] seed, float scale) {
+        int n = (int) AdapterTensors.numel(shape);
+        float[] w = new float[n];
+        float[] m = new float[n];
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            w[i] = scale * uniform(seed);
+            if (slot >= 0) {
+                m[i] = 1e-3f * uniform(seed);
+                v[i] = 1e-6f * (1 + uniform(seed));
+            }
+        }
+        return new AdapterTensors.Tensor(shape, w, m, v);
+    }
+
+    /** Uniform in [-1, 1) from a SplitMix64 step (fast enough to fill gigabytes). */
+    private static float uniform(long[] seed) {
+        long z = (seed[0] += 0x9E3779B97F4A7C15L);
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z ^= z >>> 31;
+        return (z >>> 40) * 0x1.0p-23f - 1;
+    }
+
+    private static double median(double[][] rows, int column) {
+        double[] v = Arrays.stream(rows).mapToDouble(r -> r[column]).sorted().toArray();
+        return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    }
+}

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -72,13 +71,8 @@ class MergeOnClusterTest {
     @BeforeAll
     static void start() throws Exception {
         cluster = new TestCluster(base);
-        cluster.put(Fixtures.tinyLlamaGptq(), "/models/tiny-gptq");
+        cluster.putTinyTrainingInputs();
         cluster.put(ShardedCopy.of(Fixtures.tinyLlamaGptq(), base.resolve("sharded"), 50_000), "/models/tiny-gptq-sharded");
-        Path tok = base.resolve("tok/tokenizer.json");
-        SmallTokenizer.write(Fixtures.tokenizer(), 512, tok);
-        Files.copy(Fixtures.tokenizer().resolveSibling("tokenizer_config.json"), tok.resolveSibling("tokenizer_config.json"));
-        cluster.put(tok.getParent(), "/tok");
-        cluster.put(Fixtures.root().resolveSibling("samples").resolve("alpaca-sample.json"), "/data/alpaca.json");
         spark = SparkSession.builder().config(cluster.sparkConf("MergeOnClusterTest")).getOrCreate();
     }
 

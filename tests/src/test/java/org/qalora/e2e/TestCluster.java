@@ -10,6 +10,7 @@ import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.qalora.driver.spark.SparkSettings;
+import org.qalora.quant.testing.Fixtures;
 
 /**
  * One MiniDFSCluster (a real HDFS: NameNode + DataNode in this JVM) and the Spark settings for
@@ -45,6 +46,20 @@ final class TestCluster implements AutoCloseable {
     void put(Path local, String target) throws IOException {
         fs().copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(local.toUri()),
                 new org.apache.hadoop.fs.Path(uri(target)));
+    }
+
+    /**
+     * The inputs of a tiny training run, at the paths the training tests use: the fixture GPTQ model at
+     * {@code /models/tiny-gptq}, a tokenizer cut to its 512-id vocabulary at {@code /tok}, and the bundled Alpaca
+     * sample at {@code /data/alpaca.json}.
+     */
+    void putTinyTrainingInputs() throws IOException {
+        put(Fixtures.tinyLlamaGptq(), "/models/tiny-gptq");
+        Path tok = base.resolve("tok/tokenizer.json");
+        SmallTokenizer.write(Fixtures.tokenizer(), 512, tok);
+        Files.copy(Fixtures.tokenizer().resolveSibling("tokenizer_config.json"), tok.resolveSibling("tokenizer_config.json"));
+        put(tok.getParent(), "/tok");
+        put(Fixtures.root().resolveSibling("samples").resolve("alpaca-sample.json"), "/data/alpaca.json");
     }
 
     /** Spark settings for local-cluster with fake GPUs; {@code extra} is applied last. */

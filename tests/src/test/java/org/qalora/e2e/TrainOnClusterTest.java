@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -62,12 +61,7 @@ class TrainOnClusterTest {
     @BeforeAll
     static void start() throws Exception {
         cluster = new TestCluster(base);
-        cluster.put(Fixtures.tinyLlamaGptq(), "/models/tiny-gptq");
-        Path tok = base.resolve("tok/tokenizer.json");
-        SmallTokenizer.write(Fixtures.tokenizer(), 512, tok);
-        Files.copy(Fixtures.tokenizer().resolveSibling("tokenizer_config.json"), tok.resolveSibling("tokenizer_config.json"));
-        cluster.put(tok.getParent(), "/tok");
-        cluster.put(Fixtures.root().resolveSibling("samples").resolve("alpaca-sample.json"), "/data/alpaca.json");
+        cluster.putTinyTrainingInputs();
         spark = SparkSession.builder().config(cluster.sparkConf("TrainOnClusterTest")).getOrCreate();
     }
 

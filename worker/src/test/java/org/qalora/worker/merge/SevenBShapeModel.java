@@ -49,25 +49,14 @@ final class SevenBShapeModel {
         Files.writeString(modelDir.resolve(LlamaConfig.CONFIG_FILE), config);
         LlamaConfig cfg = LlamaConfig.read(modelDir.toString());
         LlamaDims dims = LlamaDims.of(cfg);
-        List<TensorInfo> tensors = new ArrayList<>();
-        tensors.add(new TensorInfo("model.embed_tokens.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
-        tensors.add(new TensorInfo("lm_head.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
-        tensors.add(new TensorInfo("model.norm.weight", DType.F16, new long[] {HIDDEN}));
-        for (int l = 0; l < layers; l++) {
-            tensors.add(new TensorInfo("model.layers." + l + ".input_layernorm.weight", DType.F16, new long[] {HIDDEN}));
-            tensors.add(new TensorInfo("model.layers." + l + ".post_attention_layernorm.weight", DType.F16,
-                    new long[] {HIDDEN}));
-            for (Projection p : Projection.values()) {
-                int in = p.inFeatures(dims), out = p.outFeatures(dims), groups = in / GROUP;
-                String prefix = p.prefix(l);
-                tensors.add(new TensorInfo(prefix + ".qweight", DType.I32, new long[] {PackedCodes.wordsFor(in, BITS), out}));
-                tensors.add(new TensorInfo(prefix + ".qzeros", DType.I32, new long[] {groups, PackedCodes.wordsFor(out, BITS)}));
-                tensors.add(new TensorInfo(prefix + ".scales", DType.F16, new long[] {groups, out}));
-                tensors.add(new TensorInfo(prefix + ".g_idx", DType.I32, new long[] {in}));
-            }
-        }
-        HadoopPaths.defaults().writeAtomically(modelDir.resolve("model.safetensors").toString(),
-                o -> SafetensorsStreamWriter.write(o, tensors, Map.of(), (t, out) -> out.write(data(t))));
+        writeWeights(modelDir, layers, (l, p, tensors) -> {
+            int in = p.inFeatures(dims), out = p.outFeatures(dims), groups = in / GROUP;
+            String prefix = p.prefix(l);
+            tensors.add(new TensorInfo(prefix + ".qweight", DType.I32, new long[] {PackedCodes.wordsFor(in, BITS), out}));
+            tensors.add(new TensorInfo(prefix + ".qzeros", DType.I32, new long[] {groups, PackedCodes.wordsFor(out, BITS)}));
+            tensors.add(new TensorInfo(prefix + ".scales", DType.F16, new long[] {groups, out}));
+            tensors.add(new TensorInfo(prefix + ".g_idx", DType.I32, new long[] {in}));
+        });
 
         QaloraConfig adapter = QaloraConfig.allProjections(RANK, 16.0, GROUP, Pooling.MEAN, 0.0);
         Map<String, float[]> w = new LinkedHashMap<>(QaloraAdapter.initialWeights(dims, adapter, 1));
@@ -93,21 +82,8 @@ final class SevenBShapeModel {
                 """.formatted(HIDDEN, INTERMEDIATE, layers, HEADS, HEADS, VOCAB);
         Files.writeString(modelDir.resolve(LlamaConfig.CONFIG_FILE), config);
         LlamaDims dims = LlamaDims.of(LlamaConfig.read(modelDir.toString()));
-        List<TensorInfo> tensors = new ArrayList<>();
-        tensors.add(new TensorInfo("model.embed_tokens.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
-        tensors.add(new TensorInfo("lm_head.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
-        tensors.add(new TensorInfo("model.norm.weight", DType.F16, new long[] {HIDDEN}));
-        for (int l = 0; l < layers; l++) {
-            tensors.add(new TensorInfo("model.layers." + l + ".input_layernorm.weight", DType.F16, new long[] {HIDDEN}));
-            tensors.add(new TensorInfo("model.layers." + l + ".post_attention_layernorm.weight", DType.F16,
-                    new long[] {HIDDEN}));
-            for (Projection p : Projection.values()) {
-                tensors.add(new TensorInfo(p.prefix(l) + ".weight", DType.F16,
-                        new long[] {p.outFeatures(dims), p.inFeatures(dims)}));
-            }
-        }
-        HadoopPaths.defaults().writeAtomically(modelDir.resolve("model.safetensors").toString(),
-                o -> SafetensorsStreamWriter.write(o, tensors, Map.of(), (t, out) -> out.write(data(t))));
+        writeWeights(modelDir, layers, (l, p, tensors) -> tensors.add(new TensorInfo(p.prefix(l) + ".weight", DType.F16,
+                new long[] {p.outFeatures(dims), p.inFeatures(dims)})));
     }
 
     /** Deterministic contents: random codes, fp16 scales of 0.01, v2 zeros of 8, contiguous groups, small floats. */
@@ -142,5 +118,28 @@ final class SevenBShapeModel {
     static String describe() {
         return new String(("hidden " + HIDDEN + ", intermediate " + INTERMEDIATE + ", vocab " + VOCAB + ", int4 g32, r "
                 + RANK).getBytes(StandardCharsets.UTF_8), StandardCharsets.UTF_8);
+    }
+
+    /** The tensors of one projection of one layer, in the checkpoint's order. */
+    private interface ProjectionTensors {
+        void add(int layer, Projection p, List<TensorInfo> tensors);
+    }
+
+    /** model.safetensors: embeddings, lm_head, the norms, and each layer's projections as {@code projection} lists them. */
+    private static void writeWeights(Path modelDir, int layers, ProjectionTensors projection) throws IOException {
+        List<TensorInfo> tensors = new ArrayList<>();
+        tensors.add(new TensorInfo("model.embed_tokens.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
+        tensors.add(new TensorInfo("lm_head.weight", DType.F16, new long[] {VOCAB, HIDDEN}));
+        tensors.add(new TensorInfo("model.norm.weight", DType.F16, new long[] {HIDDEN}));
+        for (int l = 0; l < layers; l++) {
+            tensors.add(new TensorInfo("model.layers." + l + ".input_layernorm.weight", DType.F16, new long[] {HIDDEN}));
+            tensors.add(new TensorInfo("model.layers." + l + ".post_attention_layernorm.weight", DType.F16,
+                    new long[] {HIDDEN}));
+            for (Projection p : Projection.values()) {
+                projection.add(l, p, tensors);
+            }
+        }
+        HadoopPaths.defaults().writeAtomically(modelDir.resolve("model.safetensors").toString(),
+                o -> SafetensorsStreamWriter.write(o, tensors, Map.of(), (t, out) -> out.write(data(t))));
     }
 }

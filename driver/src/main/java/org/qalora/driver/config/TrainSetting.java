@@ -12,9 +12,10 @@ import org.qalora.quant.safetensors.ShardSize;
 /**
  * Every {@code train} setting, declared once: the constant's name spelled in kebab case is the flag and the YAML key
  * ({@code STEPS_PER_ROUND}: {@code --steps-per-round}, {@code steps-per-round: 8}), in camel case the {@link TrainJob}
- * component and the Helm value ({@code train.stepsPerRound}). The command's options ({@code TrainOptions}), the job file's keys and defaults
- * ({@link TrainJobLoader}), the job record, the notebook builder's {@code set} and the Helm chart's {@code train:}
- * values are all derived from this list; {@code TrainSettingCoverageTest} and
+ * component and the Helm value ({@code train.stepsPerRound}), with underscores the SQL {@code CALL} argument
+ * ({@code steps_per_round}). The command's options ({@code TrainOptions}), the job file's keys and defaults
+ * ({@link TrainJobLoader}), the job record, the notebook builder's {@code set}, the parameters of
+ * {@code CALL qalora.system.train} and the Helm chart's {@code train:} values are all derived from this list; {@code TrainSettingCoverageTest} and
  * {@code HelmChartTest} check that none of them has a setting of its own.
  */
 public enum TrainSetting {
@@ -162,8 +163,8 @@ public enum TrainSetting {
     }
 
     /**
-     * True when the notebook builder ({@code QaloraTraining.set}) takes it: all but {@code master}, since there the
-     * caller's SparkSession already decides where the run executes.
+     * True when the notebook builder ({@code QaloraTraining.set}) and {@code CALL qalora.system.train} take it: all but
+     * {@code master}, since there the caller's SparkSession already decides where the run executes.
      */
     public boolean onSession() { return session; }
 
@@ -182,23 +183,31 @@ public enum TrainSetting {
         if (v == null && optional) {
             return null;
         }
+        return convert(kind, v, source + ": '" + flag() + "'");
+    }
+
+    /**
+     * {@code v} converted to a value of {@code kind} (as {@link #read} does); {@code what} names it in errors
+     * ({@code "job.yaml: 'rounds'"}, {@code "CALL qalora.system.train: rounds"}).
+     */
+    public static Object convert(Kind kind, Object v, String what) {
         return switch (kind) {
-            case STRING, CHOICE -> single(v, source);
+            case STRING, CHOICE -> single(v, what);
             case STRINGS -> strings(v);
-            case INT -> integer(v, source);
-            case LONG -> number(v, source).longValue();
-            case DOUBLE -> number(v, source).doubleValue();
-            case BOOLEAN -> bool(v, source);
-            case OFF_OR_INT -> megaBatch(v, source);
+            case INT -> integer(v, what);
+            case LONG -> number(v, what).longValue();
+            case DOUBLE -> number(v, what).doubleValue();
+            case BOOLEAN -> bool(v, what);
+            case OFF_OR_INT -> megaBatch(v, what);
         };
     }
 
-    private String single(Object v, String source) {
+    private static String single(Object v, String what) {
         if (v == null) {
             return null;
         }
         if (v instanceof Map || v instanceof List) {
-            throw new IllegalArgumentException(source + ": '" + flag() + "' must be a single value, got " + v);
+            throw new IllegalArgumentException(what + " must be a single value, got " + v);
         }
         return String.valueOf(v);
     }
@@ -213,18 +222,18 @@ public enum TrainSetting {
         return List.of(String.valueOf(v));
     }
 
-    private Number number(Object v, String source) {
+    private static Number number(Object v, String what) {
         if (v instanceof Number n) {
             return n;
         }
         try {
             return Double.parseDouble(String.valueOf(v));
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException(source + ": '" + flag() + "' must be a number, got '" + v + "'");
+            throw new IllegalArgumentException(what + " must be a number, got '" + v + "'");
         }
     }
 
-    private boolean bool(Object v, String source) {
+    private static boolean bool(Object v, String what) {
         if (v == null) {
             return false;
         }
@@ -235,33 +244,31 @@ public enum TrainSetting {
         if (s.equalsIgnoreCase("true") || s.equalsIgnoreCase("false")) {
             return Boolean.parseBoolean(s);
         }
-        throw new IllegalArgumentException(source + ": '" + flag() + "' must be true or false, got '" + v + "'");
+        throw new IllegalArgumentException(what + " must be true or false, got '" + v + "'");
     }
 
     /**
      * {@code off} (YAML 1.1 also reads a bare {@code off} or {@code false} as the boolean false) is 0; otherwise a
      * whole number, the mega-batch size.
      */
-    private int megaBatch(Object v, String source) {
+    private static int megaBatch(Object v, String what) {
         if (v == null || Boolean.FALSE.equals(v) || String.valueOf(v).trim().equalsIgnoreCase("off")) {
             return 0;
         }
         if (v instanceof Boolean) {
-            throw new IllegalArgumentException(source + ": '" + flag() + "' must be off or a mega-batch size (records), "
-                    + "got " + v);
+            throw new IllegalArgumentException(what + " must be off or a mega-batch size (records), got " + v);
         }
         try {
-            return integer(v, source);
+            return integer(v, what);
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(source + ": '" + flag() + "' must be off or a mega-batch size (records), "
-                    + "got '" + v + "'");
+            throw new IllegalArgumentException(what + " must be off or a mega-batch size (records), got '" + v + "'");
         }
     }
 
-    private int integer(Object v, String source) {
-        Number n = number(v, source);
+    private static int integer(Object v, String what) {
+        Number n = number(v, what);
         if (n.doubleValue() != Math.rint(n.doubleValue()) || Math.abs(n.doubleValue()) > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException(source + ": '" + flag() + "' must be a whole number, got " + n);
+            throw new IllegalArgumentException(what + " must be a whole number, got " + n);
         }
         return n.intValue();
     }

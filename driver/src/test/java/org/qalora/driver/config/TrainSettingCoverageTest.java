@@ -20,7 +20,7 @@ import picocli.CommandLine.Model.OptionSpec;
 /**
  * The {@link TrainSetting} declaration is the only list of train settings: the command's flags, the job file's keys
  * and defaults, the job record's components and the notebook builder all name exactly the declared settings (the Helm
- * chart is checked against it in HelmChartTest).
+ * chart is checked against it in HelmChartTest, the SQL procedure in QaloraProcedureCatalogTest).
  */
 class TrainSettingCoverageTest {
     private static final Set<String> DECLARED = Arrays.stream(TrainSetting.values()).map(TrainSetting::flag)

@@ -1,17 +1,17 @@
 package org.qalora.driver.config;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.RecordComponent;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import java.util.stream.Collectors;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
@@ -24,13 +24,20 @@ import org.yaml.snakeyaml.error.YAMLException;
  */
 public final class TrainJobLoader {
     /** The YAML keys: the flag names of {@link TrainSetting}. */
-    public static final Set<String> KEYS = Arrays.stream(TrainSetting.values()).map(TrainSetting::flag)
-            .collect(Collectors.toCollection(LinkedHashSet::new));
+    public static final Set<String> KEYS = keys();
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
     public static final String FLAGS = "flags";
 
     private TrainJobLoader() {}
+
+    private static Set<String> keys() {
+        Set<String> keys = new LinkedHashSet<>();
+        for (TrainSetting s : TrainSetting.values()) {
+            keys.add(s.flag());
+        }
+        return Collections.unmodifiableSet(keys);
+    }
 
     /**
      * The embedded defaults: the demo run (bundled demo model generated on first use, bundled sample data, Spark

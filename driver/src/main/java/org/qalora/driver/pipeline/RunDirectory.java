@@ -31,6 +31,7 @@ import org.qalora.driver.config.TrainJob;
  *   checkpoints/          committed rounds, updates, metrics.jsonl
  *   v-rNNNNN-HHHHHHHH/    published merged models (model + adapter/ + _MANIFEST.json); round + state hash
  *   LATEST                the name of the newest published version
+ *   _LOCK                 held by the driver running here ({@link OutputLock})
  * </pre>
  * {@link #problems} inspects the directory without writing; {@link #claim} writes run.json, and is called only
  * once every other check has passed, so that a refused run leaves nothing behind. A rerun resumes only if its
@@ -210,7 +211,7 @@ public final class RunDirectory {
             List<String> names = new ArrayList<>();
             for (FileStatus st : list(root)) {
                 String name = st.getPath().getName();
-                if (!LEFTOVER.matcher(name).matches()) {
+                if (!LEFTOVER.matcher(name).matches() && !name.equals(OutputLock.FILE)) {
                     names.add(name);
                 }
             }

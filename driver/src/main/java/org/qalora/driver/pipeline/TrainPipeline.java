@@ -87,7 +87,26 @@ public final class TrainPipeline {
         TrainPreflight preflight = new TrainPreflight(storage, repoRoot);
         TrainJob job = preflight.normalise(given);
         RunDirectory run = new RunDirectory(storage, job.output(), progress);
-        preflight.check(job, run, force);
+        // The output lock (one driver per output) comes before anything reads the directory when the directory
+        // exists; a new one is only created, with the lock, once the read-only checks passed (a refused run leaves
+        // nothing behind). A second run on a busy output is refused here, naming the holder.
+        OutputLock lock = storage.isDirectory(run.root()) ? OutputLock.acquire(storage, run.root(), progress) : null;
+        try {
+            preflight.check(job, run, force);
+            if (lock == null) {
+                lock = OutputLock.acquire(storage, run.root(), progress);
+            }
+            return run(job, spark, jsc, hadoop, storage, paths, run);
+        } finally {
+            if (lock != null) {
+                lock.close();
+            }
+        }
+    }
+
+    /** The stages, under the output lock, once every check passed. */
+    private Outcome run(TrainJob job, SparkSession spark, JavaSparkContext jsc, Configuration hadoop, Storage storage,
+                        HadoopPaths paths, RunDirectory run) {
         HoldPoint hold = HoldPoint.parse(spark.conf().get(HoldPoint.CONF_KEY, ""), progress);
         if (run.claim(job, force)) {
             progress.accept("output " + run.root() + " holds this run (same settings): continuing it");

@@ -50,6 +50,14 @@
 {{- if .Values.train.skipBadRecords }}
 - --skip-bad-records
 {{- end }}
+{{- if .Values.train.warmStart }}
+- --warm-start
+- {{ .Values.train.warmStart | quote }}
+{{- end }}
+{{- if .Values.train.keepVersions }}
+- --keep-versions
+- {{ .Values.train.keepVersions | quote }}
+{{- end }}
 {{- range .Values.train.extraArgs }}
 - {{ . | quote }}
 {{- end }}

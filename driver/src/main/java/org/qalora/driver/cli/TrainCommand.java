@@ -106,6 +106,14 @@ public final class TrainCommand implements Callable<Integer> {
     boolean force;
     @Option(names = "--max-shard-size", paramLabel = "SIZE", description = "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB")
     String maxShardSize;
+    @Option(names = "--warm-start", paramLabel = "LATEST|PATH", description = "continue a published adapter (and its "
+            + "Adam moments and step) on new data: LATEST = the version --output's LATEST names (a fresh adapter while "
+            + "there is none), or PATH = a published version, its adapter/ directory, or a run directory; the base, "
+            + "method, bits, group size, rank and pooling must match it; the learning-rate schedule restarts; default none")
+    String warmStart;
+    @Option(names = "--keep-versions", paramLabel = "N", description = "after LATEST flipped to the new version, delete "
+            + "all but the N newest published versions of --output (never the one LATEST names); default 0 = keep all")
+    Integer keepVersions;
     @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
     Map<String, String> conf = new LinkedHashMap<>();
 
@@ -146,6 +154,8 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("source-max-len", sourceMaxLen);
         flags.put("target-max-len", targetMaxLen);
         flags.put("max-shard-size", maxShardSize);
+        flags.put("warm-start", warmStart);
+        flags.put("keep-versions", keepVersions);
         TrainJob settings;
         Map<String, Object> merged = null;
         try {

@@ -130,7 +130,6 @@ public final class OutputLock implements AutoCloseable {
     private static FSDataOutputStream hdfs(DistributedFileSystem dfs, Path file, String line, Consumer<String> progress)
             throws IOException {
         long deadline = System.currentTimeMillis() + RECOVERY_WAIT_MILLIS;
-        boolean recoveredDeadLocalHolder = false;
         while (true) {
             FSDataOutputStream out;
             try {
@@ -143,24 +142,26 @@ public final class OutputLock implements AutoCloseable {
                 }
             } catch (RemoteException e) {
                 String holder = holderOf(dfs, file);
-                if (RECOVERY_IN_PROGRESS.equals(e.getClassName()) && System.currentTimeMillis() < deadline) {
-                    sleep(500);   // the NameNode is closing the dead holder's file: then it can be taken over
+                boolean live = ALREADY_BEING_CREATED.equals(e.getClassName());
+                boolean recovering = RECOVERY_IN_PROGRESS.equals(e.getClassName());
+                if (!live && !recovering) {
+                    throw e;
+                }
+                if (System.currentTimeMillis() < deadline && (recovering || deadOnThisHost(holder))) {
+                    if (!recovering) {
+                        progress.accept("output lock: " + file + " is held by " + holder + ", a process of this host "
+                                + "that no longer runs: recovering its HDFS lease now");
+                        dfs.recoverLease(file);
+                    }
+                    // The NameNode closes the dead holder's file once lease recovery ends; then it can be taken over.
+                    while (!dfs.isFileClosed(file) && System.currentTimeMillis() < deadline) {
+                        sleep(200);
+                    }
                     continue;
                 }
-                if (ALREADY_BEING_CREATED.equals(e.getClassName()) && !recoveredDeadLocalHolder
-                        && deadOnThisHost(holder)) {
-                    progress.accept("output lock: " + file + " is held by " + holder + ", a process of this host "
-                            + "that no longer runs: recovering its HDFS lease now");
-                    dfs.recoverLease(file);
-                    recoveredDeadLocalHolder = true;
-                    continue;
-                }
-                if (ALREADY_BEING_CREATED.equals(e.getClassName()) || RECOVERY_IN_PROGRESS.equals(e.getClassName())) {
-                    throw refusal(file, holder, "its HDFS lease is live, so that driver is still running (a driver "
-                            + "killed on another host frees it once HDFS expires the lease, about a minute later: "
-                            + "rerun then)");
-                }
-                throw e;
+                throw refusal(file, holder, "its HDFS lease is live, so that driver is still running (a driver "
+                        + "killed on another host frees it once HDFS expires the lease, about a minute later: "
+                        + "rerun then)");
             }
             out.write(line.getBytes(StandardCharsets.UTF_8));
             out.hflush();   // contenders read who holds it

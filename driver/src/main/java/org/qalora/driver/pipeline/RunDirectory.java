@@ -215,6 +215,7 @@ public final class RunDirectory {
         Map<?, ?> old = recorded.get("settings") instanceof Map<?, ?> m ? m : Map.of();
         Map<String, Object> now = job.resultSettings();
         List<String> moved = new ArrayList<>();
+        List<Path> asides = new ArrayList<>();
         List<String> dirs = new ArrayList<>(List.of("checkpoints"));
         DERIVED.forEach((dir, inputs) -> {
             if (inputs.stream().anyMatch(k -> !Objects.equals(String.valueOf(old.get(k)), String.valueOf(now.get(k))))) {
@@ -228,10 +229,12 @@ public final class RunDirectory {
                     throw new IllegalStateException("cannot move " + child(dir) + " aside to " + aside);
                 }
                 moved.add(dir);
+                asides.add(aside);
             }
         }
         storage.mkdirs(root);
         writeRunFile(job);
+        asides.forEach(storage::delete);
         removeLeftovers();
         progress.accept("warm start into the same output: " + root + " now holds this run; the finished run it "
                 + "continues left its published versions, and its " + String.join(", ", moved) + " went");

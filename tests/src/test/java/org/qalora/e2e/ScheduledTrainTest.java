@@ -231,6 +231,7 @@ class ScheduledTrainTest {
             InvalidSettingsException refused = assertThrows(InvalidSettingsException.class,
                     () -> train(tick, new ArrayList<>()));
             double seconds = (System.nanoTime() - t0) / 1e9;
+            System.out.printf("ScheduledTrainTest: the overlapping run was refused in %.2f s%n", seconds);
             assertTrue(refused.getMessage().contains("--output " + cluster.uri("/sched/a") + " is in use by another run")
                     && refused.getMessage().contains("held by pid " + second.pid() + " on "), refused.getMessage());
             assertTrue(seconds < 10, "refused in " + seconds + " s");

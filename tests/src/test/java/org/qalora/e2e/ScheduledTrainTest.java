@@ -16,6 +16,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.hdfs.DistributedFileSystem;
 import org.apache.spark.SparkConf;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.AfterAll;
@@ -54,7 +57,9 @@ import org.qalora.quant.testing.Fixtures;
  *   started on the same output meanwhile is refused in seconds naming the holder, and changes no byte there; nothing
  *   was deleted before the flip. Killed, then rerun here: the rerun recovers the dead driver's lock, completes the
  *   publish, deletes tick 1's version, and ends with the version an uninterrupted warm start from tick 1 publishes
- *   (the same name: the final state is bit-identical).
+ *   (the same name: the final state is bit-identical);
+ *   <li>the output lock against a second HDFS client on another host: refused while its lease lives, taken over
+ *   once that client died and its lease expired.
  * </ol>
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -256,5 +261,40 @@ class ScheduledTrainTest {
         assertTrue(new ModelPublisher(storage).verify(storage.path(cluster.uri("/sched/a/" + reference))).isEmpty());
         assertEquals(storage.path(tick1).toString(), WarmStart.Source.parse(runFile("/sched/a").get("settings")
                 .get("warm-start").asText()).orElseThrow().version(), "run.json records the resolved start");
+    }
+
+    /**
+     * The lock against a second HDFS client (its own lease), as another driver process on another host would hold it:
+     * refused at once while that client lives; once it dies mid-write (it stops renewing, nothing is closed) and
+     * its lease expires, the NameNode recovers the lease and the lock is taken over, by one client only.
+     */
+    @Test
+    @Order(4)
+    void anHdfsLockIsRefusedWhileItsHoldersLeaseLivesAndTakenOverOnceTheDeadHoldersLeaseExpires() throws Exception {
+        org.apache.hadoop.fs.Path out = storage.path(cluster.uri("/sched/locked"));
+        storage.mkdirs(out);
+        FileSystem other = FileSystem.newInstance(cluster.hdfs.getURI(), spark.sparkContext().hadoopConfiguration());
+        FSDataOutputStream held = other.create(new org.apache.hadoop.fs.Path(out, OutputLock.FILE), false);
+        held.write("pid 4242 on other-host (user spark, since 2026-12-06T03:00:00Z)\n".getBytes(StandardCharsets.UTF_8));
+        held.hflush();
+
+        List<String> log = new ArrayList<>();
+        long t0 = System.nanoTime();
+        InvalidSettingsException e = assertThrows(InvalidSettingsException.class,
+                () -> OutputLock.acquire(storage, out, log::add));
+        assertTrue((System.nanoTime() - t0) < TimeUnit.SECONDS.toNanos(5), "refused at once");
+        assertTrue(e.getMessage().contains("is held by pid 4242 on other-host")
+                && e.getMessage().contains("its HDFS lease is live"), e.getMessage());
+
+        cluster.hdfs.setLeasePeriod(500, 60_000);
+        ((DistributedFileSystem) other).getClient().closeAllFilesBeingWritten(true);
+        Thread.sleep(1_000);
+        try (OutputLock lock = OutputLock.acquire(storage, out, log::add)) {
+            assertTrue(String.join("\n", log).contains("took over " + lock.file() + ", left by pid 4242 on other-host"),
+                    String.join("\n", log));
+            assertThrows(Exception.class, () -> other.append(lock.file()), "the other client cannot take it back");
+        }
+        assertFalse(storage.exists(new org.apache.hadoop.fs.Path(out, OutputLock.FILE)), "released");
+        other.close();
     }
 }

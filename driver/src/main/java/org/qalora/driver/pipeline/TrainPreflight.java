@@ -72,6 +72,7 @@ public final class TrainPreflight {
         if (vocab != null || job.tokenizer() != null) {
             tokenizer(tokenizer, job.tokenizer() != null, vocab, job.model(), problems);
         }
+        // A glob still in the job matched nothing (DataGlobs listed it already): check the other inputs only.
         List<String> data = job.data().stream().filter(d -> !DataGlobs.isGlob(d)).toList();
         List<String> evalData = job.evalData().stream().filter(d -> !DataGlobs.isGlob(d)).toList();
         if (data.size() == job.data().size() || !data.isEmpty()) {
@@ -106,7 +107,7 @@ public final class TrainPreflight {
             for (String location : TrainJobLoader.paths(merged, key)) {
                 try {
                     if (!(key.equals("template") && location.equals("auto")) && !paths.exists(location)
-                            && !location.contains("*")) {
+                            && !DataGlobs.isGlob(location)) {
                         missing.add("--" + key + " " + location + " does not exist (or is not readable)"
                                 + DataPreview.didYouMean(location, paths.configuration()));
                     }

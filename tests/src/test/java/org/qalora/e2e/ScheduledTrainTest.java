@@ -55,8 +55,8 @@ import org.qalora.quant.testing.Fixtures;
  *   moments and step; a different rank is refused before any work;
  *   <li>tick 2 (day 03), a driver process held after its new version is complete but before LATEST flips: a run
  *   started on the same output meanwhile is refused in seconds naming the holder, and changes no byte there; nothing
- *   was deleted before the flip. Killed, then rerun here: the rerun recovers the dead driver's lock, completes the
- *   publish, deletes tick 1's version, and ends with the version an uninterrupted warm start from tick 1 publishes
+ *   was deleted before the flip. Killed, then rerun here after a new file arrived in its partition: the rerun
+ *   recovers the dead driver's lock, resumes on the files its glob matched at first, completes the publish, deletes tick 1's version, and ends with the version an uninterrupted warm start from tick 1 publishes
  *   (the same name: the final state is bit-identical);
  *   <li>the output lock against a second HDFS client on another host: refused while its lease lives, taken over
  *   once that client died and its lease expired.
@@ -250,9 +250,12 @@ class ScheduledTrainTest {
             assertEquals(v1, out.latest().orElseThrow(), "LATEST still names tick 1");
             second.kill();
         }
+        // A new partition file arrives before the restart: the restarted tick resumes on what its glob matched then.
+        cluster.put(base.resolve("days/day=2026-12-04/part-00000.jsonl"), "/data/days/day=2026-12-03/part-00001.jsonl");
         List<String> log = new ArrayList<>();
         train(tick, log);   // the killed driver's lock: its pid is gone on this host, so its lease is recovered at once
         String all = String.join("\n", log);
+        assertTrue(all.contains("on the 1 data file(s) its glob matched when it started (it matches 2 now"), all);
         assertTrue(all.contains("that no longer runs: recovering its HDFS lease"), all);
         assertTrue(all.contains("completing that publish"), all);
         assertEquals(reference, out.latest().orElseThrow(), "bit-identical to the uninterrupted warm start");

@@ -4,6 +4,8 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
@@ -18,8 +20,8 @@ import org.qalora.driver.config.TrainJob;
  * matching nothing is a problem naming the pattern.
  */
 final class DataGlobs {
-    /** The job with its globs expanded, and the patterns that matched nothing. */
-    record Expanded(TrainJob job, List<String> problems) {}
+    /** The job with its globs expanded, the patterns that matched nothing, and whether any glob was given. */
+    record Expanded(TrainJob job, List<String> problems, boolean globbed) {}
 
     private DataGlobs() {}
 
@@ -31,8 +33,36 @@ final class DataGlobs {
         List<String> problems = new ArrayList<>();
         List<String> data = expand("--data", job.data(), storage, problems);
         List<String> evalData = expand("--eval-data", job.evalData(), storage, problems);
+        boolean globbed = job.data().stream().anyMatch(DataGlobs::isGlob)
+                || job.evalData().stream().anyMatch(DataGlobs::isGlob);
         return new Expanded(data.equals(job.data()) && evalData.equals(job.evalData()) ? job
-                : job.withData(data, evalData), problems);
+                : job.withData(data, evalData), problems, globbed);
+    }
+
+    /**
+     * The unfinished run of {@code run} that this globbed job restarts, with the files its glob matched then: a
+     * scheduled tick whose driver was restarted after a crash (by the operator, with the same arguments) while new
+     * partitions arrived must resume, not be refused as another run. So when run.json records this run but for its
+     * data (and warm start), and that run has not published yet, the job takes the recorded files and start; the
+     * next run's glob picks up the new partitions. Empty when that does not apply.
+     */
+    static java.util.Optional<TrainJob> resumedRun(Expanded expanded, RunDirectory run,
+                                                   java.util.function.Consumer<String> progress) {
+        TrainJob job = expanded.job();
+        Map<String, Object> recorded = run.recordedSettings();
+        if (!expanded.globbed() || !expanded.problems().isEmpty()
+                || !(recorded.get("data") instanceof List<?> data) || !(recorded.get("eval-data") instanceof List<?> eval)
+                || !run.recordsSameRunExcept(job, Set.of("data", "eval-data", "warm-start")) || run.recordedRunPublished()
+                || data.equals(job.data()) && eval.equals(job.evalData())) {
+            return java.util.Optional.empty();
+        }
+        List<String> files = data.stream().map(String::valueOf).toList();
+        List<String> evalFiles = eval.stream().map(String::valueOf).toList();
+        progress.accept("resuming the unfinished run in " + run.root() + " on the " + files.size() + " data file(s) its "
+                + "glob matched when it started (it matches " + job.data().size() + " now: the next run takes them)");
+        Object start = recorded.get("warm-start");
+        return java.util.Optional.of(job.withData(files, evalFiles).withWarmStart(start == null ? null
+                : String.valueOf(start)));
     }
 
     private static List<String> expand(String flag, List<String> given, Storage storage, List<String> problems) {

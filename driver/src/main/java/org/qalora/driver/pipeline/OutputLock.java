@@ -136,7 +136,11 @@ public final class OutputLock implements AutoCloseable {
                 out = create(dfs, file);
                 if (out == null) {   // the file exists and is closed: its holder is gone (released or recovered)
                     String was = holderOf(dfs, file);
-                    out = dfs.append(file);
+                    try {
+                        out = dfs.append(file);
+                    } catch (java.io.FileNotFoundException gone) {
+                        continue;   // its holder deleted it in between (a release): create it afresh
+                    }
                     progress.accept("output lock: took over " + file + ", left by " + was + " (that driver ended "
                             + "without removing it)");
                 }

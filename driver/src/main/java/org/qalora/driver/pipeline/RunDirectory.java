@@ -255,6 +255,42 @@ public final class RunDirectory {
         }
     }
 
+    /**
+     * True when run.json records {@code job}'s run but for the settings {@code except}: all other settings equal
+     * (compared as JSON, so numbers compare by value whatever Java type they had).
+     */
+    public boolean recordsSameRunExcept(TrainJob job, java.util.Set<String> except) {
+        Map<String, Object> recorded = new LinkedHashMap<>(recordedSettings());
+        if (recorded.isEmpty()) {
+            return false;
+        }
+        Map<String, Object> here = new LinkedHashMap<>(job.resultSettings());
+        recorded.keySet().removeAll(except);
+        here.keySet().removeAll(except);
+        try {
+            return JSON.readTree(JSON.writeValueAsString(recorded)).equals(JSON.readTree(JSON.writeValueAsString(here)));
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** True when LATEST names a version the run recorded in run.json published (that run is finished). */
+    public boolean recordedRunPublished() {
+        Path file = child(RUN_FILE);
+        if (!storage.exists(file)) {
+            return false;
+        }
+        ModelPublisher publisher = new ModelPublisher(storage);
+        try {
+            Object hash = JSON.readValue(storage.readAll(file), new TypeReference<LinkedHashMap<String, Object>>() {})
+                    .get("configHash");
+            return publisher.latest(root).map(v -> Objects.equals(hash, publisher.manifest(v).info().get("configHash")))
+                    .orElse(false);
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
     private static Map<String, Object> castKeys(Map<?, ?> m) {
         Map<String, Object> out = new LinkedHashMap<>();
         m.forEach((k, v) -> out.put(String.valueOf(k), v));

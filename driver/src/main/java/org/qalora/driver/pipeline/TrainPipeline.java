@@ -94,7 +94,11 @@ public final class TrainPipeline {
         // nothing behind). A second run on a busy output is refused here, naming the holder.
         OutputLock lock = storage.isDirectory(run.root()) ? OutputLock.acquire(storage, run.root(), progress) : null;
         try {
-            WarmStart.Resolution warm = WarmStart.resolve(globbed, run, storage, progress);
+            java.util.Optional<TrainJob> resumed = DataGlobs.resumedRun(globs, run, progress);
+            WarmStart.Resolution warm = resumed.isPresent()
+                    ? new WarmStart.Resolution(resumed.get(), WarmStart.Source.parse(resumed.get().warmStart())
+                            .orElse(null), List.of())
+                    : WarmStart.resolve(globbed, run, storage, progress);
             TrainJob job = warm.job();
             List<String> earlier = new java.util.ArrayList<>(globs.problems());
             earlier.addAll(warm.problems());

@@ -1,7 +1,5 @@
 package org.qalora.driver.pipeline;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -38,7 +36,6 @@ import org.qalora.driver.output.ModelPublisher;
 public final class WarmStart {
     /** The adapter with its optimizer state, in every published version (AdapterStateFile format). */
     public static final String STATE_FILE = "adapter_state.safetensors";
-    private static final ObjectMapper JSON = new ObjectMapper();
     private static final String SHA = " sha256=";
     private static final String STEP = " step=";
 
@@ -170,22 +167,7 @@ public final class WarmStart {
      * a run that already published, and so moved LATEST, keeps its start.
      */
     private static Optional<Source> recordedStart(TrainJob job, RunDirectory run) {
-        Map<String, Object> recorded = run.recordedSettings();
-        Object start = recorded.get("warm-start");
-        if (!(start instanceof String id)) {
-            return Optional.empty();
-        }
-        Map<String, Object> without = new LinkedHashMap<>(recorded);
-        without.remove("warm-start");
-        JsonNode there = JSON.valueToTree(without);
-        JsonNode here = JSON.valueToTree(job.withWarmStart(null).resultSettings());
-        try {
-            // Both through JSON text, so numbers compare by value whatever Java type they had.
-            there = JSON.readTree(JSON.writeValueAsString(there));
-            here = JSON.readTree(JSON.writeValueAsString(here));
-        } catch (java.io.IOException e) {
-            return Optional.empty();
-        }
-        return there.equals(here) ? Source.parse(id) : Optional.empty();
+        return run.recordedSettings().get("warm-start") instanceof String id
+                && run.recordsSameRunExcept(job, java.util.Set.of("warm-start")) ? Source.parse(id) : Optional.empty();
     }
 }

@@ -243,6 +243,19 @@ class ScheduledTrainTest {
             Map<String, byte[]> after = out.files();
             assertEquals(before.keySet(), after.keySet(), "the refused run wrote or removed nothing");
             before.forEach((name, bytes) -> assertTrue(java.util.Arrays.equals(bytes, after.get(name)), name));
+            // The same from a second driver process (the command line): refused before it even starts Spark.
+            try (DriverProcess third = driver("tick-2-overlap", tick)) {
+                long p0 = System.nanoTime();
+                assertEquals(2, third.awaitExit(), "refused as bad settings; output: " + third.log());
+                System.out.printf("ScheduledTrainTest: the overlapping driver process ended in %.1f s%n",
+                        (System.nanoTime() - p0) / 1e9);
+                assertTrue(third.lines().stream().anyMatch(l -> l.contains("is in use by another run")
+                        && l.contains("held by pid " + second.pid())), third.tail());
+                assertTrue(third.lines().stream().noneMatch(l -> l.contains("qalora: warm start")),
+                        "refused before Spark started and the run's checks ran: " + third.tail());
+            }
+            Map<String, byte[]> afterProcess = out.files();
+            assertEquals(before.keySet(), afterProcess.keySet(), "the refused driver process wrote or removed nothing");
             assertTrue(second.isAlive(), "the first run is untouched");
 
             assertEquals(List.of(reference, v1).stream().sorted().toList(), versions(out),

@@ -66,12 +66,35 @@ public final class TrainPipeline {
         SparkSettings.apply(conf, job.master(), "qalora-train");
         checkDevice(job, conf.get("spark.master"));
         SparkSettings.applyDevice(conf, job.gpuRequested());
+        refuseABusyOutput(job, conf);
         SparkSession spark = SparkSession.builder().config(conf).getOrCreate();
         try {
             return run(job, spark);
         } finally {
             spark.stop();
         }
+    }
+
+    /**
+     * Before Spark starts (seconds, and on a cluster the executors it requests): a run on an output that a live driver
+     * holds is refused now, through the job's Hadoop settings. The lock is taken and let go
+     * at once; the run takes it again for good once Spark is up (a run that slips in between is refused then).
+     */
+    private void refuseABusyOutput(TrainJob job, SparkConf conf) {
+        // The Hadoop configuration SparkContext will build from this conf (spark.hadoop.*, spark.buffer.size, ...), so
+        // that the file system clients this probe creates, and Hadoop caches, are the ones the run would create.
+        Configuration hadoop = org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
+        Storage storage = new Storage(hadoop);
+        org.apache.hadoop.fs.Path root;
+        try {
+            root = storage.path(job.output());
+            if (!storage.isDirectory(root)) {
+                return;   // nothing to hold yet; creating it waits for the checks
+            }
+        } catch (RuntimeException e) {
+            return;       // the checks report an unusable output
+        }
+        OutputLock.acquire(storage, root, progress).close();
     }
 
     /**

@@ -165,6 +165,15 @@ final class DriverProcess implements AutoCloseable {
         assertEquals(0, process.exitValue(), "the driver failed; output: " + log + "\n" + tail());
     }
 
+    /** Waits for the driver to end by itself; returns its exit status. */
+    int awaitExit() throws InterruptedException {
+        if (!process.waitFor(START_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+            throw new AssertionError("the driver did not finish within " + START_TIMEOUT + "; output: " + log);
+        }
+        reader.join(TimeUnit.SECONDS.toMillis(30));
+        return process.exitValue();
+    }
+
     String tail() {
         List<String> all = lines();
         return String.join("\n", all.subList(Math.max(0, all.size() - 40), all.size()));

@@ -76,7 +76,8 @@ class HelmChartTest {
 
     @Test
     void aScheduleRendersAScheduledSparkApplicationThatNeverOverlaps() throws IOException {
-        List<JsonNode> docs = render(t -> t.set("schedule", "0 3 * * *").set("scheduleTimeZone", "UTC"));
+        List<JsonNode> docs = render(t -> t.set("schedule", "0 3 * * *").set("scheduleTimeZone", "UTC")
+                .set("train.warmStart", "LATEST").set("train.keepVersions", "3"));
         JsonNode scheduled = single(docs, "ScheduledSparkApplication");
         assertValid(scheduled, "sparkoperator.k8s.io_scheduledsparkapplications.yaml");
         assertEquals("0 3 * * *", scheduled.at("/spec/schedule").asText());
@@ -84,9 +85,13 @@ class HelmChartTest {
         assertEquals(3, scheduled.at("/spec/successfulRunHistoryLimit").asInt());
         assertEquals("UTC", scheduled.at("/spec/timeZone").asText());
         // The template is the one-off run's spec, rendered by the same helper.
-        JsonNode oneOff = single(render(t -> t), "SparkApplication");
+        JsonNode oneOff = single(render(t -> t.set("train.warmStart", "LATEST").set("train.keepVersions", "3")),
+                "SparkApplication");
         assertEquals(oneOff.get("spec"), scheduled.at("/spec/template"));
         assertTrainFlagsExist(scheduled.at("/spec/template/arguments"));
+        // Each tick continues the last published adapter and keeps 3 versions.
+        String args = scheduled.at("/spec/template/arguments").toString();
+        assertTrue(args.contains("\"--warm-start\",\"LATEST\"") && args.contains("\"--keep-versions\",\"3\""), args);
     }
 
     /**

@@ -69,6 +69,12 @@ public final class QaloraTraining {
 
     public QaloraTraining device(String device) { return set(TrainSetting.DEVICE, device); }
 
+    /** {@code --warm-start}: {@code "LATEST"} or a published version / run directory to continue. */
+    public QaloraTraining warmStart(String latestOrPath) { return set("warm-start", latestOrPath); }
+
+    /** {@code --keep-versions}: published versions kept after the new one is LATEST (0: all). */
+    public QaloraTraining keepVersions(int keep) { return set("keep-versions", keep); }
+
     /**
      * Any {@code train} setting by its flag name without the dashes ({@code "batch-size"}, {@code "pooling"}); a
      * name {@code train} does not have, or a value of the wrong type, is refused here, naming the settings there are.

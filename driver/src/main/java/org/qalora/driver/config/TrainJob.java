@@ -66,13 +66,20 @@ import org.qalora.worker.train.Schedule;
  * @param maxShardSize     largest weights file of the quantized base and the merged model, as HF spells it
  *                         ({@code 5GB}, {@code 500MB}): the file layout only, so not in the config hash (the
  *                         published manifest records it)
+ * @param warmStart        null: start from a fresh adapter; {@code LATEST}: the version the output's LATEST names (a
+ *                         fresh adapter when there is none yet); else a published version directory, its
+ *                         {@code adapter/} directory, or a run directory (its LATEST). The pipeline replaces it by
+ *                         the resolved version ({@link org.qalora.driver.pipeline.WarmStart}), which the config hash
+ *                         covers: two runs from different starting adapters never share checkpoints
+ * @param keepVersions     0: keep every published version; N: after LATEST flipped, delete all but the N newest
+ *                         (never the one LATEST names). Not in the config hash: it changes no result
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute, String lrSchedule, int warmupSteps,
                        boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
-                       String maxShardSize) {
+                       String maxShardSize, String warmStart, int keepVersions) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -147,6 +154,10 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         } catch (IllegalArgumentException e) {
             problems.add(e.getMessage());
         }
+        warmStart = warmStart == null || warmStart.isBlank() ? null : warmStart.trim();
+        if (keepVersions < 0) {
+            problems.add("--keep-versions must be >= 0 (0 keeps every published version), got " + keepVersions);
+        }
         if (!problems.isEmpty()) {
             throw new InvalidSettingsException("bad train settings", problems);
         }
@@ -202,6 +213,9 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         m.put("device", device);
         m.put("precision", precision);
         m.put("recompute", recompute);
+        if (warmStart != null) {
+            m.put("warm-start", warmStart);
+        }
         return m;
     }
 
@@ -222,7 +236,27 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 slots, batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template == null || template.equals("auto") ? template : normalise.apply(template),
                 keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords, sourceMaxLen,
-                targetMaxLen, maxShardSize);
+                targetMaxLen, maxShardSize, warmStart == null || warmStart.equals(WARM_START_LATEST) ? warmStart
+                        : normalise.apply(warmStart), keepVersions);
+    }
+
+    /** {@code --warm-start LATEST}: the version the output's own LATEST names. */
+    public static final String WARM_START_LATEST = "LATEST";
+
+    /** The same job warm-starting from {@code resolved} (null: from a fresh adapter). */
+    public TrainJob withWarmStart(String resolved) {
+        return new TrainJob(model, data, evalData, evalEvery, tokenizer, output, rounds, stepsPerRound, slots, batchSize,
+                groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr, pooling,
+                dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords,
+                sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions);
+    }
+
+    /** The same job reading {@code data} (the expanded globs of --data) and {@code evalData}. */
+    public TrainJob withData(List<String> newData, List<String> newEvalData) {
+        return new TrainJob(model, newData, newEvalData, evalEvery, tokenizer, output, rounds, stepsPerRound, slots,
+                batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
+                pooling, dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps,
+                skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions);
     }
 
     /** True for QA-LoRA, false for the plain LoRA baseline. */

@@ -53,7 +53,9 @@ public enum TrainSetting {
     DEVICE(Kind.STRING, "auto", "auto|cpu|gpu|gpu:N", "auto (the task's Spark GPU when it has one, else the CPU), cpu, gpu (the task's GPU, or GPU 0) or gpu:N; default auto"),
     PRECISION(Kind.CHOICE, "auto", List.of("auto", "fp32", "bf16"), "auto (bf16 on a GPU, fp32 on the CPU), fp32 (exact) or bf16 (GPU only); default auto"),
     RECOMPUTE(Kind.BOOLEAN, false, (String) null, "per-layer activation recompute: keep each layer's input and recompute its activations in backward (less memory, more compute); default off"),
-    MAX_SHARD_SIZE(Kind.STRING, ShardSize.DEFAULT, "SIZE", "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB");
+    MAX_SHARD_SIZE(Kind.STRING, ShardSize.DEFAULT, "SIZE", "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB"),
+    WARM_START(Kind.STRING, null, "LATEST|PATH", "continue a published adapter (and its Adam moments and step) on new data: LATEST = the version --output's LATEST names (a fresh adapter while there is none), or PATH = a published version, its adapter/ directory, or a run directory; the base, method, bits, group size, rank and pooling must match it; the learning-rate schedule restarts; default: none (a fresh adapter)"),
+    KEEP_VERSIONS(Kind.INT, 0, "N", "after LATEST flipped to the new version, delete all but the N newest published versions of --output (never the one LATEST names); default 0 = keep all");
 
     /** How a setting's value is written and read. */
     public enum Kind {

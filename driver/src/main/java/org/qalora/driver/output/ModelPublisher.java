@@ -39,6 +39,8 @@ import org.qalora.driver.checkpoint.Storage;
 public final class ModelPublisher {
     public static final String MANIFEST = "_MANIFEST.json";
     public static final String LATEST = "LATEST";
+    /** The names {@code PublishStage} gives versions: {@code v-r<round>-<8 hex>}. */
+    private static final java.util.regex.Pattern VERSION_NAME = java.util.regex.Pattern.compile("v-r\\d{5,}-[0-9a-f]{8}");
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     /** Creates {@code dir} (which does not exist yet) and writes a model's files into it. */
@@ -149,6 +151,49 @@ public final class ModelPublisher {
         }
         Path dir = new Path(root, storage.readString(pointer).trim());
         return storage.exists(new Path(dir, MANIFEST)) ? Optional.of(dir) : Optional.empty();
+    }
+
+    /**
+     * {@code --keep-versions N}: deletes the published versions of {@code root} older than its {@code keep} newest,
+     * never the one LATEST names (nor anything while LATEST names none); {@code keep} 0 keeps all. Called only after
+     * LATEST flipped to the new version, so a reader that follows LATEST never finds its model gone; a crash between
+     * the flip and this leaves extra versions, which the next run's call deletes. Newest is by the time the version's
+     * manifest was written (the version names carry the round, not a date). A version directory without a manifest
+     * (one whose delete was cut short on a file system where deleting a directory is not one step) counts as oldest.
+     * Returns the deleted versions.
+     */
+    public java.util.List<Path> retain(Path root, int keep) {
+        java.util.List<Path> deleted = new java.util.ArrayList<>();
+        Optional<Path> latest = latest(root);
+        if (keep <= 0 || latest.isEmpty()) {
+            return deleted;
+        }
+        record Version(Path dir, long written) {}
+        java.util.List<Version> versions = new java.util.ArrayList<>();
+        try {
+            for (org.apache.hadoop.fs.FileStatus st : storage.fs(root).listStatus(root)) {
+                if (st.isDirectory() && VERSION_NAME.matcher(st.getPath().getName()).matches()) {
+                    Path manifest = new Path(st.getPath(), MANIFEST);
+                    long written = storage.exists(manifest)
+                            ? storage.fs(manifest).getFileStatus(manifest).getModificationTime() : Long.MIN_VALUE;
+                    versions.add(new Version(st.getPath(), written));
+                }
+            }
+        } catch (IOException e) {
+            throw Storage.failure("list", root, e);
+        }
+        versions.sort(java.util.Comparator.comparingLong(Version::written).reversed()
+                .thenComparing(v -> v.dir().getName(), java.util.Comparator.reverseOrder()));
+        String current = latest.get().getName();
+        for (int i = keep; i < versions.size(); i++) {
+            Path dir = versions.get(i).dir();
+            if (!dir.getName().equals(current)) {
+                storage.delete(dir);
+                deleted.add(dir);
+                progress.accept("--keep-versions " + keep + ": deleted " + dir);
+            }
+        }
+        return deleted;
     }
 
     public VersionManifest manifest(Path versionDir) {

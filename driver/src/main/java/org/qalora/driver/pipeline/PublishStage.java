@@ -1,9 +1,11 @@
 package org.qalora.driver.pipeline;
 
+import java.io.IOException;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
+import org.apache.hadoop.fs.FileUtil;
 import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
@@ -63,6 +65,16 @@ public final class PublishStage {
      */
     public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
                         String stateSha256, String configHash, Map<String, String> extraInfo) {
+        return publish(root, baseModel, adapterConfig, state, round, stateSha256, null, configHash, extraInfo);
+    }
+
+    /**
+     * As above, and with {@code committedState} (the round's committed state file, whose SHA-256 is
+     * {@code stateSha256}) copied into the version as {@value WarmStart#STATE_FILE}: the adapter with its Adam moments
+     * and step, what {@code --warm-start} continues from (null: a version without it).
+     */
+    public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
+                        String stateSha256, Path committedState, String configHash, Map<String, String> extraInfo) {
         String version = versionName(round, stateSha256);
         Map<String, String> info = new LinkedHashMap<>(extraInfo);
         info.put("configHash", configHash);
@@ -83,6 +95,15 @@ public final class PublishStage {
             String adapterDir = HadoopPaths.child(tmp.toString(), ADAPTER_DIR);
             AdapterState.fromWeights(dims, adapterConfig, weights, state.step()).writePeft(adapterDir, baseModel, paths);
             report[0] = merge.run(baseModel, adapterDir, tmp.toString(), maxShardBytes);
+            if (committedState != null) {
+                Path copy = new Path(tmp, WarmStart.STATE_FILE);
+                FileUtil.copy(storage.fs(committedState), committedState, storage.fs(copy), copy, false, storage.conf());
+                String sha = storage.sha256(copy);
+                if (!sha.equals(stateSha256)) {
+                    throw new IOException("the copy " + copy + " of " + committedState + " has SHA-256 " + sha
+                            + ", the committed round's manifest says " + stateSha256);
+                }
+            }
         });
         if (report[0] != null) {
             progress.accept(String.format(java.util.Locale.ROOT,

@@ -10,6 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.function.Consumer;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -20,6 +21,7 @@ import org.apache.hadoop.security.AccessControlException;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
+import org.qalora.driver.output.ModelPublisher;
 
 /**
  * The output directory of a train run:
@@ -31,6 +33,7 @@ import org.qalora.driver.config.TrainJob;
  *   checkpoints/          committed rounds, updates, metrics.jsonl
  *   v-rNNNNN-HHHHHHHH/    published merged models (model + adapter/ + _MANIFEST.json); round + state hash
  *   LATEST                the name of the newest published version
+ *   _LOCK                 held by the driver running here ({@link OutputLock})
  * </pre>
  * {@link #problems} inspects the directory without writing; {@link #claim} writes run.json, and is called only
  * once every other check has passed, so that a refused run leaves nothing behind. A rerun resumes only if its
@@ -57,7 +60,7 @@ public final class RunDirectory {
                     "source-max-len", "target-max-len"));
 
     /** What the directory holds, as read without writing. */
-    private enum Kind { NEW, FOREIGN, NOT_A_DIRECTORY, UNREADABLE, SAME_RUN, OTHER_UNTRAINED, OTHER_TRAINED }
+    private enum Kind { NEW, FOREIGN, NOT_A_DIRECTORY, UNREADABLE, SAME_RUN, OTHER_UNTRAINED, OTHER_TRAINED, CONTINUED }
 
     private record Inspection(Kind kind, Map<String, Object> recorded, int committedRound, List<String> foreign,
                               String detail) {}
@@ -94,6 +97,7 @@ public final class RunDirectory {
             case FOREIGN -> force ? List.of() : List.of(out + " is not empty and holds no qalora run ("
                     + describe(in.foreign()) + "); use a new or empty directory, or pass --force to write the run "
                     + "beside those files");
+            case CONTINUED -> List.of();
             case SAME_RUN -> in.committedRound() > job.rounds()
                     ? List.of(out + " holds this run with " + in.committedRound() + " committed rounds; --rounds "
                             + job.rounds() + " is fewer: pass --rounds " + in.committedRound()
@@ -162,6 +166,7 @@ public final class RunDirectory {
             case FOREIGN -> progress.accept("--force: writing the run into " + root + " beside "
                     + describe(in.foreign()));
             case OTHER_UNTRAINED -> replaceUntrained(job, in.recorded());
+            case CONTINUED -> replaceContinued(job, in.recorded());
             default -> { }
         }
         storage.mkdirs(root);
@@ -198,6 +203,117 @@ public final class RunDirectory {
         progress.accept("--force: " + root + " now holds this run (the replaced one had no committed round)");
     }
 
+    /**
+     * A warm start from a version of this directory that the run recorded here published (the scheduled case: each
+     * tick continues the last one in the same output): that run is finished and its result is the new run's start,
+     * so its checkpoints and the derived outputs of settings that changed go. They are first renamed to
+     * {@code _tmp-} names (one rename each), then run.json is rewritten, then they are deleted: a crash at any point
+     * leaves either the finished run (rerun: the same replacement) or the new run with leftovers that its rerun
+     * removes.
+     */
+    private void replaceContinued(TrainJob job, Map<String, Object> recorded) {
+        Map<?, ?> old = recorded.get("settings") instanceof Map<?, ?> m ? m : Map.of();
+        Map<String, Object> now = job.resultSettings();
+        List<String> moved = new ArrayList<>();
+        List<Path> asides = new ArrayList<>();
+        List<String> dirs = new ArrayList<>(List.of("checkpoints"));
+        DERIVED.forEach((dir, inputs) -> {
+            if (inputs.stream().anyMatch(k -> !Objects.equals(String.valueOf(old.get(k)), String.valueOf(now.get(k))))) {
+                dirs.add(dir);
+            }
+        });
+        for (String dir : dirs) {
+            if (storage.exists(child(dir))) {
+                Path aside = Storage.temporarySibling(child(dir));
+                if (!storage.renameToFresh(child(dir), aside)) {
+                    throw new IllegalStateException("cannot move " + child(dir) + " aside to " + aside);
+                }
+                moved.add(dir);
+                asides.add(aside);
+            }
+        }
+        storage.mkdirs(root);
+        writeRunFile(job);
+        asides.forEach(storage::delete);
+        removeLeftovers();
+        progress.accept("warm start into the same output: " + root + " now holds this run; the finished run it "
+                + "continues left its published versions, and its " + String.join(", ", moved) + " went");
+    }
+
+    /** The settings run.json records (empty when there is none or it is unreadable). */
+    public Map<String, Object> recordedSettings() {
+        Path file = child(RUN_FILE);
+        try {
+            if (!storage.exists(file)) {
+                return Map.of();
+            }
+            Map<String, Object> run = JSON.readValue(storage.readAll(file),
+                    new TypeReference<LinkedHashMap<String, Object>>() {});
+            return run.get("settings") instanceof Map<?, ?> m ? new LinkedHashMap<>(castKeys(m)) : Map.of();
+        } catch (IOException | RuntimeException e) {
+            return Map.of();
+        }
+    }
+
+    /**
+     * True when run.json records {@code job}'s run but for the settings {@code except}: all other settings equal
+     * (compared as JSON, so numbers compare by value whatever Java type they had).
+     */
+    public boolean recordsSameRunExcept(TrainJob job, java.util.Set<String> except) {
+        Map<String, Object> recorded = new LinkedHashMap<>(recordedSettings());
+        if (recorded.isEmpty()) {
+            return false;
+        }
+        Map<String, Object> here = new LinkedHashMap<>(job.resultSettings());
+        recorded.keySet().removeAll(except);
+        here.keySet().removeAll(except);
+        try {
+            return JSON.readTree(JSON.writeValueAsString(recorded)).equals(JSON.readTree(JSON.writeValueAsString(here)));
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** True when LATEST names a version the run recorded in run.json published (that run is finished). */
+    public boolean recordedRunPublished() {
+        Path file = child(RUN_FILE);
+        if (!storage.exists(file)) {
+            return false;
+        }
+        ModelPublisher publisher = new ModelPublisher(storage);
+        try {
+            Object hash = JSON.readValue(storage.readAll(file), new TypeReference<LinkedHashMap<String, Object>>() {})
+                    .get("configHash");
+            return publisher.latest(root).map(v -> Objects.equals(hash, publisher.manifest(v).info().get("configHash")))
+                    .orElse(false);
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    private static Map<String, Object> castKeys(Map<?, ?> m) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        m.forEach((k, v) -> out.put(String.valueOf(k), v));
+        return out;
+    }
+
+    /**
+     * True when {@code job} warm-starts from a version in this directory that the recorded run published (its
+     * manifest carries the recorded config hash): that run is finished, and this one continues it.
+     */
+    private boolean continuesRecordedRun(TrainJob job, Map<String, Object> recorded) {
+        Optional<WarmStart.Source> source = WarmStart.Source.parse(job.warmStart());
+        if (source.isEmpty()) {
+            return false;
+        }
+        Path version = storage.path(source.get().version());
+        if (!root.equals(version.getParent()) || !storage.exists(new Path(version, ModelPublisher.MANIFEST))) {
+            return false;
+        }
+        Map<String, String> info = new ModelPublisher(storage).manifest(version).info();
+        return Objects.equals(recorded.get("configHash"), info.get("configHash"));
+    }
+
     private Inspection inspect(TrainJob job) {
         if (!storage.exists(root)) {
             return new Inspection(Kind.NEW, Map.of(), 0, List.of(), null);
@@ -210,7 +326,7 @@ public final class RunDirectory {
             List<String> names = new ArrayList<>();
             for (FileStatus st : list(root)) {
                 String name = st.getPath().getName();
-                if (!LEFTOVER.matcher(name).matches()) {
+                if (!LEFTOVER.matcher(name).matches() && !name.equals(OutputLock.FILE)) {
                     names.add(name);
                 }
             }
@@ -225,6 +341,9 @@ public final class RunDirectory {
         int committed = committedRound();
         if (job.configHash().equals(recorded.get("configHash"))) {
             return new Inspection(Kind.SAME_RUN, recorded, committed, List.of(), null);
+        }
+        if (continuesRecordedRun(job, recorded)) {
+            return new Inspection(Kind.CONTINUED, recorded, committed, List.of(), null);
         }
         String diff = differences(recorded.get("settings"), job.resultSettings());
         return new Inspection(committed > 0 ? Kind.OTHER_TRAINED : Kind.OTHER_UNTRAINED, recorded, committed,

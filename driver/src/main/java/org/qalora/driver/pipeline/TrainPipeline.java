@@ -19,6 +19,7 @@ import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.merge.MergeJob;
+import org.qalora.driver.output.ModelPublisher;
 import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.rounds.RoundSettings;
 import org.qalora.driver.rounds.TrainingRounds;
@@ -65,12 +66,35 @@ public final class TrainPipeline {
         SparkSettings.apply(conf, job.master(), "qalora-train");
         checkDevice(job, conf.get("spark.master"));
         SparkSettings.applyDevice(conf, job.gpuRequested());
+        refuseABusyOutput(job, conf);
         SparkSession spark = SparkSession.builder().config(conf).getOrCreate();
         try {
             return run(job, spark);
         } finally {
             spark.stop();
         }
+    }
+
+    /**
+     * Before Spark starts (seconds, and on a cluster the executors it requests): a run on an output that a live driver
+     * holds is refused now, through the job's Hadoop settings. The lock is taken and let go
+     * at once; the run takes it again for good once Spark is up (a run that slips in between is refused then).
+     */
+    private void refuseABusyOutput(TrainJob job, SparkConf conf) {
+        // The Hadoop configuration SparkContext will build from this conf (spark.hadoop.*, spark.buffer.size, ...), so
+        // that the file system clients this probe creates, and Hadoop caches, are the ones the run would create.
+        Configuration hadoop = org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
+        Storage storage = new Storage(hadoop);
+        org.apache.hadoop.fs.Path root;
+        try {
+            root = storage.path(job.output());
+            if (!storage.isDirectory(root)) {
+                return;   // nothing to hold yet; creating it waits for the checks
+            }
+        } catch (RuntimeException e) {
+            return;       // the checks report an unusable output
+        }
+        OutputLock.acquire(storage, root, progress).close();
     }
 
     /**
@@ -85,9 +109,37 @@ public final class TrainPipeline {
         Storage storage = new Storage(hadoop);
         HadoopPaths paths = new HadoopPaths(hadoop);
         TrainPreflight preflight = new TrainPreflight(storage, repoRoot);
-        TrainJob job = preflight.normalise(given);
-        RunDirectory run = new RunDirectory(storage, job.output(), progress);
-        preflight.check(job, run, force);
+        DataGlobs.Expanded globs = DataGlobs.expand(preflight.normalise(given), storage);
+        TrainJob globbed = globs.job();
+        RunDirectory run = new RunDirectory(storage, globbed.output(), progress);
+        // The output lock (one driver per output) comes before anything reads the directory when the directory
+        // exists; a new one is only created, with the lock, once the read-only checks passed (a refused run leaves
+        // nothing behind). A second run on a busy output is refused here, naming the holder.
+        OutputLock lock = storage.isDirectory(run.root()) ? OutputLock.acquire(storage, run.root(), progress) : null;
+        try {
+            java.util.Optional<TrainJob> resumed = DataGlobs.resumedRun(globs, run, progress);
+            WarmStart.Resolution warm = resumed.isPresent()
+                    ? new WarmStart.Resolution(resumed.get(), WarmStart.Source.parse(resumed.get().warmStart())
+                            .orElse(null), List.of())
+                    : WarmStart.resolve(globbed, run, storage, progress);
+            TrainJob job = warm.job();
+            List<String> earlier = new java.util.ArrayList<>(globs.problems());
+            earlier.addAll(warm.problems());
+            preflight.check(job, run, force, earlier);
+            if (lock == null) {
+                lock = OutputLock.acquire(storage, run.root(), progress);
+            }
+            return run(job, spark, jsc, hadoop, storage, paths, run, warm.source());
+        } finally {
+            if (lock != null) {
+                lock.close();
+            }
+        }
+    }
+
+    /** The stages, under the output lock, once every check passed. */
+    private Outcome run(TrainJob job, SparkSession spark, JavaSparkContext jsc, Configuration hadoop, Storage storage,
+                        HadoopPaths paths, RunDirectory run, WarmStart.Source warmStart) {
         HoldPoint hold = HoldPoint.parse(spark.conf().get(HoldPoint.CONF_KEY, ""), progress);
         if (run.claim(job, force)) {
             progress.accept("output " + run.root() + " holds this run (same settings): continuing it");
@@ -118,8 +170,7 @@ public final class TrainPipeline {
                     : QaloraConfig.lora(job.rank(), job.alpha(), job.dropout());
             WorkerTrainerFactory factory = new WorkerTrainerFactory(model.baseModel(), dataset, heldOut, plan, adapter,
                     job.lr(), job.schedule(), job.warmupSteps(), job.totalSteps(), threads, new ShippedHadoopConf(hadoop),
-                    job.device(),
-                    job.backendPrecision(), job.recompute());
+                    job.device(), job.backendPrecision(), job.recompute(), warmStart);
             progress.accept(String.format(java.util.Locale.ROOT,
                     "training: %d rounds x %d slots x %d steps of %d sequences (length grouping %s; micro-batches of "
                             + "<= %d tokens), %s, rank %d, alpha %s, lr %.2e%s (%s schedule, %d warmup steps); "
@@ -150,9 +201,10 @@ public final class TrainPipeline {
                 progress.accept("merge: this run's final model is already published");
             } else {
                 published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.state(),
-                        result.last().round(), result.last().stateSha256(), job.configHash(),
-                        Map.of("planHash", factory.planHash()));
+                        result.last().round(), result.last().stateSha256(), result.last().stateFile(),
+                        job.configHash(), publishedInfo(job, factory.planHash()));
             }
+            new ModelPublisher(storage, hold, progress).retain(run.root(), job.keepVersions());
             progress.accept("done: merged " + (job.qalora() ? "quantized" : "float32") + " model in " + published
                     + " (adapter in PEFT layout in " + published + "/" + PublishStage.ADAPTER_DIR + "; metrics in "
                     + run.checkpoints() + "/" + CheckpointStore.METRICS + ")");
@@ -160,6 +212,14 @@ public final class TrainPipeline {
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);
         }
+    }
+
+    /** What the version's manifest records besides the checkpoint's identity: the plan, and the base a warm start must share. */
+    private static Map<String, String> publishedInfo(TrainJob job, String planHash) {
+        Map<String, String> info = new java.util.LinkedHashMap<>();
+        info.put("planHash", planHash);
+        info.putAll(WarmStart.baseIdentity(job));
+        return info;
     }
 
     /**

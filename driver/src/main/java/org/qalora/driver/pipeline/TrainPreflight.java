@@ -54,7 +54,15 @@ public final class TrainPreflight {
 
     /** Throws {@link InvalidSettingsException} listing every problem of {@code job} (already normalised). */
     public void check(TrainJob job, RunDirectory run, boolean force) {
-        List<String> problems = new ArrayList<>();
+        check(job, run, force, List.of());
+    }
+
+    /**
+     * As above, with {@code earlier} problems found while resolving the job (a glob matching nothing, an unusable warm
+     * start) listed first in the same refusal. Data given as a glob that matched nothing is not checked again.
+     */
+    public void check(TrainJob job, RunDirectory run, boolean force, List<String> earlier) {
+        List<String> problems = new ArrayList<>(earlier);
         LlamaConfig config = model(job, problems);
         String tokenizer = job.tokenizer() != null ? job.tokenizer()
                 : job.model() == null ? repoRoot.resolve("samples/tokenizer/tokenizer.json").toString()
@@ -64,9 +72,14 @@ public final class TrainPreflight {
         if (vocab != null || job.tokenizer() != null) {
             tokenizer(tokenizer, job.tokenizer() != null, vocab, job.model(), problems);
         }
-        data("--data", job.data(), job, problems);
-        if (!job.evalData().isEmpty()) {
-            data("--eval-data", job.evalData(), job, problems);
+        // A glob still in the job matched nothing (DataGlobs listed it already): check the other inputs only.
+        List<String> data = job.data().stream().filter(d -> !DataGlobs.isGlob(d)).toList();
+        List<String> evalData = job.evalData().stream().filter(d -> !DataGlobs.isGlob(d)).toList();
+        if (data.size() == job.data().size() || !data.isEmpty()) {
+            data("--data", data, job, problems);
+        }
+        if (!evalData.isEmpty()) {
+            data("--eval-data", evalData, job, problems);
         }
         if (job.template() != null && !job.template().equals("auto")) {
             try {
@@ -94,7 +107,7 @@ public final class TrainPreflight {
             for (String location : TrainJobLoader.paths(merged, key)) {
                 try {
                     if (!(key.equals("template") && location.equals("auto")) && !paths.exists(location)
-                            && !location.contains("*")) {
+                            && !DataGlobs.isGlob(location)) {
                         missing.add("--" + key + " " + location + " does not exist (or is not readable)"
                                 + DataPreview.didYouMean(location, paths.configuration()));
                     }

@@ -12,10 +12,12 @@ import org.qalora.datasets.plan.PlannedBatch;
 import org.qalora.datasets.plan.ShardBatchReader;
 import org.qalora.datasets.plan.TokenBatch;
 import org.qalora.datasets.plan.TrainingPlan;
+import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotTrainer;
 import org.qalora.driver.rounds.SlotTrainerFactory;
 import org.qalora.quant.io.ShippedHadoopConf;
+import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
@@ -60,6 +62,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     private final String requestedDevice;
     private final Precision precision;
     private final boolean recompute;
+    private final WarmStart.Source warmStart;   // null: round 0 is a fresh adapter
 
     /**
      * @param model           quantized base model directory (any Hadoop path)
@@ -88,6 +91,19 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
                                 QaloraConfig adapter, Double learningRate, Schedule schedule, long warmupSteps,
                                 long totalSteps, int threads, ShippedHadoopConf hadoopConf, String requestedDevice,
                                 Precision precision, boolean recompute) {
+        this(model, dataset, evalDataset, planSettings, adapter, learningRate, schedule, warmupSteps, totalSteps, threads,
+                hadoopConf, requestedDevice, precision, recompute, null);
+    }
+
+    /**
+     * @param warmStart the published adapter (with its optimizer state) round 0 starts from, or null for a fresh one
+     *                  ({@link WarmStart}); the learning-rate schedule then starts at its step
+     */
+    public WorkerTrainerFactory(String model, String dataset, String evalDataset, PlanSettings planSettings,
+                                QaloraConfig adapter, Double learningRate, Schedule schedule, long warmupSteps,
+                                long totalSteps, int threads, ShippedHadoopConf hadoopConf, String requestedDevice,
+                                Precision precision, boolean recompute, WarmStart.Source warmStart) {
+        this.warmStart = warmStart;
         this.requestedDevice = Backends.checkRequested(requestedDevice);
         if (precision == Precision.BF16 && this.requestedDevice.equals("cpu")) {
             throw new IllegalArgumentException("precision bf16 needs a GPU: the CPU backend computes in fp32 only"
@@ -145,7 +161,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
     TrainingConfig trainingConfig() {
         QaloraConfig a = adapterConfig();
         TrainingConfig c = TrainingConfig.defaults(a.pooling(), totalSteps).withRecompute(recompute)
-                .withSchedule(schedule, warmupSteps);
+                .withSchedule(schedule, warmupSteps).withScheduleStart(warmStart == null ? 0 : warmStart.step());
         return learningRate == null ? c : c.withLearningRate(learningRate);
     }
 
@@ -190,11 +206,45 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
      */
     @Override
     public AdapterTensors initialState(long seed) {
+        AdapterTensors fresh;
         try {
-            return toTensors(AdapterState.initial(LlamaConfig.read(model, paths()), adapterConfig(), seed));
+            fresh = toTensors(AdapterState.initial(LlamaConfig.read(model, paths()), adapterConfig(), seed));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read the config.json of " + model + ": " + e.getMessage(), e);
         }
+        return warmStart == null ? fresh : warmState(fresh);
+    }
+
+    /**
+     * The warm start's state file, checked against the SHA-256 its version's manifest recorded and against the layout
+     * a fresh adapter of this run would have (the manifest check of base and shape already passed; this catches a
+     * file that does not match what it claims).
+     */
+    private AdapterTensors warmState(AdapterTensors fresh) {
+        Storage storage = new Storage(paths());
+        org.apache.hadoop.fs.Path file = storage.path(warmStart.stateFile());
+        if (!storage.exists(file)) {
+            throw new IllegalStateException("--warm-start: " + file + " is gone (this run's round 0 was not committed "
+                    + "yet and starts from it): restore it, or start the run in a new --output");
+        }
+        String sha = storage.sha256(file);
+        if (!sha.equals(warmStart.sha256())) {
+            throw new IllegalStateException("--warm-start: " + file + " has SHA-256 " + sha + ", but its version "
+                    + "recorded " + warmStart.sha256() + ": it changed after it was published");
+        }
+        AdapterTensors warm = AdapterStateFile.read(storage, file).state();
+        for (String k : fresh.keys()) {
+            if (!warm.keys().contains(k) || !java.util.Arrays.equals(warm.tensor(k).shape(), fresh.tensor(k).shape())) {
+                throw new IllegalStateException("--warm-start: " + file + " does not fit this run's adapter: tensor " + k
+                        + (warm.keys().contains(k) ? " has shape " + java.util.Arrays.toString(warm.tensor(k).shape())
+                        + ", this run's is " + java.util.Arrays.toString(fresh.tensor(k).shape()) : " is missing"));
+            }
+        }
+        if (warm.keys().size() != fresh.keys().size()) {
+            throw new IllegalStateException("--warm-start: " + file + " has " + warm.keys().size() + " tensors, this "
+                    + "run's adapter " + fresh.keys().size());
+        }
+        return warm;
     }
 
     /** The opened trainer: base model, plan, held-out batches and shard readers of one executor and device. */

@@ -95,4 +95,33 @@ class ModelPublisherTest {
             assertEquals(0, files.count());
         }
     }
+
+    /**
+     * {@code --keep-versions}: the N newest versions stay, and the one LATEST names whatever its age; a version left
+     * without its manifest (a delete cut short) counts as oldest; other names are never touched; 0 keeps all.
+     */
+    @Test
+    void retainKeepsTheNewestVersionsAndTheOneLatestNames() throws Exception {
+        Storage s = new Storage(new Configuration());
+        List<String> log = new ArrayList<>();
+        ModelPublisher pub = new ModelPublisher(s, HoldPoint.none(), log::add);
+        var root = s.path(dir.toString());
+        List<String> names = List.of("v-r00002-aaaaaaaa", "v-r00002-bbbbbbbb", "v-r00001-cccccccc", "v-r00003-dddddddd");
+        for (String name : names) {
+            pub.publish(root, name, Map.of(), d -> write(new org.apache.hadoop.fs.Path(d, "config.json"), name, s));
+            Thread.sleep(20);   // manifests written at distinct times: that is the order retain keeps
+        }
+        Files.createDirectories(dir.resolve("v-r00009-eeeeeeee"));   // no manifest: a half-deleted version
+        Files.createDirectories(dir.resolve("notes"));
+        assertTrue(pub.retain(root, 0).isEmpty(), "0 keeps every version");
+        // LATEST names an older version (e.g. set back by hand): it stays besides the newest.
+        Files.writeString(dir.resolve(ModelPublisher.LATEST), "v-r00002-bbbbbbbb\n");
+        List<String> deleted = pub.retain(root, 1).stream().map(org.apache.hadoop.fs.Path::getName).sorted().toList();
+        assertEquals(List.of("v-r00001-cccccccc", "v-r00002-aaaaaaaa", "v-r00009-eeeeeeee"), deleted);
+        try (var left = Files.list(dir)) {
+            assertEquals(List.of(ModelPublisher.LATEST, "notes", "v-r00002-bbbbbbbb", "v-r00003-dddddddd"),
+                    left.map(p -> p.getFileName().toString()).sorted().toList());
+        }
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("--keep-versions 1: deleted ")), String.join("\n", log));
+    }
 }

@@ -11,16 +11,25 @@ import org.qalora.worker.adapter.Pooling;
  * @param warmupSteps  linear warmup steps
  * @param totalSteps   steps of the whole run, for linear/cosine decay
  * @param recompute    keep only each layer's input and recompute its activations in backward
+ * @param scheduleStart the global step the schedule starts at: a warm-started run continues the optimizer's step
+ *                      count (Adam's bias correction belongs to its moments) but runs its own warmup and decay over
+ *                      its own {@code totalSteps}, so global step {@code scheduleStart + s} uses the rate of step s
  */
 public record TrainingConfig(double learningRate, double beta1, double beta2, double eps, double weightDecay,
                              double maxGradNorm, Schedule schedule, long warmupSteps, long totalSteps,
-                             boolean recompute) implements java.io.Serializable {
+                             boolean recompute, long scheduleStart) implements java.io.Serializable {
+    /** A schedule from global step 0 (a run that does not warm-start). */
+    public TrainingConfig(double learningRate, double beta1, double beta2, double eps, double weightDecay,
+                          double maxGradNorm, Schedule schedule, long warmupSteps, long totalSteps, boolean recompute) {
+        this(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps, totalSteps, recompute, 0);
+    }
+
     /** Plain LoRA's usual rate (qa-lora's and QLoRA's scripts). */
     public static final double LORA_LEARNING_RATE = 2e-4;
 
     public TrainingConfig {
         if (!(learningRate >= 0) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0)
-                || !(weightDecay >= 0) || !(maxGradNorm >= 0) || warmupSteps < 0 || totalSteps < 0) {
+                || !(weightDecay >= 0) || !(maxGradNorm >= 0) || warmupSteps < 0 || totalSteps < 0 || scheduleStart < 0) {
             throw new IllegalArgumentException("invalid training config " + TrainingConfig.class.getSimpleName()
                     + "[lr " + learningRate + ", betas " + beta1 + "/" + beta2 + ", eps " + eps + ", wd " + weightDecay
                     + ", clip " + maxGradNorm + ", warmup " + warmupSteps + ", total " + totalSteps + "]");
@@ -52,22 +61,28 @@ public record TrainingConfig(double learningRate, double beta1, double beta2, do
     }
 
     public TrainingConfig withLearningRate(double lr) {
-        return new TrainingConfig(lr, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps, totalSteps, recompute);
+        return new TrainingConfig(lr, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps, totalSteps, recompute, scheduleStart);
     }
 
     /** The learning-rate schedule and its linear warmup ({@code qalora train --lr-schedule, --warmup-steps}). */
     public TrainingConfig withSchedule(Schedule newSchedule, long warmup) {
         return new TrainingConfig(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, newSchedule, warmup,
-                totalSteps, recompute);
+                totalSteps, recompute, scheduleStart);
     }
 
     public TrainingConfig withRecompute(boolean on) {
         return new TrainingConfig(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps,
-                totalSteps, on);
+                totalSteps, on, scheduleStart);
     }
 
-    /** The learning rate of the optimizer step with 0-based index {@code s}. */
+    /** The same settings with the schedule starting at global step {@code start} (a warm start). */
+    public TrainingConfig withScheduleStart(long start) {
+        return new TrainingConfig(learningRate, beta1, beta2, eps, weightDecay, maxGradNorm, schedule, warmupSteps,
+                totalSteps, recompute, start);
+    }
+
+    /** The learning rate of the optimizer step with 0-based global index {@code s} (s >= scheduleStart). */
     public double learningRateAt(long s) {
-        return learningRate * schedule.multiplier(s, warmupSteps, totalSteps);
+        return learningRate * schedule.multiplier(s - scheduleStart, warmupSteps, totalSteps);
     }
 }

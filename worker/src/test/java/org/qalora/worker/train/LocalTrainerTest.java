@@ -153,4 +153,20 @@ class LocalTrainerTest {
         assertEquals(1e-3, TrainingConfig.defaultLearningRate(Pooling.MEAN), 1e-12);
         assertEquals(2e-4, TrainingConfig.defaultLearningRate(Pooling.SUM), 1e-12);
     }
+
+    /**
+     * A warm-started run ({@code scheduleStart}): global step {@code start + s} takes the rate of step s of a fresh
+     * schedule over the run's own steps, warmup included, while the step count (Adam's bias correction) goes on.
+     */
+    @Test
+    void aScheduleStartShiftsWarmupAndDecayToTheWarmStartsStep() {
+        TrainingConfig fresh = TrainingConfig.defaults(Pooling.MEAN, 10).withSchedule(Schedule.COSINE, 2);
+        TrainingConfig warm = fresh.withScheduleStart(40);
+        for (long s = 0; s < 10; s++) {
+            assertEquals(fresh.learningRateAt(s), warm.learningRateAt(40 + s), 0.0, "step " + s);
+        }
+        assertEquals(0.0, warm.learningRateAt(40), "the warmup restarts at the warm start");
+        assertEquals(fresh.learningRate(), fresh.withScheduleStart(0).learningRateAt(2), 0.0);
+        assertThrows(IllegalArgumentException.class, () -> fresh.withScheduleStart(-1));
+    }
 }

@@ -1,0 +1,213 @@
+package org.qalora.worker.quantize;
+
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.config.GptqConfig;
+import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.quantizer.GptqQuantizer;
+import org.qalora.quant.quantizer.HessianSum;
+import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.worker.backend.CpuBackend;
+import org.qalora.worker.backend.LinearWeight;
+import org.qalora.worker.model.LlamaDims;
+import org.qalora.worker.model.Projection;
+
+/**
+ * The executor side of distributed GPTQ calibration (the driver's {@code GptqJob} schedules it): what one task
+ * computes, and the work directory through which tasks hand results to later stages. Layer by layer, stage by
+ * stage (true-sequential), as {@link LayerwiseGptq} does in one process, with the same {@link LayerCalibrator} and
+ * the same canonical Hessian order, so the quantized projections are bit for bit the same:
+ * <ul>
+ *   <li>{@link #hessianTask}: one calibration chunk; writes {@code X^T X} of the chunk per distinct input of the
+ *   stage ({@code partials/}), float64;
+ *   <li>{@link #solveTask}: one projection; adds the chunks' partials in chunk order, factorises, runs GPTQ on the
+ *   dense weight, writes the quantized projection ({@code projections/}).
+ * </ul>
+ * A chunk's hidden states entering layer {@code l} are kept in this JVM between stages ({@link #HIDDEN}) and also
+ * written to {@code hidden/}, so a task that lands on another executor (or after an executor loss) reads them
+ * instead; if that file is missing too, they are recomputed from the previous layer's. Every file is written to a
+ * temporary name and renamed, and every task's output is a function of its inputs, so a retried task writes the
+ * same bytes. Calibration runs on the CPU in fp32, as single-process GPTQ does.
+ *
+ * @param dir       the work directory (under the run directory; removed by the driver when the model is written)
+ * @param source    the dense model directory
+ * @param gptq      the quantization settings
+ * @param sequences calibration sequences in {@link #calibrationFile()}
+ * @param runId     identifies this calibration, so that a JVM never reuses hidden states of another one
+ */
+public record CalibrationWork(String dir, String source, GptqConfig gptq, int sequences, String runId)
+        implements Serializable {
+
+    /** Per JVM: chunk (of a run) -> the layer whose inputs are held, and those inputs {@code [sequences][T * H]}. */
+    private static final Map<String, Held> HIDDEN = new ConcurrentHashMap<>();
+
+    private record Held(int layer, float[][] hidden) {}
+
+    public int chunks() { return CalibrationChunks.count(sequences); }
+
+    /** The calibration token ids, {@code input_ids [sequences, T]} (see {@link CalibrationData}). */
+    public String calibrationFile() { return HadoopPaths.child(dir, "calibration.safetensors"); }
+
+    String hiddenFile(int layer, int chunk) {
+        return HadoopPaths.child(dir, String.format(Locale.ROOT, "hidden/layer-%03d-chunk-%02d.f32", layer, chunk));
+    }
+
+    String partialFile(int layer, int stage, Projection input, int chunk) {
+        return HadoopPaths.child(dir, String.format(Locale.ROOT, "partials/layer-%03d-stage-%d-%s-chunk-%02d.f64",
+                layer, stage, input.name().toLowerCase(Locale.ROOT), chunk));
+    }
+
+    String projectionFile(String prefix) {
+        return HadoopPaths.child(dir, "projections/" + prefix + ".qm");
+    }
+
+    /** The stages of a layer, in order. */
+    public List<Set<Projection>> stages() {
+        return LayerCalibrator.stages(gptq.trueSequential());
+    }
+
+    /** One calibration task: chunk {@code chunk}'s partial Hessians of stage {@code stage} of layer {@code layer}. */
+    public static void hessianTask(CalibrationWork work, int layer, int stage, int chunk, HadoopPaths paths,
+                                   int threads) throws IOException {
+        try (Checkpoint checkpoint = Checkpoint.open(work.source, paths);
+             CpuBackend backend = new CpuBackend(threads)) {
+            ModelParts parts = new ModelParts(checkpoint, checkpoint.config(), backend);
+            CalibrationData data = CalibrationData.read(work.calibrationFile(), parts.config.vocabSize(), paths);
+            LayerCalibrator calibrator = new LayerCalibrator(parts, data.seqLen());
+            float[][] hidden = work.hiddenEntering(layer, chunk, parts, calibrator, data, paths);
+            Set<Projection> current = work.stages().get(stage);
+            Map<Projection, LinearWeight> weights = new EnumMap<>(Projection.class);
+            LlamaDims d = ModelParts.dims(parts.config);
+            for (Projection p : Projection.values()) {
+                boolean done = false;
+                for (int s = 0; s < stage; s++) {
+                    done |= work.stages().get(s).contains(p);
+                }
+                weights.put(p, done ? backend.quantizedWeight(work.readProjection(p.prefix(layer), paths))
+                        : backend.denseWeight(backend.upload(parts.projectionWeight(layer, p), p.outFeatures(d), p.inFeatures(d))));
+            }
+            for (Map.Entry<Projection, HessianSum> e : calibrator.hessians(layer, weights, current, hidden).entrySet()) {
+                paths.writeAtomically(work.partialFile(layer, stage, e.getKey(), chunk), out -> e.getValue().write(out));
+            }
+        }
+    }
+
+    /** One solve task: GPTQ of projection {@code p} of layer {@code layer}, from the chunks' partials of its stage. */
+    public static void solveTask(CalibrationWork work, int layer, int stage, Projection p, HadoopPaths paths)
+            throws IOException {
+        Set<Projection> current = work.stages().get(stage);
+        Projection input = LayerCalibrator.inputOf(p, current);
+        HessianSum sum = null;
+        for (int c = 0; c < work.chunks(); c++) { // chunk order: the canonical sum, as LayerwiseGptq
+            String file = work.partialFile(layer, stage, input, c);
+            HessianSum partial;
+            try (InputStream in = paths.open(file)) {
+                partial = HessianSum.read(in, file);
+            }
+            if (sum == null) {
+                sum = new HessianSum(partial.columns());
+            }
+            sum.plus(partial);
+        }
+        String prefix = p.prefix(layer);
+        float[] dense;
+        LlamaDims d;
+        try (Checkpoint checkpoint = Checkpoint.open(work.source, paths)) {
+            d = ModelParts.dims(checkpoint.config());
+            dense = checkpoint.floats(prefix + ".weight");
+        }
+        GptqQuantizer quantizer = LayerwiseGptq.quantizer(work.gptq);
+        QuantizedMatrix q = quantizer.quantize(dense, p.outFeatures(d), p.inFeatures(d),
+                quantizer.prepare(sum.toHessian(), prefix), prefix);
+        paths.writeAtomically(work.projectionFile(prefix), out -> QuantizedMatrixFile.write(q, out));
+    }
+
+    /** A quantized projection a solve task wrote. */
+    public QuantizedMatrix readProjection(String prefix, HadoopPaths paths) throws IOException {
+        String file = projectionFile(prefix);
+        try (InputStream in = paths.open(file)) {
+            return QuantizedMatrixFile.read(in, file);
+        }
+    }
+
+    /** Forgets this JVM's hidden states of this calibration (the driver's last job calls it on every executor). */
+    public void forget() {
+        HIDDEN.keySet().removeIf(k -> k.startsWith(runId + "/"));
+    }
+
+    /** Chunk {@code chunk}'s hidden states entering {@code layer}: held here, else from its file, else computed. */
+    private float[][] hiddenEntering(int layer, int chunk, ModelParts parts, LayerCalibrator calibrator,
+                                     CalibrationData data, HadoopPaths paths) throws IOException {
+        String key = runId + "/" + chunk;
+        Held held = HIDDEN.get(key);
+        if (held != null && held.layer == layer) {
+            return held.hidden;
+        }
+        String file = hiddenFile(layer, chunk);
+        float[][] hidden;
+        if (paths.exists(file)) {
+            try (InputStream in = paths.open(file)) {
+                hidden = readHidden(in, file);
+            }
+        } else {
+            if (layer == 0) {
+                int from = CalibrationChunks.start(sequences, chunk);
+                int to = CalibrationChunks.start(sequences, chunk + 1);
+                hidden = parts.embed(new CalibrationData(Arrays.copyOfRange(data.ids(), from, to)));
+            } else {
+                hidden = hiddenEntering(layer - 1, chunk, parts, calibrator, data, paths);
+                hidden = hidden.clone(); // advance replaces the rows; the held array of layer - 1 stays intact
+                Map<Projection, LinearWeight> finished = new EnumMap<>(Projection.class);
+                for (Projection p : Projection.values()) {
+                    finished.put(p, parts.backend.quantizedWeight(readProjection(p.prefix(layer - 1), paths)));
+                }
+                calibrator.advance(layer - 1, finished, hidden);
+            }
+            float[][] written = hidden;
+            paths.writeAtomically(file, out -> writeHidden(written, out));
+        }
+        HIDDEN.put(key, new Held(layer, hidden)); // replaces the previous layer's: one layer per chunk held
+        return hidden;
+    }
+
+    static void writeHidden(float[][] hidden, java.io.OutputStream out) throws IOException {
+        DataOutputStream data = new DataOutputStream(out);
+        data.writeInt(hidden.length);
+        data.writeInt(hidden.length == 0 ? 0 : hidden[0].length);
+        for (float[] row : hidden) {
+            ByteBuffer b = ByteBuffer.allocate(4 * row.length).order(ByteOrder.LITTLE_ENDIAN);
+            b.asFloatBuffer().put(row);
+            data.write(b.array());
+        }
+        data.flush();
+    }
+
+    static float[][] readHidden(InputStream in, String where) throws IOException {
+        DataInputStream data = new DataInputStream(in);
+        int rows = data.readInt();
+        int length = data.readInt();
+        if (rows < 0 || length < 0) {
+            throw new IOException(where + ": corrupt hidden-state file (" + rows + " x " + length + ")");
+        }
+        float[][] hidden = new float[rows][length];
+        byte[] bytes = new byte[4 * length];
+        for (float[] row : hidden) {
+            data.readFully(bytes);
+            ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(row);
+        }
+        return hidden;
+    }
+}

@@ -106,6 +106,14 @@ public final class TrainCommand implements Callable<Integer> {
     boolean force;
     @Option(names = "--max-shard-size", paramLabel = "SIZE", description = "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB")
     String maxShardSize;
+    @Option(names = "--quantize", paramLabel = "gptq|rtn", description = "how QA-LoRA quantizes a float --model: gptq (the paper's; calibrated on --calibration-samples windows of --calibration-tokens tokens, as distributed Spark tasks) or rtn (round to nearest, no data); a GPTQ checkpoint is used as is; default gptq")
+    String quantize;
+    @Option(names = "--calibration", paramLabel = "FILE", description = "gptq: a UTF-8 text file to draw the calibration windows from (tokenized with the model's tokenizer); default: the training data (records in a seeded order)")
+    String calibration;
+    @Option(names = "--calibration-samples", paramLabel = "N", description = "gptq: calibration sequences; capped by the non-overlapping windows the source holds (the bundled demo sample holds one); default 128")
+    Integer calibrationSamples;
+    @Option(names = "--calibration-tokens", paramLabel = "T", description = "gptq: tokens per calibration sequence; capped by the tokens the source holds (fewer than 64 in all is an error); default 2048")
+    Integer calibrationTokens;
     @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "extra Spark setting (repeatable)")
     Map<String, String> conf = new LinkedHashMap<>();
 
@@ -146,6 +154,10 @@ public final class TrainCommand implements Callable<Integer> {
         flags.put("source-max-len", sourceMaxLen);
         flags.put("target-max-len", targetMaxLen);
         flags.put("max-shard-size", maxShardSize);
+        flags.put("quantize", quantize);
+        flags.put("calibration", calibration);
+        flags.put("calibration-samples", calibrationSamples);
+        flags.put("calibration-tokens", calibrationTokens);
         TrainJob settings;
         Map<String, Object> merged = null;
         try {

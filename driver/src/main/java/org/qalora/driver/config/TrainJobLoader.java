@@ -25,7 +25,7 @@ public final class TrainJobLoader {
             "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
             "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute",
             "lr-schedule", "warmup-steps", "skip-bad-records", "source-max-len", "target-max-len",
-            "max-shard-size");
+            "max-shard-size", "quantize", "calibration", "calibration-samples", "calibration-tokens");
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
     public static final String FLAGS = "flags";
@@ -71,6 +71,11 @@ public final class TrainJobLoader {
         d.put("source-max-len", ExampleEncoder.Settings.QALORA.sourceMaxLen());
         d.put("target-max-len", ExampleEncoder.Settings.QALORA.targetMaxLen());
         d.put("max-shard-size", ShardSize.DEFAULT);
+        // The paper's GPTQ calibration; the demo's small sample caps it (one sequence of the sample's tokens).
+        d.put("quantize", "gptq");
+        d.put("calibration", null);
+        d.put("calibration-samples", 128);
+        d.put("calibration-tokens", 2048);
         return d;
     }
 
@@ -172,7 +177,8 @@ public final class TrainJobLoader {
                 str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source),
                 str(m, "lr-schedule", source), integer(m, "warmup-steps", source), bool(m, "skip-bad-records", source),
                 integer(m, "source-max-len", source), integer(m, "target-max-len", source),
-                str(m, "max-shard-size", source));
+                str(m, "max-shard-size", source), str(m, "quantize", source), str(m, "calibration", source),
+                integer(m, "calibration-samples", source), integer(m, "calibration-tokens", source));
     }
 
     private static String str(Map<String, Object> m, String key, String source) {

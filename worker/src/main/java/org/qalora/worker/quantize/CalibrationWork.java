@@ -56,6 +56,9 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
 
     private record Held(int layer, float[][] hidden) {}
 
+    /** Where a calibration task found its chunk's hidden states. */
+    public enum HiddenFrom { MEMORY, FILE, COMPUTED }
+
     public int chunks() { return CalibrationChunks.count(sequences); }
 
     /** The calibration token ids, {@code input_ids [sequences, T]} (see {@link CalibrationData}). */
@@ -80,14 +83,15 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
     }
 
     /** One calibration task: chunk {@code chunk}'s partial Hessians of stage {@code stage} of layer {@code layer}. */
-    public static void hessianTask(CalibrationWork work, int layer, int stage, int chunk, HadoopPaths paths,
-                                   int threads) throws IOException {
+    public static HiddenFrom hessianTask(CalibrationWork work, int layer, int stage, int chunk, HadoopPaths paths,
+                                         int threads) throws IOException {
         try (Checkpoint checkpoint = Checkpoint.open(work.source, paths);
              CpuBackend backend = new CpuBackend(threads)) {
             ModelParts parts = new ModelParts(checkpoint, checkpoint.config(), backend);
             CalibrationData data = CalibrationData.read(work.calibrationFile(), parts.config.vocabSize(), paths);
             LayerCalibrator calibrator = new LayerCalibrator(parts, data.seqLen());
-            float[][] hidden = work.hiddenEntering(layer, chunk, parts, calibrator, data, paths);
+            HiddenFrom[] from = new HiddenFrom[1];
+            float[][] hidden = work.hiddenEntering(layer, chunk, parts, calibrator, data, paths, from);
             Set<Projection> current = work.stages().get(stage);
             Map<Projection, LinearWeight> weights = new EnumMap<>(Projection.class);
             LlamaDims d = ModelParts.dims(parts.config);
@@ -102,6 +106,7 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
             for (Map.Entry<Projection, HessianSum> e : calibrator.hessians(layer, weights, current, hidden).entrySet()) {
                 paths.writeAtomically(work.partialFile(layer, stage, e.getKey(), chunk), out -> e.getValue().write(out));
             }
+            return from[0];
         }
     }
 
@@ -150,25 +155,28 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
 
     /** Chunk {@code chunk}'s hidden states entering {@code layer}: held here, else from its file, else computed. */
     private float[][] hiddenEntering(int layer, int chunk, ModelParts parts, LayerCalibrator calibrator,
-                                     CalibrationData data, HadoopPaths paths) throws IOException {
+                                     CalibrationData data, HadoopPaths paths, HiddenFrom[] from) throws IOException {
         String key = runId + "/" + chunk;
         Held held = HIDDEN.get(key);
         if (held != null && held.layer == layer) {
+            from[0] = HiddenFrom.MEMORY;
             return held.hidden;
         }
         String file = hiddenFile(layer, chunk);
         float[][] hidden;
+        from[0] = HiddenFrom.FILE;
         if (paths.exists(file)) {
             try (InputStream in = paths.open(file)) {
                 hidden = readHidden(in, file);
             }
         } else {
+            from[0] = HiddenFrom.COMPUTED;
             if (layer == 0) {
-                int from = CalibrationChunks.start(sequences, chunk);
-                int to = CalibrationChunks.start(sequences, chunk + 1);
-                hidden = parts.embed(new CalibrationData(Arrays.copyOfRange(data.ids(), from, to)));
+                int first = CalibrationChunks.start(sequences, chunk);
+                int end = CalibrationChunks.start(sequences, chunk + 1);
+                hidden = parts.embed(new CalibrationData(Arrays.copyOfRange(data.ids(), first, end)));
             } else {
-                hidden = hiddenEntering(layer - 1, chunk, parts, calibrator, data, paths);
+                hidden = hiddenEntering(layer - 1, chunk, parts, calibrator, data, paths, new HiddenFrom[1]);
                 hidden = hidden.clone(); // advance replaces the rows; the held array of layer - 1 stays intact
                 Map<Projection, LinearWeight> finished = new EnumMap<>(Projection.class);
                 for (Projection p : Projection.values()) {

@@ -82,10 +82,8 @@ public final class CalibrationSampler {
                     + " UTF-8 text file to draw GPTQ's calibration windows from");
         }
         String text = new String(paths.readAllBytes(file), StandardCharsets.UTF_8);
-        int[] stream;
-        try (TextTokenizer tok = TextTokenizer.open(tokenizer, paths.configuration())) {
-            stream = tok.encode(text, false);
-        }
+        // Shared per JVM (the prepare job's tasks use the same instance in local mode): not closed here.
+        int[] stream = TextTokenizer.open(tokenizer, paths.configuration()).encode(text, false);
         for (int i = 0; i < stream.length; i++) {
             if (stream[i] < 0 || stream[i] >= vocabSize) {
                 throw new IllegalArgumentException("--calibration " + file + ": token " + i + " has id " + stream[i]

@@ -81,22 +81,25 @@ public final class GptqJob {
                     int stage = s;
                     jsc.setJobDescription(String.format(Locale.ROOT, "qalora gptq: layer %d/%d stage %d/%d, %d calibration "
                             + "chunk(s)", l + 1, layers, s + 1, stages.size(), chunks));
-                    List<Tuple2<Integer, String>> done = chunkRdd(jsc, chunks, lastExecutor).map(c -> {
-                        HiddenFrom f = CalibrationWork.hessianTask(work, layer, stage, c, new Storage(conf.get()).paths(),
-                                threads);
-                        return new Tuple2<>(c, executorLocation() + " " + f.name());
+                    // Elements and results are boxed Integers and Strings: classes Kryo already has registered.
+                    List<String> done = chunkRdd(jsc, chunks, lastExecutor).map(c -> {
+                        HiddenFrom f = CalibrationWork.hessianTask(work, layer, stage, (Integer) c,
+                                new Storage(conf.get()).paths(), threads);
+                        return c + " " + executorLocation() + " " + f.name();
                     }).collect();
-                    for (Tuple2<Integer, String> d : done) {
-                        String[] parts = d._2().split(" ");
-                        lastExecutor.put(d._1(), parts[0]);
-                        from.merge(HiddenFrom.valueOf(parts[1]), 1, Integer::sum);
+                    for (String d : done) {
+                        String[] parts = d.split(" ");
+                        lastExecutor.put(Integer.parseInt(parts[0]), parts[1]);
+                        from.merge(HiddenFrom.valueOf(parts[2]), 1, Integer::sum);
                     }
                     calibrationTasks += done.size();
                     List<Projection> projections = new ArrayList<>(stages.get(s));
                     jsc.setJobDescription(String.format(Locale.ROOT, "qalora gptq: layer %d/%d stage %d/%d, solve %s",
                             l + 1, layers, s + 1, stages.size(), projections));
-                    List<Projection> solved = jsc.parallelize(projections, projections.size()).map(p -> {
-                        CalibrationWork.solveTask(work, layer, stage, p, new Storage(conf.get()).paths());
+                    List<Integer> ordinals = projections.stream().map(Projection::ordinal).toList();
+                    List<Integer> solved = jsc.parallelize(ordinals, ordinals.size()).map(p -> {
+                        CalibrationWork.solveTask(work, layer, stage, Projection.values()[p],
+                                new Storage(conf.get()).paths());
                         return p;
                     }).collect();
                     solveTasks += solved.size();
@@ -115,15 +118,15 @@ public final class GptqJob {
     }
 
     /** Chunks 0..n-1, one partition each, each preferring the executor that ran it last (when known). */
-    private static JavaRDD<Integer> chunkRdd(JavaSparkContext jsc, int chunks, Map<Integer, String> lastExecutor) {
-        List<Tuple2<Integer, scala.collection.immutable.Seq<String>>> items = new ArrayList<>();
+    private static JavaRDD<Object> chunkRdd(JavaSparkContext jsc, int chunks, Map<Integer, String> lastExecutor) {
+        List<Tuple2<Object, scala.collection.immutable.Seq<String>>> items = new ArrayList<>();
         for (int c = 0; c < chunks; c++) {
             String where = lastExecutor.get(c);
             List<String> prefs = where == null ? List.of() : List.of(where);
             items.add(new Tuple2<>(c, scala.jdk.javaapi.CollectionConverters.asScala(prefs).toList()));
         }
-        ClassTag<Integer> tag = ClassTag$.MODULE$.apply(Integer.class);
-        RDD<Integer> rdd = jsc.sc().makeRDD(scala.jdk.javaapi.CollectionConverters.asScala(items).toList(), tag);
+        ClassTag<Object> tag = ClassTag$.MODULE$.AnyRef(); // Object[] partitions: registered; Integer[] is not
+        RDD<Object> rdd = jsc.sc().makeRDD(scala.jdk.javaapi.CollectionConverters.asScala(items).toList(), tag);
         return new JavaRDD<>(rdd, tag);
     }
 

@@ -9,6 +9,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.EnumMap;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -85,28 +86,28 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
     /** One calibration task: chunk {@code chunk}'s partial Hessians of stage {@code stage} of layer {@code layer}. */
     public static HiddenFrom hessianTask(CalibrationWork work, int layer, int stage, int chunk, HadoopPaths paths,
                                          int threads) throws IOException {
-        try (Checkpoint checkpoint = Checkpoint.open(work.source, paths);
-             CpuBackend backend = new CpuBackend(threads)) {
-            ModelParts parts = new ModelParts(checkpoint, checkpoint.config(), backend);
-            CalibrationData data = CalibrationData.read(work.calibrationFile(), parts.config.vocabSize(), paths);
-            LayerCalibrator calibrator = new LayerCalibrator(parts, data.seqLen());
+        CalibrationContext context = CalibrationContext.take(work, paths, threads);
+        boolean ok = false;
+        try {
             HiddenFrom[] from = new HiddenFrom[1];
-            float[][] hidden = work.hiddenEntering(layer, chunk, parts, calibrator, data, paths, from);
-            Set<Projection> current = work.stages().get(stage);
-            Map<Projection, LinearWeight> weights = new EnumMap<>(Projection.class);
-            LlamaDims d = ModelParts.dims(parts.config);
-            for (Projection p : Projection.values()) {
-                boolean done = false;
-                for (int s = 0; s < stage; s++) {
-                    done |= work.stages().get(s).contains(p);
-                }
-                weights.put(p, done ? backend.quantizedWeight(work.readProjection(p.prefix(layer), paths))
-                        : backend.denseWeight(backend.upload(parts.projectionWeight(layer, p), p.outFeatures(d), p.inFeatures(d))));
+            float[][] hidden = work.hiddenEntering(layer, chunk, context, paths, from);
+            Set<Projection> done = EnumSet.noneOf(Projection.class);
+            for (int s = 0; s < stage; s++) {
+                done.addAll(work.stages().get(s));
             }
-            for (Map.Entry<Projection, HessianSum> e : calibrator.hessians(layer, weights, current, hidden).entrySet()) {
+            Map<Projection, LinearWeight> weights = context.weights(work, layer, done, paths);
+            for (Map.Entry<Projection, HessianSum> e
+                    : context.calibrator.hessians(layer, weights, work.stages().get(stage), hidden).entrySet()) {
                 paths.writeAtomically(work.partialFile(layer, stage, e.getKey(), chunk), out -> e.getValue().write(out));
             }
+            ok = true;
             return from[0];
+        } finally {
+            if (ok) {
+                CalibrationContext.release(context);
+            } else {
+                context.close();
+            }
         }
     }
 
@@ -154,8 +155,8 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
     }
 
     /** Chunk {@code chunk}'s hidden states entering {@code layer}: held here, else from its file, else computed. */
-    private float[][] hiddenEntering(int layer, int chunk, ModelParts parts, LayerCalibrator calibrator,
-                                     CalibrationData data, HadoopPaths paths, HiddenFrom[] from) throws IOException {
+    private float[][] hiddenEntering(int layer, int chunk, CalibrationContext context, HadoopPaths paths,
+                                     HiddenFrom[] from) throws IOException {
         String key = runId + "/" + chunk;
         Held held = HIDDEN.get(key);
         if (held != null && held.layer == layer) {
@@ -174,15 +175,13 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
             if (layer == 0) {
                 int first = CalibrationChunks.start(sequences, chunk);
                 int end = CalibrationChunks.start(sequences, chunk + 1);
-                hidden = parts.embed(new CalibrationData(Arrays.copyOfRange(data.ids(), first, end)));
+                hidden = context.parts.embed(new CalibrationData(Arrays.copyOfRange(context.data.ids(), first, end)));
             } else {
-                hidden = hiddenEntering(layer - 1, chunk, parts, calibrator, data, paths, new HiddenFrom[1]);
+                hidden = hiddenEntering(layer - 1, chunk, context, paths, new HiddenFrom[1]);
                 hidden = hidden.clone(); // advance replaces the rows; the held array of layer - 1 stays intact
-                Map<Projection, LinearWeight> finished = new EnumMap<>(Projection.class);
-                for (Projection p : Projection.values()) {
-                    finished.put(p, parts.backend.quantizedWeight(readProjection(p.prefix(layer - 1), paths)));
-                }
-                calibrator.advance(layer - 1, finished, hidden);
+                Map<Projection, LinearWeight> finished =
+                        context.weights(this, layer - 1, EnumSet.allOf(Projection.class), paths);
+                context.calibrator.advance(layer - 1, finished, hidden);
             }
             float[][] written = hidden;
             paths.writeAtomically(file, out -> writeHidden(written, out));

@@ -40,7 +40,7 @@ class CalibrationWorkTest {
 
     @Test
     void taskByTaskGptqEqualsSingleProcessGptqBitForBit() throws IOException {
-        int sequences = 5; // five chunks of one: the canonical sum adds five partials
+        int sequences = 11; // three chunks (4, 4, 3): the canonical sum adds three partials
         GptqConfig config = GptqConfig.of(2, 32);
         Path calibration = QuantizeCommandTest.calibrationFile(dir, sequences, 40, 3);
         HadoopPaths paths = HadoopPaths.defaults();
@@ -58,7 +58,8 @@ class CalibrationWorkTest {
                 config, sequences, "test-" + System.nanoTime());
         Files.createDirectories(dir.resolve("work"));
         Files.copy(calibration, Path.of(work.calibrationFile()));
-        assertEquals(sequences, work.chunks());
+        int chunks = work.chunks();
+        assertEquals(3, chunks);
         Map<HiddenFrom, Integer> from = new EnumMap<>(HiddenFrom.class);
         for (int l = 0; l < layers; l++) {
             for (int s = 0; s < work.stages().size(); s++) {
@@ -67,11 +68,11 @@ class CalibrationWorkTest {
                 }
                 if (l == 1 && s == 3) {
                     work.forget(); // and here the files are gone too: recomputed from layer 0's
-                    for (int c = 0; c < sequences; c++) {
+                    for (int c = 0; c < chunks; c++) {
                         Files.delete(Path.of(work.hiddenFile(1, c)));
                     }
                 }
-                for (int c = sequences - 1; c >= 0; c--) { // any task order: each writes its own partial
+                for (int c = chunks - 1; c >= 0; c--) { // any task order: each writes its own partial
                     from.merge(CalibrationWork.hessianTask(work, l, s, c, paths, 1 + c % 2), 1, Integer::sum);
                 }
                 for (Projection p : work.stages().get(s)) {
@@ -79,7 +80,7 @@ class CalibrationWorkTest {
                 }
             }
         }
-        assertTrue(from.get(HiddenFrom.MEMORY) > 0 && from.get(HiddenFrom.FILE) == sequences
+        assertTrue(from.get(HiddenFrom.MEMORY) > 0 && from.get(HiddenFrom.FILE) == chunks
                 && from.get(HiddenFrom.COMPUTED) > 0, from.toString());
         assertEquals(layers * 7, single.size());
         for (Map.Entry<String, QuantizedMatrix> e : single.entrySet()) {
@@ -93,13 +94,16 @@ class CalibrationWorkTest {
     @Test
     void theChunkingDependsOnTheSequenceCountOnly() {
         assertEquals(1, CalibrationChunks.count(1));
+        assertEquals(1, CalibrationChunks.count(4));
+        assertEquals(2, CalibrationChunks.count(5));
         assertEquals(16, CalibrationChunks.count(128));
-        assertEquals(16, CalibrationChunks.count(20));
-        // 20 sequences: four chunks of 2, then twelve of 1; contiguous and complete.
-        assertEquals(0, CalibrationChunks.start(20, 0));
-        assertEquals(2, CalibrationChunks.start(20, 1));
-        assertEquals(8, CalibrationChunks.start(20, 4));
-        assertEquals(20, CalibrationChunks.start(20, 16));
+        assertEquals(16, CalibrationChunks.count(70));
+        // 70 sequences: six chunks of 5, then ten of 4; contiguous and complete.
+        assertEquals(0, CalibrationChunks.start(70, 0));
+        assertEquals(5, CalibrationChunks.start(70, 1));
+        assertEquals(30, CalibrationChunks.start(70, 6));
+        assertEquals(34, CalibrationChunks.start(70, 7));
+        assertEquals(70, CalibrationChunks.start(70, 16));
         assertEquals(128, CalibrationChunks.start(128, 16));
     }
 

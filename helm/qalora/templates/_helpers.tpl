@@ -35,6 +35,16 @@
 - {{ .Values.train.bits | quote }}
 - --group-size
 - {{ .Values.train.groupSize | quote }}
+- --quantize
+- {{ .Values.train.quantize | default "gptq" | quote }}
+{{- if .Values.train.calibration }}
+- --calibration
+- {{ .Values.train.calibration | quote }}
+{{- end }}
+- --calibration-samples
+- {{ .Values.train.calibrationSamples | default 128 | quote }}
+- --calibration-tokens
+- {{ .Values.train.calibrationTokens | default 2048 | quote }}
 - --rank
 - {{ .Values.train.rank | quote }}
 - --alpha

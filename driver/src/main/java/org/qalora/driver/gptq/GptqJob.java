@@ -40,8 +40,8 @@ import scala.reflect.ClassTag$;
  * Hessian; it schedules and deletes work files. (At LLaMA-7B one down_proj Hessian is 11008^2 doubles = 970 MB per
  * partial; summing 16 partials on the driver would make it the memory bottleneck, and the sums would then have to
  * go back out to the solve tasks anyway.) The partials travel through the run directory (HDFS): 16 chunks x
- * (4096^2 + 4096^2 + 4096^2 + 11008^2) doubles, about 2.4 GB per 7B layer in four stages, each file read by one to
- * three solve tasks and deleted when its stage is done.
+ * (3 x 4096^2 + 11008^2) doubles, about 22 GB per 7B layer over its four stages, each file read by one to three
+ * solve tasks and deleted when its stage is done.
  *
  * <p>Executor state: a chunk's hidden states stay in the executor JVM that computed them
  * ({@link CalibrationWork}); each stage's calibration tasks prefer the executor that ran their chunk last (Spark

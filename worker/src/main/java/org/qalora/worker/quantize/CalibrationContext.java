@@ -21,7 +21,8 @@ import org.qalora.worker.model.Projection;
  * tasks; opening all of this per task cost more than the tasks' arithmetic on small models.
  *
  * <p>Not thread-safe: each concurrent task takes its own context from an idle pool ({@link #take}) and gives it
- * back ({@link #release}). A JVM keeps the contexts of one calibration: the first task of another run closes them.
+ * back ({@link #release}). A JVM keeps the contexts of one calibration: a task of its last stage closes its own,
+ * and the first task of another run closes any left idle.
  */
 final class CalibrationContext implements AutoCloseable {
     private static final Map<String, ConcurrentLinkedQueue<CalibrationContext>> IDLE = new ConcurrentHashMap<>();

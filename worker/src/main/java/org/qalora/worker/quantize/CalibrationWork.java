@@ -8,7 +8,6 @@ import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
-import java.util.EnumMap;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Locale;
@@ -21,7 +20,6 @@ import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.quantizer.GptqQuantizer;
 import org.qalora.quant.quantizer.HessianSum;
 import org.qalora.quant.safetensors.Checkpoint;
-import org.qalora.worker.backend.CpuBackend;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
@@ -86,7 +84,10 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
     /** One calibration task: chunk {@code chunk}'s partial Hessians of stage {@code stage} of layer {@code layer}. */
     public static HiddenFrom hessianTask(CalibrationWork work, int layer, int stage, int chunk, HadoopPaths paths,
                                          int threads) throws IOException {
+        HIDDEN.keySet().removeIf(k -> !k.startsWith(work.runId + "/")); // another calibration's, never needed again
         CalibrationContext context = CalibrationContext.take(work, paths, threads);
+        // The last stage of the last layer: nothing later needs this chunk's hidden states or the context.
+        boolean last = layer == context.parts.config.numHiddenLayers() - 1 && stage == work.stages().size() - 1;
         boolean ok = false;
         try {
             HiddenFrom[] from = new HiddenFrom[1];
@@ -103,7 +104,10 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
             ok = true;
             return from[0];
         } finally {
-            if (ok) {
+            if (last) {
+                HIDDEN.remove(work.runId + "/" + chunk);
+            }
+            if (ok && !last) {
                 CalibrationContext.release(context);
             } else {
                 context.close();

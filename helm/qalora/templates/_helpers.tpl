@@ -1,64 +1,35 @@
-{{/* The train flags rendered from .Values.train, one list item each. */}}
+{{/*
+The train flags, one list item each: every key of .Values.train is a setting of `qalora train`
+(org.qalora.driver.config.TrainSetting) in camel case and becomes its flag in kebab case (stepsPerRound:
+--steps-per-round); a list repeats the flag per item, a true boolean renders --flag (false renders nothing: every boolean
+setting defaults to off), an unset (null) or empty value renders nothing and leaves the command's default. .Values.slots also sizes the executors, so it is
+top-level. extraArgs are passed as they are. HelmChartTest checks this against the declaration.
+*/}}
 {{- define "qalora.trainArgs" -}}
 - train
-- --model
-- {{ .Values.train.model | quote }}
-{{- range .Values.train.data }}
-- --data
-- {{ . | quote }}
-{{- end }}
-- --output
-- {{ .Values.train.output | quote }}
-{{- range .Values.train.evalData }}
-- --eval-data
-- {{ . | quote }}
-{{- end }}
-- --eval-every
-- {{ .Values.train.evalEvery | quote }}
 - --slots
 - {{ .Values.slots | quote }}
-- --rounds
-- {{ .Values.train.rounds | quote }}
-- --steps-per-round
-- {{ .Values.train.stepsPerRound | quote }}
-- --batch-size
-- {{ .Values.train.batchSize | quote }}
-- --group-by-length
-- {{ .Values.train.groupByLength | quote }}
-- --micro-batch-tokens
-- {{ .Values.train.microBatchTokens | quote }}
-- --seed
-- {{ .Values.train.seed | quote }}
-- --method
-- {{ .Values.train.method | quote }}
-- --bits
-- {{ .Values.train.bits | quote }}
-- --group-size
-- {{ .Values.train.groupSize | quote }}
-- --quantize
-- {{ .Values.train.quantize | default "gptq" | quote }}
-{{- if .Values.train.calibration }}
-- --calibration
-- {{ .Values.train.calibration | quote }}
+{{- range $key, $value := .Values.train }}
+{{- if ne $key "extraArgs" }}
+{{- $flag := kebabcase $key }}
+{{- if kindIs "slice" $value }}
+{{- range $value }}
+- --{{ $flag }}
+- {{ . | quote }}
 {{- end }}
-- --calibration-samples
-- {{ .Values.train.calibrationSamples | default 128 | quote }}
-- --calibration-tokens
-- {{ .Values.train.calibrationTokens | default 2048 | quote }}
-- --rank
-- {{ .Values.train.rank | quote }}
-- --alpha
-- {{ .Values.train.alpha | quote }}
-{{- if .Values.train.lr }}
-- --lr
-- {{ .Values.train.lr | quote }}
+{{- else if kindIs "bool" $value }}
+{{- if $value }}
+- --{{ $flag }}
 {{- end }}
-- --lr-schedule
-- {{ .Values.train.lrSchedule | default "constant" | quote }}
-- --warmup-steps
-- {{ .Values.train.warmupSteps | default 0 | quote }}
-{{- if .Values.train.skipBadRecords }}
-- --skip-bad-records
+{{- else if kindIs "float64" $value }}
+{{- /* YAML numbers reach a template as float64: print a whole one as an integer (a long seed, not 4.2e+10) */}}
+- --{{ $flag }}
+- {{ if eq $value (floor $value) }}{{ $value | int64 | quote }}{{ else }}{{ $value | quote }}{{ end }}
+{{- else if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+- --{{ $flag }}
+- {{ $value | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range .Values.train.extraArgs }}
 - {{ . | quote }}

@@ -499,6 +499,16 @@ __global__ void softmax_backward(const float* __restrict__ S, const float* __res
 // refuses caches longer than fit), the max and the sum reduce in the fixed block order as everywhere here, and each
 // output column is a sequential sum over the keys, so results do not depend on timing.
 // info = [N] sequence indices, then [N] positions.
+// Row n of src [N, W] goes to row info[n] * capacity + info[N + n] of the cache [S * capacity, W] (info = the rows'
+// sequences, then their positions, in device memory, so that a CUDA graph replays the write at each step's positions).
+// One block per row.
+__global__ void cache_write(const void* src, int srcBf, void* cache, int cacheBf, const int* __restrict__ info, int N,
+                            int capacity, int W) {
+    int n = blockIdx.x;
+    size_t from = (size_t)n * W, to = ((size_t)info[n] * capacity + info[N + n]) * W;
+    for (int c = threadIdx.x; c < W; c += blockDim.x) st(cache, cacheBf, to + c, ld(src, srcBf, from + c));
+}
+
 __global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, const void* k, const void* v,
                                                         int kvBf, const int* __restrict__ info, int N, int capacity,
                                                         int H, int KV, int d, float scale, void* out, int oBf) {

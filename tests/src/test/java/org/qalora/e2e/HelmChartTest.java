@@ -17,20 +17,28 @@ import com.networknt.schema.SpecVersion;
 import com.networknt.schema.ValidationMessage;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.function.UnaryOperator;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.qalora.driver.cli.TrainCommand;
+import org.qalora.driver.config.TrainSetting;
 import picocli.CommandLine;
 
 /**
  * The Helm chart (helm/qalora) rendered and linted by an embedded Helm (helm-java), for the default values (GPU
  * executors, volcano gang scheduling), without gang scheduling, with yunikorn, and scheduled; each rendered object
- * is validated against the spark-operator CRD's v1beta2 OpenAPI schema (test resources k8s/), and every train flag
- * the chart renders must exist on {@code qalora train}.
+ * is validated against the spark-operator CRD's v1beta2 OpenAPI schema (test resources k8s/), every train flag
+ * the chart renders must exist on {@code qalora train}, and the {@code train:} values are the declared settings
+ * ({@link TrainSetting}), each rendered as its flag.
  */
 class HelmChartTest {
     private static final Path CHART = Path.of(System.getProperty("qalora.root", ".."), "helm", "qalora");
@@ -79,6 +87,86 @@ class HelmChartTest {
         JsonNode oneOff = single(render(t -> t), "SparkApplication");
         assertEquals(oneOff.get("spec"), scheduled.at("/spec/template"));
         assertTrainFlagsExist(scheduled.at("/spec/template/arguments"));
+    }
+
+    /**
+     * values.yaml's {@code train:} keys are declared settings ({@link TrainSetting}, Helm value {@code train.<key>});
+     * every such declared setting is either given there or listed as an optional, commented-out key; the
+     * declaration's top-level values ({@code slots}) are there too.
+     */
+    @Test
+    void theTrainValuesAreTheDeclaredSettings() throws IOException {
+        String text = Files.readString(CHART.resolve("values.yaml"));
+        JsonNode values = YAML.readTree(text);
+        Set<String> declared = new TreeSet<>();
+        for (TrainSetting s : TrainSetting.values()) {
+            s.helmValue().filter(v -> v.startsWith("train.")).ifPresent(v -> declared.add(v.substring(6)));
+            s.helmValue().filter(v -> !v.startsWith("train.")).ifPresent(v -> assertTrue(values.has(v),
+                    "values.yaml lacks the top-level " + v + " of " + s.option()));
+        }
+        Set<String> given = new TreeSet<>();
+        values.get("train").fieldNames().forEachRemaining(given::add);
+        given.remove("extraArgs");
+        Set<String> undeclared = new TreeSet<>(given);
+        undeclared.removeAll(declared);
+        assertEquals(Set.of(), undeclared, "train: keys that are no train setting (declare them in TrainSetting)");
+        String trainBlock = text.substring(text.indexOf("\ntrain:"), text.indexOf("\n", text.indexOf("extraArgs:")));
+        for (String key : declared) {
+            assertTrue(given.contains(key) || Pattern.compile("(?m)^\\s+#\\s*" + key + ":").matcher(trainBlock).find(),
+                    "train." + key + " is neither in values.yaml nor listed there as an optional (commented) key");
+        }
+    }
+
+    /**
+     * Every declared Helm value, set in a values file, renders as its flag and reaches {@code qalora train} as the
+     * value that was set: the arguments are parsed by the command itself (so an unknown flag fails too). A false
+     * boolean renders nothing, which is right only while every boolean setting defaults to off; a whole number too
+     * large for an int stays a whole number.
+     */
+    @Test
+    void everyDeclaredHelmValueRendersAsItsFlag(@TempDir Path tmp) throws IOException {
+        Map<String, Object> train = new LinkedHashMap<>();
+        Map<String, Object> top = new LinkedHashMap<>();
+        Map<TrainSetting, Object> expected = new LinkedHashMap<>();
+        boolean flip = true;
+        for (TrainSetting s : TrainSetting.values()) {
+            if (s.helmValue().isEmpty()) {
+                continue;
+            }
+            Object yaml;
+            Object parsed;
+            switch (s.kind()) {
+                case STRING -> { yaml = "value-of-" + s.flag(); parsed = yaml; }
+                case STRINGS -> { yaml = List.of("a-" + s.flag(), "b-" + s.flag()); parsed = yaml; }
+                case INT -> { yaml = 7 + s.ordinal(); parsed = yaml; }
+                case LONG -> { yaml = 12_345_678_901L; parsed = yaml; }
+                case DOUBLE -> { yaml = 0.25; parsed = yaml; }
+                case BOOLEAN -> {
+                    assertEquals(false, s.defaultValue(""), s.flag() + ": the chart renders false as no flag");
+                    yaml = flip;
+                    parsed = flip ? true : null;
+                    flip = !flip;
+                }
+                case CHOICE -> { yaml = s.choices().getLast(); parsed = yaml; }
+                case OFF_OR_INT -> { yaml = 640; parsed = "640"; }
+                default -> throw new AssertionError(s.kind());
+            }
+            (s.helmValue().get().startsWith("train.") ? train : top).put(s.camelCase(), yaml);
+            expected.put(s, parsed);
+        }
+        assertTrue(expected.values().contains(true) && expected.values().contains(null), "both boolean values");
+        top.put("train", train);
+        Path file = tmp.resolve("all-settings.yaml");
+        YAML.writeValue(file.toFile(), top);
+        JsonNode args = single(render(t -> t.withValuesFile(file)), "SparkApplication").at("/spec/arguments");
+        assertEquals("train", args.get(0).asText());
+        List<String> flags = new ArrayList<>();
+        for (int i = 1; i < args.size(); i++) {
+            flags.add(args.get(i).asText());
+        }
+        CommandLine.ParseResult parsed = new CommandLine(new TrainCommand()).parseArgs(flags.toArray(String[]::new));
+        expected.forEach((s, value) -> assertEquals(value, parsed.matchedOptionValue(s.option(), null),
+                s.helmValue().get() + " -> " + s.option() + " in " + flags));
     }
 
     /** The schemas are not vacuous: a wrong type, a missing required field and a misspelt key are reported. */

@@ -12,6 +12,7 @@ import org.qalora.driver.cli.TrainCommand;
 import org.qalora.driver.config.InvalidSettingsException;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.config.TrainJobLoader;
+import org.qalora.driver.config.TrainSetting;
 import org.qalora.driver.pipeline.TrainPipeline;
 
 /**
@@ -42,44 +43,59 @@ public final class QaloraTraining {
         return new QaloraTraining(spark);
     }
 
-    public QaloraTraining model(String dir) { return set("model", dir); }
+    public QaloraTraining model(String dir) { return set(TrainSetting.MODEL, dir); }
 
-    public QaloraTraining data(String... paths) { return set("data", Arrays.asList(paths)); }
+    public QaloraTraining data(String... paths) { return set(TrainSetting.DATA, Arrays.asList(paths)); }
 
-    public QaloraTraining evalData(String... paths) { return set("eval-data", Arrays.asList(paths)); }
+    public QaloraTraining evalData(String... paths) { return set(TrainSetting.EVAL_DATA, Arrays.asList(paths)); }
 
-    public QaloraTraining output(String dir) { return set("output", dir); }
+    public QaloraTraining output(String dir) { return set(TrainSetting.OUTPUT, dir); }
 
-    public QaloraTraining rounds(int rounds) { return set("rounds", rounds); }
+    public QaloraTraining rounds(int rounds) { return set(TrainSetting.ROUNDS, rounds); }
 
-    public QaloraTraining stepsPerRound(int steps) { return set("steps-per-round", steps); }
+    public QaloraTraining stepsPerRound(int steps) { return set(TrainSetting.STEPS_PER_ROUND, steps); }
 
-    public QaloraTraining slots(int slots) { return set("slots", slots); }
+    public QaloraTraining slots(int slots) { return set(TrainSetting.SLOTS, slots); }
 
-    public QaloraTraining bits(int bits) { return set("bits", bits); }
+    public QaloraTraining bits(int bits) { return set(TrainSetting.BITS, bits); }
 
-    public QaloraTraining groupSize(int groupSize) { return set("group-size", groupSize); }
+    public QaloraTraining groupSize(int groupSize) { return set(TrainSetting.GROUP_SIZE, groupSize); }
 
-    public QaloraTraining rank(int rank) { return set("rank", rank); }
+    public QaloraTraining rank(int rank) { return set(TrainSetting.RANK, rank); }
 
-    public QaloraTraining alpha(double alpha) { return set("alpha", alpha); }
+    public QaloraTraining alpha(double alpha) { return set(TrainSetting.ALPHA, alpha); }
 
-    public QaloraTraining lr(double lr) { return set("lr", lr); }
+    public QaloraTraining lr(double lr) { return set(TrainSetting.LR, lr); }
 
-    public QaloraTraining device(String device) { return set("device", device); }
+    public QaloraTraining device(String device) { return set(TrainSetting.DEVICE, device); }
 
     /**
      * Any {@code train} setting by its flag name without the dashes ({@code "batch-size"}, {@code "pooling"}); a
-     * name {@code train} does not have is refused here, with the names it has.
+     * name {@code train} does not have, or a value of the wrong type, is refused here, naming the settings there are.
      */
     public QaloraTraining set(String flag, Object value) {
-        if (!TrainJobLoader.KEYS.contains(flag) || flag.equals("master")) {
-            throw new InvalidSettingsException("bad train settings", List.of("'" + flag + "' is not a setting of"
-                    + " QaloraTraining (the session's master decides where it runs); the settings are "
-                    + TrainJobLoader.KEYS.stream().filter(k -> !k.equals("master")).sorted().toList()));
+        TrainSetting setting = TrainSetting.byFlag(flag).filter(TrainSetting::onSession)
+                .orElseThrow(() -> new InvalidSettingsException("bad train settings", List.of("'" + flag + "' is not"
+                        + " a setting of QaloraTraining (the session's master decides where it runs); the settings are "
+                        + sessionSettings())));
+        return set(setting, value);
+    }
+
+    /** A setting of the declaration; its value is checked against the setting's type at once. */
+    public QaloraTraining set(TrainSetting setting, Object value) {
+        if (!setting.onSession()) {
+            throw new InvalidSettingsException("bad train settings", List.of("'" + setting.flag() + "' is not a"
+                    + " setting of QaloraTraining (the session's master decides where it runs)"));
         }
-        settings.put(flag, value);
+        setting.read(java.util.Collections.singletonMap(setting.flag(), value), "QaloraTraining");   // a wrong type fails here, not at fit()
+        settings.put(setting.flag(), value);
         return this;
+    }
+
+    /** The flag names {@link #set} takes. */
+    public static List<String> sessionSettings() {
+        return Arrays.stream(TrainSetting.values()).filter(TrainSetting::onSession).map(TrainSetting::flag).sorted()
+                .toList();
     }
 
     /** Where the progress lines go (round by round, as {@code qalora train} prints them); default nowhere. */

@@ -1,35 +1,18 @@
 package org.qalora.driver.cli;
 
 import java.io.PrintWriter;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkConf;
-import org.qalora.driver.config.InvalidSettingsException;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
-import org.qalora.datasets.mmlu.MmluData;
-import org.qalora.datasets.read.RecordFormat;
-import org.qalora.datasets.tokenize.ExampleEncoder;
-import org.qalora.datasets.tokenize.TextTokenizer;
-import org.qalora.driver.eval.EvalItem;
-import org.qalora.driver.eval.EvalOutcome;
-import org.qalora.driver.eval.EvalRunner;
-import org.qalora.driver.eval.EvalTask;
-import org.qalora.driver.eval.MmluEval;
-import org.qalora.driver.eval.ModelSpec;
-import org.qalora.driver.eval.ModelTokenizer;
-import org.qalora.driver.eval.RecordEval;
+import org.qalora.driver.eval.Evaluation;
 import org.qalora.driver.eval.ResultFile;
 import org.qalora.driver.spark.SparkSettings;
-import org.qalora.quant.io.ShippedHadoopConf;
-import org.qalora.worker.backend.Backends;
-import org.qalora.worker.backend.Precision;
-import org.qalora.worker.generate.InferenceModel;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -40,7 +23,7 @@ import picocli.CommandLine.Spec;
  * {@code qalora eval}: loss and exact match on Alpaca / FLAN records, or MMLU accuracy, of a model (optionally with
  * an adapter), written to a JSON file. Runs here, or as a Spark job with {@code --master} (or under spark-submit):
  * the items are tokenized on the driver, sharded across executors that load the model once each, and the numbers
- * are the ones a local run gives.
+ * are the ones a local run gives. The evaluation itself is {@link Evaluation}; this class is its flags and the file.
  */
 @Command(name = "eval", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Evaluate a model: --data FILE (loss and/or exact match on Alpaca or FLAN records) or --mmlu DIR"
@@ -72,11 +55,11 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--format", paramLabel = "F", description = "with --data: alpaca, flan or auto (per file from its first record); default auto")
     String format = "auto";
     @Option(names = "--shots", paramLabel = "K", description = "with --mmlu: dev examples before each question (0 or 5 in the paper); default 5")
-    int shots = 5;
+    int shots = Evaluation.DEFAULT_SHOTS;
     @Option(names = "--max-prompt-tokens", paramLabel = "N", description = "with --mmlu: drop shots until a prompt fits; default 2048")
-    int maxPromptTokens = 2048;
+    int maxPromptTokens = Evaluation.DEFAULT_MAX_PROMPT_TOKENS;
     @Option(names = "--max-new-tokens", paramLabel = "N", description = "exact match: generation limit per record; default 128")
-    int maxNewTokens = 128;
+    int maxNewTokens = Evaluation.DEFAULT_MAX_NEW_TOKENS;
     @Option(names = "--out", required = true, paramLabel = "FILE", description = "result JSON (refused if it exists, unless --overwrite)")
     String out;
     @Option(names = "--overwrite", description = "replace an existing --out file")
@@ -94,35 +77,26 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = "CPU threads when running here; default all processors")
     int threads = Runtime.getRuntime().availableProcessors();
     @Option(names = "--batch-size", paramLabel = "N", description = "exact match: records generated together; default 8")
-    int batchSize = 8;
+    int batchSize = Evaluation.DEFAULT_BATCH_SIZE;
 
     @Override
     public Integer call() throws Exception {
         PrintWriter console = spec.commandLine().getOut();
-        EvalTask task;
-        Precision p;
-        try {                                                      // bad flags fail before anything is read (exit 2)
-            task = checkSettings();
-            p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
-        } catch (IllegalArgumentException e) {
-            throw new InvalidSettingsException(e.getMessage());
-        }
+        Consumer<String> say = line -> {
+            console.println("qalora eval: " + line);
+            console.flush();
+        };
+        Evaluation evaluation = new Evaluation(model, adapter, tokenizer, source.data, source.mmlu, metrics, format,
+                shots, maxPromptTokens, maxNewTokens, device, precision, batchSize, partitions);
+        Evaluation.Checked checked = evaluation.check();     // bad flags fail before anything is read (exit 2)
         SparkConf sparkConf = new SparkConf();
         conf.forEach(sparkConf::set);
         String sparkMaster = master != null ? master : sparkConf.get("spark.master", null);
         if (sparkMaster == null) {
             Configuration hadoop = new Configuration();
             ResultFile.checkWritable(out, overwrite, hadoop);
-            Prepared prepared = prepare(hadoop, task);
-            List<EvalOutcome> outcomes;
-            try (var backend = Backends.open(Backends.resolve(device, null), p, threads)) {
-                InferenceModel m = InferenceModel.load(model, adapter, backend, new org.qalora.quant.io.HadoopPaths(hadoop));
-                console.println("qalora eval: " + prepared.items().size() + " items on " + backend.name());
-                console.flush();
-                outcomes = EvalRunner.local(m, prepared.task(), prepared.items(), batchSize,
-                        line -> System.err.println("qalora eval: " + line));
-            }
-            return finish(console, prepared, hadoop, outcomes);
+            return finish(say, hadoop, evaluation.runHere(hadoop, checked, threads, say,
+                    line -> System.err.println("qalora eval: " + line)));
         }
         SparkSettings.apply(sparkConf, sparkMaster, "qalora-eval");
         // A session that is already running (an application calling this command) is used and left running.
@@ -132,17 +106,7 @@ public final class EvalCommand implements Callable<Integer> {
             JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
             Configuration hadoop = jsc.hadoopConfiguration();
             ResultFile.checkWritable(out, overwrite, hadoop);
-            // A task's CPU threads, as training takes them: spark.task.cpus on a cluster, every core in local mode.
-            int taskThreads = spark.sparkContext().isLocal() ? Runtime.getRuntime().availableProcessors()
-                    : Integer.parseInt(spark.conf().get("spark.task.cpus", "1"));
-            ModelSpec ms = new ModelSpec(model, adapter, device, p, taskThreads, new ShippedHadoopConf(hadoop));
-            Prepared prepared = prepare(hadoop, task);
-            int tasks = partitions != null ? partitions : jsc.defaultParallelism();
-            console.println("qalora eval: " + prepared.items().size() + " items on Spark "
-                    + spark.sparkContext().master() + " in up to " + tasks + " tasks");
-            console.flush();
-            return finish(console, prepared, hadoop,
-                    EvalRunner.spark(jsc, ms, prepared.task(), prepared.items(), batchSize, tasks));
+            return finish(say, hadoop, evaluation.runOnSpark(jsc, checked, say));
         } finally {
             if (ownSession) {
                 spark.stop();
@@ -150,76 +114,9 @@ public final class EvalCommand implements Callable<Integer> {
         }
     }
 
-    /** The items and what turns their outcomes into the result. */
-    private record Prepared(List<EvalItem> items, RecordEval records, MmluEval mmlu, TextTokenizer tokenizer,
-                            EvalTask task) {}
-
-    private EvalTask checkSettings() {
-        if (batchSize < 1) {
-            throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
-        }
-        if (partitions != null && partitions < 1) {
-            throw new IllegalArgumentException("--partitions must be >= 1, got " + partitions);
-        }
-        Backends.checkRequested(device);
-        if (source.mmlu != null) {
-            if (metrics != null) {
-                throw new IllegalArgumentException("--metric applies to --data; --mmlu always measures accuracy");
-            }
-            if (shots < 0) {
-                throw new IllegalArgumentException("--shots must be >= 0, got " + shots);
-            }
-            if (maxPromptTokens < 1) {
-                throw new IllegalArgumentException("--max-prompt-tokens must be >= 1, got " + maxPromptTokens);
-            }
-            return null; // made once the tokenizer gives the choice tokens
-        }
-        boolean loss = false, exact = false;
-        for (String m : metrics == null ? List.of("exact-match", "loss") : metrics) {
-            switch (m.trim().toLowerCase(Locale.ROOT)) {
-                case "loss" -> loss = true;
-                case "exact-match" -> exact = true;
-                default -> throw new IllegalArgumentException("--metric '" + m + "' is not one of exact-match, loss");
-            }
-        }
-        RecordFormat.parse(format);
-        return new EvalTask(loss, exact, maxNewTokens, -1, null);
-    }
-
-    private Prepared prepare(Configuration hadoop, EvalTask task) throws java.io.IOException {
-        TextTokenizer tok = ModelTokenizer.open(model, tokenizer, hadoop);
-        if (source.mmlu != null) {
-            MmluEval e = MmluEval.build(MmluData.read(source.mmlu, shots, hadoop), shots, tok, maxPromptTokens);
-            return new Prepared(e.items(), null, e, tok, new EvalTask(false, false, 1, -1, e.choiceTokenIds()));
-        }
-        RecordEval e = RecordEval.read(source.data, RecordFormat.parse(format), tok, ExampleEncoder.Settings.QALORA,
-                hadoop);
-        return new Prepared(e.items(), e, null, tok, new EvalTask(task.loss(), task.generate(), task.maxNewTokens(),
-                tok.eosId(), null));
-    }
-
-    private int finish(PrintWriter console, Prepared prepared, Configuration hadoop, List<EvalOutcome> outcomes) throws java.io.IOException {
-        Map<String, Object> result = new LinkedHashMap<>();
-        result.put("model", model);
-        result.put("adapter", adapter);
-        String line;
-        if (prepared.mmlu() != null) {
-            result.put("mmlu", source.mmlu);
-            Map<String, Object> r = prepared.mmlu().summarize(outcomes);
-            result.putAll(r);
-            line = String.format(Locale.ROOT, "accuracy %.4f (%s of %s questions, %d shots)", (double) r.get("accuracy"),
-                    r.get("correct"), r.get("questions"), shots);
-        } else {
-            result.put("data", source.data);
-            Map<String, Object> r = prepared.records().summarize(outcomes, prepared.tokenizer(), prepared.task());
-            result.putAll(r);
-            line = "records " + r.get("records") + (r.get("exact_match") == null ? "" : String.format(Locale.ROOT,
-                    ", exact match %.4f", (double) r.get("exact_match"))) + (r.get("loss") == null ? ""
-                    : String.format(Locale.ROOT, ", loss %.6f", (double) r.get("loss")));
-        }
+    private int finish(Consumer<String> say, Configuration hadoop, Map<String, Object> result) throws java.io.IOException {
         ResultFile.writeJson(out, result, overwrite, hadoop);
-        console.println("qalora eval: wrote " + out + ": " + line);
-        console.flush();
+        say.accept("wrote " + out + ": " + Evaluation.summary(result));
         return 0;
     }
 }

@@ -21,6 +21,8 @@ import org.qalora.worker.train.Schedule;
  * nor where it writes), and is what a rerun on the same output must match to resume. The device, precision and
  * recompute settings are covered too: a GPU sums in another order than the CPU and bf16 rounds differently, so a
  * run does not change them halfway (recompute is included so that a resume trains exactly as the run began).
+ * Each component is a {@link TrainSetting} of the same name in camel case; {@link TrainJobLoader} builds the record
+ * through its canonical constructor from the declaration, so a new setting is a constant there and a component here.
  *
  * @param model            HF or GPTQ checkpoint directory on any Hadoop path; null: generate the demo model
  * @param data             raw records (JSONL/JSON/Parquet) or a prepared dataset directory (with manifest.json)

@@ -1,15 +1,17 @@
 package org.qalora.driver.config;
 
 import java.io.IOException;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.RecordComponent;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import org.qalora.datasets.tokenize.ExampleEncoder;
-import org.qalora.quant.safetensors.ShardSize;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
@@ -21,16 +23,21 @@ import org.yaml.snakeyaml.error.YAMLException;
  * flags. Unknown keys and wrong types are errors that name the key and the file.
  */
 public final class TrainJobLoader {
-    public static final Set<String> KEYS = Set.of("model", "data", "eval-data", "eval-every", "tokenizer", "output", "rounds", "steps-per-round",
-            "slots", "batch-size", "group-by-length", "micro-batch-tokens", "master", "seed", "method", "bits", "group-size", "rank",
-            "alpha", "lr", "pooling", "dropout", "template", "keep-rounds", "device", "precision", "recompute",
-            "lr-schedule", "warmup-steps", "skip-bad-records", "source-max-len", "target-max-len",
-            "max-shard-size", "quantize", "calibration", "calibration-samples", "calibration-tokens");
+    /** The YAML keys: the flag names of {@link TrainSetting}. */
+    public static final Set<String> KEYS = keys();
 
     /** The source name when there is no job file: the command line alone; its errors carry no file prefix. */
     public static final String FLAGS = "flags";
 
     private TrainJobLoader() {}
+
+    private static Set<String> keys() {
+        Set<String> keys = new LinkedHashSet<>();
+        for (TrainSetting s : TrainSetting.values()) {
+            keys.add(s.flag());
+        }
+        return Collections.unmodifiableSet(keys);
+    }
 
     /**
      * The embedded defaults: the demo run (bundled demo model generated on first use, bundled sample data, Spark
@@ -38,44 +45,9 @@ public final class TrainJobLoader {
      */
     public static Map<String, Object> defaults(String repoRoot) {
         Map<String, Object> d = new LinkedHashMap<>();
-        d.put("model", null);
-        d.put("data", List.of(repoRoot + "/samples/alpaca-sample.json"));
-        d.put("eval-data", List.of());
-        d.put("eval-every", 1);
-        d.put("tokenizer", null);
-        d.put("output", "qalora-output");
-        d.put("rounds", 3);
-        d.put("steps-per-round", 2);
-        d.put("slots", 2);
-        d.put("batch-size", 32);
-        d.put("group-by-length", "off");
-        d.put("micro-batch-tokens", 512);
-        d.put("master", "local[*]");
-        d.put("seed", 42L);
-        d.put("method", "qalora");
-        d.put("bits", 4);
-        d.put("group-size", 32);
-        d.put("rank", 8);
-        d.put("alpha", 16.0);
-        d.put("lr", null);
-        d.put("pooling", "mean");
-        d.put("dropout", 0.05);
-        d.put("template", "auto");
-        d.put("keep-rounds", 2);
-        d.put("device", "auto");
-        d.put("precision", "auto");
-        d.put("recompute", false);
-        d.put("lr-schedule", "constant");
-        d.put("warmup-steps", 0);
-        d.put("skip-bad-records", false);
-        d.put("source-max-len", ExampleEncoder.Settings.QALORA.sourceMaxLen());
-        d.put("target-max-len", ExampleEncoder.Settings.QALORA.targetMaxLen());
-        d.put("max-shard-size", ShardSize.DEFAULT);
-        // The paper's GPTQ calibration; the demo's small sample caps it (one sequence of the sample's tokens).
-        d.put("quantize", "gptq");
-        d.put("calibration", null);
-        d.put("calibration-samples", 128);
-        d.put("calibration-tokens", 2048);
+        for (TrainSetting s : TrainSetting.values()) {
+            d.put(s.flag(), s.defaultValue(repoRoot));
+        }
         return d;
     }
 
@@ -160,107 +132,35 @@ public final class TrainJobLoader {
 
     /** The path settings of merged layers ({@code model}, {@code data}, ...), for checks made without a job. */
     public static List<String> paths(Map<String, Object> merged, String key) {
-        return strings(merged, key, FLAGS);
-    }
-
-    private static TrainJob job(Map<String, Object> m, String source) {
-        return new TrainJob(str(m, "model", source), strings(m, "data", source), strings(m, "eval-data", source),
-                integer(m, "eval-every", source), str(m, "tokenizer", source),
-                str(m, "output", source), integer(m, "rounds", source), integer(m, "steps-per-round", source),
-                integer(m, "slots", source), integer(m, "batch-size", source), megaBatch(m, "group-by-length", source),
-                integer(m, "micro-batch-tokens", source),
-                str(m, "master", source), number(m, "seed", source).longValue(), str(m, "method", source),
-                integer(m, "bits", source), integer(m, "group-size", source), integer(m, "rank", source),
-                number(m, "alpha", source).doubleValue(),
-                m.get("lr") == null ? null : number(m, "lr", source).doubleValue(), str(m, "pooling", source),
-                number(m, "dropout", source).doubleValue(), str(m, "template", source), integer(m, "keep-rounds", source),
-                str(m, "device", source), str(m, "precision", source), bool(m, "recompute", source),
-                str(m, "lr-schedule", source), integer(m, "warmup-steps", source), bool(m, "skip-bad-records", source),
-                integer(m, "source-max-len", source), integer(m, "target-max-len", source),
-                str(m, "max-shard-size", source), str(m, "quantize", source), str(m, "calibration", source),
-                integer(m, "calibration-samples", source), integer(m, "calibration-tokens", source));
-    }
-
-    private static String str(Map<String, Object> m, String key, String source) {
-        Object v = m.get(key);
-        if (v == null) {
-            return null;
-        }
-        if (v instanceof Map || v instanceof List) {
-            throw new IllegalArgumentException(source + ": '" + key + "' must be a single value, got " + v);
-        }
-        return String.valueOf(v);
-    }
-
-    private static List<String> strings(Map<String, Object> m, String key, String source) {
-        Object v = m.get(key);
-        if (v == null) {
-            return List.of();
-        }
-        List<String> out = new ArrayList<>();
-        if (v instanceof List<?> list) {
-            for (Object o : list) {
-                out.add(String.valueOf(o));
-            }
-        } else {
-            out.add(String.valueOf(v));
-        }
-        return out;
-    }
-
-    private static Number number(Map<String, Object> m, String key, String source) {
-        Object v = m.get(key);
-        if (v instanceof Number n) {
-            return n;
-        }
-        try {
-            return Double.parseDouble(String.valueOf(v));
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException(source + ": '" + key + "' must be a number, got '" + v + "'");
-        }
-    }
-
-    private static boolean bool(Map<String, Object> m, String key, String source) {
-        Object v = m.get(key);
-        if (v == null) {
-            return false;
-        }
-        if (v instanceof Boolean b) {
-            return b;
-        }
-        String s = String.valueOf(v).trim();
-        if (s.equalsIgnoreCase("true") || s.equalsIgnoreCase("false")) {
-            return Boolean.parseBoolean(s);
-        }
-        throw new IllegalArgumentException(source + ": '" + key + "' must be true or false, got '" + v + "'");
+        return TrainSetting.strings(merged.get(key));
     }
 
     /**
-     * {@code off} (YAML 1.1 also reads a bare {@code off} or {@code false} as the boolean false) is 0; otherwise a
-     * whole number, the mega-batch size.
+     * The job's record built through its canonical constructor: each component is the setting of the same name
+     * ({@link TrainSetting#camelCase}), read with that setting's type, so a setting added to the declaration and the
+     * record needs no line here (TrainSettingCoverageTest checks the two name the same settings).
      */
-    private static int megaBatch(Map<String, Object> m, String key, String source) {
-        Object v = m.get(key);
-        if (v == null || Boolean.FALSE.equals(v) || String.valueOf(v).trim().equalsIgnoreCase("off")) {
-            return 0;
-        }
-        if (v instanceof Boolean) {
-            throw new IllegalArgumentException(source + ": '" + key + "' must be off or a mega-batch size (records), "
-                    + "got " + v);
+    private static TrainJob job(Map<String, Object> m, String source) {
+        RecordComponent[] components = TrainJob.class.getRecordComponents();
+        Object[] args = new Object[components.length];
+        Class<?>[] types = new Class<?>[components.length];
+        for (int i = 0; i < components.length; i++) {
+            String name = components[i].getName();
+            TrainSetting setting = Arrays.stream(TrainSetting.values()).filter(s -> s.camelCase().equals(name))
+                    .findFirst().orElseThrow(() -> new IllegalStateException("TrainJob." + name + " is not declared"
+                            + " in TrainSetting"));
+            args[i] = setting.read(m, source);
+            types[i] = components[i].getType();
         }
         try {
-            return integer(m, key, source);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(source + ": '" + key + "' must be off or a mega-batch size (records), "
-                    + "got '" + v + "'");
+            return TrainJob.class.getDeclaredConstructor(types).newInstance(args);
+        } catch (InvocationTargetException e) {
+            if (e.getCause() instanceof RuntimeException r) {   // the record's own validation: InvalidSettingsException
+                throw r;
+            }
+            throw new IllegalStateException(e.getCause());
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("TrainJob's canonical constructor", e);
         }
-    }
-
-    private static int integer(Map<String, Object> m, String key, String source) {
-        Number n = number(m, key, source);
-        if (n.doubleValue() != Math.rint(n.doubleValue()) || Math.abs(n.doubleValue()) > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException(source + ": '" + key + "' must be a whole number, got " + n);
-        }
-        return n.intValue();
     }
 }

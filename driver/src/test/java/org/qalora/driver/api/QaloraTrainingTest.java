@@ -69,6 +69,13 @@ class QaloraTrainingTest {
                 () -> QaloraTraining.on(spark).set("learning-rate", 1e-3));
         assertTrue(e.getMessage().contains("'learning-rate' is not a setting") && e.getMessage().contains("lr"),
                 e.getMessage());
+        InvalidSettingsException master = assertThrows(InvalidSettingsException.class,
+                () -> QaloraTraining.on(spark).set("master", "yarn"));
+        assertTrue(master.getMessage().contains("the session's master decides"), master.getMessage());
+        // A value of the wrong type is refused when it is set, naming the setting, not when fit starts.
+        IllegalArgumentException type = assertThrows(IllegalArgumentException.class,
+                () -> QaloraTraining.on(spark).set("rounds", "many"));
+        assertEquals("QaloraTraining: 'rounds' must be a number, got 'many'", type.getMessage());
     }
 
     @Test

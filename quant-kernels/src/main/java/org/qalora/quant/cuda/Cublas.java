@@ -66,6 +66,9 @@ public final class Cublas {
     private final MethodHandle gemmEx;
     private final MethodHandle gemmStridedBatchedEx;
     private final MethodHandle statusName;
+    private final MethodHandle setStream;
+    /** The stream the handle is bound to; follows the calling thread's launch stream (a graph capture's). */
+    private MemorySegment boundStream = MemorySegment.NULL;
     private final MemorySegment handle;
     private final MemorySegment one;
     private final MemorySegment zero;
@@ -86,6 +89,8 @@ public final class Cublas {
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS,
                         JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS,
                         JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT));
+        setStream = linker.downcallHandle(find(lib, "cublasSetStream_v2"), FunctionDescriptor.of(JAVA_INT, ADDRESS,
+                ADDRESS));
         statusName = lib.find("cublasGetStatusName")
                 .map(s -> linker.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT)))
                 .orElse(null);
@@ -102,6 +107,18 @@ public final class Cublas {
         handle = h.get(ADDRESS, 0);
         one = arena.allocateFrom(JAVA_FLOAT, 1f);
         zero = arena.allocateFrom(JAVA_FLOAT, 0f);
+    }
+
+    /**
+     * Makes the handle's stream the calling thread's launch stream (see {@link CudaGraphs}): products made during a
+     * capture are recorded into the graph. Called inside each synchronized product, so threads cannot interleave.
+     */
+    private void bindStream() throws Throwable {
+        MemorySegment wanted = cuda.launchStream();
+        if (!wanted.equals(boundStream)) {
+            check("cublasSetStream_v2", (int) setStream.invokeExact(handle, wanted));
+            boundStream = wanted;
+        }
     }
 
     private static MemorySegment find(SymbolLookup lib, String name) {
@@ -188,6 +205,7 @@ public final class Cublas {
         MemorySegment beta = accumulate ? one : zero;
         cuda.ensureCurrent();
         try {
+            bindStream();
             int r = (int) sgemm.invokeExact(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, one,
                     w, in, dy, out, beta, dx, in);
             check("cublasSgemm_v2", r);
@@ -205,6 +223,7 @@ public final class Cublas {
     public synchronized void linear(Precision precision, long w, long x, int tokens, int out, int in, long y) {
         cuda.ensureCurrent();
         try {
+            bindStream();
             int r = switch (precision) {
                 case FP32 -> (int) sgemm.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, one,
                         w, in, x, in, zero, y, out);
@@ -241,6 +260,7 @@ public final class Cublas {
         int opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
         cuda.ensureCurrent();  // the handle belongs to its device's context; this thread may have used another
         try (Arena arena = Arena.ofConfined()) {
+            bindStream();
             MemorySegment al = arena.allocateFrom(JAVA_FLOAT, alpha), be = arena.allocateFrom(JAVA_FLOAT, beta);
             int r;
             if (batch == 1) {

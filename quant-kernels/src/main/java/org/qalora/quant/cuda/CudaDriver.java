@@ -49,9 +49,9 @@ public final class CudaDriver {
     private final MethodHandle cuMemFree;
     private final MethodHandle cuMemcpyHtoD;
     private final MethodHandle cuMemcpyDtoH;
-    private final MethodHandle cuMemcpyDtoD;
     private final MethodHandle cuMemsetD32;
-    private final MethodHandle cuMemsetD8;
+    private final MethodHandle cuMemsetD8Async;
+    private final MethodHandle cuMemcpyDtoDAsync;
     private final MethodHandle cuMemGetInfo;
     private final MethodHandle cuModuleLoadData;
     private final MethodHandle cuModuleGetFunction;
@@ -70,6 +70,13 @@ public final class CudaDriver {
     private final int ordinal;
     private final java.util.concurrent.atomic.AtomicLong allocated = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong peakAllocated = new java.util.concurrent.atomic.AtomicLong();
+    /**
+     * Where this thread's launches, memsets and device copies go: NULL (the legacy default stream) except while a
+     * {@link CudaGraphs} capture runs on the thread. Per thread, so that a capture never records another thread's
+     * work. Synchronous copies to and from the host always use the default stream, which waits for the capture
+     * stream (a blocking stream), so they stay ordered after replayed graphs.
+     */
+    private final ThreadLocal<MemorySegment> streams = ThreadLocal.withInitial(() -> MemorySegment.NULL);
 
     private CudaDriver(SymbolLookup lib, int ordinal) {
         this.ordinal = ordinal;
@@ -94,9 +101,11 @@ public final class CudaDriver {
         Linker.Option heap = Linker.Option.critical(true);
         cuMemcpyHtoD = handle("cuMemcpyHtoD_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG), heap);
         cuMemcpyDtoH = handle("cuMemcpyDtoH_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG), heap);
-        cuMemcpyDtoD = handle("cuMemcpyDtoD_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        cuMemcpyDtoDAsync = handle("cuMemcpyDtoDAsync_v2",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS));
         cuMemsetD32 = handle("cuMemsetD32_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
-        cuMemsetD8 = handle("cuMemsetD8_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_BYTE, JAVA_LONG));
+        cuMemsetD8Async = handle("cuMemsetD8Async",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_BYTE, JAVA_LONG, ADDRESS));
         cuMemGetInfo = handle("cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuModuleLoadData = handle("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuModuleGetFunction = handle("cuModuleGetFunction",
@@ -150,7 +159,8 @@ public final class CudaDriver {
         }
     }
 
-    private MethodHandle handle(String name, FunctionDescriptor fd, Linker.Option... options) {
+    /** A driver API entry point ({@link CudaGraphs} looks its own up here). */
+    MethodHandle handle(String name, FunctionDescriptor fd, Linker.Option... options) {
         MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaException(
                 "libcuda.so.1 has no symbol " + name + ": the NVIDIA driver is too old (need CUDA 12+ driver API)"));
         return LINKER.downcallHandle(symbol, fd, options);
@@ -260,7 +270,7 @@ public final class CudaDriver {
         return lookupString(cuGetErrorName, result, "CUresult " + result);
     }
 
-    private String errorString(int result) {
+    String errorString(int result) {
         return lookupString(cuGetErrorString, result, "unknown error");
     }
 
@@ -353,7 +363,7 @@ public final class CudaDriver {
     public void copyDeviceToDevice(long src, long dst, long bytes) {
         ensureCurrent();
         try {
-            check("cuMemcpyDtoD_v2", (int) cuMemcpyDtoD.invokeExact(dst, src, bytes));
+            check("cuMemcpyDtoDAsync_v2", (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, streams.get()));
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {
@@ -373,17 +383,22 @@ public final class CudaDriver {
         }
     }
 
-    /** Zeroes {@code bytes} bytes at {@code dst} (any element type; asynchronous on the default stream). */
+    /** Zeroes {@code bytes} bytes at {@code dst} (any element type; asynchronous, on the launch stream). */
     public void zeroBytes(long dst, long bytes) {
         ensureCurrent();
         try {
-            check("cuMemsetD8_v2", (int) cuMemsetD8.invokeExact(dst, (byte) 0, bytes));
+            check("cuMemsetD8Async", (int) cuMemsetD8Async.invokeExact(dst, (byte) 0, bytes, streams.get()));
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
     }
+
+    /** The stream this thread's launches go to ({@link #streams}); package-private: only a capture changes it. */
+    MemorySegment launchStream() { return streams.get(); }
+
+    void launchStream(MemorySegment s) { streams.set(s); }
 
     public void synchronize() {
         ensureCurrent();
@@ -457,7 +472,8 @@ public final class CudaDriver {
     }
 
     /**
-     * {@code cuLaunchKernel} on the default stream. Each argument is a {@link Long} (device pointer or 64-bit
+     * {@code cuLaunchKernel} on the launch stream (the default stream, except while {@link CudaGraphs} captures).
+     * Each argument is a {@link Long} (device pointer or 64-bit
      * integer), {@link Integer} or {@link Float}; the driver wants an array of pointers to host copies of them.
      */
     public void launch(MemorySegment function, String name, int gridX, int gridY, int gridZ,
@@ -477,7 +493,7 @@ public final class CudaDriver {
                 pointers.setAtIndex(ADDRESS, a, value);
             }
             int r = (int) cuLaunchKernel.invokeExact(function, gridX, gridY, gridZ, blockX, blockY, blockZ,
-                    sharedBytes, MemorySegment.NULL, pointers, MemorySegment.NULL);
+                    sharedBytes, streams.get(), pointers, MemorySegment.NULL);
             if (r != 0) {
                 throw new CudaException("cuLaunchKernel(" + name + ", grid " + gridX + "x" + gridY + "x" + gridZ
                         + ", block " + blockX + "x" + blockY + "x" + blockZ + ") failed: " + errorName(r) + " (" + r

@@ -117,6 +117,36 @@ public interface Backend extends AutoCloseable {
     /** {@code out[N, H] = table[ids[n], :]}; every id must lie in {@code [0, V)}. */
     void embedding(int[] ids, Tensor table, Tensor out);
 
+    /** {@link #embedding(int[], Tensor, Tensor)} with the ids in backend memory; the caller has checked their range. */
+    void embedding(IntTensor ids, Tensor table, Tensor out);
+
+    /** {@code n} zeroed integers in backend memory. */
+    IntTensor allocateInts(int n);
+
+    /** Writes {@code values} (all of {@code t}); ordered before the backend's later operations. */
+    void writeInts(IntTensor t, int[] values);
+
+    /**
+     * The operations {@code step} makes, to be run many times over the same tensors (see {@link RepeatedStep}).
+     * The CPU runs {@code step} each time; a GPU may record it once and replay the recording.
+     */
+    default RepeatedStep repeatable(Runnable step) {
+        return new RepeatedStep() {
+            private boolean closed;
+
+            @Override
+            public void run() {
+                if (closed) {
+                    throw new IllegalStateException("this repeated step was closed");
+                }
+                step.run();
+            }
+
+            @Override
+            public void close() { closed = true; }
+        };
+    }
+
     /** HF LlamaRMSNorm: {@code out = w * x / sqrt(mean(x^2) + eps)}; {@code rstd[N]} keeps the reciprocal. */
     void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out, Tensor rstd);
 
@@ -159,6 +189,19 @@ public interface Backend extends AutoCloseable {
      */
     void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, int[] sequences, int[] positions,
                          Tensor out);
+
+    /**
+     * {@link #cachedAttention(Tensor, Tensor, Tensor, KvCacheShape, int[], int[], Tensor)} with the rows in backend
+     * memory: {@code rows [2N]} holds the sequences, then the positions (checked by the caller when written).
+     */
+    void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, IntTensor rows, Tensor out);
+
+    /**
+     * Writes row {@code n} of {@code x [N, C]} to cache row {@link KvCacheShape#row}{@code (rows[n], rows[N + n])}
+     * of {@code cache [S*capacity, C]}; {@code rows [2N]} as in {@link #cachedAttention(Tensor, Tensor, Tensor,
+     * KvCacheShape, IntTensor, Tensor)}.
+     */
+    void writeCacheRows(Tensor x, Tensor cache, KvCacheShape shape, IntTensor rows);
 
     /** {@code out = silu(gate) * up}, all {@code [N, F]}. */
     void swiglu(Tensor gate, Tensor up, Tensor out);

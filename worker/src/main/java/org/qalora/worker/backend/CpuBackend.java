@@ -190,6 +190,32 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void embedding(IntTensor ids, Tensor table, Tensor out) {
+        embedding(ints(ids).values(), table, out);
+    }
+
+    @Override
+    public IntTensor allocateInts(int n) {
+        return new CpuInts(new int[n], 0, n);
+    }
+
+    @Override
+    public void writeInts(IntTensor t, int[] values) {
+        CpuInts c = ints(t);
+        if (values.length != c.size()) {
+            throw new IllegalArgumentException("writing " + values.length + " ints into " + c.size());
+        }
+        System.arraycopy(values, 0, c.data, c.offset, values.length);
+    }
+
+    private static CpuInts ints(IntTensor t) {
+        if (t instanceof CpuInts c) {
+            return c;
+        }
+        throw new IllegalArgumentException(t + " does not belong to the CPU backend");
+    }
+
+    @Override
     public void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out, Tensor rstd) {
         float[] xs = d(x), w = d(weight), o = d(out), r = d(rstd);
         int h = x.cols();
@@ -281,6 +307,26 @@ public final class CpuBackend implements Backend {
         requireSize(kCache.size(), shape.rows() * shape.kvWidth(), "cachedAttention key cache");
         requireSize(vCache.size(), shape.rows() * shape.kvWidth(), "cachedAttention value cache");
         CpuAttention.cached(par, dense, d(q), d(kCache), d(vCache), shape, sequences, positions, d(out));
+    }
+
+    @Override
+    public void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, IntTensor rows,
+                                Tensor out) {
+        int[] r = ints(rows).values();
+        int n = r.length / 2;
+        cachedAttention(q, kCache, vCache, shape, java.util.Arrays.copyOf(r, n), java.util.Arrays.copyOfRange(r, n, 2 * n),
+                out);
+    }
+
+    @Override
+    public void writeCacheRows(Tensor x, Tensor cache, KvCacheShape shape, IntTensor rows) {
+        int[] r = ints(rows).values();
+        int n = r.length / 2;
+        requireSize(x.rows(), n, "writeCacheRows rows");
+        BackendChecks.cacheRows(shape, java.util.Arrays.copyOf(r, n), java.util.Arrays.copyOfRange(r, n, 2 * n));
+        for (int i = 0; i < n; i++) {
+            copyRows(x, i, cache, shape.row(r[i], r[n + i]), 1);
+        }
     }
 
     @Override

@@ -55,12 +55,19 @@ public final class Generator {
     }
 
     private List<int[]> batch(List<int[]> prompts, int from, int to, Settings s, TokenListener listener) {
-        int b = to - from, vocab = model.dims().vocab(), longest = 0;
+        int b = to - from, longest = 0;
         for (int i = from; i < to; i++) {
             longest = Math.max(longest, prompts.get(i).length);
         }
         // The last chosen token is never fed back, so prompt + maxNewTokens - 1 positions suffice.
-        CachedPass pass = new CachedPass(model, adapter, new KvCache(model, b, longest + s.maxNewTokens() - 1));
+        try (CachedPass pass = new CachedPass(model, adapter, new KvCache(model, b, longest + s.maxNewTokens() - 1))) {
+            return decodeBatch(pass, prompts, from, b, s, listener);
+        }
+    }
+
+    private List<int[]> decodeBatch(CachedPass pass, List<int[]> prompts, int from, int b, Settings s,
+                                    TokenListener listener) {
+        int vocab = model.dims().vocab();
         SplitMix64[] rng = new SplitMix64[b];
         int[][] tokens = new int[b][s.maxNewTokens()];
         int[] count = new int[b];

@@ -40,8 +40,8 @@ final class CachedLayerPass {
         if (step.prefill() != null) {
             be.attention(a.q, a.k, a.v, step.prefill(), a.attentionState, a.attn);  // attn[N,nH*d], causal
         } else {
-            be.cachedAttention(a.q, cache.keys(l), cache.values(l), cache.shape(), step.sequences(),
-                    step.positions(), a.attn);                                       // attn[N,nH*d] over 0..p
+            be.cachedAttention(a.q, cache.keys(l), cache.values(l), cache.shape(), step.rows(),
+                    a.attn);                                                         // attn[N,nH*d] over 0..p
         }
         project(model, l, adapter, a, Projection.O, a.attn, a.tmpH);
         be.add(x, a.tmpH, a.mid);                                                   // mid = x + o_proj(attn)

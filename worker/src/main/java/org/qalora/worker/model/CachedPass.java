@@ -4,18 +4,23 @@ import java.util.HashMap;
 import java.util.Map;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.BackendChecks;
+import org.qalora.worker.backend.IntTensor;
+import org.qalora.worker.backend.RepeatedStep;
 import org.qalora.worker.backend.Tensor;
 
 /**
  * Inference with a key/value cache: a prompt is run once (prefill), then each new token of each sequence costs
  * one row through every layer (decode). Only the rows whose logits are wanted go through lm_head (the last prompt
- * position; every decoded token). Not thread-safe: one generation at a time per instance.
+ * position; every decoded token). A decode step of N rows is built once per N and run for every token through
+ * {@link Backend#repeatable}, which a GPU replays as a CUDA graph. Not thread-safe: one generation at a time per
+ * instance; {@link #close} frees the recordings.
  */
-public final class CachedPass {
+public final class CachedPass implements AutoCloseable {
     private final LlamaModel model;
     private final QaloraAdapter adapter;
     private final KvCache cache;
-    private final Map<Integer, StepActivations> decodeSteps = new HashMap<>(); // by N: batches shrink as sequences end
+    private final Map<Integer, DecodeStep> decodeSteps = new HashMap<>();     // by N: batches shrink as sequences end
     private final Map<Integer, Tensor> logitBuffers = new HashMap<>();         // [R, V] by R
 
     /** @param cache where prompts' and tokens' keys and values go; null for {@link #prefill} calls that only score */
@@ -64,36 +69,80 @@ public final class CachedPass {
         if (sequences.length != ids.length || ids.length == 0) {
             throw new IllegalArgumentException("decode: " + sequences.length + " sequences but " + ids.length + " ids");
         }
-        int[] positions = new int[ids.length];
-        for (int n = 0; n < ids.length; n++) {
-            positions[n] = cache.length(sequences[n]);
-            if (positions[n] == 0) {
-                throw new IllegalStateException("sequence " + sequences[n] + " has no prompt yet: prefill it first");
+        int n = ids.length;
+        int[] index = new int[3 * n];                                                   // ids | sequences | positions
+        for (int i = 0; i < n; i++) {
+            int position = cache.length(sequences[i]);
+            if (position == 0) {
+                throw new IllegalStateException("sequence " + sequences[i] + " has no prompt yet: prefill it first");
             }
+            index[i] = ids[i];
+            index[n + i] = sequences[i];
+            index[2 * n + i] = position;
         }
-        StepActivations a = decodeSteps.computeIfAbsent(ids.length,
-                n -> new StepActivations(model, adapter == null ? null : adapter.config(), n, null));
-        Tensor hidden = run(a, CachedStep.decode(sequences, positions), ids);           // [N,H]
-        Tensor logits = logitBuffer(ids.length);
-        model.backend().linear(hidden, model.lmHead(), logits);                         // logits[N,V]
-        for (int n = 0; n < ids.length; n++) {
-            cache.setLength(sequences[n], positions[n] + 1);
+        // The step reads these from backend memory, so they are checked here, on the host.
+        BackendChecks.tokenIds(ids, model.dims().vocab());
+        BackendChecks.cacheRows(cache.shape(), sequences, java.util.Arrays.copyOfRange(index, 2 * n, 3 * n));
+        DecodeStep step = decodeSteps.computeIfAbsent(n, DecodeStep::new);
+        Backend be = model.backend();
+        be.writeInts(step.index, index);
+        step.run.run();
+        for (int i = 0; i < n; i++) {
+            cache.setLength(sequences[i], index[2 * n + i] + 1);
         }
-        return model.backend().download(logits);
+        return be.download(step.logits);
+    }
+
+    /** Frees what the decode steps recorded (a GPU's graphs); the pass can no longer decode. */
+    @Override
+    public void close() {
+        decodeSteps.values().forEach(s -> s.run.close());
+        decodeSteps.clear();
+    }
+
+    /**
+     * One decode step of N rows, built once and run for every token ({@link Backend#repeatable}: a GPU replays it as
+     * a graph): everything that changes from token to token is in {@code index}, which the step reads in backend
+     * memory, and the rope tables cover the whole cache, so no Java value of one token is baked in.
+     */
+    private final class DecodeStep {
+        final IntTensor index;          // [3N] ids, then sequences, then positions
+        final Tensor logits;            // [N, V]
+        final RepeatedStep run;
+
+        DecodeStep(int n) {
+            Backend be = model.backend();
+            LlamaDims d = model.dims();
+            StepActivations a = new StepActivations(model, adapter == null ? null : adapter.config(), n, null);
+            index = be.allocateInts(3 * n);
+            logits = be.allocateActivation(n, d.vocab());
+            IntTensor ids = index.slice(0, n), rows = index.slice(n, 2 * n), positions = index.slice(2 * n, n);
+            RopeTables rope = model.rope(cache.shape().capacity());
+            CachedStep step = CachedStep.decode(rows);
+            run = be.repeatable(() -> {
+                be.embedding(positions, rope.cos, a.cos);                               // cos[N,d/2] at positions
+                be.embedding(positions, rope.sin, a.sin);                               // sin[N,d/2]
+                be.embedding(ids, model.embedding(), a.residual[0]);                    // x[N,H]
+                Tensor hidden = layers(a, step);                                        // [N,H]
+                be.linear(hidden, model.lmHead(), logits);                              // logits[N,V]
+            });
+        }
     }
 
     /** Embedding, every layer, final norm; returns the normed hidden states {@code [N, H]}. */
     private Tensor run(StepActivations a, CachedStep step, int[] ids) {
         Backend be = model.backend();
-        LlamaDims d = model.dims();
-        int maxPosition = 0;
-        for (int p : step.positions()) {
-            maxPosition = Math.max(maxPosition, p);
-        }
-        RopeTables rope = model.rope(maxPosition + 1);
+        RopeTables rope = model.rope(ids.length);                                       // prefill: positions 0..N-1
         be.embedding(step.positions(), rope.cos, a.cos);                                // cos[N,d/2] at positions
         be.embedding(step.positions(), rope.sin, a.sin);                                // sin[N,d/2]
         be.embedding(ids, model.embedding(), a.residual[0]);                            // x[N,H]
+        return layers(a, step);
+    }
+
+    /** Every layer, then the final norm, from {@code a.residual[0]}; returns the normed hidden states {@code [N, H]}. */
+    private Tensor layers(StepActivations a, CachedStep step) {
+        Backend be = model.backend();
+        LlamaDims d = model.dims();
         for (int l = 0; l < d.layers(); l++) {
             CachedLayerPass.forward(model, l, adapter, a, step, cache, a.residual[l % 2], a.residual[(l + 1) % 2]);
         }

@@ -2,18 +2,21 @@ package org.qalora.worker.model;
 
 import org.qalora.worker.backend.AttentionShape;
 import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.IntTensor;
 import org.qalora.worker.backend.KvCacheShape;
 import org.qalora.worker.backend.Tensor;
 
 /**
- * Which (sequence, position) each row of a cached step is.
+ * Which (sequence, position) each row of a cached step is: on the host for a prefill, in backend memory for a decode
+ * step (so that a replayed step reads each step's rows where it runs).
  *
- * @param sequences [N] the sequence of each row
- * @param positions [N] the position of each row within its sequence
+ * @param sequences [N] the sequence of each row (prefill)
+ * @param positions [N] the position of each row within its sequence (prefill)
  * @param prefill   for a prefill (one sequence, positions 0..N-1) the shape of its causal attention; null for a
  *                  decode step
+ * @param rows      decode: [2N] the sequences, then the positions, in backend memory
  */
-record CachedStep(int[] sequences, int[] positions, AttentionShape prefill) {
+record CachedStep(int[] sequences, int[] positions, AttentionShape prefill, IntTensor rows) {
 
     static CachedStep prefill(LlamaDims d, int sequence, int tokens) {
         int[] seq = new int[tokens];
@@ -22,23 +25,19 @@ record CachedStep(int[] sequences, int[] positions, AttentionShape prefill) {
             seq[t] = sequence;
             pos[t] = t;
         }
-        return new CachedStep(seq, pos, new AttentionShape(1, tokens, d.heads(), d.kvHeads(), d.headDim()));
+        return new CachedStep(seq, pos, new AttentionShape(1, tokens, d.heads(), d.kvHeads(), d.headDim()), null);
     }
 
-    static CachedStep decode(int[] sequences, int[] positions) {
-        return new CachedStep(sequences, positions, null);
+    static CachedStep decode(IntTensor rows) {
+        return new CachedStep(null, null, null, rows);
     }
 
-    int rows() { return positions.length; }
-
-    /** Copies row n of {@code x [N, C]} to cache row (sequences[n], positions[n]); a prefill is one block copy. */
+    /** Copies row n of {@code x [N, C]} to its cache row; a prefill is one block copy. */
     void write(Backend be, Tensor x, Tensor cache, KvCacheShape shape) {
         if (prefill != null) {
-            be.copyRows(x, 0, cache, shape.row(sequences[0], 0), rows());
-            return;
-        }
-        for (int n = 0; n < rows(); n++) {
-            be.copyRows(x, n, cache, shape.row(sequences[n], positions[n]), 1);
+            be.copyRows(x, 0, cache, shape.row(sequences[0], 0), positions.length);
+        } else {
+            be.writeCacheRows(x, cache, shape, rows);                                   // cache[(s,p)] = x[n]
         }
     }
 }

@@ -364,4 +364,73 @@ abstract class BackendContractTest {
                 () -> BE.embedding(new int[] {1, 4}, table, BE.allocate(2, 3)));
         assertTrue(e.getMessage().contains("token id 4 at position 1"), e.getMessage());
     }
+
+    /**
+     * The integer-tensor forms read their ids and cache rows from backend memory and give exactly what the host-array
+     * forms give; the cache write touches only the named rows.
+     */
+    @Test
+    void intTensorFormsEqualTheHostArrayForms() {
+        int heads = 4, kvHeads = 2, d = 8, capacity = 5, vocab = 7, h = 6;
+        KvCacheShape cs = new KvCacheShape(3, capacity, heads, kvHeads, d);
+        int kw = cs.kvWidth(), qw = cs.queryWidth();
+        Tensor table = BE.upload(randn(vocab * h), vocab, h);
+        int[] ids = {6, 0, 3};
+        IntTensor both = BE.allocateInts(2 + ids.length);                              // 2 ints of padding first
+        BE.writeInts(both, new int[] {9, 9, 6, 0, 3});
+        Tensor viaHost = BE.allocate(ids.length, h), viaInts = BE.allocate(ids.length, h);
+        BE.embedding(ids, table, viaHost);
+        BE.embedding(both.slice(2, ids.length), table, viaInts);
+        assertArrayEquals(BE.download(viaHost), BE.download(viaInts), "embedding");
+
+        float[] cacheInit = randn(cs.rows() * kw), x = randn(2 * kw);
+        Tensor cache = BE.upload(cacheInit, cs.rows(), kw);
+        IntTensor rows = BE.allocateInts(4);
+        BE.writeInts(rows, new int[] {2, 0, 4, 1});                                     // (2, 4) and (0, 1)
+        BE.writeCacheRows(BE.upload(x, 2, kw), cache, cs, rows);
+        float[] want = cacheInit.clone();
+        System.arraycopy(x, 0, want, cs.row(2, 4) * kw, kw);
+        System.arraycopy(x, kw, want, cs.row(0, 1) * kw, kw);
+        assertArrayEquals(want, BE.download(cache), "cache after the write");
+
+        float[] q = randn(2 * qw);
+        Tensor k = BE.upload(randn(cs.rows() * kw), cs.rows(), kw), v = BE.upload(randn(cs.rows() * kw), cs.rows(), kw);
+        Tensor outHost = BE.allocate(2, qw), outInts = BE.allocate(2, qw);
+        BE.cachedAttention(BE.upload(q, 2, qw), k, v, cs, new int[] {2, 0}, new int[] {4, 1}, outHost);
+        BE.cachedAttention(BE.upload(q, 2, qw), k, v, cs, rows, outInts);
+        assertArrayEquals(BE.download(outHost), BE.download(outInts), "cached attention");
+    }
+
+    /**
+     * A repeated step reads what changes between runs from tensors and integers in backend memory: four runs with
+     * new ids each give exactly what the same operations give run directly. On a GPU the second run records the
+     * step and the later ones replay the recording (a cuBLAS product included).
+     */
+    @Test
+    void aRepeatedStepSeesNewIntsAtEveryRun() {
+        int vocab = 9, h = 8, o = 5;
+        Tensor table = BE.upload(randn(vocab * h), vocab, h), w = BE.upload(randn(o * h), o, h);
+        Tensor bias = BE.upload(randn(2 * o), 2, o);
+        IntTensor ids = BE.allocateInts(2);
+        Tensor x = BE.allocate(2, h), y = BE.allocate(2, o), out = BE.allocate(2, o);
+        try (RepeatedStep step = BE.repeatable(() -> {
+            BE.embedding(ids, table, x);                                                   // x[2,H]
+            BE.matmulNT(x, w, y, false);                                                   // y[2,O]
+            BE.add(y, bias, out);
+        })) {
+            int[][] runs = {{1, 2}, {8, 0}, {3, 3}, {5, 7}};
+            for (int[] r : runs) {
+                BE.writeInts(ids, r);
+                step.run();
+                float[] got = BE.download(out);
+                Tensor ex = BE.allocate(2, h), ey = BE.allocate(2, o), eo = BE.allocate(2, o);
+                BE.embedding(r, table, ex);
+                BE.matmulNT(ex, w, ey, false);
+                BE.add(ey, bias, eo);
+                assertArrayEquals(BE.download(eo), got, "run with ids " + java.util.Arrays.toString(r));
+            }
+            step.close();
+            assertThrows(IllegalStateException.class, step::run, "a closed step does not run");
+        }
+    }
 }

@@ -8,14 +8,17 @@ import org.qalora.quant.cuda.Cublas;
 import org.qalora.quant.cuda.Cublas.DType;
 import org.qalora.quant.cuda.CudaDriver;
 import org.qalora.quant.cuda.CudaException;
+import org.qalora.quant.cuda.CudaGraphs;
 import org.qalora.quant.cuda.DeviceBuffer;
 import org.qalora.quant.cuda.QuantKernelModule;
 import org.qalora.worker.backend.AttentionShape;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.BackendChecks;
+import org.qalora.worker.backend.IntTensor;
 import org.qalora.worker.backend.KvCacheShape;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.backend.Precision;
+import org.qalora.worker.backend.RepeatedStep;
 import org.qalora.worker.backend.Tensor;
 
 /**
@@ -44,7 +47,9 @@ public final class CudaBackend implements Backend {
     private final Operands operands;
     private final MultiTensorOps multi;
     private final AdapterFold fold;
+    private final CudaDecodeOps decode;
     private boolean foldAdapters = true;
+    private boolean graphs = !"false".equals(System.getProperty("qalora.cuda.graphs"));
     private boolean closed;
 
     /**
@@ -69,6 +74,7 @@ public final class CudaBackend implements Backend {
         products = new CudaProducts(cuda, blas, quant, compute, operands);
         multi = new MultiTensorOps(cuda, kernels);
         fold = new AdapterFold(cuda, blas, kernels);
+        decode = new CudaDecodeOps(this, cuda, kernels, ints);
     }
 
     /**
@@ -333,6 +339,38 @@ public final class CudaBackend implements Backend {
         kernels.embedding(uploadInts(ids), tab.pointer(), o.pointer(), o.flag(), ids.length, h);
     }
 
+    @Override
+    public void embedding(IntTensor ids, Tensor table, Tensor out) {
+        CudaTensor tab = fp32(own(table), "the embedding table"), o = own(out);
+        CudaInts i = decode.ints(ids);
+        requireSize(o.size(), (long) i.size() * tab.cols(), "embedding output");
+        kernels.embedding(i.pointer(), tab.pointer(), o.pointer(), o.flag(), i.size(), tab.cols());
+    }
+
+    @Override
+    public IntTensor allocateInts(int n) {
+        DeviceBuffer b = deviceMemory(4L * Math.max(n, 1));
+        cuda.zeroBytes(b.pointer(), b.bytes());
+        return new CudaInts(this, b, 0, n);
+    }
+
+    @Override
+    public void writeInts(IntTensor t, int[] values) {
+        decode.write(decode.ints(t), values);
+    }
+
+    /**
+     * Records the step as a CUDA graph after one eager warm-up run and replays it from then on ({@link CudaStepGraph});
+     * with graphs off ({@link #useGraphs}, or {@code -Dqalora.cuda.graphs=false}) it runs eagerly each time.
+     */
+    @Override
+    public RepeatedStep repeatable(Runnable step) {
+        return new CudaStepGraph(CudaGraphs.of(cuda), step, graphs);
+    }
+
+    /** Whether {@link #repeatable} steps are replayed as CUDA graphs (default on; off to compare). */
+    public void useGraphs(boolean on) { graphs = on; }
+
     private static CudaTensor fp32(CudaTensor t, String what) {
         if (t.bf16) {
             throw new IllegalArgumentException(what + " must be fp32, got " + t);
@@ -395,30 +433,18 @@ public final class CudaBackend implements Backend {
     @Override
     public void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, int[] sequences,
                                 int[] positions, Tensor out) {
-        BackendChecks.cacheRows(shape, sequences, positions);
-        CudaTensor qt = own(q), k = own(kCache), v = own(vCache), o = own(out);
-        int n = positions.length;
-        requireSize(qt.size(), (long) n * shape.queryWidth(), "cachedAttention q");
-        requireSize(o.size(), (long) n * shape.queryWidth(), "cachedAttention out");
-        requireSize(k.size(), (long) shape.rows() * shape.kvWidth(), "cachedAttention key cache");
-        requireSize(v.size(), (long) shape.rows() * shape.kvWidth(), "cachedAttention value cache");
-        if (k.bf16 != v.bf16) {
-            throw new IllegalArgumentException("cachedAttention: key and value caches must have one element type");
-        }
-        int maxKeys = 0;
-        for (int p : positions) {
-            maxKeys = Math.max(maxKeys, p + 1);
-        }
-        if (maxKeys > TrainingKernels.CACHED_ATTENTION_MAX_KEYS) {
-            throw new IllegalArgumentException("cachedAttention: a row sees " + maxKeys + " cached positions; the GPU"
-                    + " kernel holds at most " + TrainingKernels.CACHED_ATTENTION_MAX_KEYS + " scores in shared memory");
-        }
-        int[] info = new int[2 * n];
-        System.arraycopy(sequences, 0, info, 0, n);
-        System.arraycopy(positions, 0, info, n, n);
-        kernels.cachedAttention(qt.pointer(), qt.flag(), k.pointer(), v.pointer(), k.flag(), uploadInts(info), n,
-                shape.capacity(), shape.heads(), shape.kvHeads(), shape.headDim(),
-                (float) (1.0 / Math.sqrt(shape.headDim())), o.pointer(), o.flag(), maxKeys);
+        decode.cachedAttention(own(q), own(kCache), own(vCache), shape, sequences, positions, own(out));
+    }
+
+    @Override
+    public void cachedAttention(Tensor q, Tensor kCache, Tensor vCache, KvCacheShape shape, IntTensor rows,
+                                Tensor out) {
+        decode.cachedAttention(own(q), own(kCache), own(vCache), shape, decode.ints(rows), own(out));
+    }
+
+    @Override
+    public void writeCacheRows(Tensor x, Tensor cache, KvCacheShape shape, IntTensor rows) {
+        decode.writeCacheRows(own(x), own(cache), shape, decode.ints(rows));
     }
 
     @Override

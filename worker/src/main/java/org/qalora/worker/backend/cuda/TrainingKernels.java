@@ -16,7 +16,8 @@ final class TrainingKernels {
     private final int maxBlocks;
     private final MemorySegment convert, add, multiply, scale, swiglu, swigluBackward, embedding, rmsNorm,
             rmsNormBackward, rope, groupPool, groupPoolBackward, groupPoolVec, groupPoolBackwardVec, dropout, crossEntropy, sumsqPartial, sumsqFinal,
-            adamw, softmaxForward, softmaxBackward, foldZeros, addVec, swigluVec, swigluBackwardVec, cachedAttention;
+            adamw, softmaxForward, softmaxBackward, foldZeros, addVec, swigluVec, swigluBackwardVec, cachedAttention,
+            cacheWrite;
 
     TrainingKernels(CudaDriver cuda) {
         this.cuda = cuda;
@@ -48,6 +49,7 @@ final class TrainingKernels {
         swigluVec = cuda.function(m, "swiglu_vec");
         swigluBackwardVec = cuda.function(m, "swiglu_backward_vec");
         cachedAttention = cuda.function(m, "cached_attention");
+        cacheWrite = cuda.function(m, "cache_write");
     }
 
     /** Blocks of a grid-stride elementwise launch over {@code n} elements. */
@@ -197,6 +199,12 @@ final class TrainingKernels {
                          int kvHeads, int headDim, float scale, long out, int oBf, int maxKeys) {
         cuda.launch(cachedAttention, "cached_attention", rows * heads, 1, 1, 256, 1, 1, 4 * maxKeys, q, qBf, k, v,
                 kvBf, info, rows, capacity, heads, kvHeads, headDim, scale, out, oBf);
+    }
+
+    /** Row n of {@code src [rows, width]} to cache row {@code info[n] * capacity + info[rows + n]}; one block per row. */
+    void cacheWrite(long src, int srcBf, long cache, int cacheBf, long info, int rows, int capacity, int width) {
+        cuda.launch(cacheWrite, "cache_write", rows, 1, 1, BLOCK, 1, 1, 0, src, srcBf, cache, cacheBf, info, rows,
+                capacity, width);
     }
 
     void softmaxBackward(long s, long dP, long lse, long p, int pBf, long dS, int sBf, int seqLen, int items,

@@ -1,0 +1,69 @@
+package org.qalora.worker.backend.cuda;
+
+import org.qalora.quant.cuda.CudaGraphs;
+import org.qalora.worker.backend.RepeatedStep;
+
+/**
+ * {@link RepeatedStep} of the CUDA backend: the step runs eagerly until it has run once with every scratch buffer
+ * already large enough, is then captured as a CUDA graph ({@link CudaGraphs}) and replayed from there on. A graph
+ * holds raw addresses, so when any {@link DeviceScratch} was reallocated since the capture (another operation grew
+ * it), the graph is dropped and the step warms up and is captured again.
+ */
+final class CudaStepGraph implements RepeatedStep {
+    private final CudaGraphs graphs;
+    private final Runnable step;
+    private final boolean enabled;
+    private CudaGraphs.Graph graph;
+    private long graphGeneration = -1;
+    private long warmGeneration = -1;
+    private boolean closed;
+
+    CudaStepGraph(CudaGraphs graphs, Runnable step, boolean enabled) {
+        this.graphs = graphs;
+        this.step = step;
+        this.enabled = enabled;
+    }
+
+    @Override
+    public void run() {
+        if (closed) {
+            throw new IllegalStateException("this repeated step was closed");
+        }
+        if (!enabled) {
+            step.run();
+            return;
+        }
+        long now = DeviceScratch.generation();
+        if (graph != null && graphGeneration == now) {
+            graph.launch();
+            return;
+        }
+        dropGraph();
+        if (warmGeneration == now) {        // the last eager run needed no new scratch: its addresses are final
+            graph = graphs.capture(step);
+            graphGeneration = now;
+            graph.launch();
+            return;
+        }
+        step.run();
+        warmGeneration = DeviceScratch.generation();
+    }
+
+    /** Whether the next {@link #run} replays a recording (for tests and the benchmark). */
+    boolean replaying() {
+        return graph != null && graphGeneration == DeviceScratch.generation();
+    }
+
+    private void dropGraph() {
+        if (graph != null) {
+            graph.close();
+            graph = null;
+        }
+    }
+
+    @Override
+    public void close() {
+        dropGraph();
+        closed = true;
+    }
+}

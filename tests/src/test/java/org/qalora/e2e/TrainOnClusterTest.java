@@ -81,6 +81,11 @@ class TrainOnClusterTest {
 
     /** {@code hdfs}: the file system URI the model, tokenizer and output are on. */
     private static TrainJob job(String hdfs, String output, String data, int rounds) {
+        return job(hdfs, output, data, rounds, Map.of());
+    }
+
+    /** With {@code extra} flags applied last. */
+    private static TrainJob job(String hdfs, String output, String data, int rounds, Map<String, Object> extra) {
         Map<String, Object> flags = new LinkedHashMap<>();
         flags.put("model", hdfs + "/models/tiny-gptq");
         flags.put("tokenizer", hdfs + "/tok/tokenizer.json");
@@ -95,6 +100,7 @@ class TrainOnClusterTest {
         // The executors get (simulated) GPU addresses to show the scheduling; the training itself runs on the CPU
         // (--device auto would ask for those GPUs, and this machine has none).
         flags.put("device", "cpu");
+        flags.putAll(extra);
         return TrainJobLoader.build("test", TrainJobLoader.defaults(Fixtures.root().getParent().toString()), flags);
     }
 
@@ -222,5 +228,64 @@ class TrainOnClusterTest {
         var conf = spark.sparkContext().hadoopConfiguration();
         assertTrue(new ModelPublisher(new Storage(conf)).verify(out.published()).isEmpty(), "checksums match");
         assertTrue(cluster.fs().exists(new org.apache.hadoop.fs.Path("/runs/ns/LATEST")), "the same cluster, by its address");
+    }
+
+    /**
+     * {@code train --quantize gptq} on the dense fixture model: calibration windows drawn from the training data,
+     * calibrated and solved as Spark tasks on the two executors, layer by layer; the quantized base on HDFS equals
+     * single-process GPTQ ({@code qalora quantize}'s {@code LayerwiseGptq}) on the same windows, codes, scales and
+     * zeros bit for bit. The executors kept their chunks' hidden states between stages (some tasks found them in
+     * memory).
+     */
+    @Test
+    @Order(6)
+    void trainQuantizesAFloatBaseWithDistributedGptqBitIdenticalToSingleProcess() throws Exception {
+        cluster.put(Fixtures.tinyLlama(), "/models/tiny-dense");
+        Map<String, Object> extra = new LinkedHashMap<>();
+        extra.put("model", cluster.uri("/models/tiny-dense"));
+        extra.put("quantize", "gptq");
+        extra.put("calibration-samples", 6);
+        extra.put("calibration-tokens", 48);
+        extra.put("bits", 2);
+        List<String> log = new ArrayList<>();
+        TrainJob job = job(cluster.uri(""), "/runs/gptq", cluster.uri("/runs/a/data"), 1, extra);
+        train(job, null, log);
+        String all = String.join("\n", log);
+        assertTrue(all.contains("GPTQ 2-bit, group size 32, calibration 6 x 48 tokens from the training data"), all);
+        assertTrue(all.contains("in 2 chunk(s)"), all);
+        java.util.regex.Matcher memory = java.util.regex.Pattern.compile("MEMORY=(\\d+)").matcher(all);
+        assertTrue(memory.find() && Integer.parseInt(memory.group(1)) > 0, "executors reused hidden states: " + all);
+        assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/runs/gptq/"
+                + org.qalora.driver.pipeline.ModelStage.GPTQ_WORK_DIR)), "the calibration work directory is gone");
+
+        // Single process, same windows (the sampler is seeded), on a local copy of the model.
+        var conf = spark.sparkContext().hadoopConfiguration();
+        var drawn = org.qalora.driver.gptq.CalibrationSampler.fromDataset(cluster.uri("/runs/a/data"), conf, 6, 48, 7);
+        Path calibration = base.resolve("gptq-calibration.safetensors");
+        org.qalora.driver.gptq.CalibrationSampler.write(drawn, calibration.toString(),
+                org.qalora.quant.io.HadoopPaths.defaults());
+        org.qalora.quant.config.GptqConfig gptq = org.qalora.quant.config.GptqConfig.of(2, 32);
+        Map<String, org.qalora.quant.QuantizedMatrix> single;
+        try (var source = org.qalora.quant.safetensors.Checkpoint.open(Fixtures.tinyLlama().toString());
+             var backend = new org.qalora.worker.backend.CpuBackend(2)) {
+            var data = org.qalora.worker.quantize.CalibrationData.read(calibration.toString(), 512,
+                    org.qalora.quant.io.HadoopPaths.defaults());
+            single = org.qalora.worker.quantize.ModelQuantizer.quantize(source, source.config(), gptq,
+                    org.qalora.worker.quantize.ModelQuantizer.Method.GPTQ, data, backend,
+                    new java.io.PrintWriter(new java.io.StringWriter()));
+        }
+        try (var distributed = org.qalora.quant.safetensors.Checkpoint.open(cluster.uri("/runs/gptq/base-quantized"),
+                new org.qalora.quant.io.HadoopPaths(conf))) {
+            assertEquals(14, single.size());
+            for (var e : single.entrySet()) {
+                // Both through the checkpoint format (fp16 scales), as the distributed one was written.
+                var writer = new org.qalora.quant.safetensors.SafetensorsWriter();
+                org.qalora.quant.gptq.GptqCodec.write(writer, e.getKey(), e.getValue(), gptq.format());
+                for (String suffix : List.of(".qweight", ".qzeros", ".scales", ".g_idx")) {
+                    assertTrue(java.util.Arrays.equals(writer.bytes(e.getKey() + suffix),
+                            distributed.bytes(e.getKey() + suffix)), e.getKey() + suffix + " differs");
+                }
+            }
+        }
     }
 }

@@ -73,13 +73,19 @@ import org.qalora.worker.train.Schedule;
  *                         covers: two runs from different starting adapters never share checkpoints
  * @param keepVersions     0: keep every published version; N: after LATEST flipped, delete all but the N newest
  *                         (never the one LATEST names). Not in the config hash: it changes no result
+ * @param quantize         how QA-LoRA quantizes a float base: gptq (calibrated, the paper's) or rtn; normalised to
+ *                         lower case
+ * @param calibration      gptq: a UTF-8 text file to draw calibration windows from, or null for the training data
+ * @param calibrationSamples gptq: calibration sequences (capped by what the source holds)
+ * @param calibrationTokens  gptq: tokens per calibration sequence (capped by what the source holds)
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
                        String pooling, double dropout, String template, int keepRounds, String device,
                        String precision, boolean recompute, String lrSchedule, int warmupSteps,
                        boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
-                       String maxShardSize, String warmStart, int keepVersions) {
+                       String maxShardSize, String warmStart, int keepVersions, String quantize,
+                       String calibration, int calibrationSamples, int calibrationTokens) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -158,6 +164,16 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         if (keepVersions < 0) {
             problems.add("--keep-versions must be >= 0 (0 keeps every published version), got " + keepVersions);
         }
+        quantize = quantize == null ? "gptq" : quantize.trim().toLowerCase(java.util.Locale.ROOT);
+        if (!List.of("gptq", "rtn").contains(quantize)) {
+            problems.add("--quantize must be gptq (calibrated, as the paper) or rtn (round to nearest, no data), got "
+                    + quantize);
+        }
+        positive(problems, "calibration-samples", calibrationSamples);
+        positive(problems, "calibration-tokens", calibrationTokens);
+        if (calibration != null && quantize.equals("rtn")) {
+            problems.add("--calibration is only used by --quantize gptq (rtn needs no data)");
+        }
         if (!problems.isEmpty()) {
             throw new InvalidSettingsException("bad train settings", problems);
         }
@@ -196,6 +212,16 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         if (qalora()) { // plain LoRA neither quantizes nor pools: these do not change its result
             m.put("bits", bits);
             m.put("group-size", groupSize);
+            m.put("quantize", quantize);
+            if (gptq()) {
+                m.put("calibration", calibration == null ? "<training data>" : calibration);
+                if (calibration == null) { // what the windows are drawn from: the training data as tokenized
+                    m.put("calibration-data", List.of(data, tokenizer == null ? "<model>" : tokenizer, template,
+                            sourceMaxLen, targetMaxLen));
+                }
+                m.put("calibration-samples", calibrationSamples);
+                m.put("calibration-tokens", calibrationTokens);
+            }
         }
         m.put("rank", rank);
         m.put("alpha", alpha);
@@ -237,7 +263,8 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 pooling, dropout, template == null || template.equals("auto") ? template : normalise.apply(template),
                 keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords, sourceMaxLen,
                 targetMaxLen, maxShardSize, warmStart == null || warmStart.equals(WARM_START_LATEST) ? warmStart
-                        : normalise.apply(warmStart), keepVersions);
+                        : normalise.apply(warmStart), keepVersions, quantize,
+                calibration == null ? null : normalise.apply(calibration), calibrationSamples, calibrationTokens);
     }
 
     /** {@code --warm-start LATEST}: the version the output's own LATEST names. */
@@ -248,7 +275,8 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         return new TrainJob(model, data, evalData, evalEvery, tokenizer, output, rounds, stepsPerRound, slots, batchSize,
                 groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr, pooling,
                 dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords,
-                sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions);
+                sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions, quantize, calibration,
+                calibrationSamples, calibrationTokens);
     }
 
     /** The same job reading {@code data} (the expanded globs of --data) and {@code evalData}. */
@@ -256,8 +284,12 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         return new TrainJob(model, newData, newEvalData, evalEvery, tokenizer, output, rounds, stepsPerRound, slots,
                 batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps,
-                skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions);
+                skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions, quantize,
+                calibration, calibrationSamples, calibrationTokens);
     }
+
+    /** QA-LoRA quantizes a float base with GPTQ (else RTN). */
+    public boolean gptq() { return quantize.equals("gptq"); }
 
     /** True for QA-LoRA, false for the plain LoRA baseline. */
     public boolean qalora() { return method.equals("qalora"); }

@@ -55,7 +55,12 @@ public enum TrainSetting {
     RECOMPUTE(Kind.BOOLEAN, false, (String) null, "per-layer activation recompute: keep each layer's input and recompute its activations in backward (less memory, more compute); default off"),
     MAX_SHARD_SIZE(Kind.STRING, ShardSize.DEFAULT, "SIZE", "largest weights file of the quantized base and the merged model (one Spark task each), as HF spells it (5GB, 500MB, 2GiB); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default 5GB"),
     WARM_START(Kind.STRING, null, "LATEST|PATH", "continue a published adapter (and its Adam moments and step) on new data: LATEST = the version --output's LATEST names (a fresh adapter while there is none), or PATH = a published version, its adapter/ directory, or a run directory; the base, method, bits, group size, rank and pooling must match it; the learning-rate schedule restarts; default: none (a fresh adapter)"),
-    KEEP_VERSIONS(Kind.INT, 0, "N", "after LATEST flipped to the new version, delete all but the N newest published versions of --output (never the one LATEST names); default 0 = keep all");
+    KEEP_VERSIONS(Kind.INT, 0, "N", "after LATEST flipped to the new version, delete all but the N newest published versions of --output (never the one LATEST names); default 0 = keep all"),
+    QUANTIZE(Kind.CHOICE, "gptq", List.of("gptq", "rtn"), "how QA-LoRA quantizes a float --model: gptq (the paper's; calibrated on --calibration-samples windows of --calibration-tokens tokens, as distributed Spark tasks) or rtn (round to nearest, no data); a GPTQ checkpoint is used as is; default gptq"),
+    CALIBRATION(Kind.STRING, null, "FILE", "gptq: a UTF-8 text file to draw the calibration windows from (tokenized with the model's tokenizer); default: the training data (records in a seeded order)"),
+    // The paper's 128 x 2048; what the source holds caps both (the demo's sample: one window of 2048 tokens).
+    CALIBRATION_SAMPLES(Kind.INT, 128, "N", "gptq: calibration sequences; capped by the non-overlapping windows the source holds (the bundled demo sample holds one); default 128"),
+    CALIBRATION_TOKENS(Kind.INT, 2048, "T", "gptq: tokens per calibration sequence; capped by the tokens the source holds (fewer than 64 in all is an error); default 2048");
 
     /** How a setting's value is written and read. */
     public enum Kind {

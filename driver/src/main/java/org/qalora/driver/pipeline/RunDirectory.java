@@ -53,7 +53,9 @@ public final class RunDirectory {
      */
     private static final Map<String, List<String>> DERIVED = Map.of(
             "demo-model", List.of("model", "seed"),
-            "base-quantized", List.of("model", "seed", "method", "bits", "group-size"),
+            // GPTQ calibrated on the training data depends on it (and on how it is tokenized) too.
+            "base-quantized", List.of("model", "seed", "method", "bits", "group-size", "quantize", "calibration",
+                    "calibration-samples", "calibration-tokens", "calibration-data"),
             "data", List.of("data", "model", "seed", "tokenizer", "template", "skip-bad-records", "source-max-len",
                     "target-max-len"),
             "eval-data", List.of("eval-data", "model", "seed", "tokenizer", "template", "skip-bad-records",

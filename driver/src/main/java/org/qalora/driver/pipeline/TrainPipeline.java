@@ -154,14 +154,21 @@ public final class TrainPipeline {
             long maxShardBytes = ShardSize.parse(job.maxShardSize(), "--max-shard-size");
             FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             ShardJob quantizeTasks = new ShardJob(jsc, storage, FaultPlan.none(), threads, progress);
-            ModelStage.Resolved model = new ModelStage(paths, quantizeTasks, maxShardBytes, progress).resolve(job.model(),
-                    job.tokenizer(), job.qalora(), job.bits(), job.groupSize(), job.seed(), runDir, repoRoot);
+            // The data is prepared before the base is quantized: GPTQ draws its calibration windows from it.
+            ModelStage modelStage = new ModelStage(paths, quantizeTasks, maxShardBytes, progress);
+            ModelStage.Source source = modelStage.source(job.model(), job.tokenizer(), job.qalora(), job.seed(), runDir,
+                    repoRoot);
             DataStage data = new DataStage(paths, progress,
                     new ExampleEncoder.Settings(job.sourceMaxLen(), job.targetMaxLen(), false), job.skipBadRecords());
-            String dataset = data.resolve(spark, DataStage.Kind.TRAIN, job.data(), model.tokenizer(), job.template(),
+            String dataset = data.resolve(spark, DataStage.Kind.TRAIN, job.data(), source.tokenizer(), job.template(),
                     runDir);
             String heldOut = job.evalData().isEmpty() ? null : data.resolve(spark, DataStage.Kind.HELD_OUT,
-                    job.evalData(), model.tokenizer(), job.template(), runDir);
+                    job.evalData(), source.tokenizer(), job.template(), runDir);
+            ModelStage.Quantization quantization = job.gptq()
+                    ? new ModelStage.Quantization(true, job.calibration(), job.calibrationSamples(), job.calibrationTokens())
+                    : ModelStage.Quantization.RTN;
+            ModelStage.Resolved model = modelStage.quantize(source, job.qalora(), job.bits(), job.groupSize(),
+                    quantization, job.seed(), runDir, dataset);
             PlanSettings plan = new PlanSettings(job.seed(), job.slots(), job.stepsPerRound(), job.batchSize(),
                     job.groupByLength(), job.microBatchTokens());
             QaloraConfig adapter = job.qalora()

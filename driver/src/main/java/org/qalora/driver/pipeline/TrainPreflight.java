@@ -81,6 +81,9 @@ public final class TrainPreflight {
         if (!evalData.isEmpty()) {
             data("--eval-data", evalData, job, problems);
         }
+        if (job.qalora() && job.gptq() && job.calibration() != null) {
+            calibration(job.calibration(), problems);
+        }
         if (job.template() != null && !job.template().equals("auto")) {
             try {
                 TemplateFile.parse(paths.readAllBytes(job.template()), job.template());
@@ -103,7 +106,7 @@ public final class TrainPreflight {
         if (merged == null) {
             return missing;
         }
-        for (String key : List.of("model", "tokenizer", "template", "data", "eval-data")) {
+        for (String key : List.of("model", "tokenizer", "template", "data", "eval-data", "calibration")) {
             for (String location : TrainJobLoader.paths(merged, key)) {
                 try {
                     if (!(key.equals("template") && location.equals("auto")) && !paths.exists(location)
@@ -117,6 +120,24 @@ public final class TrainPreflight {
             }
         }
         return missing;
+    }
+
+    /**
+     * GPTQ's calibration text: it must exist and hold text (too few tokens is found when it is tokenized, still
+     * before any quantization work: {@code CalibrationSampler}).
+     */
+    private void calibration(String file, List<String> problems) {
+        try {
+            if (!paths.exists(file)) {
+                problems.add("--calibration " + file + " does not exist (or is not readable)"
+                        + DataPreview.didYouMean(file, paths.configuration()));
+            } else if (paths.isDirectory(file) || paths.length(file) == 0) {
+                problems.add("--calibration " + file + " is " + (paths.isDirectory(file) ? "a directory" : "empty")
+                        + ": give a UTF-8 text file to draw GPTQ's calibration windows from");
+            }
+        } catch (IOException | RuntimeException e) {
+            problems.add("--calibration " + file + " cannot be read: " + message(e));
+        }
     }
 
     /** The model's config (the demo model's without generating it), or null after adding why it is unusable. */

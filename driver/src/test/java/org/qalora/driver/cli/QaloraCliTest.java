@@ -34,7 +34,8 @@ class QaloraCliTest {
         String train = CliRun.of("train", "--help").out();
         for (String shown : new String[] {"--bits=2|3|4|8", "--lr-schedule=constant|linear|cosine", "--warmup-steps=N",
                 "--[no-]skip-bad-records", "--source-max-len=N", "--target-max-len=N", "--method=qalora|lora",
-                "--device=auto|cpu|gpu|gpu:N", "--force"}) {
+                "--device=auto|cpu|gpu|gpu:N", "--force", "--quantize=gptq|rtn", "--calibration=FILE",
+                "--calibration-samples=N", "--calibration-tokens=T"}) {
             assertTrue(train.contains(shown), shown + " missing from:\n" + train);
         }
         for (String command : new String[] {"train", "quantize", "prepare", "tokenize", "eval-batch", "merge", "generate",

@@ -1,5 +1,6 @@
 package org.qalora.driver.pipeline;
 
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -58,9 +59,31 @@ class TrainPipelineTest {
     void fewerTrainingRecordsThanABatchIsRefused() throws Exception {
         Path one = Files.writeString(dir.resolve("one.jsonl"),
                 "{\"instruction\": \"Say hi.\", \"input\": \"\", \"output\": \"Hi.\"}\n");
-        RuntimeException e = fails(job(Map.of("data", List.of(one.toString()), "batch-size", 2,
+        // (rtn: with gptq, too few tokens to calibrate on is refused first, before the quantization.)
+        RuntimeException e = fails(job(Map.of("data", List.of(one.toString()), "batch-size", 2, "quantize", "rtn",
                 "output", dir.resolve("few").toString())));
         assertTrue(e.getMessage().contains("the dataset has 1 records but batch-size is 2"), e.getMessage());
+    }
+
+    /** GPTQ's calibration input is checked before anything is quantized: missing, too short, or given to RTN. */
+    @Test
+    void badCalibrationInputIsRefusedBeforeAnyQuantization() throws Exception {
+        Path nope = dir.resolve("nope.txt");
+        RuntimeException missing = fails(job(Map.of("calibration", nope.toString(),
+                "output", dir.resolve("cal-missing").toString())));
+        assertTrue(missing.getMessage().contains("--calibration file:" + nope + " does not exist"), missing.getMessage());
+        assertTrue(missing.getMessage().contains("nothing was started or written"), missing.getMessage());
+
+        Path few = Files.writeString(dir.resolve("few.txt"), "Just a few words of text.");
+        RuntimeException shortText = fails(job(Map.of("calibration", few.toString(),
+                "output", dir.resolve("cal-few").toString())));
+        assertTrue(shortText.getMessage().contains("GPTQ calibration needs at least 64 tokens, but --calibration file:"
+                + few + " holds only "), shortText.getMessage());
+        assertFalse(Files.exists(dir.resolve("cal-few/base-quantized")), "nothing was quantized");
+
+        RuntimeException rtn = assertThrows(RuntimeException.class, () -> job(Map.of("calibration", few.toString(),
+                "quantize", "rtn")));
+        assertTrue(rtn.getMessage().contains("--calibration is only used by --quantize gptq"), rtn.getMessage());
     }
 
     @Test

@@ -65,6 +65,9 @@ class ClaimTrainTest {
     static Path dir;
     private static SparkSession spark;
     private static final Path REPO = ClaimSampleTest.CLAIM.getParent().getParent();
+    /** The RTN run's held-out losses (base, after training), for the GPTQ run to beat. */
+    private static double rtnBase = Double.NaN;
+    private static double rtnAfter = Double.NaN;
 
     @BeforeAll
     static void start() {
@@ -167,6 +170,7 @@ class ClaimTrainTest {
         extra.put("lr", 5e-3);
         extra.put("bits", 2);
         extra.put("group-size", 32);
+        extra.put("quantize", "rtn");                        // the recipe's base; GPTQ's is the next test's
         extra.put("data", List.of(prepared));                // the first test's prepared shards, used as they are
         extra.put("eval-data", List.of(preparedDev));
         TrainPipeline.Outcome out = train("qalora", extra, log);
@@ -174,9 +178,45 @@ class ClaimTrainTest {
         Double after = out.rounds().metrics().get(1).evalLoss();
         assertNotNull(after);
         double before = heldOutLoss(dir.resolve("qalora/base-quantized").toString(), preparedDev);
+        rtnBase = before;
+        rtnAfter = after;
         System.out.printf("claim, QA-LoRA 2-bit g32, 6 steps of 8 x 2 slots: held-out loss %.4f -> %.4f%n", before, after);
         assertTrue(after < before - 0.3, "held-out loss " + before + " -> " + after + "\n" + String.join("\n", log));
         assertTrue(LlamaConfig.read(out.published().toUri().getPath()).isQuantized());
         assertTrue(Files.isDirectory(Path.of(out.published().toUri().getPath(), PublishStage.ADAPTER_DIR)));
+    }
+
+    /**
+     * {@code --quantize gptq} (small calibration: 16 windows of 256 tokens drawn from the training data) against the
+     * previous test's RTN base, same model, bits, groups and training: GPTQ's base has a lower held-out loss, and so
+     * has the model trained on it.
+     */
+    @Test
+    @Order(3)
+    void gptqBaseGivesALowerHeldOutLossThanRtn() throws Exception {
+        assertTrue(Double.isFinite(rtnAfter), "runs after the RTN test");
+        List<String> log = new ArrayList<>();
+        String prepared = dir.resolve("lora/data").toString(), preparedDev = dir.resolve("lora/eval-data").toString();
+        Map<String, Object> extra = new LinkedHashMap<>();
+        extra.put("lr", 5e-3);
+        extra.put("bits", 2);
+        extra.put("group-size", 32);
+        extra.put("quantize", "gptq");
+        extra.put("calibration-samples", 16);
+        extra.put("calibration-tokens", 256);
+        extra.put("data", List.of(prepared));
+        extra.put("eval-data", List.of(preparedDev));
+        long start = System.nanoTime();
+        TrainPipeline.Outcome out = train("qalora-gptq", extra, log);
+        double seconds = (System.nanoTime() - start) / 1e9;
+        assertTrue(log.stream().anyMatch(l -> l.contains("GPTQ 2-bit, group size 32, calibration 16 x 256 tokens")),
+                String.join("\n", log));
+        Double after = out.rounds().metrics().get(1).evalLoss();
+        assertNotNull(after);
+        double base = heldOutLoss(dir.resolve("qalora-gptq/base-quantized").toString(), preparedDev);
+        System.out.printf("claim, 2-bit g32 base, held-out loss: RTN %.4f, GPTQ %.4f; after QA-LoRA (6 steps of 8 x 2"
+                + " slots): RTN %.4f, GPTQ %.4f (GPTQ run %.1f s)%n", rtnBase, base, rtnAfter, after, seconds);
+        assertTrue(base < rtnBase - 0.1, "GPTQ base " + base + " vs RTN base " + rtnBase);
+        assertTrue(after < rtnAfter, "after training: GPTQ " + after + " vs RTN " + rtnAfter);
     }
 }

@@ -33,6 +33,21 @@ public final class Hessian {
         this.kernels = kernels;
     }
 
+    private Hessian(int columns, double[] h, long sequences) {
+        this.columns = columns;
+        this.h = h;
+        this.kernels = null;
+        this.sequences = sequences;
+    }
+
+    /** A finished Hessian {@code [I, I]} of {@code sequences} sequences (see {@link HessianSum}); takes {@code h}. */
+    static Hessian of(int columns, double[] h, long sequences) {
+        if (h.length != (long) columns * columns) {
+            throw new IllegalArgumentException("Hessian has " + h.length + " values, expected " + columns + "^2");
+        }
+        return new Hessian(columns, h, sequences);
+    }
+
     public int columns() { return columns; }
 
     public long sequences() { return sequences; }
@@ -55,6 +70,9 @@ public final class Hessian {
         long total = this.sequences + sequences;
         double keep = (double) this.sequences / total;
         double add = 2.0 / total;
+        if (kernels == null) {
+            throw new IllegalStateException("this Hessian was built from a finished sum; add to the HessianSum instead");
+        }
         if (batch == null) {
             batch = new float[h.length];
         }

@@ -3,25 +3,17 @@ package org.qalora.worker.quantize;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.util.EnumMap;
-import java.util.EnumSet;
-import java.util.IdentityHashMap;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.stream.IntStream;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.quantizer.GptqQuantizer;
 import org.qalora.quant.quantizer.Hessian;
+import org.qalora.quant.quantizer.HessianSum;
 import org.qalora.worker.backend.LinearWeight;
-import org.qalora.worker.backend.Tensor;
-import org.qalora.worker.model.ActivationObserver;
-import org.qalora.worker.model.ActivationPlan;
-import org.qalora.worker.model.LayerWeights;
 import org.qalora.worker.model.LlamaDims;
-import org.qalora.worker.model.LlamaModel;
-import org.qalora.worker.model.LlamaPass;
 import org.qalora.worker.model.Projection;
 
 /**
@@ -33,7 +25,9 @@ import org.qalora.worker.model.Projection;
  * <p>With {@code true_sequential} the projections of a layer are done in the reference's four stages
  * {@code [k, v, q]}, {@code [o]}, {@code [up, gate]}, {@code [down]}, each stage's Hessian taken with the earlier
  * stages already quantized; otherwise all seven come from one pass. Projections sharing an input (q/k/v,
- * gate/up) share one Hessian and one factorisation.
+ * gate/up) share one Hessian and one factorisation. The Hessians are summed in the canonical chunk order of
+ * {@link HessianSum} and {@link CalibrationChunks}, the order {@code train}'s distributed calibration uses, and the
+ * per-chunk work is {@link LayerCalibrator}'s, shared with it: the two give the same bits.
  *
  * <p>Memory: the hidden states of all calibration tokens, {@code n * T * H} floats (the reference keeps the same on
  * the GPU), plus one layer's dense weights and Hessians.
@@ -47,26 +41,18 @@ final class LayerwiseGptq {
     /** The quantized projections, and the hidden states leaving the last layer ({@code [n][T * H]}). */
     record Result(Map<String, QuantizedMatrix> quantized, float[][] finalHidden) {}
 
-    private static final List<Set<Projection>> TRUE_SEQUENTIAL = List.of(
-            EnumSet.of(Projection.K, Projection.V, Projection.Q), EnumSet.of(Projection.O),
-            EnumSet.of(Projection.UP, Projection.GATE), EnumSet.of(Projection.DOWN));
-    private static final List<Set<Projection>> ALL_AT_ONCE = List.of(EnumSet.allOf(Projection.class));
-
     private LayerwiseGptq() {}
 
     static Result run(ModelParts parts, GptqConfig config, CalibrationData data, PrintWriter log, Listener listener)
             throws IOException {
-        GptqQuantizer quantizer = new GptqQuantizer(config.bits(), config.groupSize(), config.sym(), config.descAct(),
-                config.staticGroups(), config.dampPercent());
+        GptqQuantizer quantizer = quantizer(config);
         int layers = parts.config.numHiddenLayers();
         LlamaDims d = ModelParts.dims(parts.config);
-        int seqLen = data.seqLen();
-        int h = parts.config.hiddenSize();
+        int n = data.sequences();
+        int chunks = CalibrationChunks.count(n);
         float[][] hidden = parts.embed(data);                    // [n][T * H], entering layer 0
-        Tensor table = parts.backend.allocate(seqLen, h);        // [T, H], one sequence's hidden states
-        int[] positions = IntStream.range(0, seqLen).toArray(); // "token ids" that look up rows of the table
+        LayerCalibrator calibrator = new LayerCalibrator(parts, data.seqLen());
         Map<String, QuantizedMatrix> result = new LinkedHashMap<>();
-        ActivationPlan plan = null;
         for (int l = 0; l < layers; l++) {
             Map<Projection, float[]> dense = new EnumMap<>(Projection.class);
             Map<Projection, LinearWeight> current = new EnumMap<>(Projection.class);
@@ -74,73 +60,44 @@ final class LayerwiseGptq {
                 dense.put(p, parts.projectionWeight(l, p));
                 current.put(p, parts.backend.denseWeight(parts.backend.upload(dense.get(p), p.outFeatures(d), p.inFeatures(d))));
             }
-            for (Set<Projection> stage : config.trueSequential() ? TRUE_SEQUENTIAL : ALL_AT_ONCE) {
-                LlamaModel model = parts.singleLayerModel(parts.layer(l, current), table, seqLen);
-                if (plan == null) {
-                    // Recompute mode keeps one set of layer buffers: calibration needs no backward.
-                    plan = new ActivationPlan(model, null, 1, seqLen, false, true);
+            for (Set<Projection> stage : LayerCalibrator.stages(config.trueSequential())) {
+                // The canonical order (HessianSum): per chunk, then the chunk sums in chunk order from zero, as the
+                // distributed calibration adds its tasks' partials.
+                Map<Projection, HessianSum> sums = new EnumMap<>(Projection.class);
+                for (int c = 0; c < chunks; c++) {
+                    float[][] chunk = Arrays.copyOfRange(hidden, CalibrationChunks.start(n, c), CalibrationChunks.start(n, c + 1));
+                    calibrator.hessians(l, current, stage, chunk).forEach((input, partial) ->
+                            sums.computeIfAbsent(input, k -> new HessianSum(partial.columns())).plus(partial));
                 }
-                Map<Projection, Hessian> hessians = newHessians(stage, d);
-                ActivationObserver observer = (layer, p, x, tokens, in) -> {
-                    Hessian target = hessians.get(p);
-                    if (target != null && p == firstSharing(p, stage)) {
-                        target.add(x, tokens, 1);
-                    }
-                };
-                for (float[] sequence : hidden) {
-                    parts.backend.write(table, sequence);
-                    LlamaPass.forward(model, null, plan, positions, 0L, observer);
-                }
-                Map<Hessian, GptqQuantizer.InverseHessian> prepared = new IdentityHashMap<>();
+                Map<Projection, Hessian> hessians = new EnumMap<>(Projection.class);
+                sums.forEach((input, sum) -> hessians.put(input, sum.toHessian()));
+                Map<Projection, GptqQuantizer.InverseHessian> prepared = new EnumMap<>(Projection.class);
                 for (Projection p : stage) {
                     int out = p.outFeatures(d);
                     int in = p.inFeatures(d);
                     String prefix = p.prefix(l);
+                    Projection input = LayerCalibrator.inputOf(p, stage);
                     GptqQuantizer.InverseHessian inverse =
-                            prepared.computeIfAbsent(hessians.get(p), hh -> quantizer.prepare(hh, prefix));
+                            prepared.computeIfAbsent(input, k -> quantizer.prepare(hessians.get(k), prefix));
                     QuantizedMatrix q = quantizer.quantize(dense.get(p), out, in, inverse, prefix);
                     current.put(p, parts.backend.quantizedWeight(q));
                     result.put(prefix, q);
                     if (listener != null) {
-                        listener.quantized(prefix, dense.get(p), out, in, hessians.get(p), q);
+                        listener.quantized(prefix, dense.get(p), out, in, hessians.get(input), q);
                     }
                 }
             }
             // The quantized layer produces the next layer's inputs.
-            LlamaModel model = parts.singleLayerModel(parts.layer(l, current), table, seqLen);
-            for (int s = 0; s < hidden.length; s++) {
-                parts.backend.write(table, hidden[s]);
-                LlamaPass.forward(model, null, plan, positions, 0L, null);
-                hidden[s] = parts.backend.download(plan.residual[1]);
-            }
+            calibrator.advance(l, current, hidden);
             log.printf("gptq: layer %d/%d quantized%n", l + 1, layers);
             log.flush();
         }
         return new Result(result, hidden);
     }
 
-    /** The projection whose observed input stands for {@code p}'s (q/k/v share one input, gate/up another). */
-    private static Projection firstSharing(Projection p, Set<Projection> stage) {
-        Projection source = switch (p) {
-            case Q, K, V -> Projection.Q;
-            case GATE, UP -> Projection.GATE;
-            default -> p;
-        };
-        return stage.contains(source) ? source : p;
-    }
-
-    /** One Hessian per distinct input of the stage, mapped from every projection that reads it. */
-    private static Map<Projection, Hessian> newHessians(Set<Projection> stage, LlamaDims d) {
-        Map<Projection, Hessian> byProjection = new EnumMap<>(Projection.class);
-        for (Projection p : stage) {
-            Projection source = firstSharing(p, stage);
-            Hessian shared = byProjection.get(source);
-            if (shared == null) {
-                shared = new Hessian(source.inFeatures(d));
-                byProjection.put(source, shared);
-            }
-            byProjection.put(p, shared);
-        }
-        return byProjection;
+    /** The quantizer of {@code config}'s settings. */
+    static GptqQuantizer quantizer(GptqConfig config) {
+        return new GptqQuantizer(config.bits(), config.groupSize(), config.sym(), config.descAct(),
+                config.staticGroups(), config.dampPercent());
     }
 }

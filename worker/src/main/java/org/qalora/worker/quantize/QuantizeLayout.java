@@ -22,9 +22,10 @@ import org.qalora.worker.shard.TensorSource;
  * The RTN-quantized model planned from a dense checkpoint's headers and config.json alone: each decoder
  * projection's {@code .weight} becomes {@code qweight / qzeros / scales / g_idx} in the config's checkpoint format
  * (as {@code GptqCodec.write} stores them), everything else is copied, in HF state-dict order, split by
- * {@link ShardLayout}. Each shard is then written by {@link RtnTensorSource}, one projection at a time, so that
- * quantizing a 13 GB base needs neither the driver nor a task to hold it. (GPTQ needs the layers in sequence with
- * calibration activations, so it stays {@link ModelQuantizer}'s.)
+ * {@link ShardLayout}. Each shard is then written by {@link QuantizedTensorSource}, one projection at a time, so
+ * that quantizing a 13 GB base needs neither the driver nor a task to hold it. The projections are RTN's, computed
+ * as the shard is written, or ({@link #withGptq}) the results distributed GPTQ calibration left in its work
+ * directory ({@link CalibrationWork}).
  */
 public final class QuantizeLayout implements ShardedWrite {
     private static final long serialVersionUID = 1L;
@@ -32,11 +33,18 @@ public final class QuantizeLayout implements ShardedWrite {
     private final String sourceDir;
     private final GptqConfig gptq;
     private final ShardLayout shards;
+    private final CalibrationWork gptqResults; // null: RTN
 
-    private QuantizeLayout(String sourceDir, GptqConfig gptq, ShardLayout shards) {
+    private QuantizeLayout(String sourceDir, GptqConfig gptq, ShardLayout shards, CalibrationWork gptqResults) {
         this.sourceDir = sourceDir;
         this.gptq = gptq;
         this.shards = shards;
+        this.gptqResults = gptqResults;
+    }
+
+    /** The same layout, its projections taken from {@code work}'s finished GPTQ solves instead of RTN. */
+    public QuantizeLayout withGptq(CalibrationWork work) {
+        return new QuantizeLayout(sourceDir, gptq, shards, work);
     }
 
     /** Checks the source against {@code gptq} (as {@link ModelQuantizer} does) and plans the output. */
@@ -75,7 +83,7 @@ public final class QuantizeLayout implements ShardedWrite {
             out.add(new TensorInfo(prefix + ".scales", DType.F16, new long[] {groups, o}));
             out.add(new TensorInfo(prefix + ".g_idx", DType.I32, new long[] {in}));
         }
-        return new QuantizeLayout(source.directory(), gptq, ShardLayout.plan(out, maxShardBytes));
+        return new QuantizeLayout(source.directory(), gptq, ShardLayout.plan(out, maxShardBytes), null);
     }
 
     @Override
@@ -85,7 +93,10 @@ public final class QuantizeLayout implements ShardedWrite {
 
     @Override
     public TensorSource open(HadoopPaths paths, int threads) throws IOException {
-        return new RtnTensorSource(this, Checkpoint.open(sourceDir, paths));
+        CalibrationWork work = gptqResults;
+        QuantizedTensorSource.Projections projections = work == null ? QuantizedTensorSource.rtn(gptq)
+                : (prefix, source) -> work.readProjection(prefix, paths);
+        return new QuantizedTensorSource(this, Checkpoint.open(sourceDir, paths), projections);
     }
 
     /** config.json with quantization_config (and quantize_config.json), the side files, the index when sharded. */

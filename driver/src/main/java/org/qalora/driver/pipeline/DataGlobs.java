@@ -43,7 +43,7 @@ final class DataGlobs {
      * The unfinished run of {@code run} that this globbed job restarts, with the files its glob matched then: a
      * scheduled tick whose driver was restarted after a crash (by the operator, with the same arguments) while new
      * partitions arrived must resume, not be refused as another run. So when run.json records this run but for its
-     * data (and warm start), and that run has not published yet, the job takes the recorded files and start; the
+     * data (and warm start, and the calibration windows drawn from that data), and that run has not published yet, the job takes the recorded files and start; the
      * next run's glob picks up the new partitions. Empty when that does not apply.
      */
     static java.util.Optional<TrainJob> resumedRun(Expanded expanded, RunDirectory run,
@@ -52,7 +52,8 @@ final class DataGlobs {
         Map<String, Object> recorded = run.recordedSettings();
         if (!expanded.globbed() || !expanded.problems().isEmpty()
                 || !(recorded.get("data") instanceof List<?> data) || !(recorded.get("eval-data") instanceof List<?> eval)
-                || !run.recordsSameRunExcept(job, Set.of("data", "eval-data", "warm-start")) || run.recordedRunPublished()
+                || !run.recordsSameRunExcept(job, Set.of("data", "eval-data", "warm-start", "calibration-data"))
+                || run.recordedRunPublished()
                 || data.equals(job.data()) && eval.equals(job.evalData())) {
             return java.util.Optional.empty();
         }

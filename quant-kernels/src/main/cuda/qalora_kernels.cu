@@ -254,56 +254,123 @@ __device__ __forceinline__ float gemv_in(const __nv_bfloat16* x, int i) { return
 __device__ __forceinline__ void gemv_out(float* y, int o, float v) { y[o] = v; }
 __device__ __forceinline__ void gemv_out(__nv_bfloat16* y, int o, float v) { y[o] = __float2bfloat16_rn(v); }
 
+// One thread's share of output column o (o < O): the chunks threadIdx.y, threadIdx.y + blockDim.y, ... in order.
+template <int BITS, typename T>
+__device__ __forceinline__ float gemv_slice(const uint32_t* __restrict__ q, const float* __restrict__ scales,
+                                            const float* __restrict__ zeros, int O, int I, int groupSize,
+                                            const T* __restrict__ x, int o) {
+    float acc = 0.f;
+    int chunks = I / 32;
+    bool aligned = groupSize % 32 == 0;
+    for (int c = threadIdx.y; c < chunks; c += blockDim.y) {
+        uint32_t w[BITS];
+#pragma unroll
+        for (int b = 0; b < BITS; b++) w[b] = __ldg(q + (size_t)(c * BITS + b) * O + o);
+        const T* xc = x + c * 32;
+        if (aligned) {
+            size_t sk = (size_t)(c * 32 / groupSize) * O + o;
+            float dot = 0.f, xsum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 32; j++) {
+                const int bit = j * BITS, wi = bit >> 5, sh = bit & 31;
+                unsigned v = w[wi] >> sh;
+                if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
+                v &= (1u << BITS) - 1u;
+                float xv = gemv_in(xc, j);
+                dot = fmaf(xv, (float)v, dot);
+                xsum += xv;
+            }
+            acc = fmaf(__ldg(scales + sk), dot - __ldg(zeros + sk) * xsum, acc);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 32; j++) {
+                const int bit = j * BITS, wi = bit >> 5, sh = bit & 31;
+                unsigned v = w[wi] >> sh;
+                if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
+                v &= (1u << BITS) - 1u;
+                size_t sk = (size_t)((c * 32 + j) / groupSize) * O + o;
+                acc = fmaf(gemv_in(xc, j), __ldg(scales + sk) * ((float)v - __ldg(zeros + sk)), acc);
+            }
+        }
+    }
+    return acc;
+}
+
+// The slices' partial sums of each column, added in slice order; the result is meaningful in threadIdx.y == 0.
+__device__ __forceinline__ float gemv_reduce(float (*partial)[33], float acc) {
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    float sum = 0.f;
+    if (threadIdx.y == 0) {
+        for (int s = 0; s < blockDim.y; s++) sum += partial[s][threadIdx.x];
+    }
+    return sum;
+}
+
 template <int BITS, typename T>
 __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const float* __restrict__ scales,
                                           const float* __restrict__ zeros, int O, int I, int groupSize,
                                           const T* __restrict__ x, T* __restrict__ y) {
     __shared__ float partial[32][33];
     int o = blockIdx.x * 32 + threadIdx.x;
-    float acc = 0.f;
+    float sum = gemv_reduce(partial, o < O ? gemv_slice<BITS, T>(q, scales, zeros, O, I, groupSize, x, o) : 0.f);
+    if (threadIdx.y == 0 && o < O) gemv_out(y, o, sum);
+}
+
+// Fused decode products (bf16 activations), each computing exactly what its unfused sequence computes (the same
+// per-column sums, the same roundings), in fewer launches: a decode step is hundreds of small kernels, and on an
+// H100 the launches of the 4096-wide products cost as much as their bytes.
+// - gemv3: up to three products of one input (q, k and v): the grid is the three column ranges one after another,
+//   each block working on one weight (a weight with O = 0 is absent).
+// - gemv_residual: out = residual + W x, with W x rounded to bf16 first (linear, then add).
+// - gemv_swiglu: out = silu(Wg x) * (Wu x), each product rounded to bf16 first (linear, linear, then swiglu); a
+//   block reads both weights' columns, twice the loads in flight.
+template <int BITS>
+__device__ __forceinline__ void gemv3_body(const uint32_t* q0, const float* s0, const float* z0, int O0,
+                                           __nv_bfloat16* y0, const uint32_t* q1, const float* s1, const float* z1,
+                                           int O1, __nv_bfloat16* y1, const uint32_t* q2, const float* s2,
+                                           const float* z2, int O2, __nv_bfloat16* y2, int I, int groupSize,
+                                           const __nv_bfloat16* __restrict__ x) {
+    __shared__ float partial[32][33];
+    int b = blockIdx.x;
+    const int nb0 = (O0 + 31) / 32, nb1 = (O1 + 31) / 32;
+    const uint32_t* q = q0; const float* sc = s0; const float* ze = z0; int O = O0; __nv_bfloat16* y = y0;
+    if (b >= nb0 + nb1) { b -= nb0 + nb1; q = q2; sc = s2; ze = z2; O = O2; y = y2; }
+    else if (b >= nb0) { b -= nb0; q = q1; sc = s1; ze = z1; O = O1; y = y1; }
+    int o = b * 32 + threadIdx.x;
+    float sum = gemv_reduce(partial, o < O ? gemv_slice<BITS, __nv_bfloat16>(q, sc, ze, O, I, groupSize, x, o) : 0.f);
+    if (threadIdx.y == 0 && o < O) gemv_out(y, o, sum);
+}
+
+__device__ __forceinline__ float bf16_round(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+template <int BITS>
+__device__ __forceinline__ void gemv_residual_body(const uint32_t* q, const float* sc, const float* ze, int O, int I,
+                                                   int groupSize, const __nv_bfloat16* __restrict__ x,
+                                                   const __nv_bfloat16* __restrict__ residual,
+                                                   __nv_bfloat16* __restrict__ out) {
+    __shared__ float partial[32][33];
+    int o = blockIdx.x * 32 + threadIdx.x;
+    float sum = gemv_reduce(partial, o < O ? gemv_slice<BITS, __nv_bfloat16>(q, sc, ze, O, I, groupSize, x, o) : 0.f);
+    if (threadIdx.y == 0 && o < O) out[o] = __float2bfloat16_rn(__bfloat162float(residual[o]) + bf16_round(sum));
+}
+
+template <int BITS>
+__device__ __forceinline__ void gemv_swiglu_body(const uint32_t* qg, const float* sg, const float* zg,
+                                                 const uint32_t* qu, const float* su, const float* zu, int O, int I,
+                                                 int groupSize, const __nv_bfloat16* __restrict__ x,
+                                                 __nv_bfloat16* __restrict__ out) {
+    __shared__ float partialGate[32][33];
+    __shared__ float partialUp[32][33];
+    int o = blockIdx.x * 32 + threadIdx.x;
+    float g = 0.f, u = 0.f;
     if (o < O) {
-        int chunks = I / 32;
-        bool aligned = groupSize % 32 == 0;
-        for (int c = threadIdx.y; c < chunks; c += blockDim.y) {
-            uint32_t w[BITS];
-#pragma unroll
-            for (int b = 0; b < BITS; b++) w[b] = __ldg(q + (size_t)(c * BITS + b) * O + o);
-            const T* xc = x + c * 32;
-            if (aligned) {
-                size_t sk = (size_t)(c * 32 / groupSize) * O + o;
-                float dot = 0.f, xsum = 0.f;
-#pragma unroll
-                for (int j = 0; j < 32; j++) {
-                    const int bit = j * BITS, wi = bit >> 5, sh = bit & 31;
-                    unsigned v = w[wi] >> sh;
-                    if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
-                    v &= (1u << BITS) - 1u;
-                    float xv = gemv_in(xc, j);
-                    dot = fmaf(xv, (float)v, dot);
-                    xsum += xv;
-                }
-                acc = fmaf(__ldg(scales + sk), dot - __ldg(zeros + sk) * xsum, acc);
-            } else {
-#pragma unroll
-                for (int j = 0; j < 32; j++) {
-                    const int bit = j * BITS, wi = bit >> 5, sh = bit & 31;
-                    unsigned v = w[wi] >> sh;
-                    if (sh + BITS > 32) v |= w[wi + 1] << (32 - sh);
-                    v &= (1u << BITS) - 1u;
-                    size_t sk = (size_t)((c * 32 + j) / groupSize) * O + o;
-                    acc = fmaf(gemv_in(xc, j), __ldg(scales + sk) * ((float)v - __ldg(zeros + sk)), acc);
-                }
-            }
-        }
+        g = gemv_slice<BITS, __nv_bfloat16>(qg, sg, zg, O, I, groupSize, x, o);
+        u = gemv_slice<BITS, __nv_bfloat16>(qu, su, zu, O, I, groupSize, x, o);
     }
-    partial[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && o < O) {
-        float sum = 0.f;
-#pragma unroll
-        for (int s = 0; s < blockDim.y; s++) sum += partial[s][threadIdx.x];
-        gemv_out(y, o, sum);
-    }
+    float z = bf16_round(gemv_reduce(partialGate, g));
+    float up = bf16_round(gemv_reduce(partialUp, u));
+    if (threadIdx.y == 0 && o < O) out[o] = __float2bfloat16_rn(z / (1.f + expf(-z)) * up);
 }
 
 extern "C" {
@@ -322,6 +389,23 @@ extern "C" {
                                                               int groupSize, const __nv_bfloat16* __restrict__ x,\
                                                               __nv_bfloat16* __restrict__ y) {                  \
         gemv_body<BITS, __nv_bfloat16>(q, scales, zeros, O, I, groupSize, x, y);                                \
+    }                                                                                                           \
+    __global__ void __launch_bounds__(1024) qgemv3_bf16_b##BITS(                                                 \
+            const uint32_t* q0, const float* s0, const float* z0, int O0, __nv_bfloat16* y0,                    \
+            const uint32_t* q1, const float* s1, const float* z1, int O1, __nv_bfloat16* y1,                    \
+            const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                    \
+            int I, int groupSize, const __nv_bfloat16* x) {                                                     \
+        gemv3_body<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x);          \
+    }                                                                                                           \
+    __global__ void __launch_bounds__(1024) qgemv_residual_bf16_b##BITS(                                         \
+            const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                     \
+            const __nv_bfloat16* x, const __nv_bfloat16* residual, __nv_bfloat16* out) {                        \
+        gemv_residual_body<BITS>(q, s, z, O, I, groupSize, x, residual, out);                                   \
+    }                                                                                                           \
+    __global__ void __launch_bounds__(1024) qgemv_swiglu_bf16_b##BITS(                                           \
+            const uint32_t* qg, const float* sg, const float* zg, const uint32_t* qu, const float* su,          \
+            const float* zu, int O, int I, int groupSize, const __nv_bfloat16* x, __nv_bfloat16* out) {         \
+        gemv_swiglu_body<BITS>(qg, sg, zg, qu, su, zu, O, I, groupSize, x, out);                                \
     }
 GEMV(2)
 GEMV(3)

@@ -497,7 +497,8 @@ __global__ void softmax_backward(const float* __restrict__ S, const float* __res
 // threads per (row n, query head h). Row n is position pos[n] of sequence seq[n] and sees the cache rows
 // seq[n] * capacity + 0..pos[n]. The scores of one row live in dynamic shared memory (4 bytes per key; the launcher
 // refuses caches longer than fit), the max and the sum reduce in the fixed block order as everywhere here, and each
-// output column is a sequential sum over the keys, so results do not depend on timing.
+// output column is a fixed-order sum over the keys (contiguous ranges, then the ranges in order), so results do not
+// depend on timing.
 // info = [N] sequence indices, then [N] positions.
 // Row n of src [N, W] goes to row info[n] * capacity + info[N + n] of the cache [S * capacity, W] (info = the rows'
 // sequences, then their positions, in device memory, so that a CUDA graph replays the write at each step's positions).
@@ -520,15 +521,20 @@ __global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, 
     size_t kw = (size_t)KV * d;
     size_t qo = (size_t)n * H * d + (size_t)h * d;
     size_t base = (size_t)info[n] * capacity * kw + (size_t)kvh * d;
+    // Scores: one warp per key, its lanes reading the key's row together (coalesced) and meeting in a butterfly;
+    // a thread per key reading a whole row alone made this the slowest kernel of a decode step.
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j < keys; j += blockDim.x) {
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    for (int j = threadIdx.x >> 5; j < keys; j += warps) {
         size_t ko = base + (size_t)j * kw;
         float dot = 0.f;
-        for (int c = 0; c < d; c++) dot += ld(q, qBf, qo + c) * ld(k, kvBf, ko + c);
-        scores[j] = dot * scale;
-        mx = fmaxf(mx, scores[j]);
+        for (int c = lane; c < d; c += 32) dot += ld(q, qBf, qo + c) * ld(k, kvBf, ko + c);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        if (lane == 0) scores[j] = dot * scale;
+        mx = fmaxf(mx, dot * scale);
     }
-    mx = block_max_256(mx, fred);
+    mx = block_max_256(mx, fred);  // its barriers also publish the scores
     double sum = 0;
     for (int j = threadIdx.x; j < keys; j += blockDim.x) {
         float e = expf(scores[j] - mx);
@@ -537,10 +543,28 @@ __global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, 
     }
     sum = block_sum_256(sum, dred);  // its barriers also publish every thread's scores[]
     float inv = (float)(1.0 / sum);
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float acc = 0.f;
-        for (int j = 0; j < keys; j++) acc += scores[j] * ld(v, kvBf, base + (size_t)j * kw + c);
-        st(out, oBf, qo + c, acc * inv);
+    if (d <= (int)blockDim.x) {
+        // blockDim / d groups of threads each sum a contiguous range of keys per column; the groups' partial sums
+        // are then added in group order (fred is free again: block_max_256 is done with it).
+        const int groups = blockDim.x / d, g = threadIdx.x / d, c = threadIdx.x % d;
+        if (g < groups) {
+            const int per = (keys + groups - 1) / groups, j0 = g * per, j1 = min(keys, j0 + per);
+            float acc = 0.f;
+            for (int j = j0; j < j1; j++) acc += scores[j] * ld(v, kvBf, base + (size_t)j * kw + c);
+            fred[threadIdx.x] = acc;
+        }
+        __syncthreads();
+        if (g == 0) {
+            float acc = 0.f;
+            for (int p = 0; p < groups; p++) acc += fred[p * d + c];
+            st(out, oBf, qo + c, acc * inv);
+        }
+    } else {
+        for (int c = threadIdx.x; c < d; c += blockDim.x) {
+            float acc = 0.f;
+            for (int j = 0; j < keys; j++) acc += scores[j] * ld(v, kvBf, base + (size_t)j * kw + c);
+            st(out, oBf, qo + c, acc * inv);
+        }
     }
 }
 

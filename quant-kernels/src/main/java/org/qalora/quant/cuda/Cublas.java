@@ -221,6 +221,11 @@ public final class Cublas {
      * TF32, bf16 for BF16; fp32 {@code y} always).
      */
     public synchronized void linear(Precision precision, long w, long x, int tokens, int out, int in, long y) {
+        KernelProfile.run(cuda, "cublas linear " + precision + " " + tokens + "x" + out + "x" + in,
+                () -> linearOnce(precision, w, x, tokens, out, in, y));
+    }
+
+    private void linearOnce(Precision precision, long w, long x, int tokens, int out, int in, long y) {
         cuda.ensureCurrent();
         try {
             bindStream();
@@ -254,6 +259,14 @@ public final class Cublas {
     public synchronized void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                                   long a, DType aType, int lda, long strideA, long b, DType bType, int ldb,
                                   long strideB, float beta, long c, DType cType, int ldc, long strideC, int batch) {
+        KernelProfile.run(cuda, "cublas gemm " + batch + " x " + m + "x" + n + "x" + k + " " + aType + "->" + cType,
+                () -> gemmOnce(transA, transB, m, n, k, alpha, a, aType, lda, strideA, b, bType, ldb, strideB, beta, c,
+                        cType, ldc, strideC, batch));
+    }
+
+    private void gemmOnce(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                          long a, DType aType, int lda, long strideA, long b, DType bType, int ldb,
+                          long strideB, float beta, long c, DType cType, int ldc, long strideC, int batch) {
         if (aType != bType) {
             throw new IllegalArgumentException("gemm operands must share a type, got " + aType + " and " + bType);
         }

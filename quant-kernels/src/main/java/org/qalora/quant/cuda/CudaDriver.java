@@ -478,6 +478,16 @@ public final class CudaDriver {
      */
     public void launch(MemorySegment function, String name, int gridX, int gridY, int gridZ,
                        int blockX, int blockY, int blockZ, int sharedBytes, Object... args) {
+        if (KernelProfile.ENABLED) {
+            KernelProfile.run(this, name, () -> launchOnce(function, name, gridX, gridY, gridZ, blockX, blockY, blockZ,
+                    sharedBytes, args));
+        } else {
+            launchOnce(function, name, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, args);
+        }
+    }
+
+    private void launchOnce(MemorySegment function, String name, int gridX, int gridY, int gridZ,
+                            int blockX, int blockY, int blockZ, int sharedBytes, Object... args) {
         ensureCurrent();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment pointers = arena.allocate(MemoryLayout.sequenceLayout(args.length, ADDRESS));

@@ -26,6 +26,29 @@ public final class DeviceBuffer implements AutoCloseable {
         return new DeviceBuffer(cuda, bytes);
     }
 
+    /**
+     * {@link #allocate}, retried after a garbage collection when the device is full (up to twice): buffers that are
+     * no longer reachable are freed by their cleaners only once the collector has found them.
+     */
+    public static DeviceBuffer allocateCollecting(CudaDriver cuda, long bytes) {
+        for (int attempt = 0; ; attempt++) {
+            try {
+                return allocate(cuda, bytes);
+            } catch (CudaException e) {
+                if (e.status() != 2 || attempt == 2) { // CUDA_ERROR_OUT_OF_MEMORY
+                    throw e;
+                }
+                System.gc();
+                try {
+                    Thread.sleep(200);
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                    throw e;
+                }
+            }
+        }
+    }
+
     public static DeviceBuffer of(CudaDriver cuda, float[] host) {
         DeviceBuffer b = allocate(cuda, (long) host.length * 4);
         cuda.copyToDevice(host, 0, host.length, b.pointer);

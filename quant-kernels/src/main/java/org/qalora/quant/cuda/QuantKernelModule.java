@@ -30,6 +30,9 @@ public final class QuantKernelModule {
     private final MemorySegment qmatmulTNaive;
     private final MemorySegment[] gemv = new MemorySegment[9];  // by bit width
     private final MemorySegment[] gemvBf16 = new MemorySegment[9];
+    private final MemorySegment[] gemv3Bf16 = new MemorySegment[9];         // fused decode products (bf16)
+    private final MemorySegment[] gemvResidualBf16 = new MemorySegment[9];
+    private final MemorySegment[] gemvSwigluBf16 = new MemorySegment[9];
     private final MemorySegment f32ToBf16;
 
     private QuantKernelModule(CudaDriver cuda) {
@@ -46,6 +49,9 @@ public final class QuantKernelModule {
         for (int bits : new int[] {2, 3, 4, 8}) {
             gemv[bits] = cuda.function(module, "qgemv_b" + bits);
             gemvBf16[bits] = cuda.function(module, "qgemv_bf16_b" + bits);
+            gemv3Bf16[bits] = cuda.function(module, "qgemv3_bf16_b" + bits);
+            gemvResidualBf16[bits] = cuda.function(module, "qgemv_residual_bf16_b" + bits);
+            gemvSwigluBf16[bits] = cuda.function(module, "qgemv_swiglu_bf16_b" + bits);
         }
         f32ToBf16 = cuda.function(module, "f32_to_bf16");
     }
@@ -168,8 +174,11 @@ public final class QuantKernelModule {
         gemv(w, x, y, GEMV_SLICES);
     }
 
-    /** Slices per output column in the GEMV (block 32 x slices); measured best on the H200, PERFORMANCE.md. */
-    public static final int GEMV_SLICES = 16;
+    /**
+     * Slices per output column in the GEMV (block 32 x slices): 32 measured best on an H100 for every LLaMA-7B
+     * projection shape with the weights coming from DRAM (docs/PERFORMANCE.md, "Batch-1 decode on the GPU").
+     */
+    public static final int GEMV_SLICES = 32;
 
     /** y[O] = W . x[I]; {@code slices} (1..32) threads share each output column's reduction. */
     public void gemv(DeviceWeight w, long x, long y, int slices) {
@@ -187,6 +196,69 @@ public final class QuantKernelModule {
     public void gemvBf16(DeviceWeight w, long x, long y) {
         cuda.launch(gemvBf16[w.bits()], "qgemv_bf16_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, GEMV_SLICES, 1, 0,
                 w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
+    }
+
+    /**
+     * {@code y[k] = W[k] . x} for one to three weights of one input width, bit width and group size (a decode step's
+     * q, k and v) in one launch; each {@code y[k]} holds exactly what {@link #gemvBf16} would write.
+     */
+    public void gemvBf16(DeviceWeight[] w, long x, long[] y) {
+        if (w.length < 1 || w.length > 3 || y.length != w.length) {
+            throw new IllegalArgumentException("the fused GEMV takes 1 to 3 weights and as many outputs, got "
+                    + w.length + " and " + y.length);
+        }
+        Object[] args = new Object[18];
+        int blocks = 0;
+        for (int k = 0; k < 3; k++) {
+            DeviceWeight wk = k < w.length ? w[k] : null;
+            if (wk != null) {
+                requireFusable(w[0], wk);
+                blocks += ceil(wk.out(), 32);
+            }
+            args[5 * k] = wk == null ? 0L : wk.q();
+            args[5 * k + 1] = wk == null ? 0L : wk.scales();
+            args[5 * k + 2] = wk == null ? 0L : wk.zeros();
+            args[5 * k + 3] = wk == null ? 0 : wk.out();
+            args[5 * k + 4] = wk == null ? 0L : y[k];
+        }
+        args[15] = w[0].in();
+        args[16] = w[0].groupSize();
+        args[17] = x;
+        cuda.launch(gemv3Bf16[w[0].bits()], "qgemv3_bf16_b" + w[0].bits(), blocks, 1, 1, 32, GEMV_SLICES, 1, 0, args);
+    }
+
+    /** {@code out = residual + W . x}, bf16, the product rounded to bf16 before the add (as gemvBf16 then an add). */
+    public void gemvResidualBf16(DeviceWeight w, long x, long residual, long out) {
+        cuda.launch(gemvResidualBf16[w.bits()], "qgemv_residual_bf16_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32,
+                GEMV_SLICES, 1, 0, w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, residual, out);
+    }
+
+    /**
+     * {@code out = silu(Wg . x) * (Wu . x)}, bf16, each product rounded to bf16 first (as two gemvBf16 then a SwiGLU
+     * kernel).
+     */
+    public void gemvSwigluBf16(DeviceWeight gate, DeviceWeight up, long x, long out) {
+        requireFusable(gate, up);
+        if (gate.out() != up.out()) {
+            throw new IllegalArgumentException("gate and up must have one output width, got " + gate.out() + " and "
+                    + up.out());
+        }
+        cuda.launch(gemvSwigluBf16[gate.bits()], "qgemv_swiglu_bf16_b" + gate.bits(), ceil(gate.out(), 32), 1, 1, 32,
+                GEMV_SLICES, 1, 0, gate.q(), gate.scales(), gate.zeros(), up.q(), up.scales(), up.zeros(), gate.out(),
+                gate.in(), gate.groupSize(), x, out);
+    }
+
+    /** Whether {@link #gemvBf16(DeviceWeight[], long, long[])} and the fused GEMVs can take {@code a} with {@code b}. */
+    public static boolean fusable(DeviceWeight a, DeviceWeight b) {
+        return a.in() == b.in() && a.bits() == b.bits() && a.groupSize() == b.groupSize();
+    }
+
+    private static void requireFusable(DeviceWeight a, DeviceWeight b) {
+        if (!fusable(a, b)) {
+            throw new IllegalArgumentException("fused GEMV weights must share input width, bits and group size, got "
+                    + a.in() + "/" + a.bits() + "/" + a.groupSize() + " and " + b.in() + "/" + b.bits() + "/"
+                    + b.groupSize());
+        }
     }
 
     /** bf16[n] = round-to-nearest-even(f32[n]), for the cuBLAS bf16 comparison. */

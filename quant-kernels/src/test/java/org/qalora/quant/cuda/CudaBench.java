@@ -51,7 +51,70 @@ public final class CudaBench {
         matmulShape(random, 512, 4096, 4096);
         matmulShape(random, 4096, 4096, 4096);
         crossover(random, 4096, 4096);
+        gemv(random, copyGBs);
+    }
+
+    /** Only the GEMV part of {@link #run} (CudaSelfCheck {@code --gemv-bench}). */
+    public void runGemv() {
+        Random random = new Random(2026);
+        gemv(random, copyBandwidth());
+    }
+
+    private void gemv(Random random, double copyGBs) {
         gemvShape(random, 4096, 11008, copyGBs);
+        for (int[] shape : new int[][] {{4096, 4096}, {4096, 11008}, {11008, 4096}}) {
+            gemvKernels(random, shape[0], shape[1], copyGBs);
+        }
+    }
+
+    /**
+     * The GEMV on one LLaMA-7B projection shape at 16 and 32 slices per column, cycling through 8 different weights
+     * (more than the 50 MB L2 of an H100) so that W comes from DRAM as in a decode; then the fused decode products
+     * (q, k, v in one launch; gate and up with SwiGLU in one launch) against the same products launched one by one.
+     */
+    private void gemvKernels(Random random, int in, int o, double copyGBs) {
+        int copies = 8;
+        CudaPreparedWeight[] w = new CudaPreparedWeight[copies];
+        try (DeviceBuffer dx = DeviceBuffer.of(cuda, CudaParity.randomVector(random, in));
+             DeviceBuffer xb = DeviceBuffer.allocate(cuda, 2L * in);
+             DeviceBuffer dy = DeviceBuffer.allocate(cuda, 4L * 3 * o)) {
+            kernels.toBf16(dx.pointer(), xb.pointer(), in);
+            QuantizedMatrix m = CudaParity.randomMatrix(random, o, in, 4, 32);
+            for (int c = 0; c < copies; c++) {
+                w[c] = gpu.prepare(m);
+            }
+            long bytes = w[0].deviceBytes();
+            int[] next = {0};
+            for (int slices : new int[] {16, 32}) {
+                double ms = millisPerCall(() -> kernels.gemv(w[next[0]++ % copies], dx.pointer(), dy.pointer(), slices));
+                out.printf("gemv int4 g32 1 x %d x %d, %2d slices: %7.4f ms, %4.0f GB/s, %.2f of copy%n", in, o, slices,
+                        ms, bytes / (ms * 1e6), bytes / (ms * 1e6) / copyGBs);
+            }
+            long y0 = dy.pointer(), y1 = y0 + 2L * o, y2 = y1 + 2L * o;
+            double one3 = millisPerCall(() -> {
+                for (int k = 0; k < 3; k++) {
+                    kernels.gemvBf16(w[next[0]++ % copies], xb.pointer(), y0 + 2L * k * o);
+                }
+            });
+            double fused3 = millisPerCall(() -> kernels.gemvBf16(new CudaPreparedWeight[] {w[next[0]++ % copies],
+                    w[next[0]++ % copies], w[next[0]++ % copies]}, xb.pointer(), new long[] {y0, y1, y2}));
+            double two = millisPerCall(() -> {
+                kernels.gemvBf16(w[next[0]++ % copies], xb.pointer(), y0);
+                kernels.gemvBf16(w[next[0]++ % copies], xb.pointer(), y1);
+            });
+            double swiglu = millisPerCall(() -> kernels.gemvSwigluBf16(w[next[0]++ % copies], w[next[0]++ % copies],
+                    xb.pointer(), y2));
+            out.printf("  bf16, 3 products one by one %.4f ms, fused %.4f ms (%.2f of copy): %.2fx; 2 products %.4f ms,"
+                            + " fused with SwiGLU %.4f ms (%.2f of copy): %.2fx%n", one3, fused3,
+                    3 * bytes / (fused3 * 1e6) / copyGBs, one3 / fused3, two, swiglu, 2 * bytes / (swiglu * 1e6) / copyGBs,
+                    two / swiglu);
+        } finally {
+            for (CudaPreparedWeight p : w) {
+                if (p != null) {
+                    p.close();
+                }
+            }
+        }
     }
 
     /** GB/s of a 1 GiB device-to-device copy, counting bytes read and written. */

@@ -9,7 +9,7 @@ import java.util.List;
  *
  * <p>Test code: it lives in the test jar, so both jars go on the class path:
  * <pre>java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector \
- *   -cp quant-kernels-0.1.0-SNAPSHOT.jar:quant-kernels-0.1.0-SNAPSHOT-tests.jar org.qalora.quant.cuda.CudaSelfCheck [--no-bench]</pre>
+ *   -cp quant-kernels-0.1.0-SNAPSHOT.jar:quant-kernels-0.1.0-SNAPSHOT-tests.jar org.qalora.quant.cuda.CudaSelfCheck [--no-bench | --gemv-bench]</pre>
  */
 public final class CudaSelfCheck {
     private CudaSelfCheck() {}
@@ -43,7 +43,9 @@ public final class CudaSelfCheck {
         System.out.printf("parity: %d/%d cases passed, withZeros %s (%.1f s)%n", cases.size() - failed, cases.size(),
                 zeros.isEmpty() ? "passed" : "FAILED", (System.nanoTime() - start) / 1e9);
 
-        if (bench) {
+        if (List.of(args).contains("--gemv-bench")) {
+            new CudaBench(gpu, System.out).runGemv();
+        } else if (bench) {
             new CudaBench(gpu, System.out).run();
         }
         System.exit(failed == 0 && zeros.isEmpty() ? 0 : 1);

@@ -86,6 +86,35 @@ public interface Backend extends AutoCloseable {
     void linear(Tensor x, LinearWeight w, Tensor y);
 
     /**
+     * {@code y[k] = x W[k]^T} for each k: the products of one input (a layer's q, k and v). A GPU decoding one row
+     * runs them as one launch; the results are those of {@link #linear} one by one.
+     */
+    default void linears(Tensor x, java.util.List<LinearWeight> w, java.util.List<Tensor> y) {
+        for (int k = 0; k < w.size(); k++) {
+            linear(x, w.get(k), y.get(k));
+        }
+    }
+
+    /**
+     * {@code out = residual + x W^T}, with the product in the activation type first: {@link #linear} into
+     * {@code product}, then {@link #add}. A GPU decoding one row fuses the two and leaves {@code product} alone.
+     */
+    default void linearPlusResidual(Tensor x, LinearWeight w, Tensor residual, Tensor product, Tensor out) {
+        linear(x, w, product);
+        add(residual, product, out);
+    }
+
+    /**
+     * {@code out = silu(x Wg^T) * (x Wu^T)}: {@link #linear} into {@code gate} and {@code up}, then {@link #swiglu}.
+     * A GPU decoding one row fuses the three and leaves {@code gate} and {@code up} alone.
+     */
+    default void swigluOfLinears(Tensor x, LinearWeight wGate, LinearWeight wUp, Tensor gate, Tensor up, Tensor out) {
+        linear(x, wGate, gate);
+        linear(x, wUp, up);
+        swiglu(gate, up, out);
+    }
+
+    /**
      * {@code dx[N, I] (+)= dy[N, O] W}: adds with {@code accumulate}, else overwrites, so that the first of several
      * projections reading one input needs no zeroed gradient buffer.
      */

@@ -1,5 +1,6 @@
 package org.qalora.worker.model;
 
+import java.util.List;
 import org.qalora.worker.adapter.QaloraAdapter;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Tensor;
@@ -9,7 +10,9 @@ import org.qalora.worker.backend.Tensor;
  * {@link KvCache}: {@link DecoderLayerPass#forward} with the attention split into "write this step's k, v into the
  * cache" and "attend over the cache". A prefill (one sequence's prompt from position 0) attends over its own k, v
  * with the ordinary causal attention, so its numbers are exactly those of the full forward; a decode step (one
- * token per sequence) uses {@link Backend#cachedAttention}.
+ * token per sequence) uses {@link Backend#cachedAttention}. Without an adapter the products go through the
+ * backend's fusable calls ({@link Backend#linears}, {@link Backend#linearPlusResidual},
+ * {@link Backend#swigluOfLinears}), which compute what the separate calls do in fewer GPU launches.
  */
 final class CachedLayerPass {
     private CachedLayerPass() {}
@@ -27,9 +30,14 @@ final class CachedLayerPass {
 
         // attention block
         be.rmsNorm(x, w.inputNorm(), d.rmsEps(), a.a1, a.rstd1);                    // a1[N,H]
-        project(model, l, adapter, a, Projection.Q, a.a1, a.q);                     // q[N,nH*d]
-        project(model, l, adapter, a, Projection.K, a.a1, a.k);                     // k[N,nKV*d]
-        project(model, l, adapter, a, Projection.V, a.a1, a.v);                     // v[N,nKV*d]
+        if (adapter == null) {                                                      // q, k, v in one go (a GPU
+            be.linears(a.a1, List.of(w.get(Projection.Q), w.get(Projection.K),      // decode: one launch)
+                    w.get(Projection.V)), List.of(a.q, a.k, a.v));
+        } else {
+            project(model, l, adapter, a, Projection.Q, a.a1, a.q);                 // q[N,nH*d]
+            project(model, l, adapter, a, Projection.K, a.a1, a.k);                 // k[N,nKV*d]
+            project(model, l, adapter, a, Projection.V, a.a1, a.v);                 // v[N,nKV*d]
+        }
         // cos/sin hold row n's own position, so "sequence length N" makes row n use table row n
         be.rope(a.q, a.cos, a.sin, a.rows, d.heads(), d.headDim());
         be.rope(a.k, a.cos, a.sin, a.rows, d.kvHeads(), d.headDim());
@@ -43,16 +51,25 @@ final class CachedLayerPass {
             be.cachedAttention(a.q, cache.keys(l), cache.values(l), cache.shape(), step.rows(),
                     a.attn);                                                         // attn[N,nH*d] over 0..p
         }
-        project(model, l, adapter, a, Projection.O, a.attn, a.tmpH);
-        be.add(x, a.tmpH, a.mid);                                                   // mid = x + o_proj(attn)
+        if (adapter == null) {
+            be.linearPlusResidual(a.attn, w.get(Projection.O), x, a.tmpH, a.mid);   // mid = x + o_proj(attn)
+        } else {
+            project(model, l, adapter, a, Projection.O, a.attn, a.tmpH);
+            be.add(x, a.tmpH, a.mid);                                               // mid = x + o_proj(attn)
+        }
 
         // MLP block
         be.rmsNorm(a.mid, w.postNorm(), d.rmsEps(), a.a2, a.rstd2);                 // a2[N,H]
-        project(model, l, adapter, a, Projection.GATE, a.a2, a.gate);               // gate[N,F]
-        project(model, l, adapter, a, Projection.UP, a.a2, a.up);                   // up[N,F]
-        be.swiglu(a.gate, a.up, a.act);                                             // act[N,F]
-        project(model, l, adapter, a, Projection.DOWN, a.act, a.tmpH);
-        be.add(a.mid, a.tmpH, out);                                                 // out = mid + down(act)
+        if (adapter == null) {
+            be.swigluOfLinears(a.a2, w.get(Projection.GATE), w.get(Projection.UP), a.gate, a.up, a.act); // act[N,F]
+            be.linearPlusResidual(a.act, w.get(Projection.DOWN), a.mid, a.tmpH, out); // out = mid + down(act)
+        } else {
+            project(model, l, adapter, a, Projection.GATE, a.a2, a.gate);           // gate[N,F]
+            project(model, l, adapter, a, Projection.UP, a.a2, a.up);               // up[N,F]
+            be.swiglu(a.gate, a.up, a.act);                                         // act[N,F]
+            project(model, l, adapter, a, Projection.DOWN, a.act, a.tmpH);
+            be.add(a.mid, a.tmpH, out);                                             // out = mid + down(act)
+        }
     }
 
     private static void project(LlamaModel model, int l, QaloraAdapter adapter, StepActivations a, Projection p,

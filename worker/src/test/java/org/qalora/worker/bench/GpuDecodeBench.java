@@ -7,6 +7,7 @@ import java.util.Locale;
 import java.util.SplittableRandom;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.cuda.DeviceBuffer;
+import org.qalora.quant.cuda.KernelProfile;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.backend.cuda.CudaBackend;
 import org.qalora.worker.generate.Generator;
@@ -53,12 +54,31 @@ public final class GpuDecodeBench {
                             + " ms/token = %.1f tok/s; weight bytes %.2f GB/token = %.0f GB/s = %.2f of the measured copy"
                             + " bandwidth (%.0f GB/s read + write); %.2fx the op-by-op decode%n", be.name(), best,
                     1000 / best, (weightBytes + headBytes) / 1e9, gbps, gbps / copy, copy, eagerMs / best);
+            if (KernelProfile.enabled()) {
+                profile(be, m, prompt, s);
+            }
             Double eager = anchor == null ? null : GpuTrainBench.anchorTokens(anchor, "decode_", "int4-eager");
             if (eager != null) {
                 System.out.printf(Locale.ROOT, "ratio ours / PyTorch int4-eager decode: %.2fx (%.1f vs %.1f tok/s)%n",
                         1000 / best / eager, 1000 / best, eager);
             }
         }
+    }
+
+    /**
+     * Device time per kernel of one op-by-op decode ({@code -Dqalora.cuda.profile=true}): the profile is reset when
+     * the prefill's token arrives, so the table covers the decode steps only, per token.
+     */
+    private static void profile(CudaBackend be, InferenceModel m, int[] prompt, Generator.Settings s) {
+        be.useGraphs(false);
+        int[] n = {0};
+        m.generator().generate(List.of(prompt), s, (p, t) -> {
+            if (n[0]++ == 0) {
+                KernelProfile.reset();
+            }
+        });
+        System.out.print("device time per decoded token by kernel (each launch timed over back-to-back repeats):\n"
+                + KernelProfile.report(s.maxNewTokens() - 1));
     }
 
     /** Best ms per new token over 3 generations after a warm-up (the first token, the prefill's, not counted). */

@@ -7,7 +7,6 @@ import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.cuda.Cublas;
 import org.qalora.quant.cuda.Cublas.DType;
 import org.qalora.quant.cuda.CudaDriver;
-import org.qalora.quant.cuda.CudaException;
 import org.qalora.quant.cuda.CudaGraphs;
 import org.qalora.quant.cuda.DeviceBuffer;
 import org.qalora.quant.cuda.QuantKernelModule;
@@ -48,6 +47,7 @@ public final class CudaBackend implements Backend {
     private final MultiTensorOps multi;
     private final AdapterFold fold;
     private final CudaDecodeOps decode;
+    private final CudaFusedDecode fused;
     private boolean foldAdapters = true;
     private boolean graphs = !"false".equals(System.getProperty("qalora.cuda.graphs"));
     private boolean closed;
@@ -75,6 +75,7 @@ public final class CudaBackend implements Backend {
         multi = new MultiTensorOps(cuda, kernels);
         fold = new AdapterFold(cuda, blas, kernels);
         decode = new CudaDecodeOps(this, cuda, kernels, ints);
+        fused = new CudaFusedDecode(quant);
     }
 
     /**
@@ -130,35 +131,12 @@ public final class CudaBackend implements Backend {
         throw new IllegalArgumentException(t + " does not belong to " + name());
     }
 
-    /**
-     * Device memory, retried after a garbage collection when the device is full: buffers of dropped activation
-     * plans are freed by their cleaners only once the collector has found them unreachable.
-     */
-    private DeviceBuffer deviceMemory(long bytes) {
-        for (int attempt = 0; ; attempt++) {
-            try {
-                return DeviceBuffer.allocate(cuda, bytes);
-            } catch (CudaException e) {
-                if (e.status() != 2 || attempt == 2) { // CUDA_ERROR_OUT_OF_MEMORY
-                    throw e;
-                }
-                System.gc();
-                try {
-                    Thread.sleep(200);
-                } catch (InterruptedException ie) {
-                    Thread.currentThread().interrupt();
-                    throw e;
-                }
-            }
-        }
-    }
-
     private CudaTensor tensor(boolean bf16, int... shape) {
         long n = 1;
         for (int s : shape) {
             n *= s;
         }
-        DeviceBuffer b = deviceMemory(n * (bf16 ? 2 : 4));
+        DeviceBuffer b = DeviceBuffer.allocateCollecting(cuda, n * (bf16 ? 2 : 4));
         cuda.zeroBytes(b.pointer(), b.bytes());
         return new CudaTensor(this, b, bf16, shape);
     }
@@ -243,7 +221,7 @@ public final class CudaBackend implements Backend {
         }
         DeviceBuffer bf = null;
         if (compute == DType.BF16) {
-            bf = deviceMemory(2L * t.size());
+            bf = DeviceBuffer.allocateCollecting(cuda, 2L * t.size());
             kernels.convert(t.pointer(), 0, bf.pointer(), 1, t.size());
         }
         return new CudaLinearWeight.Dense(t, bf);
@@ -251,8 +229,9 @@ public final class CudaBackend implements Backend {
 
     @Override
     public LinearWeight quantizedWeight(QuantizedMatrix m) {
-        DeviceBuffer q = deviceMemory(4L * m.qweight().length), s = deviceMemory(4L * m.scales().length),
-                z = deviceMemory(4L * m.zeros().length);
+        DeviceBuffer q = DeviceBuffer.allocateCollecting(cuda, 4L * m.qweight().length),
+                s = DeviceBuffer.allocateCollecting(cuda, 4L * m.scales().length),
+                z = DeviceBuffer.allocateCollecting(cuda, 4L * m.zeros().length);
         cuda.copyToDevice(m.qweight(), q.pointer());
         cuda.copyToDevice(m.scales(), 0, m.scales().length, s.pointer());
         cuda.copyToDevice(m.zeros(), 0, m.zeros().length, z.pointer());
@@ -286,6 +265,27 @@ public final class CudaBackend implements Backend {
     @Override
     public void linear(Tensor x, LinearWeight w, Tensor y) {
         products.linear(own(x), w, own(y));
+    }
+
+    @Override
+    public void linears(Tensor x, List<LinearWeight> w, List<Tensor> y) {
+        if (!fused.linears(own(x), w, y.stream().map(this::own).toList())) {
+            Backend.super.linears(x, w, y);
+        }
+    }
+
+    @Override
+    public void linearPlusResidual(Tensor x, LinearWeight w, Tensor residual, Tensor product, Tensor out) {
+        if (!fused.linearPlusResidual(own(x), w, own(residual), own(out))) {
+            Backend.super.linearPlusResidual(x, w, residual, product, out);
+        }
+    }
+
+    @Override
+    public void swigluOfLinears(Tensor x, LinearWeight wGate, LinearWeight wUp, Tensor gate, Tensor up, Tensor out) {
+        if (!fused.swigluOfLinears(own(x), wGate, wUp, own(out))) {
+            Backend.super.swigluOfLinears(x, wGate, wUp, gate, up, out);
+        }
     }
 
     @Override
@@ -349,7 +349,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public IntTensor allocateInts(int n) {
-        DeviceBuffer b = deviceMemory(4L * Math.max(n, 1));
+        DeviceBuffer b = DeviceBuffer.allocateCollecting(cuda, 4L * Math.max(n, 1));
         cuda.zeroBytes(b.pointer(), b.bytes());
         return new CudaInts(this, b, 0, n);
     }

@@ -215,6 +215,15 @@ __global__ void __launch_bounds__(256) rmsnorm_backward(const void* dOut, int dB
 
 // ---- RoPE ------------------------------------------------------------------------------------------------------
 
+// The rotated pair (a cos - b sin, b cos + a sin), each product rounded before the sum as on the CPU (no FMA
+// contraction), so every kernel that rotates gets the same bits.
+__device__ __forceinline__ float rope_first(float a, float b, float c, float s) {
+    return __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+}
+__device__ __forceinline__ float rope_second(float a, float b, float c, float s) {
+    return __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
+
 // Rotates each (i, i + d/2) pair of every head by sign * angle(pos, i), pos = row % seqLen; in place.
 __global__ void rope(void* x, int xBf, const float* __restrict__ cosT, const float* __restrict__ sinT, int seqLen,
                      int heads, int headDim, float sign, long long rows) {
@@ -228,9 +237,39 @@ __global__ void rope(void* x, int xBf, const float* __restrict__ cosT, const flo
         float cv = cosT[pos * half + i], sv = sign * sinT[pos * half + i];
         size_t off = (size_t)n * heads * headDim + (size_t)h * headDim;
         float a = ld(x, xBf, off + i), b = ld(x, xBf, off + i + half);
-        st(x, xBf, off + i, a * cv - b * sv);
-        st(x, xBf, off + i + half, b * cv + a * sv);
+        st(x, xBf, off + i, rope_first(a, b, cv, sv));
+        st(x, xBf, off + i + half, rope_second(a, b, cv, sv));
     }
+}
+
+// A decode step's RoPE and cache write in one launch (one block per row; row n uses table row n, as rope with
+// seqLen = N): q and k rotated in place exactly as by rope, then k (as stored, so in its own type first) and v
+// copied to the cache row info[n] * capacity + info[N + n], exactly as by cache_write.
+__global__ void rope_cache_write(void* q, int qBf, void* k, int kBf, const void* v, int vBf,
+                                 const float* __restrict__ cosT, const float* __restrict__ sinT, void* kCache,
+                                 void* vCache, int cacheBf, const int* __restrict__ info, int N, int capacity, int H,
+                                 int KV, int d) {
+    const int n = blockIdx.x, half = d / 2;
+    const float* cr = cosT + (size_t)n * half;
+    const float* sr = sinT + (size_t)n * half;
+    for (int idx = threadIdx.x; idx < H * half; idx += blockDim.x) {
+        int h = idx / half, i = idx - h * half;
+        size_t off = (size_t)n * H * d + (size_t)h * d;
+        float a = ld(q, qBf, off + i), b = ld(q, qBf, off + i + half);
+        st(q, qBf, off + i, rope_first(a, b, cr[i], sr[i]));
+        st(q, qBf, off + i + half, rope_second(a, b, cr[i], sr[i]));
+    }
+    const size_t width = (size_t)KV * d, from = (size_t)n * width, to = ((size_t)info[n] * capacity + info[N + n]) * width;
+    for (int idx = threadIdx.x; idx < KV * half; idx += blockDim.x) {
+        int h = idx / half, i = idx - h * half;
+        size_t off = (size_t)h * d + i;
+        float a = ld(k, kBf, from + off), b = ld(k, kBf, from + off + half);
+        st(k, kBf, from + off, rope_first(a, b, cr[i], sr[i]));
+        st(k, kBf, from + off + half, rope_second(a, b, cr[i], sr[i]));
+        st(kCache, cacheBf, to + off, ld(k, kBf, from + off));
+        st(kCache, cacheBf, to + off + half, ld(k, kBf, from + off + half));
+    }
+    for (int c = threadIdx.x; c < (int)width; c += blockDim.x) st(vCache, cacheBf, to + c, ld(v, vBf, from + c));
 }
 
 // ---- QA-LoRA pooling and dropout ---------------------------------------------------------------------------------

@@ -188,6 +188,19 @@ public interface Backend extends AutoCloseable {
      */
     void rope(Tensor x, Tensor cos, Tensor sin, int seqLen, int heads, int headDim);
 
+    /**
+     * A decode step's rotary embedding and cache write: {@link #rope} on {@code q} and {@code k} (row n at table row
+     * n of {@code cos, sin}), then {@link #writeCacheRows} of {@code k} and {@code v}. A GPU runs the four as one launch.
+     */
+    default void ropeAndWriteCache(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, int rows, int heads,
+                                   int kvHeads, int headDim, Tensor kCache, Tensor vCache, KvCacheShape shape,
+                                   IntTensor cacheRows) {
+        rope(q, cos, sin, rows, heads, headDim);
+        rope(k, cos, sin, rows, kvHeads, headDim);
+        writeCacheRows(k, kCache, shape, cacheRows);
+        writeCacheRows(v, vCache, shape, cacheRows);
+    }
+
     /** The transpose of {@link #rope} (rotation by the negative angle), in place on the gradient. */
     void ropeBackward(Tensor dx, Tensor cos, Tensor sin, int seqLen, int heads, int headDim);
 

@@ -39,11 +39,16 @@ final class CachedLayerPass {
             project(model, l, adapter, a, Projection.V, a.a1, a.v);                 // v[N,nKV*d]
         }
         // cos/sin hold row n's own position, so "sequence length N" makes row n use table row n
-        be.rope(a.q, a.cos, a.sin, a.rows, d.heads(), d.headDim());
-        be.rope(a.k, a.cos, a.sin, a.rows, d.kvHeads(), d.headDim());
-        if (cache != null) {
-            step.write(be, a.k, cache.keys(l), cache.shape());                       // cache[(s,p)] = k[n]
-            step.write(be, a.v, cache.values(l), cache.shape());                     // cache[(s,p)] = v[n]
+        if (step.prefill() == null) {                                               // decode: one launch on a GPU
+            be.ropeAndWriteCache(a.q, a.k, a.v, a.cos, a.sin, a.rows, d.heads(), d.kvHeads(), d.headDim(),
+                    cache.keys(l), cache.values(l), cache.shape(), step.rows());   // cache[(s,p)] = k[n], v[n]
+        } else {
+            be.rope(a.q, a.cos, a.sin, a.rows, d.heads(), d.headDim());
+            be.rope(a.k, a.cos, a.sin, a.rows, d.kvHeads(), d.headDim());
+            if (cache != null) {
+                step.write(be, a.k, cache.keys(l), cache.shape());                   // cache[(s,p)] = k[n]
+                step.write(be, a.v, cache.values(l), cache.shape());                 // cache[(s,p)] = v[n]
+            }
         }
         if (step.prefill() != null) {
             be.attention(a.q, a.k, a.v, step.prefill(), a.attentionState, a.attn);  // attn[N,nH*d], causal

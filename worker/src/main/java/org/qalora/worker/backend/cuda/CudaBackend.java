@@ -132,10 +132,7 @@ public final class CudaBackend implements Backend {
     }
 
     private CudaTensor tensor(boolean bf16, int... shape) {
-        long n = 1;
-        for (int s : shape) {
-            n *= s;
-        }
+        long n = Arrays.stream(shape).asLongStream().reduce(1, (x, y) -> x * y);
         DeviceBuffer b = DeviceBuffer.allocateCollecting(cuda, n * (bf16 ? 2 : 4));
         cuda.zeroBytes(b.pointer(), b.bytes());
         return new CudaTensor(this, b, bf16, shape);
@@ -341,7 +338,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void embedding(IntTensor ids, Tensor table, Tensor out) {
-        CudaTensor tab = fp32(own(table), "the embedding table"), o = own(out);
+        CudaTensor tab = own(table).fp32("the embedding table"), o = own(out);
         CudaInts i = decode.ints(ids);
         requireSize(o.size(), (long) i.size() * tab.cols(), "embedding output");
         kernels.embedding(i.pointer(), tab.pointer(), o.pointer(), o.flag(), i.size(), tab.cols());
@@ -371,16 +368,9 @@ public final class CudaBackend implements Backend {
     /** Whether {@link #repeatable} steps are replayed as CUDA graphs (default on; off to compare). */
     public void useGraphs(boolean on) { graphs = on; }
 
-    private static CudaTensor fp32(CudaTensor t, String what) {
-        if (t.bf16) {
-            throw new IllegalArgumentException(what + " must be fp32, got " + t);
-        }
-        return t;
-    }
-
     @Override
     public void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out, Tensor rstd) {
-        CudaTensor xt = own(x), w = fp32(own(weight), "rmsNorm weight"), o = own(out), r = fp32(own(rstd), "rstd");
+        CudaTensor xt = own(x), w = own(weight).fp32("rmsNorm weight"), o = own(out), r = own(rstd).fp32("rstd");
         requireSize(w.size(), xt.cols(), "rmsNorm weight");
         kernels.rmsNorm(xt.pointer(), xt.flag(), w.pointer(), eps, o.pointer(), o.flag(), r.pointer(), xt.rows(),
                 xt.cols());
@@ -388,7 +378,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void rmsNormBackward(Tensor dOut, Tensor x, Tensor weight, Tensor rstd, Tensor dx) {
-        CudaTensor dy = own(dOut), xt = own(x), w = fp32(own(weight), "rmsNorm weight"), r = fp32(own(rstd), "rstd"),
+        CudaTensor dy = own(dOut), xt = own(x), w = own(weight).fp32("rmsNorm weight"), r = own(rstd).fp32("rstd"),
                 g = own(dx);
         kernels.rmsNormBackward(dy.pointer(), dy.flag(), xt.pointer(), xt.flag(), w.pointer(), r.pointer(),
                 g.pointer(), g.flag(), xt.rows(), xt.cols());
@@ -405,7 +395,7 @@ public final class CudaBackend implements Backend {
     }
 
     private void rotate(Tensor x, Tensor cos, Tensor sin, int seqLen, int heads, int headDim, float sign) {
-        CudaTensor xt = own(x), c = fp32(own(cos), "rope table"), s = fp32(own(sin), "rope table");
+        CudaTensor xt = own(x), c = own(cos).fp32("rope table"), s = own(sin).fp32("rope table");
         requireSize(xt.cols(), (long) heads * headDim, "rope width");
         if (c.rows() < seqLen || c.cols() != headDim / 2) {
             throw new IllegalArgumentException("rope tables " + cos + " do not cover " + seqLen + " positions of dim " + headDim);
@@ -427,7 +417,7 @@ public final class CudaBackend implements Backend {
         requireSize(q.size(), (long) shape.tokens() * shape.queryWidth(), "attention q");
         requireSize(k.size(), (long) shape.tokens() * shape.kvWidth(), "attention k");
         requireSize(state.size(), attention.stateFloats(shape), "attention state");
-        attention.forward(own(q), own(k), own(v), shape, fp32(own(state), "attention state"), own(out));
+        attention.forward(own(q), own(k), own(v), shape, own(state).fp32("attention state"), own(out));
     }
 
     @Override
@@ -448,9 +438,17 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void ropeAndWriteCache(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, int rows, int heads,
+                                  int kvHeads, int headDim, Tensor kCache, Tensor vCache, KvCacheShape shape,
+                                  IntTensor cacheRows) {
+        decode.ropeAndWriteCache(own(q), own(k), own(v), own(cos).fp32("rope cos"), own(sin).fp32("rope sin"), rows,
+                heads, kvHeads, headDim, own(kCache), own(vCache), shape, decode.ints(cacheRows));
+    }
+
+    @Override
     public void attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor state, AttentionShape shape,
                                   Tensor dq, Tensor dk, Tensor dv) {
-        attention.backward(own(dOut), own(q), own(k), own(v), fp32(own(state), "attention state"), shape, own(dq),
+        attention.backward(own(dOut), own(q), own(k), own(v), own(state).fp32("attention state"), shape, own(dq),
                 own(dk), own(dv));
     }
 
@@ -470,7 +468,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void groupPool(Tensor x, int groupSize, float factor, Tensor out) {
-        CudaTensor xt = own(x), o = fp32(own(out), "pooled adapter input");
+        CudaTensor xt = own(x), o = own(out).fp32("pooled adapter input");
         int groups = xt.cols() / groupSize;
         requireSize(o.size(), (long) xt.rows() * groups, "groupPool output");
         kernels.groupPool(xt.pointer(), xt.flag(), groupSize, factor, o.pointer(), xt.rows(), groups);
@@ -478,7 +476,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void groupPoolBackward(Tensor dOut, int groupSize, float factor, Tensor dx) {
-        CudaTensor dy = fp32(own(dOut), "pooled gradient"), g = own(dx);
+        CudaTensor dy = own(dOut).fp32("pooled gradient"), g = own(dx);
         requireSize(dy.size(), (long) g.rows() * (g.cols() / groupSize), "groupPoolBackward gradient");
         kernels.groupPoolBackward(dy.pointer(), groupSize, factor, g.pointer(), g.flag(), g.size());
     }
@@ -488,14 +486,14 @@ public final class CudaBackend implements Backend {
         if (!(p >= 0f && p < 1f)) {
             throw new IllegalArgumentException("dropout probability must be in [0, 1), got " + p);
         }
-        CudaTensor xt = own(x), m = fp32(own(mask), "dropout mask");
+        CudaTensor xt = own(x), m = own(mask).fp32("dropout mask");
         requireSize(m.size(), xt.size(), "dropout mask");
         kernels.dropout(xt.pointer(), xt.flag(), m.pointer(), p, 1f / (1f - p), seed, xt.size());
     }
 
     @Override
     public void multiply(Tensor x, Tensor mask) {
-        CudaTensor xt = own(x), m = fp32(own(mask), "mask");
+        CudaTensor xt = own(x), m = own(mask).fp32("mask");
         requireSize(m.size(), xt.size(), "multiply");
         kernels.multiply(xt.pointer(), xt.flag(), m.pointer(), xt.size());
     }
@@ -569,7 +567,7 @@ public final class CudaBackend implements Backend {
     }
 
     private List<CudaTensor> fp32All(List<Tensor> tensors, String what) {
-        return tensors.stream().map(t -> fp32(own(t), what)).toList();
+        return tensors.stream().map(t -> own(t).fp32(what)).toList();
     }
 
     @Override

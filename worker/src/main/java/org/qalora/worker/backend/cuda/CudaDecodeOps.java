@@ -78,6 +78,26 @@ final class CudaDecodeOps {
                 (float) (1.0 / Math.sqrt(shape.headDim())), out.pointer(), out.flag(), maxKeys);
     }
 
+    /** {@link org.qalora.worker.backend.Backend#ropeAndWriteCache}: one launch for the four calls it stands for. */
+    void ropeAndWriteCache(CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor cos, CudaTensor sin, int n, int heads,
+                           int kvHeads, int headDim, CudaTensor kCache, CudaTensor vCache, KvCacheShape shape,
+                           CudaInts rows) {
+        CudaBackend.requireSize(q.size(), (long) n * heads * headDim, "ropeAndWriteCache q");
+        CudaBackend.requireSize(k.size(), (long) n * kvHeads * headDim, "ropeAndWriteCache k");
+        CudaBackend.requireSize(v.size(), k.size(), "ropeAndWriteCache v");
+        CudaBackend.requireSize(cos.size(), (long) n * (headDim / 2), "ropeAndWriteCache cos (one table row per row)");
+        CudaBackend.requireSize(sin.size(), cos.size(), "ropeAndWriteCache sin");
+        CudaBackend.requireSize(rows.size(), 2L * n, "ropeAndWriteCache rows");
+        CudaBackend.requireSize(kCache.size(), (long) shape.rows() * shape.kvWidth(), "ropeAndWriteCache key cache");
+        CudaBackend.requireSize(vCache.size(), kCache.size(), "ropeAndWriteCache value cache");
+        if (kCache.bf16 != vCache.bf16) {
+            throw new IllegalArgumentException("ropeAndWriteCache: key and value caches must have one element type");
+        }
+        kernels.ropeCacheWrite(q.pointer(), q.flag(), k.pointer(), k.flag(), v.pointer(), v.flag(), cos.pointer(),
+                sin.pointer(), kCache.pointer(), vCache.pointer(), kCache.flag(), rows.pointer(), n, shape.capacity(),
+                heads, kvHeads, headDim);
+    }
+
     void writeCacheRows(CudaTensor x, CudaTensor cache, KvCacheShape shape, CudaInts rows) {
         CudaBackend.requireSize(rows.size(), 2L * x.rows(), "writeCacheRows rows");
         CudaBackend.requireSize(cache.size(), (long) shape.rows() * x.cols(), "writeCacheRows cache");

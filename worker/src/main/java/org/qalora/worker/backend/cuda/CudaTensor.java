@@ -31,6 +31,14 @@ final class CudaTensor extends Tensor {
 
     int elementBytes() { return bf16 ? 2 : 4; }
 
+    /** This tensor, after checking that it is fp32 (tables, masks, states and norms' weights must be). */
+    CudaTensor fp32(String what) {
+        if (bf16) {
+            throw new IllegalArgumentException(what + " must be fp32, got " + this);
+        }
+        return this;
+    }
+
     /** The device address of element {@code index}. */
     long at(long index) { return buffer.pointer() + index * elementBytes(); }
 

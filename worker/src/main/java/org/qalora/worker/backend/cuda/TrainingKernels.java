@@ -17,7 +17,7 @@ final class TrainingKernels {
     private final MemorySegment convert, add, multiply, scale, swiglu, swigluBackward, embedding, rmsNorm,
             rmsNormBackward, rope, groupPool, groupPoolBackward, groupPoolVec, groupPoolBackwardVec, dropout, crossEntropy, sumsqPartial, sumsqFinal,
             adamw, softmaxForward, softmaxBackward, foldZeros, addVec, swigluVec, swigluBackwardVec, cachedAttention,
-            cacheWrite;
+            cacheWrite, ropeCacheWrite;
 
     TrainingKernels(CudaDriver cuda) {
         this.cuda = cuda;
@@ -50,6 +50,7 @@ final class TrainingKernels {
         swigluBackwardVec = cuda.function(m, "swiglu_backward_vec");
         cachedAttention = cuda.function(m, "cached_attention");
         cacheWrite = cuda.function(m, "cache_write");
+        ropeCacheWrite = cuda.function(m, "rope_cache_write");
     }
 
     /** Blocks of a grid-stride elementwise launch over {@code n} elements. */
@@ -199,6 +200,14 @@ final class TrainingKernels {
                          int kvHeads, int headDim, float scale, long out, int oBf, int maxKeys) {
         cuda.launch(cachedAttention, "cached_attention", rows * heads, 1, 1, 256, 1, 1, 4 * maxKeys, q, qBf, k, v,
                 kvBf, info, rows, capacity, heads, kvHeads, headDim, scale, out, oBf);
+    }
+
+    /** A decode step's RoPE on q and k and cache write of k and v; one block of 256 threads per row. */
+    void ropeCacheWrite(long q, int qBf, long k, int kBf, long v, int vBf, long cos, long sin, long kCache,
+                        long vCache, int cacheBf, long info, int rows, int capacity, int heads, int kvHeads,
+                        int headDim) {
+        cuda.launch(ropeCacheWrite, "rope_cache_write", rows, 1, 1, 256, 1, 1, 0, q, qBf, k, kBf, v, vBf, cos, sin,
+                kCache, vCache, cacheBf, info, rows, capacity, heads, kvHeads, headDim);
     }
 
     /** Row n of {@code src [rows, width]} to cache row {@code info[n] * capacity + info[rows + n]}; one block per row. */

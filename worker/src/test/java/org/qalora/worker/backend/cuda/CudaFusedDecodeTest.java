@@ -10,6 +10,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.IntTensor;
+import org.qalora.worker.backend.KvCacheShape;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.backend.Tensor;
@@ -19,7 +21,8 @@ import org.qalora.worker.model.TinyModels;
  * The fused decode products ({@link CudaFusedDecode}: q/k/v in one launch, the residual add and SwiGLU folded into
  * the GEMV) write the same bits as the separate calls they replace (linear, add, swiglu on the same GPU: what
  * {@link Backend}'s default implementations run), for every bit width, aligned and unaligned group sizes and output widths that are not multiples
- * of the 32-column block; with two rows (no fusion) the calls still equal the separate ones. Skipped without a GPU.
+ * of the 32-column block; with two rows (no fusion) the calls still equal the separate ones. The same for the rotary
+ * embedding and cache write of a decode step (one launch for rope, rope and two cache writes). Skipped without a GPU.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class CudaFusedDecodeTest {
@@ -78,6 +81,57 @@ class CudaFusedDecodeTest {
                 }
             }
         }
+    }
+
+    @Test
+    void ropeAndCacheWriteInOneLaunchWriteTheBitsOfTheFourCalls() {
+        int heads = 4, kvHeads = 2, headDim = 16, capacity = 9;
+        for (boolean bf16Cache : new boolean[] {true, false}) {
+            for (int rows : new int[] {1, 3}) {
+                KvCacheShape shape = new KvCacheShape(3, capacity, heads, kvHeads, headDim);
+                Tensor cos = table(rows, headDim / 2), sin = table(rows, headDim / 2);
+                Tensor q1 = activation(rows, heads * headDim), k1 = activation(rows, kvHeads * headDim),
+                        v = activation(rows, kvHeads * headDim);
+                Tensor q2 = copyOf(q1), k2 = copyOf(k1);
+                Tensor[] fused = {cache(shape, bf16Cache), cache(shape, bf16Cache)};
+                Tensor[] apart = {cache(shape, bf16Cache), cache(shape, bf16Cache)};
+                IntTensor cacheRows = bf16.allocateInts(2 * rows);
+                int[] where = new int[2 * rows];
+                for (int n = 0; n < rows; n++) {
+                    where[n] = (n * 2) % 3;                 // sequences
+                    where[rows + n] = (5 + 3 * n) % capacity; // positions
+                }
+                bf16.writeInts(cacheRows, where);
+                bf16.ropeAndWriteCache(q1, k1, v, cos, sin, rows, heads, kvHeads, headDim, fused[0], fused[1], shape,
+                        cacheRows);
+                bf16.rope(q2, cos, sin, rows, heads, headDim);
+                bf16.rope(k2, cos, sin, rows, kvHeads, headDim);
+                bf16.writeCacheRows(k2, apart[0], shape, cacheRows);
+                bf16.writeCacheRows(v, apart[1], shape, cacheRows);
+                String what = rows + " rows, " + (bf16Cache ? "bf16" : "fp32") + " cache";
+                assertArrayEquals(bf16.download(q2), bf16.download(q1), "rotated q, " + what);
+                assertArrayEquals(bf16.download(k2), bf16.download(k1), "rotated k, " + what);
+                assertArrayEquals(bf16.download(apart[0]), bf16.download(fused[0]), "key cache, " + what);
+                assertArrayEquals(bf16.download(apart[1]), bf16.download(fused[1]), "value cache, " + what);
+            }
+        }
+    }
+
+    private Tensor table(int rows, int cols) {
+        Tensor t = bf16.allocate(rows, cols);
+        bf16.write(t, TinyModels.gaussian(rng, rows * cols, 1.0));
+        return t;
+    }
+
+    private Tensor copyOf(Tensor t) {
+        Tensor c = bf16.allocateActivation(t.rows(), t.cols());
+        bf16.copy(t, c);
+        return c;
+    }
+
+    private Tensor cache(KvCacheShape shape, boolean asBf16) {
+        return asBf16 ? bf16.allocateActivation(shape.rows(), shape.kvWidth()) : bf16.allocate(shape.rows(),
+                shape.kvWidth());
     }
 
     private LinearWeight weight(int out, int in, int bits, int group) {

@@ -238,8 +238,9 @@ __global__ void qmatmul_t_naive(const uint32_t* __restrict__ q, const float* __r
 
 // ---------------------------------------------------------------------------------------------------------------
 // GEMV y[O] = W . x (one-token decode), memory-bound: every packed word is read exactly once.
-// Block (32, S), S <= 32 slices: threadIdx.x picks the output column (32 columns = 128 contiguous bytes per word
-// row), threadIdx.y one of S interleaved slices of the 32-input chunks; the S partial sums meet in shared memory.
+// Block (C, S), C = 32 columns and S <= 32 slices, or C = 16 and S <= 64: threadIdx.x picks the output column (C
+// columns = 4C contiguous bytes per word row), threadIdx.y one of S interleaved slices of the 32-input chunks; the S
+// partial sums meet in shared memory.
 // More slices put more loads in flight (the GEMV is latency-bound at 1 token); the launcher picks S. The bit width is
 // a template parameter so the chunk's `bits` words live in registers and the 32 shifts are constants.
 // When the group size is a multiple of 32 a chunk has one scale and zero, and the chunk's sum is
@@ -253,6 +254,10 @@ __device__ __forceinline__ float gemv_in(const float* x, int i) { return __ldg(x
 __device__ __forceinline__ float gemv_in(const __nv_bfloat16* x, int i) { return __bfloat162float(x[i]); }
 __device__ __forceinline__ void gemv_out(float* y, int o, float v) { y[o] = v; }
 __device__ __forceinline__ void gemv_out(__nv_bfloat16* y, int o, float v) { y[o] = __float2bfloat16_rn(v); }
+
+// Block (C, S): C = 32 or 16 output columns (blockDim.x; 16 columns still read whole 64-byte segments) times S input
+// slices (blockDim.y, up to 64 with 16 columns); the launcher picks them.
+#define GEMV_MAX_SLICES 64
 
 // One thread's share of output column o (o < O): the chunks threadIdx.y, threadIdx.y + blockDim.y, ... in order.
 template <int BITS, typename T>
@@ -297,7 +302,7 @@ __device__ __forceinline__ float gemv_slice(const uint32_t* __restrict__ q, cons
 }
 
 // The slices' partial sums of each column, added in slice order; the result is meaningful in threadIdx.y == 0.
-__device__ __forceinline__ float gemv_reduce(float (*partial)[33], float acc) {
+__device__ __forceinline__ float gemv_reduce(float (*partial)[33], float acc) {  // partial[GEMV_MAX_SLICES][33]
     partial[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     float sum = 0.f;
@@ -311,8 +316,8 @@ template <int BITS, typename T>
 __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const float* __restrict__ scales,
                                           const float* __restrict__ zeros, int O, int I, int groupSize,
                                           const T* __restrict__ x, T* __restrict__ y) {
-    __shared__ float partial[32][33];
-    int o = blockIdx.x * 32 + threadIdx.x;
+    __shared__ float partial[GEMV_MAX_SLICES][33];
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
     float sum = gemv_reduce(partial, o < O ? gemv_slice<BITS, T>(q, scales, zeros, O, I, groupSize, x, o) : 0.f);
     if (threadIdx.y == 0 && o < O) gemv_out(y, o, sum);
 }
@@ -322,7 +327,7 @@ __device__ __forceinline__ void gemv_body(const uint32_t* __restrict__ q, const 
 // H100 the launches of the 4096-wide products cost as much as their bytes.
 // - gemv3: up to three products of one input (q, k and v): the grid is the three column ranges one after another,
 //   each block working on one weight (a weight with O = 0 is absent).
-// - gemv_residual: out = residual + W x, with W x rounded to bf16 first (linear, then add).
+// - gemv_residual: out = residual + W x, with W x rounded as the separate product's output (linear, then add).
 // - gemv_swiglu: out = silu(Wg x) * (Wu x), each product rounded to bf16 first (linear, linear, then swiglu); a
 //   block reads both weights' columns, twice the loads in flight.
 template <int BITS>
@@ -331,28 +336,34 @@ __device__ __forceinline__ void gemv3_body(const uint32_t* q0, const float* s0, 
                                            int O1, __nv_bfloat16* y1, const uint32_t* q2, const float* s2,
                                            const float* z2, int O2, __nv_bfloat16* y2, int I, int groupSize,
                                            const __nv_bfloat16* __restrict__ x) {
-    __shared__ float partial[32][33];
+    __shared__ float partial[GEMV_MAX_SLICES][33];
     int b = blockIdx.x;
-    const int nb0 = (O0 + 31) / 32, nb1 = (O1 + 31) / 32;
+    const int cols = blockDim.x, nb0 = (O0 + cols - 1) / cols, nb1 = (O1 + cols - 1) / cols;
     const uint32_t* q = q0; const float* sc = s0; const float* ze = z0; int O = O0; __nv_bfloat16* y = y0;
     if (b >= nb0 + nb1) { b -= nb0 + nb1; q = q2; sc = s2; ze = z2; O = O2; y = y2; }
     else if (b >= nb0) { b -= nb0; q = q1; sc = s1; ze = z1; O = O1; y = y1; }
-    int o = b * 32 + threadIdx.x;
+    int o = b * blockDim.x + threadIdx.x;
     float sum = gemv_reduce(partial, o < O ? gemv_slice<BITS, __nv_bfloat16>(q, sc, ze, O, I, groupSize, x, o) : 0.f);
     if (threadIdx.y == 0 && o < O) gemv_out(y, o, sum);
 }
 
 __device__ __forceinline__ float bf16_round(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
+// residual and out are fp32 (rBf/oBf 0) or bf16 (1): the residual stream of a decode is fp32 under mixed precision.
+// The product is rounded as the separate product's output would be (pBf), then added in fp32 and stored in out's type.
 template <int BITS>
 __device__ __forceinline__ void gemv_residual_body(const uint32_t* q, const float* sc, const float* ze, int O, int I,
-                                                   int groupSize, const __nv_bfloat16* __restrict__ x,
-                                                   const __nv_bfloat16* __restrict__ residual,
-                                                   __nv_bfloat16* __restrict__ out) {
-    __shared__ float partial[32][33];
-    int o = blockIdx.x * 32 + threadIdx.x;
+                                                   int groupSize, const __nv_bfloat16* __restrict__ x, int pBf,
+                                                   const void* residual, int rBf, void* out, int oBf) {
+    __shared__ float partial[GEMV_MAX_SLICES][33];
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
     float sum = gemv_reduce(partial, o < O ? gemv_slice<BITS, __nv_bfloat16>(q, sc, ze, O, I, groupSize, x, o) : 0.f);
-    if (threadIdx.y == 0 && o < O) out[o] = __float2bfloat16_rn(__bfloat162float(residual[o]) + bf16_round(sum));
+    if (threadIdx.y == 0 && o < O) {
+        float r = rBf ? __bfloat162float(((const __nv_bfloat16*)residual)[o]) : ((const float*)residual)[o];
+        float v = r + (pBf ? bf16_round(sum) : sum);
+        if (oBf) ((__nv_bfloat16*)out)[o] = __float2bfloat16_rn(v);
+        else ((float*)out)[o] = v;
+    }
 }
 
 template <int BITS>
@@ -360,9 +371,9 @@ __device__ __forceinline__ void gemv_swiglu_body(const uint32_t* qg, const float
                                                  const uint32_t* qu, const float* su, const float* zu, int O, int I,
                                                  int groupSize, const __nv_bfloat16* __restrict__ x,
                                                  __nv_bfloat16* __restrict__ out) {
-    __shared__ float partialGate[32][33];
-    __shared__ float partialUp[32][33];
-    int o = blockIdx.x * 32 + threadIdx.x;
+    __shared__ float partialGate[GEMV_MAX_SLICES][33];
+    __shared__ float partialUp[GEMV_MAX_SLICES][33];
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
     float g = 0.f, u = 0.f;
     if (o < O) {
         g = gemv_slice<BITS, __nv_bfloat16>(qg, sg, zg, O, I, groupSize, x, o);
@@ -399,8 +410,8 @@ extern "C" {
     }                                                                                                           \
     __global__ void __launch_bounds__(1024) qgemv_residual_bf16_b##BITS(                                         \
             const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                     \
-            const __nv_bfloat16* x, const __nv_bfloat16* residual, __nv_bfloat16* out) {                        \
-        gemv_residual_body<BITS>(q, s, z, O, I, groupSize, x, residual, out);                                   \
+            const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf) {               \
+        gemv_residual_body<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf);                    \
     }                                                                                                           \
     __global__ void __launch_bounds__(1024) qgemv_swiglu_bf16_b##BITS(                                           \
             const uint32_t* qg, const float* sg, const float* zg, const uint32_t* qu, const float* su,          \

@@ -242,34 +242,39 @@ __global__ void rope(void* x, int xBf, const float* __restrict__ cosT, const flo
     }
 }
 
-// A decode step's RoPE and cache write in one launch (one block per row; row n uses table row n, as rope with
-// seqLen = N): q and k rotated in place exactly as by rope, then k (as stored, so in its own type first) and v
-// copied to the cache row info[n] * capacity + info[N + n], exactly as by cache_write.
+// A decode step's RoPE and cache write in one launch: block (n, j) works on row n (table row n, as rope with
+// seqLen = N) and head j of q (j < H: rotated in place), of k (H <= j < H + KV: rotated in place, then copied to the
+// cache as stored, so in k's own type first) or of v (copied to the cache); the cache row is info[n] * capacity +
+// info[N + n], as cache_write. One block per head keeps every SM's share small: a block per row left one SM doing
+// all of a 7B layer's 8192 rotations and copies.
 __global__ void rope_cache_write(void* q, int qBf, void* k, int kBf, const void* v, int vBf,
                                  const float* __restrict__ cosT, const float* __restrict__ sinT, void* kCache,
                                  void* vCache, int cacheBf, const int* __restrict__ info, int N, int capacity, int H,
                                  int KV, int d) {
-    const int n = blockIdx.x, half = d / 2;
+    const int n = blockIdx.x, j = blockIdx.y, half = d / 2;
     const float* cr = cosT + (size_t)n * half;
     const float* sr = sinT + (size_t)n * half;
-    for (int idx = threadIdx.x; idx < H * half; idx += blockDim.x) {
-        int h = idx / half, i = idx - h * half;
-        size_t off = (size_t)n * H * d + (size_t)h * d;
-        float a = ld(q, qBf, off + i), b = ld(q, qBf, off + i + half);
-        st(q, qBf, off + i, rope_first(a, b, cr[i], sr[i]));
-        st(q, qBf, off + i + half, rope_second(a, b, cr[i], sr[i]));
-    }
     const size_t width = (size_t)KV * d, from = (size_t)n * width, to = ((size_t)info[n] * capacity + info[N + n]) * width;
-    for (int idx = threadIdx.x; idx < KV * half; idx += blockDim.x) {
-        int h = idx / half, i = idx - h * half;
-        size_t off = (size_t)h * d + i;
-        float a = ld(k, kBf, from + off), b = ld(k, kBf, from + off + half);
-        st(k, kBf, from + off, rope_first(a, b, cr[i], sr[i]));
-        st(k, kBf, from + off + half, rope_second(a, b, cr[i], sr[i]));
-        st(kCache, cacheBf, to + off, ld(k, kBf, from + off));
-        st(kCache, cacheBf, to + off + half, ld(k, kBf, from + off + half));
+    if (j < H) {
+        const size_t off = (size_t)n * H * d + (size_t)j * d;
+        for (int i = threadIdx.x; i < half; i += blockDim.x) {
+            float a = ld(q, qBf, off + i), b = ld(q, qBf, off + i + half);
+            st(q, qBf, off + i, rope_first(a, b, cr[i], sr[i]));
+            st(q, qBf, off + i + half, rope_second(a, b, cr[i], sr[i]));
+        }
+    } else if (j < H + KV) {
+        const size_t off = (size_t)(j - H) * d;
+        for (int i = threadIdx.x; i < half; i += blockDim.x) {
+            float a = ld(k, kBf, from + off + i), b = ld(k, kBf, from + off + i + half);
+            st(k, kBf, from + off + i, rope_first(a, b, cr[i], sr[i]));
+            st(k, kBf, from + off + i + half, rope_second(a, b, cr[i], sr[i]));
+            st(kCache, cacheBf, to + off + i, ld(k, kBf, from + off + i));
+            st(kCache, cacheBf, to + off + i + half, ld(k, kBf, from + off + i + half));
+        }
+    } else {
+        const size_t off = (size_t)(j - H - KV) * d;
+        for (int c = threadIdx.x; c < d; c += blockDim.x) st(vCache, cacheBf, to + off + c, ld(v, vBf, from + off + c));
     }
-    for (int c = threadIdx.x; c < (int)width; c += blockDim.x) st(vCache, cacheBf, to + c, ld(v, vBf, from + c));
 }
 
 // ---- QA-LoRA pooling and dropout ---------------------------------------------------------------------------------

@@ -175,18 +175,28 @@ public final class QuantKernelModule {
     }
 
     /**
-     * Slices per output column in the GEMV (block 32 x slices): 32 measured best on an H100 for every LLaMA-7B
-     * projection shape with the weights coming from DRAM (docs/PERFORMANCE.md, "Batch-1 decode on the GPU").
+     * Slices per output column in the GEMV (1..64; {@code -Dqalora.cuda.gemvSlices} to compare): measured on an H100
+     * for every LLaMA-7B projection shape with the weights coming from DRAM (docs/PERFORMANCE.md, "Batch-1 decode on
+     * the GPU").
      */
-    public static final int GEMV_SLICES = 32;
+    public static final int GEMV_SLICES = Integer.getInteger("qalora.cuda.gemvSlices", 32);
+    private static final int GEMV_COLUMNS = gemvColumns(GEMV_SLICES);
 
-    /** y[O] = W . x[I]; {@code slices} (1..32) threads share each output column's reduction. */
+    /**
+     * y[O] = W . x[I]; {@code slices} (1..64) threads share each output column's reduction. A block is 32 columns
+     * up to 32 slices, 16 columns above (at most 1024 threads).
+     */
     public void gemv(DeviceWeight w, long x, long y, int slices) {
-        if (slices < 1 || slices > 32) {
-            throw new IllegalArgumentException("GEMV slices must be 1..32, got " + slices);
-        }
-        cuda.launch(gemv[w.bits()], "qgemv_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, slices, 1, 0,
+        int cols = gemvColumns(slices);
+        cuda.launch(gemv[w.bits()], "qgemv_b" + w.bits(), ceil(w.out(), cols), 1, 1, cols, slices, 1, 0,
                 w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
+    }
+
+    private static int gemvColumns(int slices) {
+        if (slices < 1 || slices > 64) {
+            throw new IllegalArgumentException("GEMV slices must be 1..64, got " + slices);
+        }
+        return slices > 32 ? 16 : 32;
     }
 
     /**
@@ -194,7 +204,8 @@ public final class QuantKernelModule {
      * decode step under mixed precision needs no conversion launches around it.
      */
     public void gemvBf16(DeviceWeight w, long x, long y) {
-        cuda.launch(gemvBf16[w.bits()], "qgemv_bf16_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32, GEMV_SLICES, 1, 0,
+        cuda.launch(gemvBf16[w.bits()], "qgemv_bf16_b" + w.bits(), ceil(w.out(), GEMV_COLUMNS), 1, 1, GEMV_COLUMNS,
+                GEMV_SLICES, 1, 0,
                 w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
     }
 
@@ -213,7 +224,7 @@ public final class QuantKernelModule {
             DeviceWeight wk = k < w.length ? w[k] : null;
             if (wk != null) {
                 requireFusable(w[0], wk);
-                blocks += ceil(wk.out(), 32);
+                blocks += ceil(wk.out(), GEMV_COLUMNS);
             }
             args[5 * k] = wk == null ? 0L : wk.q();
             args[5 * k + 1] = wk == null ? 0L : wk.scales();
@@ -224,13 +235,20 @@ public final class QuantKernelModule {
         args[15] = w[0].in();
         args[16] = w[0].groupSize();
         args[17] = x;
-        cuda.launch(gemv3Bf16[w[0].bits()], "qgemv3_bf16_b" + w[0].bits(), blocks, 1, 1, 32, GEMV_SLICES, 1, 0, args);
+        cuda.launch(gemv3Bf16[w[0].bits()], "qgemv3_bf16_b" + w[0].bits(), blocks, 1, 1, GEMV_COLUMNS, GEMV_SLICES, 1,
+                0, args);
     }
 
-    /** {@code out = residual + W . x}, bf16, the product rounded to bf16 before the add (as gemvBf16 then an add). */
-    public void gemvResidualBf16(DeviceWeight w, long x, long residual, long out) {
-        cuda.launch(gemvResidualBf16[w.bits()], "qgemv_residual_bf16_b" + w.bits(), ceil(w.out(), 32), 1, 1, 32,
-                GEMV_SLICES, 1, 0, w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, residual, out);
+    /**
+     * {@code out = residual + W . x} for a bf16 {@code x}: the product rounded to bf16 when {@code productBf16} (as
+     * a gemvBf16 into a bf16 buffer would), then added in fp32 to the residual and stored in out's type (each flag:
+     * 1 bf16, 0 fp32), as a separate add kernel would.
+     */
+    public void gemvResidualBf16(DeviceWeight w, long x, boolean productBf16, long residual, boolean residualBf16,
+                                 long out, boolean outBf16) {
+        cuda.launch(gemvResidualBf16[w.bits()], "qgemv_residual_bf16_b" + w.bits(), ceil(w.out(), GEMV_COLUMNS), 1, 1,
+                GEMV_COLUMNS, GEMV_SLICES, 1, 0, w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x,
+                productBf16 ? 1 : 0, residual, residualBf16 ? 1 : 0, out, outBf16 ? 1 : 0);
     }
 
     /**
@@ -243,8 +261,8 @@ public final class QuantKernelModule {
             throw new IllegalArgumentException("gate and up must have one output width, got " + gate.out() + " and "
                     + up.out());
         }
-        cuda.launch(gemvSwigluBf16[gate.bits()], "qgemv_swiglu_bf16_b" + gate.bits(), ceil(gate.out(), 32), 1, 1, 32,
-                GEMV_SLICES, 1, 0, gate.q(), gate.scales(), gate.zeros(), up.q(), up.scales(), up.zeros(), gate.out(),
+        cuda.launch(gemvSwigluBf16[gate.bits()], "qgemv_swiglu_bf16_b" + gate.bits(), ceil(gate.out(), GEMV_COLUMNS),
+                1, 1, GEMV_COLUMNS, GEMV_SLICES, 1, 0, gate.q(), gate.scales(), gate.zeros(), up.q(), up.scales(), up.zeros(), gate.out(),
                 gate.in(), gate.groupSize(), x, out);
     }
 

@@ -85,7 +85,7 @@ public final class CudaBench {
             }
             long bytes = w[0].deviceBytes();
             int[] next = {0};
-            for (int slices : new int[] {16, 32}) {
+            for (int slices : new int[] {16, 32, 64}) {
                 double ms = millisPerCall(() -> kernels.gemv(w[next[0]++ % copies], dx.pointer(), dy.pointer(), slices));
                 out.printf("gemv int4 g32 1 x %d x %d, %2d slices: %7.4f ms, %4.0f GB/s, %.2f of copy%n", in, o, slices,
                         ms, bytes / (ms * 1e6), bytes / (ms * 1e6) / copyGBs);

@@ -126,7 +126,7 @@ public final class CudaParity {
             float[] gotG = new float[o];
             gpu.gemv(w, x, 0, gotG, 0);
             within(failures, c + " gemv", wantG, gotG, java.util.Arrays.copyOf(magY, o), i);
-            for (int slices : new int[] {1, 7, 32}) {  // the launcher's slice count is a tuning knob: all must agree
+            for (int slices : new int[] {1, 7, 32, 33, 64}) {  // the launcher's slice count is a tuning knob: all must agree
                 float[] sliced = new float[o];
                 try (DeviceBuffer dx = DeviceBuffer.of(cuda, java.util.Arrays.copyOf(x, i));
                      DeviceBuffer dyb = DeviceBuffer.allocate(cuda, (long) o * 4)) {

@@ -273,7 +273,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void linearPlusResidual(Tensor x, LinearWeight w, Tensor residual, Tensor product, Tensor out) {
-        if (!fused.linearPlusResidual(own(x), w, own(residual), own(out))) {
+        if (!fused.linearPlusResidual(own(x), w, own(residual), own(product), own(out))) {
             Backend.super.linearPlusResidual(x, w, residual, product, out);
         }
     }

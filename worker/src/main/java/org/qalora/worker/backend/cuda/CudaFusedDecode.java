@@ -8,7 +8,7 @@ import org.qalora.worker.backend.LinearWeight;
 /**
  * The fused products of a bf16 decode step ({@link QuantKernelModule}'s three-weight, residual and SwiGLU GEMVs):
  * each method runs its fused kernel and returns true when the call is one the kernel computes exactly as the separate
- * calls would (one bf16 row, quantized weights of one input width, bit width and group size, bf16 outputs), else
+ * calls would (one bf16 row, quantized weights of one input width, bit width and group size, bf16 products), else
  * returns false and the backend runs the separate calls. Measured in docs/PERFORMANCE.md, "Batch-1 decode on the GPU".
  */
 final class CudaFusedDecode {
@@ -36,13 +36,17 @@ final class CudaFusedDecode {
         return true;
     }
 
-    /** {@code out = residual + x W^T}. */
-    boolean linearPlusResidual(CudaTensor x, LinearWeight w, CudaTensor residual, CudaTensor out) {
-        DeviceWeight d = oneBf16Row(x) ? quantized(w, x, out) : null;
-        if (d == null || !residual.bf16 || residual.size() != out.size()) {
+    /**
+     * {@code out = residual + x W^T}, the product rounded as {@code product} would hold it; residual and out may be
+     * fp32 (the residual stream is) or bf16.
+     */
+    boolean linearPlusResidual(CudaTensor x, LinearWeight w, CudaTensor residual, CudaTensor product, CudaTensor out) {
+        DeviceWeight d = oneBf16Row(x) ? quantized(w, x, product) : null;
+        if (d == null || residual.size() != d.out() || out.size() != d.out()) {
             return false;
         }
-        quant.gemvResidualBf16(d, x.pointer(), residual.pointer(), out.pointer());
+        quant.gemvResidualBf16(d, x.pointer(), product.bf16, residual.pointer(), residual.bf16, out.pointer(),
+                out.bf16);
         return true;
     }
 

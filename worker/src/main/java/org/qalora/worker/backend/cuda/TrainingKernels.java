@@ -202,12 +202,12 @@ final class TrainingKernels {
                 kvBf, info, rows, capacity, heads, kvHeads, headDim, scale, out, oBf);
     }
 
-    /** A decode step's RoPE on q and k and cache write of k and v; one block of 256 threads per row. */
+    /** A decode step's RoPE on q and k and cache write of k and v; a block of 64 threads per (row, head of q, k, v). */
     void ropeCacheWrite(long q, int qBf, long k, int kBf, long v, int vBf, long cos, long sin, long kCache,
                         long vCache, int cacheBf, long info, int rows, int capacity, int heads, int kvHeads,
                         int headDim) {
-        cuda.launch(ropeCacheWrite, "rope_cache_write", rows, 1, 1, 256, 1, 1, 0, q, qBf, k, kBf, v, vBf, cos, sin,
-                kCache, vCache, cacheBf, info, rows, capacity, heads, kvHeads, headDim);
+        cuda.launch(ropeCacheWrite, "rope_cache_write", rows, heads + 2 * kvHeads, 1, 64, 1, 1, 0, q, qBf, k, kBf, v,
+                vBf, cos, sin, kCache, vCache, cacheBf, info, rows, capacity, heads, kvHeads, headDim);
     }
 
     /** Row n of {@code src [rows, width]} to cache row {@code info[n] * capacity + info[rows + n]}; one block per row. */

@@ -48,7 +48,7 @@ class CudaFusedDecodeTest {
             for (int group : new int[] {32, 128, 48}) {
                 for (int rows : new int[] {1, 2}) {
                     String what = bits + " bits, group " + group + ", " + rows + " rows";
-                    int in = 384, hidden = 131, kv = 67, ffn = 259;
+                    int in = 384, hidden = 160, kv = 67, ffn = 259;  // inputs are a multiple of 32
                     LinearWeight q = weight(hidden, in, bits, group), k = weight(kv, in, bits, group),
                             v = weight(kv, in, bits, group), o = weight(in, hidden, bits, 32),
                             gate = weight(ffn, in, bits, group), up = weight(ffn, in, bits, group);
@@ -64,12 +64,17 @@ class CudaFusedDecodeTest {
                         assertArrayEquals(bf16.download(apart[t]), bf16.download(fused[t]), "q/k/v " + t + ", " + what);
                     }
 
-                    Tensor outFused = empty(rows, in), outApart = empty(rows, in);
-                    bf16.linearPlusResidual(attn, o, residual, empty(rows, in), outFused);
-                    Tensor product = empty(rows, in);
-                    bf16.linear(attn, o, product);
-                    bf16.add(residual, product, outApart);
-                    assertArrayEquals(bf16.download(outApart), bf16.download(outFused), "o + residual, " + what);
+                    for (boolean fp32Stream : new boolean[] {true, false}) {     // the decode's stream is fp32
+                        Tensor r = fp32Stream ? bf16.upload(bf16.download(residual), rows, in) : residual;
+                        Tensor outFused = fp32Stream ? bf16.allocate(rows, in) : empty(rows, in);
+                        Tensor outApart = fp32Stream ? bf16.allocate(rows, in) : empty(rows, in);
+                        bf16.linearPlusResidual(attn, o, r, empty(rows, in), outFused);
+                        Tensor product = empty(rows, in);
+                        bf16.linear(attn, o, product);
+                        bf16.add(r, product, outApart);
+                        assertArrayEquals(bf16.download(outApart), bf16.download(outFused), "o + residual, "
+                                + (fp32Stream ? "fp32" : "bf16") + " stream, " + what);
+                    }
 
                     Tensor actFused = empty(rows, ffn), actApart = empty(rows, ffn);
                     bf16.swigluOfLinears(x, gate, up, empty(rows, ffn), empty(rows, ffn), actFused);

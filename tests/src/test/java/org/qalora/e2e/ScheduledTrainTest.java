@@ -61,7 +61,8 @@ import org.qalora.quant.testing.Fixtures;
  *   <li>the output lock against a second HDFS client on another host: refused while its lease lives, taken over
  *   once that client died and its lease expired;
  *   <li>tick 3 (day 04), a driver process held after LATEST flipped to its version but before --keep-versions deleted
- *   tick 2's, then killed: the rerun finishes the retention, and LATEST never named a deleted or incomplete version.
+ *   tick 2's, then killed: the rerun finishes the retention, and LATEST never named a deleted or incomplete version;
+ *   <li>a warm start from a PEFT adapter directory without optimizer state: its A and B, fresh Adam moments, step 0.
  * </ol>
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -353,5 +354,31 @@ class ScheduledTrainTest {
         assertEquals(List.of(flipped), versions(out), "--keep-versions 1 finished the retention");
         out.checkNothingHalfWrittenIsVisible("after the rerun");
         assertFalse(out.exists(OutputLock.FILE), "the lock is released");
+    }
+
+    /**
+     * A warm start from a PEFT adapter directory that has no optimizer state (the fixture QA-LoRA adapter, on HDFS):
+     * round 0 is its A and B with zero Adam moments at step 0, and the step counter starts from there.
+     */
+    @Test
+    @Order(6)
+    void aWarmStartFromAPeftAdapterWithoutStateStartsFromItsWeightsWithFreshMoments() throws Exception {
+        cluster.put(Fixtures.tinyLlamaAdapter(), "/adapters/peft");
+        List<String> log = new ArrayList<>();
+        TrainPipeline.Outcome out = train(args("/sched/peft", days("01"), cluster.uri("/adapters/peft"), 0), log);
+        assertTrue(log.stream().anyMatch(l -> l.contains("warm start: from the PEFT adapter " + cluster.uri("/adapters/peft"))
+                && l.contains("fresh Adam moments, step 0")), String.join("\n", log));
+        AdapterTensors round0 = state(cluster.uri("/sched/peft/checkpoints/round-00000/adapter_state.safetensors"));
+        Map<String, float[]> peft = org.qalora.worker.adapter.PeftAdapter.read(Fixtures.tinyLlamaAdapter().toString())
+                .weights();
+        assertEquals(0, round0.step());
+        assertEquals(peft.keySet(), new java.util.HashSet<>(round0.keys()));
+        for (String k : round0.keys()) {
+            assertTrue(java.util.Arrays.equals(peft.get(k), round0.tensor(k).weights()), k + ": the adapter's weights");
+            assertTrue(java.util.Arrays.equals(new float[round0.tensor(k).size()], round0.tensor(k).adamM())
+                    && java.util.Arrays.equals(new float[round0.tensor(k).size()], round0.tensor(k).adamV()),
+                    k + ": fresh Adam moments");
+        }
+        assertEquals(2 * 2, out.rounds().state().step(), "the step counter starts at 0");
     }
 }

@@ -17,6 +17,15 @@ if [[ -z "$app_jar" ]]; then
   echo "build first: (cd $root && mvn -B -DskipTests package -pl driver -am)" >&2
   exit 1
 fi
-# Spark already brings Spark and Hadoop; ship only what it lacks.
-dep_jars="$(ls "$root"/driver/target/lib/*.jar | grep -Ev '/(spark-|hadoop-client-|scala-)' | paste -sd, -)"
+# Ship only what the Spark installation lacks: a jar of driver/target/lib whose artifact (its file name less the
+# version) is not in $SPARK_HOME/jars. Spark's own dependencies (Netty, Jackson, Arrow, ...: most of the 230 MB of lib/)
+# would otherwise be fetched by every executor again, only to be shadowed by Spark's copies (parent-first).
+if [[ ! -d "$SPARK_HOME/jars" ]]; then
+  echo "$SPARK_HOME/jars is missing: SPARK_HOME must be an unpacked Spark distribution" >&2
+  exit 2
+fi
+dep_jars="$(awk '
+  function artifact(path) { sub(/.*\//, "", path); sub(/-[0-9][^\/]*[.]jar$/, "", path); return path }
+  FNR == NR { spark[artifact($0)] = 1; next }
+  !(artifact($0) in spark)' <(ls "$SPARK_HOME/jars") <(ls "$root"/driver/target/lib/*.jar) | paste -sd, -)"
 java_flags="$(grep -Ev '^[[:space:]]*(#|$)' "$root/deploy/conf/jvm-flags" | paste -sd' ' -)"  # the one list of JVM flags

@@ -59,7 +59,10 @@ import org.qalora.quant.testing.Fixtures;
  *   recovers the dead driver's lock, resumes on the files its glob matched at first, completes the publish, deletes tick 1's version, and ends with the version an uninterrupted warm start from tick 1 publishes
  *   (the same name: the final state is bit-identical);
  *   <li>the output lock against a second HDFS client on another host: refused while its lease lives, taken over
- *   once that client died and its lease expired.
+ *   once that client died and its lease expired;
+ *   <li>tick 3 (day 04), a driver process held after LATEST flipped to its version but before --keep-versions deleted
+ *   tick 2's, then killed: the rerun finishes the retention, and LATEST never named a deleted or incomplete version;
+ *   <li>a warm start from a PEFT adapter directory without optimizer state: its A and B, fresh Adam moments, step 0.
  * </ol>
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -312,5 +315,70 @@ class ScheduledTrainTest {
         }
         assertFalse(storage.exists(new org.apache.hadoop.fs.Path(out, OutputLock.FILE)), "released");
         other.close();
+    }
+    /**
+     * A crash between the LATEST flip and the retention's deletes: the killed tick left two complete versions, LATEST
+     * naming its own; the rerun (a resumed glob run: it does not resolve {@code --warm-start LATEST} again, which now
+     * names its own output) publishes nothing new, deletes the older version, and leaves only complete versions.
+     */
+    @Test
+    @Order(5)
+    void aTickKilledAfterTheLatestFlipButBeforeTheRetentionFinishesItOnTheRerun() throws Exception {
+        RunOutput out = output("/sched/a");
+        List<String> before = versions(out);
+        assertEquals(1, before.size(), "tick 2 left one version: " + before);
+        String previous = before.getFirst();
+        List<String> tick = args("/sched/a", days("04"), "LATEST", 1);
+        List<String> held = new ArrayList<>(tick);
+        held.addAll(List.of("--conf", HoldPoint.CONF_KEY + "=" + HoldPoint.LATEST_FLIPPED));
+        String flipped;
+        try (DriverProcess third = driver("tick-3", held)) {
+            third.awaitLine(l -> l.startsWith("qalora: " + HoldPoint.HOLDING + HoldPoint.LATEST_FLIPPED),
+                    "the hold after the LATEST flip");
+            flipped = out.latest().orElseThrow();
+            assertNotEquals(previous, flipped, "LATEST names tick 3's version");
+            assertEquals(List.of(previous, flipped).stream().sorted().toList(), versions(out),
+                    "nothing is deleted yet");
+            third.kill();
+        }
+        out.checkNothingHalfWrittenIsVisible("after a kill after the LATEST flip");
+        assertEquals(flipped, out.latest().orElseThrow(), "the kill changed nothing");
+
+        List<String> log = new ArrayList<>();
+        TrainPipeline.Outcome rerun = train(tick, log);
+        String all = String.join("\n", log);
+        assertTrue(all.contains("merge: this run's final model is already published"), all);
+        assertTrue(all.contains("--keep-versions 1: deleted " + cluster.uri("/sched/a/" + previous)), all);
+        assertEquals(flipped, rerun.published().getName(), "the rerun ends on the version the killed tick published");
+        assertEquals(flipped, out.latest().orElseThrow(), "LATEST still names it");
+        assertEquals(List.of(flipped), versions(out), "--keep-versions 1 finished the retention");
+        out.checkNothingHalfWrittenIsVisible("after the rerun");
+        assertFalse(out.exists(OutputLock.FILE), "the lock is released");
+    }
+
+    /**
+     * A warm start from a PEFT adapter directory that has no optimizer state (the fixture QA-LoRA adapter, on HDFS):
+     * round 0 is its A and B with zero Adam moments at step 0, and the step counter starts from there.
+     */
+    @Test
+    @Order(6)
+    void aWarmStartFromAPeftAdapterWithoutStateStartsFromItsWeightsWithFreshMoments() throws Exception {
+        cluster.put(Fixtures.tinyLlamaAdapter(), "/adapters/peft");
+        List<String> log = new ArrayList<>();
+        TrainPipeline.Outcome out = train(args("/sched/peft", days("01"), cluster.uri("/adapters/peft"), 0), log);
+        assertTrue(log.stream().anyMatch(l -> l.contains("warm start: from the PEFT adapter " + cluster.uri("/adapters/peft"))
+                && l.contains("fresh Adam moments, step 0")), String.join("\n", log));
+        AdapterTensors round0 = state(cluster.uri("/sched/peft/checkpoints/round-00000/adapter_state.safetensors"));
+        Map<String, float[]> peft = org.qalora.worker.adapter.PeftAdapter.read(Fixtures.tinyLlamaAdapter().toString())
+                .weights();
+        assertEquals(0, round0.step());
+        assertEquals(peft.keySet(), new java.util.HashSet<>(round0.keys()));
+        for (String k : round0.keys()) {
+            assertTrue(java.util.Arrays.equals(peft.get(k), round0.tensor(k).weights()), k + ": the adapter's weights");
+            assertTrue(java.util.Arrays.equals(new float[round0.tensor(k).size()], round0.tensor(k).adamM())
+                    && java.util.Arrays.equals(new float[round0.tensor(k).size()], round0.tensor(k).adamV()),
+                    k + ": fresh Adam moments");
+        }
+        assertEquals(2 * 2, out.rounds().state().step(), "the step counter starts at 0");
     }
 }

@@ -12,13 +12,16 @@ import java.util.function.Consumer;
  *   <li>{@code round-renamed:R}: round R's directory has been renamed into place (it is committed), but its line
  *   of {@code metrics.jsonl} is not written and older rounds are not pruned yet;
  *   <li>{@code version-renamed}: the published model's directory has been renamed to its version name (complete,
- *   with its manifest), but {@code LATEST} does not name it yet.
+ *   with its manifest), but {@code LATEST} does not name it yet;
+ *   <li>{@code latest-flipped}: {@code LATEST} names the new version, and {@code --keep-versions} has not deleted
+ *   any older version yet.
  * </ul>
  * Unset (the default) it does nothing.
  */
 public final class HoldPoint {
     public static final String CONF_KEY = "spark.qalora.test.holdAt";
     public static final String VERSION_RENAMED = "version-renamed";
+    public static final String LATEST_FLIPPED = "latest-flipped";
     /** The line printed when holding starts with this, followed by the step's name. */
     public static final String HOLDING = "test hold: holding at ";
 
@@ -39,9 +42,9 @@ public final class HoldPoint {
         if (spec == null || spec.isBlank()) {
             return NONE;
         }
-        if (!spec.equals(VERSION_RENAMED) && !spec.matches("round-renamed:\\d+")) {
-            throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected round-renamed:ROUND or "
-                    + VERSION_RENAMED);
+        if (!spec.equals(VERSION_RENAMED) && !spec.equals(LATEST_FLIPPED) && !spec.matches("round-renamed:\\d+")) {
+            throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected round-renamed:ROUND, "
+                    + VERSION_RENAMED + " or " + LATEST_FLIPPED);
         }
         return new HoldPoint(spec, progress);
     }

@@ -168,6 +168,7 @@ public final class ModelPublisher {
         if (keep <= 0 || latest.isEmpty()) {
             return deleted;
         }
+        hold.reached(HoldPoint.LATEST_FLIPPED);
         record Version(Path dir, long written) {}
         java.util.List<Version> versions = new java.util.ArrayList<>();
         try {

@@ -1,6 +1,8 @@
 package org.qalora.driver.pipeline;
 
+import java.io.IOException;
 import java.io.Serializable;
+import java.util.EnumSet;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -11,6 +13,10 @@ import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.config.TrainJob;
 import org.qalora.driver.output.ModelPublisher;
+import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.adapter.Pooling;
+import org.qalora.worker.adapter.QaloraConfig;
+import org.qalora.worker.model.Projection;
 
 /**
  * {@code train --warm-start LATEST|PATH}: a run that continues a published adapter on new data. Precisely:
@@ -27,6 +33,10 @@ import org.qalora.driver.output.ModelPublisher;
  *   published adapter's (its manifest records them); anything else is refused before any work, naming both.
  *   <li>The resolved version (path, state SHA-256, step) is the setting's value in the config hash and run.json, so a
  *   crashed warm-started run resumes exactly like any other run, and two runs from different starts never mix.
+ *   <li>A PEFT adapter directory ({@code adapter_config.json} and {@code adapter_model.safetensors}, as PEFT or another
+ *   trainer wrote it) has no optimizer state: round 0 is its A and B with fresh (zero) Adam moments at step 0, and
+ *   the run says so. Its {@code adapter_config.json} must describe this run's adapter (method, rank, lora_alpha, group
+ *   size, pooling, all seven target modules), or the run is refused before any work, naming each difference.
  *   <li>{@code LATEST} is the output's own LATEST (a fresh adapter while it names none: the first tick of a
  *   schedule). A rerun of the run that already moved LATEST (all settings but the warm start equal to run.json's)
  *   keeps the start run.json recorded, so a driver killed after its publish completes that run instead of
@@ -38,15 +48,25 @@ public final class WarmStart {
     public static final String STATE_FILE = "adapter_state.safetensors";
     private static final String SHA = " sha256=";
     private static final String STEP = " step=";
+    /** Marks a source that is a PEFT adapter directory (weights only) in {@link Source#id}. */
+    private static final String PEFT = " peft-adapter";
 
     private WarmStart() {}
 
-    /** The resolved start: a published version, its state file, that file's SHA-256 and optimizer step. */
-    public record Source(String version, String sha256, long step) implements Serializable {
-        public String stateFile() { return version + "/" + STATE_FILE; }
+    /**
+     * The resolved start: a published version, its state file, that file's SHA-256 and optimizer step; or, with
+     * {@code peft}, a PEFT adapter directory ({@code version}), the SHA-256 of its adapter_model.safetensors, step 0.
+     */
+    public record Source(String version, String sha256, long step, boolean peft) implements Serializable {
+        public Source(String version, String sha256, long step) {
+            this(version, sha256, step, false);
+        }
+
+        /** The file round 0 is read from: the version's state file, or the PEFT adapter's weights. */
+        public String stateFile() { return version + "/" + (peft ? PeftAdapter.WEIGHTS_FILE : STATE_FILE); }
 
         /** The setting's resolved value (config hash, run.json). */
-        public String id() { return version + SHA + sha256 + STEP + step; }
+        public String id() { return version + (peft ? PEFT : "") + SHA + sha256 + STEP + step; }
 
         /** The source an {@link #id} names, or empty for another value. */
         public static Optional<Source> parse(String id) {
@@ -58,9 +78,11 @@ public final class WarmStart {
             if (sha < 0 || step < sha) {
                 return Optional.empty();
             }
+            String where = id.substring(0, sha);
+            boolean peft = where.endsWith(PEFT);
             try {
-                return Optional.of(new Source(id.substring(0, sha), id.substring(sha + SHA.length(), step),
-                        Long.parseLong(id.substring(step + STEP.length()))));
+                return Optional.of(new Source(peft ? where.substring(0, where.length() - PEFT.length()) : where,
+                        id.substring(sha + SHA.length(), step), Long.parseLong(id.substring(step + STEP.length())), peft));
             } catch (NumberFormatException e) {
                 return Optional.empty();
             }
@@ -126,9 +148,14 @@ public final class WarmStart {
                     return refused(job, "--warm-start " + spec + ": its LATEST names no complete version");
                 }
                 version = latest.get();
+            } else if (storage.exists(new Path(p, PeftAdapter.CONFIG_FILE))
+                    && storage.exists(new Path(p, PeftAdapter.WEIGHTS_FILE))) {
+                return fromPeftAdapter(job, p, storage, progress);
             } else {
                 return refused(job, "--warm-start " + spec + " is neither a published version (it has no "
-                        + ModelPublisher.MANIFEST + "), its adapter/ directory, nor a run directory (no LATEST)");
+                        + ModelPublisher.MANIFEST + "), its adapter/ directory, a run directory (no LATEST), nor a "
+                        + "PEFT adapter directory (no " + PeftAdapter.CONFIG_FILE + " and " + PeftAdapter.WEIGHTS_FILE
+                        + ")");
             }
         }
         Map<String, String> info = publisher.manifest(version).info();
@@ -155,6 +182,54 @@ public final class WarmStart {
                 Long.parseLong(info.get("globalStep")));
         progress.accept("warm start: from " + version + " (round " + info.get("round") + ", global step "
                 + source.step() + ", with its Adam moments)");
+        return new Resolution(job.withWarmStart(source.id()), source, List.of());
+    }
+
+    /**
+     * A PEFT adapter directory without optimizer state: its adapter_config.json is checked against this run's adapter
+     * here, before any work (the tensors' shapes against the model's are checked when round 0 is made from them).
+     */
+    private static Resolution fromPeftAdapter(TrainJob job, Path dir, Storage storage, Consumer<String> progress) {
+        Path configFile = new Path(dir, PeftAdapter.CONFIG_FILE);
+        QaloraConfig there;
+        try {
+            there = PeftAdapter.parseConfig(storage.readString(configFile), configFile.toString());
+        } catch (IOException | IllegalArgumentException e) {
+            return refused(job, "--warm-start " + dir + ": " + configFile + " is not a readable PEFT adapter config: "
+                    + e.getMessage());
+        }
+        List<String> differ = new ArrayList<>();
+        if (there.plainLora() == job.qalora()) {
+            differ.add("use_qalora " + !there.plainLora() + " there, --method " + job.method() + " here");
+        }
+        if (there.rank() != job.rank()) {
+            differ.add("r " + there.rank() + " there, --rank " + job.rank() + " here");
+        }
+        if (there.alpha() != job.alpha()) {
+            differ.add("lora_alpha " + there.alpha() + " there, --alpha " + job.alpha() + " here");
+        }
+        if (job.qalora() && !there.plainLora()) {
+            if (there.groupSize() != job.groupSize()) {
+                differ.add("qalora_group_size " + there.groupSize() + " there, --group-size " + job.groupSize() + " here");
+            }
+            Pooling pooling = Pooling.fromConfig(job.pooling(), "--pooling");
+            if (there.pooling() != pooling) {
+                differ.add("qalora_pooling " + there.pooling().configName() + " there, --pooling "
+                        + pooling.configName() + " here");
+            }
+        }
+        if (!there.targets().equals(EnumSet.allOf(Projection.class))) {
+            differ.add("target_modules " + there.orderedTargets().stream().map(Projection::shortName).toList()
+                    + " there; this run adapts all seven projections");
+        }
+        if (!differ.isEmpty()) {
+            return refused(job, "--warm-start " + dir + " is a PEFT adapter of another shape than this run's ("
+                    + String.join("; ", differ) + "): a warm start continues the same adapter; give the matching "
+                    + "settings or start fresh without --warm-start");
+        }
+        Source source = new Source(dir.toString(), storage.sha256(new Path(dir, PeftAdapter.WEIGHTS_FILE)), 0, true);
+        progress.accept("warm start: from the PEFT adapter " + dir + ", which has no " + STATE_FILE + ": A and B from "
+                + "its " + PeftAdapter.WEIGHTS_FILE + ", fresh Adam moments, step 0");
         return new Resolution(job.withWarmStart(source.id()), source, List.of());
     }
 

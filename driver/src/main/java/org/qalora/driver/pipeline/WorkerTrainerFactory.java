@@ -26,6 +26,8 @@ import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
 import org.qalora.worker.model.LlamaModel;
+import org.qalora.worker.adapter.PeftAdapter;
+import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.train.AdapterState;
 import org.qalora.worker.train.HeldOutLoss;
 import org.qalora.worker.train.LocalTrainer;
@@ -206,13 +208,14 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
      */
     @Override
     public AdapterTensors initialState(long seed) {
-        AdapterTensors fresh;
+        LlamaConfig config;
         try {
-            fresh = toTensors(AdapterState.initial(LlamaConfig.read(model, paths()), adapterConfig(), seed));
+            config = LlamaConfig.read(model, paths());
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read the config.json of " + model + ": " + e.getMessage(), e);
         }
-        return warmStart == null ? fresh : warmState(fresh);
+        AdapterTensors fresh = toTensors(AdapterState.initial(config, adapterConfig(), seed));
+        return warmStart == null ? fresh : warmState(fresh, config);
     }
 
     /**
@@ -220,7 +223,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
      * a fresh adapter of this run would have (the manifest check of base and shape already passed; this catches a
      * file that does not match what it claims).
      */
-    private AdapterTensors warmState(AdapterTensors fresh) {
+    private AdapterTensors warmState(AdapterTensors fresh, LlamaConfig config) {
         Storage storage = new Storage(paths());
         org.apache.hadoop.fs.Path file = storage.path(warmStart.stateFile());
         if (!storage.exists(file)) {
@@ -229,10 +232,30 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
         }
         String sha = storage.sha256(file);
         if (!sha.equals(warmStart.sha256())) {
-            throw new IllegalStateException("--warm-start: " + file + " has SHA-256 " + sha + ", but its version "
-                    + "recorded " + warmStart.sha256() + ": it changed after it was published");
+            throw new IllegalStateException("--warm-start: " + file + " has SHA-256 " + sha + ", but "
+                    + (warmStart.peft() ? "this run resolved its start as " + warmStart.sha256() + " (run.json): it "
+                    + "changed since; start the run in a new --output to start from it as it is now"
+                    : "its version recorded " + warmStart.sha256() + ": it changed after it was published"));
         }
-        AdapterTensors warm = AdapterStateFile.read(storage, file).state();
+        AdapterTensors warm;
+        if (warmStart.peft()) {
+            // A PEFT adapter has weights only: A and B, zero Adam moments, step 0 (WarmStart said so in the log).
+            try {
+                PeftAdapter peft = PeftAdapter.read(warmStart.version(), paths());
+                for (String k : peft.weights().keySet()) {
+                    if (!fresh.keys().contains(k)) {
+                        throw new IllegalArgumentException("its tensor " + k + " has no place in this run's adapter "
+                                + "(another number of layers?)");
+                    }
+                }
+                warm = toTensors(AdapterState.fromWeights(LlamaDims.of(config), adapterConfig(), peft.weights(), 0));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalStateException("--warm-start: the PEFT adapter " + warmStart.version() + " does not "
+                        + "fit this run's adapter on " + model + ": " + e.getMessage(), e);
+            }
+        } else {
+            warm = AdapterStateFile.read(storage, file).state();
+        }
         for (String k : fresh.keys()) {
             if (!warm.keys().contains(k) || !java.util.Arrays.equals(warm.tensor(k).shape(), fresh.tensor(k).shape())) {
                 throw new IllegalStateException("--warm-start: " + file + " does not fit this run's adapter: tensor " + k

@@ -14,7 +14,9 @@ import org.qalora.worker.model.LlamaDims;
  * Batch-1 greedy decode speed of a checkpoint on the CPU: a prompt of P random ids, then N new tokens (no EOS),
  * timed per token after a warm-up generation; prints ms per token, tokens/s, and the weight bytes one token reads
  * (quantized codes + fp32 scales and zeros, lm_head) as GB/s.
- * {@code java ... DecodeBench MODEL_DIR [threads=2] [new tokens=64] [prompt=32] [rounds=3]}.
+ * {@code java ... DecodeBench MODEL_DIR [threads=2] [new tokens=64] [prompt=32] [rounds=3] [int8=false]}: with
+ * {@code int8} true the decode steps' quantized products round their input to int8 ({@code generate
+ * --int8-activations}).
  */
 public final class DecodeBench {
     private DecodeBench() {}
@@ -25,7 +27,8 @@ public final class DecodeBench {
         int tokens = args.length > 2 ? Integer.parseInt(args[2]) : 64;
         int promptLen = args.length > 3 ? Integer.parseInt(args[3]) : 32;
         int rounds = args.length > 4 ? Integer.parseInt(args[4]) : 3;
-        try (CpuBackend be = new CpuBackend(threads)) {
+        boolean int8 = args.length > 5 && Boolean.parseBoolean(args[5]);
+        try (CpuBackend be = new CpuBackend(threads, int8)) {
             InferenceModel m = InferenceModel.load(dir, null, be, HadoopPaths.defaults());
             LlamaDims d = m.model().dims();
             int[] prompt = new SplittableRandom(1).ints(promptLen, 3, d.vocab()).toArray();

@@ -2,6 +2,7 @@ package org.qalora.quant.kernels;
 
 import static org.qalora.quant.kernels.BlockedQuantWeight.QB;
 
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -78,29 +79,19 @@ final class Int8ActivationGemv {
 
     /**
      * y[b*QB .. b*QB+QB) for one block, four vectors of columns at a time (each broadcast pair shared by the
-     * four). Per x block: {@code a = sum code * q} in 16-bit lanes; {@code d += xScale * (a_low + a_high)}; per
-     * weight group: {@code y += scale * (d - zero * sum x̂)}.
+     * four). Per x block: {@code a = sum code * q} in 16-bit lanes, {@code d += xScale * (a_low + a_high)}
+     * ({@link #xBlockInt4}, {@link #xBlockAnyWidth}); per weight group: {@code y += scale * (d - zero * sum x̂)}.
+     *
+     * <p>Why one method per x block, with d passed through a small array: as one method (about 1,400 bytecodes)
+     * the kernel was compiled by C1 at tier 2 while C2 was busy, C1's tier-3 compile then ran out of registers, and
+     * the method stayed in tier-2 code, where the Vector API boxes every vector: decode ran 10-15x slower in one JVM
+     * of three. Small methods compile at every tier. A call per x block (512 weights of work) costs little.
      */
     static void block(BlockedQuantWeight w, int b, int[] pairs, float[] xScales, float[] groupSums, float[] y,
                       int yOff) {
-        if (w.laneBits == 4) {
-            blockInt4(w, b, pairs, xScales, groupSums, y, yOff);
-        } else {
-            blockAnyWidth(w, b, pairs, xScales, groupSums, y, yOff);
-        }
-    }
-
-    /** {@link #block} for 2-bit lanes (any width whose half word holds at least three codes). */
-    private static void blockAnyWidth(BlockedQuantWeight w, int b, int[] pairs, float[] xScales, float[] groupSums,
-                                      float[] y, int yOff) {
-        int lb = w.laneBits;
-        int perWord = 32 / lb;
-        int half = perWord / 2;
-        short mask = (short) w.mask;
-        int topShift = lb * (half - 1);
-        int rowsPerBlock = XB / perWord;
+        int perWord = 32 / w.laneBits;
         int blocksPerGroup = w.groupSize / XB;
-        int codeBase = b * w.packedRows * QB;
+        float[] d = new float[4 * L]; // [4 column vectors][L]: one group's sum of xScale * code . q
         for (int col = 0; col < QB; col += 4 * L) {
             if (b * QB + col >= w.out) {
                 break;
@@ -108,61 +99,24 @@ final class Int8ActivationGemv {
             FloatVector acc0 = FloatVector.zero(F), acc1 = FloatVector.zero(F);
             FloatVector acc2 = FloatVector.zero(F), acc3 = FloatVector.zero(F);
             for (int g = 0; g < w.groups; g++) {
-                FloatVector d0 = FloatVector.zero(F), d1 = FloatVector.zero(F);
-                FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
+                Arrays.fill(d, 0f);
                 for (int k = g * blocksPerGroup; k < (g + 1) * blocksPerGroup; k++) {
-                    // Written out, no helper taking or returning vectors: C2 boxes them when it declines to
-                    // inline one (docs/PERFORMANCE.md: 40x slower in one measured run).
-                    ShortVector a0 = IntVector.zero(I).reinterpretAsShorts(), a1 = a0, a2 = a0, a3 = a0;
-                    for (int r = k * rowsPerBlock; r < (k + 1) * rowsPerBlock; r++) {
-                        int at = codeBase + r * QB + col;
-                        ShortVector w0 = IntVector.fromArray(I, w.codes, at).reinterpretAsShorts();
-                        ShortVector w1 = IntVector.fromArray(I, w.codes, at + L).reinterpretAsShorts();
-                        ShortVector w2 = IntVector.fromArray(I, w.codes, at + 2 * L).reinterpretAsShorts();
-                        ShortVector w3 = IntVector.fromArray(I, w.codes, at + 3 * L).reinterpretAsShorts();
-                        int pi = r * half;
-                        ShortVector p = IntVector.broadcast(I, pairs[pi]).reinterpretAsShorts();
-                        a0 = w0.and(mask).mul(p).add(a0);
-                        a1 = w1.and(mask).mul(p).add(a1);
-                        a2 = w2.and(mask).mul(p).add(a2);
-                        a3 = w3.and(mask).mul(p).add(a3);
-                        for (int j = 1; j < half - 1; j++) {
-                            int shift = lb * j;
-                            p = IntVector.broadcast(I, pairs[pi + j]).reinterpretAsShorts();
-                            a0 = w0.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a0);
-                            a1 = w1.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a1);
-                            a2 = w2.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a2);
-                            a3 = w3.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a3);
-                        }
-                        p = IntVector.broadcast(I, pairs[pi + half - 1]).reinterpretAsShorts();
-                        a0 = w0.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a0);
-                        a1 = w1.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a1);
-                        a2 = w2.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a2);
-                        a3 = w3.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a3);
+                    int at = b * w.packedRows * QB + k * (XB / perWord) * QB + col;
+                    if (w.laneBits == 4) {
+                        xBlockInt4(w.codes, at, pairs, k * XB / 2, xScales[k], d);
+                    } else {
+                        xBlockAnyWidth(w, at, pairs, k * XB / 2, xScales[k], d);
                     }
-                    // Each int lane holds two signed 16-bit sums (low: the word's first inputs, high: the rest):
-                    // sign-extend the low one, shift the high one down arithmetically, add.
-                    FloatVector sx = FloatVector.broadcast(F, xScales[k]);
-                    IntVector s0 = a0.reinterpretAsInts(), s1 = a1.reinterpretAsInts();
-                    IntVector s2 = a2.reinterpretAsInts(), s3 = a3.reinterpretAsInts();
-                    d0 = ((FloatVector) s0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s0.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d0);
-                    d1 = ((FloatVector) s1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s1.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d1);
-                    d2 = ((FloatVector) s2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s2.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d2);
-                    d3 = ((FloatVector) s3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s3.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d3);
                 }
                 int sz = (b * w.groups + g) * QB + col;
                 float sum = groupSums[g];
-                acc0 = d0.sub(FloatVector.fromArray(F, w.zeros, sz).mul(sum))
+                acc0 = FloatVector.fromArray(F, d, 0).sub(FloatVector.fromArray(F, w.zeros, sz).mul(sum))
                         .fma(FloatVector.fromArray(F, w.scales, sz), acc0);
-                acc1 = d1.sub(FloatVector.fromArray(F, w.zeros, sz + L).mul(sum))
+                acc1 = FloatVector.fromArray(F, d, L).sub(FloatVector.fromArray(F, w.zeros, sz + L).mul(sum))
                         .fma(FloatVector.fromArray(F, w.scales, sz + L), acc1);
-                acc2 = d2.sub(FloatVector.fromArray(F, w.zeros, sz + 2 * L).mul(sum))
+                acc2 = FloatVector.fromArray(F, d, 2 * L).sub(FloatVector.fromArray(F, w.zeros, sz + 2 * L).mul(sum))
                         .fma(FloatVector.fromArray(F, w.scales, sz + 2 * L), acc2);
-                acc3 = d3.sub(FloatVector.fromArray(F, w.zeros, sz + 3 * L).mul(sum))
+                acc3 = FloatVector.fromArray(F, d, 3 * L).sub(FloatVector.fromArray(F, w.zeros, sz + 3 * L).mul(sum))
                         .fma(FloatVector.fromArray(F, w.scales, sz + 3 * L), acc3);
             }
             int o = b * QB + col;
@@ -174,86 +128,107 @@ final class Int8ActivationGemv {
     }
 
     /**
-     * {@link #block} for 4-bit lanes with the four codes of a half word written out with constant shifts: the
-     * loop over them compiled to a quarter more scalar work per row (shift counts rebuilt, bounds re-checked).
+     * One x block (32 inputs = 4 word rows) of 4-bit lanes for four vectors of columns starting at code index
+     * {@code at}: the four codes of a half word written out with constant shifts (a loop over them compiled to a
+     * quarter more scalar work per row). Adds {@code xScale * (a_low + a_high)} to {@code d}.
      */
-    private static void blockInt4(BlockedQuantWeight w, int b, int[] pairs, float[] xScales, float[] groupSums,
-                                  float[] y, int yOff) {
+    private static void xBlockInt4(int[] codes, int at, int[] pairs, int pi, float xScale, float[] d) {
         short mask = 0xF;
-        int rowsPerBlock = XB / 8;
-        int blocksPerGroup = w.groupSize / XB;
-        int codeBase = b * w.packedRows * QB;
-        for (int col = 0; col < QB; col += 4 * L) {
-            if (b * QB + col >= w.out) {
-                break;
-            }
-            FloatVector acc0 = FloatVector.zero(F), acc1 = FloatVector.zero(F);
-            FloatVector acc2 = FloatVector.zero(F), acc3 = FloatVector.zero(F);
-            for (int g = 0; g < w.groups; g++) {
-                FloatVector d0 = FloatVector.zero(F), d1 = FloatVector.zero(F);
-                FloatVector d2 = FloatVector.zero(F), d3 = FloatVector.zero(F);
-                for (int k = g * blocksPerGroup; k < (g + 1) * blocksPerGroup; k++) {
-                    // Written out, no helper taking or returning vectors: C2 boxes them when it declines to
-                    // inline one (docs/PERFORMANCE.md: 40x slower in one measured run).
-                    ShortVector a0 = IntVector.zero(I).reinterpretAsShorts(), a1 = a0, a2 = a0, a3 = a0;
-                    for (int r = k * rowsPerBlock; r < (k + 1) * rowsPerBlock; r++) {
-                        int at = codeBase + r * QB + col;
-                        ShortVector w0 = IntVector.fromArray(I, w.codes, at).reinterpretAsShorts();
-                        ShortVector w1 = IntVector.fromArray(I, w.codes, at + L).reinterpretAsShorts();
-                        ShortVector w2 = IntVector.fromArray(I, w.codes, at + 2 * L).reinterpretAsShorts();
-                        ShortVector w3 = IntVector.fromArray(I, w.codes, at + 3 * L).reinterpretAsShorts();
-                        int pi = r * 4;
-                        ShortVector p = IntVector.broadcast(I, pairs[pi]).reinterpretAsShorts();
-                        a0 = w0.and(mask).mul(p).add(a0);
-                        a1 = w1.and(mask).mul(p).add(a1);
-                        a2 = w2.and(mask).mul(p).add(a2);
-                        a3 = w3.and(mask).mul(p).add(a3);
-                        p = IntVector.broadcast(I, pairs[pi + 1]).reinterpretAsShorts();
-                        a0 = w0.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a0);
-                        a1 = w1.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a1);
-                        a2 = w2.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a2);
-                        a3 = w3.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a3);
-                        p = IntVector.broadcast(I, pairs[pi + 2]).reinterpretAsShorts();
-                        a0 = w0.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a0);
-                        a1 = w1.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a1);
-                        a2 = w2.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a2);
-                        a3 = w3.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a3);
-                        p = IntVector.broadcast(I, pairs[pi + 3]).reinterpretAsShorts();
-                        a0 = w0.lanewise(VectorOperators.LSHR, 12).mul(p).add(a0);
-                        a1 = w1.lanewise(VectorOperators.LSHR, 12).mul(p).add(a1);
-                        a2 = w2.lanewise(VectorOperators.LSHR, 12).mul(p).add(a2);
-                        a3 = w3.lanewise(VectorOperators.LSHR, 12).mul(p).add(a3);
-                    }
-                    // Each int lane holds two signed 16-bit sums (low: the word's first inputs, high: the rest):
-                    // sign-extend the low one, shift the high one down arithmetically, add.
-                    FloatVector sx = FloatVector.broadcast(F, xScales[k]);
-                    IntVector s0 = a0.reinterpretAsInts(), s1 = a1.reinterpretAsInts();
-                    IntVector s2 = a2.reinterpretAsInts(), s3 = a3.reinterpretAsInts();
-                    d0 = ((FloatVector) s0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s0.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d0);
-                    d1 = ((FloatVector) s1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s1.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d1);
-                    d2 = ((FloatVector) s2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s2.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d2);
-                    d3 = ((FloatVector) s3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
-                            .add(s3.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0)).fma(sx, d3);
-                }
-                int sz = (b * w.groups + g) * QB + col;
-                float sum = groupSums[g];
-                acc0 = d0.sub(FloatVector.fromArray(F, w.zeros, sz).mul(sum))
-                        .fma(FloatVector.fromArray(F, w.scales, sz), acc0);
-                acc1 = d1.sub(FloatVector.fromArray(F, w.zeros, sz + L).mul(sum))
-                        .fma(FloatVector.fromArray(F, w.scales, sz + L), acc1);
-                acc2 = d2.sub(FloatVector.fromArray(F, w.zeros, sz + 2 * L).mul(sum))
-                        .fma(FloatVector.fromArray(F, w.scales, sz + 2 * L), acc2);
-                acc3 = d3.sub(FloatVector.fromArray(F, w.zeros, sz + 3 * L).mul(sum))
-                        .fma(FloatVector.fromArray(F, w.scales, sz + 3 * L), acc3);
-            }
-            int o = b * QB + col;
-            acc0.intoArray(y, yOff + o, F.indexInRange(o, w.out));
-            acc1.intoArray(y, yOff + o + L, F.indexInRange(o + L, w.out));
-            acc2.intoArray(y, yOff + o + 2 * L, F.indexInRange(o + 2 * L, w.out));
-            acc3.intoArray(y, yOff + o + 3 * L, F.indexInRange(o + 3 * L, w.out));
+        // Written out, no helper taking or returning vectors: C2 boxes them when it declines to inline one
+        // (docs/PERFORMANCE.md: 40x slower in one measured run).
+        ShortVector a0 = IntVector.zero(I).reinterpretAsShorts(), a1 = a0, a2 = a0, a3 = a0;
+        for (int r = 0; r < XB / 8; r++, at += QB, pi += 4) {
+            ShortVector w0 = IntVector.fromArray(I, codes, at).reinterpretAsShorts();
+            ShortVector w1 = IntVector.fromArray(I, codes, at + L).reinterpretAsShorts();
+            ShortVector w2 = IntVector.fromArray(I, codes, at + 2 * L).reinterpretAsShorts();
+            ShortVector w3 = IntVector.fromArray(I, codes, at + 3 * L).reinterpretAsShorts();
+            ShortVector p = IntVector.broadcast(I, pairs[pi]).reinterpretAsShorts();
+            a0 = w0.and(mask).mul(p).add(a0);
+            a1 = w1.and(mask).mul(p).add(a1);
+            a2 = w2.and(mask).mul(p).add(a2);
+            a3 = w3.and(mask).mul(p).add(a3);
+            p = IntVector.broadcast(I, pairs[pi + 1]).reinterpretAsShorts();
+            a0 = w0.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a0);
+            a1 = w1.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a1);
+            a2 = w2.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a2);
+            a3 = w3.lanewise(VectorOperators.LSHR, 4).and(mask).mul(p).add(a3);
+            p = IntVector.broadcast(I, pairs[pi + 2]).reinterpretAsShorts();
+            a0 = w0.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a0);
+            a1 = w1.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a1);
+            a2 = w2.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a2);
+            a3 = w3.lanewise(VectorOperators.LSHR, 8).and(mask).mul(p).add(a3);
+            p = IntVector.broadcast(I, pairs[pi + 3]).reinterpretAsShorts();
+            a0 = w0.lanewise(VectorOperators.LSHR, 12).mul(p).add(a0);
+            a1 = w1.lanewise(VectorOperators.LSHR, 12).mul(p).add(a1);
+            a2 = w2.lanewise(VectorOperators.LSHR, 12).mul(p).add(a2);
+            a3 = w3.lanewise(VectorOperators.LSHR, 12).mul(p).add(a3);
         }
+        // Each int lane holds two signed 16-bit sums (low: the word's first inputs, high: the rest): sign-extend
+        // the low one, shift the high one down arithmetically, add; then d += xScale * sum.
+        FloatVector sx = FloatVector.broadcast(F, xScale);
+        IntVector s0 = a0.reinterpretAsInts(), s1 = a1.reinterpretAsInts();
+        IntVector s2 = a2.reinterpretAsInts(), s3 = a3.reinterpretAsInts();
+        ((FloatVector) s0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s0.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, 0)).intoArray(d, 0);
+        ((FloatVector) s1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s1.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, L)).intoArray(d, L);
+        ((FloatVector) s2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s2.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, 2 * L)).intoArray(d, 2 * L);
+        ((FloatVector) s3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s3.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, 3 * L)).intoArray(d, 3 * L);
+    }
+
+    /** {@link #xBlockInt4} for other lane widths (2-bit: eight codes per half word, 2 rows per x block). */
+    private static void xBlockAnyWidth(BlockedQuantWeight w, int at, int[] pairs, int pi, float xScale, float[] d) {
+        int lb = w.laneBits;
+        int half = 16 / lb;
+        short mask = (short) w.mask;
+        int topShift = lb * (half - 1);
+        ShortVector a0 = IntVector.zero(I).reinterpretAsShorts(), a1 = a0, a2 = a0, a3 = a0;
+        for (int r = 0; r < XB * lb / 32; r++, at += QB, pi += half) {
+            ShortVector w0 = IntVector.fromArray(I, w.codes, at).reinterpretAsShorts();
+            ShortVector w1 = IntVector.fromArray(I, w.codes, at + L).reinterpretAsShorts();
+            ShortVector w2 = IntVector.fromArray(I, w.codes, at + 2 * L).reinterpretAsShorts();
+            ShortVector w3 = IntVector.fromArray(I, w.codes, at + 3 * L).reinterpretAsShorts();
+            ShortVector p = IntVector.broadcast(I, pairs[pi]).reinterpretAsShorts();
+            a0 = w0.and(mask).mul(p).add(a0);
+            a1 = w1.and(mask).mul(p).add(a1);
+            a2 = w2.and(mask).mul(p).add(a2);
+            a3 = w3.and(mask).mul(p).add(a3);
+            for (int j = 1; j < half - 1; j++) {
+                int shift = lb * j;
+                p = IntVector.broadcast(I, pairs[pi + j]).reinterpretAsShorts();
+                a0 = w0.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a0);
+                a1 = w1.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a1);
+                a2 = w2.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a2);
+                a3 = w3.lanewise(VectorOperators.LSHR, shift).and(mask).mul(p).add(a3);
+            }
+            p = IntVector.broadcast(I, pairs[pi + half - 1]).reinterpretAsShorts();
+            a0 = w0.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a0);
+            a1 = w1.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a1);
+            a2 = w2.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a2);
+            a3 = w3.lanewise(VectorOperators.LSHR, topShift).mul(p).add(a3);
+        }
+        // Each int lane holds two signed 16-bit sums (low: the word's first inputs, high: the rest): sign-extend
+        // the low one, shift the high one down arithmetically, add; then d += xScale * sum.
+        FloatVector sx = FloatVector.broadcast(F, xScale);
+        IntVector s0 = a0.reinterpretAsInts(), s1 = a1.reinterpretAsInts();
+        IntVector s2 = a2.reinterpretAsInts(), s3 = a3.reinterpretAsInts();
+        ((FloatVector) s0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s0.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, 0)).intoArray(d, 0);
+        ((FloatVector) s1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s1.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, L)).intoArray(d, L);
+        ((FloatVector) s2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s2.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, 2 * L)).intoArray(d, 2 * L);
+        ((FloatVector) s3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                .add(s3.lanewise(VectorOperators.ASHR, 16)).convert(VectorOperators.I2F, 0))
+                .fma(sx, FloatVector.fromArray(F, d, 3 * L)).intoArray(d, 3 * L);
     }
 }

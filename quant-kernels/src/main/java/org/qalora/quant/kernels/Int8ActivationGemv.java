@@ -49,12 +49,11 @@ final class Int8ActivationGemv {
     static int[] pairs(Int8Activations q, int laneBits) {
         int perWord = 32 / laneBits;
         int half = perWord / 2;
-        int[] pairs = new int[q.length() / 2];
-        for (int r = 0; r < q.length() / perWord; r++) {
-            for (int j = 0; j < half; j++) {
-                int lo = q.values[r * perWord + j];
-                int hi = q.values[r * perWord + half + j];
-                pairs[r * half + j] = (lo & 0xFFFF) | (hi << 16);
+        int[] v = q.values;
+        int[] pairs = new int[v.length / 2];
+        for (int at = 0, p = 0; at < v.length; at += perWord) {       // word row by word row
+            for (int j = 0; j < half; j++, p++) {
+                pairs[p] = (v[at + j] & 0xFFFF) | (v[at + half + j] << 16);
             }
         }
         return pairs;

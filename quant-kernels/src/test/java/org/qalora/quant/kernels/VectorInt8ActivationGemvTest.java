@@ -25,7 +25,7 @@ import org.qalora.quant.QuantizedMatrix;
  *       * scale(i) / 2} (each x moves by at most half its block's step), and the relative RMS error over the
  *       output is below 1e-2 (3-6e-3 here).</li>
  * </ol>
- * Every bit width, group sizes 32/64/128 (the integer path) and narrower ones (the exact kernel on x̂), output
+ * Rounding is half away from zero. Every bit width, group sizes 32/64/128 (the integer path) and narrower ones (the exact kernel on x̂), output
  * sizes that are not multiples of any vector width. The build runs this class once per forced vector width.
  */
 class VectorInt8ActivationGemvTest {

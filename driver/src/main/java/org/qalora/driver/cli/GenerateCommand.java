@@ -86,10 +86,6 @@ public final class GenerateCommand implements Callable<Integer> {
     int threads = Runtime.getRuntime().availableProcessors();
     @Option(names = "--batch-size", paramLabel = "N", description = "prompts decoded together; default 8")
     int batchSize = 8;
-    @Option(names = "--int8-activations", description = "CPU only: round the input of each quantized product of a decode"
-            + " step of up to 3 prompts to int8 (per 32 values) and multiply in integer lanes: faster GEMVs, about 0.5%"
-            + " relative error per product, so tokens may differ from the exact default")
-    boolean int8Activations;
 
     @Override
     public Integer call() throws Exception {
@@ -102,10 +98,6 @@ public final class GenerateCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--template '" + template + "' is not one of alpaca, none");
             }
             p = precision.trim().equalsIgnoreCase("auto") ? null : Precision.parse(precision, "--precision");
-            if (int8Activations && Backends.gpuOrdinal(Backends.resolve(device, null)) >= 0) {
-                throw new IllegalArgumentException("--int8-activations is a CPU decode option; --device " + device
-                        + " decodes with its own kernels: drop --int8-activations or use --device cpu");
-            }
         } catch (IllegalArgumentException e) {
             throw new InvalidSettingsException(e.getMessage());         // a usage error: exit 2
         }
@@ -121,7 +113,7 @@ public final class GenerateCommand implements Callable<Integer> {
         }
         Generator.Settings settings = new Generator.Settings(maxNewTokens, tok.eosId(), sampling, batchSize);
         List<int[]> generated;
-        try (Backend backend = Backends.open(Backends.resolve(device, null), p, threads, int8Activations)) {
+        try (Backend backend = Backends.open(Backends.resolve(device, null), p, threads)) {
             InferenceModel m = InferenceModel.load(model, adapter, backend, new HadoopPaths(hadoop));
             Streamer streamer = input.prompt != null && out == null ? new Streamer(tok, console) : null;
             generated = m.generator().generate(ids, settings, streamer == null ? null : streamer::onToken);

@@ -93,21 +93,6 @@ class GenerateCommandTest {
         assertEquals(expected("Name a color.", Sampling.GREEDY) + "\n", r.out());
     }
 
-    /**
-     * {@code --int8-activations} takes the int8 decode path (worker {@code GenerationTest} bounds its logits against
-     * the exact decode) and on this fixture prints the same greedy text; a GPU device refuses it before any work.
-     */
-    @Test
-    void int8ActivationsGenerateTheSameGreedyTextAndAreCpuOnly() throws Exception {
-        CliRun r = CliRun.of(args("--prompt", "Name a color.", "--template", "none", "--int8-activations"));
-        assertEquals(0, r.code(), r.err());
-        assertEquals(expected("Name a color.", Sampling.GREEDY) + "\n", r.out());
-        CliRun gpu = CliRun.of(args("--prompt", "x", "--int8-activations", "--device", "gpu"));
-        assertEquals(2, gpu.code());
-        assertEquals("qalora generate: --int8-activations is a CPU decode option; --device gpu decodes with its own"
-                + " kernels: drop --int8-activations or use --device cpu\n", gpu.err());
-    }
-
     @Test
     void theAlpacaTemplateIsTheDefault() throws Exception {
         CliRun r = CliRun.of(args("--prompt", "Name a color."));

@@ -14,16 +14,17 @@ import jdk.incubator.vector.VectorSpecies;
  * ({@link Int8Activations}) and the codes multiplied by it in 16-bit integer lanes, llama.cpp's Q8 x Q4 idea
  * in the Vector API (which has no int8 dot product instruction).
  *
- * <p>Why it is faster: the exact kernel spends three vector operations per 16 weights (mask, int-to-float
- * convert, FMA) and is bound by them, not by memory (docs/PERFORMANCE.md, GEMV section). Here an int vector of
- * code words is read as shorts: each 32-bit word of one output column becomes two 16-bit lanes, the low half
+ * <p>Why: the exact kernel spends three vector operations per 16 weights (mask, int-to-float convert, FMA). Here
+ * an int vector of code words is read as shorts: each 32-bit word of one output column becomes two 16-bit lanes, the low half
  * holding the column's first {@code 16/bits} inputs of the word and the high half the next ones. One shift and
  * mask extracts a code in all 32 lanes (two inputs of 16 columns), one 16-bit multiply by a broadcast pair
  * {@code (q[i], q[i + 16/bits])} and one add accumulate it: about 3.75 operations per 32 weights. The 16-bit
  * sum of a 32-input block is exact (16 products per lane, each at most 15 * 127: 30,480 < 32,767 at int4,
  * 6,096 at int2); at the block's end the two halves of each word are added as ints, converted to float once and
  * scaled by the block's x scale. The zero-point term uses the sum of the rounded x, so the result is exactly
- * {@code W · x̂} (x̂ the values {@link Int8Activations} stands for) up to float rounding.
+ * {@code W · x̂} (x̂ the values {@link Int8Activations} stands for) up to float rounding. Measured
+ * (docs/PERFORMANCE.md, GEMV section): 2.4x the exact kernel's speed on a weight held in L2, but from DRAM both
+ * wait on memory and this one was at best 1.2x faster on the 2-vCPU dev box, so no command uses it by default.
  *
  * <p>2- and 4-bit codes (3-bit in 4-bit lanes) with groups of a multiple of 32 inputs take the integer path.
  * 8-bit codes cannot: one product reaches 255 * 127, two overflow a short; they, and groups narrower than 32,

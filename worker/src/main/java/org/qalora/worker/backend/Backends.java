@@ -22,18 +22,6 @@ public final class Backends {
      *                                  the jar, compute capability below 8.0, no device with that ordinal)
      */
     public static Backend open(String device, Precision precision, int threads) {
-        return open(device, precision, threads, false);
-    }
-
-    /**
-     * {@link #open(String, Precision, int)}, with the CPU backend's int8-activation decode products when asked
-     * ({@link CpuBackend#CpuBackend(int, boolean)}); a GPU device refuses them.
-     */
-    public static Backend open(String device, Precision precision, int threads, boolean int8Activations) {
-        if (int8Activations && gpuOrdinal(device) >= 0) {
-            throw new IllegalArgumentException("int8 activations are a CPU decode option; device " + device
-                    + " decodes with its own kernels: drop --int8-activations or use --device cpu");
-        }
         Precision p = precision == null ? defaultPrecision(device) : precision;
         int ordinal = gpuOrdinal(device);
         if (ordinal < 0) {
@@ -41,7 +29,7 @@ public final class Backends {
                 throw new IllegalArgumentException("precision " + p.label() + " needs a GPU; the CPU backend computes"
                         + " in fp32 only: use --precision fp32 (or auto) with --device cpu");
             }
-            return new CpuBackend(threads, int8Activations);
+            return new CpuBackend(threads);
         }
         String why = CudaBackend.unusableReason(ordinal);
         if (why != null) {

@@ -35,8 +35,11 @@ public final class CpuBackend implements Backend {
     /**
      * @param int8Activations round the input of quantized products of one to three rows (decode steps of up to
      *                        three sequences, prompts of up to three tokens) to int8 per block of 32 and multiply
-     *                        in integer lanes ({@code QuantKernels#gemvInt8Activations}): faster, about 0.5%
-     *                        relative error on each product; never for training, whose products must be exact
+     *                        in integer lanes ({@code QuantKernels#gemvInt8Activations}), about 0.5% relative error
+     *                        on each product; never for training, whose products must be exact. Not offered by
+     *                        {@code qalora generate}: on the 2-vCPU dev box it was not clearly faster end to end
+     *                        (docs/PERFORMANCE.md, GEMV section); {@code bin/bench-decode MODEL 2 64 32 8 both}
+     *                        measures it against the exact decode.
      */
     public CpuBackend(int threads, boolean int8Activations) {
         this.pool = new KernelPool(threads);

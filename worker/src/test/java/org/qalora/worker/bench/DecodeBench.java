@@ -16,7 +16,7 @@ import org.qalora.worker.model.LlamaDims;
  * timed per token after a warm-up generation; prints ms per token, tokens/s, and the weight bytes one token reads
  * (quantized codes + fp32 scales and zeros, lm_head) as GB/s.
  * {@code java ... DecodeBench MODEL_DIR [threads=2] [new tokens=64] [prompt=32] [rounds=3] [int8=false|true|both]}:
- * {@code true} rounds the decode steps' quantized products' input to int8 ({@code generate --int8-activations});
+ * {@code true} rounds the decode steps' quantized products' input to int8 ({@code CpuBackend(threads, true)});
  * {@code both} loads the model on an exact and an int8 backend and alternates their rounds in this one JVM (the
  * fair comparison on a shared machine).
  */

@@ -178,7 +178,7 @@ class GenerationTest {
     }
 
     /**
-     * The explicit int8-activation decode ({@code CpuBackend(threads, true)}, {@code generate --int8-activations})
+     * The explicit int8-activation decode ({@code CpuBackend(threads, true)}, measured by {@code bin/bench-decode})
      * rounds the input of every quantized product of a decode step: its logits move (it is not the exact path) but
      * stay within 3% of the exact decode's, and the greedy tokens of this fixture are the same. Prompts of 4+ tokens,
      * so the prefill stays exact and every difference comes from the decode steps.

@@ -40,6 +40,18 @@ public interface QuantKernels {
     /** One-token decode: {@code y[O] = W · x[I]}. {@code y} is overwritten. */
     void gemv(PreparedWeight w, float[] x, int xOff, float[] y, int yOff);
 
+    /**
+     * One-token decode with x rounded to int8 first: {@code y[O] = W · x̂[I]}, x̂ the values
+     * {@link Int8Activations#quantize} stands for (one scale per 32 inputs). Not the exact product: x̂ differs
+     * from x by up to 1/254 of each 32-input block's largest value, about 0.5% relative RMS on y. An explicit
+     * choice a decoder opts into (worker {@code CpuBackend(threads, true)}); training and anything that must match
+     * the full forward use {@link #gemv}. This default computes the contract with {@link #gemv} on x̂;
+     * {@link VectorQuantKernels} multiplies the codes by the int8 values in integer lanes.
+     */
+    default void gemvInt8Activations(PreparedWeight w, float[] x, int xOff, float[] y, int yOff) {
+        gemv(w, Int8Activations.quantize(x, xOff, w.inFeatures()).dequantized(), 0, y, yOff);
+    }
+
     /** The dense weight {@code W[O, I]}, row-major, into {@code out[0 .. O*I)}. */
     void dequantize(PreparedWeight w, float[] out);
 }

@@ -147,6 +147,31 @@ public final class VectorQuantKernels implements QuantKernels {
         gemvChecked(w, x, xOff, y, yOff);
     }
 
+    /**
+     * The integer path of {@link Int8ActivationGemv} where the layout allows it (2/3/4-bit codes, groups of a
+     * multiple of 32), else the exact kernel on the rounded x; either way {@code W · x̂} up to float rounding.
+     */
+    @Override
+    public void gemvInt8Activations(PreparedWeight prepared, float[] x, int xOff, float[] y, int yOff) {
+        BlockedQuantWeight w = blocked(prepared);
+        Checks.matrix("x", x, xOff, 1, w.in, w.in);
+        Checks.matrix("y", y, yOff, 1, w.out, w.out);
+        Int8Activations q = Int8Activations.quantize(x, xOff, w.in);
+        if (!Int8ActivationGemv.usesIntegerPath(w)) {
+            gemvChecked(w, q.dequantized(), 0, y, yOff);
+            return;
+        }
+        int[] pairs = Int8ActivationGemv.pairs(q, w.laneBits); // [I/2]
+        float[] groupSums = Int8ActivationGemv.groupSums(q, w.groupSize); // [G]
+        if ((long) w.in * w.out < Gemm.PARALLEL_MIN_MACS) {
+            for (int b = 0; b < w.blocks; b++) {
+                Int8ActivationGemv.block(w, b, pairs, q.scales, groupSums, y, yOff);
+            }
+        } else {
+            pool.run(w.blocks, b -> Int8ActivationGemv.block(w, b, pairs, q.scales, groupSums, y, yOff));
+        }
+    }
+
     private void gemvChecked(BlockedQuantWeight w, float[] x, int xOff, float[] y, int yOff) {
         float[] groupSums = new float[w.groups]; // [G]: sum of x over each group, for the zero-point term
         for (int g = 0; g < w.groups; g++) {

@@ -20,12 +20,33 @@ public final class CpuBackend implements Backend {
     private final DenseKernels dense;
     private final QuantKernels quant;
 
+    /**
+     * Quantized products of fewer rows than this run as GEMVs, and round their input to int8 when
+     * {@link #int8Activations} is on: {@code VectorQuantKernels} switches to its fused multiply at 4 rows.
+     */
+    private static final int GEMV_MAX_ROWS = 3;
+    private final boolean int8Activations;
+
     /** A backend with its own pool of {@code threads} threads (the caller's thread counts as one). */
     public CpuBackend(int threads) {
+        this(threads, false);
+    }
+
+    /**
+     * @param int8Activations round the input of quantized products of one to three rows (decode steps of up to
+     *                        three sequences, prompts of up to three tokens) to int8 per block of 32 and multiply
+     *                        in integer lanes ({@code QuantKernels#gemvInt8Activations}), about 0.5% relative error
+     *                        on each product; never for training, whose products must be exact. Not offered by
+     *                        {@code qalora generate}: on the 2-vCPU dev box it was not clearly faster end to end
+     *                        (docs/PERFORMANCE.md, GEMV section); {@code bin/bench-decode MODEL 2 64 32 8 both}
+     *                        measures it against the exact decode.
+     */
+    public CpuBackend(int threads, boolean int8Activations) {
         this.pool = new KernelPool(threads);
         this.par = new FixedPartition(pool);
         this.dense = new VectorDenseKernels(pool);
         this.quant = new VectorQuantKernels(pool);
+        this.int8Activations = int8Activations;
     }
 
     /** A backend using every available processor. */
@@ -36,7 +57,7 @@ public final class CpuBackend implements Backend {
     public int threads() { return par.threads(); }
 
     @Override
-    public String name() { return "cpu(" + par.threads() + " threads)"; }
+    public String name() { return "cpu(" + par.threads() + " threads" + (int8Activations ? ", int8 activations" : "") + ")"; }
 
     // ---- storage ----
 
@@ -135,6 +156,11 @@ public final class CpuBackend implements Backend {
         requireSize(y.size(), n * w.outFeatures(), "linear output");
         switch (w) {
             case CpuDenseWeight dw -> dense.matmulNT(d(x), 0, n, w.inFeatures(), dw.w().data, 0, w.outFeatures(), d(y), 0, false);
+            case CpuQuantWeight qw when int8Activations && n <= GEMV_MAX_ROWS -> {
+                for (int r = 0; r < n; r++) {
+                    quant.gemvInt8Activations(qw.prepared(), d(x), r * w.inFeatures(), d(y), r * w.outFeatures());
+                }
+            }
             case CpuQuantWeight qw -> quant.matmul(qw.prepared(), d(x), 0, n, d(y), 0);
             default -> throw new IllegalArgumentException(w + " does not belong to " + name());
         }

@@ -75,16 +75,16 @@ public final class PublishStage {
      * file, {@value WarmStart#STATE_FILE}: the adapter with its Adam moments and step, what {@code --warm-start}
      * continues from (null: a version without it). One committed file is copied; parts (a round averaged on the
      * executors) are written from {@code state} as the single file a one-file commit of the round would have held,
-     * whose SHA-256 is computed first so that the version's manifest can name it.
+     * whose SHA-256 is computed first: it names the version and goes into its manifest, as a copied file's does.
      */
     public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
                         String stateSha256, java.util.List<Path> committedState, String configHash,
                         Map<String, String> extraInfo) {
-        String version = versionName(round, stateSha256);
         Map<String, String> stateMetadata = Map.of("round", Integer.toString(round));
         boolean copy = committedState != null && committedState.size() == 1;
         String fileSha = committedState == null || copy ? stateSha256
                 : AdapterStateFile.sha256Of(state, stateMetadata);
+        String version = versionName(round, fileSha);
         Map<String, String> info = new LinkedHashMap<>(extraInfo);
         info.put("configHash", configHash);
         info.put("round", Integer.toString(round));

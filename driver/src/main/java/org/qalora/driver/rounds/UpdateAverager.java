@@ -18,6 +18,10 @@ import org.qalora.quant.kernels.KernelPool;
  * thread count, and whatever executor trained which slot. Only one key's sums per thread are held (not the whole
  * model's float64 sums: 2.1 GB at LLaMA-7B r64), and a slot's update is never materialised whole.
  *
+ * <p>{@link #averageKeys} does the same for a subset of the keys, which is how the round's averaging tasks each do
+ * their key range on the executors ({@link AveragingTask}); {@link #measures} then combines the ranges'
+ * {@link KeyStats} in a fixed order, so the split changes neither the state nor the measures by a bit.
+ *
  * <p>Two disagreement measures come out with the average:
  * <ul>
  *   <li>{@code slotSpread}: the token-weighted RMS distance of the slots' adapter weights from their average,

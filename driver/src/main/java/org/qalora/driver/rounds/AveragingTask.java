@@ -1,6 +1,6 @@
 package org.qalora.driver.rounds;
 
-import java.nio.ByteBuffer;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.security.MessageDigest;
 import java.util.ArrayList;
@@ -128,6 +128,7 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
 
     /** A slot's update read tensor by tensor, each tensor's bytes checked against its digest as they are used. */
     private static final class VerifiedSource implements UpdateAverager.Source {
+        private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
         private final int slot;
         private final AdapterStateFile.Reader file;
         private final Map<String, String> expected = new HashMap<>();
@@ -143,17 +144,18 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
         @Override
         public float[] read(String key, int part) {
             String name = AdapterStateFile.Reader.tensorName(key, part);
-            byte[] bytes = file.rawBytes(name);
-            MessageDigest md = Storage.sha256();
-            String actual = HexFormat.of().formatHex(md.digest(bytes));
-            if (!actual.equals(expected.get(name))) {
-                throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file.location() + " has tensor '" + name
-                        + "' with SHA-256 " + actual + ", which does not match the SHA-256 its task reported ("
-                        + expected.get(name) + ")");
-            }
-            float[] floats = new float[bytes.length / 4];
-            ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(floats);
-            return floats;
+            // One read of the bytes: checksummed, then decoded, from the same (mapped or scratch) segment.
+            return file.withRawBytes(name, bytes -> {
+                MessageDigest md = Storage.sha256();
+                md.update(bytes.asByteBuffer());
+                String actual = HexFormat.of().formatHex(md.digest());
+                if (!actual.equals(expected.get(name))) {
+                    throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file.location() + " has tensor '"
+                            + name + "' with SHA-256 " + actual + ", which does not match the SHA-256 its task reported ("
+                            + expected.get(name) + ")");
+                }
+                return bytes.toArray(F32_LE);
+            });
         }
     }
 }

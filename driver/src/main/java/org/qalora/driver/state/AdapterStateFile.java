@@ -269,10 +269,13 @@ public final class AdapterStateFile {
         /** The extra metadata written with the state (e.g. target_tokens). */
         public Map<String, String> metadata() { return new LinkedHashMap<>(extra); }
 
-        /** The raw little-endian bytes of file tensor {@code name} (a key, or a key plus .adam_m / .adam_v). */
-        public byte[] rawBytes(String name) {
+        /**
+         * Hands the raw little-endian bytes of file tensor {@code name} (a key, or a key plus .adam_m / .adam_v) to
+         * {@code reader}: a view of the mapping for local files, a copy that lives only during the call otherwise.
+         */
+        public <T> T withRawBytes(String name, java.util.function.Function<java.lang.foreign.MemorySegment, T> reader) {
             try {
-                return file.bytes(name);
+                return file.withBytes(name, reader);
             } catch (IOException e) {
                 throw new java.io.UncheckedIOException("cannot read tensor '" + name + "' of " + file.location()
                         + ": " + e.getMessage(), e);

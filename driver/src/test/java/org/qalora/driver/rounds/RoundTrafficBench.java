@@ -128,26 +128,49 @@ public final class RoundTrafficBench {
                                 + " driver path's");
                     }
                     storage.delete(store.roundDir(round - 2));
+                    // One averaging task alone (part 0, in this thread, nothing else of this JVM running): what one
+                    // executor of a cluster with one executor per key range would spend on the round.
+                    double alone = timeOneTaskAlone(storage, store, start, metrics.subList(0, slots), slots);
                     phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9,
                         (u3 - u0) / 1e9, (v4 - v3) / 1e9, (v5 - v4) / 1e9, (v5 - v3) / 1e9, (u5 - u3) / 1e9,
-                        out.slowestMillis() / 1e3};
+                        out.slowestMillis() / 1e3, alone};
                     System.out.printf("slots %d, repeat %d: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total"
                                     + " %.2f s (CPU %.1f s) | EXECUTORS average %.2f s (slowest task %.2f s), commit %.3f"
-                                    + " s, total %.2f s (CPU %.1f s)%s%n", slots, rep, phases[rep][0], phases[rep][1],
-                            phases[rep][2], phases[rep][3], phases[rep][4], phases[rep][5], phases[rep][9],
-                            phases[rep][6], phases[rep][7], phases[rep][8], rep == 0 ? "; states bit-identical" : "");
+                                    + " s, total %.2f s (CPU %.1f s); one task alone %.2f s%s%n", slots, rep,
+                            phases[rep][0], phases[rep][1], phases[rep][2], phases[rep][3], phases[rep][4],
+                            phases[rep][5], phases[rep][9], phases[rep][6], phases[rep][7], phases[rep][8],
+                            phases[rep][10], rep == 0 ? "; states bit-identical" : "");
                 }
                 System.out.printf("slots %d MEDIAN: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total %.2f s,"
                                 + " CPU %.1f s; driver reads %.1f GB, writes %.1f GB | EXECUTORS (%d tasks) average %.2f s"
                                 + " (slowest task %.2f s), commit %.3f s, total %.2f s, CPU %.1f s; the driver reads only"
-                                + " headers and writes a manifest, the tasks read %.1f GB and write %.1f GB in all%n",
+                                + " headers and writes a manifest, the tasks read %.1f GB and write %.1f GB in all; one"
+                                + " task alone (1/%d of the keys: what each of %d executors would do) %.2f s%n",
                         slots, median(phases, 0), median(phases, 1), median(phases, 2), median(phases, 3),
                         median(phases, 4), 2 * slots * bytes / 1e9, bytes / 1e9, slots, median(phases, 5),
                         median(phases, 9), median(phases, 6), median(phases, 7), median(phases, 8),
-                        slots * bytes / 1e9, bytes / 1e9);
+                        slots * bytes / 1e9, bytes / 1e9, slots, slots, median(phases, 10));
             }
         }
         storage.delete(dir);
+    }
+
+    /** Seconds for averaging task 0 of {@code parts} run alone in this thread, its part written to a scratch dir. */
+    private static double timeOneTaskAlone(Storage storage, CheckpointStore store, CheckpointStore.Committed start,
+                                           List<SlotMetrics> slots, int parts) {
+        Map<String, long[]> layout = AdapterStateFile.layout(storage, start.stateFiles());
+        Path scratch = store.beginCommit(999_999);
+        AveragingTask task = new AveragingTask(new org.qalora.quant.io.ShippedHadoopConf(storage.conf()), 1,
+                store.updatesDir(1).toString(), slots.stream().map(SlotMetrics::update).toArray(SegmentDigests[]::new),
+                layout, KeyRanges.split(layout, parts), scratch.toString(), FaultPlan.none());
+        long t0 = System.nanoTime();
+        AveragedPart part = task.call(List.of(0).iterator()).next();
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        storage.delete(scratch);
+        if (part.refused()) {
+            throw new IllegalStateException(part.refusal());
+        }
+        return seconds;
     }
 
     /**

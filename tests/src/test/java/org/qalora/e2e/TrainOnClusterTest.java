@@ -42,8 +42,8 @@ import org.qalora.quant.testing.Fixtures;
  * <ol>
  *   <li>training for several rounds lowers the loss; the merged model published on HDFS loads back and its logits
  *   equal those of the base model with the final adapter;
- *   <li>an executor JVM halted in the middle of a round is replaced and the task retried; the final adapter is
- *   bit-identical to the undisturbed run's;
+ *   <li>an executor JVM halted in the middle of a round (while training a slot, or while averaging a key range)
+ *   is replaced and the task retried; the final adapter is bit-identical to the undisturbed run's;
  *   <li>a run stopped between rounds and started again resumes (the log says from which round), ignores a
  *   half-written round directory, and ends bit-identical to the undisturbed run.
  * </ol>
@@ -166,11 +166,34 @@ class TrainOnClusterTest {
 
     @Test
     @Order(2)
-    void anExecutorLostMidRoundIsReplacedAndTheFinalAdapterIsBitIdentical() {
+    void anExecutorLostMidRoundIsReplacedAndTheFinalAdapterIsBitIdentical() throws Exception {
         List<String> log = new ArrayList<>();
         TrainPipeline.Outcome out = train(job("/runs/b", cluster.uri("/runs/a/data")), "halt:2:1", log);
         assertEquals(3, out.rounds().metrics().get(1).taskAttempts(), "slot 1 of round 2 ran twice");
         assertTrue(finalAdapter("/runs/b").bitwiseEquals(undisturbed), "bit-identical to the undisturbed run");
+        // An executor lost while it averages a key range of round 3 (before its part file is written): the task is
+        // retried on the replacement executor and the committed state does not change.
+        List<String> failed = java.util.Collections.synchronizedList(new ArrayList<>());
+        org.apache.spark.scheduler.SparkListener listener = new org.apache.spark.scheduler.SparkListener() {
+            @Override
+            public void onTaskEnd(org.apache.spark.scheduler.SparkListenerTaskEnd end) {
+                if (!(end.reason() instanceof org.apache.spark.Success$)) {
+                    failed.add(end.stageId() + ": " + end.reason());
+                }
+            }
+        };
+        spark.sparkContext().addSparkListener(listener);
+        train(job("/runs/b2", cluster.uri("/runs/a/data")), "averagehalt:3:1", new ArrayList<>());
+        for (int i = 0; i < 100 && failed.isEmpty(); i++) {
+            Thread.sleep(100); // listener events arrive asynchronously
+        }
+        spark.sparkContext().removeSparkListener(listener);
+        assertTrue(failed.size() == 1 && failed.get(0).contains("ExecutorLostFailure"), failed.toString());
+        assertTrue(finalAdapter("/runs/b2").bitwiseEquals(undisturbed), "bit-identical to the undisturbed run");
+        Storage storage = new Storage(spark.sparkContext().hadoopConfiguration());
+        var last = new CheckpointStore(storage, storage.path(cluster.uri("/runs/b2/checkpoints")), s -> {})
+                .latestCommitted().orElseThrow();
+        assertEquals(2, last.stateFiles().size(), "a round's state is one part per slot's key range: " + last.stateFiles());
     }
 
     @Test

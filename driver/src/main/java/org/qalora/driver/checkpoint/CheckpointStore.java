@@ -25,7 +25,8 @@ import org.qalora.driver.state.AdapterTensors;
  * The checkpoint directory of a run, on any Hadoop filesystem:
  * <pre>
  *   round-00000/               committed initial state: adapter_state.safetensors + _MANIFEST.json
- *   round-00003/               committed state after round 3
+ *   round-00003/               committed state after round 3: adapter_state-00001-of-0000P.safetensors ... (one
+ *                              part per key range, written by the executors that averaged them) + _MANIFEST.json
  *   updates-00004/slot-00001.safetensors   slot 1's update while round 4 runs (task-written, then renamed)
  *   _tmp-round-00004-&lt;uuid&gt;/  a commit in progress (ignored by readers)
  *   metrics.jsonl              one line per committed round
@@ -40,14 +41,52 @@ public final class CheckpointStore {
     public static final String MANIFEST = "_MANIFEST.json";
     public static final String METRICS = "metrics.jsonl";
     private static final Pattern ROUND_DIR = Pattern.compile("round-(\\d{5,})");
+    private static final Pattern STATE_PART = Pattern.compile("adapter_state-\\d{5}-of-\\d{5}\\.safetensors");
     static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     private static final ObjectMapper JSON_LINE = new ObjectMapper();
 
-    /** A committed round: its directory, manifest and state file. */
+    /**
+     * A committed round: its directory, manifest and state, stored as one file ({@value #STATE_FILE}: round 0, and
+     * rounds of earlier versions) or as part files, each a contiguous key range, in manifest (= key) order.
+     */
     public record Committed(int round, Path dir, RoundManifest manifest) {
-        public Path stateFile() { return new Path(dir, STATE_FILE); }
+        /** The state's files in key order. */
+        public List<Path> stateFiles() {
+            return stateNames(manifest.files()).stream().map(n -> new Path(dir, n)).toList();
+        }
 
-        public String stateSha256() { return manifest.files().get(STATE_FILE).sha256(); }
+        /** The SHA-256 of each of {@link #stateFiles()}. */
+        public List<String> stateSha256s() {
+            return stateNames(manifest.files()).stream().map(n -> manifest.files().get(n).sha256()).toList();
+        }
+
+        /**
+         * The state's identity: its file's SHA-256 when it is one file, else the SHA-256 of its parts' names and
+         * SHA-256s in order. Caches key on it, and the published version is named after it.
+         */
+        public String stateId() {
+            List<String> names = stateNames(manifest.files());
+            if (names.size() == 1 && names.get(0).equals(STATE_FILE)) {
+                return manifest.files().get(STATE_FILE).sha256();
+            }
+            java.security.MessageDigest md = Storage.sha256();
+            for (String n : names) {
+                md.update((n + " " + manifest.files().get(n).sha256() + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+            return java.util.HexFormat.of().formatHex(md.digest());
+        }
+    }
+
+    /** The name of part {@code part} (0-based) of {@code parts} of a round's state. */
+    public static String partFileName(int part, int parts) {
+        return String.format("adapter_state-%05d-of-%05d.safetensors", part + 1, parts);
+    }
+
+    private static List<String> stateNames(Map<String, RoundManifest.FileEntry> files) {
+        if (files.containsKey(STATE_FILE)) {
+            return List.of(STATE_FILE);
+        }
+        return files.keySet().stream().filter(n -> STATE_PART.matcher(n).matches()).sorted().toList();
     }
 
     private final Storage storage;
@@ -113,7 +152,7 @@ public final class CheckpointStore {
             return Optional.empty();
         }
         if (!RoundManifest.FORMAT.equals(manifest.format()) || manifest.round() != round
-                || manifest.files() == null || !manifest.files().containsKey(STATE_FILE)) {
+                || manifest.files() == null || stateNames(manifest.files()).isEmpty()) {
             log.accept("ignoring " + rd + ": its manifest is not a round-" + round + " manifest");
             return Optional.empty();
         }
@@ -126,7 +165,7 @@ public final class CheckpointStore {
     }
 
     public AdapterTensors loadState(Committed c) {
-        return AdapterStateFile.read(storage, c.stateFile()).state();
+        return AdapterStateFile.read(storage, c.stateFiles()).state();
     }
 
     /**
@@ -135,16 +174,49 @@ public final class CheckpointStore {
      * (e.g. copied in by hand, or written by a foreign tool) is moved aside to {@code _torn-...}, never deleted.
      */
     public Committed commit(int round, AdapterTensors state, String planHash, String configHash, RoundMetrics metrics) {
-        Path target = roundDir(round);
-        Path tmp = Storage.temporarySibling(target);
-        storage.mkdirs(tmp);
+        Path tmp = beginCommit(round);
         Path stateFile = new Path(tmp, STATE_FILE);
         String sha = AdapterStateFile.write(storage, stateFile, "_tmp-" + STATE_FILE, state,
                 Map.of("round", Integer.toString(round)));
         Map<String, RoundManifest.FileEntry> files = new LinkedHashMap<>();
         files.put(STATE_FILE, new RoundManifest.FileEntry(storage.length(stateFile), sha));
-        RoundManifest manifest = new RoundManifest(RoundManifest.FORMAT, round, state.step(), planHash, configHash,
-                files, metrics);
+        return commitPrepared(round, tmp, files, state.step(), planHash, configHash, metrics);
+    }
+
+    /**
+     * A fresh temporary directory for round {@code round}'s commit, ignored by readers: the tasks that average the
+     * round write their part files into it, then {@link #commitPrepared} commits it.
+     */
+    public Path beginCommit(int round) {
+        Path tmp = Storage.temporarySibling(roundDir(round));
+        storage.mkdirs(tmp);
+        return tmp;
+    }
+
+    /**
+     * Commits the directory {@code tmp} of {@link #beginCommit}, holding the state files {@code files} (in key
+     * order, with the sizes and SHA-256s their writers computed while writing), as round {@code round} at optimizer
+     * step {@code step}: writes {@code _MANIFEST.json} last, then renames the directory to {@code round-NNNNN}.
+     * A leftover directory of that name without a valid manifest (e.g. copied in by hand, or written by a foreign
+     * tool) is moved aside to {@code _torn-...}, never deleted.
+     */
+    public Committed commitPrepared(int round, Path tmp, Map<String, RoundManifest.FileEntry> files, long step,
+                                    String planHash, String configHash, RoundMetrics metrics) {
+        Path target = roundDir(round);
+        if (stateNames(files).size() != files.size() || files.isEmpty()) {
+            throw new IllegalArgumentException("round " + round + ": " + files.keySet() + " are not the files of one"
+                    + " state (" + STATE_FILE + ", or parts named like " + partFileName(0, 2) + ")");
+        }
+        for (Map.Entry<String, RoundManifest.FileEntry> f : files.entrySet()) {
+            Path p = new Path(tmp, f.getKey());
+            if (!storage.exists(p) || storage.length(p) != f.getValue().bytes()) {
+                throw new IllegalStateException("cannot commit round " + round + ": " + p + (storage.exists(p)
+                        ? " has " + storage.length(p) + " bytes, its writer reported " + f.getValue().bytes()
+                        : " is missing"));
+            }
+        }
+        RoundManifest manifest = new RoundManifest(RoundManifest.FORMAT, round, step, planHash, configHash,
+                new LinkedHashMap<>(files), metrics);
         try {
             storage.writeAtomically(new Path(tmp, MANIFEST), JSON.writeValueAsBytes(manifest));
         } catch (IOException e) {

@@ -11,6 +11,7 @@ import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.merge.MergeJob;
 import org.qalora.driver.output.ModelPublisher;
+import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
@@ -69,18 +70,26 @@ public final class PublishStage {
     }
 
     /**
-     * As above, and with {@code committedState} (the round's committed state file, whose SHA-256 is
-     * {@code stateSha256}) copied into the version as {@value WarmStart#STATE_FILE}: the adapter with its Adam moments
-     * and step, what {@code --warm-start} continues from (null: a version without it).
+     * As above, and with {@code committedState} (the round's committed state files, one or parts in key order, whose
+     * identity is {@code stateSha256}: see {@code CheckpointStore.Committed#stateId}) put into the version as one
+     * file, {@value WarmStart#STATE_FILE}: the adapter with its Adam moments and step, what {@code --warm-start}
+     * continues from (null: a version without it). One committed file is copied; parts (a round averaged on the
+     * executors) are written from {@code state} as the single file a one-file commit of the round would have held,
+     * whose SHA-256 is computed first: it names the version and goes into its manifest, as a copied file's does.
      */
     public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
-                        String stateSha256, Path committedState, String configHash, Map<String, String> extraInfo) {
-        String version = versionName(round, stateSha256);
+                        String stateSha256, java.util.List<Path> committedState, String configHash,
+                        Map<String, String> extraInfo) {
+        Map<String, String> stateMetadata = Map.of("round", Integer.toString(round));
+        boolean copy = committedState != null && committedState.size() == 1;
+        String fileSha = committedState == null || copy ? stateSha256
+                : AdapterStateFile.sha256Of(state, stateMetadata);
+        String version = versionName(round, fileSha);
         Map<String, String> info = new LinkedHashMap<>(extraInfo);
         info.put("configHash", configHash);
         info.put("round", Integer.toString(round));
         info.put("globalStep", Long.toString(state.step()));
-        info.put("adapterStateSha256", stateSha256);
+        info.put("adapterStateSha256", fileSha);
         info.put("baseModel", baseModel);
         info.put("maxShardBytes", Long.toString(maxShardBytes));
         HadoopPaths paths = storage.paths(); // the job's configuration, never this JVM's defaults
@@ -96,12 +105,18 @@ public final class PublishStage {
             AdapterState.fromWeights(dims, adapterConfig, weights, state.step()).writePeft(adapterDir, baseModel, paths);
             report[0] = merge.run(baseModel, adapterDir, tmp.toString(), maxShardBytes);
             if (committedState != null) {
-                Path copy = new Path(tmp, WarmStart.STATE_FILE);
-                FileUtil.copy(storage.fs(committedState), committedState, storage.fs(copy), copy, false, storage.conf());
-                String sha = storage.sha256(copy);
-                if (!sha.equals(stateSha256)) {
-                    throw new IOException("the copy " + copy + " of " + committedState + " has SHA-256 " + sha
-                            + ", the committed round's manifest says " + stateSha256);
+                Path file = new Path(tmp, WarmStart.STATE_FILE);
+                String sha;
+                if (copy) {
+                    Path from = committedState.get(0);
+                    FileUtil.copy(storage.fs(from), from, storage.fs(file), file, false, storage.conf());
+                    sha = storage.sha256(file);
+                } else {
+                    sha = AdapterStateFile.write(storage, file, "_tmp-" + WarmStart.STATE_FILE, state, stateMetadata);
+                }
+                if (!sha.equals(fileSha)) {
+                    throw new IOException(file + " (from " + committedState + ") has SHA-256 " + sha
+                            + ", expected " + fileSha);
                 }
             }
         });

@@ -208,7 +208,7 @@ public final class TrainPipeline {
                 progress.accept("merge: this run's final model is already published");
             } else {
                 published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.state(),
-                        result.last().round(), result.last().stateSha256(), result.last().stateFile(),
+                        result.last().round(), result.last().stateId(), result.last().stateFiles(),
                         job.configHash(), publishedInfo(job, factory.planHash()));
             }
             new ModelPublisher(storage, hold, progress).retain(run.root(), job.keepVersions());

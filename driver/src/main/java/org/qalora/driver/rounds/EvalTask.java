@@ -22,16 +22,13 @@ public final class EvalTask implements FlatMapFunction<Iterator<Integer>, EvalMe
 
     private final SlotTrainerFactory factory;
     private final ShippedHadoopConf hadoopConf;
-    private final String stateFile;
-    private final String stateSha256;
+    private final StateRef state;
     private final int parts;
 
-    public EvalTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, String stateFile, String stateSha256,
-                    int parts) {
+    public EvalTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, StateRef state, int parts) {
         this.factory = factory;
         this.hadoopConf = hadoopConf;
-        this.stateFile = stateFile;
-        this.stateSha256 = stateSha256;
+        this.state = state;
         this.parts = parts;
     }
 
@@ -43,9 +40,9 @@ public final class EvalTask implements FlatMapFunction<Iterator<Integer>, EvalMe
         while (partIds.hasNext()) {
             int part = partIds.next();
             SlotTrainer trainer = ExecutorCache.trainer(factory, device);
-            AdapterTensors state = ExecutorCache.startState(storage, new Path(stateFile), stateSha256);
+            AdapterTensors adapter = state.load(storage);
             long t0 = System.nanoTime();
-            SlotTrainer.EvalOutcome e = trainer.evaluate(state, part, parts);
+            SlotTrainer.EvalOutcome e = trainer.evaluate(adapter, part, parts);
             SparkEnv env = SparkEnv.get();
             out.add(new EvalMetrics(part, env == null ? "local" : env.executorId(), device, e.targetTokens(),
                     e.lossSum(), (System.nanoTime() - t0) / 1_000_000));

@@ -1,5 +1,6 @@
 package org.qalora.driver.rounds;
 
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.fs.Path;
@@ -35,18 +36,25 @@ public final class ExecutorCache {
         return OPENS.getOrDefault(identity + "@" + device, 0);
     }
 
-    /** The round start state at {@code file}, whose SHA-256 must be {@code sha256}; read once per round and JVM. */
-    public static synchronized AdapterTensors startState(Storage storage, Path file, String sha256) {
-        if (sha256.equals(stateKey)) {
+    /**
+     * The round start state stored as {@code files} (one file, or parts in key order), whose SHA-256s must be
+     * {@code sha256s}, identified by {@code stateId} (a committed round's content never changes, so the identity
+     * names it even across runs that reuse a path); read once per round and JVM.
+     */
+    public static synchronized AdapterTensors startState(Storage storage, List<Path> files, List<String> sha256s,
+                                                         String stateId) {
+        if (stateId.equals(stateKey)) {
             return state;
         }
-        String actual = storage.sha256(file);
-        if (!actual.equals(sha256)) {
-            throw new IllegalStateException(file + " has SHA-256 " + actual + " but its round manifest says " + sha256
-                    + ": the checkpoint was modified while the run was going");
+        for (int i = 0; i < files.size(); i++) {
+            String actual = storage.sha256(files.get(i));
+            if (!actual.equals(sha256s.get(i))) {
+                throw new IllegalStateException(files.get(i) + " has SHA-256 " + actual + " but its round manifest says "
+                        + sha256s.get(i) + ": the checkpoint was modified while the run was going");
+            }
         }
-        state = AdapterStateFile.read(storage, file).state();
-        stateKey = sha256;
+        state = AdapterStateFile.read(storage, files).state();
+        stateKey = stateId;
         return state;
     }
 }

@@ -20,6 +20,10 @@ import org.qalora.driver.checkpoint.Storage;
  *   then the task writing the small files) halts its executor JVM after writing its files into its attempt directory
  *   (before they are renamed into the model directory), or throws after the rename. Either way Spark retries it and
  *   the published model must not change.
+ *   <li>{@code averagehalt:ROUND:PART} / {@code averagethrow:ROUND:PART}: the first attempt of averaging task PART
+ *   (0-based key range) of that round halts its executor JVM after averaging, before its part file is written, or
+ *   throws after the part file is renamed into the round's commit directory. Spark retries it; the committed state
+ *   must not change.
  * </ul>
  */
 public record FaultPlan(String mode, int round, int slot, int times) implements Serializable {
@@ -42,9 +46,13 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
         if (p.length == 2 && (p[0].equals("mergehalt") || p[0].equals("mergethrow"))) {
             return new FaultPlan(p[0], -1, Integer.parseInt(p[1]), 1);
         }
+        if (p.length == 3 && (p[0].equals("averagehalt") || p[0].equals("averagethrow"))) {
+            return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
+        }
         if (p.length != 3 || !(p[0].equals("halt") || p[0].equals("throw"))) {
             throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT, "
-                    + "corrupt:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK or mergethrow:TASK");
+                    + "corrupt:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK, mergethrow:TASK, averagehalt:ROUND:PART or "
+                    + "averagethrow:ROUND:PART");
         }
         return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
     }
@@ -78,7 +86,25 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
         }
     }
 
-    /** Where in a merge task {@link #maybeFireInMerge} is called. */
+    /**
+     * Called by averaging task {@code part} of round {@code taskRound}: {@code averagehalt} halts the executor on
+     * attempt 0 before the part file is written, {@code averagethrow} throws on attempt 0 after it is renamed into
+     * place (the retry finds it there and keeps it).
+     */
+    public void maybeFireInAveraging(int taskRound, int part, int attempt, MergePhase phase) {
+        if (attempt != 0 || taskRound != round || part != slot) {
+            return;
+        }
+        if (mode.equals("averagehalt") && phase == MergePhase.BEFORE_RENAME) {
+            System.err.println("qalora fault injection: halting executor JVM in round " + round + " averaging task " + part);
+            Runtime.getRuntime().halt(1);
+        } else if (mode.equals("averagethrow") && phase == MergePhase.AFTER_RENAME) {
+            throw new IllegalStateException("qalora fault injection: failing attempt 0 of round " + round
+                    + " averaging task " + part + " after its part file was renamed into place");
+        }
+    }
+
+    /** Where in a merge (or averaging) task {@link #maybeFireInMerge} is called. */
     public enum MergePhase { BEFORE_RENAME, AFTER_RENAME }
 
     /**

@@ -13,33 +13,33 @@ import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.quant.io.ShippedHadoopConf;
 import org.qalora.driver.state.AdapterStateFile;
+import org.qalora.driver.state.SegmentDigests;
 
 /**
  * The body of a round's Spark task (one partition = one slot): resolve the device from the task's resources,
  * take the cached trainer, read the round's start state (cached per round), train K steps, write the update to
  * {@code updates-RRRRR/slot-SSSSS.safetensors} under an attempt-unique temporary name and rename it, and return
  * only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt already renamed its update into
- * place, that file (bit-identical, since training is deterministic) is kept. The returned SHA-256 lets the driver
- * check the file it averages is the one the task wrote.
+ * place, that file (bit-identical, since training is deterministic) is kept. The returned {@link SegmentDigests}
+ * (header and each tensor, computed while writing) let the averaging tasks check every byte they read is the one
+ * the task wrote.
  */
 public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>, SlotMetrics> {
     private static final long serialVersionUID = 1L;
 
     private final SlotTrainerFactory factory;
     private final ShippedHadoopConf hadoopConf;
-    private final String startStateFile;
-    private final String startStateSha256;
+    private final StateRef start;
     private final String updatesDir;
     private final FaultPlan faults;
     private final int rerun;
 
     /** {@code rerun}: 0 for the round's first job, n for the driver's n-th re-run of slots whose update failed verification. */
-    public SlotTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, String startStateFile,
-                    String startStateSha256, String updatesDir, FaultPlan faults, int rerun) {
+    public SlotTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, StateRef start, String updatesDir,
+                    FaultPlan faults, int rerun) {
         this.factory = factory;
         this.hadoopConf = hadoopConf;
-        this.startStateFile = startStateFile;
-        this.startStateSha256 = startStateSha256;
+        this.start = start;
         this.updatesDir = updatesDir;
         this.faults = faults;
         this.rerun = rerun;
@@ -54,22 +54,22 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
         while (assignments.hasNext()) {
             SlotAssignment a = assignments.next();
             SlotTrainer trainer = ExecutorCache.trainer(factory, device);
-            var start = ExecutorCache.startState(storage, new Path(startStateFile), startStateSha256);
+            var startState = start.load(storage);
             long t1 = System.nanoTime();
-            SlotTrainer.SlotOutcome outcome = trainer.train(a, start);
+            SlotTrainer.SlotOutcome outcome = trainer.train(a, startState);
             long t2 = System.nanoTime();
             int attempt = ctx == null ? 0 : ctx.attemptNumber();
             faults.maybeFire(a.round(), a.slot(), attempt);
             Path target = new Path(updatesDir, CheckpointStore.updateFileName(a.slot()));
             String tempName = String.format("_tmp-slot-%05d-stage%d-attempt%d-task%d", a.slot(),
                     ctx == null ? 0 : ctx.stageAttemptNumber(), attempt, ctx == null ? 0 : ctx.taskAttemptId());
-            String sha = AdapterStateFile.write(storage, target, tempName, outcome.state(), Map.of(
+            SegmentDigests digests = AdapterStateFile.writeUpdate(storage, target, tempName, outcome.state(), Map.of(
                     "round", Integer.toString(a.round()), "slot", Integer.toString(a.slot()),
                     "target_tokens", Long.toString(outcome.targetTokens()),
                     "loss_sum", Double.toString(outcome.lossSum()), "steps", Integer.toString(outcome.steps())));
             faults.maybeCorrupt(a.round(), a.slot(), rerun, storage, target);
             out.add(new SlotMetrics(a.slot(), attempt, executorId(), device, outcome.targetTokens(), outcome.lossSum(),
-                    (t2 - t1) / 1_000_000, sha));
+                    (t2 - t1) / 1_000_000, digests));
         }
         return out.iterator();
     }

@@ -4,24 +4,25 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Consumer;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.quant.io.ShippedHadoopConf;
-import org.qalora.quant.kernels.KernelPool;
-import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 
 /**
  * The training rounds (DL4J parameter averaging): round r is one Spark job with one task per slot; each task runs
- * K local steps from committed state r-1 and writes its update to the checkpoint directory; the driver then
- * streams the updates in slot order into a token-weighted float64 average and commits round r. No barrier mode:
- * a failed task is retried alone. Rerunning on the same checkpoint directory resumes after the last committed
- * round and, because every seed derives from (seed, round, slot) and every reduction has a fixed order, ends
- * bit-identical to an uninterrupted run. Every update file is checked against the SHA-256 its task returned before
- * it is averaged; a file that fails is not averaged but retrained (see {@link #runVerified}).
+ * K local steps from committed state r-1 and writes its update to the checkpoint directory; a second Spark job
+ * then averages the updates on the executors, one task per key range, each key token-weighted in float64 in slot
+ * order ({@link ExecutorAveraging}), into part files of round r's commit directory, and the driver commits round r
+ * (manifest, rename). No barrier mode: a failed task is retried alone. Rerunning on the same checkpoint directory
+ * resumes after the last committed round and, because every seed derives from (seed, round, slot) and every
+ * reduction has a fixed order, ends bit-identical to an uninterrupted run. Every byte of an update is checked
+ * against the SHA-256 its task computed while writing it, as it is averaged; an update that fails is not averaged
+ * but retrained (see {@link #runAndAverage}).
  */
 public final class TrainingRounds {
 
@@ -85,11 +86,11 @@ public final class TrainingRounds {
             CheckpointStore.Committed next;
             long t0 = System.nanoTime();
             int[] reruns = new int[settings.slots()];
-            List<SlotMetrics> slots = runVerified(r, current, previous, reruns);
-            long jobNanos = System.nanoTime() - t0;
-            long a0 = System.nanoTime();
-            UpdateAverager.Averaged avg = average(r, current, slots);
-            long averagingMillis = (System.nanoTime() - a0) / 1_000_000;
+            long[] averagingNanos = new long[1];
+            List<SlotMetrics> slots = new ArrayList<>();
+            ExecutorAveraging.Outcome avg = runAndAverage(r, current, previous, reruns, slots, averagingNanos);
+            long jobNanos = System.nanoTime() - t0 - averagingNanos[0];
+            long averagingMillis = averagingNanos[0] / 1_000_000;
             double seconds = jobNanos / 1e9;
             double lossSum = 0;
             double[] slotLosses = new double[slots.size()];
@@ -104,11 +105,12 @@ public final class TrainingRounds {
                 attempts += s.attempt() + 1 + reruns[s.slot()];
             }
             long c0 = System.nanoTime();
-            m = new RoundMetrics(r, avg.state().step(), settings.slots(), lossSum / avg.totalTokens(), slotLosses,
+            UpdateAverager.Measures measures = avg.measures();
+            m = new RoundMetrics(r, avg.step(), settings.slots(), lossSum / avg.totalTokens(), slotLosses,
                     avg.totalTokens(), avg.totalTokens() / seconds, seconds, slowest, averagingMillis, 0,
-                    avg.slotSpread(), avg.maxFactorDiscordance(), avg.meanFactorDiscordance(), attempts, devices,
-                    null, 0, 0);
-            next = store.commit(r, avg.state(), planHash, settings.configHash(), m);
+                    measures.slotSpread(), measures.maxFactorDiscordance(), measures.meanFactorDiscordance(), attempts,
+                    devices, null, 0, 0);
+            next = store.commitPrepared(r, avg.commitDir(), avg.files(), avg.step(), planHash, settings.configHash(), m);
             store.prune(r, settings.keepRounds());
             m = m.withCommitMillis((System.nanoTime() - c0) / 1_000_000);
             if (settings.evaluates(r)) {
@@ -126,13 +128,16 @@ public final class TrainingRounds {
     }
 
     /**
-     * Runs round {@code round}'s Spark job, then checks every slot's update file against the SHA-256 its task
-     * returned. A slot whose file does not match (changed after the task wrote it: a bad disk, a torn copy) is never
-     * averaged: its file is deleted and the slot's task resubmitted, at most {@link #MAX_SLOT_RERUNS} times, after
+     * Runs round {@code round}'s slot job, then its averaging job ({@link ExecutorAveraging}), whose tasks check
+     * every update byte they read against the SHA-256s the slot's task computed while writing it. A slot whose file
+     * does not match (changed after the task wrote it: a bad disk, a torn copy) is never averaged: its file is deleted
+     * and the slot's task resubmitted, then the averaging job rerun, at most {@link #MAX_SLOT_RERUNS} times, after
      * which the round fails naming round, slot and file. Training is deterministic, so the re-run writes the same
-     * bytes an undisturbed run would have. {@code reruns[s]} counts slot s's re-runs.
+     * bytes an undisturbed run would have. Fills {@code slots} (slot order), {@code reruns[s]} (slot s's re-runs)
+     * and {@code averagingNanos[0]} (time in the averaging jobs); returns the averaging outcome, ready to commit.
      */
-    private List<SlotMetrics> runVerified(int round, CheckpointStore.Committed start, RoundMetrics previous, int[] reruns) {
+    private ExecutorAveraging.Outcome runAndAverage(int round, CheckpointStore.Committed start, RoundMetrics previous,
+                                                    int[] reruns, List<SlotMetrics> slots, long[] averagingNanos) {
         Path updates = store.updatesDir(round);
         storage.delete(updates); // leftovers of a crashed driver: retrained, so every update comes from this start state
         storage.mkdirs(updates);
@@ -140,50 +145,46 @@ public final class TrainingRounds {
         for (int s = 0; s < settings.slots(); s++) {
             all.add(s);
         }
-        List<SlotMetrics> slots = runJob(round, start, previous, all, 0);
+        slots.addAll(runJob(round, start, previous, all, 0));
         for (int rerun = 1; ; rerun++) {
-            List<Integer> bad = new ArrayList<>();
-            String[] sums = checksums(storage, updates, slots.stream().map(SlotMetrics::slot).toList());
-            for (int i = 0; i < slots.size(); i++) {
-                SlotMetrics m = slots.get(i);
-                Path file = new Path(updates, CheckpointStore.updateFileName(m.slot()));
-                String actual = sums[i];
-                if (actual.equals(m.updateSha256())) {
-                    continue;
-                }
-                String what = "slot " + m.slot() + "'s update " + file + " has SHA-256 " + actual
-                        + ", which does not match the SHA-256 its task reported (" + m.updateSha256() + ")";
+            long a0 = System.nanoTime();
+            ExecutorAveraging.Outcome outcome;
+            try {
+                outcome = ExecutorAveraging.run(jsc, storage, store, round, start, slots, settings.slots(), faults,
+                        String.format("qalora round %d/%d", round, settings.rounds()));
+            } catch (RuntimeException e) {
+                throw new RoundFailedException("round " + round + " failed: " + rootMessage(e) + ". The last committed"
+                        + " round " + start.round() + " is kept in " + start.dir() + "; rerun the same command to resume"
+                        + " from it.", e);
+            } finally {
+                averagingNanos[0] += System.nanoTime() - a0;
+            }
+            if (!outcome.refused()) {
+                return outcome;
+            }
+            java.util.TreeMap<Integer, String> bad = new java.util.TreeMap<>();
+            for (AveragedPart p : outcome.refusals()) {
+                bad.putIfAbsent(p.refusedSlot(), p.refusal());
+            }
+            for (Map.Entry<Integer, String> b : bad.entrySet()) {
+                int slot = b.getKey();
+                Path file = new Path(updates, CheckpointStore.updateFileName(slot));
                 if (rerun > MAX_SLOT_RERUNS) {
-                    throw new RoundFailedException("round " + round + " failed: " + what + " after " + MAX_SLOT_RERUNS
-                            + " re-runs of the slot; the storage under " + updates + " is corrupting files. The last"
-                            + " committed round " + start.round() + " is kept in " + start.dir()
+                    throw new RoundFailedException("round " + round + " failed: " + b.getValue() + " after "
+                            + MAX_SLOT_RERUNS + " re-runs of the slot; the storage under " + updates + " is corrupting"
+                            + " files. The last committed round " + start.round() + " is kept in " + start.dir()
                             + "; rerun the same command to resume from it.", null);
                 }
-                progress.accept("round " + round + ": " + what + ": not averaging it; re-running slot " + m.slot()
+                progress.accept("round " + round + ": " + b.getValue() + ": not averaging it; re-running slot " + slot
                         + " (re-run " + rerun + " of at most " + MAX_SLOT_RERUNS + ")");
                 storage.delete(file); // else the re-run would keep it as an earlier attempt's output
-                bad.add(m.slot());
-                reruns[m.slot()]++;
+                reruns[slot]++;
             }
-            if (bad.isEmpty()) {
-                return slots;
-            }
-            List<SlotMetrics> fresh = runJob(round, start, previous, bad, rerun);
+            List<SlotMetrics> fresh = runJob(round, start, previous, new ArrayList<>(bad.keySet()), rerun);
             for (SlotMetrics m : fresh) {
                 slots.set(m.slot(), m);
             }
         }
-    }
-
-    /**
-     * The SHA-256 of each slot's update file in {@code updates}, in the order of {@code slots}: computed in parallel
-     * (each is one sequential read of about 1 GB at LLaMA-7B r64), judged by the caller in slot order.
-     */
-    static String[] checksums(Storage storage, Path updates, List<Integer> slots) {
-        String[] sums = new String[slots.size()];
-        KernelPool.shared().run(sums.length, t -> sums[t] = storage.sha256(
-                new Path(updates, CheckpointStore.updateFileName(slots.get(t)))));
-        return sums;
     }
 
     /**
@@ -200,8 +201,8 @@ public final class TrainingRounds {
             assignments.add(new SlotAssignment(round, s, settings.slots(), settings.stepsPerRound(),
                     start.manifest().globalStep(), SlotAssignment.deriveSeed(settings.seed(), round, s)));
         }
-        SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), start.stateFile().toString(),
-                start.stateSha256(), updates.toString(), faults, rerun);
+        SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), StateRef.of(start),
+                updates.toString(), faults, rerun);
         String description = String.format("qalora round %d/%d: %d slots x %d steps from global step %d", round,
                 settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep());
         if (rerun > 0) {
@@ -240,8 +241,7 @@ public final class TrainingRounds {
             ids.add(p);
         }
         long t0 = System.nanoTime();
-        EvalTask task = new EvalTask(factory, new ShippedHadoopConf(storage.conf()), committed.stateFile().toString(),
-                committed.stateSha256(), parts);
+        EvalTask task = new EvalTask(factory, new ShippedHadoopConf(storage.conf()), StateRef.of(committed), parts);
         jsc.setJobGroup("qalora-eval-" + committed.round(), String.format("qalora held-out loss of round %d/%d: %d "
                 + "parts | %s", committed.round(), settings.rounds(), parts, m.progressLine(settings.rounds())), false);
         List<EvalMetrics> results;
@@ -270,42 +270,6 @@ public final class TrainingRounds {
                     + "--eval-data");
         }
         return m.withEval(lossSum / tokens, tokens, (System.nanoTime() - t0) / 1_000_000);
-    }
-
-    private UpdateAverager.Averaged average(int round, CheckpointStore.Committed start, List<SlotMetrics> slots) {
-        return averageUpdates(storage, store, round, start, slots.stream().map(SlotMetrics::slot).toList());
-    }
-
-    /**
-     * The driver's side of a round once its update files are verified: opens {@code slots}' update files of round
-     * {@code round} (read tensor by tensor, never whole) and averages them with an {@link UpdateAverager} laid out as
-     * the start state, key by key in parallel, each key in slot order. Shared with {@code RoundTrafficBench}, which
-     * times it at 7B shapes.
-     */
-    static UpdateAverager.Averaged averageUpdates(Storage storage, CheckpointStore store, int round,
-                                                  CheckpointStore.Committed start, List<Integer> slots) {
-        // The start state's header is its layout: its 1 GB of floats (LLaMA-7B r64) are not needed here.
-        UpdateAverager averager = new UpdateAverager(AdapterStateFile.layout(storage, start.stateFile()),
-                KernelPool.shared());
-        List<AdapterStateFile.Reader> open = new ArrayList<>();
-        try {
-            long step = -1;
-            for (int slot : slots) {
-                Path file = new Path(store.updatesDir(round), CheckpointStore.updateFileName(slot));
-                AdapterStateFile.Reader update = AdapterStateFile.open(storage, file);
-                open.add(update);
-                long tokens = Long.parseLong(update.metadata().get("target_tokens"));
-                if (step >= 0 && update.step() != step) {
-                    throw new IllegalStateException(file + " ends at optimizer step " + update.step()
-                            + " but slot 0 ends at " + step + ": slots must run the same number of steps");
-                }
-                step = update.step();
-                averager.add(slot, update, tokens);
-            }
-            return averager.finish(step);
-        } finally {
-            open.forEach(AdapterStateFile.Reader::close);
-        }
     }
 
     private static String rootMessage(Throwable e) {

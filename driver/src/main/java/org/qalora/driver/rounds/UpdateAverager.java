@@ -18,6 +18,10 @@ import org.qalora.quant.kernels.KernelPool;
  * thread count, and whatever executor trained which slot. Only one key's sums per thread are held (not the whole
  * model's float64 sums: 2.1 GB at LLaMA-7B r64), and a slot's update is never materialised whole.
  *
+ * <p>{@link #averageKeys} does the same for a subset of the keys, which is how the round's averaging tasks each do
+ * their key range on the executors ({@link AveragingTask}); {@link #measures} then combines the ranges'
+ * {@link KeyStats} in a fixed order, so the split changes neither the state nor the measures by a bit.
+ *
  * <p>Two disagreement measures come out with the average:
  * <ul>
  *   <li>{@code slotSpread}: the token-weighted RMS distance of the slots' adapter weights from their average,
@@ -39,9 +43,24 @@ public final class UpdateAverager {
                            double meanFactorDiscordance, int modulesMeasured) {}
 
     /** One slot's tensors on request: part 0 the weights, 1 Adam m, 2 Adam v. Reads must be thread-safe. */
-    private interface Source {
+    public interface Source {
         float[] read(String key, int part);
     }
+
+    /**
+     * What the disagreement measures need of some keys' averages, small enough to return from a Spark task: per key
+     * (by its index in the layout) the slots' sums of w x^2 and the sum of xbar^2, and the discordance of the
+     * measured modules (by their index among all measured modules) whose A and B are both among the keys.
+     */
+    public record KeyStats(int[] keyIndex, double[][] squares, double[] meanSquares, int[] pairIndex,
+                           double[] discordance) implements java.io.Serializable {}
+
+    /** The averaged tensors of some keys, in layout order, and their {@link KeyStats}. */
+    public record KeysAveraged(Map<String, AdapterTensors.Tensor> tensors, KeyStats stats) {}
+
+    /** The disagreement measures of a whole round. */
+    public record Measures(double slotSpread, double maxFactorDiscordance, double meanFactorDiscordance,
+                           int modulesMeasured) {}
 
     private record Slot(Source source, double weight) {}
 
@@ -97,6 +116,22 @@ public final class UpdateAverager {
         totalTokens += tokens;
     }
 
+    /**
+     * Adds slot {@code slot}'s update as a {@link Source} whose keys and shapes are {@code shapes} (e.g. one that
+     * checks each tensor's digest as it reads it); it trained {@code tokens} target tokens.
+     */
+    public void add(int slot, Source source, long tokens, Map<String, long[]> shapes) {
+        check(slot, tokens, shapes);
+        slots.add(new Slot(source, tokens));
+        totalTokens += tokens;
+    }
+
+    /** The keys in layout order. */
+    public List<String> keys() { return List.copyOf(keys); }
+
+    /** The LoRA modules the discordance measure covers, as their A keys, in layout order. */
+    public List<String> measuredModules() { return pairs.stream().map(LoraPair::aKey).toList(); }
+
     /** Adds slot {@code slot}'s update file, open until {@link #finish} returns; it trained {@code tokens} target tokens. */
     public void add(int slot, AdapterStateFile.Reader update, long tokens) {
         Map<String, long[]> shapes = new LinkedHashMap<>();
@@ -128,22 +163,42 @@ public final class UpdateAverager {
 
     /** Ends the round: the weighted average with optimizer step {@code step}, and the disagreement measures. */
     public Averaged finish(long step) {
+        KeysAveraged all = averageKeys(keys);
+        Measures m = measures(List.of(all.stats()), slots.size(), totalTokens);
+        return new Averaged(new AdapterTensors(all.tensors(), step), totalTokens, m.slotSpread(),
+                m.maxFactorDiscordance(), m.meanFactorDiscordance(), m.modulesMeasured());
+    }
+
+    /**
+     * Averages the keys {@code subset} (in layout order) in parallel, one task per key: each sums its key's
+     * weights, m and v over the slots in slot order in float64 and rounds once to float32, so every element is the
+     * same chain whichever keys are averaged together, here or in another JVM. Also measures the discordance of
+     * the measured modules whose A and B are both in {@code subset}.
+     */
+    public KeysAveraged averageKeys(List<String> subset) {
         if (slots.isEmpty()) {
             throw new IllegalStateException("no update was added");
         }
         double total = totalTokens;
         int n = slots.size();
-        AdapterTensors.Tensor[] out = new AdapterTensors.Tensor[keys.size()];
-        double[][] squares = new double[keys.size()][n];  // [key][slot]: sum w x^2 over the key's weights
-        double[] meanSquares = new double[keys.size()];   // [key]: sum xbar^2
-        double[][] pairMeans = new double[keys.size()][]; // float64 means of the keys the discordance needs
+        int[] keyIndex = new int[subset.size()];
+        for (int t = 0; t < subset.size(); t++) {
+            keyIndex[t] = keys.indexOf(subset.get(t));
+            if (keyIndex[t] < 0 || (t > 0 && keyIndex[t] <= keyIndex[t - 1])) {
+                throw new IllegalArgumentException("key '" + subset.get(t) + "' is not in the layout, or out of order");
+            }
+        }
+        AdapterTensors.Tensor[] out = new AdapterTensors.Tensor[subset.size()];
+        double[][] squares = new double[subset.size()][n];  // [key][slot]: sum w x^2 over the key's weights
+        double[] meanSquares = new double[subset.size()];   // [key]: sum xbar^2
+        Map<String, double[]> pairMeans = new java.util.concurrent.ConcurrentHashMap<>(); // float64 means for discordance
         java.util.Set<String> pairKeys = new java.util.HashSet<>();
         for (LoraPair p : pairs) {
             pairKeys.add(p.aKey());
             pairKeys.add(p.bKey());
         }
-        pool.run(keys.size(), t -> {
-            String k = keys.get(t);
+        pool.run(subset.size(), t -> {
+            String k = subset.get(t);
             float[][] parts = new float[3][];
             for (int part = 0; part < 3; part++) {
                 double[] sum = new double[(int) AdapterTensors.numel(layout.get(k))];
@@ -169,13 +224,70 @@ public final class UpdateAverager {
                     }
                     meanSquares[t] = ms;
                     if (pairKeys.contains(k)) {
-                        pairMeans[t] = sum;
+                        pairMeans.put(k, sum);
                     }
                 }
                 parts[part] = toFloats(sum);
             }
             out[t] = new AdapterTensors.Tensor(layout.get(k).clone(), parts[0], parts[1], parts[2]);
         });
+        List<Integer> measured = new ArrayList<>();
+        for (int p = 0; p < pairs.size(); p++) {
+            if (pairMeans.containsKey(pairs.get(p).aKey()) && pairMeans.containsKey(pairs.get(p).bKey())) {
+                measured.add(p);
+            }
+        }
+        double[] discordance = new double[measured.size()];
+        pool.run(measured.size(), t -> {
+            LoraPair p = pairs.get(measured.get(t));
+            discordance[t] = discordance(p, pairMeans.get(p.aKey()), pairMeans.get(p.bKey()), total);
+        });
+        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
+        for (int t = 0; t < subset.size(); t++) {
+            tensors.put(subset.get(t), out[t]);
+        }
+        return new KeysAveraged(tensors, new KeyStats(keyIndex, squares, meanSquares,
+                measured.stream().mapToInt(Integer::intValue).toArray(), discordance));
+    }
+
+    /**
+     * The round's disagreement measures from the {@link KeyStats} of key sets that together cover every key once
+     * (in any order, from any number of tasks): the sums run slot by slot, key by key, and module by module in
+     * layout order, the same order whatever the split, so the measures are bit-identical to {@link #finish}'s.
+     * {@code slotCount} slots trained {@code totalTokens} tokens (this averager need not have their updates).
+     */
+    public Measures measures(List<KeyStats> parts, int slotCount, long totalTokens) {
+        int n = slotCount;
+        double[][] squares = new double[keys.size()][];
+        double[] meanSquares = new double[keys.size()];
+        double[] discordance = new double[pairs.size()];
+        boolean[] seenPair = new boolean[pairs.size()];
+        for (KeyStats ks : parts) {
+            for (int t = 0; t < ks.keyIndex().length; t++) {
+                int k = ks.keyIndex()[t];
+                if (squares[k] != null) {
+                    throw new IllegalArgumentException("key '" + keys.get(k) + "' was averaged twice");
+                }
+                squares[k] = ks.squares()[t];
+                meanSquares[k] = ks.meanSquares()[t];
+            }
+            for (int t = 0; t < ks.pairIndex().length; t++) {
+                discordance[ks.pairIndex()[t]] = ks.discordance()[t];
+                seenPair[ks.pairIndex()[t]] = true;
+            }
+        }
+        for (int k = 0; k < keys.size(); k++) {
+            if (squares[k] == null || squares[k].length != n) {
+                throw new IllegalArgumentException("key '" + keys.get(k) + "' was not averaged");
+            }
+        }
+        for (int p = 0; p < pairs.size(); p++) {
+            if (!seenPair[p]) {
+                throw new IllegalArgumentException("module '" + pairs.get(p).aKey() + "' was split across key sets"
+                        + " and could not be measured");
+            }
+        }
+        double total = totalTokens;
         double weightedSquareNorm = 0; // sum_i w_i |x_i|^2, slot by slot, key by key
         for (int s = 0; s < n; s++) {
             for (double[] perKey : squares) {
@@ -188,10 +300,6 @@ public final class UpdateAverager {
         }
         double variance = Math.max(0, weightedSquareNorm / total - meanSquareNorm);
         double spread = meanSquareNorm == 0 ? 0 : Math.sqrt(variance / meanSquareNorm);
-
-        double[] discordance = new double[pairs.size()];
-        pool.run(pairs.size(), t -> discordance[t] = discordance(pairs.get(t), pairMeans[keys.indexOf(pairs.get(t).aKey())],
-                pairMeans[keys.indexOf(pairs.get(t).bKey())], total));
         double maxDisc = 0;
         double sumDisc = 0;
         for (double d : discordance) {
@@ -199,12 +307,11 @@ public final class UpdateAverager {
             sumDisc += d;
         }
         double meanDisc = pairs.isEmpty() ? 0 : sumDisc / pairs.size();
-        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
-        for (int t = 0; t < keys.size(); t++) {
-            tensors.put(keys.get(t), out[t]);
-        }
-        return new Averaged(new AdapterTensors(tensors, step), totalTokens, spread, maxDisc, meanDisc, pairs.size());
+        return new Measures(spread, maxDisc, meanDisc, pairs.size());
     }
+
+    /** The total target tokens of the slots added so far. */
+    public long totalTokens() { return totalTokens; }
 
     /**
      * |avg(B A) - avg(B) avg(A)|_F / |avg(B A)|_F of one module; sum_i w_i B_i A_i is formed slot by slot. Both

@@ -8,9 +8,12 @@ import org.apache.spark.serializer.KryoRegistrator;
 import org.qalora.datasets.prepare.PrepareKryoRegistrator;
 import org.qalora.driver.eval.EvalItem;
 import org.qalora.driver.eval.EvalOutcome;
+import org.qalora.driver.rounds.AveragedPart;
 import org.qalora.driver.rounds.EvalMetrics;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotMetrics;
+import org.qalora.driver.rounds.UpdateAverager;
+import org.qalora.driver.state.SegmentDigests;
 
 /**
  * Registers every class our jobs ship between JVMs through Spark's serializer (RDD elements and task results), so
@@ -39,7 +42,10 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(EvalOutcome[].class);
         kryo.register(EvalMetrics.class, new EvalMetricsSerializer());
         kryo.register(EvalMetrics[].class);
+        kryo.register(AveragedPart.class, new AveragedPartSerializer());
+        kryo.register(AveragedPart[].class);
         kryo.register(double[].class);
+        kryo.register(double[][].class);
         kryo.register(float[].class);
         kryo.register(float[][].class); // Spark registers float[] but not float[][]
         kryo.register(int[].class);
@@ -75,7 +81,7 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
             out.writeLong(m.targetTokens());
             out.writeDouble(m.lossSum());
             out.writeLong(m.trainMillis());
-            out.writeString(m.updateSha256());
+            writeDigests(out, m.update());
         }
 
         @Override
@@ -86,8 +92,72 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
             String device = in.readString();
             long tokens = in.readLong();
             double lossSum = in.readDouble();
-            return new SlotMetrics(slot, attempt, executor, device, tokens, lossSum, in.readLong(), in.readString());
+            long millis = in.readLong();
+            return new SlotMetrics(slot, attempt, executor, device, tokens, lossSum, millis, readDigests(in));
         }
+    }
+
+    static final class AveragedPartSerializer extends Serializer<AveragedPart> {
+        @Override
+        public void write(Kryo kryo, Output out, AveragedPart p) {
+            out.writeInt(p.part());
+            out.writeString(p.file());
+            out.writeLong(p.bytes());
+            out.writeString(p.sha256());
+            out.writeLong(p.step());
+            out.writeLong(p.totalTokens());
+            out.writeBoolean(p.stats() != null);
+            if (p.stats() != null) {
+                UpdateAverager.KeyStats k = p.stats();
+                writeInts(out, k.keyIndex());
+                out.writeInt(k.squares().length);
+                for (double[] row : k.squares()) {
+                    writeDoubles(out, row);
+                }
+                writeDoubles(out, k.meanSquares());
+                writeInts(out, k.pairIndex());
+                writeDoubles(out, k.discordance());
+            }
+            out.writeInt(p.refusedSlot());
+            out.writeString(p.refusal());
+            out.writeString(p.executorId());
+            out.writeLong(p.millis());
+        }
+
+        @Override
+        public AveragedPart read(Kryo kryo, Input in, Class<AveragedPart> type) {
+            int part = in.readInt();
+            String file = in.readString();
+            long bytes = in.readLong();
+            String sha = in.readString();
+            long step = in.readLong();
+            long tokens = in.readLong();
+            UpdateAverager.KeyStats stats = null;
+            if (in.readBoolean()) {
+                int[] keyIndex = readInts(in);
+                double[][] squares = new double[in.readInt()][];
+                for (int i = 0; i < squares.length; i++) {
+                    squares[i] = readDoubles(in);
+                }
+                double[] meanSquares = readDoubles(in);
+                int[] pairIndex = readInts(in);
+                stats = new UpdateAverager.KeyStats(keyIndex, squares, meanSquares, pairIndex, readDoubles(in));
+            }
+            int refusedSlot = in.readInt();
+            String refusal = in.readString();
+            String executor = in.readString();
+            return new AveragedPart(part, file, bytes, sha, step, tokens, stats, refusedSlot, refusal, executor,
+                    in.readLong());
+        }
+    }
+
+    private static void writeDoubles(Output out, double[] a) {
+        out.writeInt(a.length);
+        out.writeDoubles(a);
+    }
+
+    private static double[] readDoubles(Input in) {
+        return in.readDoubles(in.readInt());
     }
 
     static final class EvalItemSerializer extends Serializer<EvalItem> {
@@ -125,6 +195,27 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
             int[] generated = readInts(in);
             return new EvalOutcome(index, lossSum, tokens, generated, in.readFloats(in.readInt()));
         }
+    }
+
+    private static void writeDigests(Output out, SegmentDigests d) {
+        out.writeString(d.header());
+        out.writeInt(d.tensors().length);
+        for (int i = 0; i < d.tensors().length; i++) {
+            out.writeString(d.tensors()[i]);
+            out.writeString(d.sha256()[i]);
+        }
+    }
+
+    private static SegmentDigests readDigests(Input in) {
+        String header = in.readString();
+        int n = in.readInt();
+        String[] names = new String[n];
+        String[] sums = new String[n];
+        for (int i = 0; i < n; i++) {
+            names[i] = in.readString();
+            sums[i] = in.readString();
+        }
+        return new SegmentDigests(header, names, sums);
     }
 
     private static void writeInts(Output out, int[] a) {

@@ -53,12 +53,48 @@ public final class AdapterStateFile {
      */
     public static String write(Storage storage, Path target, String tempName, AdapterTensors state,
                                Map<String, String> extraMetadata) {
-        Path tmp = new Path(target.getParent(), tempName);
         MessageDigest md = Storage.sha256();
+        boolean fresh = write(storage, target, tempName, state, extraMetadata, raw -> new DigestOutputStream(raw, md));
+        return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
+    }
+
+    /**
+     * As {@link #write}, for a slot's update: returns the {@link SegmentDigests} of the bytes written (header and
+     * each tensor), computed as they stream out, so the tasks that average the updates can each check just the
+     * tensors they read.
+     */
+    public static SegmentDigests writeUpdate(Storage storage, Path target, String tempName, AdapterTensors state,
+                                             Map<String, String> extraMetadata) {
+        SegmentDigests.Digester digester = new SegmentDigests.Digester();
+        boolean fresh = write(storage, target, tempName, state, extraMetadata,
+                raw -> new java.io.FilterOutputStream(raw) {
+                    @Override
+                    public void write(byte[] b, int off, int len) throws IOException {
+                        out.write(b, off, len);
+                        digester.write(b, off, len);
+                    }
+
+                    @Override
+                    public void write(int b) throws IOException {
+                        write(new byte[] {(byte) b}, 0, 1);
+                    }
+                });
+        try {
+            return fresh ? digester.finish(target.toString()) : SegmentDigests.of(storage, target);
+        } catch (IOException e) {
+            throw Storage.failure("checksum", target, e);
+        }
+    }
+
+    /** Writes through {@code wrap}; false if an earlier attempt's file was already in place (and kept). */
+    private static boolean write(Storage storage, Path target, String tempName, AdapterTensors state,
+                                 Map<String, String> extraMetadata,
+                                 java.util.function.Function<OutputStream, OutputStream> wrap) {
+        Path tmp = new Path(target.getParent(), tempName);
         try {
             SafetensorsWriter writer = writer(state, extraMetadata);
             try (FSDataOutputStream raw = storage.fs(target).create(tmp, false);
-                 OutputStream out = new DigestOutputStream(raw, md)) {
+                 OutputStream out = wrap.apply(raw)) {
                 writer.writeTo(out);
                 out.flush();
                 raw.hsync();
@@ -68,13 +104,24 @@ public final class AdapterStateFile {
                     throw new IOException("rename of " + tmp + " failed");
                 }
                 storage.deleteQuietly(tmp);
-                return storage.sha256(target);
+                return false;
             }
-            return HexFormat.of().formatHex(md.digest());
+            return true;
         } catch (IOException e) {
             storage.deleteQuietly(tmp);
             throw Storage.failure("write adapter state", target, e);
         }
+    }
+
+    /** The SHA-256 of the file {@link #write} would write for {@code state}, computed without writing it. */
+    public static String sha256Of(AdapterTensors state, Map<String, String> extraMetadata) {
+        MessageDigest md = Storage.sha256();
+        try (OutputStream out = new DigestOutputStream(OutputStream.nullOutputStream(), md)) {
+            writer(state, extraMetadata).writeTo(out);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("cannot encode the adapter state", e);
+        }
+        return HexFormat.of().formatHex(md.digest());
     }
 
     /** The file's tensors and metadata, ready to write. */
@@ -106,6 +153,41 @@ public final class AdapterStateFile {
             }
             return new Contents(new AdapterTensors(tensors, r.step()), r.metadata());
         }
+    }
+
+    /**
+     * A state stored as several part files (a round averaged on the executors, one part per key range), read in part
+     * order into one state: the keys in part order, one step (every part must carry the same), extra metadata of
+     * the first part. A single file reads as {@link #read(Storage, Path)}.
+     */
+    public static Contents read(Storage storage, List<Path> parts) {
+        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
+        long step = -1;
+        Map<String, String> metadata = null;
+        for (Path part : parts) {
+            Contents c = read(storage, part);
+            if (step >= 0 && c.state().step() != step) {
+                throw new IllegalStateException(part + " is at optimizer step " + c.state().step() + " but "
+                        + parts.get(0) + " is at " + step + ": the parts are not of one state");
+            }
+            step = c.state().step();
+            metadata = metadata == null ? c.metadata() : metadata;
+            for (String k : c.state().keys()) {
+                if (tensors.put(k, c.state().tensor(k)) != null) {
+                    throw new IllegalStateException(part + " repeats key '" + k + "' of an earlier part");
+                }
+            }
+        }
+        return new Contents(new AdapterTensors(tensors, step), metadata);
+    }
+
+    /** The keys and shapes of a state stored as {@code parts}, in key order, from their headers alone. */
+    public static Map<String, long[]> layout(Storage storage, List<Path> parts) {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        for (Path part : parts) {
+            shapes.putAll(layout(storage, part));
+        }
+        return shapes;
     }
 
     /** The keys and shapes of a state file, in key order, from its header alone (no tensor is read). */
@@ -186,6 +268,26 @@ public final class AdapterStateFile {
 
         /** The extra metadata written with the state (e.g. target_tokens). */
         public Map<String, String> metadata() { return new LinkedHashMap<>(extra); }
+
+        /**
+         * Hands the raw little-endian bytes of file tensor {@code name} (a key, or a key plus .adam_m / .adam_v) to
+         * {@code reader}: a view of the mapping for local files, a copy that lives only during the call otherwise.
+         */
+        public <T> T withRawBytes(String name, java.util.function.Function<java.lang.foreign.MemorySegment, T> reader) {
+            try {
+                return file.withBytes(name, reader);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException("cannot read tensor '" + name + "' of " + file.location()
+                        + ": " + e.getMessage(), e);
+            }
+        }
+
+        /** The file tensor names of {@code key}'s part 0 (weights), 1 (Adam m), 2 (Adam v). */
+        public static String tensorName(String key, int part) {
+            return part == 0 ? key : part == 1 ? key + ADAM_M : key + ADAM_V;
+        }
+
+        public String location() { return file.location(); }
 
         public float[] weights(String key) { return floats(key); }
 

@@ -11,6 +11,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.qalora.driver.rounds.RoundMetrics;
+import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 import org.qalora.driver.testing.ToyTrainerFactory;
 
@@ -99,6 +100,61 @@ class CheckpointStoreTest {
         log.clear();
         store.tidyAfterRestart(latest, 2);
         assertEquals(List.of(), log);
+    }
+
+    /**
+     * A round committed as part files (what the executors' averaging writes): it reads back as one state in key
+     * order, its identity is fixed by its parts, a corrupt part makes the round invalid, and a commit whose part is
+     * missing or of another size is refused naming it.
+     */
+    @Test
+    void aStateCommittedAsPartsReadsBackWholeAndAnyBadPartInvalidatesTheRound() throws Exception {
+        Storage storage = new Storage(new Configuration());
+        List<String> log = new ArrayList<>();
+        CheckpointStore store = new CheckpointStore(storage, storage.path(dir.resolve("parts").toString()), log::add);
+        AdapterTensors s = new ToyTrainerFactory(1, "", 0.1f).initialState(1);
+        store.commit(0, s, "plan", "cfg", null);
+        List<String> keys = s.keys();
+        java.util.Map<String, RoundManifest.FileEntry> files = new java.util.LinkedHashMap<>();
+        org.apache.hadoop.fs.Path tmp = store.beginCommit(1);
+        int half = keys.size() / 2;
+        for (int p = 0; p < 2; p++) {
+            java.util.Map<String, AdapterTensors.Tensor> part = new java.util.LinkedHashMap<>();
+            for (String k : p == 0 ? keys.subList(0, half) : keys.subList(half, keys.size())) {
+                part.put(k, s.tensor(k));
+            }
+            String name = CheckpointStore.partFileName(p, 2);
+            org.apache.hadoop.fs.Path file = new org.apache.hadoop.fs.Path(tmp, name);
+            String sha = AdapterStateFile.write(storage, file, "_tmp-" + p, new AdapterTensors(part, 6),
+                    java.util.Map.of("round", "1"));
+            files.put(name, new RoundManifest.FileEntry(storage.length(file), sha));
+        }
+        CheckpointStore.Committed one = store.commitPrepared(1, tmp, files, 6, "plan", "cfg", metrics(1));
+        assertEquals(List.of("adapter_state-00001-of-00002.safetensors", "adapter_state-00002-of-00002.safetensors"),
+                one.stateFiles().stream().map(org.apache.hadoop.fs.Path::getName).toList());
+        CheckpointStore.Committed read = store.latestCommitted().orElseThrow();
+        assertEquals(1, read.round());
+        assertEquals(one.stateId(), read.stateId());
+        assertTrue(!read.stateId().equals(files.values().iterator().next().sha256()), "parts: an id over all parts");
+        AdapterTensors back = store.loadState(read);
+        assertEquals(keys, back.keys());
+        assertTrue(new AdapterTensors(keysOf(s), 6).bitwiseEquals(back), "the parts read back as the whole state");
+
+        // A part missing, or of another size than its writer reported, is refused before anything is committed.
+        org.apache.hadoop.fs.Path tmp2 = store.beginCommit(2);
+        IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> store.commitPrepared(2, tmp2, files, 6, "plan", "cfg", metrics(2)));
+        assertTrue(e.getMessage().contains(CheckpointStore.partFileName(0, 2)) && e.getMessage().contains("is missing"),
+                e.getMessage());
+
+        // Flip a byte of the second part: round 1 is no longer valid, round 0 is the latest.
+        Path part2 = dir.resolve("parts/round-00001/" + CheckpointStore.partFileName(1, 2));
+        byte[] bytes = Files.readAllBytes(part2);
+        bytes[bytes.length - 1] ^= 1;
+        Files.write(part2, bytes);
+        assertEquals(0, store.latestCommitted().orElseThrow().round());
+        assertTrue(log.stream().anyMatch(l -> l.contains(CheckpointStore.partFileName(1, 2)) && l.contains("does not match")),
+                log.toString());
     }
 
     private static java.util.Map<String, AdapterTensors.Tensor> keysOf(AdapterTensors s) {

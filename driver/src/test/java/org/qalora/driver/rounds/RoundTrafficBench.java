@@ -7,26 +7,32 @@ import java.util.List;
 import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.qalora.driver.spark.SparkSettings;
+import org.qalora.driver.state.SegmentDigests;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 
 /**
- * The driver's per-round traffic at LLaMA-7B adapter shapes (issue 13 item 8): QA-LoRA rank r on all 7 projections
+ * The per-round averaging traffic at LLaMA-7B adapter shapes (issue 13 item 8): QA-LoRA rank r on all 7 projections
  * of L layers, A {@code [r, in/g]} and B {@code [out, r]}, weights and both Adam moments in fp32 (about 1.07 GB a
  * slot at r 64, g 32, 32 layers). Synthetic slot updates are written exactly as {@link SlotTask} writes them
- * ({@link AdapterStateFile#write} into {@code updates-00001/}), then each round of the driver is timed as
- * {@link TrainingRounds} runs it, phase by phase:
+ * ({@link AdapterStateFile#writeUpdate} into {@code updates-00001/}), then each round's averaging is timed both ways,
+ * in the same run:
  * <ul>
- *   <li>verify: the SHA-256 of every update file ({@link TrainingRounds#checksums}, as {@code runVerified});
- *   <li>average: {@link TrainingRounds#averageUpdates} (reads the start state for its layout, streams the updates
- *   in slot order into the float64 sums, rounds once);
- *   <li>commit: {@link CheckpointStore#commit} (state file with its SHA-256, manifest, rename) plus pruning the
- *   previous round's directory, as {@code keepRounds = 1} does.
+ *   <li>driver path (before 2026-12-06, {@link DriverSideAveraging}): verify (every update read whole for its
+ *   digests), average (the updates streamed in slot order into the float64 sums on the driver), commit
+ *   ({@link CheckpointStore#commit}: one state file with its SHA-256, manifest, rename; plus pruning);
+ *   <li>executor path ({@link TrainingRounds} today): the averaging stage ({@link ExecutorAveraging}: one task per
+ *   key range on Spark {@code local[E]}, each reading its tensors of every update once, checking them as it
+ *   averages, writing its part), then commit ({@link CheckpointStore#commitPrepared}: manifest, rename; plus
+ *   pruning). Its state is checked bit for bit against the driver path's on the first repeat of each slot count.
  * </ul>
- * Everything runs in one JVM on the local filesystem, so the files come from the page cache once written: a lower
- * bound for HDFS. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group]}; prints one line per
+ * Everything runs in one JVM on the local filesystem: the "executors" are task threads of this JVM sharing its
+ * cores and page cache. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group]}; prints one line per
  * repeat and the medians. See docs/PERFORMANCE.md, "driver".
  */
 public final class RoundTrafficBench {
@@ -58,12 +64,15 @@ public final class RoundTrafficBench {
         initial = null; // let the heap hold only what the driver holds
         Path updates = store.updatesDir(1);
         storage.mkdirs(updates);
-        List<String> shas = new ArrayList<>();
+        List<SegmentDigests> digests = new ArrayList<>();
+        List<SlotMetrics> metrics = new ArrayList<>();
         for (int s = 0; s < maxSlots; s++) {
             AdapterTensors update = state(layers, rank, group, s, 16);
-            shas.add(AdapterStateFile.write(storage, new Path(updates, CheckpointStore.updateFileName(s)),
+            long tokens = 60_000 + 1_000L * s;
+            digests.add(AdapterStateFile.writeUpdate(storage, new Path(updates, CheckpointStore.updateFileName(s)),
                     "_tmp-slot-" + s, update, Map.of("round", "1", "slot", Integer.toString(s),
-                            "target_tokens", Long.toString(60_000 + 1_000L * s), "loss_sum", "0", "steps", "16")));
+                            "target_tokens", Long.toString(tokens), "loss_sum", "0", "steps", "16")));
+            metrics.add(new SlotMetrics(s, 0, "bench", "cpu", tokens, 0, 0, digests.get(s)));
         }
         long bytes = storage.length(new Path(updates, CheckpointStore.updateFileName(0)));
         System.out.printf("LLaMA-7B-shaped adapter: %d layers x 7 projections, r %d, g %d: %,d parameters, %.3f GB per"
@@ -74,51 +83,94 @@ public final class RoundTrafficBench {
         // Process CPU time next to the wall clock: on a shared machine the CPU-seconds are the steadier figure.
         com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
                 java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        SparkConf conf = SparkSettings.apply(new SparkConf(), "local[" + maxSlots + "]", "RoundTrafficBench")
+                .set("spark.ui.enabled", "false");
         int round = 1;
-        for (int slots : slotCounts) {
-            List<Integer> ids = new ArrayList<>();
-            for (int s = 0; s < slots; s++) {
-                ids.add(s);
-            }
-            double[][] phases = new double[repeats][];
-            for (int rep = 0; rep < repeats; rep++) {
-                long u0 = os.getProcessCpuTime();
-                long v0 = System.nanoTime();
-                String[] actual = TrainingRounds.checksums(storage, updates, ids); // as runVerified
-                for (int s : ids) {
-                    if (!actual[s].equals(shas.get(s))) {
-                        throw new IllegalStateException("slot " + s + "'s update changed on disk");
+        try (JavaSparkContext jsc = new JavaSparkContext(conf)) {
+            for (int slots : slotCounts) {
+                List<Integer> ids = new ArrayList<>();
+                for (int s = 0; s < slots; s++) {
+                    ids.add(s);
+                }
+                double[][] phases = new double[repeats][];
+                for (int rep = 0; rep < repeats; rep++) {
+                    // Driver path.
+                    long u0 = os.getProcessCpuTime();
+                    long v0 = System.nanoTime();
+                    DriverSideAveraging.verify(storage, updates, ids, digests);
+                    long v1 = System.nanoTime();
+                    long u1 = os.getProcessCpuTime();
+                    UpdateAverager.Averaged avg = DriverSideAveraging.average(storage, store, 1, start, ids);
+                    long v2 = System.nanoTime();
+                    long u2 = os.getProcessCpuTime();
+                    // Each commit takes the next round number (a committed round is never overwritten) and prunes the
+                    // one before it, as keepRounds = 1 would; round 0 stays the start state.
+                    CheckpointStore.Committed driverRound = store.commit(round, avg.state(), "plan", "config", null);
+                    avg = null;
+                    if (round > 1) {
+                        storage.delete(store.roundDir(round - 1));
                     }
+                    long v3 = System.nanoTime();
+                    long u3 = os.getProcessCpuTime();
+                    round++;
+                    // Executor path.
+                    ExecutorAveraging.Outcome out = ExecutorAveraging.run(jsc, storage, store, 1, start,
+                            metrics.subList(0, slots), slots, FaultPlan.none(), "bench");
+                    long v4 = System.nanoTime();
+                    long u4 = os.getProcessCpuTime();
+                    CheckpointStore.Committed executorRound = store.commitPrepared(round, out.commitDir(), out.files(),
+                            out.step(), "plan", "config", null);
+                    long v5 = System.nanoTime();
+                    long u5 = os.getProcessCpuTime();
+                    round++;
+                    if (rep == 0 && !store.loadState(driverRound).bitwiseEquals(store.loadState(executorRound))) {
+                        throw new IllegalStateException(slots + " slots: the executor path's state differs from the"
+                                + " driver path's");
+                    }
+                    storage.delete(store.roundDir(round - 2));
+                    // One averaging task alone (part 0, in this thread, nothing else of this JVM running): what one
+                    // executor of a cluster with one executor per key range would spend on the round.
+                    double alone = timeOneTaskAlone(storage, store, start, metrics.subList(0, slots), slots);
+                    phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9,
+                        (u3 - u0) / 1e9, (v4 - v3) / 1e9, (v5 - v4) / 1e9, (v5 - v3) / 1e9, (u5 - u3) / 1e9,
+                        out.slowestMillis() / 1e3, alone};
+                    System.out.printf("slots %d, repeat %d: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total"
+                                    + " %.2f s (CPU %.1f s) | EXECUTORS average %.2f s (slowest task %.2f s), commit %.3f"
+                                    + " s, total %.2f s (CPU %.1f s); one task alone %.2f s%s%n", slots, rep,
+                            phases[rep][0], phases[rep][1], phases[rep][2], phases[rep][3], phases[rep][4],
+                            phases[rep][5], phases[rep][9], phases[rep][6], phases[rep][7], phases[rep][8],
+                            phases[rep][10], rep == 0 ? "; states bit-identical" : "");
                 }
-                long v1 = System.nanoTime();
-                long u1 = os.getProcessCpuTime();
-                UpdateAverager.Averaged avg = TrainingRounds.averageUpdates(storage, store, 1, start, ids);
-                long v2 = System.nanoTime();
-                long u2 = os.getProcessCpuTime();
-                // Each repeat commits the next round number (a committed round is never overwritten) and prunes the
-                // one before it, as keepRounds = 1 would; round 0 stays the start state.
-                store.commit(round, avg.state(), "plan", "config", null);
-                if (round > 1) {
-                    storage.delete(store.roundDir(round - 1));
-                }
-                long v3 = System.nanoTime();
-                long u3 = os.getProcessCpuTime();
-                round++;
-                phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9,
-                    (u1 - u0) / 1e9, (u2 - u1) / 1e9, (u3 - u2) / 1e9, (u3 - u0) / 1e9};
-                System.out.printf("slots %d, repeat %d: verify %.2f s, average %.2f s, commit %.2f s, total %.2f s"
-                                + " (CPU %.1f / %.1f / %.1f / %.1f s)%n", slots, rep, phases[rep][0], phases[rep][1],
-                        phases[rep][2], phases[rep][3], phases[rep][4], phases[rep][5], phases[rep][6], phases[rep][7]);
+                System.out.printf("slots %d MEDIAN: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total %.2f s,"
+                                + " CPU %.1f s; driver reads %.1f GB, writes %.1f GB | EXECUTORS (%d tasks) average %.2f s"
+                                + " (slowest task %.2f s), commit %.3f s, total %.2f s, CPU %.1f s; the driver reads only"
+                                + " headers and writes a manifest, the tasks read %.1f GB and write %.1f GB in all; one"
+                                + " task alone (1/%d of the keys: what each of %d executors would do) %.2f s%n",
+                        slots, median(phases, 0), median(phases, 1), median(phases, 2), median(phases, 3),
+                        median(phases, 4), 2 * slots * bytes / 1e9, bytes / 1e9, slots, median(phases, 5),
+                        median(phases, 9), median(phases, 6), median(phases, 7), median(phases, 8),
+                        slots * bytes / 1e9, bytes / 1e9, slots, slots, median(phases, 10));
             }
-            double total = median(phases, 3);
-            System.out.printf("slots %d MEDIAN: CPU %.1f / %.1f / %.1f / %.1f s;", slots, median(phases, 4),
-                    median(phases, 5), median(phases, 6), median(phases, 7));
-            System.out.printf(" verify %.2f s, average %.2f s, commit %.2f s, total %.2f s;"
-                            + " the driver reads %.1f GB (each update twice: checksum, average) and writes %.1f GB%n",
-                    median(phases, 0), median(phases, 1), median(phases, 2), total, 2 * slots * bytes / 1e9,
-                    bytes / 1e9);
         }
         storage.delete(dir);
+    }
+
+    /** Seconds for averaging task 0 of {@code parts} run alone in this thread, its part written to a scratch dir. */
+    private static double timeOneTaskAlone(Storage storage, CheckpointStore store, CheckpointStore.Committed start,
+                                           List<SlotMetrics> slots, int parts) {
+        Map<String, long[]> layout = AdapterStateFile.layout(storage, start.stateFiles());
+        Path scratch = store.beginCommit(999_999);
+        AveragingTask task = new AveragingTask(new org.qalora.quant.io.ShippedHadoopConf(storage.conf()), 1,
+                store.updatesDir(1).toString(), slots.stream().map(SlotMetrics::update).toArray(SegmentDigests[]::new),
+                layout, KeyRanges.split(layout, parts), scratch.toString(), FaultPlan.none());
+        long t0 = System.nanoTime();
+        AveragedPart part = task.call(List.of(0).iterator()).next();
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        storage.delete(scratch);
+        if (part.refused()) {
+            throw new IllegalStateException(part.refusal());
+        }
+        return seconds;
     }
 
     /**

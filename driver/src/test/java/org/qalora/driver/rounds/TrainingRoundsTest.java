@@ -114,12 +114,33 @@ class TrainingRoundsTest {
     }
 
     @Test
-    void aFailedTaskIsRetriedAndChangesNothing() {
+    void aFailedTaskIsRetriedAndChangesNothing() throws Exception {
         var clean = run("clean", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
         var faulty = run("faulty", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.parse("throw:2:1"),
                 new ArrayList<>());
         assertTrue(faulty.state().bitwiseEquals(clean.state()));
         assertEquals(3 + 1, faulty.metrics().get(1).taskAttempts(), "slot 1 of round 2 needed a second attempt");
+        // An averaging task that fails after its part is in place: its retry keeps that part, the state is the same.
+        List<String> failures = java.util.Collections.synchronizedList(new ArrayList<>());
+        org.apache.spark.scheduler.SparkListener listener = new org.apache.spark.scheduler.SparkListener() {
+            @Override
+            public void onTaskEnd(org.apache.spark.scheduler.SparkListenerTaskEnd end) {
+                if (!(end.reason() instanceof org.apache.spark.Success$)) {
+                    failures.add(end.reason().toString());
+                }
+            }
+        };
+        jsc.sc().addSparkListener(listener);
+        var averagingFaulty = run("averaging-faulty", SETTINGS, new ToyTrainerFactory(7, "", 0.05f),
+                FaultPlan.parse("averagethrow:2:1"), new ArrayList<>());
+        for (int i = 0; i < 50 && failures.isEmpty(); i++) {
+            Thread.sleep(100); // listener events arrive asynchronously
+        }
+        jsc.sc().removeSparkListener(listener);
+        assertTrue(failures.size() == 1 && failures.get(0).contains("averaging task 1 after its part file was renamed"),
+                failures.toString());
+        assertTrue(averagingFaulty.state().bitwiseEquals(clean.state()));
+        assertEquals(clean.metrics().get(1).slotSpread(), averagingFaulty.metrics().get(1).slotSpread(), 0.0);
     }
 
     @Test

@@ -128,4 +128,41 @@ class AdapterStateFileTest {
                 () -> AdapterStateFile.read(storage, file("partial.safetensors")));
         assertTrue(e.getMessage().contains("tensor 'w.adam_m' (listed in metadata keys) is missing"), e.getMessage());
     }
+
+    /**
+     * The segment digests a slot task computes while writing are those of the file read back; they cover the
+     * header and every tensor, so a flipped data byte changes exactly one tensor's digest and a flipped header byte
+     * the header's; the SHA-256 {@link AdapterStateFile#sha256Of} predicts is the written file's.
+     */
+    @Test
+    void segmentDigestsWhileWritingMatchTheFileAndLocateAChange() throws Exception {
+        Storage storage = new Storage(new Configuration());
+        AdapterTensors s = new ToyTrainerFactory(1, "", 0.1f).initialState(3);
+        org.apache.hadoop.fs.Path file = storage.path(dir.resolve("digests.safetensors").toString());
+        SegmentDigests written = AdapterStateFile.writeUpdate(storage, file, "_tmp-digests", s, Map.of("slot", "2"));
+        SegmentDigests read = SegmentDigests.of(storage, file);
+        assertEquals(3 * s.keys().size(), written.tensors().length, "weights, m and v of every key");
+        assertEquals(Arrays.asList(written.tensors()), Arrays.asList(read.tensors()));
+        assertEquals(Arrays.asList(written.sha256()), Arrays.asList(read.sha256()));
+        assertEquals(written.header(), read.header());
+        assertEquals(written.header(), SegmentDigests.headerOf(storage, file));
+        assertEquals(written.root(), read.root());
+        assertEquals(storage.sha256(file), AdapterStateFile.sha256Of(s, Map.of("slot", "2")));
+
+        Path local = Path.of(file.toUri().getPath());
+        byte[] bytes = Files.readAllBytes(local);
+        bytes[bytes.length - 5] ^= 0x10;
+        Files.write(local, bytes);
+        SegmentDigests changed = SegmentDigests.of(storage, file);
+        int differing = 0;
+        for (int i = 0; i < written.tensors().length; i++) {
+            differing += written.sha256()[i].equals(changed.sha256()[i]) ? 0 : 1;
+        }
+        assertEquals(1, differing, "one tensor's bytes changed");
+        assertEquals(written.header(), changed.header());
+        bytes[bytes.length - 5] ^= 0x10;
+        bytes[20] ^= 0x01; // inside the JSON header
+        Files.write(local, bytes);
+        assertFalse(written.header().equals(SegmentDigests.headerOf(storage, file)), "a header byte changed");
+    }
 }

@@ -132,6 +132,15 @@ public final class SafetensorsFile implements AutoCloseable {
         return copy.asSlice(0, e.length()).asReadOnly();
     }
 
+    /**
+     * Hands tensor {@code name}'s raw little-endian bytes to {@code reader} and returns its result: a view of the
+     * mapping for local files (no copy), a scratch copy that lives only during the call otherwise. For callers that
+     * look at the bytes more than once (e.g. checksum, then decode) without keeping them.
+     */
+    public <T> T withBytes(String name, java.util.function.Function<MemorySegment, T> reader) throws IOException {
+        return decode(entry(name), reader);
+    }
+
     /** Reads a tensor's bytes and hands them to {@code decoder}; remote data lives only during the call. */
     private <T> T decode(SafetensorsHeader.Entry e, java.util.function.Function<MemorySegment, T> decoder) throws IOException {
         if (mapped != null) {

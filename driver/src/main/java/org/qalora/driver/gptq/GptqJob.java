@@ -10,10 +10,12 @@ import java.util.Map;
 import java.util.Set;
 import java.util.function.Consumer;
 import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.io.ShippedHadoopConf;
@@ -54,10 +56,13 @@ public final class GptqJob {
     public record Stats(Map<HiddenFrom, Integer> hiddenFrom, int calibrationTasks, int solveTasks) {}
 
     private final ShardJob shards;
+    private final FaultPlan faults;
     private final Consumer<String> progress;
 
-    public GptqJob(ShardJob shards, Consumer<String> progress) {
+    /** @param faults test fault injection ({@code calibrationhalt}); {@link FaultPlan#none()} otherwise */
+    public GptqJob(ShardJob shards, FaultPlan faults, Consumer<String> progress) {
         this.shards = shards;
+        this.faults = faults;
         this.progress = progress;
     }
 
@@ -69,6 +74,7 @@ public final class GptqJob {
         ShippedHadoopConf conf = new ShippedHadoopConf(storage.conf());
         int threads = shards.threads();
         int chunks = work.chunks();
+        FaultPlan faults = this.faults;   // a local, so the task closures capture the plan and not this job
         Map<HiddenFrom, Integer> from = new EnumMap<>(HiddenFrom.class);
         Map<Integer, String> lastExecutor = new HashMap<>(); // chunk -> "executor_<host>_<id>" that last ran it
         int calibrationTasks = 0;
@@ -85,6 +91,7 @@ public final class GptqJob {
                     List<String> done = chunkRdd(jsc, chunks, lastExecutor).map(c -> {
                         HiddenFrom f = CalibrationWork.hessianTask(work, layer, stage, (Integer) c,
                                 new Storage(conf.get()).paths(), threads);
+                        faults.maybeFireInCalibration(layer, stage, (Integer) c, TaskContext.get().attemptNumber());
                         return c + " " + executorLocation() + " " + f.name();
                     }).collect();
                     for (String d : done) {

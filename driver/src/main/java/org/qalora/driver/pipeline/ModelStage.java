@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.function.Consumer;
 import org.qalora.driver.gptq.CalibrationSampler;
 import org.qalora.driver.gptq.GptqJob;
+import org.qalora.driver.rounds.FaultPlan;
 import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
@@ -35,6 +36,7 @@ public final class ModelStage {
     private final HadoopPaths paths;
     private final ShardJob shards;
     private final long maxShardBytes;
+    private final FaultPlan faults;
     private final Consumer<String> progress;
     private GptqJob.Stats lastGptqStats;
 
@@ -46,9 +48,16 @@ public final class ModelStage {
      * @param maxShardBytes the largest weights file of the quantized base ({@code --max-shard-size})
      */
     public ModelStage(HadoopPaths paths, ShardJob shards, long maxShardBytes, Consumer<String> progress) {
+        this(paths, shards, maxShardBytes, FaultPlan.none(), progress);
+    }
+
+    /** @param faults test fault injection for the GPTQ calibration tasks ({@code calibrationhalt}) */
+    public ModelStage(HadoopPaths paths, ShardJob shards, long maxShardBytes, FaultPlan faults,
+                      Consumer<String> progress) {
         this.paths = paths;
         this.shards = shards;
         this.maxShardBytes = maxShardBytes;
+        this.faults = faults;
         this.progress = progress;
     }
 
@@ -173,7 +182,7 @@ public final class ModelStage {
                         + " calibration %d x %d tokens from %s%s, in %d chunk(s) -> %s", src.model(), gptq.bits(),
                 gptq.groupSize(), drawn.samples(), drawn.tokens(), drawn.source(),
                 notes.isEmpty() ? "" : " (" + String.join("; ", notes) + ")", work.chunks(), quantized));
-        GptqJob job = new GptqJob(shards, progress);
+        GptqJob job = new GptqJob(shards, faults, progress);
         GptqJob.Stats[] stats = new GptqJob.Stats[1];
         paths.writeDirectoryAtomically(quantized, tmp -> stats[0] = job.run(work, plan, src.config().numHiddenLayers(), tmp));
         paths.delete(workDir);

@@ -155,7 +155,7 @@ public final class TrainPipeline {
             FaultPlan faults = FaultPlan.parse(spark.conf().get(FaultPlan.CONF_KEY, ""));
             ShardJob quantizeTasks = new ShardJob(jsc, storage, FaultPlan.none(), threads, progress);
             // The data is prepared before the base is quantized: GPTQ draws its calibration windows from it.
-            ModelStage modelStage = new ModelStage(paths, quantizeTasks, maxShardBytes, progress);
+            ModelStage modelStage = new ModelStage(paths, quantizeTasks, maxShardBytes, faults, progress);
             ModelStage.Source source = modelStage.source(job.model(), job.tokenizer(), job.qalora(), job.seed(), runDir,
                     repoRoot);
             DataStage data = new DataStage(paths, progress,

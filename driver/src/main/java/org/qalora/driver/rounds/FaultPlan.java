@@ -24,6 +24,10 @@ import org.qalora.driver.checkpoint.Storage;
  *   (0-based key range) of that round halts its executor JVM after averaging, before its part file is written, or
  *   throws after the part file is renamed into the round's commit directory. Spark retries it; the committed state
  *   must not change.
+ *   <li>{@code calibrationhalt:LAYER:CHUNK}: the first attempt of the GPTQ calibration task of chunk CHUNK in the
+ *   first stage of layer LAYER halts its executor JVM after writing its partial Hessians, before it reports: the
+ *   chunk's hidden states kept in that executor's memory are lost with it. Spark retries the task; the quantized
+ *   model must not change.
  * </ul>
  */
 public record FaultPlan(String mode, int round, int slot, int times) implements Serializable {
@@ -46,13 +50,16 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
         if (p.length == 2 && (p[0].equals("mergehalt") || p[0].equals("mergethrow"))) {
             return new FaultPlan(p[0], -1, Integer.parseInt(p[1]), 1);
         }
+        if (p.length == 3 && p[0].equals("calibrationhalt")) {
+            return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
+        }
         if (p.length == 3 && (p[0].equals("averagehalt") || p[0].equals("averagethrow"))) {
             return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
         }
         if (p.length != 3 || !(p[0].equals("halt") || p[0].equals("throw"))) {
             throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT, "
-                    + "corrupt:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK, mergethrow:TASK, averagehalt:ROUND:PART or "
-                    + "averagethrow:ROUND:PART");
+                    + "corrupt:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK, mergethrow:TASK, averagehalt:ROUND:PART, "
+                    + "averagethrow:ROUND:PART or calibrationhalt:LAYER:CHUNK");
         }
         return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
     }
@@ -101,6 +108,15 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
         } else if (mode.equals("averagethrow") && phase == MergePhase.AFTER_RENAME) {
             throw new IllegalStateException("qalora fault injection: failing attempt 0 of round " + round
                     + " averaging task " + part + " after its part file was renamed into place");
+        }
+    }
+
+    /** Called by a GPTQ calibration task when its partial Hessians are written ({@code calibrationhalt}). */
+    public void maybeFireInCalibration(int layer, int stage, int chunk, int attempt) {
+        if (mode.equals("calibrationhalt") && attempt == 0 && stage == 0 && layer == round && chunk == slot) {
+            System.err.println("qalora fault injection: halting executor JVM in GPTQ calibration, layer " + layer
+                    + " chunk " + chunk);
+            Runtime.getRuntime().halt(1);
         }
     }
 

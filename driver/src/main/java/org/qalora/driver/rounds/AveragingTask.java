@@ -2,10 +2,8 @@ package org.qalora.driver.rounds;
 
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -25,7 +23,7 @@ import org.qalora.quant.kernels.KernelPool;
 /**
  * The body of a round's averaging task (one partition = one key range): reads its keys' tensors, and only those
  * byte ranges, from every slot's update file, checks each tensor's bytes (and each file's header) against the
- * SHA-256 the slot task computed while writing it, sums them in slot order in float64 exactly as the driver-side
+ * CRC32C the slot task computed while writing it ({@link SegmentDigests} says why CRC32C suffices there), sums them in slot order in float64 exactly as the driver-side
  * {@link UpdateAverager} does, and writes its part of the round's state into the round's commit directory
  * (attempt-unique temporary name, then rename; an earlier attempt's part, bit-identical, is kept). The update
  * bytes are read once, checked while averaging, and never pass through the driver. A failed check writes nothing
@@ -88,8 +86,8 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
                 Path file = new Path(updatesDir, CheckpointStore.updateFileName(slot));
                 String header = SegmentDigests.headerOf(storage, file);
                 if (!header.equals(digests[slot].header())) {
-                    throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file + " has a header with SHA-256 "
-                            + header + ", which does not match the SHA-256 its task reported (" + digests[slot].header()
+                    throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file + " has a header with CRC32C "
+                            + header + ", which does not match the CRC32C its task reported (" + digests[slot].header()
                             + ")");
                 }
                 AdapterStateFile.Reader update = AdapterStateFile.open(storage, file);
@@ -137,7 +135,7 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
             this.slot = slot;
             this.file = file;
             for (int i = 0; i < digests.tensors().length; i++) {
-                expected.put(digests.tensors()[i], digests.sha256()[i]);
+                expected.put(digests.tensors()[i], digests.crc32c()[i]);
             }
         }
 
@@ -146,12 +144,10 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
             String name = AdapterStateFile.Reader.tensorName(key, part);
             // One read of the bytes: checksummed, then decoded, from the same (mapped or scratch) segment.
             return file.withRawBytes(name, bytes -> {
-                MessageDigest md = Storage.sha256();
-                md.update(bytes.asByteBuffer());
-                String actual = HexFormat.of().formatHex(md.digest());
+                String actual = SegmentDigests.crc32c(bytes.asByteBuffer());
                 if (!actual.equals(expected.get(name))) {
                     throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file.location() + " has tensor '"
-                            + name + "' with SHA-256 " + actual + ", which does not match the SHA-256 its task reported ("
+                            + name + "' with CRC32C " + actual + ", which does not match the CRC32C its task reported ("
                             + expected.get(name) + ")");
                 }
                 return bytes.toArray(F32_LE);

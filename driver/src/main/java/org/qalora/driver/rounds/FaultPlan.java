@@ -12,7 +12,7 @@ import org.qalora.driver.checkpoint.Storage;
  *   change. Only ever fires on attempt 0, so a retried task succeeds.
  *   <li>{@code stop:ROUND}: the driver stops the run right after committing that round, as a driver crash between
  *   rounds would; rerunning the same command must resume from it.
- *   <li>{@code corrupt:ROUND:SLOT[:TIMES]}: after that task has written its update file (and computed the SHA-256
+ *   <li>{@code corrupt:ROUND:SLOT[:TIMES]}: after that task has written its update file (and computed the CRC32C
  *   it returns), one byte of the file is flipped, as a bad disk or a torn copy would. The driver must detect it
  *   and re-run the slot. Fires on the first {@code TIMES} runs of that slot (default 1): the driver's re-runs count,
  *   Spark's own task retries do not, so a large {@code TIMES} makes every re-run fail verification too.

@@ -21,7 +21,7 @@ import org.qalora.driver.state.AdapterTensors;
  * (manifest, rename). No barrier mode: a failed task is retried alone. Rerunning on the same checkpoint directory
  * resumes after the last committed round and, because every seed derives from (seed, round, slot) and every
  * reduction has a fixed order, ends bit-identical to an uninterrupted run. Every byte of an update is checked
- * against the SHA-256 its task computed while writing it, as it is averaged; an update that fails is not averaged
+ * against the CRC32C its task computed while writing it, as it is averaged; an update that fails is not averaged
  * but retrained (see {@link #runAndAverage}).
  */
 public final class TrainingRounds {
@@ -30,7 +30,7 @@ public final class TrainingRounds {
     public record Result(CheckpointStore.Committed last, AdapterTensors state, List<RoundMetrics> metrics,
                          int resumedFrom) {}
 
-    /** How often the driver re-runs a slot whose update file fails its SHA-256 check before failing the round. */
+    /** How often the driver re-runs a slot whose update file fails its CRC32C check before failing the round. */
     public static final int MAX_SLOT_RERUNS = 3;
 
     private final JavaSparkContext jsc;
@@ -129,7 +129,7 @@ public final class TrainingRounds {
 
     /**
      * Runs round {@code round}'s slot job, then its averaging job ({@link ExecutorAveraging}), whose tasks check
-     * every update byte they read against the SHA-256s the slot's task computed while writing it. A slot whose file
+     * every update byte they read against the CRC32Cs the slot's task computed while writing it. A slot whose file
      * does not match (changed after the task wrote it: a bad disk, a torn copy) is never averaged: its file is deleted
      * and the slot's task resubmitted, then the averaging job rerun, at most {@link #MAX_SLOT_RERUNS} times, after
      * which the round fails naming round, slot and file. Training is deterministic, so the re-run writes the same

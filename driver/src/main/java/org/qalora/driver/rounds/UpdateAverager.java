@@ -29,14 +29,21 @@ import org.qalora.quant.kernels.KernelPool;
  *   Its sums are formed per (slot, key) and added slot by slot in key order, a fixed order (this metric's last
  *   bits differ from the single running sum of the sequential averager before 2026-12-06; the state does not).
  *   <li>{@code factorDiscordance}: for each LoRA module, |avg(B A) - avg(B) avg(A)|_F / |avg(B A)|_F: the bias of
- *   averaging the factors separately ("aggregation discordance", FFA-LoRA). Reported as the max and the mean over
- *   the modules that fit the {@link #DISCORDANCE_BUDGET} (B A is [out, in/g], so on big models only the first
- *   modules are measured, which keeps the driver's memory bounded).
+ *   averaging the factors separately ("aggregation discordance", FFA-LoRA), over a fixed sample of B A's entries:
+ *   an evenly spaced grid of at most {@link #DISCORDANCE_SAMPLE_ROWS} rows by {@link #DISCORDANCE_SAMPLE_COLS}
+ *   columns of each module ({@link #sampleIndices}), chosen from the layout alone, so the driver and every
+ *   executor sample the same entries. Every module is measured; the max and the mean over the modules are
+ *   reported. It is a diagnostic: forming all of B A ([out, in/g] per slot) cost ~1 G multiply-adds per slot at
+ *   LLaMA-7B r64, more than the averaging itself; the grid costs rank x 1024 per module and slot (~15 M per slot
+ *   at 7B), and the samples are taken from the tensors as they are averaged, so nothing is read twice. Modules
+ *   no bigger than the grid are measured exactly.
  * </ul>
  */
 public final class UpdateAverager {
-    /** Most float64 elements of sum_i w_i B_i A_i held for the discordance measure (128 MiB). */
-    public static final long DISCORDANCE_BUDGET = 16L << 20;
+    /** Rows of each module's product B A [out, cols] that the discordance measure samples (evenly spaced). */
+    public static final int DISCORDANCE_SAMPLE_ROWS = 32;
+    /** Columns of each module's product B A that the discordance measure samples (evenly spaced). */
+    public static final int DISCORDANCE_SAMPLE_COLS = 32;
 
     /** The averaged state and the disagreement measures. */
     public record Averaged(AdapterTensors state, long totalTokens, double slotSpread, double maxFactorDiscordance,
@@ -64,7 +71,8 @@ public final class UpdateAverager {
 
     private record Slot(Source source, double weight) {}
 
-    private record LoraPair(String aKey, String bKey, int out, int rank, int cols) {} // product [out, cols]
+    /** A module: product B A is [out, cols]; {@code rows} x {@code sampledCols} its entries the measure uses. */
+    private record LoraPair(String aKey, String bKey, int out, int rank, int cols, int[] rows, int[] sampledCols) {}
 
     private final Map<String, long[]> layout; // key -> shape, key order
     private final List<String> keys;
@@ -83,7 +91,6 @@ public final class UpdateAverager {
         this.layout = new LinkedHashMap<>(layout);
         this.keys = new ArrayList<>(layout.keySet());
         this.pool = pool;
-        long budget = DISCORDANCE_BUDGET;
         for (String k : keys) {
             if (!k.endsWith("lora_A.weight")) {
                 continue;
@@ -97,12 +104,9 @@ public final class UpdateAverager {
             if (aShape.length != 2 || bShape.length != 2 || aShape[0] != bShape[1]) {
                 continue;
             }
-            long size = bShape[0] * aShape[1];
-            if (size > budget) {
-                break;
-            }
-            budget -= size;
-            pairs.add(new LoraPair(k, bKey, (int) bShape[0], (int) aShape[0], (int) aShape[1]));
+            int out = (int) bShape[0], cols = (int) aShape[1];
+            pairs.add(new LoraPair(k, bKey, out, (int) aShape[0], cols, sampleIndices(out, DISCORDANCE_SAMPLE_ROWS),
+                    sampleIndices(cols, DISCORDANCE_SAMPLE_COLS)));
         }
     }
 
@@ -191,14 +195,18 @@ public final class UpdateAverager {
         AdapterTensors.Tensor[] out = new AdapterTensors.Tensor[subset.size()];
         double[][] squares = new double[subset.size()][n];  // [key][slot]: sum w x^2 over the key's weights
         double[] meanSquares = new double[subset.size()];   // [key]: sum xbar^2
-        Map<String, double[]> pairMeans = new java.util.concurrent.ConcurrentHashMap<>(); // float64 means for discordance
-        java.util.Set<String> pairKeys = new java.util.HashSet<>();
+        // The discordance samples (sampleOf): per key, each slot's and the float64 mean's, taken as they are averaged.
+        Map<String, double[][]> pairSlots = new java.util.concurrent.ConcurrentHashMap<>();
+        Map<String, double[]> pairMeans = new java.util.concurrent.ConcurrentHashMap<>();
+        Map<String, LoraPair> pairOf = new java.util.HashMap<>();
         for (LoraPair p : pairs) {
-            pairKeys.add(p.aKey());
-            pairKeys.add(p.bKey());
+            pairOf.put(p.aKey(), p);
+            pairOf.put(p.bKey(), p);
         }
         pool.run(subset.size(), t -> {
             String k = subset.get(t);
+            LoraPair pair = pairOf.get(k);
+            double[][] slotSamples = pair == null ? null : new double[n][];
             float[][] parts = new float[3][];
             for (int part = 0; part < 3; part++) {
                 double[] sum = new double[(int) AdapterTensors.numel(layout.get(k))];
@@ -212,6 +220,9 @@ public final class UpdateAverager {
                             sq += slot.weight() * v * v;
                         }
                         squares[t][s] = sq;
+                        if (pair != null) {
+                            slotSamples[s] = sampleOf(pair, k, i -> x[i]);
+                        }
                     }
                 }
                 for (int i = 0; i < sum.length; i++) {
@@ -223,8 +234,9 @@ public final class UpdateAverager {
                         ms += m * m;
                     }
                     meanSquares[t] = ms;
-                    if (pairKeys.contains(k)) {
-                        pairMeans.put(k, sum);
+                    if (pair != null) {
+                        pairSlots.put(k, slotSamples);
+                        pairMeans.put(k, sampleOf(pair, k, i -> sum[i]));
                     }
                 }
                 parts[part] = toFloats(sum);
@@ -240,7 +252,8 @@ public final class UpdateAverager {
         double[] discordance = new double[measured.size()];
         pool.run(measured.size(), t -> {
             LoraPair p = pairs.get(measured.get(t));
-            discordance[t] = discordance(p, pairMeans.get(p.aKey()), pairMeans.get(p.bKey()), total);
+            discordance[t] = discordance(p, pairSlots.get(p.aKey()), pairSlots.get(p.bKey()),
+                    pairMeans.get(p.aKey()), pairMeans.get(p.bKey()), total);
         });
         Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
         for (int t = 0; t < subset.size(); t++) {
@@ -314,42 +327,75 @@ public final class UpdateAverager {
     public long totalTokens() { return totalTokens; }
 
     /**
-     * |avg(B A) - avg(B) avg(A)|_F / |avg(B A)|_F of one module; sum_i w_i B_i A_i is formed slot by slot. Both
-     * products keep, per entry (o, c), the sum over the rank j in increasing order, with the column c innermost so
-     * the loops run over contiguous rows (C2 vectorises them; the per-entry chains are those of the plain loops).
+     * {@code k} indices of [0, n), evenly spaced from 0 ({@code i * n / k}), or all of them when n <= k. Depends on
+     * the layout alone, so every JVM samples the same entries.
      */
-    private double discordance(LoraPair p, double[] a, double[] b, double total) {
-        int cols = p.cols();
-        double[] weightedProduct = new double[p.out() * cols]; // [out, cols]
-        double[] aRow = new double[cols];
-        for (Slot slot : slots) {
-            float[] sa = slot.source().read(p.aKey(), 0); // [r, cols]
-            float[] sb = slot.source().read(p.bKey(), 0); // [out, r]
-            double[] ad = new double[sa.length];          // exact widening, hoisted out of the inner loop
-            for (int i = 0; i < sa.length; i++) {
-                ad[i] = sa[i];
+    static int[] sampleIndices(int n, int k) {
+        int m = Math.min(n, k);
+        int[] idx = new int[m];
+        for (int i = 0; i < m; i++) {
+            idx[i] = (int) ((long) i * n / m);
+        }
+        return idx;
+    }
+
+    /**
+     * What the discordance of {@code p} needs of its key {@code key}'s tensor {@code x}: of A [rank, cols] the
+     * sampled columns ([rank, sampled cols]), of B [out, rank] the sampled rows ([sampled rows, rank]), as float64
+     * (exact widening of a slot's float32).
+     */
+    private static double[] sampleOf(LoraPair p, String key, java.util.function.IntToDoubleFunction x) {
+        int r = p.rank();
+        if (key.equals(p.aKey())) {
+            int[] cols = p.sampledCols();
+            double[] a = new double[r * cols.length];
+            for (int j = 0; j < r; j++) {
+                for (int c = 0; c < cols.length; c++) {
+                    a[j * cols.length + c] = x.applyAsDouble(j * p.cols() + cols[c]);
+                }
             }
-            double w = slot.weight();
-            for (int o = 0; o < p.out(); o++) {
-                int row = o * cols;
-                for (int j = 0; j < p.rank(); j++) {
-                    double bw = w * sb[o * p.rank() + j];
-                    int aOff = j * cols;
+            return a;
+        }
+        int[] rows = p.rows();
+        double[] b = new double[rows.length * r];
+        for (int o = 0; o < rows.length; o++) {
+            for (int j = 0; j < r; j++) {
+                b[o * r + j] = x.applyAsDouble(rows[o] * r + j);
+            }
+        }
+        return b;
+    }
+
+    /**
+     * |avg(B A) - avg(B) avg(A)|_F / |avg(B A)|_F of one module over its sampled entries; sum_i w_i B_i A_i is
+     * formed slot by slot in slot order, each entry's sum over the rank j in increasing order, so the value is the
+     * same in every JVM. {@code aSlots}/{@code bSlots} are the slots' samples, {@code a}/{@code b} the means'.
+     */
+    private double discordance(LoraPair p, double[][] aSlots, double[][] bSlots, double[] a, double[] b,
+                               double total) {
+        int rows = p.rows().length, cols = p.sampledCols().length, r = p.rank();
+        double[] weightedProduct = new double[rows * cols]; // [sampled rows, sampled cols]
+        for (int s = 0; s < slots.size(); s++) {
+            double w = slots.get(s).weight();
+            double[] sa = aSlots[s], sb = bSlots[s];
+            for (int o = 0; o < rows; o++) {
+                for (int j = 0; j < r; j++) {
+                    double bw = w * sb[o * r + j];
                     for (int c = 0; c < cols; c++) {
-                        weightedProduct[row + c] += bw * ad[aOff + c];
+                        weightedProduct[o * cols + c] += bw * sa[j * cols + c];
                     }
                 }
             }
         }
+        double[] aRow = new double[cols];
         double diff = 0;
         double norm = 0;
-        for (int o = 0; o < p.out(); o++) {
-            java.util.Arrays.fill(aRow, 0);                // row o of avg(B) avg(A)
-            for (int j = 0; j < p.rank(); j++) {
-                double bj = b[o * p.rank() + j];
-                int aOff = j * cols;
+        for (int o = 0; o < rows; o++) {
+            Arrays.fill(aRow, 0);                          // sampled row o of avg(B) avg(A)
+            for (int j = 0; j < r; j++) {
+                double bj = b[o * r + j];
                 for (int c = 0; c < cols; c++) {
-                    aRow[c] += bj * a[aOff + c];
+                    aRow[c] += bj * a[j * cols + c];
                 }
             }
             for (int c = 0; c < cols; c++) {

@@ -202,7 +202,7 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         out.writeInt(d.tensors().length);
         for (int i = 0; i < d.tensors().length; i++) {
             out.writeString(d.tensors()[i]);
-            out.writeString(d.sha256()[i]);
+            out.writeString(d.crc32c()[i]);
         }
     }
 

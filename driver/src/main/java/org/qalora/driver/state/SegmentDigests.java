@@ -12,6 +12,7 @@ import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HexFormat;
+import java.util.zip.CRC32C;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -19,29 +20,52 @@ import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
 
 /**
- * The SHA-256 of each segment of a safetensors file: its header (the 8-byte length and the JSON) and each tensor's
- * data bytes, in file order. A slot task computes them while it writes its update; the tasks that average the
+ * The CRC32C of each segment of a safetensors file: its header (the 8-byte length and the JSON) and each tensor's
+ * data bytes, in file order, as 8 hex digits. A slot task computes them while it writes its update; the tasks that average the
  * updates then each read only their tensors' bytes and still check every byte they use (and the header they
  * trust for offsets, tokens and step) against what the slot task wrote. Together the segments cover the whole
  * file, so the driver-side path, which reads whole files, checks the same digests ({@link #of}), and
  * {@link #root()} names the file's content in one string.
+ *
+ * <p>Why CRC32C and not SHA-256 (which committed checkpoint files and their manifests keep): these digests only
+ * cover a round's transient update files, written and read by our own tasks within one round and deleted after it.
+ * They detect corruption (a torn or stale write, a bad disk, a file changed under the run), not an adversary who
+ * could just as well change the digests the driver holds. CRC32C detects every burst error up to 32 bits and any
+ * other change with probability 1 - 2^-32 per tensor, and runs at memory speed (hardware-accelerated,
+ * {@code java.util.zip.CRC32C}; ~26 GB/s against SHA-256's ~1.5 GB/s on one core here): at LLaMA-7B each averaging
+ * task checks ~1.07 GB a round, which cost ~0.7 s of SHA-256 against a 1.0-1.3 s round budget. HDFS itself
+ * checksums every block with CRC32C, so this is the same guarantee carried end to end through our own tasks.
  */
-public record SegmentDigests(String header, String[] tensors, String[] sha256) implements java.io.Serializable {
+public record SegmentDigests(String header, String[] tensors, String[] crc32c) implements java.io.Serializable {
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    /** The SHA-256 of tensor {@code name}'s data bytes, or null if the file has no such tensor. */
+    /** The CRC32C of tensor {@code name}'s data bytes, or null if the file has no such tensor. */
     public String of(String name) {
         int i = Arrays.asList(tensors).indexOf(name);
-        return i < 0 ? null : sha256[i];
+        return i < 0 ? null : crc32c[i];
     }
 
-    /** The SHA-256 of the header digest followed by every tensor's name and digest, in file order. */
+    /** The CRC32C of {@code bytes}' remaining bytes, as {@link SegmentDigests} writes it (8 hex digits). */
+    public static String crc32c(java.nio.ByteBuffer bytes) {
+        CRC32C crc = new CRC32C();
+        crc.update(bytes);
+        return hex(crc);
+    }
+
+    private static String hex(CRC32C crc) {
+        return HexFormat.of().toHexDigits((int) crc.getValue());
+    }
+
+    /**
+     * The SHA-256 of the header digest followed by every tensor's name and digest, in file order (a short input;
+     * it tells files apart as well as their CRC32Cs do).
+     */
     public String root() {
         MessageDigest md = Storage.sha256();
         md.update(header.getBytes(StandardCharsets.US_ASCII));
         for (int i = 0; i < tensors.length; i++) {
             md.update(tensors[i].getBytes(StandardCharsets.UTF_8));
-            md.update(sha256[i].getBytes(StandardCharsets.US_ASCII));
+            md.update(crc32c[i].getBytes(StandardCharsets.US_ASCII));
         }
         return HexFormat.of().formatHex(md.digest());
     }
@@ -56,7 +80,7 @@ public record SegmentDigests(String header, String[] tensors, String[] sha256) i
         }
     }
 
-    /** The SHA-256 of the header segment of {@code file} (its first 8 + n bytes): a small read. */
+    /** The CRC32C of the header segment of {@code file} (its first 8 + n bytes): a small read. */
     public static String headerOf(Storage storage, Path file) {
         try (InputStream in = storage.fs(file).open(file)) {
             byte[] prefix = in.readNBytes(8);
@@ -64,14 +88,14 @@ public record SegmentDigests(String header, String[] tensors, String[] sha256) i
             if (n < 0 || n > 100_000_000L) {
                 throw new IOException("not a safetensors file: its 8-byte header length is unreadable");
             }
-            MessageDigest md = Storage.sha256();
-            md.update(prefix);
+            CRC32C crc = new CRC32C();
+            crc.update(prefix);
             byte[] json = in.readNBytes((int) n);
             if (json.length != n) {
                 throw new IOException("the header is cut short: the file is truncated");
             }
-            md.update(json);
-            return HexFormat.of().formatHex(md.digest());
+            crc.update(json);
+            return hex(crc);
         } catch (IOException e) {
             throw Storage.failure("checksum the header of", file, e);
         }
@@ -82,7 +106,7 @@ public record SegmentDigests(String header, String[] tensors, String[] sha256) i
      * header it sees first (the data offsets), so it works on any safetensors byte stream, written or read.
      */
     public static final class Digester extends OutputStream {
-        private final MessageDigest md = Storage.sha256();
+        private final CRC32C md = new CRC32C(); // reset after each segment
         private final byte[] prefix = new byte[8];
         private long position;          // bytes seen so far
         private long headerEnd = -1;    // 8 + n once the prefix is seen
@@ -119,7 +143,8 @@ public record SegmentDigests(String header, String[] tensors, String[] sha256) i
                     System.arraycopy(b, off, json, (int) (position - 8), n);
                     md.update(b, off, n);
                     if (position + n == headerEnd) {
-                        headerDigest = HexFormat.of().formatHex(md.digest());
+                        headerDigest = hex(md);
+                        md.reset();
                         layout();
                     }
                 } else {
@@ -146,7 +171,8 @@ public record SegmentDigests(String header, String[] tensors, String[] sha256) i
         }
 
         private void nextTensor() {
-            done.add(HexFormat.of().formatHex(md.digest()));
+            done.add(hex(md));
+            md.reset();
             current++;
         }
 

@@ -176,7 +176,7 @@ class ExecutorAveragingTest {
         String lastTensor = d.tensors()[d.tensors().length - 1];
         assertTrue(refusal.refusal().startsWith("slot 1's update ") && refusal.refusal().contains(
                 CheckpointStore.updateFileName(1)) && refusal.refusal().contains("tensor '" + lastTensor + "'")
-                && refusal.refusal().contains("does not match the SHA-256 its task reported"), refusal.refusal());
+                && refusal.refusal().contains("does not match the CRC32C its task reported"), refusal.refusal());
         try (var files = Files.list(tmp.resolve("corrupt"))) {
             assertTrue(files.noneMatch(p -> p.getFileName().toString().startsWith("_tmp-")), "no commit directory left");
         }
@@ -191,7 +191,7 @@ class ExecutorAveragingTest {
         ExecutorAveraging.Outcome out2 = ExecutorAveraging.run(jsc, STORAGE, f.store(), 1, f.start(), f.slots(), 3,
                 FaultPlan.none(), "test");
         assertEquals(3, out2.refusals().size());
-        assertTrue(out2.refusals().get(0).refusal().contains("has a header with SHA-256"), out2.refusals().get(0).refusal());
+        assertTrue(out2.refusals().get(0).refusal().contains("has a header with CRC32C"), out2.refusals().get(0).refusal());
         assertTrue(out2.refusals().get(0).refusal().contains(CheckpointStore.updateFileName(1)));
 
         Files.write(slot1, good);

@@ -151,7 +151,7 @@ class TrainingRoundsTest {
                 log);
         String slotFile = CheckpointStore.updateFileName(1);
         assertTrue(log.stream().anyMatch(l -> l.startsWith("round 2: slot 1's update ") && l.contains(slotFile)
-                && l.contains("does not match the SHA-256 its task reported") && l.contains("re-running slot 1 (re-run 1 of ")),
+                && l.contains("does not match the CRC32C its task reported") && l.contains("re-running slot 1 (re-run 1 of ")),
                 String.join("\n", log));
         assertEquals(1, log.stream().filter(l -> l.contains("re-running slot")).count(), String.join("\n", log));
         assertEquals(3 + 1, corrupted.metrics().get(1).taskAttempts(), "slot 1 of round 2 ran twice");

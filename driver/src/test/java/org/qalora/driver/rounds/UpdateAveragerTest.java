@@ -2,7 +2,9 @@ package org.qalora.driver.rounds;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -74,6 +76,71 @@ class UpdateAveragerTest {
         assertEquals(Math.sqrt(0.5), d.maxFactorDiscordance(), 1e-9);
         // weights: slot0 (1,0,1,0), slot1 (0,1,0,1), mean (.5,.5,.5,.5): rms distance 1, |mean| = 1
         assertEquals(1.0, d.slotSpread(), 1e-9);
+    }
+
+    /**
+     * A module larger than the sample grid (B A [70, 50]) is measured on the evenly spaced rows i*70/32 and columns
+     * i*50/32 only: the measure equals a reference computed on those entries, and changing B's row 1 (not sampled)
+     * leaves it as it was, while changing row 2 (sampled) moves it.
+     */
+    @Test
+    void discordanceOfABigModuleIsTheReferenceOnTheSampledGrid() {
+        int out = 70, rank = 3, cols = 50;
+        Random rnd = new Random(11);
+        float[][] as = new float[2][rank * cols];
+        float[][] bs = new float[2][out * rank];
+        for (int s = 0; s < 2; s++) {
+            for (int i = 0; i < as[s].length; i++) as[s][i] = (float) rnd.nextGaussian();
+            for (int i = 0; i < bs[s].length; i++) bs[s][i] = (float) rnd.nextGaussian();
+        }
+        long[] tokens = {3, 5};
+        double want = sampledReference(as, bs, tokens, out, rank, cols);
+        assertEquals(want, bigModuleDiscordance(as, bs, tokens, out, rank, cols), 1e-12);
+        assertTrue(want > 0.01, "the slots disagree");
+        bs[1][1 * rank] += 5; // row 1 is not on the grid
+        assertEquals(want, bigModuleDiscordance(as, bs, tokens, out, rank, cols), 1e-12);
+        bs[1][2 * rank] += 5; // row 2 is
+        assertNotEquals(want, bigModuleDiscordance(as, bs, tokens, out, rank, cols), 1e-6);
+    }
+
+    private static double bigModuleDiscordance(float[][] as, float[][] bs, long[] tokens, int out, int rank, int cols) {
+        UpdateAverager avg = null;
+        for (int s = 0; s < as.length; s++) {
+            Map<String, AdapterTensors.Tensor> t = new LinkedHashMap<>();
+            t.put(A, tensor(new long[] {rank, cols}, as[s]));
+            t.put(B, tensor(new long[] {out, rank}, bs[s]));
+            AdapterTensors state = new AdapterTensors(t, 1);
+            if (avg == null) {
+                avg = new UpdateAverager(state);
+            }
+            avg.add(s, state, tokens[s]);
+        }
+        return avg.finish(1).maxFactorDiscordance();
+    }
+
+    /** |avg(BA) - avg(B) avg(A)|_F / |avg(BA)|_F over rows i*out/32 and columns i*cols/32, written out plainly. */
+    private static double sampledReference(float[][] as, float[][] bs, long[] tokens, int out, int rank, int cols) {
+        double total = tokens[0] + tokens[1];
+        double diff = 0, norm = 0;
+        for (int oi = 0; oi < 32; oi++) {
+            int o = oi * out / 32;
+            for (int ci = 0; ci < 32; ci++) {
+                int c = ci * cols / 32;
+                double avgProduct = 0, avgB_avgA = 0;
+                for (int j = 0; j < rank; j++) {
+                    double meanA = 0, meanB = 0;
+                    for (int s = 0; s < 2; s++) {
+                        avgProduct += tokens[s] * (double) bs[s][o * rank + j] * as[s][j * cols + c] / total;
+                        meanA += tokens[s] * (double) as[s][j * cols + c] / total;
+                        meanB += tokens[s] * (double) bs[s][o * rank + j] / total;
+                    }
+                    avgB_avgA += meanB * meanA;
+                }
+                diff += (avgProduct - avgB_avgA) * (avgProduct - avgB_avgA);
+                norm += avgProduct * avgProduct;
+            }
+        }
+        return Math.sqrt(diff / norm);
     }
 
     @Test

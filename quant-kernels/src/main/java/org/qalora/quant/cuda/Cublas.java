@@ -221,8 +221,12 @@ public final class Cublas {
      * TF32, bf16 for BF16; fp32 {@code y} always).
      */
     public synchronized void linear(Precision precision, long w, long x, int tokens, int out, int in, long y) {
-        KernelProfile.run(cuda, "cublas linear " + precision + " " + tokens + "x" + out + "x" + in,
-                () -> linearOnce(precision, w, x, tokens, out, in, y));
+        if (KernelProfile.ENABLED) {   // the name is built only when profiling: this is every product's path
+            KernelProfile.run(cuda, "cublas linear " + precision + " " + tokens + "x" + out + "x" + in,
+                    () -> linearOnce(precision, w, x, tokens, out, in, y));
+        } else {
+            linearOnce(precision, w, x, tokens, out, in, y);
+        }
     }
 
     private void linearOnce(Precision precision, long w, long x, int tokens, int out, int in, long y) {
@@ -259,9 +263,14 @@ public final class Cublas {
     public synchronized void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                                   long a, DType aType, int lda, long strideA, long b, DType bType, int ldb,
                                   long strideB, float beta, long c, DType cType, int ldc, long strideC, int batch) {
-        KernelProfile.run(cuda, "cublas gemm " + batch + " x " + m + "x" + n + "x" + k + " " + aType + "->" + cType,
-                () -> gemmOnce(transA, transB, m, n, k, alpha, a, aType, lda, strideA, b, bType, ldb, strideB, beta, c,
-                        cType, ldc, strideC, batch));
+        if (KernelProfile.ENABLED) {
+            KernelProfile.run(cuda, "cublas gemm " + batch + " x " + m + "x" + n + "x" + k + " " + aType + "->" + cType,
+                    () -> gemmOnce(transA, transB, m, n, k, alpha, a, aType, lda, strideA, b, bType, ldb, strideB,
+                            beta, c, cType, ldc, strideC, batch));
+        } else {
+            gemmOnce(transA, transB, m, n, k, alpha, a, aType, lda, strideA, b, bType, ldb, strideB, beta, c, cType,
+                    ldc, strideC, batch);
+        }
     }
 
     private void gemmOnce(boolean transA, boolean transB, int m, int n, int k, float alpha,

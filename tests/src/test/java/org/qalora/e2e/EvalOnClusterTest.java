@@ -52,12 +52,7 @@ class EvalOnClusterTest {
 
     @AfterAll
     static void stop() {
-        if (spark != null) {
-            spark.stop();
-        }
-        if (cluster != null) {
-            cluster.close();
-        }
+        TestCluster.stop(spark, cluster);
     }
 
     private static String hdfs(String path) {

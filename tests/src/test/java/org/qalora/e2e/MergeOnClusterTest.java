@@ -78,12 +78,7 @@ class MergeOnClusterTest {
 
     @AfterAll
     static void stop() {
-        if (spark != null) {
-            spark.stop();
-        }
-        if (cluster != null) {
-            cluster.close();
-        }
+        TestCluster.stop(spark, cluster);
     }
 
     private static Storage storage() {

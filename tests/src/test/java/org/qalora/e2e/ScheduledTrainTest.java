@@ -104,12 +104,7 @@ class ScheduledTrainTest {
 
     @AfterAll
     static void stop() {
-        if (spark != null) {
-            spark.stop();
-        }
-        if (cluster != null) {
-            cluster.close();
-        }
+        TestCluster.stop(spark, cluster);
     }
 
     private static String days(String glob) {

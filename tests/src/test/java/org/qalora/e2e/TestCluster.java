@@ -104,6 +104,16 @@ final class TestCluster implements AutoCloseable {
         return new JavaSparkContext(conf);
     }
 
+    /** A test class's teardown: stops its session (when it started one), then the cluster (when there is one). */
+    static void stop(org.apache.spark.sql.SparkSession spark, TestCluster cluster) {
+        if (spark != null) {
+            spark.stop();
+        }
+        if (cluster != null) {
+            cluster.close();
+        }
+    }
+
     @Override
     public void close() {
         hdfs.shutdown(true);

@@ -67,12 +67,7 @@ class TrainOnClusterTest {
 
     @AfterAll
     static void stop() {
-        if (spark != null) {
-            spark.stop();
-        }
-        if (cluster != null) {
-            cluster.close();
-        }
+        TestCluster.stop(spark, cluster);
     }
 
     private static TrainJob job(String output, String data) {

@@ -3,6 +3,7 @@ package org.qalora.quant.cuda;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
  * The kernels of {@code src/main/cuda/qalora_kernels.cu}, loaded from the PTX that the build put into the jar, as
@@ -34,6 +35,7 @@ public final class QuantKernelModule {
     private final MemorySegment[] gemvResidualBf16 = new MemorySegment[9];
     private final MemorySegment[] gemvSwigluBf16 = new MemorySegment[9];
     private final MemorySegment f32ToBf16;
+    private final SplitKGemv splitK;
 
     private QuantKernelModule(CudaDriver cuda) {
         this.cuda = cuda;
@@ -54,6 +56,7 @@ public final class QuantKernelModule {
             gemvSwigluBf16[bits] = cuda.function(module, "qgemv_swiglu_bf16_b" + bits);
         }
         f32ToBf16 = cuda.function(module, "f32_to_bf16");
+        splitK = new SplitKGemv(cuda);
     }
 
     /**
@@ -201,9 +204,20 @@ public final class QuantKernelModule {
 
     /**
      * {@link #gemv} with bf16 {@code x} and {@code y} (fp32 arithmetic, the result rounded to nearest even once): a
-     * decode step under mixed precision needs no conversion launches around it.
+     * decode step under mixed precision needs no conversion launches around it. The split-K GEMV where it
+     * {@linkplain SplitKGemv#takes takes} the weight (group sizes in multiples of 32, outputs in fours), else the
+     * slice GEMV.
      */
     public void gemvBf16(DeviceWeight w, long x, long y) {
+        if (SplitKGemv.takes(w, x)) {
+            splitK.gemv(new DeviceWeight[] {w}, x, new long[] {y});
+        } else {
+            gemvBf16Sliced(w, x, y);
+        }
+    }
+
+    /** {@link #gemvBf16(DeviceWeight, long, long)} on the slice GEMV whatever the weight (the benchmark's baseline). */
+    void gemvBf16Sliced(DeviceWeight w, long x, long y) {
         cuda.launch(gemvBf16[w.bits()], "qgemv_bf16_b" + w.bits(), ceil(w.out(), GEMV_COLUMNS), 1, 1, GEMV_COLUMNS,
                 GEMV_SLICES, 1, 0,
                 w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, y);
@@ -218,12 +232,30 @@ public final class QuantKernelModule {
             throw new IllegalArgumentException("the fused GEMV takes 1 to 3 weights and as many outputs, got "
                     + w.length + " and " + y.length);
         }
+        boolean allSplitK = true;
+        for (DeviceWeight wk : w) {
+            requireFusable(w[0], wk);
+            allSplitK &= SplitKGemv.takes(wk, x);
+        }
+        if (allSplitK) {
+            splitK.gemv(w, x, y);
+            return;
+        }
+        if (Arrays.stream(w).anyMatch(wk -> SplitKGemv.takes(wk, x))) {
+            for (int k = 0; k < w.length; k++) {  // each weight on the kernel its separate product would use
+                gemvBf16(w[k], x, y[k]);
+            }
+            return;
+        }
+        gemv3Sliced(w, x, y);
+    }
+
+    private void gemv3Sliced(DeviceWeight[] w, long x, long[] y) {
         Object[] args = new Object[18];
         int blocks = 0;
         for (int k = 0; k < 3; k++) {
             DeviceWeight wk = k < w.length ? w[k] : null;
             if (wk != null) {
-                requireFusable(w[0], wk);
                 blocks += ceil(wk.out(), GEMV_COLUMNS);
             }
             args[5 * k] = wk == null ? 0L : wk.q();
@@ -246,6 +278,10 @@ public final class QuantKernelModule {
      */
     public void gemvResidualBf16(DeviceWeight w, long x, boolean productBf16, long residual, boolean residualBf16,
                                  long out, boolean outBf16) {
+        if (SplitKGemv.takes(w, x)) {
+            splitK.gemvResidual(w, x, productBf16, residual, residualBf16, out, outBf16);
+            return;
+        }
         cuda.launch(gemvResidualBf16[w.bits()], "qgemv_residual_bf16_b" + w.bits(), ceil(w.out(), GEMV_COLUMNS), 1, 1,
                 GEMV_COLUMNS, GEMV_SLICES, 1, 0, w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x,
                 productBf16 ? 1 : 0, residual, residualBf16 ? 1 : 0, out, outBf16 ? 1 : 0);
@@ -260,6 +296,15 @@ public final class QuantKernelModule {
         if (gate.out() != up.out()) {
             throw new IllegalArgumentException("gate and up must have one output width, got " + gate.out() + " and "
                     + up.out());
+        }
+        boolean g = SplitKGemv.takes(gate, x), u = SplitKGemv.takes(up, x);
+        if (g != u) {  // they share shapes, so only a misaligned device pointer can do this
+            throw new IllegalArgumentException("gate and up weights must both be 16-byte aligned or neither: gate "
+                    + (g ? "is" : "is not") + ", up " + (u ? "is" : "is not"));
+        }
+        if (g) {
+            splitK.gemvSwiglu(gate, up, x, out);
+            return;
         }
         cuda.launch(gemvSwigluBf16[gate.bits()], "qgemv_swiglu_bf16_b" + gate.bits(), ceil(gate.out(), GEMV_COLUMNS),
                 1, 1, GEMV_COLUMNS, GEMV_SLICES, 1, 0, gate.q(), gate.scales(), gate.zeros(), up.q(), up.scales(), up.zeros(), gate.out(),

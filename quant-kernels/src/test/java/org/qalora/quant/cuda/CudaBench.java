@@ -90,6 +90,11 @@ public final class CudaBench {
                 out.printf("gemv int4 g32 1 x %d x %d, %2d slices: %7.4f ms, %4.0f GB/s, %.2f of copy%n", in, o, slices,
                         ms, bytes / (ms * 1e6), bytes / (ms * 1e6) / copyGBs);
             }
+            double sliced = millisPerCall(() -> kernels.gemvBf16Sliced(w[next[0]++ % copies], xb.pointer(), dy.pointer()));
+            double split = millisPerCall(() -> kernels.gemvBf16(w[next[0]++ % copies], xb.pointer(), dy.pointer()));
+            out.printf("  bf16 one product: slice GEMV %.4f ms (%.2f of copy), split-K GEMV %.4f ms (%.2f of copy, %d"
+                            + " chunks of 32 a split): %.2fx%n", sliced, bytes / (sliced * 1e6) / copyGBs, split,
+                    bytes / (split * 1e6) / copyGBs, SplitKGemv.splitChunks(in), sliced / split);
             long y0 = dy.pointer(), y1 = y0 + 2L * o, y2 = y1 + 2L * o;
             double one3 = millisPerCall(() -> {
                 for (int k = 0; k < 3; k++) {

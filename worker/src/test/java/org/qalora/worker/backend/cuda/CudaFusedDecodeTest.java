@@ -20,8 +20,8 @@ import org.qalora.worker.model.TinyModels;
 /**
  * The fused decode products ({@link CudaFusedDecode}: q/k/v in one launch, the residual add and SwiGLU folded into
  * the GEMV) write the same bits as the separate calls they replace (linear, add, swiglu on the same GPU: what
- * {@link Backend}'s default implementations run), for every bit width, aligned and unaligned group sizes and output widths that are not multiples
- * of the 32-column block; with two rows (no fusion) the calls still equal the separate ones. The same for the rotary
+ * {@link Backend}'s default implementations run), for every bit width, aligned and unaligned group sizes, output
+ * widths in fours (the split-K GEMV, one split and three) and not (the slice GEMV), and q/k/v launches mixing both; with two rows (no fusion) the calls still equal the separate ones. The same for the rotary
  * embedding and cache write of a decode step (one launch for rope, rope and two cache writes). Skipped without a GPU.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
@@ -44,48 +44,56 @@ class CudaFusedDecodeTest {
 
     @Test
     void fusedProductsWriteTheBitsOfTheSeparateCalls() {
-        for (int bits : new int[] {2, 3, 4, 8}) {
-            for (int group : new int[] {32, 128, 48}) {
-                for (int rows : new int[] {1, 2}) {
-                    String what = bits + " bits, group " + group + ", " + rows + " rows";
-                    int in = 384, hidden = 160, kv = 67, ffn = 259;  // inputs are a multiple of 32
-                    LinearWeight q = weight(hidden, in, bits, group), k = weight(kv, in, bits, group),
-                            v = weight(kv, in, bits, group), o = weight(in, hidden, bits, 32),
-                            gate = weight(ffn, in, bits, group), up = weight(ffn, in, bits, group);
-                    Tensor x = activation(rows, in), attn = activation(rows, hidden), residual = activation(rows, in);
-
-                    Tensor[] fused = {empty(rows, hidden), empty(rows, kv), empty(rows, kv)};
-                    Tensor[] apart = {empty(rows, hidden), empty(rows, kv), empty(rows, kv)};
-                    bf16.linears(x, List.of(q, k, v), List.of(fused));
-                    bf16.linear(x, q, apart[0]);
-                    bf16.linear(x, k, apart[1]);
-                    bf16.linear(x, v, apart[2]);
-                    for (int t = 0; t < 3; t++) {
-                        assertArrayEquals(bf16.download(apart[t]), bf16.download(fused[t]), "q/k/v " + t + ", " + what);
+        // {in, hidden, kv, ffn}: inputs are a multiple of 32. The first: one input split, k/v and ffn widths that the
+        // split-K GEMV does not take (not in fours); the second: three splits (36 chunks of 32), every width in fours.
+        for (int[] dims : new int[][] {{384, 160, 67, 259}, {1152, 256, 132, 516}}) {
+            for (int bits : new int[] {2, 3, 4, 8}) {
+                for (int group : new int[] {32, 128, 48}) {
+                    for (int rows : new int[] {1, 2}) {
+                        fusedProductsMatch(dims, bits, group, rows);
                     }
-
-                    for (boolean fp32Stream : new boolean[] {true, false}) {     // the decode's stream is fp32
-                        Tensor r = fp32Stream ? bf16.upload(bf16.download(residual), rows, in) : residual;
-                        Tensor outFused = fp32Stream ? bf16.allocate(rows, in) : empty(rows, in);
-                        Tensor outApart = fp32Stream ? bf16.allocate(rows, in) : empty(rows, in);
-                        bf16.linearPlusResidual(attn, o, r, empty(rows, in), outFused);
-                        Tensor product = empty(rows, in);
-                        bf16.linear(attn, o, product);
-                        bf16.add(r, product, outApart);
-                        assertArrayEquals(bf16.download(outApart), bf16.download(outFused), "o + residual, "
-                                + (fp32Stream ? "fp32" : "bf16") + " stream, " + what);
-                    }
-
-                    Tensor actFused = empty(rows, ffn), actApart = empty(rows, ffn);
-                    bf16.swigluOfLinears(x, gate, up, empty(rows, ffn), empty(rows, ffn), actFused);
-                    Tensor g = empty(rows, ffn), u = empty(rows, ffn);
-                    bf16.linear(x, gate, g);
-                    bf16.linear(x, up, u);
-                    bf16.swiglu(g, u, actApart);
-                    assertArrayEquals(bf16.download(actApart), bf16.download(actFused), "swiglu(gate, up), " + what);
                 }
             }
         }
+    }
+
+    private void fusedProductsMatch(int[] dims, int bits, int group, int rows) {
+        String what = bits + " bits, group " + group + ", " + rows + " rows, in " + dims[0];
+        int in = dims[0], hidden = dims[1], kv = dims[2], ffn = dims[3];
+        LinearWeight q = weight(hidden, in, bits, group), k = weight(kv, in, bits, group),
+                v = weight(kv, in, bits, group), o = weight(in, hidden, bits, 32),
+                gate = weight(ffn, in, bits, group), up = weight(ffn, in, bits, group);
+        Tensor x = activation(rows, in), attn = activation(rows, hidden), residual = activation(rows, in);
+
+        Tensor[] fused = {empty(rows, hidden), empty(rows, kv), empty(rows, kv)};
+        Tensor[] apart = {empty(rows, hidden), empty(rows, kv), empty(rows, kv)};
+        bf16.linears(x, List.of(q, k, v), List.of(fused));
+        bf16.linear(x, q, apart[0]);
+        bf16.linear(x, k, apart[1]);
+        bf16.linear(x, v, apart[2]);
+        for (int t = 0; t < 3; t++) {
+            assertArrayEquals(bf16.download(apart[t]), bf16.download(fused[t]), "q/k/v " + t + ", " + what);
+        }
+
+        for (boolean fp32Stream : new boolean[] {true, false}) {     // the decode's stream is fp32
+            Tensor r = fp32Stream ? bf16.upload(bf16.download(residual), rows, in) : residual;
+            Tensor outFused = fp32Stream ? bf16.allocate(rows, in) : empty(rows, in);
+            Tensor outApart = fp32Stream ? bf16.allocate(rows, in) : empty(rows, in);
+            bf16.linearPlusResidual(attn, o, r, empty(rows, in), outFused);
+            Tensor product = empty(rows, in);
+            bf16.linear(attn, o, product);
+            bf16.add(r, product, outApart);
+            assertArrayEquals(bf16.download(outApart), bf16.download(outFused), "o + residual, "
+                    + (fp32Stream ? "fp32" : "bf16") + " stream, " + what);
+        }
+
+        Tensor actFused = empty(rows, ffn), actApart = empty(rows, ffn);
+        bf16.swigluOfLinears(x, gate, up, empty(rows, ffn), empty(rows, ffn), actFused);
+        Tensor g = empty(rows, ffn), u = empty(rows, ffn);
+        bf16.linear(x, gate, g);
+        bf16.linear(x, up, u);
+        bf16.swiglu(g, u, actApart);
+        assertArrayEquals(bf16.download(actApart), bf16.download(actFused), "swiglu(gate, up), " + what);
     }
 
     @Test

@@ -162,10 +162,19 @@ __device__ __forceinline__ bool sk_split_sum(float4 (&v)[NP], float* ws, unsigne
 #pragma unroll
     for (int k = 0; k < NP; k++) {
         float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int p = 0; p < P; p++) {
-            float4 r = p == split ? v[k]
-                                  : __ldcg(reinterpret_cast<const float4*>(ws + ((size_t)p * NP + k) * stride + col));
-            s.x += r.x; s.y += r.y; s.z += r.z; s.w += r.w;
+        for (int p0 = 0; p0 < P; p0 += 8) {  // 8 loads in flight, then their sums in split order
+            float4 r[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int p = p0 + u;
+                r[u] = p >= P || p == split
+                           ? v[k]
+                           : __ldcg(reinterpret_cast<const float4*>(ws + ((size_t)p * NP + k) * stride + col));
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                if (p0 + u < P) { s.x += r[u].x; s.y += r[u].y; s.z += r[u].z; s.w += r[u].w; }
+            }
         }
         v[k] = s;
     }

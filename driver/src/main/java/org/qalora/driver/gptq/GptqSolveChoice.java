@@ -7,7 +7,7 @@ import org.qalora.quant.quantizer.GptqSolve;
 /**
  * {@code train --gptq-solve} decided once, on the driver, before any GPTQ work: the result travels in
  * {@link org.qalora.worker.quantize.CalibrationWork} to every solve task, so all projections of a run are solved
- * on the same kind of device (the GPU's factor agrees with the CPU's to ~1e-12, not bit for bit, and distributed GPTQ
+ * on the same kind of device (the GPU's factor agrees with the CPU's within 1e-9, not bit for bit, and distributed GPTQ
  * equals single-process GPTQ bit for bit only for the same solve device).
  */
 public final class GptqSolveChoice {

@@ -52,7 +52,7 @@ public final class GptqQuantizer {
     /**
      * @param kernels runs the lazy block updates (the O(out * in^2) part)
      * @param solver  computes the inverse-Hessian factor (the O(in^3) part): {@link InverseFactorSolver#CPU} or a GPU
-     *                one ({@link GptqSolve#solver}); the two agree to ~1e-12 but not bit for bit
+     *                one ({@link GptqSolve#solver}); the two agree within 1e-9 but not bit for bit
      */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
                          DenseKernels kernels, InverseFactorSolver solver) {

@@ -7,7 +7,7 @@ import org.qalora.quant.cuda.CudaGptqSolve;
  * Where GPTQ's inverse-Hessian factor ({@link InverseFactorSolver}) is computed: {@code cpu} (the blocked Vector API
  * solve) or {@code gpu} (cuSOLVER). The option that picks it ({@code --gptq-solve}) also takes {@code auto}, which
  * {@link #resolve} turns into one of the two <em>once</em>, before any solve: the two give results that agree to
- * about 1e-12 but not bit for bit, so every projection of a run must be solved on the same kind of device for
+ * within 1e-9 (relative; the tested bound) but not bit for bit, so every projection of a run must be solved on the same kind of device for
  * distributed GPTQ to equal single-process GPTQ bit for bit (and a rerun to equal the first run).
  */
 public enum GptqSolve {

@@ -79,7 +79,11 @@ class CudaGptqSolveTest {
     /**
      * A whole GPTQ (4-bit, group 32, the paper's settings) of a {@code [512, 1024]} layer: the factor is rounded to
      * float32 before use, so the two solves give the same float32 factor nearly everywhere, and a code can differ only
-     * where a weight sits within a rounding error of a quantization boundary. Measured fraction printed; bound 1e-3.
+     * where a weight sits within a rounding error of a quantization boundary (and then the row's later columns, fed
+     * another error, may follow). Emulated on the CPU with this very layer (2026-12-06): the CPU factor with relative
+     * Gaussian noise of 1e-10 or 1e-6 on every entry changed 0 of 524,288 codes, plain and act-order; noise of 1e-4
+     * changed 0.8%. So the bound, 1e-4 of the codes, passes any factor within {@link CudaGptqSolve#CPU_AGREEMENT}
+     * with room, and fails a factor that is wrong in its fourth digit. The measured fraction is printed.
      */
     @ParameterizedTest(name = "act-order {0}")
     @ValueSource(booleans = {false, true})
@@ -104,7 +108,7 @@ class CudaGptqSolveTest {
         double fraction = differ / (double) a.length;
         System.out.printf(Locale.ROOT, "GPU gptq solve, GPTQ 4-bit g32 of [%d, %d]%s: %d of %d codes differ from the CPU"
                 + " solve's (%.2e)%n", out, in, actOrder ? " act-order" : "", differ, a.length, fraction);
-        assertTrue(fraction <= 1e-3, () -> differ + " of " + a.length + " codes differ: more than rounding explains");
+        assertTrue(fraction <= 1e-4, () -> differ + " of " + a.length + " codes differ: more than rounding explains");
     }
 
     // ---- everywhere, GPU or not ----------------------------------------------------------------------------------

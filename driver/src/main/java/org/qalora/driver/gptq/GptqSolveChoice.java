@@ -3,6 +3,7 @@ package org.qalora.driver.gptq;
 import org.apache.spark.SparkConf;
 import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.quantizer.GptqSolve;
+import org.qalora.worker.backend.Backends;
 
 /**
  * {@code train --gptq-solve} decided once, on the driver, before any GPTQ work: the result travels in
@@ -17,25 +18,38 @@ public final class GptqSolveChoice {
     private GptqSolveChoice() {}
 
     /**
-     * {@code cpu} and {@code gpu} as asked; {@code auto} is {@code gpu} when the Spark tasks are given GPUs
-     * ({@value #TASK_GPUS} above 0) or, in local mode (tasks in this JVM), when GPU 0 here can run cuSOLVER; else
-     * {@code cpu}. {@code gpu} in local mode on a machine whose GPU cannot run the solve is refused here, with the
-     * reason, rather than in the first solve task after the first layer's calibration.
+     * {@code cpu} and {@code gpu} as asked. {@code auto} follows the run's {@code --device}: {@code cpu} there is
+     * {@code cpu} here (Spark may hand out GPU addresses that the run chose not to use); otherwise, in local mode (the
+     * tasks run in this JVM) {@code gpu} when GPU 0 here can run cuSOLVER, and on a cluster {@code gpu} when the tasks
+     * are given GPUs ({@value #TASK_GPUS} above 0) or {@code --device} names a GPU; else {@code cpu}. An explicit
+     * {@code gpu} in local mode on a machine whose GPU cannot run the solve is refused here, with the reason, rather
+     * than in the first solve task after the first layer's calibration.
+     *
+     * @param device the run's requested {@code --device} ({@code auto}, {@code cpu}, {@code gpu}, {@code gpu:N})
      */
-    public static GptqSolve resolve(String requested, SparkConf conf, boolean local) {
-        double taskGpus;
-        try {
-            taskGpus = Double.parseDouble(conf.get(TASK_GPUS, "0"));
-        } catch (NumberFormatException e) {
-            taskGpus = 0;  // Spark itself refuses a malformed amount when it schedules
-        }
+    public static GptqSolve resolve(String requested, String device, SparkConf conf, boolean local) {
         String r = GptqSolve.checkRequested(requested, "--gptq-solve");
-        String why = local && !r.equals("cpu") ? CudaGptqSolve.unusableReason(0) : null;
-        GptqSolve solve = GptqSolve.resolve(r, taskGpus > 0 || local && why == null, "--gptq-solve");
-        if (solve == GptqSolve.GPU && local && why != null) {
-            throw new IllegalArgumentException("--gptq-solve gpu: this machine's GPU cannot run the solve (" + why
-                    + "); use --gptq-solve cpu or auto");
+        String d = Backends.checkRequested(device);
+        if (r.equals("cpu") || r.equals("auto") && d.equals("cpu")) {
+            return GptqSolve.CPU;
         }
-        return solve;
+        String why = local ? CudaGptqSolve.unusableReason(0) : null;
+        if (r.equals("gpu")) {
+            if (why != null) {
+                throw new IllegalArgumentException("--gptq-solve gpu: this machine's GPU cannot run the solve (" + why
+                        + "); use --gptq-solve cpu or auto");
+            }
+            return GptqSolve.GPU;
+        }
+        boolean gpu = local ? why == null : taskGpus(conf) > 0 || !d.equals("auto");
+        return gpu ? GptqSolve.GPU : GptqSolve.CPU;
+    }
+
+    private static double taskGpus(SparkConf conf) {
+        try {
+            return Double.parseDouble(conf.get(TASK_GPUS, "0"));
+        } catch (NumberFormatException e) {
+            return 0;  // Spark itself refuses a malformed amount when it schedules
+        }
     }
 }

@@ -166,7 +166,8 @@ public final class TrainPipeline {
                     job.evalData(), source.tokenizer(), job.template(), runDir);
             ModelStage.Quantization quantization = job.gptq()
                     ? new ModelStage.Quantization(true, job.calibration(), job.calibrationSamples(), job.calibrationTokens(),
-                            org.qalora.driver.gptq.GptqSolveChoice.resolve(job.gptqSolve(), spark.sparkContext().getConf(), local))
+                            org.qalora.driver.gptq.GptqSolveChoice.resolve(job.gptqSolve(), job.device(),
+                                    spark.sparkContext().getConf(), local))
                     : ModelStage.Quantization.RTN;
             ModelStage.Resolved model = modelStage.quantize(source, job.qalora(), job.bits(), job.groupSize(),
                     quantization, job.seed(), runDir, dataset);

@@ -10,7 +10,7 @@ import org.junit.jupiter.api.Test;
 import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.quantizer.GptqSolve;
 
-/** {@code train --gptq-solve}: decided once on the driver, from where the tasks run, never per task. */
+/** {@code train --gptq-solve}: decided once on the driver, from --device and where the tasks run, never per task. */
 class GptqSolveChoiceTest {
     private static SparkConf taskGpus(String amount) {
         SparkConf conf = new SparkConf(false);
@@ -18,18 +18,22 @@ class GptqSolveChoiceTest {
     }
 
     @Test
-    void autoFollowsTheTasksGpusOnAClusterAndExplicitChoicesStand() {
-        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("auto", taskGpus("1"), false));
-        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("auto", taskGpus("0.5"), false));
-        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("auto", taskGpus(null), false));
-        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("auto", taskGpus("0"), false));
-        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("cpu", taskGpus("1"), false));
+    void autoFollowsTheDeviceAndTheTasksGpusOnAClusterAndExplicitChoicesStand() {
+        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("auto", "auto", taskGpus("1"), false));
+        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("auto", "auto", taskGpus("0.5"), false));
+        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("auto", "auto", taskGpus(null), false));
+        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("auto", "auto", taskGpus("0"), false));
+        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("auto", "gpu:1", taskGpus(null), false));
+        // --device cpu: the run chose not to use the GPUs Spark hands out (TrainOnClusterTest's fake ones).
+        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("auto", "cpu", taskGpus("1"), false));
+        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("auto", "cpu", taskGpus(null), true));
+        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("cpu", "gpu", taskGpus("1"), false));
         // On a cluster the driver cannot see the executors' GPUs: an explicit gpu is taken as said (a task without one
         // then fails with the reason, CalibrationWorkTest).
-        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("gpu", taskGpus(null), false));
-        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("cpu", taskGpus(null), true));
+        assertEquals(GptqSolve.GPU, GptqSolveChoice.resolve("gpu", "cpu", taskGpus(null), false));
+        assertEquals(GptqSolve.CPU, GptqSolveChoice.resolve("cpu", "auto", taskGpus(null), true));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> GptqSolveChoice.resolve("fast", taskGpus(null), true));
+                () -> GptqSolveChoice.resolve("fast", "auto", taskGpus(null), true));
         assertTrue(e.getMessage().startsWith("--gptq-solve must be auto, cpu or gpu"), e.getMessage());
     }
 
@@ -37,10 +41,13 @@ class GptqSolveChoiceTest {
     @Test
     void localModeLooksAtThisMachinesGpu() {
         String why = CudaGptqSolve.unusableReason(0);
-        assertEquals(why == null ? GptqSolve.GPU : GptqSolve.CPU, GptqSolveChoice.resolve("auto", taskGpus(null), true));
+        assertEquals(why == null ? GptqSolve.GPU : GptqSolve.CPU,
+                GptqSolveChoice.resolve("auto", "auto", taskGpus(null), true));
+        assertEquals(why == null ? GptqSolve.GPU : GptqSolve.CPU,
+                GptqSolveChoice.resolve("auto", "gpu", taskGpus(null), true), "local: only a usable GPU makes auto gpu");
         assumeTrue(why != null, "a GPU is usable here: gpu is accepted");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> GptqSolveChoice.resolve("gpu", taskGpus(null), true));
+                () -> GptqSolveChoice.resolve("gpu", "auto", taskGpus(null), true));
         assertTrue(e.getMessage().contains("this machine's GPU cannot run the solve (" + why + ")"), e.getMessage());
     }
 }

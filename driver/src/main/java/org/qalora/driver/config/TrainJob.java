@@ -9,6 +9,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qalora.driver.checkpoint.Storage;
+import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.Precision;
@@ -78,6 +79,8 @@ import org.qalora.worker.train.Schedule;
  * @param calibration      gptq: a UTF-8 text file to draw calibration windows from, or null for the training data
  * @param calibrationSamples gptq: calibration sequences (capped by what the source holds)
  * @param calibrationTokens  gptq: tokens per calibration sequence (capped by what the source holds)
+ * @param gptqSolve        gptq: auto, cpu or gpu, where the inverse-Hessian solves run; normalised to lower case;
+ *                         auto is resolved once by the pipeline, never per task
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
@@ -85,7 +88,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                        String precision, boolean recompute, String lrSchedule, int warmupSteps,
                        boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
                        String maxShardSize, String warmStart, int keepVersions, String quantize,
-                       String calibration, int calibrationSamples, int calibrationTokens) {
+                       String calibration, int calibrationSamples, int calibrationTokens, String gptqSolve) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -174,6 +177,11 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         if (calibration != null && quantize.equals("rtn")) {
             problems.add("--calibration is only used by --quantize gptq (rtn needs no data)");
         }
+        try {
+            gptqSolve = GptqSolve.checkRequested(gptqSolve, "--gptq-solve");
+        } catch (IllegalArgumentException e) {
+            problems.add(e.getMessage());
+        }
         if (!problems.isEmpty()) {
             throw new InvalidSettingsException("bad train settings", problems);
         }
@@ -221,6 +229,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 }
                 m.put("calibration-samples", calibrationSamples);
                 m.put("calibration-tokens", calibrationTokens);
+                m.put("gptq-solve", gptqSolve);  // the GPU's factor differs from the CPU's in the last bits
             }
         }
         m.put("rank", rank);
@@ -264,7 +273,8 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords, sourceMaxLen,
                 targetMaxLen, maxShardSize, warmStart == null || warmStart.equals(WARM_START_LATEST) ? warmStart
                         : normalise.apply(warmStart), keepVersions, quantize,
-                calibration == null ? null : normalise.apply(calibration), calibrationSamples, calibrationTokens);
+                calibration == null ? null : normalise.apply(calibration), calibrationSamples, calibrationTokens,
+                gptqSolve);
     }
 
     /** {@code --warm-start LATEST}: the version the output's own LATEST names. */
@@ -276,7 +286,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr, pooling,
                 dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords,
                 sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions, quantize, calibration,
-                calibrationSamples, calibrationTokens);
+                calibrationSamples, calibrationTokens, gptqSolve);
     }
 
     /** The same job reading {@code data} (the expanded globs of --data) and {@code evalData}. */
@@ -285,7 +295,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps,
                 skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions, quantize,
-                calibration, calibrationSamples, calibrationTokens);
+                calibration, calibrationSamples, calibrationTokens, gptqSolve);
     }
 
     /** QA-LoRA quantizes a float base with GPTQ (else RTN). */

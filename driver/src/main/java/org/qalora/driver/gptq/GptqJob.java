@@ -16,6 +16,7 @@ import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.rounds.FaultPlan;
+import org.qalora.driver.rounds.SlotTask;
 import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.io.ShippedHadoopConf;
@@ -34,7 +35,8 @@ import scala.reflect.ClassTag$;
  *   (earlier layers and earlier stages already quantized) and writes the chunk's {@code X^T X} (float64) of each
  *   distinct input of the stage (q/k/v share one, o, gate/up share one, down);
  *   <li>a solve job, one task per projection of the stage, in parallel: each adds the chunks' partials in chunk
- *   order (the canonical order single-process GPTQ uses, so the result is the same bits), factorises and quantizes;
+ *   order (the canonical order single-process GPTQ uses, so the result is the same bits), factorises (on the device
+ *   {@link CalibrationWork#solve} names, one for every task, on the task's GPU when it has one) and quantizes;
  * </ol>
  * then the quantized model is written shard by shard ({@link ShardJob}) from the solve tasks' results.
  *
@@ -106,7 +108,7 @@ public final class GptqJob {
                     List<Integer> ordinals = projections.stream().map(Projection::ordinal).toList();
                     List<Integer> solved = jsc.parallelize(ordinals, ordinals.size()).map(p -> {
                         CalibrationWork.solveTask(work, layer, stage, Projection.values()[p],
-                                new Storage(conf.get()).paths());
+                                new Storage(conf.get()).paths(), SlotTask.device(TaskContext.get()));
                         return p;
                     }).collect();
                     solveTasks += solved.size();

@@ -11,6 +11,7 @@ import org.qalora.driver.shard.ShardJob;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.worker.quantize.CalibrationWork;
 import org.qalora.worker.quantize.QuantizeLayout;
@@ -71,9 +72,16 @@ public final class ModelStage {
      * @param calibrationFile   a UTF-8 text file to draw calibration windows from, or null for the training data
      * @param samples           calibration sequences wanted ({@code --calibration-samples})
      * @param tokens            tokens per sequence wanted ({@code --calibration-tokens})
+     * @param solve             where every solve task computes its inverse-Hessian factor ({@code --gptq-solve},
+     *                          already resolved: the same for all tasks)
      */
-    public record Quantization(boolean gptq, String calibrationFile, int samples, int tokens) {
-        public static final Quantization RTN = new Quantization(false, null, 0, 0);
+    public record Quantization(boolean gptq, String calibrationFile, int samples, int tokens, GptqSolve solve) {
+        public static final Quantization RTN = new Quantization(false, null, 0, 0, GptqSolve.CPU);
+
+        /** GPTQ with the inverse-Hessian solves on the CPU. */
+        public Quantization(boolean gptq, String calibrationFile, int samples, int tokens) {
+            this(gptq, calibrationFile, samples, tokens, GptqSolve.CPU);
+        }
     }
 
     /** {@link #source} then {@link #quantize} with RTN (callers without training data to calibrate on). */
@@ -175,13 +183,14 @@ public final class ModelStage {
         String workDir = HadoopPaths.child(runDir, GPTQ_WORK_DIR);
         paths.delete(workDir); // a previous attempt's leftovers: calibration restarts from the first layer
         CalibrationWork work = new CalibrationWork(workDir, src.model(), gptq, drawn.samples(),
-                java.util.UUID.randomUUID().toString());
+                java.util.UUID.randomUUID().toString(), how.solve());
         CalibrationSampler.write(drawn, work.calibrationFile(), paths);
         List<String> notes = CalibrationSampler.describe(drawn, how.samples(), how.tokens());
         progress.accept(String.format(java.util.Locale.ROOT, "quantize: %s is not quantized; GPTQ %d-bit, group size %d,"
-                        + " calibration %d x %d tokens from %s%s, in %d chunk(s) -> %s", src.model(), gptq.bits(),
-                gptq.groupSize(), drawn.samples(), drawn.tokens(), drawn.source(),
-                notes.isEmpty() ? "" : " (" + String.join("; ", notes) + ")", work.chunks(), quantized));
+                        + " calibration %d x %d tokens from %s%s, in %d chunk(s), inverse-Hessian solves on the %s -> %s",
+                src.model(), gptq.bits(), gptq.groupSize(), drawn.samples(), drawn.tokens(), drawn.source(),
+                notes.isEmpty() ? "" : " (" + String.join("; ", notes) + ")", work.chunks(), how.solve().label(),
+                quantized));
         GptqJob job = new GptqJob(shards, faults, progress);
         GptqJob.Stats[] stats = new GptqJob.Stats[1];
         paths.writeDirectoryAtomically(quantized, tmp -> stats[0] = job.run(work, plan, src.config().numHiddenLayers(), tmp));

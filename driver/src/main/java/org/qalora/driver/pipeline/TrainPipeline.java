@@ -165,7 +165,9 @@ public final class TrainPipeline {
             String heldOut = job.evalData().isEmpty() ? null : data.resolve(spark, DataStage.Kind.HELD_OUT,
                     job.evalData(), source.tokenizer(), job.template(), runDir);
             ModelStage.Quantization quantization = job.gptq()
-                    ? new ModelStage.Quantization(true, job.calibration(), job.calibrationSamples(), job.calibrationTokens())
+                    ? new ModelStage.Quantization(true, job.calibration(), job.calibrationSamples(), job.calibrationTokens(),
+                            org.qalora.driver.gptq.GptqSolveChoice.resolve(job.gptqSolve(), job.device(),
+                                    spark.sparkContext().getConf(), local))
                     : ModelStage.Quantization.RTN;
             ModelStage.Resolved model = modelStage.quantize(source, job.qalora(), job.bits(), job.groupSize(),
                     quantization, job.seed(), runDir, dataset);

@@ -67,6 +67,23 @@ class TrainJobLoaderTest {
         assertTrue(e4.getMessage().contains("must be a YAML mapping"), e4.getMessage());
     }
 
+    /** The GPU's inverse-Hessian factor differs from the CPU's in the last bits: the choice is part of the result. */
+    @Test
+    void gptqSolveIsCheckedAndHashedForGptqOnly() {
+        Map<String, Object> d = TrainJobLoader.defaults("/repo");
+        TrainJob auto = TrainJobLoader.build("t", d, Map.of());
+        assertEquals("auto", auto.gptqSolve());
+        TrainJob gpu = TrainJobLoader.build("t", d, Map.of("gptq-solve", "GPU"));
+        assertEquals("gpu", gpu.gptqSolve());
+        assertNotEquals(auto.configHash(), gpu.configHash());
+        assertEquals(TrainJobLoader.build("t", d, Map.of("quantize", "rtn")).configHash(),
+                TrainJobLoader.build("t", d, Map.of("quantize", "rtn", "gptq-solve", "gpu")).configHash(),
+                "rtn solves nothing");
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> TrainJobLoader.build("job.yaml", d, Map.of("gptq-solve", "tpu")));
+        assertTrue(e.getMessage().contains("--gptq-solve must be auto, cpu or gpu"), e.getMessage());
+    }
+
     @Test
     void theScheduleAndDataOptionsAreSettingsAndOnlyADecayingScheduleFixesTheRounds() {
         Map<String, Object> d = TrainJobLoader.defaults("/repo");

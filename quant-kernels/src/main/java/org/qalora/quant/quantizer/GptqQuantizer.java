@@ -4,9 +4,7 @@ import java.util.Comparator;
 import java.util.stream.IntStream;
 import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
-import org.qalora.quant.kernels.BlockedCholesky;
 import org.qalora.quant.kernels.DenseKernels;
-import org.qalora.quant.kernels.KernelPool;
 import org.qalora.quant.kernels.VectorDenseKernels;
 
 /**
@@ -38,8 +36,9 @@ public final class GptqQuantizer {
     private final boolean staticGroups;
     private final double dampPercent;
     private final DenseKernels kernels;
+    private final InverseFactorSolver solver;
 
-    /** On the Vector API kernels. */
+    /** On the Vector API kernels, the inverse-Hessian factor on the CPU. */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent) {
         this(bits, groupSize, sym, descAct, staticGroups, dampPercent, new VectorDenseKernels());
     }
@@ -47,6 +46,16 @@ public final class GptqQuantizer {
     /** @param kernels runs the lazy block updates (the O(out * in^2) part) */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
                          DenseKernels kernels) {
+        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, kernels, InverseFactorSolver.CPU);
+    }
+
+    /**
+     * @param kernels runs the lazy block updates (the O(out * in^2) part)
+     * @param solver  computes the inverse-Hessian factor (the O(in^3) part): {@link InverseFactorSolver#CPU} or a GPU
+     *                one ({@link GptqSolve#solver}); the two agree within 1e-9 but not bit for bit
+     */
+    public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
+                         DenseKernels kernels, InverseFactorSolver solver) {
         PackedCodes.checkBits(bits);
         if (groupSize != -1 && groupSize <= 0) {
             throw new IllegalArgumentException("group size " + groupSize + " must be positive (or -1 for whole rows)");
@@ -65,6 +74,12 @@ public final class GptqQuantizer {
         this.staticGroups = staticGroups;
         this.dampPercent = dampPercent;
         this.kernels = kernels;
+        this.solver = java.util.Objects.requireNonNull(solver, "solver");
+    }
+
+    /** The same settings with the inverse-Hessian factor computed by {@code newSolver}. */
+    public GptqQuantizer withSolver(InverseFactorSolver newSolver) {
+        return new GptqQuantizer(bits, groupSize, sym, descAct, staticGroups, dampPercent, kernels, newSolver);
     }
 
     /**
@@ -105,10 +120,9 @@ public final class GptqQuantizer {
         for (int i = 0; i < in; i++) {
             h[i * in + i] += damp;
         }
-        // Blocked and parallel, bit-identical to CholeskyMath (the reference it is tested against): the O(I^3) part,
-        // minutes per 11008-wide Hessian in plain Java.
-        return new InverseHessian(in, dead, perm,
-                toFloat(BlockedCholesky.upperCholeskyOfInverse(h, in, name, KernelPool.shared())));
+        // The O(I^3) part: on the CPU blocked and parallel, bit-identical to CholeskyMath (the reference it is tested
+        // against; minutes per 11008-wide Hessian in plain Java); or cuSOLVER on a GPU (CudaGptqSolve).
+        return new InverseHessian(in, dead, perm, toFloat(solver.upperCholeskyOfInverse(h, in, name)));
     }
 
     /** Quantizes a dense weight given the Hessian of its inputs (prepares it first). */
@@ -251,6 +265,6 @@ public final class GptqQuantizer {
     @Override
     public String toString() {
         return "GptqQuantizer[bits=" + bits + ", group=" + groupSize + ", sym=" + sym + ", descAct=" + descAct
-                + ", staticGroups=" + staticGroups + ", damp=" + dampPercent + "]";
+                + ", staticGroups=" + staticGroups + ", damp=" + dampPercent + ", solver=" + solver + "]";
     }
 }

@@ -18,8 +18,11 @@ import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.quantizer.GptqQuantizer;
+import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.quant.quantizer.HessianSum;
+import org.qalora.quant.quantizer.InverseFactorSolver;
 import org.qalora.quant.safetensors.Checkpoint;
+import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
@@ -46,9 +49,21 @@ import org.qalora.worker.model.Projection;
  * @param gptq      the quantization settings
  * @param sequences calibration sequences in {@link #calibrationFile()}
  * @param runId     identifies this calibration, so that a JVM never reuses hidden states of another one
+ * @param solve     where every solve task computes its inverse-Hessian factor, decided once for the whole run
+ *                  ({@code auto} resolved before this record is made), so that all projections are solved alike;
+ *                  a task told {@code gpu} on an executor without a usable GPU fails rather than use the CPU
  */
-public record CalibrationWork(String dir, String source, GptqConfig gptq, int sequences, String runId)
-        implements Serializable {
+public record CalibrationWork(String dir, String source, GptqConfig gptq, int sequences, String runId,
+                              GptqSolve solve) implements Serializable {
+
+    public CalibrationWork {
+        java.util.Objects.requireNonNull(solve, "solve");
+    }
+
+    /** With the inverse-Hessian factors on the CPU. */
+    public CalibrationWork(String dir, String source, GptqConfig gptq, int sequences, String runId) {
+        this(dir, source, gptq, sequences, runId, GptqSolve.CPU);
+    }
 
     /** Per JVM: chunk (of a run) -> the layer whose inputs are held, and those inputs {@code [sequences][T * H]}. */
     private static final Map<String, Held> HIDDEN = new ConcurrentHashMap<>();
@@ -115,9 +130,23 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
         }
     }
 
-    /** One solve task: GPTQ of projection {@code p} of layer {@code layer}, from the chunks' partials of its stage. */
+    /** {@link #solveTask(CalibrationWork, int, int, Projection, HadoopPaths, String)} for a task given no GPU. */
     public static void solveTask(CalibrationWork work, int layer, int stage, Projection p, HadoopPaths paths)
             throws IOException {
+        solveTask(work, layer, stage, p, paths, null);
+    }
+
+    /**
+     * One solve task: GPTQ of projection {@code p} of layer {@code layer}, from the chunks' partials of its stage.
+     *
+     * @param taskGpu the Spark task's GPU ({@code gpu:N}), or null (or {@code cpu}) when it was given none: with
+     *                {@link #solve} {@code GPU} the factor is computed on that GPU, else on GPU 0 (which GPU does not change the bits; a GPU model or cuSOLVER
+     *                version could)
+     */
+    public static void solveTask(CalibrationWork work, int layer, int stage, Projection p, HadoopPaths paths,
+                                 String taskGpu) throws IOException {
+        // The solver first: a GPU that was asked for but is unusable here fails before the partials are read.
+        InverseFactorSolver solver = work.solve.solver(taskGpu == null ? 0 : Math.max(0, Backends.gpuOrdinal(taskGpu)));
         Set<Projection> current = work.stages().get(stage);
         Projection input = LayerCalibrator.inputOf(p, current);
         HessianSum sum = null;
@@ -139,7 +168,7 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
             d = ModelParts.dims(checkpoint.config());
             dense = checkpoint.floats(prefix + ".weight");
         }
-        GptqQuantizer quantizer = LayerwiseGptq.quantizer(work.gptq);
+        GptqQuantizer quantizer = LayerwiseGptq.quantizer(work.gptq, solver);
         QuantizedMatrix q = quantizer.quantize(dense, p.outFeatures(d), p.inFeatures(d),
                 quantizer.prepare(sum.toHessian(), prefix), prefix);
         paths.writeAtomically(work.projectionFile(prefix), out -> QuantizedMatrixFile.write(q, out));

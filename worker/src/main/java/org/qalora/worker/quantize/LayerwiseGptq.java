@@ -12,6 +12,7 @@ import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.quantizer.GptqQuantizer;
 import org.qalora.quant.quantizer.Hessian;
 import org.qalora.quant.quantizer.HessianSum;
+import org.qalora.quant.quantizer.InverseFactorSolver;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
@@ -45,7 +46,13 @@ final class LayerwiseGptq {
 
     static Result run(ModelParts parts, GptqConfig config, CalibrationData data, PrintWriter log, Listener listener)
             throws IOException {
-        GptqQuantizer quantizer = quantizer(config);
+        return run(parts, config, data, log, listener, InverseFactorSolver.CPU);
+    }
+
+    /** @param solver where the inverse-Hessian factors are computed: every projection of the model on the same one */
+    static Result run(ModelParts parts, GptqConfig config, CalibrationData data, PrintWriter log, Listener listener,
+                      InverseFactorSolver solver) throws IOException {
+        GptqQuantizer quantizer = quantizer(config, solver);
         int layers = parts.config.numHiddenLayers();
         LlamaDims d = ModelParts.dims(parts.config);
         int n = data.sequences();
@@ -95,9 +102,9 @@ final class LayerwiseGptq {
         return new Result(result, hidden);
     }
 
-    /** The quantizer of {@code config}'s settings. */
-    static GptqQuantizer quantizer(GptqConfig config) {
+    /** The quantizer of {@code config}'s settings, its inverse-Hessian factors computed by {@code solver}. */
+    static GptqQuantizer quantizer(GptqConfig config, InverseFactorSolver solver) {
         return new GptqQuantizer(config.bits(), config.groupSize(), config.sym(), config.descAct(),
-                config.staticGroups(), config.dampPercent());
+                config.staticGroups(), config.dampPercent()).withSolver(solver);
     }
 }

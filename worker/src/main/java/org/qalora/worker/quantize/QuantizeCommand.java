@@ -7,7 +7,10 @@ import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.GptqConfig.CheckpointFormat;
 import org.qalora.quant.config.LlamaConfig;
+import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.quantizer.GptqSolve;
+import org.qalora.quant.quantizer.InverseFactorSolver;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.backend.Backend;
@@ -73,6 +76,9 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "D", description = "where GPTQ's calibration forward passes run: cpu, gpu (GPU 0) or gpu:N, in fp32; default ${DEFAULT-VALUE}")
     String device;
 
+    @Option(names = "--gptq-solve", defaultValue = "auto", paramLabel = GptqSolve.CHOICES, description = "where GPTQ's inverse-Hessian solve (Cholesky, inverse, Cholesky; float64) runs: cpu (blocked, all cores), gpu (cuSOLVER on the --device GPU, else GPU 0) or auto (gpu when cuSOLVER is usable on that GPU, else cpu); the factors agree within 1e-9 (relative), not bit for bit; default ${DEFAULT-VALUE}")
+    String gptqSolve;
+
     @Option(names = "--max-shard-size", defaultValue = ShardSize.DEFAULT, paramLabel = "SIZE", description = "largest weights file, as HF spells it (5GB, 500MB, 2GiB, or bytes); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default ${DEFAULT-VALUE}")
     String maxShardSize;
 
@@ -107,6 +113,7 @@ public final class QuantizeCommand implements Callable<Integer> {
         };
         // A malformed --device fails before any work (even with rtn, which ignores it); auto is the CPU here.
         String dev = Backends.resolve(device, null);
+        GptqSolve.checkRequested(gptqSolve, "--gptq-solve");
         if (m == ModelQuantizer.Method.RTN && calibration != null) {
             throw new IllegalArgumentException("--calibration is only used by --method gptq");
         }
@@ -136,8 +143,13 @@ public final class QuantizeCommand implements Callable<Integer> {
                 QuantizeLayout plan = QuantizeLayout.plan(source, gptq, maxShardBytes);
                 paths.writeDirectoryAtomically(target, tmp -> ShardedWrite.writeAll(plan, tmp, paths, threads));
             } else {
+                // Resolved once, before the first layer: every projection's factor comes from the same solver.
+                int gpu = Math.max(0, Backends.gpuOrdinal(dev));
+                GptqSolve solve = GptqSolve.resolve(gptqSolve, CudaGptqSolve.unusableReason(gpu) == null, "--gptq-solve");
+                InverseFactorSolver solver = solve.solver(gpu);
+                log.printf("gptq: inverse-Hessian solve on %s%n", solver);
                 Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend,
-                        log);
+                        log, solver);
                 ModelQuantizer.write(source, config, gptq, quantized, target, maxShardBytes, paths);
             }
         }

@@ -3,7 +3,9 @@ package org.qalora.worker.quantize;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -17,9 +19,13 @@ import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
+import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.quant.quantizer.HessianSum;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.testing.Fixtures;
@@ -32,14 +38,20 @@ import org.qalora.worker.quantize.CalibrationWork.HiddenFrom;
  * different thread counts, and with the JVM's held hidden states dropped or their files deleted between stages (as
  * when a task lands on another executor or after an executor loss): the quantized projections equal single-process
  * GPTQ's ({@link LayerwiseGptq}) bit for bit. The Spark version of the same is the tests module's
- * {@code GptqOnClusterTest}.
+ * {@code GptqOnClusterTest}. The property holds for each solve device ({@code --gptq-solve}): with the
+ * inverse-Hessian factors on the GPU (cuSOLVER) for both paths too; that case is skipped where no GPU is usable.
  */
 class CalibrationWorkTest {
     @TempDir
     Path dir;
 
-    @Test
-    void taskByTaskGptqEqualsSingleProcessGptqBitForBit() throws IOException {
+    @ParameterizedTest(name = "solve on the {0}")
+    @EnumSource(GptqSolve.class)
+    void taskByTaskGptqEqualsSingleProcessGptqBitForBit(GptqSolve solve) throws IOException {
+        if (solve == GptqSolve.GPU) {
+            String why = CudaGptqSolve.unusableReason(0);
+            assumeTrue(why == null, () -> "GPU GPTQ solve unavailable, skipped: " + why);
+        }
         int sequences = 11; // three chunks (4, 4, 3): the canonical sum adds three partials
         GptqConfig config = GptqConfig.of(2, 32);
         Path calibration = QuantizeCommandTest.calibrationFile(dir, sequences, 40, 3);
@@ -51,11 +63,11 @@ class CalibrationWorkTest {
             layers = source.config().numHiddenLayers();
             CalibrationData data = CalibrationData.read(calibration.toString(), source.config().vocabSize(), paths);
             single = LayerwiseGptq.run(new ModelParts(source, source.config(), backend), config, data,
-                    new PrintWriter(new StringWriter()), null).quantized();
+                    new PrintWriter(new StringWriter()), null, solve.solver(0)).quantized();
         }
 
         CalibrationWork work = new CalibrationWork(dir.resolve("work").toString(), Fixtures.tinyLlama().toString(),
-                config, sequences, "test-" + System.nanoTime());
+                config, sequences, "test-" + System.nanoTime(), solve);
         Files.createDirectories(dir.resolve("work"));
         Files.copy(calibration, Path.of(work.calibrationFile()));
         int chunks = work.chunks();
@@ -76,7 +88,7 @@ class CalibrationWorkTest {
                     from.merge(CalibrationWork.hessianTask(work, l, s, c, paths, 1 + c % 2), 1, Integer::sum);
                 }
                 for (Projection p : work.stages().get(s)) {
-                    CalibrationWork.solveTask(work, l, s, p, paths);
+                    CalibrationWork.solveTask(work, l, s, p, paths, l == 0 ? null : "gpu:0");
                 }
             }
         }
@@ -89,6 +101,19 @@ class CalibrationWorkTest {
             assertArrayEquals(e.getValue().scales(), d.scales(), e.getKey() + " scales");
             assertArrayEquals(e.getValue().zeros(), d.zeros(), e.getKey() + " zeros");
         }
+    }
+
+    /** A solve task told to use the GPU where none is usable fails with the reason, never solving on the CPU. */
+    @Test
+    void aGpuSolveTaskWithoutAGpuFailsWithTheReason() {
+        String why = CudaGptqSolve.unusableReason(0);
+        assumeTrue(why != null, "a GPU is usable here: nothing to refuse");
+        CalibrationWork work = new CalibrationWork(dir.resolve("work").toString(), Fixtures.tinyLlama().toString(),
+                GptqConfig.of(4, 32), 4, "test-" + System.nanoTime(), GptqSolve.GPU);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> CalibrationWork.solveTask(work, 0, 0,
+                Projection.Q, HadoopPaths.defaults(), "cpu"));
+        assertTrue(e.getMessage().contains("set to gpu but GPU 0 cannot run it: " + why), e.getMessage());
+        assertTrue(e.getMessage().contains("--gptq-solve cpu"), e.getMessage());
     }
 
     @Test

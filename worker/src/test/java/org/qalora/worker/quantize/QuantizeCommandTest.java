@@ -129,6 +129,19 @@ class QuantizeCommandTest {
         }
         assertFalse(Files.exists(out));
 
+        r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--gptq-solve", "cuda",
+                "--out", out.toString());
+        assertTrue(r.err().contains("--gptq-solve must be auto, cpu or gpu"), r.err());
+        String noSolve = org.qalora.quant.cuda.CudaGptqSolve.unusableReason(0);
+        if (noSolve != null) { // asked for, but no GPU: refused with the reason, not solved on the CPU instead
+            r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--method", "gptq",
+                    "--calibration", calibrationFile(dir, 2, 16, 1).toString(), "--gptq-solve", "gpu", "--out",
+                    out.toString());
+            assertEquals(QuantizeCommand.EXIT_BAD_INPUT, r.exitCode());
+            assertTrue(r.err().contains("the GPTQ solve was set to gpu but GPU 0 cannot run it: " + noSolve), r.err());
+        }
+        assertFalse(Files.exists(out));
+
         Files.createDirectories(out);
         Files.writeString(out.resolve("old.txt"), "old");
         r = run("--model", Fixtures.tinyLlama().toString(), "--bits", "4", "--group-size", "32", "--out", out.toString());
@@ -163,6 +176,8 @@ class QuantizeCommandTest {
                 "--calibration", calibration.toString(), "--out", out.toString());
         assertEquals(0, r.exitCode(), r.err());
         assertTrue(r.out().contains("gptq: layer 2/2 quantized"), r.out());
+        String solveOn = org.qalora.quant.cuda.CudaGptqSolve.unusableReason(0) == null ? "gpu:0" : "cpu";
+        assertTrue(r.out().contains("gptq: inverse-Hessian solve on " + solveOn), r.out()); // --gptq-solve auto
         try (Checkpoint c = Checkpoint.open(out.toString())) {
             QuantizedMatrix m = GptqCodec.read(c, "model.layers.1.mlp.down_proj");
             assertEquals(3, m.bits());

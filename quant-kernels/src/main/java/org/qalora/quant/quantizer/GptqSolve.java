@@ -1,0 +1,65 @@
+package org.qalora.quant.quantizer;
+
+import java.util.Locale;
+import org.qalora.quant.cuda.CudaGptqSolve;
+
+/**
+ * Where GPTQ's inverse-Hessian factor ({@link InverseFactorSolver}) is computed: {@code cpu} (the blocked Vector API
+ * solve) or {@code gpu} (cuSOLVER). The option that picks it ({@code --gptq-solve}) also takes {@code auto}, which
+ * {@link #resolve} turns into one of the two <em>once</em>, before any solve: the two give results that agree to
+ * within 1e-9 (relative; the tested bound) but not bit for bit, so every projection of a run must be solved on the same kind of device for
+ * distributed GPTQ to equal single-process GPTQ bit for bit (and a rerun to equal the first run).
+ */
+public enum GptqSolve {
+    CPU, GPU;
+
+    /** The option's words. */
+    public static final String CHOICES = "auto|cpu|gpu";
+
+    /**
+     * {@code cpu} or {@code gpu} as given; {@code auto} is {@code gpu} when {@code gpuPresent} (the caller's test:
+     * cuSOLVER usable here, or the Spark tasks are given GPUs), else {@code cpu}.
+     *
+     * @param what names the option in the error ({@code --gptq-solve})
+     */
+    public static GptqSolve resolve(String requested, boolean gpuPresent, String what) {
+        String r = checkRequested(requested, what);
+        return switch (r) {
+            case "cpu" -> CPU;
+            case "gpu" -> GPU;
+            default -> gpuPresent ? GPU : CPU;
+        };
+    }
+
+    /** {@code auto}, {@code cpu} or {@code gpu}, normalised; anything else is an IllegalArgumentException. */
+    public static String checkRequested(String requested, String what) {
+        String r = requested == null ? "auto" : requested.trim().toLowerCase(Locale.ROOT);
+        if (!r.equals("auto") && !r.equals("cpu") && !r.equals("gpu")) {
+            throw new IllegalArgumentException(what + " must be auto, cpu or gpu (where GPTQ's inverse-Hessian solve"
+                    + " runs), got '" + requested + "'");
+        }
+        return r;
+    }
+
+    /**
+     * The solver on this machine: the CPU's, or cuSOLVER on GPU {@code gpuOrdinal}. A GPU that was chosen but is
+     * unusable here is an IllegalStateException with the reason; there is no silent fallback to the CPU, which would
+     * mix the two kinds of solve in one run.
+     */
+    public InverseFactorSolver solver(int gpuOrdinal) {
+        if (this == CPU) {
+            return InverseFactorSolver.CPU;
+        }
+        String why = CudaGptqSolve.unusableReason(gpuOrdinal);
+        if (why != null) {
+            throw new IllegalStateException("the GPTQ solve was set to gpu but GPU " + gpuOrdinal + " cannot run it: "
+                    + why + "; use --gptq-solve cpu (every solve of a run must use the same kind of device)");
+        }
+        return new CudaGptqSolve(gpuOrdinal);
+    }
+
+    /** {@code cpu} or {@code gpu}, as the option spells it. */
+    public String label() {
+        return name().toLowerCase(Locale.ROOT);
+    }
+}

@@ -51,12 +51,16 @@ public final class AveragingTaskProfile {
                         + " threads %d; load average %.2f%n", slots, ranges.size(), range.size(), rangeBytes / 1e6,
                 slots, KernelPool.shared().threads(),
                 java.lang.management.ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage());
+        // Process CPU time next to the wall clock: on a shared machine the CPU-seconds are the steadier figure.
+        com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
+                java.lang.management.ManagementFactory.getOperatingSystemMXBean();
         for (int rep = 0; rep < repeats; rep++) {
             List<AdapterStateFile.Reader> open = new ArrayList<>();
             for (int s = 0; s < slots; s++) {
                 open.add(AdapterStateFile.open(storage, new Path(updates, CheckpointStore.updateFileName(s))));
             }
             long t0 = System.nanoTime();
+            long c0 = os.getProcessCpuTime();
             KernelPool.shared().run(range.size(), t -> {
                 for (AdapterStateFile.Reader r : open) {
                     for (int p = 0; p < 3; p++) {
@@ -66,6 +70,7 @@ public final class AveragingTaskProfile {
                 }
             });
             long t1 = System.nanoTime();
+            long c1 = os.getProcessCpuTime();
             KernelPool.shared().run(range.size(), t -> {
                 for (AdapterStateFile.Reader r : open) {
                     for (int p = 0; p < 3; p++) {
@@ -78,21 +83,26 @@ public final class AveragingTaskProfile {
                 }
             });
             long t2 = System.nanoTime();
+            long c2 = os.getProcessCpuTime();
             UpdateAverager averager = new UpdateAverager(layout, KernelPool.shared());
             for (int s = 0; s < slots; s++) {
                 averager.add(s, open.get(s), 60_000 + 1_000L * s);
             }
             UpdateAverager.KeysAveraged averaged = averager.averageKeys(range);
             long t3 = System.nanoTime();
+            long c3 = os.getProcessCpuTime();
             open.forEach(AdapterStateFile.Reader::close);
             AdapterTensors state = new AdapterTensors(averaged.tensors(), 16);
             Map<String, String> meta = Map.of("round", "1", "part", "0");
             long t4 = System.nanoTime();
+            long c4 = os.getProcessCpuTime();
             AdapterStateFile.sha256Of(state, meta);
             long t5 = System.nanoTime();
+            long c5 = os.getProcessCpuTime();
             Path scratch = store.beginCommit(999_999);
             AdapterStateFile.write(storage, new Path(scratch, "part"), "_tmp-part", state, meta);
             long t6 = System.nanoTime();
+            long c6 = os.getProcessCpuTime();
             storage.delete(scratch);
             state = null;
             averaged = null;
@@ -100,17 +110,21 @@ public final class AveragingTaskProfile {
             AveragingTask task = new AveragingTask(new org.qalora.quant.io.ShippedHadoopConf(storage.conf()), 1,
                     updates.toString(), digests, layout, ranges, scratch2.toString(), FaultPlan.none());
             long t7 = System.nanoTime();
+            long c7 = os.getProcessCpuTime();
             AveragedPart part = task.call(List.of(0).iterator()).next();
             long t8 = System.nanoTime();
+            long c8 = os.getProcessCpuTime();
             storage.delete(scratch2);
             if (part.refused()) {
                 throw new IllegalStateException(part.refusal());
             }
-            System.out.printf("repeat %d: read+CRC32C %.2f s | read+CRC32C+decode %.2f s | averageKeys (read, check,"
-                            + " decode, sum, round, measures) %.2f s | encode+SHA-256 %.2f s | write (encode, SHA-256,"
-                            + " write, hsync, rename) %.2f s | so averaging then writing %.2f s | the whole task"
-                            + " (averaging while writing) %.2f s%n", rep, (t1 - t0) / 1e9, (t2 - t1) / 1e9,
-                    (t3 - t2) / 1e9, (t5 - t4) / 1e9, (t6 - t5) / 1e9, (t3 - t2 + t6 - t5) / 1e9, (t8 - t7) / 1e9);
+            System.out.printf("repeat %d, wall (CPU) s: read+CRC32C %.2f (%.2f) | read+CRC32C+decode %.2f (%.2f) |"
+                            + " averageKeys (read, check, decode, sum, round, measures) %.2f (%.2f) | encode+SHA-256"
+                            + " %.2f (%.2f) | write (encode, SHA-256, write, hsync, rename) %.2f (%.2f) | so averaging"
+                            + " then writing %.2f (%.2f) | the whole task (averaging while writing) %.2f (%.2f)%n", rep,
+                    (t1 - t0) / 1e9, (c1 - c0) / 1e9, (t2 - t1) / 1e9, (c2 - c1) / 1e9, (t3 - t2) / 1e9,
+                    (c3 - c2) / 1e9, (t5 - t4) / 1e9, (c5 - c4) / 1e9, (t6 - t5) / 1e9, (c6 - c5) / 1e9,
+                    (t3 - t2 + t6 - t5) / 1e9, (c3 - c2 + c6 - c5) / 1e9, (t8 - t7) / 1e9, (c8 - c7) / 1e9);
         }
         storage.delete(dir);
     }

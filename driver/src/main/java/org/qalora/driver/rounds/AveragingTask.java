@@ -250,6 +250,11 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
 
         @Override
         public float[] read(String key, int part) {
+            return read(key, part, null);
+        }
+
+        @Override
+        public float[] read(String key, int part, float[] scratch) {
             String name = AdapterStateFile.Reader.tensorName(key, part);
             // One read of the bytes: checksummed, then decoded, from the same (mapped or scratch) segment.
             return file.withRawBytes(name, bytes -> {
@@ -259,7 +264,12 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
                             + name + "' with CRC32C " + actual + ", which does not match the CRC32C its task reported ("
                             + expected.get(name) + ")");
                 }
-                return bytes.toArray(F32_LE);
+                long n = bytes.byteSize() / Float.BYTES;
+                if (scratch == null || scratch.length < n) {
+                    return bytes.toArray(F32_LE);
+                }
+                java.lang.foreign.MemorySegment.copy(bytes, F32_LE, 0, scratch, 0, (int) n);
+                return scratch;
             });
         }
     }

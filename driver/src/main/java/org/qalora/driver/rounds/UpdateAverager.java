@@ -52,7 +52,23 @@ public final class UpdateAverager {
     /** One slot's tensors on request: part 0 the weights, 1 Adam m, 2 Adam v. Reads must be thread-safe. */
     public interface Source {
         float[] read(String key, int part);
+
+        /**
+         * As {@link #read(String, int)}, decoding into {@code scratch} (at least the tensor's length, of the calling
+         * thread) where the source has to decode anyway; returns the array that holds the values: {@code scratch}, or
+         * an array of the source's own. Only the tensor's first numel entries are meaningful.
+         */
+        default float[] read(String key, int part, float[] scratch) {
+            return read(key, part);
+        }
     }
+
+    /** The largest tensor of the layout, in elements: the size of each thread's scratch arrays. */
+    private final int largest;
+    /** Per kernel thread: the float64 sums of the key being averaged, reused key after key (no multi-MB allocation). */
+    private final ThreadLocal<double[]> sums;
+    /** Per kernel thread: a slot's tensor decoded from its file. */
+    private final ThreadLocal<float[]> decoded;
 
     /**
      * What the disagreement measures need of some keys' averages, small enough to return from a Spark task: per key
@@ -91,6 +107,9 @@ public final class UpdateAverager {
         this.layout = new LinkedHashMap<>(layout);
         this.keys = new ArrayList<>(layout.keySet());
         this.pool = pool;
+        this.largest = (int) layout.values().stream().mapToLong(AdapterTensors::numel).max().orElse(0);
+        this.sums = ThreadLocal.withInitial(() -> new double[largest]);
+        this.decoded = ThreadLocal.withInitial(() -> new float[largest]);
         for (String k : keys) {
             if (!k.endsWith("lora_A.weight")) {
                 continue;
@@ -282,16 +301,19 @@ public final class UpdateAverager {
         LoraPair pair = pairOf.get(k);
         double[][] slotSamples = pair == null ? null : new double[n][];
         float[][] parts = new float[3][];
+        int numel = (int) AdapterTensors.numel(layout.get(k));
+        double[] sum = sums.get();
+        float[] scratch = decoded.get();
         for (int part = 0; part < 3; part++) {
-            double[] sum = new double[(int) AdapterTensors.numel(layout.get(k))];
+            java.util.Arrays.fill(sum, 0, numel, 0.0);
             for (int s = 0; s < n; s++) {
                 Slot slot = slots.get(s);
-                float[] x = slot.source().read(k, part);
-                accumulate(sum, x, slot.weight());
+                float[] x = slot.source().read(k, part, scratch);
+                accumulate(sum, x, numel, slot.weight());
                 if (part == 0) {
                     double sq = 0;
-                    for (float v : x) {
-                        sq += slot.weight() * v * v;
+                    for (int i = 0; i < numel; i++) {
+                        sq += slot.weight() * x[i] * x[i];
                     }
                     squares[t][s] = sq;
                     if (pair != null) {
@@ -299,21 +321,22 @@ public final class UpdateAverager {
                     }
                 }
             }
-            for (int i = 0; i < sum.length; i++) {
-                sum[i] = sum[i] / total;
+            // One pass: the mean (sum / total, in float64), its square into the mean's norm, its float32 rounding.
+            float[] f = new float[numel];
+            double ms = 0;
+            for (int i = 0; i < numel; i++) {
+                double m = sum[i] / total;
+                ms += m * m;
+                f[i] = (float) m;
             }
             if (part == 0) {
-                double ms = 0;
-                for (double m : sum) {
-                    ms += m * m;
-                }
                 meanSquares[t] = ms;
                 if (pair != null) {
                     pairSlots.put(k, slotSamples);
-                    pairMeans.put(k, sampleOf(pair, k, i -> sum[i]));
+                    pairMeans.put(k, sampleOf(pair, k, i -> sum[i] / total));
                 }
             }
-            parts[part] = toFloats(sum);
+            parts[part] = f;
         }
         sink.accept(t, new AdapterTensors.Tensor(layout.get(k).clone(), parts[0], parts[1], parts[2]));
     }
@@ -470,17 +493,9 @@ public final class UpdateAverager {
         return shapes;
     }
 
-    private static void accumulate(double[] sum, float[] x, double w) {
-        for (int i = 0; i < x.length; i++) {
+    private static void accumulate(double[] sum, float[] x, int numel, double w) {
+        for (int i = 0; i < numel; i++) {
             sum[i] += w * x[i];
         }
-    }
-
-    private static float[] toFloats(double[] d) {
-        float[] f = new float[d.length];
-        for (int i = 0; i < d.length; i++) {
-            f[i] = (float) d[i];
-        }
-        return f;
     }
 }

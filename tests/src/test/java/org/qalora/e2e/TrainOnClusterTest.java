@@ -44,8 +44,8 @@ import org.qalora.quant.testing.Fixtures;
  *   equal those of the base model with the final adapter;
  *   <li>an executor JVM halted in the middle of a round (while training a slot, or while averaging a key range)
  *   is replaced and the task retried; the final adapter is bit-identical to the undisturbed run's;
- *   <li>a run stopped between rounds and started again resumes (the log says from which round), ignores a
- *   half-written round directory, and ends bit-identical to the undisturbed run.
+ *   <li>a run stopped between rounds and started again, with another {@code --averaging-parts}, resumes (the log
+ *   says from which round), ignores a half-written round directory, and ends bit-identical to the undisturbed run.
  * </ol>
  * One cluster and one Spark application serve all three, in order.
  */
@@ -214,9 +214,15 @@ class TrainOnClusterTest {
         cluster.fs().mkdirs(new org.apache.hadoop.fs.Path("/runs/c/checkpoints/_tmp-round-00003-crashed"));
         assertFalse(cluster.fs().exists(new org.apache.hadoop.fs.Path("/runs/c/LATEST")), "nothing published yet");
 
+        // The restart averages in 3 key ranges where the first run averaged in 2 (one per slot, the default at this
+        // size): --averaging-parts is no part of the configuration, the committed round 2's two parts are read, and
+        // the count changes no bit.
         List<String> log = new ArrayList<>();
-        train(job, null, log);
+        train(job(cluster.uri(""), "/runs/c", cluster.uri("/runs/a/data"), 4, Map.of("averaging-parts", 3)), null, log);
         assertTrue(log.stream().anyMatch(l -> l.startsWith("resuming from committed round 2 ")), String.join("\n", log));
+        Storage storage = new Storage(spark.sparkContext().hadoopConfiguration());
+        assertEquals(3, new CheckpointStore(storage, storage.path(cluster.uri("/runs/c/checkpoints")), s -> {})
+                .latestCommitted().orElseThrow().stateFiles().size(), "round 4 in 3 parts");
         assertTrue(log.stream().anyMatch(l -> l.contains("round-00003") && l.contains("torn")), String.join("\n", log));
         assertTrue(finalAdapter("/runs/c").bitwiseEquals(undisturbed), "bit-identical to the undisturbed run");
     }

@@ -81,6 +81,10 @@ import org.qalora.worker.train.Schedule;
  * @param calibrationTokens  gptq: tokens per calibration sequence (capped by what the source holds)
  * @param gptqSolve        gptq: auto, cpu or gpu, where the inverse-Hessian solves run; normalised to lower case;
  *                         auto is resolved once by the pipeline, never per task
+ * @param averagingParts   key ranges (Spark tasks, part files) of each round's averaging; 0: one per 64 MiB of state,
+ *                         at least one per slot ({@link org.qalora.driver.rounds.KeyRanges#count}). Not in the config
+ *                         hash: every element's average is the same float64 chain whatever the split, so it changes
+ *                         no bit of the result, and a resumed run may use another count
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
@@ -88,7 +92,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                        String precision, boolean recompute, String lrSchedule, int warmupSteps,
                        boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
                        String maxShardSize, String warmStart, int keepVersions, String quantize,
-                       String calibration, int calibrationSamples, int calibrationTokens, String gptqSolve) {
+                       String calibration, int calibrationSamples, int calibrationTokens, String gptqSolve, int averagingParts) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -174,6 +178,10 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         }
         positive(problems, "calibration-samples", calibrationSamples);
         positive(problems, "calibration-tokens", calibrationTokens);
+        if (averagingParts < 0) {
+            problems.add("--averaging-parts must be >= 0 (0: one per 64 MiB of adapter state, at least one per slot),"
+                    + " got " + averagingParts);
+        }
         if (calibration != null && quantize.equals("rtn")) {
             problems.add("--calibration is only used by --quantize gptq (rtn needs no data)");
         }
@@ -274,7 +282,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 targetMaxLen, maxShardSize, warmStart == null || warmStart.equals(WARM_START_LATEST) ? warmStart
                         : normalise.apply(warmStart), keepVersions, quantize,
                 calibration == null ? null : normalise.apply(calibration), calibrationSamples, calibrationTokens,
-                gptqSolve);
+                gptqSolve, averagingParts);
     }
 
     /** {@code --warm-start LATEST}: the version the output's own LATEST names. */
@@ -286,7 +294,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr, pooling,
                 dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords,
                 sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions, quantize, calibration,
-                calibrationSamples, calibrationTokens, gptqSolve);
+                calibrationSamples, calibrationTokens, gptqSolve, averagingParts);
     }
 
     /** The same job reading {@code data} (the expanded globs of --data) and {@code evalData}. */
@@ -295,7 +303,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps,
                 skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions, quantize,
-                calibration, calibrationSamples, calibrationTokens, gptqSolve);
+                calibration, calibrationSamples, calibrationTokens, gptqSolve, averagingParts);
     }
 
     /** QA-LoRA quantizes a float base with GPTQ (else RTN). */

@@ -24,8 +24,9 @@ import org.qalora.quant.kernels.KernelPool;
  * The body of a round's averaging task (one partition = one key range): reads its keys' tensors, and only those
  * byte ranges, from every slot's update file, checks each tensor's bytes (and each file's header) against the
  * CRC32C the slot task computed while writing it ({@link SegmentDigests} says why CRC32C suffices there), sums them in slot order in float64 exactly as the driver-side
- * {@link UpdateAverager} does, and writes its part of the round's state into the round's commit directory
- * (attempt-unique temporary name, then rename; an earlier attempt's part, bit-identical, is kept). The update
+ * {@link UpdateAverager} does, and writes its part of the round's state into the round's commit directory as the
+ * keys come out of the averaging (attempt-unique temporary name, then rename; an earlier attempt's part,
+ * bit-identical, is kept). The update
  * bytes are read once, checked while averaging, and never pass through the driver. A failed check writes nothing
  * and returns a refusal naming the slot, file and tensor, so the driver re-runs that slot.
  */
@@ -104,23 +105,131 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
                 }
                 averager.add(slot, new VerifiedSource(slot, update, digests[slot]), tokens, shapes);
             }
-            UpdateAverager.KeysAveraged averaged = averager.averageKeys(ranges.get(part));
             int attempt = ctx == null ? 0 : ctx.attemptNumber();
             faults.maybeFireInAveraging(round, part, attempt, FaultPlan.MergePhase.BEFORE_RENAME);
             String name = CheckpointStore.partFileName(part, ranges.size());
             Path target = new Path(commitDir, name);
             String tempName = String.format("_tmp-part-%05d-stage%d-attempt%d-task%d", part,
                     ctx == null ? 0 : ctx.stageAttemptNumber(), attempt, ctx == null ? 0 : ctx.taskAttemptId());
-            String sha = AdapterStateFile.write(storage, target, tempName, new AdapterTensors(averaged.tensors(), step),
-                    Map.of("round", Integer.toString(round), "part", Integer.toString(part)));
+            String[] sha = new String[1];
+            long partStep = step;
+            UpdateAverager.KeyStats stats = averageWhileWriting(averager, ranges.get(part), (keys, source) -> sha[0] =
+                    AdapterStateFile.writeStreamed(storage, target, tempName, keys, partStep, Map.of("round",
+                            Integer.toString(round), "part", Integer.toString(part)), source));
             faults.maybeFireInAveraging(round, part, attempt, FaultPlan.MergePhase.AFTER_RENAME);
-            return new AveragedPart(part, name, storage.length(target), sha, step, averager.totalTokens(),
-                    averaged.stats(), -1, null, executor, (System.nanoTime() - t0) / 1_000_000);
+            return new AveragedPart(part, name, storage.length(target), sha[0], step, averager.totalTokens(),
+                    stats, -1, null, executor, (System.nanoTime() - t0) / 1_000_000);
         } catch (RefusedUpdate e) {
             return new AveragedPart(part, null, 0, null, -1, 0, null, e.slot, e.getMessage(), executor,
                     (System.nanoTime() - t0) / 1_000_000);
         } finally {
             open.forEach(AdapterStateFile.Reader::close);
+        }
+    }
+
+    /** Writes a part file from the tensors a {@link AdapterStateFile.StreamedTensors} hands over. */
+    @FunctionalInterface
+    interface PartWriter {
+        void write(Map<String, long[]> keys, AdapterStateFile.StreamedTensors source);
+    }
+
+    /**
+     * Averages {@code keys} on the kernel pool (from a thread of its own) while {@code writer} streams them into the
+     * part file on this thread: the keys are averaged in the file's order (by name, as safetensors orders tensors),
+     * at most {@link #keysInFlight} of them ahead of the writer, so the SHA-256 and the write of the part overlap the
+     * averaging, and the task holds a few keys instead of its whole range (and no byte copy of it). The arithmetic is
+     * {@link UpdateAverager#averageKeys(List)}'s, so the bytes are too. A failed check (or any failure) of the
+     * averaging reaches the writer at the key it waits for, which removes its temporary file and rethrows it; a
+     * failed write stops the averaging.
+     */
+    private UpdateAverager.KeyStats averageWhileWriting(UpdateAverager averager, List<String> keys, PartWriter writer) {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        Map<String, java.util.concurrent.CompletableFuture<AdapterTensors.Tensor>> ready =
+                new java.util.concurrent.ConcurrentHashMap<>();
+        for (String k : keys) {
+            shapes.put(k, layout.get(k));
+            ready.put(k, new java.util.concurrent.CompletableFuture<>());
+        }
+        Integer[] byName = new Integer[keys.size()];
+        for (int t = 0; t < byName.length; t++) {
+            byName[t] = t;
+        }
+        java.util.Arrays.sort(byName, java.util.Comparator.comparing(keys::get));
+        int[] order = java.util.Arrays.stream(byName).mapToInt(Integer::intValue).toArray();
+        int inFlight = keysInFlight(keys);
+        java.util.concurrent.Semaphore window = new java.util.concurrent.Semaphore(inFlight);
+        java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.CompletableFuture<UpdateAverager.KeyStats> stats = new java.util.concurrent.CompletableFuture<>();
+        Thread averaging = Thread.ofPlatform().daemon().name("qalora-averaging-" + Thread.currentThread().getName())
+                .start(() -> {
+                    try {
+                        stats.complete(averager.averageKeys(keys, order, window, stopped::get,
+                                (t, tensor) -> ready.get(keys.get(t)).complete(tensor)));
+                    } catch (Throwable e) {
+                        stats.completeExceptionally(e);
+                        ready.values().forEach(f -> f.completeExceptionally(e));
+                    }
+                });
+        try {
+            writer.write(shapes, new AdapterStateFile.StreamedTensors() {
+                @Override
+                public AdapterTensors.Tensor tensor(String key) {
+                    return join(ready.get(key));
+                }
+
+                @Override
+                public void written(String key) {
+                    ready.remove(key); // its tensors are in the file: let them go
+                    window.release();
+                }
+            });
+        } catch (RuntimeException | Error e) {
+            stopped.set(true);
+            window.release(keys.size()); // wake every key still waiting for a permit: it sees stopped and skips
+            throw e;
+        } finally {
+            try {
+                averaging.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        return join(stats);
+    }
+
+    /**
+     * How many averaged keys may wait for the writer: twice the kernel threads plus one, so every thread has a next
+     * key while the writer drains one. If some key's three tensors are not next to each other in the file (a key
+     * that extends another's name, e.g. {@code a.w} and {@code a.w-x}), the writer may need several keys at once,
+     * so then there is no bound (the whole range, as before streaming).
+     */
+    private static int keysInFlight(List<String> keys) {
+        java.util.TreeSet<String> names = new java.util.TreeSet<>();
+        for (String k : keys) {
+            for (int part = 0; part < 3; part++) {
+                names.add(AdapterStateFile.Reader.tensorName(k, part));
+            }
+        }
+        for (String k : keys) {
+            if (!AdapterStateFile.Reader.tensorName(k, 2).equals(names.higher(names.higher(k)))) {
+                return Math.max(1, keys.size());
+            }
+        }
+        return 2 * KernelPool.shared().threads() + 1;
+    }
+
+    /** The future's value, or what it failed with (a {@link RefusedUpdate} stays one). */
+    private static <T> T join(java.util.concurrent.CompletableFuture<T> f) {
+        try {
+            return f.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            if (e.getCause() instanceof RuntimeException r) {
+                throw r;
+            }
+            if (e.getCause() instanceof Error err) {
+                throw err;
+            }
+            throw e;
         }
     }
 
@@ -141,6 +250,11 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
 
         @Override
         public float[] read(String key, int part) {
+            return read(key, part, null);
+        }
+
+        @Override
+        public float[] read(String key, int part, float[] scratch) {
             String name = AdapterStateFile.Reader.tensorName(key, part);
             // One read of the bytes: checksummed, then decoded, from the same (mapped or scratch) segment.
             return file.withRawBytes(name, bytes -> {
@@ -150,7 +264,12 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
                             + name + "' with CRC32C " + actual + ", which does not match the CRC32C its task reported ("
                             + expected.get(name) + ")");
                 }
-                return bytes.toArray(F32_LE);
+                long n = bytes.byteSize() / Float.BYTES;
+                if (scratch == null || scratch.length < n) {
+                    return bytes.toArray(F32_LE);
+                }
+                java.lang.foreign.MemorySegment.copy(bytes, F32_LE, 0, scratch, 0, (int) n);
+                return scratch;
             });
         }
     }

@@ -37,13 +37,14 @@ public final class ExecutorAveraging {
 
     /**
      * Averages round {@code round}'s updates of {@code slots} (all of the round's slots, in slot order, each with
-     * the digests its task reported) into at most {@code parts} part files, starting from {@code start}'s layout.
+     * the digests its task reported) into at most {@code parts} part files ({@code --averaging-parts}; 0: as many as
+     * {@link KeyRanges#count} picks for the layout and slot count), starting from {@code start}'s layout.
      */
     public static Outcome run(JavaSparkContext jsc, Storage storage, CheckpointStore store, int round,
                               CheckpointStore.Committed start, List<SlotMetrics> slots, int parts, FaultPlan faults,
                               String description) {
         Map<String, long[]> layout = AdapterStateFile.layout(storage, start.stateFiles()); // headers only
-        List<List<String>> ranges = KeyRanges.split(layout, parts);
+        List<List<String>> ranges = KeyRanges.split(layout, KeyRanges.count(layout, parts, slots.size()));
         SegmentDigests[] digests = new SegmentDigests[slots.size()];
         for (int s = 0; s < slots.size(); s++) {
             if (slots.get(s).slot() != s) {

@@ -4,16 +4,29 @@ package org.qalora.driver.rounds;
  * How the rounds run: {@code rounds} synchronous rounds of {@code slots} tasks, each doing {@code stepsPerRound}
  * local optimizer steps; {@code seed} feeds every derived seed; {@code configHash} identifies the run's
  * configuration in every manifest; the last {@code keepRounds} committed rounds are kept. With {@code evalEvery}
- * k > 0 the held-out loss is measured after every k-th round and after the last one (0: no held-out data).
+ * k > 0 the held-out loss is measured after every k-th round and after the last one (0: no held-out data). Each
+ * round is averaged in {@code averagingParts} key ranges ({@link KeyRanges#count}; 0: by the state's size, at least
+ * one per slot), which changes no bit of the result.
  */
 public record RoundSettings(int rounds, int stepsPerRound, int slots, long seed, String configHash, int keepRounds,
-                            int evalEvery) {
+                            int evalEvery, int averagingParts) {
     public RoundSettings {
-        if (rounds < 1 || stepsPerRound < 1 || slots < 1 || keepRounds < 1 || evalEvery < 0) {
-            throw new IllegalArgumentException("rounds, steps per round, slots and kept rounds must be >= 1 and eval "
-                    + "every >= 0, got " + rounds + ", " + stepsPerRound + ", " + slots + ", " + keepRounds + ", "
-                    + evalEvery);
+        if (rounds < 1 || stepsPerRound < 1 || slots < 1 || keepRounds < 1 || evalEvery < 0 || averagingParts < 0) {
+            throw new IllegalArgumentException("rounds, steps per round, slots and kept rounds must be >= 1, eval "
+                    + "every and averaging parts >= 0, got " + rounds + ", " + stepsPerRound + ", " + slots + ", "
+                    + keepRounds + ", " + evalEvery + ", " + averagingParts);
         }
+    }
+
+    /** With the averaging parts chosen by the state's size ({@code averagingParts} 0). */
+    public RoundSettings(int rounds, int stepsPerRound, int slots, long seed, String configHash, int keepRounds,
+                         int evalEvery) {
+        this(rounds, stepsPerRound, slots, seed, configHash, keepRounds, evalEvery, 0);
+    }
+
+    /** The same settings averaging each round in {@code parts} key ranges (0: by the state's size). */
+    public RoundSettings withAveragingParts(int parts) {
+        return new RoundSettings(rounds, stepsPerRound, slots, seed, configHash, keepRounds, evalEvery, parts);
     }
 
     /** True when round {@code round}'s adapter gets a held-out loss. */

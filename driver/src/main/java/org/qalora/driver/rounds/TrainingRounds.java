@@ -150,8 +150,8 @@ public final class TrainingRounds {
             long a0 = System.nanoTime();
             ExecutorAveraging.Outcome outcome;
             try {
-                outcome = ExecutorAveraging.run(jsc, storage, store, round, start, slots, settings.slots(), faults,
-                        String.format("qalora round %d/%d", round, settings.rounds()));
+                outcome = ExecutorAveraging.run(jsc, storage, store, round, start, slots, settings.averagingParts(),
+                        faults, String.format("qalora round %d/%d", round, settings.rounds()));
             } catch (RuntimeException e) {
                 throw new RoundFailedException("round " + round + " failed: " + rootMessage(e) + ". The last committed"
                         + " round " + start.round() + " is kept in " + start.dir() + "; rerun the same command to resume"

@@ -52,7 +52,23 @@ public final class UpdateAverager {
     /** One slot's tensors on request: part 0 the weights, 1 Adam m, 2 Adam v. Reads must be thread-safe. */
     public interface Source {
         float[] read(String key, int part);
+
+        /**
+         * As {@link #read(String, int)}, decoding into {@code scratch} (at least the tensor's length, of the calling
+         * thread) where the source has to decode anyway; returns the array that holds the values: {@code scratch}, or
+         * an array of the source's own. Only the tensor's first numel entries are meaningful.
+         */
+        default float[] read(String key, int part, float[] scratch) {
+            return read(key, part);
+        }
     }
+
+    /** The largest tensor of the layout, in elements: the size of each thread's scratch arrays. */
+    private final int largest;
+    /** Per kernel thread: the float64 sums of the key being averaged, reused key after key (no multi-MB allocation). */
+    private final ThreadLocal<double[]> sums;
+    /** Per kernel thread: a slot's tensor decoded from its file. */
+    private final ThreadLocal<float[]> decoded;
 
     /**
      * What the disagreement measures need of some keys' averages, small enough to return from a Spark task: per key
@@ -91,6 +107,9 @@ public final class UpdateAverager {
         this.layout = new LinkedHashMap<>(layout);
         this.keys = new ArrayList<>(layout.keySet());
         this.pool = pool;
+        this.largest = (int) layout.values().stream().mapToLong(AdapterTensors::numel).max().orElse(0);
+        this.sums = ThreadLocal.withInitial(() -> new double[largest]);
+        this.decoded = ThreadLocal.withInitial(() -> new float[largest]);
         for (String k : keys) {
             if (!k.endsWith("lora_A.weight")) {
                 continue;
@@ -180,6 +199,39 @@ public final class UpdateAverager {
      * the measured modules whose A and B are both in {@code subset}.
      */
     public KeysAveraged averageKeys(List<String> subset) {
+        AdapterTensors.Tensor[] out = new AdapterTensors.Tensor[subset.size()];
+        int[] order = new int[subset.size()];
+        for (int t = 0; t < order.length; t++) {
+            order[t] = t;
+        }
+        KeyStats stats = averageKeys(subset, order, new java.util.concurrent.Semaphore(Integer.MAX_VALUE), () -> false,
+                (t, tensor) -> out[t] = tensor);
+        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
+        for (int t = 0; t < subset.size(); t++) {
+            tensors.put(subset.get(t), out[t]);
+        }
+        return new KeysAveraged(tensors, stats);
+    }
+
+    /** Takes each averaged key of {@link #averageKeys(List, int[], java.util.concurrent.Semaphore, java.util.function.BooleanSupplier, KeySink)}. */
+    @FunctionalInterface
+    public interface KeySink {
+        /** Key {@code subset.get(index)}'s average; called on the thread that averaged it. */
+        void accept(int index, AdapterTensors.Tensor tensor);
+    }
+
+    /**
+     * As {@link #averageKeys(List)}, handing each key to {@code sink} as soon as it is averaged instead of collecting
+     * them, so a writer can stream them out while later keys are averaged: the keys are started in the order
+     * {@code order} gives (indices into {@code subset}), each only after taking one of {@code window}'s permits,
+     * which the consumer gives back once it is done with the key; so at most that many averaged keys are held. The
+     * permit is taken before the key is (one counter), so the earliest key not yet consumed is always being
+     * averaged or done, and a consumer that waits for keys in {@code order} never waits forever. Once {@code
+     * stopped} says so, keys not yet started are skipped (the consumer failed). The arithmetic is exactly
+     * {@link #averageKeys(List)}'s.
+     */
+    public KeyStats averageKeys(List<String> subset, int[] order, java.util.concurrent.Semaphore window,
+                                java.util.function.BooleanSupplier stopped, KeySink sink) {
         if (slots.isEmpty()) {
             throw new IllegalStateException("no update was added");
         }
@@ -192,7 +244,10 @@ public final class UpdateAverager {
                 throw new IllegalArgumentException("key '" + subset.get(t) + "' is not in the layout, or out of order");
             }
         }
-        AdapterTensors.Tensor[] out = new AdapterTensors.Tensor[subset.size()];
+        if (order.length != subset.size() || java.util.stream.IntStream.of(order).distinct().count() != order.length
+                || java.util.stream.IntStream.of(order).anyMatch(t -> t < 0 || t >= order.length)) {
+            throw new IllegalArgumentException("order must list each of the " + subset.size() + " keys once");
+        }
         double[][] squares = new double[subset.size()][n];  // [key][slot]: sum w x^2 over the key's weights
         double[] meanSquares = new double[subset.size()];   // [key]: sum xbar^2
         // The discordance samples (sampleOf): per key, each slot's and the float64 mean's, taken as they are averaged.
@@ -203,46 +258,25 @@ public final class UpdateAverager {
             pairOf.put(p.aKey(), p);
             pairOf.put(p.bKey(), p);
         }
-        pool.run(subset.size(), t -> {
-            String k = subset.get(t);
-            LoraPair pair = pairOf.get(k);
-            double[][] slotSamples = pair == null ? null : new double[n][];
-            float[][] parts = new float[3][];
-            for (int part = 0; part < 3; part++) {
-                double[] sum = new double[(int) AdapterTensors.numel(layout.get(k))];
-                for (int s = 0; s < n; s++) {
-                    Slot slot = slots.get(s);
-                    float[] x = slot.source().read(k, part);
-                    accumulate(sum, x, slot.weight());
-                    if (part == 0) {
-                        double sq = 0;
-                        for (float v : x) {
-                            sq += slot.weight() * v * v;
-                        }
-                        squares[t][s] = sq;
-                        if (pair != null) {
-                            slotSamples[s] = sampleOf(pair, k, i -> x[i]);
-                        }
-                    }
-                }
-                for (int i = 0; i < sum.length; i++) {
-                    sum[i] = sum[i] / total;
-                }
-                if (part == 0) {
-                    double ms = 0;
-                    for (double m : sum) {
-                        ms += m * m;
-                    }
-                    meanSquares[t] = ms;
-                    if (pair != null) {
-                        pairSlots.put(k, slotSamples);
-                        pairMeans.put(k, sampleOf(pair, k, i -> sum[i]));
-                    }
-                }
-                parts[part] = toFloats(sum);
+        java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicBoolean failed = new java.util.concurrent.atomic.AtomicBoolean();
+        pool.run(subset.size(), ignored -> {
+            window.acquireUninterruptibly();
+            int t = order[next.getAndIncrement()];
+            if (failed.get() || stopped.getAsBoolean()) {
+                window.release();
+                return;
             }
-            out[t] = new AdapterTensors.Tensor(layout.get(k).clone(), parts[0], parts[1], parts[2]);
+            try {
+                averageKey(subset, t, n, total, pairOf, squares, meanSquares, pairSlots, pairMeans, sink);
+            } catch (RuntimeException | Error e) {
+                // Wake the keys waiting for a permit (their consumer waits for this one): they see failed and skip.
+                failed.set(true);
+                window.release(subset.size());
+                throw e;
+            }
         });
+
         List<Integer> measured = new ArrayList<>();
         for (int p = 0; p < pairs.size(); p++) {
             if (pairMeans.containsKey(pairs.get(p).aKey()) && pairMeans.containsKey(pairs.get(p).bKey())) {
@@ -255,12 +289,56 @@ public final class UpdateAverager {
             discordance[t] = discordance(p, pairSlots.get(p.aKey()), pairSlots.get(p.bKey()),
                     pairMeans.get(p.aKey()), pairMeans.get(p.bKey()), total);
         });
-        Map<String, AdapterTensors.Tensor> tensors = new LinkedHashMap<>();
-        for (int t = 0; t < subset.size(); t++) {
-            tensors.put(subset.get(t), out[t]);
+        return new KeyStats(keyIndex, squares, meanSquares, measured.stream().mapToInt(Integer::intValue).toArray(),
+                discordance);
+    }
+
+    /** Averages key {@code subset.get(t)} into {@code sink}, filling its entries of the measures' arrays. */
+    private void averageKey(List<String> subset, int t, int n, double total, Map<String, LoraPair> pairOf,
+                            double[][] squares, double[] meanSquares, Map<String, double[][]> pairSlots,
+                            Map<String, double[]> pairMeans, KeySink sink) {
+        String k = subset.get(t);
+        LoraPair pair = pairOf.get(k);
+        double[][] slotSamples = pair == null ? null : new double[n][];
+        float[][] parts = new float[3][];
+        int numel = (int) AdapterTensors.numel(layout.get(k));
+        double[] sum = sums.get();
+        float[] scratch = decoded.get();
+        for (int part = 0; part < 3; part++) {
+            java.util.Arrays.fill(sum, 0, numel, 0.0);
+            for (int s = 0; s < n; s++) {
+                Slot slot = slots.get(s);
+                float[] x = slot.source().read(k, part, scratch);
+                accumulate(sum, x, numel, slot.weight());
+                if (part == 0) {
+                    double sq = 0;
+                    for (int i = 0; i < numel; i++) {
+                        sq += slot.weight() * x[i] * x[i];
+                    }
+                    squares[t][s] = sq;
+                    if (pair != null) {
+                        slotSamples[s] = sampleOf(pair, k, i -> x[i]);
+                    }
+                }
+            }
+            // One pass: the mean (sum / total, in float64), its square into the mean's norm, its float32 rounding.
+            float[] f = new float[numel];
+            double ms = 0;
+            for (int i = 0; i < numel; i++) {
+                double m = sum[i] / total;
+                ms += m * m;
+                f[i] = (float) m;
+            }
+            if (part == 0) {
+                meanSquares[t] = ms;
+                if (pair != null) {
+                    pairSlots.put(k, slotSamples);
+                    pairMeans.put(k, sampleOf(pair, k, i -> sum[i] / total));
+                }
+            }
+            parts[part] = f;
         }
-        return new KeysAveraged(tensors, new KeyStats(keyIndex, squares, meanSquares,
-                measured.stream().mapToInt(Integer::intValue).toArray(), discordance));
+        sink.accept(t, new AdapterTensors.Tensor(layout.get(k).clone(), parts[0], parts[1], parts[2]));
     }
 
     /**
@@ -415,17 +493,9 @@ public final class UpdateAverager {
         return shapes;
     }
 
-    private static void accumulate(double[] sum, float[] x, double w) {
-        for (int i = 0; i < x.length; i++) {
+    private static void accumulate(double[] sum, float[] x, int numel, double w) {
+        for (int i = 0; i < numel; i++) {
             sum[i] += w * x[i];
         }
-    }
-
-    private static float[] toFloats(double[] d) {
-        float[] f = new float[d.length];
-        for (int i = 0; i < d.length; i++) {
-            f[i] = (float) d[i];
-        }
-        return f;
     }
 }

@@ -90,12 +90,34 @@ public final class AdapterStateFile {
     private static boolean write(Storage storage, Path target, String tempName, AdapterTensors state,
                                  Map<String, String> extraMetadata,
                                  java.util.function.Function<OutputStream, OutputStream> wrap) {
+        SafetensorsWriter writer;
+        try {
+            writer = writer(state, extraMetadata);
+        } catch (IOException e) {
+            throw Storage.failure("write adapter state", target, e);
+        }
+        return write(storage, target, tempName, wrap, writer::writeTo);
+    }
+
+    /** The bytes of a file, written to the stream it is given. */
+    @FunctionalInterface
+    private interface Body {
+        void writeTo(OutputStream out) throws IOException;
+    }
+
+    /**
+     * The commit protocol of every state file: {@code body} through {@code wrap} into {@code tempName}, flushed and
+     * hsync'ed, then renamed to {@code target}; false if an earlier attempt's file was already in place (and kept).
+     * Whatever stops the body (an I/O error, or a failure of the computation that feeds a streamed body) removes the
+     * temporary file.
+     */
+    private static boolean write(Storage storage, Path target, String tempName,
+                                 java.util.function.Function<OutputStream, OutputStream> wrap, Body body) {
         Path tmp = new Path(target.getParent(), tempName);
         try {
-            SafetensorsWriter writer = writer(state, extraMetadata);
             try (FSDataOutputStream raw = storage.fs(target).create(tmp, false);
                  OutputStream out = wrap.apply(raw)) {
-                writer.writeTo(out);
+                body.writeTo(out);
                 out.flush();
                 raw.hsync();
             }
@@ -110,7 +132,69 @@ public final class AdapterStateFile {
         } catch (IOException e) {
             storage.deleteQuietly(tmp);
             throw Storage.failure("write adapter state", target, e);
+        } catch (RuntimeException | Error e) {
+            storage.deleteQuietly(tmp);
+            throw e;
         }
+    }
+
+    /**
+     * The tensors of a state file written as they become ready ({@link #writeStreamed}): {@link #tensor} returns
+     * key's tensor, waiting for it (or throws what prevented it); {@link #written} says the file now holds all
+     * three of key's tensors, so the caller may drop it.
+     */
+    public interface StreamedTensors {
+        AdapterTensors.Tensor tensor(String key);
+
+        void written(String key);
+    }
+
+    /**
+     * As {@link #write}, for a state whose keys and shapes ({@code layout}, in key order) are known before its
+     * tensors: the header is written first, then each tensor as {@code source} hands it over, in file order, so a
+     * writer holds a few keys instead of the whole state and the SHA-256 and the write overlap the computation
+     * that produces the tensors. The bytes are exactly those {@link #write} writes for the same state
+     * ({@code SafetensorsStreamWriter} and {@code SafetensorsWriter} share the layout). Returns their SHA-256.
+     */
+    public static String writeStreamed(Storage storage, Path target, String tempName, Map<String, long[]> layout,
+                                       long step, Map<String, String> extraMetadata, StreamedTensors source) {
+        Map<String, String> metadata;
+        try {
+            metadata = metadata(List.copyOf(layout.keySet()), step, extraMetadata);
+        } catch (JsonProcessingException e) {
+            throw Storage.failure("write adapter state", target, e);
+        }
+        List<TensorInfo> infos = new java.util.ArrayList<>();
+        Map<String, String> keyOf = new java.util.HashMap<>();
+        for (Map.Entry<String, long[]> e : layout.entrySet()) {
+            for (int part = 0; part < 3; part++) {
+                String name = Reader.tensorName(e.getKey(), part);
+                infos.add(new TensorInfo(name, DType.F32, e.getValue()));
+                keyOf.put(name, e.getKey());
+            }
+        }
+        Map<String, Integer> done = new java.util.HashMap<>();
+        java.nio.ByteBuffer chunk = java.nio.ByteBuffer.allocate(1 << 20).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        MessageDigest md = Storage.sha256();
+        boolean fresh = write(storage, target, tempName, raw -> new DigestOutputStream(raw, md),
+                out -> org.qalora.quant.safetensors.SafetensorsStreamWriter.write(out, infos, metadata, (t, o) -> {
+                    String key = keyOf.get(t.name());
+                    AdapterTensors.Tensor tensor = source.tensor(key);
+                    float[] data = t.name().equals(key) ? tensor.weights()
+                            : t.name().endsWith(ADAM_M) ? tensor.adamM() : tensor.adamV();
+                    // Little-endian floats through one 1 MiB buffer: no byte copy of the whole tensor.
+                    for (int i = 0; i < data.length; ) {
+                        int n = Math.min(data.length - i, chunk.capacity() / Float.BYTES);
+                        chunk.clear();
+                        chunk.asFloatBuffer().put(data, i, n);
+                        o.write(chunk.array(), 0, n * Float.BYTES);
+                        i += n;
+                    }
+                    if (done.merge(key, 1, Integer::sum) == 3) {
+                        source.written(key);
+                    }
+                }));
+        return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
     }
 
     /** The SHA-256 of the file {@link #write} would write for {@code state}, computed without writing it. */
@@ -126,16 +210,8 @@ public final class AdapterStateFile {
 
     /** The file's tensors and metadata, ready to write. */
     static SafetensorsWriter writer(AdapterTensors state, Map<String, String> extraMetadata) throws JsonProcessingException {
-        for (String reserved : RESERVED) {
-            if (extraMetadata.containsKey(reserved)) {
-                throw new IllegalArgumentException("extra metadata may not use the reserved key '" + reserved + "'");
-            }
-        }
         SafetensorsWriter w = new SafetensorsWriter();
-        extraMetadata.forEach(w::metadata);
-        w.metadata("format", FORMAT);
-        w.metadata("step", Long.toString(state.step()));
-        w.metadata("keys", JSON.writeValueAsString(state.keys()));
+        metadata(state.keys(), state.step(), extraMetadata).forEach(w::metadata);
         for (String k : state.keys()) {
             AdapterTensors.Tensor t = state.tensor(k);
             w.addFloats(k, DType.F32, t.weights(), t.shape());
@@ -143,6 +219,21 @@ public final class AdapterStateFile {
             w.addFloats(k + ADAM_V, DType.F32, t.adamV(), t.shape());
         }
         return w;
+    }
+
+    /** A state file's metadata: {@code extraMetadata}, then {@code format}, {@code step} and {@code keys}. */
+    private static Map<String, String> metadata(List<String> keys, long step, Map<String, String> extraMetadata)
+            throws JsonProcessingException {
+        for (String reserved : RESERVED) {
+            if (extraMetadata.containsKey(reserved)) {
+                throw new IllegalArgumentException("extra metadata may not use the reserved key '" + reserved + "'");
+            }
+        }
+        Map<String, String> m = new LinkedHashMap<>(extraMetadata);
+        m.put("format", FORMAT);
+        m.put("step", Long.toString(step));
+        m.put("keys", JSON.writeValueAsString(keys));
+        return m;
     }
 
     public static Contents read(Storage storage, Path file) {

@@ -32,8 +32,12 @@ import org.qalora.driver.state.AdapterTensors;
  *   pruning). Its state is checked bit for bit against the driver path's on the first repeat of each slot count.
  * </ul>
  * Everything runs in one JVM on the local filesystem: the "executors" are task threads of this JVM sharing its
- * cores and page cache. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group]}; prints one line per
- * repeat and the medians. See docs/PERFORMANCE.md, "driver".
+ * cores and page cache. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group] [parts,...] [driver|no-driver]
+ * [threads]}: the part counts of the executor path ({@code slots}: one per slot, {@code auto}: what
+ * {@code --averaging-parts 0} picks, or a number; default {@code slots}), whether to time the driver path too
+ * (default yes; without it each part count's state is checked against the first's), and the Spark
+ * {@code local[threads]} (default the largest slot count). Prints one line per repeat and the medians. See
+ * docs/PERFORMANCE.md, "driver".
  */
 public final class RoundTrafficBench {
     private RoundTrafficBench() {}
@@ -52,10 +56,15 @@ public final class RoundTrafficBench {
         int layers = args.length > 3 ? Integer.parseInt(args[3]) : 32;
         int rank = args.length > 4 ? Integer.parseInt(args[4]) : 64;
         int group = args.length > 5 ? Integer.parseInt(args[5]) : 32;
+        // Part counts to time: "slots" is one part per slot (the count before --averaging-parts), "auto" what
+        // --averaging-parts 0 picks for this layout and slot count, a number that many parts.
+        String[] partsArgs = (args.length > 6 ? args[6] : "slots").split(",");
+        boolean driverPath = args.length <= 7 || !args[7].equals("no-driver");
         Storage storage = new Storage(new Configuration());
         storage.delete(dir);
         CheckpointStore store = new CheckpointStore(storage, dir, line -> {});
         int maxSlots = Arrays.stream(slotCounts).max().orElseThrow();
+        int threads = args.length > 8 ? Integer.parseInt(args[8]) : maxSlots;
 
         long t0 = System.nanoTime();
         AdapterTensors initial = state(layers, rank, group, -1, 0);
@@ -75,15 +84,18 @@ public final class RoundTrafficBench {
             metrics.add(new SlotMetrics(s, 0, "bench", "cpu", tokens, 0, 0, digests.get(s)));
         }
         long bytes = storage.length(new Path(updates, CheckpointStore.updateFileName(0)));
+        Map<String, long[]> layout = AdapterStateFile.layout(storage, start.stateFiles());
         System.out.printf("LLaMA-7B-shaped adapter: %d layers x 7 projections, r %d, g %d: %,d parameters, %.3f GB per"
                         + " update file (weights + m + v, fp32); wrote the start state and %d updates in %.1f s; %d cores,"
-                        + " max heap %.1f GB%n", layers, rank, group, parameters, bytes / 1e9, maxSlots, (System.nanoTime() - t0) / 1e9,
-                Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().maxMemory() / 1e9);
+                        + " max heap %.1f GB; Spark local[%d]; load average %.2f%n", layers, rank, group, parameters,
+                bytes / 1e9, maxSlots, (System.nanoTime() - t0) / 1e9, Runtime.getRuntime().availableProcessors(),
+                Runtime.getRuntime().maxMemory() / 1e9, threads,
+                java.lang.management.ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage());
 
         // Process CPU time next to the wall clock: on a shared machine the CPU-seconds are the steadier figure.
         com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
                 java.lang.management.ManagementFactory.getOperatingSystemMXBean();
-        SparkConf conf = SparkSettings.apply(new SparkConf(), "local[" + maxSlots + "]", "RoundTrafficBench")
+        SparkConf conf = SparkSettings.apply(new SparkConf(), "local[" + threads + "]", "RoundTrafficBench")
                 .set("spark.ui.enabled", "false");
         int round = 1;
         try (JavaSparkContext jsc = new JavaSparkContext(conf)) {
@@ -92,64 +104,96 @@ public final class RoundTrafficBench {
                 for (int s = 0; s < slots; s++) {
                     ids.add(s);
                 }
-                double[][] phases = new double[repeats][];
-                for (int rep = 0; rep < repeats; rep++) {
-                    // Driver path.
-                    long u0 = os.getProcessCpuTime();
-                    long v0 = System.nanoTime();
-                    DriverSideAveraging.verify(storage, updates, ids, digests);
-                    long v1 = System.nanoTime();
-                    long u1 = os.getProcessCpuTime();
-                    UpdateAverager.Averaged avg = DriverSideAveraging.average(storage, store, 1, start, ids);
-                    long v2 = System.nanoTime();
-                    long u2 = os.getProcessCpuTime();
-                    // Each commit takes the next round number (a committed round is never overwritten) and prunes the
-                    // one before it, as keepRounds = 1 would; round 0 stays the start state.
-                    CheckpointStore.Committed driverRound = store.commit(round, avg.state(), "plan", "config", null);
-                    avg = null;
-                    if (round > 1) {
-                        storage.delete(store.roundDir(round - 1));
-                    }
-                    long v3 = System.nanoTime();
-                    long u3 = os.getProcessCpuTime();
-                    round++;
-                    // Executor path.
-                    ExecutorAveraging.Outcome out = ExecutorAveraging.run(jsc, storage, store, 1, start,
-                            metrics.subList(0, slots), slots, FaultPlan.none(), "bench");
-                    long v4 = System.nanoTime();
-                    long u4 = os.getProcessCpuTime();
-                    CheckpointStore.Committed executorRound = store.commitPrepared(round, out.commitDir(), out.files(),
-                            out.step(), "plan", "config", null);
-                    long v5 = System.nanoTime();
-                    long u5 = os.getProcessCpuTime();
-                    round++;
-                    if (rep == 0 && !store.loadState(driverRound).bitwiseEquals(store.loadState(executorRound))) {
-                        throw new IllegalStateException(slots + " slots: the executor path's state differs from the"
-                                + " driver path's");
-                    }
-                    storage.delete(store.roundDir(round - 2));
-                    // One averaging task alone (part 0, in this thread, nothing else of this JVM running): what one
-                    // executor of a cluster with one executor per key range would spend on the round.
-                    double alone = timeOneTaskAlone(storage, store, start, metrics.subList(0, slots), slots);
-                    phases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9, (v3 - v0) / 1e9,
-                        (u3 - u0) / 1e9, (v4 - v3) / 1e9, (v5 - v4) / 1e9, (v5 - v3) / 1e9, (u5 - u3) / 1e9,
-                        out.slowestMillis() / 1e3, alone};
-                    System.out.printf("slots %d, repeat %d: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total"
-                                    + " %.2f s (CPU %.1f s) | EXECUTORS average %.2f s (slowest task %.2f s), commit %.3f"
-                                    + " s, total %.2f s (CPU %.1f s); one task alone %.2f s%s%n", slots, rep,
-                            phases[rep][0], phases[rep][1], phases[rep][2], phases[rep][3], phases[rep][4],
-                            phases[rep][5], phases[rep][9], phases[rep][6], phases[rep][7], phases[rep][8],
-                            phases[rep][10], rep == 0 ? "; states bit-identical" : "");
+                int[] partCounts = new int[partsArgs.length];
+                for (int i = 0; i < partsArgs.length; i++) {
+                    partCounts[i] = switch (partsArgs[i]) {
+                        case "slots" -> slots;
+                        case "auto" -> KeyRanges.count(layout, 0, slots);
+                        default -> Integer.parseInt(partsArgs[i]);
+                    };
                 }
-                System.out.printf("slots %d MEDIAN: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total %.2f s,"
-                                + " CPU %.1f s; driver reads %.1f GB, writes %.1f GB | EXECUTORS (%d tasks) average %.2f s"
-                                + " (slowest task %.2f s), commit %.3f s, total %.2f s, CPU %.1f s; the driver reads only"
-                                + " headers and writes a manifest, the tasks read %.1f GB and write %.1f GB in all; one"
-                                + " task alone (1/%d of the keys: what each of %d executors would do) %.2f s%n",
-                        slots, median(phases, 0), median(phases, 1), median(phases, 2), median(phases, 3),
-                        median(phases, 4), 2 * slots * bytes / 1e9, bytes / 1e9, slots, median(phases, 5),
-                        median(phases, 9), median(phases, 6), median(phases, 7), median(phases, 8),
-                        slots * bytes / 1e9, bytes / 1e9, slots, slots, median(phases, 10));
+                double[][] driverPhases = new double[repeats][];
+                double[][][] executorPhases = new double[partCounts.length][repeats][];
+                for (int rep = 0; rep < repeats; rep++) {
+                    AdapterTensors reference = null; // the first path's state of this slot count, on repeat 0
+                    if (driverPath) {
+                        long u0 = os.getProcessCpuTime();
+                        long v0 = System.nanoTime();
+                        DriverSideAveraging.verify(storage, updates, ids, digests);
+                        long v1 = System.nanoTime();
+                        UpdateAverager.Averaged avg = DriverSideAveraging.average(storage, store, 1, start, ids);
+                        long v2 = System.nanoTime();
+                        // Each commit takes the next round number (a committed round is never overwritten) and prunes
+                        // the one before it, as keepRounds = 1 would; round 0 stays the start state.
+                        CheckpointStore.Committed driverRound = store.commit(round, avg.state(), "plan", "config", null);
+                        avg = null;
+                        long v3 = System.nanoTime();
+                        long u3 = os.getProcessCpuTime();
+                        reference = rep == 0 ? store.loadState(driverRound) : null;
+                        storage.delete(store.roundDir(round));
+                        round++;
+                        driverPhases[rep] = new double[] {(v1 - v0) / 1e9, (v2 - v1) / 1e9, (v3 - v2) / 1e9,
+                            (v3 - v0) / 1e9, (u3 - u0) / 1e9};
+                        System.out.printf("slots %d, repeat %d: DRIVER verify %.2f s, average %.2f s, commit %.2f s,"
+                                        + " total %.2f s (CPU %.1f s)%n", slots, rep, driverPhases[rep][0],
+                                driverPhases[rep][1], driverPhases[rep][2], driverPhases[rep][3], driverPhases[rep][4]);
+                    }
+                    for (int pc = 0; pc < partCounts.length; pc++) {
+                        int parts = partCounts[pc];
+                        long u3 = os.getProcessCpuTime();
+                        long v3 = System.nanoTime();
+                        ExecutorAveraging.Outcome out = ExecutorAveraging.run(jsc, storage, store, 1, start,
+                                metrics.subList(0, slots), parts, FaultPlan.none(), "bench");
+                        long v4 = System.nanoTime();
+                        CheckpointStore.Committed executorRound = store.commitPrepared(round, out.commitDir(),
+                                out.files(), out.step(), "plan", "config", null);
+                        long v5 = System.nanoTime();
+                        long u5 = os.getProcessCpuTime();
+                        round++;
+                        String same = "";
+                        if (rep == 0) {
+                            AdapterTensors state = store.loadState(executorRound);
+                            String against = driverPath ? "the driver path's" : "the first part count's";
+                            if (reference == null) {
+                                reference = state;
+                                same = "; the reference state";
+                            } else if (!state.bitwiseEquals(reference)) {
+                                throw new IllegalStateException(slots + " slots, " + parts + " parts: the state"
+                                        + " differs from " + against);
+                            } else {
+                                same = "; state bit-identical to " + against;
+                            }
+                        }
+                        storage.delete(store.roundDir(round - 1));
+                        // One averaging task alone (part 0, in this thread, nothing else of this JVM running): what
+                        // one executor spends on the round when each key range has an executor (or a core) of its own.
+                        double alone = timeOneTaskAlone(storage, store, start, metrics.subList(0, slots), parts);
+                        executorPhases[pc][rep] = new double[] {(v4 - v3) / 1e9, (v5 - v4) / 1e9, (v5 - v3) / 1e9,
+                            (u5 - u3) / 1e9, out.slowestMillis() / 1e3, alone, out.files().size()};
+                        double[] e = executorPhases[pc][rep];
+                        System.out.printf("slots %d, parts %d (%d files), repeat %d: EXECUTORS average %.2f s (slowest"
+                                        + " task %.2f s), commit %.3f s, total %.2f s (CPU %.1f s); one task alone %.2f"
+                                        + " s%s%n", slots, parts, out.files().size(), rep, e[0], e[4], e[1], e[2], e[3],
+                                e[5], same);
+                    }
+                }
+                if (driverPath) {
+                    System.out.printf("slots %d MEDIAN: DRIVER verify %.2f s, average %.2f s, commit %.2f s, total %.2f"
+                                    + " s, CPU %.1f s; the driver reads %.1f GB, writes %.1f GB%n", slots,
+                            median(driverPhases, 0), median(driverPhases, 1), median(driverPhases, 2),
+                            median(driverPhases, 3), median(driverPhases, 4), 2 * slots * bytes / 1e9, bytes / 1e9);
+                }
+                for (int pc = 0; pc < partCounts.length; pc++) {
+                    double files = executorPhases[pc][0][6];
+                    System.out.printf("slots %d parts %d MEDIAN: EXECUTORS (%.0f tasks) average %.2f s (slowest task"
+                                    + " %.2f s), commit %.3f s, total %.2f s, CPU %.1f s; one task alone %.2f s (range"
+                                    + " %.2f-%.2f); per task: reads %.0f MB, writes %.0f MB (mean)%n", slots,
+                            partCounts[pc], files, median(executorPhases[pc], 0), median(executorPhases[pc], 4),
+                            median(executorPhases[pc], 1), median(executorPhases[pc], 2),
+                            median(executorPhases[pc], 3), median(executorPhases[pc], 5),
+                            min(executorPhases[pc], 5), max(executorPhases[pc], 5),
+                            slots * bytes / files / 1e6, bytes / files / 1e6);
+                }
             }
         }
         storage.delete(dir);
@@ -214,6 +258,14 @@ public final class RoundTrafficBench {
         z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
         z ^= z >>> 31;
         return (z >>> 40) * 0x1.0p-23f - 1;
+    }
+
+    private static double min(double[][] rows, int column) {
+        return Arrays.stream(rows).mapToDouble(r -> r[column]).min().orElseThrow();
+    }
+
+    private static double max(double[][] rows, int column) {
+        return Arrays.stream(rows).mapToDouble(r -> r[column]).max().orElseThrow();
     }
 
     private static double median(double[][] rows, int column) {

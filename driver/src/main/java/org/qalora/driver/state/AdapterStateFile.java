@@ -53,9 +53,33 @@ public final class AdapterStateFile {
      */
     public static String write(Storage storage, Path target, String tempName, AdapterTensors state,
                                Map<String, String> extraMetadata) {
+        return write(storage, target, tempName, body(state, extraMetadata));
+    }
+
+    /** The bytes of a state file, written to a stream (the commit protocol around them is {@link #write}'s). */
+    @FunctionalInterface
+    interface Body {
+        void writeTo(OutputStream out) throws IOException;
+    }
+
+    /**
+     * Writes what {@code body} writes to {@code target} with {@link #write}'s protocol (temporary name, rename, an
+     * earlier attempt's file kept); returns the SHA-256 of the file's bytes, computed as they stream out.
+     */
+    static String write(Storage storage, Path target, String tempName, Body body) {
         MessageDigest md = Storage.sha256();
-        boolean fresh = write(storage, target, tempName, state, extraMetadata, raw -> new DigestOutputStream(raw, md));
+        boolean fresh = write(storage, target, tempName, body, raw -> new DigestOutputStream(raw, md));
         return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
+    }
+
+    private static Body body(AdapterTensors state, Map<String, String> extraMetadata) {
+        SafetensorsWriter writer;
+        try {
+            writer = writer(state, extraMetadata);
+        } catch (JsonProcessingException e) {
+            throw new java.io.UncheckedIOException("cannot encode the adapter state's key list", e);
+        }
+        return writer::writeTo;
     }
 
     /**
@@ -66,7 +90,7 @@ public final class AdapterStateFile {
     public static SegmentDigests writeUpdate(Storage storage, Path target, String tempName, AdapterTensors state,
                                              Map<String, String> extraMetadata) {
         SegmentDigests.Digester digester = new SegmentDigests.Digester();
-        boolean fresh = write(storage, target, tempName, state, extraMetadata,
+        boolean fresh = write(storage, target, tempName, body(state, extraMetadata),
                 raw -> new java.io.FilterOutputStream(raw) {
                     @Override
                     public void write(byte[] b, int off, int len) throws IOException {
@@ -87,15 +111,13 @@ public final class AdapterStateFile {
     }
 
     /** Writes through {@code wrap}; false if an earlier attempt's file was already in place (and kept). */
-    private static boolean write(Storage storage, Path target, String tempName, AdapterTensors state,
-                                 Map<String, String> extraMetadata,
+    private static boolean write(Storage storage, Path target, String tempName, Body body,
                                  java.util.function.Function<OutputStream, OutputStream> wrap) {
         Path tmp = new Path(target.getParent(), tempName);
         try {
-            SafetensorsWriter writer = writer(state, extraMetadata);
             try (FSDataOutputStream raw = storage.fs(target).create(tmp, false);
                  OutputStream out = wrap.apply(raw)) {
-                writer.writeTo(out);
+                body.writeTo(out);
                 out.flush();
                 raw.hsync();
             }
@@ -124,18 +146,28 @@ public final class AdapterStateFile {
         return HexFormat.of().formatHex(md.digest());
     }
 
-    /** The file's tensors and metadata, ready to write. */
-    static SafetensorsWriter writer(AdapterTensors state, Map<String, String> extraMetadata) throws JsonProcessingException {
+    /**
+     * The metadata of a state file at optimizer step {@code step} whose keys, in the trainer's order, are {@code keys}:
+     * {@code extraMetadata} plus {@code format}, {@code step} and {@code keys} (which it may not use).
+     */
+    static Map<String, String> metadata(long step, List<String> keys, Map<String, String> extraMetadata)
+            throws JsonProcessingException {
         for (String reserved : RESERVED) {
             if (extraMetadata.containsKey(reserved)) {
                 throw new IllegalArgumentException("extra metadata may not use the reserved key '" + reserved + "'");
             }
         }
+        Map<String, String> meta = new LinkedHashMap<>(extraMetadata);
+        meta.put("format", FORMAT);
+        meta.put("step", Long.toString(step));
+        meta.put("keys", JSON.writeValueAsString(keys));
+        return meta;
+    }
+
+    /** The file's tensors and metadata, ready to write. */
+    static SafetensorsWriter writer(AdapterTensors state, Map<String, String> extraMetadata) throws JsonProcessingException {
         SafetensorsWriter w = new SafetensorsWriter();
-        extraMetadata.forEach(w::metadata);
-        w.metadata("format", FORMAT);
-        w.metadata("step", Long.toString(state.step()));
-        w.metadata("keys", JSON.writeValueAsString(state.keys()));
+        metadata(state.step(), state.keys(), extraMetadata).forEach(w::metadata);
         for (String k : state.keys()) {
             AdapterTensors.Tensor t = state.tensor(k);
             w.addFloats(k, DType.F32, t.weights(), t.shape());
@@ -288,6 +320,14 @@ public final class AdapterStateFile {
         }
 
         public String location() { return file.location(); }
+
+        /**
+         * Copies file tensor {@code name}'s raw bytes to {@code out} in bounded chunks (never the whole tensor, let
+         * alone the state, on the heap): how a state's parts are concatenated into one file.
+         */
+        public void copyTo(String name, OutputStream out) throws IOException {
+            file.copyTo(name, out);
+        }
 
         public float[] weights(String key) { return floats(key); }
 

@@ -21,11 +21,11 @@ import org.qalora.quant.io.ShippedHadoopConf;
  * projections, so building it on the driver would make the driver's heap grow with the adapter; here the driver
  * holds the file's size and SHA-256. The file is the one {@link CheckpointStore#commit} writes for the same state.
  */
-final class InitialStateTask implements FlatMapFunction<Iterator<Integer>, InitialStateTask.Written> {
+public final class InitialStateTask implements FlatMapFunction<Iterator<Integer>, InitialStateTask.Written> {
     private static final long serialVersionUID = 1L;
 
     /** What the task wrote: the state file's size and SHA-256, and the state's optimizer step. */
-    record Written(long bytes, String sha256, long step) implements java.io.Serializable {}
+    public record Written(long bytes, String sha256, long step) implements java.io.Serializable {}
 
     private final SlotTrainerFactory factory;
     private final ShippedHadoopConf hadoopConf;

@@ -45,14 +45,14 @@ import org.qalora.worker.model.Projection;
  *
  * <p>Why the bounds catch a regression:
  * <ul>
- *   <li>Driver, {@value #DRIVER_HEAP_MB}m: about 100 MB of it is Spark's own (measured live peak 81-106 MB). Any one
+ *   <li>Driver, {@value #DRIVER_HEAP_MB}m: about 100 MB of it is Spark's own (largest heap seen after a collection: 81-132 MB). Any one
  *   weight of the base on the driver does not fit beside that (the 32000 x 4096 embedding is 262 MB as F16, 524 MB
  *   as float), nor does the adapter state handled whole: with its Adam moments it is 67 MB (5.6 M parameters x 3 x
  *   4 bytes), and the driver as it was before, building round 0 and reading the final state whole (plus the PEFT
  *   weights' copy, zero moments and the encoding for the SHA-256), reached the cap at round 0 and ended in an
  *   OutOfMemoryError reading the final state: this test failed on it (docs/PERFORMANCE.md).
  *   <li>Executors, {@value #EXECUTOR_HEAP_MB}m: what the run needs by design, measured: a training task keeps the
- *   whole quantized base resident (2.1-2.3 GB live, its F16 embedding and lm_head held as float), and the merge check
+ *   whole quantized base resident (2.1-2.4 GB live, its F16 embedding and lm_head held as float), and the merge check
  *   loads a base and a merged model (2.4 GB live). An executor that also kept its trainer's base during the check
  *   ran out (the reason for {@code ExecutorCache.releaseAll}), as would a task holding the dense model as float
  *   (2.6 GB). A quantize or merge task that materialised the 0.8 GB quantized model would still fit here: the

@@ -69,11 +69,16 @@ final class DriverProcess implements AutoCloseable {
      * Starts {@code qalora train ARGS} in {@code workDir} (Spark's scratch files land there), logging to {@code log}.
      */
     static DriverProcess train(Path workDir, Path log, List<String> args) throws IOException {
+        return train(workDir, log, List.of("-Xmx1g"), args);
+    }
+
+    /** As above, with {@code jvmOptions} (the heap cap, a GC log) instead of {@code -Xmx1g}. */
+    static DriverProcess train(Path workDir, Path log, List<String> jvmOptions, List<String> args) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         // bin/qalora's flags (Kryo's --add-opens, the Vector API, native access): pom.xml passes the same list.
         cmd.addAll(Arrays.asList(System.getProperty("qalora.jvm.flags", "").trim().split("\\s+")));
-        cmd.add("-Xmx1g");
+        cmd.addAll(jvmOptions);
         // Spark's scratch directories go to java.io.tmpdir, and a SIGKILL skips the hook that deletes them.
         cmd.add("-Djava.io.tmpdir=" + workDir);
         cmd.add("-Dqalora.root=" + System.getProperty("qalora.root"));
@@ -158,8 +163,13 @@ final class DriverProcess implements AutoCloseable {
 
     /** Waits for a normal end; fails unless the driver exited with status 0. */
     void awaitSuccess() throws InterruptedException {
-        if (!process.waitFor(START_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
-            throw new AssertionError("the driver did not finish within " + START_TIMEOUT + "; output: " + log);
+        awaitSuccess(START_TIMEOUT);
+    }
+
+    /** As {@link #awaitSuccess()}, for a run that may take up to {@code limit}. */
+    void awaitSuccess(Duration limit) throws InterruptedException {
+        if (!process.waitFor(limit.toMillis(), TimeUnit.MILLISECONDS)) {
+            throw new AssertionError("the driver did not finish within " + limit + "; output: " + log);
         }
         reader.join(TimeUnit.SECONDS.toMillis(30));
         assertEquals(0, process.exitValue(), "the driver failed; output: " + log + "\n" + tail());

@@ -122,9 +122,12 @@ class MergeOnClusterTest {
         JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.parse(fault), 1, line -> {}), "cpu",
                 line -> {});
+        // The state as a run commits it (the publish stage streams it from its files, never from memory).
+        CheckpointStore.Committed committed = new CheckpointStore(storage, storage.path(cluster.uri(root + "-checkpoints")),
+                line -> {}).commit(3, new AdapterTensors(tensors, 6), "plan", "hash", null);
         return new PublishStage(storage, HoldPoint.none(), merge, SMALL_SHARDS, line -> {}).publish(
-                storage.path(cluster.uri(root)), cluster.uri("/models/tiny-gptq"), adapter.config(),
-                new AdapterTensors(tensors, 6), 3, "cd".repeat(32), "hash", Map.of());
+                storage.path(cluster.uri(root)), cluster.uri("/models/tiny-gptq"), adapter.config(), committed, "hash",
+                Map.of());
     }
 
     @Test

@@ -66,6 +66,8 @@ public final class MergeJob {
             Object[] check = jsc.parallelize(List.of(0), 1).map(t -> {
                 String address = SlotTask.device(TaskContext.get());
                 String device = Backends.resolve(requested, "cpu".equals(address) ? null : address);
+                // The run's training is over: its cached trainer's base would sit beside the two models loaded here.
+                org.qalora.driver.rounds.ExecutorCache.releaseAll();
                 Merger.Report r = MergeVerifier.verify(layout, baseModel, adapterDir, outDir,
                         new HadoopPaths(conf.get()), device, threads);
                 return new Object[] {device, r.relativeLogitError(), r.maxAbsLogitDiff()};

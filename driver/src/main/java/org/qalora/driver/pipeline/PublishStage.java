@@ -11,10 +11,11 @@ import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.driver.merge.MergeJob;
 import org.qalora.driver.output.ModelPublisher;
-import org.qalora.driver.state.AdapterStateFile;
-import org.qalora.driver.state.AdapterTensors;
+import org.qalora.driver.checkpoint.CheckpointStore;
+import org.qalora.driver.state.StateParts;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.worker.adapter.PeftAdapter;
 import org.qalora.worker.adapter.QaloraConfig;
 import org.qalora.worker.merge.Merger;
 import org.qalora.worker.model.LlamaDims;
@@ -26,7 +27,8 @@ import org.qalora.worker.train.AdapterState;
  * base's weights, by Spark tasks that each write shards, checked on an executor against the adapter model's logits),
  * and publishes the directory atomically as {@code OUTPUT/v-rNNNNN-<hash>/} with a {@code _MANIFEST.json} of
  * checksums and {@code OUTPUT/LATEST} pointing at it ({@link ModelPublisher}). The driver loads no weight here: it
- * plans from headers and config.json, writes the adapter it already holds, and commits.
+ * plans from headers and config.json, streams the committed state's tensors into the version's adapter files, and
+ * commits.
  */
 public final class PublishStage {
     public static final String ADAPTER_DIR = "adapter";
@@ -59,65 +61,64 @@ public final class PublishStage {
     }
 
     /**
-     * Merges and publishes the final adapter {@code state} of round {@code round}. {@code stateSha256} is the SHA-256
-     * of that round's committed state file: with the round it names the version ({@code v-rNNNNN-<8 hex>}), so the
+     * Merges and publishes the final adapter of the committed round {@code committed}. The round's state identity
+     * ({@link CheckpointStore.Committed#stateId}) names the version with the round ({@code v-rNNNNN-<8 hex>}), so the
      * name, like every byte under it, is the same however often the run was stopped and restarted, and a restart
      * that finds that version complete but not yet named by LATEST only has to flip LATEST.
+     *
+     * <p>The round's state goes into the version as one file, {@value WarmStart#STATE_FILE}: the adapter with its Adam
+     * moments and step, what {@code --warm-start} continues from. One committed file is copied; parts (a round
+     * averaged on the executors) are concatenated tensor by tensor ({@link StateParts}) into the single file a
+     * one-file commit of the round would have held, whose SHA-256 is computed first, from a streaming read: it names
+     * the version and goes into its manifest, as a copied file's does. The PEFT adapter is streamed from the same
+     * files. Nothing here holds the state: the driver's heap does not grow with the adapter.
      */
-    public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
-                        String stateSha256, String configHash, Map<String, String> extraInfo) {
-        return publish(root, baseModel, adapterConfig, state, round, stateSha256, null, configHash, extraInfo);
-    }
-
-    /**
-     * As above, and with {@code committedState} (the round's committed state files, one or parts in key order, whose
-     * identity is {@code stateSha256}: see {@code CheckpointStore.Committed#stateId}) put into the version as one
-     * file, {@value WarmStart#STATE_FILE}: the adapter with its Adam moments and step, what {@code --warm-start}
-     * continues from (null: a version without it). One committed file is copied; parts (a round averaged on the
-     * executors) are written from {@code state} as the single file a one-file commit of the round would have held,
-     * whose SHA-256 is computed first: it names the version and goes into its manifest, as a copied file's does.
-     */
-    public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, AdapterTensors state, int round,
-                        String stateSha256, java.util.List<Path> committedState, String configHash,
-                        Map<String, String> extraInfo) {
+    public Path publish(Path root, String baseModel, QaloraConfig adapterConfig, CheckpointStore.Committed committed,
+                        String configHash, Map<String, String> extraInfo) {
+        int round = committed.round();
+        java.util.List<Path> stateFiles = committed.stateFiles();
         Map<String, String> stateMetadata = Map.of("round", Integer.toString(round));
-        boolean copy = committedState != null && committedState.size() == 1;
-        String fileSha = committedState == null || copy ? stateSha256
-                : AdapterStateFile.sha256Of(state, stateMetadata);
+        boolean copy = stateFiles.size() == 1;
+        String fileSha;
+        Map<String, long[]> layout;
+        try (StateParts parts = StateParts.open(storage, stateFiles)) {
+            fileSha = copy ? committed.stateId() : parts.sha256OfOneFile(stateMetadata);
+            layout = parts.layout();
+        }
         String version = versionName(round, fileSha);
         Map<String, String> info = new LinkedHashMap<>(extraInfo);
         info.put("configHash", configHash);
         info.put("round", Integer.toString(round));
-        info.put("globalStep", Long.toString(state.step()));
+        info.put("globalStep", Long.toString(committed.manifest().globalStep()));
         info.put("adapterStateSha256", fileSha);
         info.put("baseModel", baseModel);
         info.put("maxShardBytes", Long.toString(maxShardBytes));
         HadoopPaths paths = storage.paths(); // the job's configuration, never this JVM's defaults
-        Map<String, float[]> weights = new LinkedHashMap<>();
-        for (String k : state.keys()) {
-            weights.put(k, state.tensor(k).weights());
-        }
         Merger.Report[] report = new Merger.Report[1];
         Path published = new ModelPublisher(storage, hold, progress).publish(root, version, info, tmp -> {
             // The adapter's shapes come from config.json: the driver never loads the base's weights.
             LlamaDims dims = LlamaDims.of(LlamaConfig.read(baseModel, paths));
+            Map<String, long[]> expected = AdapterState.shapesOf(dims, adapterConfig);
+            checkLayout(layout, expected, stateFiles);
             String adapterDir = HadoopPaths.child(tmp.toString(), ADAPTER_DIR);
-            AdapterState.fromWeights(dims, adapterConfig, weights, state.step()).writePeft(adapterDir, baseModel, paths);
+            try (StateParts parts = StateParts.open(storage, stateFiles)) {
+                PeftAdapter.write(adapterDir, adapterConfig, expected, (t, out) -> parts.copyTo(t.name(), 0, out),
+                        baseModel, paths);
+            }
             report[0] = merge.run(baseModel, adapterDir, tmp.toString(), maxShardBytes);
-            if (committedState != null) {
-                Path file = new Path(tmp, WarmStart.STATE_FILE);
-                String sha;
-                if (copy) {
-                    Path from = committedState.get(0);
-                    FileUtil.copy(storage.fs(from), from, storage.fs(file), file, false, storage.conf());
-                    sha = storage.sha256(file);
-                } else {
-                    sha = AdapterStateFile.write(storage, file, "_tmp-" + WarmStart.STATE_FILE, state, stateMetadata);
+            Path file = new Path(tmp, WarmStart.STATE_FILE);
+            String sha;
+            if (copy) {
+                Path from = stateFiles.get(0);
+                FileUtil.copy(storage.fs(from), from, storage.fs(file), file, false, storage.conf());
+                sha = storage.sha256(file);
+            } else {
+                try (StateParts parts = StateParts.open(storage, stateFiles)) {
+                    sha = parts.writeOneFile(storage, file, "_tmp-" + WarmStart.STATE_FILE, stateMetadata);
                 }
-                if (!sha.equals(fileSha)) {
-                    throw new IOException(file + " (from " + committedState + ") has SHA-256 " + sha
-                            + ", expected " + fileSha);
-                }
+            }
+            if (!sha.equals(fileSha)) {
+                throw new IOException(file + " (from " + stateFiles + ") has SHA-256 " + sha + ", expected " + fileSha);
             }
         });
         if (report[0] != null) {
@@ -127,6 +128,22 @@ public final class PublishStage {
                             : "float zero points", report[0].relativeLogitError()));
         }
         return published;
+    }
+
+    /** The committed state must hold exactly the adapter tensors config.json and the adapter settings call for. */
+    private static void checkLayout(Map<String, long[]> layout, Map<String, long[]> expected, java.util.List<Path> files) {
+        for (Map.Entry<String, long[]> e : expected.entrySet()) {
+            long[] have = layout.get(e.getKey());
+            if (have == null || !java.util.Arrays.equals(have, e.getValue())) {
+                throw new IllegalStateException("the final state " + files + " does not fit the adapter of the base "
+                        + "model: tensor " + e.getKey() + (have == null ? " is missing" : " has shape "
+                        + java.util.Arrays.toString(have) + ", expected " + java.util.Arrays.toString(e.getValue())));
+            }
+        }
+        if (layout.size() != expected.size()) {
+            throw new IllegalStateException("the final state " + files + " has " + layout.size() + " tensors, the "
+                    + "adapter of the base model " + expected.size());
+        }
     }
 
     /** {@code v-r<round>-<first 8 hex digits of the final state's SHA-256>}: no clock, so reruns agree. */

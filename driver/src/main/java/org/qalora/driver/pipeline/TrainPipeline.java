@@ -209,8 +209,7 @@ public final class TrainPipeline {
                 published = done.get();
                 progress.accept("merge: this run's final model is already published");
             } else {
-                published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.state(),
-                        result.last().round(), result.last().stateId(), result.last().stateFiles(),
+                published = publish.publish(run.root(), model.baseModel(), factory.adapterConfig(), result.last(),
                         job.configHash(), publishedInfo(job, factory.planHash()));
             }
             new ModelPublisher(storage, hold, progress).retain(run.root(), job.keepVersions());

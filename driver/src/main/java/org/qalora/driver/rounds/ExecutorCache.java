@@ -31,6 +31,18 @@ public final class ExecutorCache {
         });
     }
 
+    /**
+     * Lets go of this JVM's opened trainers and cached start state, for work that needs the heap once training is
+     * over: the merge check loads a base and a merged model of its own, and at LLaMA-7B widths an executor that also
+     * kept its trainer's base (1.3 GB of float embeddings and int4 layers for 2 layers) ran out of a 3 GB heap
+     * (measured by SevenBTrainHeapTest). A task still running holds its own reference; a later task reopens.
+     */
+    public static synchronized void releaseAll() {
+        TRAINERS.clear();
+        state = null;
+        stateKey = null;
+    }
+
     /** How many times this JVM opened (loaded) the trainer of {@code identity} on {@code device}: tests check 1. */
     public static int opens(String identity, String device) {
         return OPENS.getOrDefault(identity + "@" + device, 0);

@@ -11,7 +11,6 @@ import org.apache.spark.api.java.JavaSparkContext;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.quant.io.ShippedHadoopConf;
-import org.qalora.driver.state.AdapterTensors;
 
 /**
  * The training rounds (DL4J parameter averaging): round r is one Spark job with one task per slot; each task runs
@@ -26,9 +25,11 @@ import org.qalora.driver.state.AdapterTensors;
  */
 public final class TrainingRounds {
 
-    /** The outcome: the last committed round and its state, the metrics of the rounds run now, and where it began. */
-    public record Result(CheckpointStore.Committed last, AdapterTensors state, List<RoundMetrics> metrics,
-                         int resumedFrom) {}
+    /**
+     * The outcome: the last committed round (its state stays in its files: the driver never loads it), the metrics
+     * of the rounds run now, and where it began.
+     */
+    public record Result(CheckpointStore.Committed last, List<RoundMetrics> metrics, int resumedFrom) {}
 
     /** How often the driver re-runs a slot whose update file fails its CRC32C check before failing the round. */
     public static final int MAX_SLOT_RERUNS = 3;
@@ -58,7 +59,7 @@ public final class TrainingRounds {
         int resumedFrom;
         if (current == null) {
             progress.accept("new run: committing the initial adapter as round 0 in " + store.dir());
-            current = store.commit(0, factory.initialState(settings.seed()), planHash, settings.configHash(), null);
+            current = InitialStateTask.commit(jsc, storage, store, factory, settings, planHash);
             resumedFrom = 0;
         } else {
             if (!settings.configHash().equals(current.manifest().configHash())
@@ -123,8 +124,7 @@ public final class TrainingRounds {
             previous = m;
             faults.maybeStop(r);
         }
-        AdapterTensors state = store.loadState(current);
-        return new Result(current, state, metrics, resumedFrom);
+        return new Result(current, metrics, resumedFrom);
     }
 
     /**

@@ -9,6 +9,7 @@ import org.qalora.datasets.prepare.PrepareKryoRegistrator;
 import org.qalora.driver.eval.EvalItem;
 import org.qalora.driver.eval.EvalOutcome;
 import org.qalora.driver.rounds.AveragedPart;
+import org.qalora.driver.rounds.InitialStateTask;
 import org.qalora.driver.rounds.EvalMetrics;
 import org.qalora.driver.rounds.SlotAssignment;
 import org.qalora.driver.rounds.SlotMetrics;
@@ -44,6 +45,8 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(EvalMetrics[].class);
         kryo.register(AveragedPart.class, new AveragedPartSerializer());
         kryo.register(AveragedPart[].class);
+        kryo.register(InitialStateTask.Written.class, new InitialStateWrittenSerializer());
+        kryo.register(InitialStateTask.Written[].class);
         kryo.register(double[].class);
         kryo.register(double[][].class);
         kryo.register(float[].class);
@@ -52,6 +55,20 @@ public final class QaloraKryoRegistrator implements KryoRegistrator {
         kryo.register(long[].class);
         kryo.register(String[].class);
         kryo.register(Object[].class);
+    }
+
+    static final class InitialStateWrittenSerializer extends Serializer<InitialStateTask.Written> {
+        @Override
+        public void write(Kryo kryo, Output out, InitialStateTask.Written w) {
+            out.writeLong(w.bytes());
+            out.writeString(w.sha256());
+            out.writeLong(w.step());
+        }
+
+        @Override
+        public InitialStateTask.Written read(Kryo kryo, Input in, Class<InitialStateTask.Written> type) {
+            return new InitialStateTask.Written(in.readLong(), in.readString(), in.readLong());
+        }
     }
 
     static final class SlotAssignmentSerializer extends Serializer<SlotAssignment> {

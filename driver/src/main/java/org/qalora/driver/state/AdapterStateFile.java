@@ -53,9 +53,33 @@ public final class AdapterStateFile {
      */
     public static String write(Storage storage, Path target, String tempName, AdapterTensors state,
                                Map<String, String> extraMetadata) {
+        return write(storage, target, tempName, body(state, extraMetadata));
+    }
+
+    /** The bytes of a state file, written to a stream (the commit protocol around them is {@link #write}'s). */
+    @FunctionalInterface
+    interface Body {
+        void writeTo(OutputStream out) throws IOException;
+    }
+
+    /**
+     * Writes what {@code body} writes to {@code target} with {@link #write}'s protocol (temporary name, rename, an
+     * earlier attempt's file kept); returns the SHA-256 of the file's bytes, computed as they stream out.
+     */
+    static String write(Storage storage, Path target, String tempName, Body body) {
         MessageDigest md = Storage.sha256();
-        boolean fresh = write(storage, target, tempName, state, extraMetadata, raw -> new DigestOutputStream(raw, md));
+        boolean fresh = write(storage, target, tempName, raw -> new DigestOutputStream(raw, md), body);
         return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
+    }
+
+    private static Body body(AdapterTensors state, Map<String, String> extraMetadata) {
+        SafetensorsWriter writer;
+        try {
+            writer = writer(state, extraMetadata);
+        } catch (JsonProcessingException e) {
+            throw new java.io.UncheckedIOException("cannot encode the adapter state's key list", e);
+        }
+        return writer::writeTo;
     }
 
     /**
@@ -66,7 +90,7 @@ public final class AdapterStateFile {
     public static SegmentDigests writeUpdate(Storage storage, Path target, String tempName, AdapterTensors state,
                                              Map<String, String> extraMetadata) {
         SegmentDigests.Digester digester = new SegmentDigests.Digester();
-        boolean fresh = write(storage, target, tempName, state, extraMetadata,
+        boolean fresh = write(storage, target, tempName,
                 raw -> new java.io.FilterOutputStream(raw) {
                     @Override
                     public void write(byte[] b, int off, int len) throws IOException {
@@ -78,31 +102,12 @@ public final class AdapterStateFile {
                     public void write(int b) throws IOException {
                         write(new byte[] {(byte) b}, 0, 1);
                     }
-                });
+                }, body(state, extraMetadata));
         try {
             return fresh ? digester.finish(target.toString()) : SegmentDigests.of(storage, target);
         } catch (IOException e) {
             throw Storage.failure("checksum", target, e);
         }
-    }
-
-    /** Writes through {@code wrap}; false if an earlier attempt's file was already in place (and kept). */
-    private static boolean write(Storage storage, Path target, String tempName, AdapterTensors state,
-                                 Map<String, String> extraMetadata,
-                                 java.util.function.Function<OutputStream, OutputStream> wrap) {
-        SafetensorsWriter writer;
-        try {
-            writer = writer(state, extraMetadata);
-        } catch (IOException e) {
-            throw Storage.failure("write adapter state", target, e);
-        }
-        return write(storage, target, tempName, wrap, writer::writeTo);
-    }
-
-    /** The bytes of a file, written to the stream it is given. */
-    @FunctionalInterface
-    private interface Body {
-        void writeTo(OutputStream out) throws IOException;
     }
 
     /**
@@ -222,7 +227,7 @@ public final class AdapterStateFile {
     }
 
     /** A state file's metadata: {@code extraMetadata}, then {@code format}, {@code step} and {@code keys}. */
-    private static Map<String, String> metadata(List<String> keys, long step, Map<String, String> extraMetadata)
+    static Map<String, String> metadata(List<String> keys, long step, Map<String, String> extraMetadata)
             throws JsonProcessingException {
         for (String reserved : RESERVED) {
             if (extraMetadata.containsKey(reserved)) {
@@ -379,6 +384,14 @@ public final class AdapterStateFile {
         }
 
         public String location() { return file.location(); }
+
+        /**
+         * Copies file tensor {@code name}'s raw bytes to {@code out} in bounded chunks (never the whole tensor, let
+         * alone the state, on the heap): how a state's parts are concatenated into one file.
+         */
+        public void copyTo(String name, OutputStream out) throws IOException {
+            file.copyTo(name, out);
+        }
 
         public float[] weights(String key) { return floats(key); }
 

@@ -29,6 +29,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.qalora.datasets.plan.PlanSettings;
 import org.qalora.datasets.prepare.DatasetManifest;
+import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.HoldPoint;
 import org.qalora.driver.merge.MergeJob;
 import org.qalora.driver.shard.ShardJob;
@@ -127,15 +128,19 @@ class JobHadoopConfTest {
         Storage storage = new Storage(job);
         org.apache.hadoop.fs.Path root = storage.path(NS + "/runs/out");
         org.apache.hadoop.fs.Path published;
+        CheckpointStore.Committed committed;
         // The merge runs as Spark tasks; they reach HDFS through the configuration shipped with them (the context's
         // own Hadoop configuration does not know the nameservice).
         SparkConf conf = SparkSettings.apply(new SparkConf(), "local[2]", "JobHadoopConfTest").set("spark.ui.enabled", "false");
         try (JavaSparkContext jsc = new JavaSparkContext(conf)) {
             MergeJob merge = new MergeJob(new ShardJob(jsc, storage, FaultPlan.none(), 1, s -> {}), "cpu", s -> {});
+            committed = new CheckpointStore(storage, storage.path(NS + "/runs/checkpoints"), s -> {})
+                    .commit(3, state, "plan", "hash", null);
             published = new PublishStage(storage, HoldPoint.none(), merge, 5_000_000_000L, s -> {}).publish(root,
-                    NS + "/models/tiny-gptq", adapter.config(), state, 3, "ab".repeat(32), "hash", Map.of());
+                    NS + "/models/tiny-gptq", adapter.config(), committed, "hash", Map.of());
         }
-        assertEquals("v-r00003-abababab", published.getName(), "named by round and state checksum, no clock");
+        assertEquals("v-r00003-" + committed.stateId().substring(0, 8), published.getName(),
+                "named by round and state checksum, no clock");
         assertEquals(published.getName(), storage.readString(new org.apache.hadoop.fs.Path(root, ModelPublisher.LATEST)).trim());
         assertTrue(new ModelPublisher(storage).verify(published).isEmpty(), "checksums match");
         HadoopPaths paths = new HadoopPaths(job);

@@ -57,6 +57,12 @@ class TrainingRoundsTest {
         return new TrainingRounds(jsc, storage, store, factory, settings, faults, log::add).run();
     }
 
+    /** The run's final state, read from its committed files (the rounds never load it on the driver). */
+    private static org.qalora.driver.state.AdapterTensors state(TrainingRounds.Result r) {
+        return org.qalora.driver.state.AdapterStateFile.read(new Storage(new Configuration()), r.last().stateFiles())
+                .state();
+    }
+
     @Test
     void roundsLowerTheLossAndAreDeterministic() throws Exception {
         List<String> descriptions = java.util.Collections.synchronizedList(new ArrayList<>());
@@ -72,8 +78,8 @@ class TrainingRoundsTest {
         var b = run("det-b", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
         assertEquals(4, a.metrics().size());
         assertTrue(a.metrics().get(3).loss() < a.metrics().get(0).loss(), "loss should go down: " + a.metrics());
-        assertEquals(4 * 3, a.state().step(), "global step = rounds x K");
-        assertTrue(a.state().bitwiseEquals(b.state()), "two identical runs must give bitwise-equal adapters");
+        assertEquals(4 * 3, state(a).step(), "global step = rounds x K");
+        assertTrue(state(a).bitwiseEquals(state(b)), "two identical runs must give bitwise-equal adapters");
         assertTrue(a.metrics().get(0).slotSpread() > 0, "slots trained on different data must disagree a little");
         assertTrue(log.stream().anyMatch(l -> l.startsWith("round 4/4: loss")), String.join("\n", log));
         // The metrics log has one line per round, and old rounds were pruned to the last two.
@@ -111,7 +117,7 @@ class TrainingRoundsTest {
         assertEquals(2, resumed.resumedFrom());
         assertTrue(log.contains("resuming from committed round 2 (global step 6) in " + new Storage(new Configuration())
                 .path(ckpt.toString())), String.join("\n", log));
-        assertTrue(resumed.state().bitwiseEquals(full.state()), "resumed run must equal the uninterrupted one");
+        assertTrue(state(resumed).bitwiseEquals(state(full)), "resumed run must equal the uninterrupted one");
         try (var files = Files.list(ckpt)) {
             assertTrue(files.anyMatch(p -> p.getFileName().toString().startsWith("_torn-round-00003")),
                     "the torn directory is moved aside, not deleted");
@@ -123,7 +129,7 @@ class TrainingRoundsTest {
         var clean = run("clean", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
         var faulty = run("faulty", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.parse("throw:2:1"),
                 new ArrayList<>());
-        assertTrue(faulty.state().bitwiseEquals(clean.state()));
+        assertTrue(state(faulty).bitwiseEquals(state(clean)));
         assertEquals(3 + 1, faulty.metrics().get(1).taskAttempts(), "slot 1 of round 2 needed a second attempt");
         // An averaging task that fails after its part is in place: its retry keeps that part, the state is the same.
         List<String> failures = java.util.Collections.synchronizedList(new ArrayList<>());
@@ -144,7 +150,7 @@ class TrainingRoundsTest {
         jsc.sc().removeSparkListener(listener);
         assertTrue(failures.size() == 1 && failures.get(0).contains("averaging task 1 after its part file was renamed"),
                 failures.toString());
-        assertTrue(averagingFaulty.state().bitwiseEquals(clean.state()));
+        assertTrue(state(averagingFaulty).bitwiseEquals(state(clean)));
         assertEquals(clean.metrics().get(1).slotSpread(), averagingFaulty.metrics().get(1).slotSpread(), 0.0);
     }
 
@@ -160,7 +166,7 @@ class TrainingRoundsTest {
                 String.join("\n", log));
         assertEquals(1, log.stream().filter(l -> l.contains("re-running slot")).count(), String.join("\n", log));
         assertEquals(3 + 1, corrupted.metrics().get(1).taskAttempts(), "slot 1 of round 2 ran twice");
-        assertTrue(corrupted.state().bitwiseEquals(clean.state()),
+        assertTrue(state(corrupted).bitwiseEquals(state(clean)),
                 "the re-run slot's fresh update must be averaged, not the corrupted one");
     }
 
@@ -219,7 +225,7 @@ class TrainingRoundsTest {
         assertEquals(null, m.get(1).evalLoss());
         assertTrue(m.get(2).evalLoss() != null && m.get(3).evalLoss() != null, "round 3 (every 3rd) and 4 (last)");
         assertEquals(7 + 8 + 9, m.get(3).evalTargetTokens(), "three parts, one per slot");
-        SlotTrainer.EvalOutcome expected = toy.open("cpu").evaluate(result.state(), 0, 1);
+        SlotTrainer.EvalOutcome expected = toy.open("cpu").evaluate(state(result), 0, 1);
         assertEquals(expected.lossSum() / expected.targetTokens(), m.get(3).evalLoss(), 1e-12);
         assertTrue(m.get(3).evalLoss() < m.get(2).evalLoss(), "training on the toy task lowers its held-out loss");
         assertTrue(log.stream().anyMatch(l -> l.startsWith("round 4/4: loss") && l.contains("held-out loss "

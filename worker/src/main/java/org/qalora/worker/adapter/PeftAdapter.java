@@ -8,13 +8,16 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.EnumSet;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.safetensors.DType;
 import org.qalora.quant.safetensors.SafetensorsFile;
-import org.qalora.quant.safetensors.SafetensorsWriter;
+import org.qalora.quant.safetensors.SafetensorsStreamWriter;
+import org.qalora.quant.safetensors.TensorInfo;
 import org.qalora.worker.model.Projection;
 
 /**
@@ -167,15 +170,39 @@ public record PeftAdapter(QaloraConfig config, Map<String, float[]> weights) {
     /** As {@link #write(String, QaloraConfig, Map, Map, String)}, through {@code paths} (e.g. the job's configuration). */
     public static void write(String dir, QaloraConfig cfg, Map<String, float[]> weights, Map<String, long[]> shapes,
                              String baseModel, HadoopPaths paths) {
-        SafetensorsWriter w = new SafetensorsWriter();
-        for (Map.Entry<String, float[]> e : weights.entrySet()) {
+        Map<String, long[]> written = new LinkedHashMap<>();
+        for (String k : weights.keySet()) {
+            written.put(k, shapes.get(k));
+        }
+        write(dir, cfg, written, (tensor, out) -> {
+            float[] w = weights.get(tensor.name());
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Math.multiplyExact(w.length, 4))
+                    .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            b.asFloatBuffer().put(w);
+            out.write(b.array());
+        }, baseModel, paths);
+    }
+
+    /**
+     * As above, with each tensor's F32 little-endian bytes streamed by {@code data}, one tensor at a time and in the
+     * file's order, so the writer never holds the adapter (the driver publishes a trained adapter this way, from the
+     * committed state's files). {@code shapes}: the tensors to write, by PEFT key.
+     */
+    public static void write(String dir, QaloraConfig cfg, Map<String, long[]> shapes,
+                             SafetensorsStreamWriter.TensorData data, String baseModel, HadoopPaths paths) {
+        List<TensorInfo> tensors = new ArrayList<>();
+        for (Map.Entry<String, long[]> e : shapes.entrySet()) {
             PeftKeys.parse(e.getKey());
-            w.addFloats(e.getKey(), DType.F32, e.getValue(), shapes.get(e.getKey()));
+            if (e.getValue() == null) {
+                throw new IllegalArgumentException("adapter tensor " + e.getKey() + " has no shape");
+            }
+            tensors.add(new TensorInfo(e.getKey(), DType.F32, e.getValue()));
         }
         byte[] config = configJson(cfg, baseModel).getBytes(StandardCharsets.UTF_8);
         try {
             paths.writeDirectoryAtomically(dir, tmp -> {
-                w.write(HadoopPaths.child(tmp, WEIGHTS_FILE), paths);
+                paths.writeAtomically(HadoopPaths.child(tmp, WEIGHTS_FILE),
+                        out -> SafetensorsStreamWriter.write(out, tensors, Map.of(), data));
                 paths.writeAtomically(HadoopPaths.child(tmp, CONFIG_FILE), out -> out.write(config));
             });
         } catch (IOException e) {

@@ -114,8 +114,8 @@ public final class AdapterState implements java.io.Serializable {
         return a.clone();
     }
 
-    /** The shapes of every adapter tensor of a model, in key order. */
-    static LinkedHashMap<String, long[]> shapesOf(LlamaDims dims, QaloraConfig adapter) {
+    /** The shapes of every adapter tensor of a model, in key order (from config.json's dimensions alone). */
+    public static LinkedHashMap<String, long[]> shapesOf(LlamaDims dims, QaloraConfig adapter) {
         LinkedHashMap<String, long[]> shapes = new LinkedHashMap<>();
         for (int l = 0; l < dims.layers(); l++) {
             for (Projection p : adapter.orderedTargets()) {

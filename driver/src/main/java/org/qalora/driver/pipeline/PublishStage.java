@@ -78,7 +78,9 @@ public final class PublishStage {
         int round = committed.round();
         java.util.List<Path> stateFiles = committed.stateFiles();
         Map<String, String> stateMetadata = Map.of("round", Integer.toString(round));
-        boolean copy = stateFiles.size() == 1;
+        // One committed file is copied as is; one part (an executor-averaged round of one key range) is not that file:
+        // its name and identity are a part's, so it goes through StateParts like several parts.
+        boolean copy = stateFiles.size() == 1 && stateFiles.get(0).getName().equals(CheckpointStore.STATE_FILE);
         String fileSha;
         Map<String, long[]> layout;
         try (StateParts parts = StateParts.open(storage, stateFiles)) {

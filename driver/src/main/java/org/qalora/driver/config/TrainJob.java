@@ -237,7 +237,9 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 }
                 m.put("calibration-samples", calibrationSamples);
                 m.put("calibration-tokens", calibrationTokens);
-                m.put("gptq-solve", gptqSolve);  // the GPU's factor differs from the CPU's in the last bits
+                if (!gptqSolve.equals("cpu")) { // the GPU's factor differs in the last bits; cpu keeps older runs' hash
+                    m.put("gptq-solve", gptqSolve);
+                }
             }
         }
         m.put("rank", rank);

@@ -71,11 +71,11 @@ class TrainJobLoaderTest {
     @Test
     void gptqSolveIsCheckedAndHashedForGptqOnly() {
         Map<String, Object> d = TrainJobLoader.defaults("/repo");
-        TrainJob auto = TrainJobLoader.build("t", d, Map.of());
-        assertEquals("auto", auto.gptqSolve());
+        TrainJob byDefault = TrainJobLoader.build("t", d, Map.of());
+        assertEquals("cpu", byDefault.gptqSolve());
         TrainJob gpu = TrainJobLoader.build("t", d, Map.of("gptq-solve", "GPU"));
         assertEquals("gpu", gpu.gptqSolve());
-        assertNotEquals(auto.configHash(), gpu.configHash());
+        assertNotEquals(byDefault.configHash(), gpu.configHash());
         assertEquals(TrainJobLoader.build("t", d, Map.of("quantize", "rtn")).configHash(),
                 TrainJobLoader.build("t", d, Map.of("quantize", "rtn", "gptq-solve", "gpu")).configHash(),
                 "rtn solves nothing");

@@ -204,17 +204,25 @@ public final class QuantKernelModule {
 
     /**
      * {@link #gemv} with bf16 {@code x} and {@code y} (fp32 arithmetic, the result rounded to nearest even once): a
-     * decode step under mixed precision needs no conversion launches around it. The split-K GEMV where it
-     * {@linkplain SplitKGemv#takes takes} the weight (group sizes in multiples of 32, outputs in fours), else the
-     * slice GEMV.
+     * decode step under mixed precision needs no conversion launches around it. The split-K GEMV where it is enabled
+     * ({@code -Dqalora.cuda.splitKGemv=true}) and {@linkplain SplitKGemv#takes takes} the weight (group sizes in
+     * multiples of 32, outputs in fours), else the slice GEMV.
      */
     public void gemvBf16(DeviceWeight w, long x, long y) {
-        if (SplitKGemv.takes(w, x)) {
+        if (splitK(w, x)) {
             splitK.gemv(new DeviceWeight[] {w}, x, new long[] {y});
         } else {
             gemvBf16Sliced(w, x, y);
         }
     }
+
+    /** Whether the bf16 GEMVs send {@code w} to the split-K kernels: enabled ({@link SplitKGemv#ENABLED}) and taken. */
+    private static boolean splitK(DeviceWeight w, long x) {
+        return SplitKGemv.ENABLED && SplitKGemv.takes(w, x);
+    }
+
+    /** The split-K kernels themselves, whatever the routing (their tests and benchmark). */
+    SplitKGemv splitKGemv() { return splitK; }
 
     /** {@link #gemvBf16(DeviceWeight, long, long)} on the slice GEMV whatever the weight (the benchmark's baseline). */
     void gemvBf16Sliced(DeviceWeight w, long x, long y) {
@@ -235,13 +243,13 @@ public final class QuantKernelModule {
         boolean allSplitK = true;
         for (DeviceWeight wk : w) {
             requireFusable(w[0], wk);
-            allSplitK &= SplitKGemv.takes(wk, x);
+            allSplitK &= splitK(wk, x);
         }
         if (allSplitK) {
             splitK.gemv(w, x, y);
             return;
         }
-        if (Arrays.stream(w).anyMatch(wk -> SplitKGemv.takes(wk, x))) {
+        if (Arrays.stream(w).anyMatch(wk -> splitK(wk, x))) {
             for (int k = 0; k < w.length; k++) {  // each weight on the kernel its separate product would use
                 gemvBf16(w[k], x, y[k]);
             }
@@ -278,7 +286,7 @@ public final class QuantKernelModule {
      */
     public void gemvResidualBf16(DeviceWeight w, long x, boolean productBf16, long residual, boolean residualBf16,
                                  long out, boolean outBf16) {
-        if (SplitKGemv.takes(w, x)) {
+        if (splitK(w, x)) {
             splitK.gemvResidual(w, x, productBf16, residual, residualBf16, out, outBf16);
             return;
         }
@@ -297,7 +305,7 @@ public final class QuantKernelModule {
             throw new IllegalArgumentException("gate and up must have one output width, got " + gate.out() + " and "
                     + up.out());
         }
-        boolean g = SplitKGemv.takes(gate, x), u = SplitKGemv.takes(up, x);
+        boolean g = splitK(gate, x), u = splitK(up, x);
         if (g != u) {  // they share shapes, so only a misaligned device pointer can do this
             throw new IllegalArgumentException("gate and up weights must both be 16-byte aligned or neither: gate "
                     + (g ? "is" : "is not") + ", up " + (u ? "is" : "is not"));

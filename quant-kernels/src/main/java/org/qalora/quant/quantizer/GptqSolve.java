@@ -33,7 +33,7 @@ public enum GptqSolve {
 
     /** {@code auto}, {@code cpu} or {@code gpu}, normalised; anything else is an IllegalArgumentException. */
     public static String checkRequested(String requested, String what) {
-        String r = requested == null ? "auto" : requested.trim().toLowerCase(Locale.ROOT);
+        String r = requested == null ? "cpu" : requested.trim().toLowerCase(Locale.ROOT);
         if (!r.equals("auto") && !r.equals("cpu") && !r.equals("gpu")) {
             throw new IllegalArgumentException(what + " must be auto, cpu or gpu (where GPTQ's inverse-Hessian solve"
                     + " runs), got '" + requested + "'");

@@ -91,7 +91,8 @@ public final class CudaBench {
                         ms, bytes / (ms * 1e6), bytes / (ms * 1e6) / copyGBs);
             }
             double sliced = millisPerCall(() -> kernels.gemvBf16Sliced(w[next[0]++ % copies], xb.pointer(), dy.pointer()));
-            double split = millisPerCall(() -> kernels.gemvBf16(w[next[0]++ % copies], xb.pointer(), dy.pointer()));
+            double split = millisPerCall(() -> kernels.splitKGemv().gemv(new CudaPreparedWeight[] {w[next[0]++ % copies]},
+                    xb.pointer(), new long[] {dy.pointer()}));
             out.printf("  bf16 one product: slice GEMV %.4f ms (%.2f of copy), split-K GEMV %.4f ms (%.2f of copy, %d"
                             + " chunks of 32 a split): %.2fx%n", sliced, bytes / (sliced * 1e6) / copyGBs, split,
                     bytes / (split * 1e6) / copyGBs, SplitKGemv.splitChunks(in), sliced / split);

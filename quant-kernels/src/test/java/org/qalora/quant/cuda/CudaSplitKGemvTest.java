@@ -18,7 +18,8 @@ import org.junit.jupiter.api.Test;
 import org.qalora.quant.QuantizedMatrix;
 
 /**
- * The split-K decode GEMVs ({@link SplitKGemv}, reached through {@link QuantKernelModule}'s bf16 GEMVs) against a
+ * The split-K decode GEMVs ({@link SplitKGemv}, called directly: {@link QuantKernelModule}'s bf16 GEMVs route to them
+ * only with {@code -Dqalora.cuda.splitKGemv=true}) against a
  * float64 reference on the host (the naive sum of bf16 x times each weight as {@link QuantizedMatrix#weight} gives
  * it), for bits 2/3/4/8, group sizes 32/64/128, one split and many (inputs of 1 to 344 chunks of 32, the last split
  * short), outputs that end inside a 128-column tile; then the properties the decode relies on: the fused launches
@@ -67,7 +68,7 @@ class CudaSplitKGemvTest {
                     assertTrue(SplitKGemv.takes(w, 0), "the split-K GEMV takes " + m);
                     float[] x = bf16Input(random, s[1]);
                     long dx = upload(x), dy = deviceBytes(2L * s[0]);
-                    gpu.module().gemvBf16(w, dx, dy);
+                    splitK().gemv(new CudaPreparedWeight[] {w}, dx, new long[] {dy});
                     float[] got = downloadBf16(dy, s[0]);
                     compare(failures, bits + " bits, group " + group + ", " + s[0] + " x " + s[1], m, x, got);
                 }
@@ -87,13 +88,13 @@ class CudaSplitKGemvTest {
             CudaPreparedWeight c = prepared(CudaParity.randomMatrix(random, o, in, 4, 32));
             long x = upload(bf16Input(random, in));
             long ya = deviceBytes(2L * o), yb = deviceBytes(2L * 8), yc = deviceBytes(2L * o);
-            gpu.module().gemvBf16(a, x, ya);
-            gpu.module().gemvBf16(b, x, yb);
-            gpu.module().gemvBf16(c, x, yc);
+            splitK().gemv(new CudaPreparedWeight[] {a}, x, new long[] {ya});
+            splitK().gemv(new CudaPreparedWeight[] {b}, x, new long[] {yb});
+            splitK().gemv(new CudaPreparedWeight[] {c}, x, new long[] {yc});
             float[] wantA = downloadBf16(ya, o), wantB = downloadBf16(yb, 8), wantC = downloadBf16(yc, o);
             for (int repeat = 0; repeat < 3; repeat++) {
                 long fa = deviceBytes(2L * o), fb = deviceBytes(2L * 8), fc = deviceBytes(2L * o);
-                gpu.module().gemvBf16(new CudaPreparedWeight[] {a, b, c}, x, new long[] {fa, fb, fc});
+                splitK().gemv(new CudaPreparedWeight[] {a, b, c}, x, new long[] {fa, fb, fc});
                 String what = in + " inputs, fused three, launch " + repeat;
                 assertArrayEquals(wantA, downloadBf16(fa, o), what + ": first weight");
                 assertArrayEquals(wantB, downloadBf16(fb, 8), what + ": second weight");
@@ -104,14 +105,14 @@ class CudaSplitKGemvTest {
             DeviceBuffer r32Buffer = DeviceBuffer.of(gpu.module().driver(), residual);
             OPEN.add(r32Buffer);
             long r32 = r32Buffer.pointer(), out32 = deviceBytes(4L * o);
-            gpu.module().gemvResidualBf16(a, x, true, r32, false, out32, false);
+            splitK().gemvResidual(a, x, true, r32, false, out32, false);
             float[] sum = download(out32, o);
             for (int e = 0; e < o; e++) {
                 assertEquals(residual[e] + wantA[e], sum[e], 0f, "residual + product, column " + e + ", " + in);
             }
 
             long act = deviceBytes(2L * o);
-            gpu.module().gemvSwigluBf16(a, c, x, act);
+            splitK().gemvSwiglu(a, c, x, act);
             float[] got = downloadBf16(act, o);
             for (int e = 0; e < o; e++) {
                 float z = wantA[e];
@@ -121,6 +122,7 @@ class CudaSplitKGemvTest {
         }
     }
 
+    /** With the routing on ({@code -Dqalora.cuda.splitKGemv=true}) or off, these stay on the slice GEMV. */
     @Test
     void weightsItCannotTakeGoToTheSliceGemv() {
         requireGpu();
@@ -154,6 +156,10 @@ class CudaSplitKGemvTest {
                 return;
             }
         }
+    }
+
+    private static SplitKGemv splitK() {
+        return gpu.module().splitKGemv();
     }
 
     private static CudaPreparedWeight prepared(QuantizedMatrix m) {

@@ -62,8 +62,17 @@ final class TestCluster implements AutoCloseable {
         put(Fixtures.root().resolveSibling("samples").resolve("alpaca-sample.json"), "/data/alpaca.json");
     }
 
-    /** Spark settings for local-cluster with fake GPUs; {@code extra} is applied last. */
+    /** Spark settings for local-cluster with fake GPUs, one core per executor. */
     SparkConf sparkConf(String appName) throws IOException {
+        return sparkConf(appName, 1);
+    }
+
+    /**
+     * Spark settings for local-cluster with fake GPUs and {@code cores} cores per executor, all of them taken by a
+     * task ({@code spark.task.cpus} = {@code spark.executor.cores}), as the Helm chart and the deploy scripts run
+     * the training: one task per executor and its GPU.
+     */
+    SparkConf sparkConf(String appName, int cores) throws IOException {
         Path sparkHome = Path.of(System.getProperty("qalora.spark.home", "target/spark-home"));
         Files.createDirectories(sparkHome.resolve("jars"));
         Path gpuDir = Files.createDirectories(base.resolve("gpus-" + System.nanoTime()));
@@ -77,7 +86,11 @@ final class TestCluster implements AutoCloseable {
                 echo '{"name":"gpu","addresses":[]}'
                 """.formatted(gpuDir));
         Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
-        SparkConf conf = SparkSettings.apply(new SparkConf(), "local-cluster[2,1,1024]", appName);
+        SparkConf conf = SparkSettings.apply(new SparkConf(), "local-cluster[2," + cores + ",1024]", appName);
+        if (cores > 1) {
+            conf.set("spark.executor.cores", Integer.toString(cores));
+            conf.set("spark.task.cpus", Integer.toString(cores));
+        }
         // Executors need the test classpath (surefire.test.class.path: java.class.path is surefire's booter jar);
         // without it they die at start and Spark relaunches them forever: the test classes that use this carry a @Timeout.
         conf.set("spark.executor.extraClassPath", System.getProperty("surefire.test.class.path"));

@@ -36,12 +36,13 @@ import org.qalora.driver.state.AdapterTensors;
 import org.qalora.quant.testing.Fixtures;
 
 /**
- * {@code train} end to end with the real worker trainer on real executor JVMs ({@code local-cluster[2,1,1024]})
- * and a real HDFS (MiniDFSCluster): the fixture GPTQ model (vocab 512) with a tokenizer shrunk to 512 pieces
+ * {@code train} end to end with the real worker trainer on real executor JVMs ({@code local-cluster[2,2,1024]},
+ * {@code spark.task.cpus} 2 as the Helm chart sets it: one training task per executor) and a real HDFS (MiniDFSCluster): the fixture GPTQ model (vocab 512) with a tokenizer shrunk to 512 pieces
  * ({@link SmallTokenizer}) and the bundled Alpaca sample, all on HDFS.
  * <ol>
  *   <li>training for several rounds lowers the loss; the merged model published on HDFS loads back and its logits
- *   equal those of the base model with the final adapter;
+ *   equal those of the base model with the final adapter; the training stages take both cores of an executor
+ *   and the averaging stages one ({@code --averaging-task-cpus 1}), so an executor averages two key ranges at once;
  *   <li>an executor JVM halted in the middle of a round (while training a slot, or while averaging a key range)
  *   is replaced and the task retried; the final adapter is bit-identical to the undisturbed run's;
  *   <li>a run stopped between rounds and started again, with another {@code --averaging-parts}, resumes (the log
@@ -62,7 +63,7 @@ class TrainOnClusterTest {
     static void start() throws Exception {
         cluster = new TestCluster(base);
         cluster.putTinyTrainingInputs();
-        spark = SparkSession.builder().config(cluster.sparkConf("TrainOnClusterTest")).getOrCreate();
+        spark = SparkSession.builder().config(cluster.sparkConf("TrainOnClusterTest", 2)).getOrCreate();
     }
 
     @AfterAll
@@ -147,7 +148,28 @@ class TrainOnClusterTest {
     @Order(1)
     void trainingLowersTheLossAndTheMergedModelOnHdfsEqualsTheAdapterModel() throws Exception {
         List<String> log = new ArrayList<>();
-        TrainPipeline.Outcome out = train(job("/runs/a", cluster.uri("/data/alpaca.json")), null, log);
+        TrainPipeline.Outcome out;
+        try (StageResourceRecorder stages = new StageResourceRecorder(spark.sparkContext())) {
+            // 4 key ranges on 2 executors: two each, which they average at once with 1 CPU per averaging task.
+            out = train(job(cluster.uri(""), "/runs/a", cluster.uri("/data/alpaca.json"), 4,
+                    Map.of("averaging-parts", 4)), null, log);
+            stages.flush();
+            List<StageResourceRecorder.Stage> averaging = stages.stagesOf("qalora-average-");
+            List<StageResourceRecorder.Stage> training = stages.stagesOf("qalora-round-");
+            assertEquals(4, averaging.size(), averaging::toString);
+            assertEquals(5, training.size(), "round 0 and 4 training rounds: " + training);
+            for (StageResourceRecorder.Stage t : training) {
+                assertEquals(2, stages.taskCpus(t), "a training task takes the executor's 2 cores: " + t);
+            }
+            int most = 0;
+            for (StageResourceRecorder.Stage a : averaging) {
+                assertEquals(1, stages.taskCpus(a), "an averaging task takes 1 CPU: " + a);
+                most = Math.max(most, stages.mostConcurrentOnOneExecutor(a));
+            }
+            assertEquals(2, most, "an executor ran two averaging tasks at once");
+        }
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("averaging stage: averaging tasks take 1 CPU and no GPU")),
+                String.join("\n", log));
         List<RoundMetrics> rounds = out.rounds().metrics();
         assertEquals(4, rounds.size(), String.join("\n", log));
         for (RoundMetrics m : rounds) {

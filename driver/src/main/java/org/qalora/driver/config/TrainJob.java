@@ -85,6 +85,8 @@ import org.qalora.worker.train.Schedule;
  *                         at least one per slot ({@link org.qalora.driver.rounds.KeyRanges#count}). Not in the config
  *                         hash: every element's average is the same float64 chain whatever the split, so it changes
  *                         no bit of the result, and a resumed run may use another count
+ * @param averagingTaskCpus CPUs per averaging task ({@link org.qalora.driver.rounds.AveragingStageResources}); 0: as
+ *                         a training task. Not in the config hash: it decides where tasks run, not what they compute
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
@@ -92,7 +94,8 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                        String precision, boolean recompute, String lrSchedule, int warmupSteps,
                        boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
                        String maxShardSize, String warmStart, int keepVersions, String quantize,
-                       String calibration, int calibrationSamples, int calibrationTokens, String gptqSolve, int averagingParts) {
+                       String calibration, int calibrationSamples, int calibrationTokens, String gptqSolve, int averagingParts,
+                       int averagingTaskCpus) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -181,6 +184,10 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         if (averagingParts < 0) {
             problems.add("--averaging-parts must be >= 0 (0: one per 64 MiB of adapter state, at least one per slot),"
                     + " got " + averagingParts);
+        }
+        if (averagingTaskCpus < 0) {
+            problems.add("--averaging-task-cpus must be >= 0 (0: as many as a training task takes), got "
+                    + averagingTaskCpus);
         }
         if (calibration != null && quantize.equals("rtn")) {
             problems.add("--calibration is only used by --quantize gptq (rtn needs no data)");
@@ -284,7 +291,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 targetMaxLen, maxShardSize, warmStart == null || warmStart.equals(WARM_START_LATEST) ? warmStart
                         : normalise.apply(warmStart), keepVersions, quantize,
                 calibration == null ? null : normalise.apply(calibration), calibrationSamples, calibrationTokens,
-                gptqSolve, averagingParts);
+                gptqSolve, averagingParts, averagingTaskCpus);
     }
 
     /** {@code --warm-start LATEST}: the version the output's own LATEST names. */
@@ -296,7 +303,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr, pooling,
                 dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords,
                 sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions, quantize, calibration,
-                calibrationSamples, calibrationTokens, gptqSolve, averagingParts);
+                calibrationSamples, calibrationTokens, gptqSolve, averagingParts, averagingTaskCpus);
     }
 
     /** The same job reading {@code data} (the expanded globs of --data) and {@code evalData}. */
@@ -305,7 +312,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps,
                 skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions, quantize,
-                calibration, calibrationSamples, calibrationTokens, gptqSolve, averagingParts);
+                calibration, calibrationSamples, calibrationTokens, gptqSolve, averagingParts, averagingTaskCpus);
     }
 
     /** QA-LoRA quantizes a float base with GPTQ (else RTN). */

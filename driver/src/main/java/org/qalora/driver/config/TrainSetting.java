@@ -51,6 +51,7 @@ public enum TrainSetting {
     TARGET_MAX_LEN(Kind.INT, ExampleEncoder.Settings.QALORA.targetMaxLen(), "N", "raw data: response tokens kept per record (EOS included; longer responses are truncated); default 256"),
     KEEP_ROUNDS(Kind.INT, 2, "N", "committed rounds kept; default 2"),
     AVERAGING_PARTS(Kind.INT, 0, "N", "key ranges of a round's averaging (Spark tasks, part files of the committed state); the result is the same bits for any N, so a resumed run may change it; default 0 = one per 64 MiB of adapter state (weights and Adam moments), at least one per slot"),
+    AVERAGING_TASK_CPUS(Kind.INT, 1, "N", "CPUs each averaging task asks for, through a Spark task resource profile (no GPU), so an executor whose training task takes all its cores (spark.task.cpus) averages several key ranges at once; used on standalone, YARN and Kubernetes with dynamic allocation off, else the averaging tasks take what training tasks take; changes no bit of the result; 0 = as training tasks; default 1"),
     DEVICE(Kind.STRING, "auto", "auto|cpu|gpu|gpu:N", "auto (the task's Spark GPU when it has one, else the CPU), cpu, gpu (the task's GPU, or GPU 0) or gpu:N; default auto"),
     PRECISION(Kind.CHOICE, "auto", List.of("auto", "fp32", "bf16"), "auto (bf16 on a GPU, fp32 on the CPU), fp32 (exact) or bf16 (GPU only); default auto"),
     RECOMPUTE(Kind.BOOLEAN, false, (String) null, "per-layer activation recompute: keep each layer's input and recompute its activations in backward (less memory, more compute); default off"),

@@ -6,6 +6,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.qalora.driver.checkpoint.CheckpointStore;
 import org.qalora.driver.checkpoint.RoundManifest;
@@ -38,11 +39,12 @@ public final class ExecutorAveraging {
     /**
      * Averages round {@code round}'s updates of {@code slots} (all of the round's slots, in slot order, each with
      * the digests its task reported) into at most {@code parts} part files ({@code --averaging-parts}; 0: as many as
-     * {@link KeyRanges#count} picks for the layout and slot count), starting from {@code start}'s layout.
+     * {@link KeyRanges#count} picks for the layout and slot count), starting from {@code start}'s layout, with
+     * the stage's tasks taking {@code resources}.
      */
     public static Outcome run(JavaSparkContext jsc, Storage storage, CheckpointStore store, int round,
-                              CheckpointStore.Committed start, List<SlotMetrics> slots, int parts, FaultPlan faults,
-                              String description) {
+                              CheckpointStore.Committed start, List<SlotMetrics> slots, int parts,
+                              AveragingStageResources resources, FaultPlan faults, String description) {
         Map<String, long[]> layout = AdapterStateFile.layout(storage, start.stateFiles()); // headers only
         List<List<String>> ranges = KeyRanges.split(layout, KeyRanges.count(layout, parts, slots.size()));
         SegmentDigests[] digests = new SegmentDigests[slots.size()];
@@ -63,7 +65,11 @@ public final class ExecutorAveraging {
                 + ranges.size() + " key ranges on the executors", false);
         List<AveragedPart> results;
         try {
-            results = new ArrayList<>(jsc.parallelize(ids, ids.size()).mapPartitions(task).collect());
+            JavaRDD<Integer> rdd = jsc.parallelize(ids, ids.size());
+            if (resources.ownProfile()) {
+                rdd = rdd.withResources(resources.profile());
+            }
+            results = new ArrayList<>(rdd.mapPartitions(task).collect());
         } catch (Exception e) { // SparkException is checked in Java's eyes though Scala throws it freely
             storage.deleteQuietly(commitDir);
             String msg = String.valueOf(e.getMessage());

@@ -6,27 +6,34 @@ package org.qalora.driver.rounds;
  * configuration in every manifest; the last {@code keepRounds} committed rounds are kept. With {@code evalEvery}
  * k > 0 the held-out loss is measured after every k-th round and after the last one (0: no held-out data). Each
  * round is averaged in {@code averagingParts} key ranges ({@link KeyRanges#count}; 0: by the state's size, at least
- * one per slot), which changes no bit of the result.
+ * one per slot), which changes no bit of the result, by tasks of {@code averagingTaskCpus} CPUs each
+ * ({@link AveragingStageResources}; 0: as many as a training task takes).
  */
 public record RoundSettings(int rounds, int stepsPerRound, int slots, long seed, String configHash, int keepRounds,
-                            int evalEvery, int averagingParts) {
+                            int evalEvery, int averagingParts, int averagingTaskCpus) {
+    /** The default CPUs of an averaging task ({@code train --averaging-task-cpus}). */
+    public static final int DEFAULT_AVERAGING_TASK_CPUS = 1;
+
     public RoundSettings {
-        if (rounds < 1 || stepsPerRound < 1 || slots < 1 || keepRounds < 1 || evalEvery < 0 || averagingParts < 0) {
+        if (rounds < 1 || stepsPerRound < 1 || slots < 1 || keepRounds < 1 || evalEvery < 0 || averagingParts < 0
+                || averagingTaskCpus < 0) {
             throw new IllegalArgumentException("rounds, steps per round, slots and kept rounds must be >= 1, eval "
-                    + "every and averaging parts >= 0, got " + rounds + ", " + stepsPerRound + ", " + slots + ", "
-                    + keepRounds + ", " + evalEvery + ", " + averagingParts);
+                    + "every, averaging parts and averaging task CPUs >= 0, got " + rounds + ", " + stepsPerRound
+                    + ", " + slots + ", " + keepRounds + ", " + evalEvery + ", " + averagingParts + ", "
+                    + averagingTaskCpus);
         }
     }
 
-    /** With the averaging parts chosen by the state's size ({@code averagingParts} 0). */
+    /** With the averaging parts chosen by the state's size and the default CPUs per averaging task. */
     public RoundSettings(int rounds, int stepsPerRound, int slots, long seed, String configHash, int keepRounds,
                          int evalEvery) {
-        this(rounds, stepsPerRound, slots, seed, configHash, keepRounds, evalEvery, 0);
+        this(rounds, stepsPerRound, slots, seed, configHash, keepRounds, evalEvery, 0, DEFAULT_AVERAGING_TASK_CPUS);
     }
 
     /** The same settings averaging each round in {@code parts} key ranges (0: by the state's size). */
     public RoundSettings withAveragingParts(int parts) {
-        return new RoundSettings(rounds, stepsPerRound, slots, seed, configHash, keepRounds, evalEvery, parts);
+        return new RoundSettings(rounds, stepsPerRound, slots, seed, configHash, keepRounds, evalEvery, parts,
+                averagingTaskCpus);
     }
 
     /** True when round {@code round}'s adapter gets a held-out loss. */

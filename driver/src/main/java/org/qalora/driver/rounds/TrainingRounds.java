@@ -41,6 +41,7 @@ public final class TrainingRounds {
     private final RoundSettings settings;
     private final FaultPlan faults;
     private final Consumer<String> progress;
+    private final AveragingStageResources averagingResources;
 
     public TrainingRounds(JavaSparkContext jsc, Storage storage, CheckpointStore store, SlotTrainerFactory factory,
                           RoundSettings settings, FaultPlan faults, Consumer<String> progress) {
@@ -51,10 +52,12 @@ public final class TrainingRounds {
         this.settings = settings;
         this.faults = faults;
         this.progress = progress;
+        this.averagingResources = AveragingStageResources.decide(jsc.getConf(), settings.averagingTaskCpus());
     }
 
     public Result run() {
         String planHash = factory.planHash();
+        progress.accept("averaging stage: " + averagingResources.reason());
         CheckpointStore.Committed current = store.latestCommitted().orElse(null);
         int resumedFrom;
         if (current == null) {
@@ -151,7 +154,7 @@ public final class TrainingRounds {
             ExecutorAveraging.Outcome outcome;
             try {
                 outcome = ExecutorAveraging.run(jsc, storage, store, round, start, slots, settings.averagingParts(),
-                        faults, String.format("qalora round %d/%d", round, settings.rounds()));
+                        averagingResources, faults, String.format("qalora round %d/%d", round, settings.rounds()));
             } catch (RuntimeException e) {
                 throw new RoundFailedException("round " + round + " failed: " + rootMessage(e) + ". The last committed"
                         + " round " + start.round() + " is kept in " + start.dir() + "; rerun the same command to resume"

@@ -39,6 +39,8 @@ import org.qalora.quant.io.ShippedHadoopConf;
 @Timeout(value = 3, unit = TimeUnit.MINUTES)
 class ExecutorAveragingTest {
     private static JavaSparkContext jsc;
+    /** The averaging stage's resources in local mode: the default profile ({@link AveragingStageResources}). */
+    private static AveragingStageResources LOCAL;
     private static final Storage STORAGE = new Storage(new Configuration());
     @TempDir
     static Path tmp;
@@ -48,6 +50,7 @@ class ExecutorAveragingTest {
         SparkConf conf = SparkSettings.apply(new SparkConf(), "local[2,4]", "ExecutorAveragingTest");
         conf.set("spark.ui.enabled", "false");
         jsc = new JavaSparkContext(conf);
+        LOCAL = AveragingStageResources.decide(conf, 1);
     }
 
     @AfterAll
@@ -89,7 +92,7 @@ class ExecutorAveragingTest {
         int round = 1;
         for (int parts : new int[] {1, 2, 5, 14}) {
             ExecutorAveraging.Outcome out = ExecutorAveraging.run(jsc, STORAGE, f.store(), 1, f.start(), f.slots(),
-                    parts, FaultPlan.none(), "test");
+                    parts, LOCAL, FaultPlan.none(), "test");
             assertEquals(KeyRanges.split(AdapterStateFile.layout(STORAGE, f.start().stateFiles()), parts).size(),
                     out.files().size());
             assertTrue(out.files().size() <= parts && (parts > 5 || out.files().size() == parts), out.files().keySet()::toString);
@@ -175,7 +178,7 @@ class ExecutorAveragingTest {
         bad[bad.length - 1] ^= 0x01; // the high byte of the last float of the file: the data still parses
         Files.write(slot1, bad);
         ExecutorAveraging.Outcome out = ExecutorAveraging.run(jsc, STORAGE, f.store(), 1, f.start(), f.slots(), 3,
-                FaultPlan.none(), "test");
+                LOCAL, FaultPlan.none(), "test");
         assertTrue(out.refused());
         assertEquals(1, out.refusals().size(), "only the range holding the last tensor reads the flipped byte");
         AveragedPart refusal = out.refusals().get(0);
@@ -197,14 +200,14 @@ class ExecutorAveragingTest {
         header[at] = (byte) (header[at] == '9' ? '8' : header[at] + 1);
         Files.write(slot1, header);
         ExecutorAveraging.Outcome out2 = ExecutorAveraging.run(jsc, STORAGE, f.store(), 1, f.start(), f.slots(), 3,
-                FaultPlan.none(), "test");
+                LOCAL, FaultPlan.none(), "test");
         assertEquals(3, out2.refusals().size());
         assertTrue(out2.refusals().get(0).refusal().contains("has a header with CRC32C"), out2.refusals().get(0).refusal());
         assertTrue(out2.refusals().get(0).refusal().contains(CheckpointStore.updateFileName(1)));
 
         Files.write(slot1, good);
         AdapterTensors state = commit(f, 1, ExecutorAveraging.run(jsc, STORAGE, f.store(), 1, f.start(), f.slots(), 3,
-                FaultPlan.none(), "test"));
+                LOCAL, FaultPlan.none(), "test"));
         assertTrue(state.bitwiseEquals(DriverSideAveraging.average(STORAGE, f.store(), 1, f.start(), List.of(0, 1, 2))
                 .state()));
     }

@@ -143,7 +143,8 @@ public final class RoundTrafficBench {
                         long u3 = os.getProcessCpuTime();
                         long v3 = System.nanoTime();
                         ExecutorAveraging.Outcome out = ExecutorAveraging.run(jsc, storage, store, 1, start,
-                                metrics.subList(0, slots), parts, FaultPlan.none(), "bench");
+                                metrics.subList(0, slots), parts,
+                                AveragingStageResources.decide(jsc.getConf(), 1), FaultPlan.none(), "bench");
                         long v4 = System.nanoTime();
                         CheckpointStore.Committed executorRound = store.commitPrepared(round, out.commitDir(),
                                 out.files(), out.step(), "plan", "config", null);

@@ -5,6 +5,7 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
+import java.util.List;
 import java.lang.invoke.MethodHandle;
 import java.nio.charset.StandardCharsets;
 
@@ -122,7 +123,7 @@ public final class Cublas {
     }
 
     private static MemorySegment find(SymbolLookup lib, String name) {
-        return lib.find(name).orElseThrow(() -> new CudaException("cuBLAS has no symbol " + name));
+        return CudaLibraryLoader.symbol(lib, "cuBLAS", name);
     }
 
     /** True when a cuBLAS library loads and a handle is created on device 0; never throws. */
@@ -158,23 +159,8 @@ public final class Cublas {
     }
 
     private static Cublas open(CudaDriver cuda) {
-        StringBuilder tried = new StringBuilder();
-        for (String soname : SONAMES) {
-            SymbolLookup lib;
-            try {
-                lib = SymbolLookup.libraryLookup(soname, Arena.global());
-            } catch (IllegalArgumentException e) {
-                tried.append(' ').append(soname);
-                continue;
-            }
-            try {
-                return new Cublas(cuda, lib, soname);
-            } catch (CudaException e) {
-                throw new CudaException(soname + ": " + e.getMessage());
-            }
-        }
-        throw new CudaException("no cuBLAS library found (tried" + tried + "); install the CUDA toolkit's libcublas"
-                + " or put it on LD_LIBRARY_PATH");
+        return CudaLibraryLoader.openFirst("cuBLAS", List.of(SONAMES), (lib, soname) -> new Cublas(cuda, lib, soname),
+                "install the CUDA toolkit's libcublas");
     }
 
     public String soname() { return soname; }

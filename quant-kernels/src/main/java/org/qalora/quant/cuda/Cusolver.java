@@ -5,6 +5,7 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
+import java.util.List;
 import java.lang.invoke.MethodHandle;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
@@ -90,7 +91,7 @@ public final class Cusolver {
     }
 
     private static MemorySegment find(SymbolLookup lib, String name) {
-        return lib.find(name).orElseThrow(() -> new CudaException("cuSOLVER has no symbol " + name));
+        return CudaLibraryLoader.symbol(lib, "cuSOLVER", name);
     }
 
     /** True when a cuSOLVER library loads and a handle is created on device 0; never throws. */
@@ -130,24 +131,9 @@ public final class Cusolver {
     }
 
     private static Cusolver open(CudaDriver cuda) {
-        StringBuilder tried = new StringBuilder();
-        for (String soname : SONAMES) {
-            SymbolLookup lib;
-            try {
-                lib = SymbolLookup.libraryLookup(soname, Arena.global());
-            } catch (IllegalArgumentException e) {
-                tried.append(tried.isEmpty() ? "" : ", ").append(soname);
-                continue;
-            }
-            try {
-                return new Cusolver(cuda, lib, soname);
-            } catch (CudaException e) {
-                throw new CudaException(soname + ": " + e.getMessage(), e.status());
-            }
-        }
-        throw new CudaException("no cuSOLVER library found (tried " + tried + "): install the CUDA toolkit's"
-                + " libcusolver (with the libcublas, libcublasLt, libcusparse and libnvJitLink it links to) or put it on"
-                + " LD_LIBRARY_PATH");
+        return CudaLibraryLoader.openFirst("cuSOLVER", List.of(SONAMES),
+                (lib, soname) -> new Cusolver(cuda, lib, soname), "install the CUDA toolkit's libcusolver (with the"
+                        + " libcublas, libcublasLt, libcusparse and libnvJitLink it links to)");
     }
 
     public String soname() { return soname; }

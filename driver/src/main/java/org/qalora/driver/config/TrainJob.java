@@ -244,7 +244,10 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 }
                 m.put("calibration-samples", calibrationSamples);
                 m.put("calibration-tokens", calibrationTokens);
-                if (!gptqSolve.equals("cpu")) { // the GPU's factor differs in the last bits; cpu keeps older runs' hash
+                // Only a forced gpu is hashed: cpu and auto (the default since it ran on a GPU; cpu before) keep the
+                // hash of runs made before the setting existed, as --device auto is hashed as asked, not as resolved.
+                // The solve only makes the run's base-quantized model, which a resumed run reuses as it is.
+                if (gptqSolve.equals("gpu")) {
                     m.put("gptq-solve", gptqSolve);
                 }
             }

@@ -72,10 +72,12 @@ class TrainJobLoaderTest {
     void gptqSolveIsCheckedAndHashedForGptqOnly() {
         Map<String, Object> d = TrainJobLoader.defaults("/repo");
         TrainJob byDefault = TrainJobLoader.build("t", d, Map.of());
-        assertEquals("cpu", byDefault.gptqSolve());
+        assertEquals("auto", byDefault.gptqSolve());
         TrainJob gpu = TrainJobLoader.build("t", d, Map.of("gptq-solve", "GPU"));
         assertEquals("gpu", gpu.gptqSolve());
         assertNotEquals(byDefault.configHash(), gpu.configHash());
+        // cpu (the default before auto) and auto hash alike, so a run started before the change resumes after it.
+        assertEquals(byDefault.configHash(), TrainJobLoader.build("t", d, Map.of("gptq-solve", "cpu")).configHash());
         assertEquals(TrainJobLoader.build("t", d, Map.of("quantize", "rtn")).configHash(),
                 TrainJobLoader.build("t", d, Map.of("quantize", "rtn", "gptq-solve", "gpu")).configHash(),
                 "rtn solves nothing");

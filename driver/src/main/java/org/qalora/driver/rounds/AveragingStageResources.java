@@ -58,8 +58,12 @@ public record AveragingStageResources(ResourceProfile profile, String reason) {
                     + " CPUs (--averaging-task-cpus " + cpus + " asks no fewer)");
         }
         ResourceProfile profile = new ResourceProfileBuilder().require(new TaskResourceRequests().cpus(cpus)).build();
+        // Without spark.executor.cores (standalone: an executor takes its worker's cores) the count is the cluster's.
+        String executorCores = conf.get("spark.executor.cores", null);
+        String atOnce = executorCores == null ? "its cores / " + cpus
+                : Integer.toString(Integer.parseInt(executorCores.trim()) / cpus);
         return new AveragingStageResources(profile, "averaging tasks take " + cpus + " CPU" + (cpus == 1 ? "" : "s")
                 + " and no GPU each (training tasks: spark.task.cpus " + taskCpus + "), so an executor runs up to "
-                + taskCpus / cpus + " of them at once");
+                + atOnce + " of them at once");
     }
 }

@@ -28,11 +28,13 @@ class AveragingStageResourcesTest {
             assertTrue(r.profile() instanceof TaskResourceProfile, "reuses the executors that are there: " + master);
             assertEquals(1.0, r.profile().taskResourcesJMap().get(ResourceProfile.CPUS()).amount(), master);
             assertEquals(1, r.profile().taskResourcesJMap().size(), "no GPU: " + r.profile().taskResourcesJMap());
-            assertTrue(r.reason().contains("up to 4 of them at once"), r.reason());
+            assertTrue(r.reason().contains("up to its cores / 1 of them at once"), r.reason());
         }
-        AveragingStageResources two = AveragingStageResources.decide(conf("yarn", 8), 2);
+        // Executors of 16 cores running 2 training tasks of 8 CPUs: 8 averaging tasks of 2 CPUs at once.
+        AveragingStageResources two = AveragingStageResources.decide(conf("yarn", 8)
+                .set("spark.executor.cores", "16"), 2);
         assertEquals(2.0, two.profile().taskResourcesJMap().get(ResourceProfile.CPUS()).amount());
-        assertTrue(two.reason().contains("up to 4 of them at once"), two.reason());
+        assertTrue(two.reason().contains("up to 8 of them at once"), two.reason());
     }
 
     @Test

@@ -21,6 +21,7 @@
 // pointer 16-byte aligned.
 #include <stdint.h>
 #include <cuda_bf16.h>
+#include "layer_math.cuh"
 
 #define SK_WARPS 8
 #define SK_THREADS (SK_WARPS * 32)
@@ -100,6 +101,7 @@ __device__ __forceinline__ void sk_warp_sum(const uint32_t* q, const float* sc, 
         SkChunk<BITS> a, b;
         sk_load<BITS>(a, q, sc, ze, O, groupSize, c, o);
         if (second) sk_load<BITS>(b, q, sc, ze, O, groupSize, c + SK_WARPS, o);
+        pdl_wait_previous();
         float xv[32];
         float xs = sk_load_x(x, c, xv);
         sk_accumulate<BITS>(a, xv, xs, acc);
@@ -120,6 +122,7 @@ __device__ __forceinline__ void sk_warp_sum2(const uint32_t* qa, const float* sa
         SkChunk<BITS> a, b;
         sk_load<BITS>(a, qa, sa, za, O, groupSize, c, o);
         sk_load<BITS>(b, qb, sb, zb, O, groupSize, c, o);
+        pdl_wait_previous();
         float xv[32];
         float xs = sk_load_x(x, c, xv);
         sk_accumulate<BITS>(a, xv, xs, accA);
@@ -186,57 +189,124 @@ __device__ __forceinline__ float sk_bf16_round(float v) { return __bfloat162floa
 
 // ---- the three launches -------------------------------------------------------------------------------------------
 
-// y[k] = W[k] x for up to three weights of one input (a weight with O = 0 is absent); grid (sum of tiles, P).
+// Where a decode step's q/k/v launch also rotates q and k and writes k and v into the KV cache (rope_cache_write of
+// training_kernels.cu, for one row): cos and sin the row's table row [d/2], the cache row info[0] * capacity + info[1].
+struct SkRope {
+    const float* cos;
+    const float* sin;
+    void* kCache;
+    void* vCache;
+    int cacheBf;
+    const int* info;
+    int capacity;
+    int d;
+};
+
+// The finished tile's values p of weight `which` (0 q, 1 k, 2 v) at columns o..o+3, with RoPE and the cache write of
+// rope_cache_write: the product as stored in bf16, rotated in fp32 with its partner half (lanes d/8 apart; every lane
+// of warp 0 calls this), stored back in bf16, and k's and v's stored values copied into the cache.
+__device__ __forceinline__ void sk_rope_store(const SkRope& r, int which, float (&p)[4], __nv_bfloat16* y, int o,
+                                              int O) {
+    float b[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) b[e] = sk_bf16_round(p[e]);
+    if (which < 2) {
+        const int half = r.d / 2, c = o % r.d, first = c < half, i0 = first ? c : c - half;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float partner = __shfl_xor_sync(0xffffffffu, b[e], r.d / 8);
+            const float cv = r.cos[i0 + e], sv = r.sin[i0 + e];
+            b[e] = sk_bf16_round(first ? rope_first(b[e], partner, cv, sv) : rope_second(partner, b[e], cv, sv));
+        }
+    }
+    if (o >= O) return;
+    const size_t to = ((size_t)r.info[0] * r.capacity + r.info[1]) * O;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        y[o + e] = __float2bfloat16_rn(b[e]);
+        if (which > 0) st(which == 1 ? r.kCache : r.vCache, r.cacheBf, to + o + e, b[e]);
+    }
+}
+
+// y[k] = W[k] x for up to three weights of one input (a weight with O = 0 is absent); grid (sum of tiles, P). With
+// rope (q, k, v of one row), also rope_cache_write's rotation and cache write.
 template <int BITS>
 __device__ __forceinline__ void sk_gemv3(const uint32_t* q0, const float* s0, const float* z0, int O0,
                                          __nv_bfloat16* y0, const uint32_t* q1, const float* s1, const float* z1,
                                          int O1, __nv_bfloat16* y1, const uint32_t* q2, const float* s2,
                                          const float* z2, int O2, __nv_bfloat16* y2, int I, int groupSize,
-                                         const __nv_bfloat16* x, int kb, float* ws, unsigned* counters) {
+                                         const __nv_bfloat16* x, int kb, float* ws, unsigned* counters,
+                                         const SkRope* rope) {
     __shared__ float4 red[SK_THREADS];
+    pdl_allow_next();
     const int t0 = (O0 + SK_COLS - 1) / SK_COLS, t1 = (O1 + SK_COLS - 1) / SK_COLS;
-    int t = blockIdx.x;
+    int t = blockIdx.x, which = 0;
     const uint32_t* q = q0; const float* sc = s0; const float* ze = z0; int O = O0; __nv_bfloat16* y = y0;
-    if (t >= t0 + t1) { t -= t0 + t1; q = q2; sc = s2; ze = z2; O = O2; y = y2; }
-    else if (t >= t0) { t -= t0; q = q1; sc = s1; ze = z1; O = O1; y = y1; }
+    if (t >= t0 + t1) { t -= t0 + t1; which = 2; q = q2; sc = s2; ze = z2; O = O2; y = y2; }
+    else if (t >= t0) { t -= t0; which = 1; q = q1; sc = s1; ze = z1; O = O1; y = y1; }
     const int lane = threadIdx.x & 31, o = t * SK_COLS + lane * 4;
     const int c0 = blockIdx.y * kb, c1 = min(c0 + kb, I / 32);
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     if (o < O) sk_warp_sum<BITS>(q, sc, ze, O, groupSize, x, o, c0, c1, acc);
+    pdl_wait_previous();  // threads without chunks too: everything below writes
     float4 v[1] = {sk_block_sum(acc, red)};
     if (threadIdx.x >= 32) return;
     if (!sk_split_sum<1>(v, ws, counters, blockIdx.x, (size_t)gridDim.x * SK_COLS,
-                         (size_t)blockIdx.x * SK_COLS + lane * 4) || o >= O) return;
-    y[o] = __float2bfloat16_rn(v[0].x);
-    y[o + 1] = __float2bfloat16_rn(v[0].y);
-    y[o + 2] = __float2bfloat16_rn(v[0].z);
-    y[o + 3] = __float2bfloat16_rn(v[0].w);
+                         (size_t)blockIdx.x * SK_COLS + lane * 4)) return;
+    float p[4] = {v[0].x, v[0].y, v[0].z, v[0].w};
+    if (rope != nullptr) {
+        sk_rope_store(*rope, which, p, y, o, O);
+        return;
+    }
+    if (o >= O) return;
+#pragma unroll
+    for (int e = 0; e < 4; e++) y[o + e] = __float2bfloat16_rn(p[e]);
 }
 
 // out = residual + W x, the product rounded to bf16 first when pBf (as the separate product into a bf16 buffer),
-// added in fp32 and stored in out's type; residual and out fp32 (0) or bf16 (1).
+// added in fp32 and stored in out's type; residual and out fp32 (0) or bf16 (1). With a norm weight nw (else null),
+// then normed = rmsnorm(out) and *rstd, by the last tile to finish (rowCounter counts finished tiles, left 0).
 template <int BITS>
 __device__ __forceinline__ void sk_gemv_residual(const uint32_t* q, const float* sc, const float* ze, int O, int I,
                                                  int groupSize, const __nv_bfloat16* x, int pBf,
                                                  const void* residual, int rBf, void* out, int oBf, int kb,
-                                                 float* ws, unsigned* counters) {
+                                                 float* ws, unsigned* counters, const float* nw, float eps,
+                                                 void* normed, int nBf, float* rstd, unsigned* rowCounter) {
     __shared__ float4 red[SK_THREADS];
+    __shared__ double redNorm[SK_THREADS];
+    __shared__ int lastTile;
+    pdl_allow_next();
     const int lane = threadIdx.x & 31, o = blockIdx.x * SK_COLS + lane * 4;
     const int c0 = blockIdx.y * kb, c1 = min(c0 + kb, I / 32);
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     if (o < O) sk_warp_sum<BITS>(q, sc, ze, O, groupSize, x, o, c0, c1, acc);
+    pdl_wait_previous();  // threads without chunks too: everything below writes
     float4 v[1] = {sk_block_sum(acc, red)};
-    if (threadIdx.x >= 32) return;
-    if (!sk_split_sum<1>(v, ws, counters, blockIdx.x, (size_t)gridDim.x * SK_COLS,
-                         (size_t)blockIdx.x * SK_COLS + lane * 4) || o >= O) return;
-    float p[4] = {v[0].x, v[0].y, v[0].z, v[0].w};
+    bool finished = false;
+    if (threadIdx.x < 32) {
+        finished = sk_split_sum<1>(v, ws, counters, blockIdx.x, (size_t)gridDim.x * SK_COLS,
+                                   (size_t)blockIdx.x * SK_COLS + lane * 4);
+        if (finished && o < O) {
+            float p[4] = {v[0].x, v[0].y, v[0].z, v[0].w};
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-        float r = rBf ? __bfloat162float(((const __nv_bfloat16*)residual)[o + e]) : ((const float*)residual)[o + e];
-        float s = r + (pBf ? sk_bf16_round(p[e]) : p[e]);
-        if (oBf) ((__nv_bfloat16*)out)[o + e] = __float2bfloat16_rn(s);
-        else ((float*)out)[o + e] = s;
+            for (int e = 0; e < 4; e++) {
+                float r = rBf ? __bfloat162float(((const __nv_bfloat16*)residual)[o + e])
+                              : ((const float*)residual)[o + e];
+                st(out, oBf, o + e, r + (pBf ? sk_bf16_round(p[e]) : p[e]));
+            }
+        }
     }
+    if (nw == nullptr) return;  // uniform over the grid
+    if (threadIdx.x < 32) {
+        __threadfence();  // this tile's outputs are visible device-wide before the count says so
+        __syncwarp();
+        if (threadIdx.x == 0) lastTile = finished && atomicAdd(rowCounter, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!lastTile) return;
+    __threadfence();
+    rmsnorm_row<true>(out, oBf, nw, eps, normed, nBf, rstd, O, redNorm);
+    if (threadIdx.x == 0) *rowCounter = 0;  // ready for the next launch
 }
 
 // out = silu(Wg x) * (Wu x), bf16, each product rounded to bf16 first (two products, then the SwiGLU kernel).
@@ -247,10 +317,12 @@ __device__ __forceinline__ void sk_gemv_swiglu(const uint32_t* qg, const float* 
                                                float* ws, unsigned* counters) {
     __shared__ float4 redGate[SK_THREADS];
     __shared__ float4 redUp[SK_THREADS];
+    pdl_allow_next();
     const int lane = threadIdx.x & 31, o = blockIdx.x * SK_COLS + lane * 4;
     const int c0 = blockIdx.y * kb, c1 = min(c0 + kb, I / 32);
     float g[4] = {0.f, 0.f, 0.f, 0.f}, u[4] = {0.f, 0.f, 0.f, 0.f};
     if (o < O) sk_warp_sum2<BITS>(qg, sg, zg, qu, su, zu, O, groupSize, x, o, c0, c1, g, u);
+    pdl_wait_previous();
     float4 v[2] = {sk_block_sum(g, redGate), sk_block_sum(u, redUp)};
     if (threadIdx.x >= 32) return;
     if (!sk_split_sum<2>(v, ws, counters, blockIdx.x, (size_t)gridDim.x * SK_COLS,
@@ -272,13 +344,33 @@ extern "C" {
             const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                    \
             int I, int groupSize, const __nv_bfloat16* x, int kb, float* ws, unsigned* counters) {              \
         sk_gemv3<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x, kb, ws,     \
-                       counters);                                                                               \
+                       counters, nullptr);                                                                      \
+    }                                                                                                           \
+    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_rope_bf16_b##BITS(                                    \
+            const uint32_t* q0, const float* s0, const float* z0, int O0, __nv_bfloat16* y0,                    \
+            const uint32_t* q1, const float* s1, const float* z1, int O1, __nv_bfloat16* y1,                    \
+            const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                    \
+            int I, int groupSize, const __nv_bfloat16* x, int kb, float* ws, unsigned* counters,                \
+            const float* cos, const float* sin, void* kCache, void* vCache, int cacheBf, const int* info,       \
+            int capacity, int d) {                                                                              \
+        const SkRope rope = {cos, sin, kCache, vCache, cacheBf, info, capacity, d};                             \
+        sk_gemv3<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x, kb, ws,     \
+                       counters, &rope);                                                                        \
     }                                                                                                           \
     __global__ void __launch_bounds__(SK_THREADS) sk_gemv_residual_bf16_b##BITS(                                \
             const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                     \
             const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf, int kb,         \
             float* ws, unsigned* counters) {                                                                    \
-        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters);   \
+        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters,    \
+                               nullptr, 0.f, nullptr, 0, nullptr, nullptr);                                     \
+    }                                                                                                           \
+    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_residual_norm_bf16_b##BITS(                           \
+            const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                     \
+            const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf, int kb,         \
+            float* ws, unsigned* counters, const float* nw, float eps, void* normed, int nBf, float* rstd,      \
+            unsigned* rowCounter) {                                                                             \
+        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters,    \
+                               nw, eps, normed, nBf, rstd, rowCounter);                                         \
     }                                                                                                           \
     __global__ void __launch_bounds__(SK_THREADS) sk_gemv_swiglu_bf16_b##BITS(                                  \
             const uint32_t* qg, const float* sg, const float* zg, const uint32_t* qu, const float* su,          \

@@ -11,18 +11,9 @@
 // Each kernel mirrors one CpuBackend method; the Java contract tests compare the two.
 #include <stdint.h>
 #include <cuda_bf16.h>
+#include "layer_math.cuh"
 
 extern "C" {
-
-__device__ __forceinline__ float ld(const void* p, int bf, size_t i) {
-    if (bf) return __bfloat162float(((const __nv_bfloat16*)p)[i]);
-    return ((const float*)p)[i];
-}
-
-__device__ __forceinline__ void st(void* p, int bf, size_t i, float v) {
-    if (bf) ((__nv_bfloat16*)p)[i] = __float2bfloat16_rn(v);
-    else ((float*)p)[i] = v;
-}
 
 // 8 bf16 in one 16-byte word, unpacked exactly (bf16 -> fp32 is a shift), and two floats packed round-to-nearest.
 __device__ __forceinline__ void unpack8(uint4 v, float* f) {
@@ -41,19 +32,6 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 
 #define GRID_STRIDE(i, n) \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); i += (size_t)gridDim.x * blockDim.x)
-
-// Sum of one double per thread over a block of 256 threads, in a fixed tree order. All threads get the result.
-__device__ double block_sum_256(double v, double* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = 128; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    double r = shared[0];
-    __syncthreads();
-    return r;
-}
 
 __device__ float block_max_256(float v, float* shared) {
     shared[threadIdx.x] = v;
@@ -182,16 +160,10 @@ __global__ void embedding(const int* __restrict__ ids, const float* __restrict__
 __global__ void __launch_bounds__(256) rmsnorm(const void* x, int xBf, const float* __restrict__ w, float eps,
                                                void* out, int oBf, float* __restrict__ rstd, int H) {
     __shared__ double red[256];
-    size_t off = (size_t)blockIdx.x * H;
-    double ss = 0;
-    for (int i = threadIdx.x; i < H; i += 256) {
-        double v = ld(x, xBf, off + i);
-        ss += v * v;
-    }
-    ss = block_sum_256(ss, red);
-    float rs = (float)(1.0 / sqrt(ss / H + (double)eps));
-    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
-    for (int i = threadIdx.x; i < H; i += 256) st(out, oBf, off + i, w[i] * (ld(x, xBf, off + i) * rs));
+    const size_t off = (size_t)blockIdx.x * H;
+    const size_t elem = xBf ? 2 : 4, oElem = oBf ? 2 : 4;
+    rmsnorm_row<false>((const char*)x + off * elem, xBf, w, eps, (char*)out + off * oElem, oBf, rstd + blockIdx.x, H,
+                       red);
 }
 
 // dx += rstd w dy - (sum_i w_i dy_i x_i) rstd^3 / H x
@@ -214,15 +186,6 @@ __global__ void __launch_bounds__(256) rmsnorm_backward(const void* dOut, int dB
 }
 
 // ---- RoPE ------------------------------------------------------------------------------------------------------
-
-// The rotated pair (a cos - b sin, b cos + a sin), each product rounded before the sum as on the CPU (no FMA
-// contraction), so every kernel that rotates gets the same bits.
-__device__ __forceinline__ float rope_first(float a, float b, float c, float s) {
-    return __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-}
-__device__ __forceinline__ float rope_second(float a, float b, float c, float s) {
-    return __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
-}
 
 // Rotates each (i, i + d/2) pair of every head by sign * angle(pos, i), pos = row % seqLen; in place.
 __global__ void rope(void* x, int xBf, const float* __restrict__ cosT, const float* __restrict__ sinT, int seqLen,
@@ -557,6 +520,7 @@ __global__ void cache_write(const void* src, int srcBf, void* cache, int cacheBf
 __global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, const void* k, const void* v,
                                                         int kvBf, const int* __restrict__ info, int N, int capacity,
                                                         int H, int KV, int d, float scale, void* out, int oBf) {
+    pdl_allow_next();  // the o projection after it may start loading its weights
     extern __shared__ float scores[];
     __shared__ float fred[256];
     __shared__ double dred[256];

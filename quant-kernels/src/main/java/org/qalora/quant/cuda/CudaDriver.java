@@ -490,20 +490,8 @@ public final class CudaDriver {
                             int blockX, int blockY, int blockZ, int sharedBytes, Object... args) {
         ensureCurrent();
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment pointers = arena.allocate(MemoryLayout.sequenceLayout(args.length, ADDRESS));
-            for (int a = 0; a < args.length; a++) {
-                MemorySegment value = switch (args[a]) {
-                    case Long l -> arena.allocateFrom(JAVA_LONG, l);
-                    case Integer i -> arena.allocateFrom(JAVA_INT, i);
-                    case Float f -> arena.allocateFrom(JAVA_FLOAT, f);
-                    case Double d -> arena.allocateFrom(ValueLayout.JAVA_DOUBLE, d);
-                    default -> throw new IllegalArgumentException("kernel " + name + " argument " + a + " is a "
-                            + args[a].getClass().getSimpleName() + "; pass Long, Integer, Float or Double");
-                };
-                pointers.setAtIndex(ADDRESS, a, value);
-            }
             int r = (int) cuLaunchKernel.invokeExact(function, gridX, gridY, gridZ, blockX, blockY, blockZ,
-                    sharedBytes, streams.get(), pointers, MemorySegment.NULL);
+                    sharedBytes, streams.get(), kernelParams(arena, name, args), MemorySegment.NULL);
             if (r != 0) {
                 throw new CudaException("cuLaunchKernel(" + name + ", grid " + gridX + "x" + gridY + "x" + gridZ
                         + ", block " + blockX + "x" + blockY + "x" + blockZ + ") failed: " + errorName(r) + " (" + r
@@ -514,6 +502,23 @@ public final class CudaDriver {
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
+    }
+
+    /** The driver's {@code kernelParams}: an array of pointers to host copies of the arguments. */
+    static MemorySegment kernelParams(Arena arena, String name, Object[] args) {
+        MemorySegment pointers = arena.allocate(MemoryLayout.sequenceLayout(args.length, ADDRESS));
+        for (int a = 0; a < args.length; a++) {
+            MemorySegment value = switch (args[a]) {
+                case Long l -> arena.allocateFrom(JAVA_LONG, l);
+                case Integer i -> arena.allocateFrom(JAVA_INT, i);
+                case Float f -> arena.allocateFrom(JAVA_FLOAT, f);
+                case Double d -> arena.allocateFrom(ValueLayout.JAVA_DOUBLE, d);
+                default -> throw new IllegalArgumentException("kernel " + name + " argument " + a + " is a "
+                        + args[a].getClass().getSimpleName() + "; pass Long, Integer, Float or Double");
+            };
+            pointers.setAtIndex(ADDRESS, a, value);
+        }
+        return pointers;
     }
 
     // ---- timing ------------------------------------------------------------------------------------------------

@@ -296,6 +296,46 @@ public final class QuantKernelModule {
     }
 
     /**
+     * {@link #gemvResidualBf16}, then {@code normed = w_norm * (out * rstd)}, {@code rstd[0] = 1 / sqrt(mean(out^2) +
+     * eps)} with the bits of the RMSNorm kernel of {@code training_kernels.cu} (one row; {@code norm} fp32 [O],
+     * {@code normed} fp32 or bf16): one launch where the split-K GEMV takes {@code w}. Returns false, having launched
+     * nothing, where it does not; the caller then runs the two steps apart.
+     */
+    public boolean gemvResidualNormBf16(DeviceWeight w, long x, boolean productBf16, long residual,
+                                        boolean residualBf16, long out, boolean outBf16, long norm, float eps,
+                                        long normed, boolean normedBf16, long rstd) {
+        if (!splitK(w, x)) {
+            return false;
+        }
+        splitK.gemvResidualNorm(w, x, productBf16, residual, residualBf16, out, outBf16, norm, eps, normed,
+                normedBf16, rstd);
+        return true;
+    }
+
+    /**
+     * {@link #gemvBf16(DeviceWeight[], long, long[])} of one decode row's q, k and v into bf16 {@code y}, then what
+     * the {@code rope_cache_write} kernel of {@code training_kernels.cu} does, with its bits: q and k rotated in place
+     * by {@code cos, sin} (fp32, the row's table row [headDim / 2]), k and v copied into row {@code info[0] *
+     * capacity + info[1]} of the caches (fp32 or bf16, [rows, kv width]). One launch where the split-K GEMV takes all
+     * three weights and a column tile of 128 holds whole heads (headDim a power of two from 8 to 128, k and v of one
+     * width); returns false, having launched nothing, otherwise.
+     */
+    public boolean gemvRopeCacheBf16(DeviceWeight[] qkv, long x, long[] y, long cos, long sin, long kCache,
+                                     long vCache, boolean cacheBf16, long info, int capacity, int headDim) {
+        if (qkv.length != 3 || y.length != 3 || headDim < 8 || headDim > 128 || Integer.bitCount(headDim) != 1
+                || qkv[0].out() % headDim != 0 || qkv[1].out() % headDim != 0 || qkv[1].out() != qkv[2].out()) {
+            return false;
+        }
+        for (DeviceWeight wk : qkv) {
+            if (!fusable(qkv[0], wk) || !splitK(wk, x)) {
+                return false;
+            }
+        }
+        splitK.gemvRope(qkv, x, y, cos, sin, kCache, vCache, cacheBf16, info, capacity, headDim);
+        return true;
+    }
+
+    /**
      * {@code out = silu(Wg . x) * (Wu . x)}, bf16, each product rounded to bf16 first (as two gemvBf16 then a SwiGLU
      * kernel).
      */

@@ -38,22 +38,28 @@ final class SplitKGemv {
     private final MemorySegment[] gemv = new MemorySegment[9];  // by bit width
     private final MemorySegment[] residual = new MemorySegment[9];
     private final MemorySegment[] swiglu = new MemorySegment[9];
+    private final MemorySegment[] rope = new MemorySegment[9];          // q/k/v + RoPE + cache write
+    private final MemorySegment[] residualNorm = new MemorySegment[9];  // residual + the next RMSNorm
+    private final DependentLaunch dependent;  // null: plain launches
     private final DeviceBuffer partials;
-    private final DeviceBuffer counters;
+    private final DeviceBuffer counters;    // per column tile, then one for the row (the RMSNorm epilogue's)
 
     SplitKGemv(CudaDriver cuda) {
         if (SPLIT_CHUNKS < 1) {
             throw new IllegalArgumentException("qalora.cuda.gemvSplitChunks must be at least 1, got " + SPLIT_CHUNKS);
         }
         this.cuda = cuda;
+        dependent = DependentLaunch.forDevice(cuda);
         MemorySegment module = QuantKernelModule.loadModule(cuda, "splitk_gemv");
         for (int bits : new int[] {2, 3, 4, 8}) {
             gemv[bits] = cuda.function(module, "sk_gemv_bf16_b" + bits);
             residual[bits] = cuda.function(module, "sk_gemv_residual_bf16_b" + bits);
             swiglu[bits] = cuda.function(module, "sk_gemv_swiglu_bf16_b" + bits);
+            rope[bits] = cuda.function(module, "sk_gemv_rope_bf16_b" + bits);
+            residualNorm[bits] = cuda.function(module, "sk_gemv_residual_norm_bf16_b" + bits);
         }
         partials = DeviceBuffer.allocate(cuda, PARTIAL_FLOATS * Float.BYTES);
-        counters = DeviceBuffer.allocate(cuda, (long) COUNTERS * Integer.BYTES);
+        counters = DeviceBuffer.allocate(cuda, (COUNTERS + 1L) * Integer.BYTES);
         cuda.zeroBytes(counters.pointer(), counters.bytes());  // the kernels leave them 0 after every launch
         cuda.synchronize();
     }
@@ -79,46 +85,98 @@ final class SplitKGemv {
 
     /** {@code y[k] = W[k] . x}, one to three weights that {@link #takes} with one input width, bits and group size. */
     void gemv(DeviceWeight[] w, long x, long[] y) {
-        Object[] args = new Object[21];
-        int tiles = 0;
+        Object[] args = gemv3Arguments(w, x, y, 0);
+        launch(gemv[w[0].bits()], "sk_gemv_bf16_b" + w[0].bits(), tilesOf(w), splits(w[0], (int) args[18],
+                tilesOf(w), 1), args);
+    }
+
+    /**
+     * {@link #gemv} of a decode row's q, k and v, then what {@code rope_cache_write} does to them (q and k rotated in
+     * place, k and v copied into cache row {@code info[0] * capacity + info[1]}): as {@link
+     * QuantKernelModule#gemvRopeCacheBf16} documents.
+     */
+    void gemvRope(DeviceWeight[] qkv, long x, long[] y, long cos, long sin, long kCache, long vCache,
+                  boolean cacheBf16, long info, int capacity, int headDim) {
+        Object[] args = gemv3Arguments(qkv, x, y, 8);
+        args[21] = cos;
+        args[22] = sin;
+        args[23] = kCache;
+        args[24] = vCache;
+        args[25] = cacheBf16 ? 1 : 0;
+        args[26] = info;
+        args[27] = capacity;
+        args[28] = headDim;
+        launch(rope[qkv[0].bits()], "sk_gemv_rope_bf16_b" + qkv[0].bits(), tilesOf(qkv), splits(qkv[0],
+                (int) args[18], tilesOf(qkv), 1), args);
+    }
+
+    /** The 21 arguments of a three-weight launch (absent weights zero), with {@code extra} free slots after them. */
+    private Object[] gemv3Arguments(DeviceWeight[] w, long x, long[] y, int extra) {
+        Object[] args = new Object[21 + extra];
         for (int k = 0; k < 3; k++) {
             DeviceWeight wk = k < w.length ? w[k] : null;
-            if (wk != null) {
-                tiles += tiles(wk.out());
-            }
             args[5 * k] = wk == null ? 0L : wk.q();
             args[5 * k + 1] = wk == null ? 0L : wk.scales();
             args[5 * k + 2] = wk == null ? 0L : wk.zeros();
             args[5 * k + 3] = wk == null ? 0 : wk.out();
             args[5 * k + 4] = wk == null ? 0L : y[k];
         }
-        int kb = splitChunks(w[0].in());
-        int splits = splits(w[0], kb, tiles, 1);
         args[15] = w[0].in();
         args[16] = w[0].groupSize();
         args[17] = x;
-        args[18] = kb;
+        args[18] = splitChunks(w[0].in());
         args[19] = partials.pointer();
         args[20] = counters.pointer();
-        cuda.launch(gemv[w[0].bits()], "sk_gemv_bf16_b" + w[0].bits(), tiles, splits, 1, THREADS, 1, 1, 0, args);
+        return args;
+    }
+
+    private static int tilesOf(DeviceWeight[] w) {
+        int tiles = 0;
+        for (DeviceWeight wk : w) {
+            tiles += tiles(wk.out());
+        }
+        return tiles;
     }
 
     /** {@code out = residual + W . x}, as {@link QuantKernelModule#gemvResidualBf16} documents. */
     void gemvResidual(DeviceWeight w, long x, boolean productBf16, long residualIn, boolean residualBf16, long out,
                       boolean outBf16) {
         int kb = splitChunks(w.in()), tiles = tiles(w.out());
-        cuda.launch(residual[w.bits()], "sk_gemv_residual_bf16_b" + w.bits(), tiles, splits(w, kb, tiles, 1), 1,
-                THREADS, 1, 1, 0, w.q(), w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x,
-                productBf16 ? 1 : 0, residualIn, residualBf16 ? 1 : 0, out, outBf16 ? 1 : 0, kb, partials.pointer(),
-                counters.pointer());
+        launch(residual[w.bits()], "sk_gemv_residual_bf16_b" + w.bits(), tiles, splits(w, kb, tiles, 1), w.q(),
+                w.scales(), w.zeros(), w.out(), w.in(), w.groupSize(), x, productBf16 ? 1 : 0, residualIn,
+                residualBf16 ? 1 : 0, out, outBf16 ? 1 : 0, kb, partials.pointer(), counters.pointer());
+    }
+
+    /**
+     * {@link #gemvResidual}, then {@code normed = rmsnorm(out)} with fp32 weight {@code norm} and {@code rstd[0]}, as
+     * {@link QuantKernelModule#gemvResidualNormBf16} documents.
+     */
+    void gemvResidualNorm(DeviceWeight w, long x, boolean productBf16, long residualIn, boolean residualBf16,
+                          long out, boolean outBf16, long norm, float eps, long normed, boolean normedBf16,
+                          long rstd) {
+        int kb = splitChunks(w.in()), tiles = tiles(w.out());
+        launch(residualNorm[w.bits()], "sk_gemv_residual_norm_bf16_b" + w.bits(), tiles,
+                splits(w, kb, tiles, 1), w.q(), w.scales(), w.zeros(), w.out(), w.in(),
+                w.groupSize(), x, productBf16 ? 1 : 0, residualIn, residualBf16 ? 1 : 0, out, outBf16 ? 1 : 0, kb,
+                partials.pointer(), counters.pointer(), norm, eps, normed, normedBf16 ? 1 : 0, rstd,
+                counters.pointer() + (long) COUNTERS * Integer.BYTES);
     }
 
     /** {@code out = silu(Wg . x) * (Wu . x)}, as {@link QuantKernelModule#gemvSwigluBf16} documents. */
     void gemvSwiglu(DeviceWeight gate, DeviceWeight up, long x, long out) {
         int kb = splitChunks(gate.in()), tiles = tiles(gate.out());
-        cuda.launch(swiglu[gate.bits()], "sk_gemv_swiglu_bf16_b" + gate.bits(), tiles, splits(gate, kb, tiles, 2), 1,
-                THREADS, 1, 1, 0, gate.q(), gate.scales(), gate.zeros(), up.q(), up.scales(), up.zeros(), gate.out(),
-                gate.in(), gate.groupSize(), x, out, kb, partials.pointer(), counters.pointer());
+        launch(swiglu[gate.bits()], "sk_gemv_swiglu_bf16_b" + gate.bits(), tiles, splits(gate, kb, tiles, 2),
+                gate.q(), gate.scales(), gate.zeros(), up.q(), up.scales(), up.zeros(), gate.out(), gate.in(),
+                gate.groupSize(), x, out, kb, partials.pointer(), counters.pointer());
+    }
+
+    /** A launch of 256-thread blocks, programmatic ({@link DependentLaunch}) when that is on. */
+    private void launch(MemorySegment function, String name, int tiles, int splits, Object... args) {
+        if (dependent != null) {
+            dependent.launch(function, name, tiles, splits, THREADS, args);
+        } else {
+            cuda.launch(function, name, tiles, splits, 1, THREADS, 1, 1, 0, args);
+        }
     }
 
     private static int tiles(int out) {

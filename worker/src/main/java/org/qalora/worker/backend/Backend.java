@@ -105,6 +105,17 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * {@link #linearPlusResidual}, then {@link #rmsNorm} of {@code out} into {@code normed} and {@code rstd} (a decode
+     * layer's last product and the next layer's input norm). A GPU decoding one row runs the norm in the product's
+     * launch, with the bits of the separate calls.
+     */
+    default void linearPlusResidualNorm(Tensor x, LinearWeight w, Tensor residual, Tensor product, Tensor out,
+                                        Tensor normWeight, float eps, Tensor normed, Tensor rstd) {
+        linearPlusResidual(x, w, residual, product, out);
+        rmsNorm(out, normWeight, eps, normed, rstd);
+    }
+
+    /**
      * {@code out = silu(x Wg^T) * (x Wu^T)}: {@link #linear} into {@code gate} and {@code up}, then {@link #swiglu}.
      * A GPU decoding one row fuses the three and leaves {@code gate} and {@code up} alone.
      */
@@ -199,6 +210,17 @@ public interface Backend extends AutoCloseable {
         rope(k, cos, sin, rows, kvHeads, headDim);
         writeCacheRows(k, kCache, shape, cacheRows);
         writeCacheRows(v, vCache, shape, cacheRows);
+    }
+
+    /**
+     * {@link #linears} of a decode step's q, k and v ({@code qkv}, in that order), then {@link #ropeAndWriteCache}. A
+     * GPU decoding one row runs the four in one launch, with the bits of the separate calls.
+     */
+    default void linearsRopeAndWriteCache(Tensor x, java.util.List<LinearWeight> qkv, Tensor q, Tensor k, Tensor v,
+                                          Tensor cos, Tensor sin, int rows, int heads, int kvHeads, int headDim,
+                                          Tensor kCache, Tensor vCache, KvCacheShape shape, IntTensor cacheRows) {
+        linears(x, qkv, java.util.List.of(q, k, v));
+        ropeAndWriteCache(q, k, v, cos, sin, rows, heads, kvHeads, headDim, kCache, vCache, shape, cacheRows);
     }
 
     /** The transpose of {@link #rope} (rotation by the negative angle), in place on the gradient. */

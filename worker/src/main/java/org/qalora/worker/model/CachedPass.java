@@ -139,15 +139,23 @@ public final class CachedPass implements AutoCloseable {
         return layers(a, step);
     }
 
-    /** Every layer, then the final norm, from {@code a.residual[0]}; returns the normed hidden states {@code [N, H]}. */
+    /**
+     * Every layer, then the final norm, from {@code a.residual[0]}; returns the normed hidden states {@code [N, H]}.
+     * Each layer computes the norm that reads its output (the next layer's input norm, or the final norm), so that a
+     * GPU can fold it into the layer's last product.
+     */
     private Tensor layers(StepActivations a, CachedStep step) {
         Backend be = model.backend();
         LlamaDims d = model.dims();
+        be.rmsNorm(a.residual[0], model.layer(0).inputNorm(), d.rmsEps(), a.a1, a.rstd1);   // a1[N,H]
         for (int l = 0; l < d.layers(); l++) {
-            CachedLayerPass.forward(model, l, adapter, a, step, cache, a.residual[l % 2], a.residual[(l + 1) % 2]);
+            var next = l + 1 < d.layers()
+                    ? new CachedLayerPass.NextNorm(model.layer(l + 1).inputNorm(), a.a1, a.rstd1)
+                    : new CachedLayerPass.NextNorm(model.finalNorm(), a.finalOut, a.finalRstd);
+            CachedLayerPass.forward(model, l, adapter, a, step, cache, a.residual[l % 2], a.residual[(l + 1) % 2],
+                    next);
         }
-        be.rmsNorm(a.residual[d.layers() % 2], model.finalNorm(), d.rmsEps(), a.finalOut, a.finalRstd); // [N,H]
-        return a.finalOut;
+        return a.finalOut;                                                              // [N,H]
     }
 
     private Tensor logitBuffer(int rows) {

@@ -30,8 +30,9 @@ import org.qalora.worker.backend.Tensor;
  * matrix (bf16 or fp32), which cuBLAS then multiplies: docs/PERFORMANCE.md has the measurement against the fused
  * kernel. Everything runs on the default stream in issue order, so scratch buffers are reused without waits.
  *
- * <p>Deterministic: cuBLAS computes the same bits for the same shapes on the same GPU model and library version,
- * and no kernel here uses atomics (fixed-order reductions only), so reruns are bit-identical.
+ * <p>Deterministic: cuBLAS computes the same bits for the same shapes on the same GPU model and library version, and
+ * every reduction here has a fixed order (the split-K decode GEMVs count finished blocks with atomics only to elect
+ * the one that adds the partial sums in split order), so reruns are bit-identical.
  */
 public final class CudaBackend implements Backend {
     private final CudaDriver cuda;
@@ -275,6 +276,26 @@ public final class CudaBackend implements Backend {
     public void linearPlusResidual(Tensor x, LinearWeight w, Tensor residual, Tensor product, Tensor out) {
         if (!fused.linearPlusResidual(own(x), w, own(residual), own(product), own(out))) {
             Backend.super.linearPlusResidual(x, w, residual, product, out);
+        }
+    }
+
+    @Override
+    public void linearPlusResidualNorm(Tensor x, LinearWeight w, Tensor residual, Tensor product, Tensor out,
+                                       Tensor normWeight, float eps, Tensor normed, Tensor rstd) {
+        if (!fused.linearPlusResidualNorm(own(x), w, own(residual), own(product), own(out), own(normWeight), eps,
+                own(normed), own(rstd))) {
+            Backend.super.linearPlusResidualNorm(x, w, residual, product, out, normWeight, eps, normed, rstd);
+        }
+    }
+
+    @Override
+    public void linearsRopeAndWriteCache(Tensor x, List<LinearWeight> qkv, Tensor q, Tensor k, Tensor v, Tensor cos,
+                                         Tensor sin, int rows, int heads, int kvHeads, int headDim, Tensor kCache,
+                                         Tensor vCache, KvCacheShape shape, IntTensor cacheRows) {
+        if (!fused.linearsRopeAndWriteCache(own(x), qkv, List.of(own(q), own(k), own(v)), own(cos), own(sin), rows,
+                heads, kvHeads, headDim, own(kCache), own(vCache), shape, decode.ints(cacheRows))) {
+            Backend.super.linearsRopeAndWriteCache(x, qkv, q, k, v, cos, sin, rows, heads, kvHeads, headDim, kCache,
+                    vCache, shape, cacheRows);
         }
     }
 

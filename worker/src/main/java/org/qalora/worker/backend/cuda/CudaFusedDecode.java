@@ -3,6 +3,7 @@ package org.qalora.worker.backend.cuda;
 import java.util.List;
 import org.qalora.quant.cuda.QuantKernelModule;
 import org.qalora.quant.cuda.QuantKernelModule.DeviceWeight;
+import org.qalora.worker.backend.KvCacheShape;
 import org.qalora.worker.backend.LinearWeight;
 
 /**
@@ -12,6 +13,11 @@ import org.qalora.worker.backend.LinearWeight;
  * returns false and the backend runs the separate calls. Measured in docs/PERFORMANCE.md, "Batch-1 decode on the GPU".
  */
 final class CudaFusedDecode {
+    /**
+     * Whether the q/k/v launch also does RoPE and the cache write, and the residual launches the next RMSNorm (on by
+     * default; {@code -Dqalora.cuda.decodeEpilogues=false} runs those apart, to compare).
+     */
+    static final boolean EPILOGUES = Boolean.parseBoolean(System.getProperty("qalora.cuda.decodeEpilogues", "true"));
     private final QuantKernelModule quant;
 
     CudaFusedDecode(QuantKernelModule quant) {
@@ -48,6 +54,45 @@ final class CudaFusedDecode {
         quant.gemvResidualBf16(d, x.pointer(), product.bf16, residual.pointer(), residual.bf16, out.pointer(),
                 out.bf16);
         return true;
+    }
+
+    /** {@link #linearPlusResidual}, then the RMSNorm of {@code out} into {@code normed} and {@code rstd[0]}. */
+    boolean linearPlusResidualNorm(CudaTensor x, LinearWeight w, CudaTensor residual, CudaTensor product,
+                                   CudaTensor out, CudaTensor norm, float eps, CudaTensor normed, CudaTensor rstd) {
+        DeviceWeight d = EPILOGUES && oneBf16Row(x) ? quantized(w, x, product) : null;
+        if (d == null || residual.size() != d.out() || out.size() != d.out() || norm.bf16 || norm.size() != d.out()
+                || normed.size() != d.out() || rstd.bf16 || rstd.size() != 1) {
+            return false;
+        }
+        return quant.gemvResidualNormBf16(d, x.pointer(), product.bf16, residual.pointer(), residual.bf16,
+                out.pointer(), out.bf16, norm.pointer(), eps, normed.pointer(), normed.bf16, rstd.pointer());
+    }
+
+    /**
+     * {@link #linears} of one row's q, k, v, then its rotary embedding and cache write ({@link CudaDecodeOps}'s
+     * {@code ropeAndWriteCache}, whose checks the separate path keeps).
+     */
+    boolean linearsRopeAndWriteCache(CudaTensor x, List<LinearWeight> qkv, List<CudaTensor> y, CudaTensor cos,
+                                     CudaTensor sin, int rows, int heads, int kvHeads, int headDim,
+                                     CudaTensor kCache, CudaTensor vCache, KvCacheShape shape, CudaInts cacheRows) {
+        if (!EPILOGUES || rows != 1 || qkv.size() != 3 || !oneBf16Row(x) || cos.bf16 || sin.bf16 || kCache.bf16 != vCache.bf16
+                || y.get(0).size() != (long) heads * headDim || y.get(1).size() != (long) kvHeads * headDim
+                || shape.kvWidth() != kvHeads * headDim || shape.headDim() != headDim
+                || cos.size() != headDim / 2 || sin.size() != headDim / 2 || cacheRows.size() != 2
+                || kCache.size() != (long) shape.rows() * shape.kvWidth() || vCache.size() != kCache.size()) {
+            return false;
+        }
+        DeviceWeight[] d = new DeviceWeight[3];
+        long[] out = new long[3];
+        for (int k = 0; k < 3; k++) {
+            d[k] = quantized(qkv.get(k), x, y.get(k));
+            if (d[k] == null) {
+                return false;
+            }
+            out[k] = y.get(k).pointer();
+        }
+        return quant.gemvRopeCacheBf16(d, x.pointer(), out, cos.pointer(), sin.pointer(), kCache.pointer(),
+                vCache.pointer(), kCache.bf16, cacheRows.pointer(), shape.capacity(), headDim);
     }
 
     /** {@code out = silu(x Wg^T) * (x Wu^T)}. */

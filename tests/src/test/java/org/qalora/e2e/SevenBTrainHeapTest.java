@@ -1,6 +1,7 @@
 package org.qalora.e2e;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -13,14 +14,12 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.hadoop.fs.FileStatus;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 import org.junit.jupiter.api.io.TempDir;
 import org.qalora.driver.checkpoint.CheckpointStore;
@@ -37,38 +36,53 @@ import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.Projection;
 
 /**
- * {@code qalora train} on a model of LLaMA-7B's widths ({@link SevenBShapeCheckpoint}: 2 layers, 1.3 GB of F16 on
- * HDFS, sharded), end to end with bounded heaps: RTN quantize, one round of 2 slots x 1 step on short sequences with
- * a rank-64 adapter on all seven projections, the merge job, the publish. The driver is its own JVM (started as
- * {@code bin/qalora} starts it) with {@code -Xmx} {@value #DRIVER_HEAP_MB}m, and its executors
- * ({@code local-cluster[2,1,...]}) get {@value #EXECUTOR_HEAP_MB}m each; HDFS is a MiniDFSCluster in this JVM.
+ * {@code qalora train} on a model of LLaMA-7B's widths ({@link SevenBShapeCheckpoint}: 2 layers by default, 1.3 GB of
+ * F16 on HDFS, sharded; {@code -Dqalora.sevenB.layers=32} for LLaMA-7B's 32, 13.5 GB), end to end with bounded heaps:
+ * RTN quantize, one round of 2 slots x 1 step on short sequences with a rank-64 adapter on all seven projections, the
+ * merge job, the publish. The driver is its own JVM (started as {@code bin/qalora} starts it) with {@code -Xmx}
+ * {@value #DRIVER_HEAP_MB}m whatever the layer count, and its executors ({@code local-cluster[2,1,...]};
+ * {@code -Dqalora.sevenB.executors=N} for N) get {@value #EXECUTOR_HEAP_MB}m each at 2 layers plus
+ * {@value #EXECUTOR_HEAP_MB_PER_LAYER}m per further layer; HDFS is a MiniDFSCluster in this JVM.
  *
  * <p>Why the bounds catch a regression:
  * <ul>
- *   <li>Driver, {@value #DRIVER_HEAP_MB}m: about 100 MB of it is Spark's own (largest heap seen after a collection: 81-132 MB). Any one
- *   weight of the base on the driver does not fit beside that (the 32000 x 4096 embedding is 262 MB as F16, 524 MB
- *   as float), nor does the adapter state handled whole: with its Adam moments it is 67 MB (5.6 M parameters x 3 x
- *   4 bytes), and the driver as it was before, building round 0 and reading the final state whole (plus the PEFT
- *   weights' copy, zero moments and the encoding for the SHA-256), reached the cap at round 0 and ended in an
- *   OutOfMemoryError reading the final state: this test failed on it (docs/PERFORMANCE.md).
- *   <li>Executors, {@value #EXECUTOR_HEAP_MB}m: what the run needs by design, measured: a training task keeps the
- *   whole quantized base resident (2.1-2.4 GB live, its F16 embedding and lm_head held as float), and the merge check
- *   loads a base and a merged model (2.4 GB live). An executor that also kept its trainer's base during the check
- *   ran out (the reason for {@code ExecutorCache.releaseAll}), as would a task holding the dense model as float
- *   (2.6 GB). A quantize or merge task that materialised the 0.8 GB quantized model would still fit here: the
+ *   <li>Driver, {@value #DRIVER_HEAP_MB}m: about 100 MB of it is Spark's own (largest heap seen after a collection:
+ *   81-132 MB). Any one weight of the base on the driver does not fit beside that (the 32000 x 4096 embedding is
+ *   262 MB as F16, 524 MB as float), nor does the adapter state handled whole: with its Adam moments it is 67 MB
+ *   (5.6 M parameters x 3 x 4 bytes; 1.1 GB at 32 layers, which ran under the same cap), and the driver as it was
+ *   before, building round 0 and reading the final state whole (plus the PEFT weights' copy, zero moments and the
+ *   encoding for the SHA-256), reached the cap at round 0 and ended in an OutOfMemoryError reading the final state:
+ *   this test failed on it (docs/PERFORMANCE.md).
+ *   <li>Executors, {@value #EXECUTOR_HEAP_MB}m at 2 layers: what the run needs by design, measured: a training task
+ *   keeps the whole quantized base resident (2.1-2.4 GB live, its F16 embedding and lm_head held as float), and the
+ *   merge check loads a base and a merged model (2.4 GB live). An executor that also kept its trainer's base during
+ *   the check ran out (the reason for {@code ExecutorCache.releaseAll}), as would a task holding the dense model as
+ *   float (2.6 GB). A quantize or merge task that materialised the 0.8 GB quantized model would still fit here: the
  *   per-task bounds of those tasks (640m, 96m) are {@code ShardTaskHeapTest}'s.
+ *   <li>Executors, each further layer: about 0.5 GB more for the training task (about 5.5 GB live at 8 layers,
+ *   14.1 GB after a full collection at 32): a layer's int4 codes and float scales and zeros are held twice, as
+ *   loaded and in the kernel's blocked copy (0.3 GB), beside its adapter with gradients and Adam moments. 32 layers
+ *   ran in 18432m only with {@code -XX:G1HeapRegionSize=64m}: with G1's default regions at that heap (16 MB) every
+ *   code array (8 MiB and a header for q/k/v/o, 22.5 MB for gate/up/down) is humongous and wastes its last region's
+ *   tail (over 2 GB of filler seen while the base was still loading), and three executors in turn ran out.
  * </ul>
  * Each JVM logs its collections ({@code -Xlog:gc}); the test prints the largest heap seen after a collection (the
  * live set) and before one, per process, which docs/PERFORMANCE.md records. It writes about 4 GB to HDFS and runs
- * for minutes on 2 cores, so it runs only when asked: {@code -Dqalora.heavy=true}
- * ({@code -Dqalora.heap.driver.mb=N}, {@code -Dqalora.heap.executor.mb=N} try other caps).
+ * for minutes on 2 cores (32 layers: 13 minutes, 13.5 GB of F16 in, one executor of 18 GB), so it runs only when
+ * asked: {@code -Dqalora.heavy=true} ({@code -Dqalora.heap.driver.mb=N}, {@code -Dqalora.heap.executor.mb=N} try
+ * other caps, {@code -Dqalora.sevenB.executorJvmOptions=...} adds executor JVM options; past a few layers the check
+ * that loads the published model in this JVM needs {@code -Dqalora.test.heap=16g} instead of pom.xml's 3g).
  */
 @EnabledIfSystemProperty(named = "qalora.heavy", matches = "true")
-@Timeout(value = 25, unit = TimeUnit.MINUTES)
 class SevenBTrainHeapTest {
     static final int DRIVER_HEAP_MB = 256;
     static final int EXECUTOR_HEAP_MB = 3072;
-    private static final int LAYERS = 2;
+    /** Executor heap added per layer beyond 2: the live set's growth per layer, measured (javadoc above). */
+    static final int EXECUTOR_HEAP_MB_PER_LAYER = 512;
+    /** Minutes added to the time limits per layer beyond 2: a hang guard, 10 x the 12 s per layer measured (8 -> 32). */
+    static final int MINUTES_PER_LAYER = 2;
+    private static final int LAYERS = Integer.getInteger("qalora.sevenB.layers", 2);
+    private static final int EXECUTORS = Integer.getInteger("qalora.sevenB.executors", 2);
     private static final int RANK = 64;
     private static final Pattern GC_LINE = Pattern.compile("(\\d+)M->(\\d+)M\\((\\d+)M\\)");
 
@@ -89,10 +103,30 @@ class SevenBTrainHeapTest {
         TestCluster.stop(null, cluster);
     }
 
+    /** The executor cap for {@code layers} layers: the 2-layer cap plus what each further layer was measured to add. */
+    static int executorHeapMb(int layers) {
+        return EXECUTOR_HEAP_MB + EXECUTOR_HEAP_MB_PER_LAYER * Math.max(0, layers - 2);
+    }
+
+    /**
+     * The run's time limit: 25 minutes at 2 layers (20 for the driver), as before, plus MINUTES_PER_LAYER per
+     * further layer, which the stages' times scale with (every stage but the driver's start reads or writes
+     * every layer).
+     */
+    static Duration limit(int layers, int minutesAt2) {
+        return Duration.ofMinutes(minutesAt2 + (long) MINUTES_PER_LAYER * Math.max(0, layers - 2));
+    }
+
     @Test
-    void aSevenBShapedModelIsQuantizedTrainedMergedAndPublishedWithBoundedHeaps() throws Exception {
+    void aSevenBShapedModelIsQuantizedTrainedMergedAndPublishedWithBoundedHeaps() {
+        assertTrue(LAYERS >= 1 && EXECUTORS >= 1, "qalora.sevenB.layers and qalora.sevenB.executors must be >= 1");
+        // Preemptive: a hung stage ends the test at the limit (the class-wide @Timeout it replaces could not scale).
+        assertTimeoutPreemptively(limit(LAYERS, 25), this::run);
+    }
+
+    private void run() throws Exception {
         int driverMb = Integer.getInteger("qalora.heap.driver.mb", DRIVER_HEAP_MB);
-        int executorMb = Integer.getInteger("qalora.heap.executor.mb", EXECUTOR_HEAP_MB);
+        int executorMb = Integer.getInteger("qalora.heap.executor.mb", executorHeapMb(LAYERS));
         long t0 = System.nanoTime();
         SevenBShapeCheckpoint.write(cluster.fs(), new org.apache.hadoop.fs.Path("/models/llama7b-shape"), LAYERS,
                 base.resolve("config"));
@@ -117,11 +151,14 @@ class SevenBTrainHeapTest {
                 "--rounds", "1", "--steps-per-round", "1", "--slots", "2", "--batch-size", "1",
                 "--source-max-len", "16", "--target-max-len", "8", "--micro-batch-tokens", "64",
                 "--max-shard-size", "400MB", "--seed", "7", "--device", "cpu",
-                "--master", "local-cluster[2,1," + executorMb + "]"));
+                "--master", "local-cluster[" + EXECUTORS + ",1," + executorMb + "]"));
         Map<String, String> conf = new java.util.LinkedHashMap<>();
         conf.put("spark.executor.memory", executorMb + "m");
         conf.put("spark.executor.extraClassPath", System.getProperty("surefire.test.class.path"));
-        conf.put("spark.executor.extraJavaOptions", System.getProperty("qalora.jvm.flags", "")
+        // qalora.sevenB.executorJvmOptions: e.g. a G1 region size; at 32 layers the default 16 MB regions waste
+        // over 2 GB on the tails of humongous code arrays (docs/PERFORMANCE.md).
+        conf.put("spark.executor.extraJavaOptions", System.getProperty("qalora.jvm.flags", "") + " "
+                + System.getProperty("qalora.sevenB.executorJvmOptions", "")
                 + " -Xlog:gc:file=" + gcLogs.resolve("executor-%p.log") + ":uptime");
         conf.put("spark.driver.host", "127.0.0.1");
         conf.put("spark.ui.enabled", "false");
@@ -133,7 +170,7 @@ class SevenBTrainHeapTest {
         Path driverGc = gcLogs.resolve("driver.log");
         try (DriverProcess driver = DriverProcess.train(work, gcLogs.resolve("driver-output.log"),
                 List.of("-Xmx" + driverMb + "m", "-Xlog:gc:file=" + driverGc + ":uptime"), args)) {
-            driver.awaitSuccess(Duration.ofMinutes(20));
+            driver.awaitSuccess(limit(LAYERS, 20));
         }
         long trained = System.nanoTime();
 
@@ -151,10 +188,15 @@ class SevenBTrainHeapTest {
         }
 
         System.out.printf(Locale.ROOT, "SevenBTrainHeapTest (%s, r %d): writing the model %.1f s, train %.1f s, "
-                        + "checks %.1f s; driver -Xmx%dm: %s; executors -Xmx%dm: %s%n",
+                        + "checks %.1f s; HDFS: F16 in %d MB, published %d MB; driver -Xmx%dm: %s; %d executors "
+                        + "-Xmx%dm: %s%n",
                 SevenBShapeCheckpoint.describe(LAYERS), RANK, (written - t0) / 1e9, (trained - written) / 1e9,
-                (System.nanoTime() - trained) / 1e9, driverMb, heapSeen(List.of(driverGc)), executorMb,
-                heapSeen(executorLogs(gcLogs)));
+                (System.nanoTime() - trained) / 1e9, mb("/models/llama7b-shape"), mb(published.toUri().getPath()),
+                driverMb, heapSeen(List.of(driverGc)), EXECUTORS, executorMb, heapSeen(executorLogs(gcLogs)));
+    }
+
+    private static long mb(String hdfsPath) throws IOException {
+        return cluster.fs().getContentSummary(new org.apache.hadoop.fs.Path(hdfsPath)).getLength() >> 20;
     }
 
     /** Sharded layout with its index; qweight, qzeros and scales of all seven projections of every layer. */
@@ -166,7 +208,7 @@ class SevenBTrainHeapTest {
         assertTrue(names.contains(Checkpoint.INDEX_FILE) && names.contains("config.json")
                 && names.contains(PublishStage.ADAPTER_DIR) && names.contains(WarmStart.STATE_FILE), names.toString());
         long shards = names.stream().filter(n -> n.matches("model-\\d{5}-of-\\d{5}\\.safetensors")).count();
-        assertTrue(shards >= 2, "a 760 MB model in shards of at most 400 MB: " + names);
+        assertTrue(shards >= 2, "the int4 model (760 MB at 2 layers) in shards of at most 400 MB: " + names);
         JsonNode weightMap;
         try (var in = cluster.fs().open(new org.apache.hadoop.fs.Path(published, Checkpoint.INDEX_FILE))) {
             weightMap = new ObjectMapper().readTree(in).get("weight_map");
@@ -183,7 +225,7 @@ class SevenBTrainHeapTest {
 
     /**
      * The version's adapter_state.safetensors, which the driver streamed from the round's parts, is the file the
-     * state read whole would give, and holds the rank-64 adapter of all 7 projections of both layers.
+     * state read whole would give, and holds the rank-64 adapter of all 7 projections of every layer.
      */
     private static void checkPublishedState(Storage storage, org.apache.hadoop.fs.Path root,
                                             org.apache.hadoop.fs.Path published) {
@@ -209,18 +251,23 @@ class SevenBTrainHeapTest {
     static String heapSeen(List<Path> logs) throws IOException {
         List<String> out = new ArrayList<>();
         for (Path log : logs) {
-            long after = 0, before = 0;
+            long after = 0, before = 0, afterFull = -1;
             int collections = 0;
             for (String line : Files.readAllLines(log)) {
                 Matcher m = GC_LINE.matcher(line);
                 if (m.find()) {
                     before = Math.max(before, Long.parseLong(m.group(1)));
                     after = Math.max(after, Long.parseLong(m.group(2)));
+                    // Only a full collection leaves nothing dead behind: its "after" is the live set at that moment,
+                    // where a young one's (near the cap, or with to-space exhausted) can be old garbage too.
+                    if (line.contains("Pause Full")) {
+                        afterFull = Math.max(afterFull, Long.parseLong(m.group(2)));
+                    }
                     collections++;
                 }
             }
-            out.add(String.format(Locale.ROOT, "largest live after GC %d MB, before GC %d MB (%d collections)",
-                    after, before, collections));
+            out.add(String.format(Locale.ROOT, "largest live after GC %d MB, before GC %d MB (%d collections)%s",
+                    after, before, collections, afterFull < 0 ? "" : ", largest after a full GC " + afterFull + " MB"));
         }
         return String.join("; ", out);
     }

@@ -76,7 +76,7 @@ public final class CudaBackend implements Backend {
         multi = new MultiTensorOps(cuda, kernels);
         fold = new AdapterFold(cuda, blas, kernels);
         decode = new CudaDecodeOps(this, cuda, kernels, ints);
-        fused = new CudaFusedDecode(quant);
+        fused = new CudaFusedDecode(quant, CudaFusedDecode.EPILOGUES);
     }
 
     /**

@@ -14,14 +14,18 @@ import org.qalora.worker.backend.LinearWeight;
  */
 final class CudaFusedDecode {
     /**
-     * Whether the q/k/v launch also does RoPE and the cache write, and the residual launches the next RMSNorm (on by
-     * default; {@code -Dqalora.cuda.decodeEpilogues=false} runs those apart, to compare).
+     * Whether the q/k/v launch also does RoPE and the cache write, and the residual launches the next RMSNorm: off by
+     * default until they have run on a GPU ({@code -Dqalora.cuda.decodeEpilogues=true}; docs/CUDA.md, "Decode
+     * epilogues").
      */
-    static final boolean EPILOGUES = Boolean.parseBoolean(System.getProperty("qalora.cuda.decodeEpilogues", "true"));
+    static final boolean EPILOGUES = Boolean.getBoolean("qalora.cuda.decodeEpilogues");
     private final QuantKernelModule quant;
+    private final boolean epilogues;
 
-    CudaFusedDecode(QuantKernelModule quant) {
+    /** @param epilogues whether to fold RoPE, the cache write and the next RMSNorm ({@link #EPILOGUES} by default) */
+    CudaFusedDecode(QuantKernelModule quant, boolean epilogues) {
         this.quant = quant;
+        this.epilogues = epilogues;
     }
 
     /** {@code y[k] = x W[k]^T}, up to three weights. */
@@ -59,7 +63,7 @@ final class CudaFusedDecode {
     /** {@link #linearPlusResidual}, then the RMSNorm of {@code out} into {@code normed} and {@code rstd[0]}. */
     boolean linearPlusResidualNorm(CudaTensor x, LinearWeight w, CudaTensor residual, CudaTensor product,
                                    CudaTensor out, CudaTensor norm, float eps, CudaTensor normed, CudaTensor rstd) {
-        DeviceWeight d = EPILOGUES && oneBf16Row(x) ? quantized(w, x, product) : null;
+        DeviceWeight d = epilogues && oneBf16Row(x) ? quantized(w, x, product) : null;
         if (d == null || residual.size() != d.out() || out.size() != d.out() || norm.bf16 || norm.size() != d.out()
                 || normed.size() != d.out() || rstd.bf16 || rstd.size() != 1) {
             return false;
@@ -75,7 +79,7 @@ final class CudaFusedDecode {
     boolean linearsRopeAndWriteCache(CudaTensor x, List<LinearWeight> qkv, List<CudaTensor> y, CudaTensor cos,
                                      CudaTensor sin, int rows, int heads, int kvHeads, int headDim,
                                      CudaTensor kCache, CudaTensor vCache, KvCacheShape shape, CudaInts cacheRows) {
-        if (!EPILOGUES || rows != 1 || qkv.size() != 3 || !oneBf16Row(x) || cos.bf16 || sin.bf16 || kCache.bf16 != vCache.bf16
+        if (!epilogues || rows != 1 || qkv.size() != 3 || !oneBf16Row(x) || cos.bf16 || sin.bf16 || kCache.bf16 != vCache.bf16
                 || y.get(0).size() != (long) heads * headDim || y.get(1).size() != (long) kvHeads * headDim
                 || shape.kvWidth() != kvHeads * headDim || shape.headDim() != headDim
                 || cos.size() != headDim / 2 || sin.size() != headDim / 2 || cacheRows.size() != 2

@@ -137,7 +137,7 @@ class CudaFusedDecodeTest {
 
     @Test
     void productResidualAndNextNormInOneLaunchWriteTheBitsOfTheSeparateCalls() {
-        CudaFusedDecode direct = new CudaFusedDecode(QuantKernelModule.get(0));
+        CudaFusedDecode direct = new CudaFusedDecode(QuantKernelModule.get(0), true);
         // {out, in}: one split and a partial last tile (132 = 128 + 4); several splits and tiles (1152 = 9 x 128)
         for (int[] dims : new int[][] {{132, 256}, {1152, 1152}, {516, 2048}}) {
             for (int bits : new int[] {2, 3, 4, 8}) {
@@ -181,7 +181,7 @@ class CudaFusedDecodeTest {
 
     @Test
     void productsRopeAndCacheWriteInOneLaunchWriteTheBitsOfTheSeparateCalls() {
-        CudaFusedDecode direct = new CudaFusedDecode(QuantKernelModule.get(0));
+        CudaFusedDecode direct = new CudaFusedDecode(QuantKernelModule.get(0), true);
         // {heads, kvHeads, headDim, in}: a head per 128-column tile, two, four (with a partial last tile: 5 x 32 =
         // 160 columns), eight and sixteen; and a head width the fused launch does not take (48: not a power of two)
         for (int[] dims : new int[][] {{4, 2, 128, 256}, {6, 2, 64, 1152}, {5, 5, 32, 512}, {8, 4, 16, 256},

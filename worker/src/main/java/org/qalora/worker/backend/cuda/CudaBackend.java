@@ -236,6 +236,22 @@ public final class CudaBackend implements Backend {
         return new CudaLinearWeight.Quantized(m, q, s, z);
     }
 
+    /** Downloaded: the device holds the codes, scales and zeros exactly as uploaded (the GPTQ layout), the host none. */
+    @Override
+    public QuantizedMatrix quantizedMatrix(LinearWeight w) {
+        if (!(w instanceof CudaLinearWeight.Quantized q)) {
+            throw new IllegalArgumentException(w + " is not a quantized weight of " + name());
+        }
+        int[] codes = new int[org.qalora.quant.PackedCodes.wordsFor(q.in(), q.bits()) * q.out()];
+        float[] scales = new float[q.in() / q.groupSize() * q.out()];
+        float[] zeros = new float[scales.length];
+        // Synchronous copies; the weight's buffers are written only by the uploads above, never by a kernel.
+        cuda.copyToHost(q.codes().pointer(), java.lang.foreign.MemorySegment.ofArray(codes));
+        cuda.copyToHost(q.scalesBuffer().pointer(), scales, 0, scales.length);
+        cuda.copyToHost(q.zerosBuffer().pointer(), zeros, 0, zeros.length);
+        return new QuantizedMatrix(q.out(), q.in(), q.bits(), q.groupSize(), codes, scales, zeros);
+    }
+
     /**
      * 8192 tokens: 0.5 GB of bf16 logits and as much for their gradient at a 32000 vocabulary, against 16 waits for a
      * chunk's loss per 8192-token step at the CPU's 512 (measured in docs/PERFORMANCE.md, "GPU training").

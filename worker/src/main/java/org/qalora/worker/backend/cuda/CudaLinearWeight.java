@@ -11,19 +11,22 @@ sealed interface CudaLinearWeight extends LinearWeight {
     /**
      * A group-quantized weight in the checkpoint's own GPTQ layout (codes {@code [I*bits/32, O]}, fp32 scales and
      * real-valued zeros {@code [I/g, O]}), uploaded once; each product dequantizes it into the backend's scratch.
+     * Only its shape stays on the host: the device copy is the one kept, {@code CudaBackend.quantizedMatrix}
+     * downloads it when the merge asks.
      */
-    record Quantized(QuantizedMatrix source, DeviceBuffer codes, DeviceBuffer scalesBuffer, DeviceBuffer zerosBuffer)
-            implements CudaLinearWeight, QuantKernelModule.DeviceWeight {
-        @Override public int outFeatures() { return source.outFeatures(); }
-        @Override public int inFeatures() { return source.inFeatures(); }
+    record Quantized(int out, int in, int bits, int groupSize, DeviceBuffer codes, DeviceBuffer scalesBuffer,
+                     DeviceBuffer zerosBuffer) implements CudaLinearWeight, QuantKernelModule.DeviceWeight {
+        Quantized(QuantizedMatrix shape, DeviceBuffer codes, DeviceBuffer scalesBuffer, DeviceBuffer zerosBuffer) {
+            this(shape.outFeatures(), shape.inFeatures(), shape.bits(), shape.groupSize(), codes, scalesBuffer,
+                    zerosBuffer);
+        }
+
+        @Override public int outFeatures() { return out; }
+        @Override public int inFeatures() { return in; }
         @Override public boolean quantized() { return true; }
         @Override public long q() { return codes.pointer(); }
         @Override public long scales() { return scalesBuffer.pointer(); }
         @Override public long zeros() { return zerosBuffer.pointer(); }
-        @Override public int out() { return source.outFeatures(); }
-        @Override public int in() { return source.inFeatures(); }
-        @Override public int bits() { return source.bits(); }
-        @Override public int groupSize() { return source.groupSize(); }
     }
 
     /**

@@ -236,20 +236,12 @@ public final class CudaBackend implements Backend {
         return new CudaLinearWeight.Quantized(m, q, s, z);
     }
 
-    /** Downloaded: the device holds the codes, scales and zeros exactly as uploaded (the GPTQ layout), the host none. */
     @Override
     public QuantizedMatrix quantizedMatrix(LinearWeight w) {
-        if (!(w instanceof CudaLinearWeight.Quantized q)) {
-            throw new IllegalArgumentException(w + " is not a quantized weight of " + name());
+        if (w instanceof CudaLinearWeight.Quantized q) {
+            return q.download(cuda);
         }
-        int[] codes = new int[org.qalora.quant.PackedCodes.wordsFor(q.in(), q.bits()) * q.out()];
-        float[] scales = new float[q.in() / q.groupSize() * q.out()];
-        float[] zeros = new float[scales.length];
-        // Synchronous copies; the weight's buffers are written only by the uploads above, never by a kernel.
-        cuda.copyToHost(q.codes().pointer(), java.lang.foreign.MemorySegment.ofArray(codes));
-        cuda.copyToHost(q.scalesBuffer().pointer(), scales, 0, scales.length);
-        cuda.copyToHost(q.zerosBuffer().pointer(), zeros, 0, zeros.length);
-        return new QuantizedMatrix(q.out(), q.in(), q.bits(), q.groupSize(), codes, scales, zeros);
+        throw new IllegalArgumentException(w + " is not a quantized weight of " + name());
     }
 
     /**

@@ -1,6 +1,9 @@
 package org.qalora.worker.backend.cuda;
 
+import java.lang.foreign.MemorySegment;
+import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.cuda.CudaDriver;
 import org.qalora.quant.cuda.DeviceBuffer;
 import org.qalora.quant.cuda.QuantKernelModule;
 import org.qalora.worker.backend.LinearWeight;
@@ -27,6 +30,20 @@ sealed interface CudaLinearWeight extends LinearWeight {
         @Override public long q() { return codes.pointer(); }
         @Override public long scales() { return scalesBuffer.pointer(); }
         @Override public long zeros() { return zerosBuffer.pointer(); }
+
+        /**
+         * The matrix as uploaded, copied back: the device holds its codes, scales and zeros in the GPTQ layout,
+         * unchanged (the buffers are written by the upload only, never by a kernel), and the host holds none.
+         */
+        QuantizedMatrix download(CudaDriver cuda) {
+            int[] q = new int[PackedCodes.wordsFor(in, bits) * out];
+            float[] s = new float[in / groupSize * out];
+            float[] z = new float[s.length];
+            cuda.copyToHost(codes.pointer(), MemorySegment.ofArray(q)); // synchronous copies
+            cuda.copyToHost(scalesBuffer.pointer(), s, 0, s.length);
+            cuda.copyToHost(zerosBuffer.pointer(), z, 0, z.length);
+            return new QuantizedMatrix(out, in, bits, groupSize, q, s, z);
+        }
     }
 
     /**

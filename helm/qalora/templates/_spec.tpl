@@ -41,7 +41,7 @@ sparkConf:
   spark.task.maxFailures: "4"
   spark.locality.wait: "0s"
   spark.driver.extraJavaOptions: {{ include "qalora.javaOptions" . | quote }}
-  spark.executor.extraJavaOptions: {{ include "qalora.javaOptions" . | quote }}
+  spark.executor.extraJavaOptions: {{ trim (printf "%s %s" (include "qalora.javaOptions" .) .Values.executor.javaOptions) | quote }}
   {{- range $k, $v := .Values.sparkConf }}
   {{ $k }}: {{ $v | quote }}
   {{- end }}

@@ -74,6 +74,21 @@ class HelmChartTest {
         assertEquals("teams", yunikorn.at("/metadata/namespace").asText(), ".Values.namespace wins");
     }
 
+    /** executor.javaOptions (e.g. a CPU executor's G1 region size for a 7B model) reach the executors, not the driver. */
+    @Test
+    void executorJavaOptionsReachOnlyTheExecutors() throws IOException {
+        JsonNode plain = single(render(t -> t), "SparkApplication");
+        assertEquals(plain.at("/spec/sparkConf/spark.driver.extraJavaOptions").asText(),
+                plain.at("/spec/sparkConf/spark.executor.extraJavaOptions").asText(), "default: the shared flags only");
+        JsonNode app = single(render(t -> t.set("executor.javaOptions", "-XX:G1HeapRegionSize=64m")),
+                "SparkApplication");
+        assertValid(app, "sparkoperator.k8s.io_sparkapplications.yaml");
+        String driver = app.at("/spec/sparkConf/spark.driver.extraJavaOptions").asText();
+        assertEquals(driver + " -XX:G1HeapRegionSize=64m",
+                app.at("/spec/sparkConf/spark.executor.extraJavaOptions").asText());
+        assertFalse(driver.contains("G1HeapRegionSize"), driver);
+    }
+
     @Test
     void aScheduleRendersAScheduledSparkApplicationThatNeverOverlaps() throws IOException {
         List<JsonNode> docs = render(t -> t.set("schedule", "0 3 * * *").set("scheduleTimeZone", "UTC")

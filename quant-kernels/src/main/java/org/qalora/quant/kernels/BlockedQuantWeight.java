@@ -22,6 +22,11 @@ import org.qalora.quant.QuantizedMatrix;
  * codes straddling word boundaries, which costs the vector code an extra load, shift and OR per code and, in
  * the GEMV, defeated C2 (3x slower than int4 on the same bytes). The price is memory: a prepared int3 weight
  * takes as much as an int4 one. On-disk and {@link QuantizedMatrix} stay 3-bit.
+ *
+ * <p>It keeps no reference to the matrix it was made from: a model loaded on the CPU would otherwise hold every
+ * projection's codes, scales and zeros twice (0.15 GB per layer of LLaMA-7B at group size 32, 4.8 GB at 32 layers;
+ * docs/PERFORMANCE.md). The blocking only moves words and pads columns, so {@link #source()} rebuilds the matrix
+ * bit for bit, on demand, for the few readers that need it (the merge, the writers).
  */
 final class BlockedQuantWeight implements PreparedWeight {
     /** Output columns per block: a multiple of the micro-kernel width at every vector size. */
@@ -31,7 +36,8 @@ final class BlockedQuantWeight implements PreparedWeight {
     private static final VectorSpecies<Integer> I = Simd.INT;
     private static final int L = Simd.LANES;
 
-    private final QuantizedMatrix source;
+    /** Bits per code of the matrix this was made from (3 where {@link #laneBits} is 4). */
+    final int bits;
     /** Bits per code in {@link #codes}: the source width, except 3-bit codes which sit in 4-bit lanes. */
     final int laneBits;
     final int groupSize;
@@ -47,15 +53,15 @@ final class BlockedQuantWeight implements PreparedWeight {
     final float[] scales; // [blocks][groups][QB]
     final float[] zeros; // [blocks][groups][QB]
 
-    private BlockedQuantWeight(QuantizedMatrix source, int[] codes, float[] scales, float[] zeros) {
-        this.source = source;
-        this.laneBits = laneBits(source.bits());
-        this.groupSize = source.groupSize();
-        this.in = source.inFeatures();
-        this.out = source.outFeatures();
+    private BlockedQuantWeight(int out, int in, int bits, int groupSize, int[] codes, float[] scales, float[] zeros) {
+        this.bits = bits;
+        this.laneBits = laneBits(bits);
+        this.groupSize = groupSize;
+        this.in = in;
+        this.out = out;
         this.blocks = (out + QB - 1) / QB;
         this.packedRows = in / 32 * laneBits;
-        this.groups = source.groups();
+        this.groups = in / groupSize;
         this.mask = (1 << laneBits) - 1;
         this.codes = codes;
         this.scales = scales;
@@ -83,13 +89,17 @@ final class BlockedQuantWeight implements PreparedWeight {
                 System.arraycopy(qweight, r * out + b * QB, codes, (b * packedRows + r) * QB, cols);
             }
         }
-        return new BlockedQuantWeight(m, codes, block(m.scales(), m.groups(), out), block(m.zeros(), m.groups(), out));
+        return new BlockedQuantWeight(out, in, m.bits(), m.groupSize(), codes, block(m.scales(), m.groups(), out),
+                block(m.zeros(), m.groups(), out));
     }
 
     /** The same codes and scales with new zero points {@code [groups, O]}. */
     BlockedQuantWeight withZeros(float[] newZeros) {
-        QuantizedMatrix merged = source.withZeros(newZeros); // validates the length
-        return new BlockedQuantWeight(merged, codes, scales, block(newZeros, groups, out));
+        if (newZeros.length != (long) groups * out) {
+            throw new IllegalArgumentException("zeros has " + newZeros.length + " elements, expected "
+                    + (long) groups * out);
+        }
+        return new BlockedQuantWeight(out, in, bits, groupSize, codes, scales, block(newZeros, groups, out));
     }
 
     /** {@code [groups, O]} to {@code [blocks][groups][QB]}, zero past O. */
@@ -105,9 +115,51 @@ final class BlockedQuantWeight implements PreparedWeight {
         return blocked;
     }
 
+    /** {@code [blocks][groups][QB]} back to {@code [groups, O]}, dropping the padded columns: the inverse of block. */
+    private static float[] unblock(float[] blocked, int groups, int out) {
+        float[] perGroup = new float[groups * out];
+        int blocks = (out + QB - 1) / QB;
+        for (int b = 0; b < blocks; b++) {
+            int cols = Math.min(QB, out - b * QB);
+            for (int g = 0; g < groups; g++) {
+                System.arraycopy(blocked, (b * groups + g) * QB, perGroup, g * out + b * QB, cols);
+            }
+        }
+        return perGroup;
+    }
+
+    /** Rebuilt from the blocked arrays (a fresh copy per call; this weight keeps none): the inverse of {@link #of}. */
     @Override
     public QuantizedMatrix source() {
-        return source;
+        int[] qweight = new int[packedRows * out]; // [in*laneBits/32, O]
+        for (int b = 0; b < blocks; b++) {
+            int cols = Math.min(QB, out - b * QB);
+            for (int r = 0; r < packedRows; r++) {
+                System.arraycopy(codes, (b * packedRows + r) * QB, qweight, r * out + b * QB, cols);
+            }
+        }
+        if (laneBits != bits) { // 3-bit codes were widened to 4-bit lanes; the repacking is exact both ways
+            qweight = PackedCodes.packRows(PackedCodes.unpackRows(qweight, in, out, laneBits), in, out, bits);
+        }
+        return new QuantizedMatrix(out, in, bits, groupSize, qweight, unblock(scales, groups, out),
+                unblock(zeros, groups, out));
+    }
+
+    @Override
+    public int outFeatures() { return out; }
+
+    @Override
+    public int inFeatures() { return in; }
+
+    @Override
+    public int bits() { return bits; }
+
+    @Override
+    public int groupSize() { return groupSize; }
+
+    @Override
+    public String toString() {
+        return "BlockedQuantWeight[out=" + out + ", in=" + in + ", bits=" + bits + ", group=" + groupSize + "]";
     }
 
     /** The integer codes of input {@code i} for L columns of block {@code b} starting at column {@code col}. */

@@ -61,7 +61,7 @@ public final class VectorQuantKernels implements QuantKernels {
 
     private static BlockedQuantWeight blocked(PreparedWeight w) {
         if (!(w instanceof BlockedQuantWeight b)) {
-            throw new IllegalArgumentException("weight " + w.source() + " was prepared by another QuantKernels"
+            throw new IllegalArgumentException("weight " + w + " was prepared by another QuantKernels"
                     + " implementation; prepare it with VectorQuantKernels");
         }
         return b;

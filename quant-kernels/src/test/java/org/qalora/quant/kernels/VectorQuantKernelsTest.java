@@ -1,6 +1,7 @@
 package org.qalora.quant.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
@@ -116,6 +117,23 @@ class VectorQuantKernelsTest {
             }
         }
         return magnitude;
+    }
+
+    /**
+     * The blocked weight keeps no copy of its source (one copy of a loaded model's weights), so {@code source()}
+     * rebuilds it: it must be the matrix prepared, bit for bit, at every width (3-bit codes sit in 4-bit lanes),
+     * with padded columns (O not a multiple of the block) and after {@code withZeros}.
+     */
+    @ParameterizedTest(name = "int{0} g{1} O={2} I={3}")
+    @MethodSource("cases")
+    void sourceIsRebuiltBitForBit(int bits, int groupSize, int out, int in) {
+        QuantizedMatrix m = KernelTestData.randomMatrix(new Random(7L * bits + out), out, in, bits, groupSize, true);
+        PreparedWeight w = fast.prepare(m);
+        assertEquals(m, w.source());
+        assertEquals(java.util.List.of(out, in, bits, groupSize),
+                java.util.List.of(w.outFeatures(), w.inFeatures(), w.bits(), w.groupSize()));
+        float[] merged = KernelTestData.randomFloats(new Random(out), m.zeros().length);
+        assertEquals(m.withZeros(merged), fast.withZeros(w, merged).source());
     }
 
     @Test

@@ -91,7 +91,7 @@ public final class QaloraAdapter {
     public static void checkFits(LlamaModel model, QaloraConfig config) {
         LlamaDims dims = model.dims();
         for (Projection p : config.orderedTargets()) {
-            if (config.plainLora() && model.quantizedMatrix(p.prefix(0)) != null) {
+            if (config.plainLora() && model.quantizedMatrices().containsKey(p.prefix(0))) { // no rebuild
                 throw new IllegalArgumentException("plain LoRA (--method lora) trains a float base and merges into its"
                         + " weights, but " + p.prefix(0) + " of this model is group-quantized: pass the float (HF) "
                         + "checkpoint, or use --method qalora for a quantized base");

@@ -49,8 +49,19 @@ public interface Backend extends AutoCloseable {
     /** A frozen dense weight {@code [out, in]} (the tensor is kept, not copied). */
     LinearWeight denseWeight(Tensor weightOutIn);
 
-    /** A frozen group-quantized weight, repacked once into the backend's kernel layout. */
+    /**
+     * A frozen group-quantized weight, repacked once into the backend's kernel layout. The weight keeps no
+     * reference to {@code matrix}: once the caller lets it go, the backend's copy is the only one (a loaded model
+     * holds its weights once; {@link #quantizedMatrix} gives them back).
+     */
     LinearWeight quantizedWeight(QuantizedMatrix matrix);
+
+    /**
+     * The codes, scales and zeros of a weight made by {@link #quantizedWeight}, bit for bit as they were given,
+     * rebuilt from the backend's copy (the CPU's blocked arrays, or downloaded from the GPU): a fresh host copy per
+     * call, for the readers that need the canonical form (the merge folds adapters into its zeros and writes it).
+     */
+    QuantizedMatrix quantizedMatrix(LinearWeight w);
 
     /**
      * Whether {@link #foldAdapter} applies to {@code w}: the training pass then runs the quantized projection with

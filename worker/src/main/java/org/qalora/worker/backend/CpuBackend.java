@@ -133,7 +133,15 @@ public final class CpuBackend implements Backend {
 
     @Override
     public LinearWeight quantizedWeight(QuantizedMatrix matrix) {
-        return new CpuQuantWeight(matrix, quant.prepare(matrix));
+        return new CpuQuantWeight(quant.prepare(matrix));
+    }
+
+    @Override
+    public QuantizedMatrix quantizedMatrix(LinearWeight w) {
+        if (w instanceof CpuQuantWeight qw) {
+            return qw.prepared().source();
+        }
+        throw new IllegalArgumentException(w + " is not a quantized weight of " + name());
     }
 
     private record CpuDenseWeight(int outFeatures, int inFeatures, CpuTensor w) implements LinearWeight {

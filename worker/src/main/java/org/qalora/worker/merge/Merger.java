@@ -121,7 +121,8 @@ public final class Merger {
                     }
                 }
                 for (Map.Entry<String, QuantizedMatrix> e : model.quantizedMatrices().entrySet()) {
-                    QuantizedMatrix m = merged.getOrDefault(e.getKey(), e.getValue());
+                    // getValue() rebuilds the base's matrix from the backend: only for projections not merged
+                    QuantizedMatrix m = merged.containsKey(e.getKey()) ? merged.get(e.getKey()) : e.getValue();
                     GptqCodec.write(w, e.getKey(), m, GptqConfig.CheckpointFormat.QALORA_FLOAT_ZEROS);
                 }
                 w.writeCheckpoint(tmp, MAX_SHARD_BYTES, paths);

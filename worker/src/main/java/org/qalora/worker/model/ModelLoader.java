@@ -6,7 +6,8 @@ import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
+import java.util.Set;
+import java.util.TreeSet;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.LlamaConfig;
@@ -34,7 +35,9 @@ final class ModelLoader {
             int h = dims.hidden();
             Tensor embedding = be.upload(dense(ck, "model.embed_tokens.weight", dims.vocab(), h), dims.vocab(), h);
             List<LayerWeights> layers = new ArrayList<>();
-            Map<String, QuantizedMatrix> quantized = new TreeMap<>();
+            // Prefixes only: once the backend has its own layout of a matrix, nothing may keep the one loaded (a map
+            // of them held to the end of the load would put every layer in memory twice at the peak).
+            Set<String> quantized = new TreeSet<>();
             for (int l = 0; l < dims.layers(); l++) {
                 Map<Projection, LinearWeight> proj = new EnumMap<>(Projection.class);
                 for (Projection p : Projection.values()) {
@@ -60,7 +63,7 @@ final class ModelLoader {
                         }
                         requireFinite(q.scales(), location, prefix + ".scales");
                         requireFinite(q.zeros(), location, prefix + ".qzeros");
-                        quantized.put(prefix, q);
+                        quantized.add(prefix);
                         proj.put(p, be.quantizedWeight(q));
                     } else {
                         proj.put(p, be.denseWeight(be.upload(dense(ck, prefix + ".weight", out, in), out, in)));

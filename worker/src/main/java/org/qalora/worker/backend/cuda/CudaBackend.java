@@ -236,6 +236,14 @@ public final class CudaBackend implements Backend {
         return new CudaLinearWeight.Quantized(m, q, s, z);
     }
 
+    @Override
+    public QuantizedMatrix quantizedMatrix(LinearWeight w) {
+        if (w instanceof CudaLinearWeight.Quantized q) {
+            return q.download(cuda);
+        }
+        throw new IllegalArgumentException(w + " is not a quantized weight of " + name());
+    }
+
     /**
      * 8192 tokens: 0.5 GB of bf16 logits and as much for their gradient at a 32000 vocabulary, against 16 waits for a
      * chunk's loss per 8192-token step at the CPU's 512 (measured in docs/PERFORMANCE.md, "GPU training").

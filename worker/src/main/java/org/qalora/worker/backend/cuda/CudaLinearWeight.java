@@ -1,6 +1,9 @@
 package org.qalora.worker.backend.cuda;
 
+import java.lang.foreign.MemorySegment;
+import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
+import org.qalora.quant.cuda.CudaDriver;
 import org.qalora.quant.cuda.DeviceBuffer;
 import org.qalora.quant.cuda.QuantKernelModule;
 import org.qalora.worker.backend.LinearWeight;
@@ -11,19 +14,36 @@ sealed interface CudaLinearWeight extends LinearWeight {
     /**
      * A group-quantized weight in the checkpoint's own GPTQ layout (codes {@code [I*bits/32, O]}, fp32 scales and
      * real-valued zeros {@code [I/g, O]}), uploaded once; each product dequantizes it into the backend's scratch.
+     * Only its shape stays on the host: the device copy is the one kept, {@code CudaBackend.quantizedMatrix}
+     * downloads it when the merge asks.
      */
-    record Quantized(QuantizedMatrix source, DeviceBuffer codes, DeviceBuffer scalesBuffer, DeviceBuffer zerosBuffer)
-            implements CudaLinearWeight, QuantKernelModule.DeviceWeight {
-        @Override public int outFeatures() { return source.outFeatures(); }
-        @Override public int inFeatures() { return source.inFeatures(); }
+    record Quantized(int out, int in, int bits, int groupSize, DeviceBuffer codes, DeviceBuffer scalesBuffer,
+                     DeviceBuffer zerosBuffer) implements CudaLinearWeight, QuantKernelModule.DeviceWeight {
+        Quantized(QuantizedMatrix shape, DeviceBuffer codes, DeviceBuffer scalesBuffer, DeviceBuffer zerosBuffer) {
+            this(shape.outFeatures(), shape.inFeatures(), shape.bits(), shape.groupSize(), codes, scalesBuffer,
+                    zerosBuffer);
+        }
+
+        @Override public int outFeatures() { return out; }
+        @Override public int inFeatures() { return in; }
         @Override public boolean quantized() { return true; }
         @Override public long q() { return codes.pointer(); }
         @Override public long scales() { return scalesBuffer.pointer(); }
         @Override public long zeros() { return zerosBuffer.pointer(); }
-        @Override public int out() { return source.outFeatures(); }
-        @Override public int in() { return source.inFeatures(); }
-        @Override public int bits() { return source.bits(); }
-        @Override public int groupSize() { return source.groupSize(); }
+
+        /**
+         * The matrix as uploaded, copied back: the device holds its codes, scales and zeros in the GPTQ layout,
+         * unchanged (the buffers are written by the upload only, never by a kernel), and the host holds none.
+         */
+        QuantizedMatrix download(CudaDriver cuda) {
+            int[] q = new int[PackedCodes.wordsFor(in, bits) * out];
+            float[] s = new float[in / groupSize * out];
+            float[] z = new float[s.length];
+            cuda.copyToHost(codes.pointer(), MemorySegment.ofArray(q)); // synchronous copies
+            cuda.copyToHost(scalesBuffer.pointer(), s, 0, s.length);
+            cuda.copyToHost(zerosBuffer.pointer(), z, 0, z.length);
+            return new QuantizedMatrix(out, in, bits, groupSize, q, s, z);
+        }
     }
 
     /**

@@ -154,28 +154,12 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void write(Tensor t, float[] host) {
-        CudaTensor c = own(t);
-        if (host.length != c.size()) {
-            throw new IllegalArgumentException("writing " + host.length + " values into " + t);
-        }
-        if (c.bf16) {
-            cuda.copyToDevice(MemorySegment.ofArray(Bf16.fromFloats(host)), c.pointer());
-        } else {
-            cuda.copyToDevice(host, 0, host.length, c.pointer());
-        }
+        own(t).fromHost(cuda, host);
     }
 
     @Override
     public float[] download(Tensor t) {
-        CudaTensor c = own(t);
-        if (c.bf16) {
-            short[] raw = new short[c.size()];
-            cuda.copyToHost(c.pointer(), MemorySegment.ofArray(raw));
-            return Bf16.toFloats(raw);
-        }
-        float[] out = new float[c.size()];
-        cuda.copyToHost(c.pointer(), out, 0, out.length);
-        return out;
+        return own(t).toHost(cuda);
     }
 
     @Override
@@ -227,13 +211,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public LinearWeight quantizedWeight(QuantizedMatrix m) {
-        DeviceBuffer q = DeviceBuffer.allocateCollecting(cuda, 4L * m.qweight().length),
-                s = DeviceBuffer.allocateCollecting(cuda, 4L * m.scales().length),
-                z = DeviceBuffer.allocateCollecting(cuda, 4L * m.zeros().length);
-        cuda.copyToDevice(m.qweight(), q.pointer());
-        cuda.copyToDevice(m.scales(), 0, m.scales().length, s.pointer());
-        cuda.copyToDevice(m.zeros(), 0, m.zeros().length, z.pointer());
-        return new CudaLinearWeight.Quantized(m, q, s, z);
+        return CudaLinearWeight.Quantized.upload(cuda, m);
     }
 
     @Override

@@ -19,9 +19,15 @@ sealed interface CudaLinearWeight extends LinearWeight {
      */
     record Quantized(int out, int in, int bits, int groupSize, DeviceBuffer codes, DeviceBuffer scalesBuffer,
                      DeviceBuffer zerosBuffer) implements CudaLinearWeight, QuantKernelModule.DeviceWeight {
-        Quantized(QuantizedMatrix shape, DeviceBuffer codes, DeviceBuffer scalesBuffer, DeviceBuffer zerosBuffer) {
-            this(shape.outFeatures(), shape.inFeatures(), shape.bits(), shape.groupSize(), codes, scalesBuffer,
-                    zerosBuffer);
+        /** {@code m}'s codes, scales and zeros copied to new device buffers. */
+        static Quantized upload(CudaDriver cuda, QuantizedMatrix m) {
+            DeviceBuffer q = DeviceBuffer.allocateCollecting(cuda, 4L * m.qweight().length),
+                    s = DeviceBuffer.allocateCollecting(cuda, 4L * m.scales().length),
+                    z = DeviceBuffer.allocateCollecting(cuda, 4L * m.zeros().length);
+            cuda.copyToDevice(m.qweight(), q.pointer());
+            cuda.copyToDevice(m.scales(), 0, m.scales().length, s.pointer());
+            cuda.copyToDevice(m.zeros(), 0, m.zeros().length, z.pointer());
+            return new Quantized(m.outFeatures(), m.inFeatures(), m.bits(), m.groupSize(), q, s, z);
         }
 
         @Override public int outFeatures() { return out; }

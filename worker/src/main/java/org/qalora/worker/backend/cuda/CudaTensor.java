@@ -1,5 +1,7 @@
 package org.qalora.worker.backend.cuda;
 
+import java.lang.foreign.MemorySegment;
+import org.qalora.quant.cuda.CudaDriver;
 import org.qalora.quant.cuda.DeviceBuffer;
 import org.qalora.worker.backend.Backend;
 import org.qalora.worker.backend.Tensor;
@@ -30,6 +32,30 @@ final class CudaTensor extends Tensor {
     int flag() { return bf16 ? 1 : 0; }
 
     int elementBytes() { return bf16 ? 2 : 4; }
+
+    /** Writes {@code host} (converted to bf16 when this tensor is). */
+    void fromHost(CudaDriver cuda, float[] host) {
+        if (host.length != size()) {
+            throw new IllegalArgumentException("writing " + host.length + " values into " + this);
+        }
+        if (bf16) {
+            cuda.copyToDevice(MemorySegment.ofArray(Bf16.fromFloats(host)), pointer());
+        } else {
+            cuda.copyToDevice(host, 0, host.length, pointer());
+        }
+    }
+
+    /** The values as floats (synchronous). */
+    float[] toHost(CudaDriver cuda) {
+        if (bf16) {
+            short[] raw = new short[size()];
+            cuda.copyToHost(pointer(), MemorySegment.ofArray(raw));
+            return Bf16.toFloats(raw);
+        }
+        float[] out = new float[size()];
+        cuda.copyToHost(pointer(), out, 0, out.length);
+        return out;
+    }
 
     /** This tensor, after checking that it is fp32 (tables, masks, states and norms' weights must be). */
     CudaTensor fp32(String what) {

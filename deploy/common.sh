@@ -29,3 +29,6 @@ dep_jars="$(awk '
   FNR == NR { spark[artifact($0)] = 1; next }
   !(artifact($0) in spark)' <(ls "$SPARK_HOME/jars") <(ls "$root"/driver/target/lib/*.jar) | paste -sd, -)"
 java_flags="$(grep -Ev '^[[:space:]]*(#|$)' "$root/deploy/conf/jvm-flags" | paste -sd' ' -)"  # the one list of JVM flags
+# EXECUTOR_JAVA_OPTIONS: more JVM options for the executors only, e.g. -XX:G1HeapRegionSize=64m for executors that
+# train a 7B-sized model on the CPU (README, "7B"); too large a region for a small driver heap, hence executors only.
+executor_java_flags="$java_flags${EXECUTOR_JAVA_OPTIONS:+ $EXECUTOR_JAVA_OPTIONS}"

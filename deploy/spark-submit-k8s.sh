@@ -10,6 +10,7 @@ set -euo pipefail
 : "${SPARK_HOME:?set SPARK_HOME to a Spark 4.2 (Scala 2.13) installation, e.g. /opt/spark-4.2.0-bin-hadoop3}"
 slots="${SLOTS:-4}"
 java_flags="$(grep -Ev '^[[:space:]]*(#|$)' "$(dirname "${BASH_SOURCE[0]}")/conf/jvm-flags" | paste -sd' ' -)"  # the one list
+executor_java_flags="$java_flags${EXECUTOR_JAVA_OPTIONS:+ $EXECUTOR_JAVA_OPTIONS}"  # as in common.sh
 exec "$SPARK_HOME/bin/spark-submit" \
   --master "$K8S_MASTER" --deploy-mode cluster \
   --name qalora-train \
@@ -28,5 +29,5 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --conf spark.serializer=org.apache.spark.serializer.KryoSerializer \
   --conf spark.kryo.registrator=org.qalora.driver.spark.QaloraKryoRegistrator \
   --conf "spark.driver.extraJavaOptions=$java_flags" \
-  --conf "spark.executor.extraJavaOptions=$java_flags" \
+  --conf "spark.executor.extraJavaOptions=$executor_java_flags" \
   local:///opt/qalora/lib/qalora-driver.jar train --slots "$slots" "$@"

@@ -23,5 +23,6 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --conf spark.executor.resource.gpu.amount=1 \
   --conf spark.task.resource.gpu.amount=1 \
   --driver-java-options "$java_flags" \
+  --conf "spark.executor.extraJavaOptions=$executor_java_flags" \
   --jars "$dep_jars" \
   "$app_jar" train --slots "$slots" "$@"

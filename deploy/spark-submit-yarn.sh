@@ -20,5 +20,6 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --conf spark.yarn.maxAppAttempts=3 \
   --files "$root/deploy/gpu-discovery.sh" \
   --driver-java-options "$java_flags" \
+  --conf "spark.executor.extraJavaOptions=$executor_java_flags" \
   --jars "$dep_jars" \
   "$app_jar" train --slots "$slots" "$@"

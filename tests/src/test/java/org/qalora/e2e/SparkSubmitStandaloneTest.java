@@ -40,6 +40,8 @@ import org.qalora.driver.output.ModelPublisher;
 class SparkSubmitStandaloneTest {
     private static final Path ROOT = Path.of(System.getProperty("qalora.root", "..")).toAbsolutePath();
     private static final int SLOTS = 2;
+    /** Given through EXECUTOR_JAVA_OPTIONS: it must reach the executors' JVMs (a property nothing reads). */
+    private static final String EXECUTOR_OPTION = "-Dqalora.test.executorOption=from-EXECUTOR_JAVA_OPTIONS";
 
     @TempDir(cleanup = CleanupMode.ON_SUCCESS)
     Path base;
@@ -94,6 +96,7 @@ class SparkSubmitStandaloneTest {
         env.put("SLOTS", Integer.toString(SLOTS));
         env.put("EXECUTOR_CORES", "1");
         env.put("EXECUTOR_MEMORY", "1g");
+        env.put("EXECUTOR_JAVA_OPTIONS", EXECUTOR_OPTION);
         Process p = pb.start();
         try {
             if (!p.waitFor(3, TimeUnit.MINUTES)) {
@@ -107,7 +110,8 @@ class SparkSubmitStandaloneTest {
     }
 
     /**
-     * Each of the SLOTS executors ran on the Worker: its work directory there holds the executor's stderr, the
+     * Each of the SLOTS executors ran on the Worker, launched with EXECUTOR_JAVA_OPTIONS (the command heads its
+     * stderr): its work directory there holds the executor's stderr, the
      * application jars it fetched (ours: the app jar, our modules, picocli, DJL; none of Spark's own, which the installation
      * has), and the resources file with the GPU address the Worker gave it from the discovery script. Every round's
      * slots ran on those executors (metrics.jsonl records each slot's executor id).
@@ -137,6 +141,9 @@ class SparkSubmitStandaloneTest {
                 assertTrue(fetched.stream().noneMatch(f -> f.startsWith(sparks)),
                         executor + " fetched a jar the Spark installation has (" + sparks + "): " + fetched);
             }
+            String stderr = Files.readString(executor.resolve("stderr"));   // starts with the Worker's launch command
+            assertTrue(stderr.contains(EXECUTOR_OPTION), executor + " was not launched with EXECUTOR_JAVA_OPTIONS ("
+                    + EXECUTOR_OPTION + "): " + stderr.lines().limit(3).toList());
             for (String f : fetched.stream().filter(f -> f.startsWith("resource-executor")).toList()) {
                 String json = Files.readString(executor.resolve(f));
                 Matcher m = Pattern.compile("\"addresses\"\\s*:\\s*\\[\\s*\"(\\d+)\"").matcher(json);

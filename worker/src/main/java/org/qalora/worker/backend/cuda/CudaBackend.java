@@ -197,16 +197,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public LinearWeight denseWeight(Tensor w) {
-        CudaTensor t = own(w);
-        if (t.rank() != 2 || t.bf16) {
-            throw new IllegalArgumentException("a dense weight must be an fp32 [out, in] tensor, got " + w);
-        }
-        DeviceBuffer bf = null;
-        if (compute == DType.BF16) {
-            bf = DeviceBuffer.allocateCollecting(cuda, 2L * t.size());
-            kernels.convert(t.pointer(), 0, bf.pointer(), 1, t.size());
-        }
-        return new CudaLinearWeight.Dense(t, bf);
+        return CudaLinearWeight.Dense.of(own(w), compute == DType.BF16, cuda, kernels);
     }
 
     @Override

@@ -71,6 +71,19 @@ sealed interface CudaLinearWeight extends LinearWeight {
 
     /** A dense fp32 weight {@code [out, in]} and, under mixed precision, its bf16 copy (made once). */
     record Dense(CudaTensor weight, DeviceBuffer bf16) implements CudaLinearWeight {
+        /** {@code t} (fp32 {@code [out, in]}) as a weight, with its bf16 copy when the products run in bf16. */
+        static Dense of(CudaTensor t, boolean bf16Copy, CudaDriver cuda, TrainingKernels kernels) {
+            if (t.rank() != 2 || t.bf16) {
+                throw new IllegalArgumentException("a dense weight must be an fp32 [out, in] tensor, got " + t);
+            }
+            DeviceBuffer bf = null;
+            if (bf16Copy) {
+                bf = DeviceBuffer.allocateCollecting(cuda, 2L * t.size());
+                kernels.convert(t.pointer(), 0, bf.pointer(), 1, t.size());
+            }
+            return new Dense(t, bf);
+        }
+
         @Override public int outFeatures() { return weight.dim(0); }
         @Override public int inFeatures() { return weight.dim(1); }
         @Override public boolean quantized() { return false; }

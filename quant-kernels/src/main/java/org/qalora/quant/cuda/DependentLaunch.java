@@ -19,11 +19,12 @@ import java.lang.invoke.MethodHandle;
  *
  * <p>Why: a batch-1 decode step is about 260 short launches, and between two of them the GPU idles for the launch
  * gap while the next GEMV's weight stream has not begun; with this, the split-K GEMVs ({@link SplitKGemv}) issue their
- * weight loads during the previous kernel's tail. Off unless {@code -Dqalora.cuda.pdl=true} (docs/CUDA.md says what
- * was measured); never on below compute capability 9.0, where the kernels' {@code griddepcontrol} is compiled out.
+ * weight loads during the previous kernel's tail. On by default from compute capability 9.0 ({@code
+ * -Dqalora.cuda.pdl=false} turns it off; docs/CUDA.md says what was measured); never on below 9.0, where the kernels'
+ * {@code griddepcontrol} is compiled out.
  */
 final class DependentLaunch {
-    static final boolean REQUESTED = Boolean.getBoolean("qalora.cuda.pdl");
+    static final boolean REQUESTED = Boolean.parseBoolean(System.getProperty("qalora.cuda.pdl", "true"));
     private static final int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
     /** {@code CUlaunchConfig}: 7 unsigned ints, padding, stream, attribute pointer, attribute count, padding. */
     private static final long CONFIG_BYTES = 56, STREAM_AT = 32, ATTRS_AT = 40, COUNT_AT = 48;
@@ -72,7 +73,7 @@ final class DependentLaunch {
             if (r != 0) {
                 throw new CudaException("cuLaunchKernelEx(" + name + ", programmatic dependent launch, grid " + gridX
                         + "x" + gridY + ", block " + blockX + ") failed: " + cuda.errorName(r) + " (" + r + "): "
-                        + cuda.errorString(r) + "; run without -Dqalora.cuda.pdl=true", r);
+                        + cuda.errorString(r) + "; run with -Dqalora.cuda.pdl=false", r);
             }
         } catch (CudaException | IllegalArgumentException e) {
             throw e;

@@ -24,8 +24,9 @@ import org.qalora.driver.state.AdapterTensors;
  * local Spark directory, and read from there (memory-mapped) into a fresh {@link AdapterTensors} for each task. Not
  * on the heap, because the copy a task reads goes to its trainer, which trains in it: at LLaMA-7B widths the weights
  * and both Adam moments are 32 MiB per layer (1 GB at 32 layers), and a heap copy kept for the round would sit beside
- * the trainer's for the whole round (docs/PERFORMANCE.md, "Per layer now"). The local copy also means each task
- * starts from bytes nobody can have written into, so a retried slot restarts from the exact round-start state.
+ * the trainer's for the whole round (docs/PERFORMANCE.md, "One copy of the adapter state"). The local copy also
+ * means each task starts from bytes nobody can have written into, so a retried slot restarts from the exact
+ * round-start state.
  *
  * <p>Each file's SHA-256 is computed while it is copied and must be the one the round manifest recorded; a file is
  * written under a temporary name and renamed, so a reader never sees a partial copy. Not thread-safe: the

@@ -24,10 +24,11 @@ import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 
 /**
- * How many host copies of the adapter state an executor holds outside its trainer (docs/PERFORMANCE.md, "Per layer
- * now": at LLaMA-7B widths each copy of the weights and both moments is 32 MiB per layer). The round's start state is
- * kept as a local file, not on the heap: each task gets a fresh copy it may hand to its trainer, and nothing is left
- * reachable between tasks. A slot's update is streamed to its file, with no byte copy of the state beside it.
+ * How many host copies of the adapter state an executor holds outside its trainer (docs/PERFORMANCE.md, "One copy of
+ * the adapter state": at LLaMA-7B widths each copy of the weights and both moments is 32 MiB per layer). The round's
+ * start state is kept as a local file, not on the heap: each task gets a fresh copy it may hand to its trainer, and
+ * nothing is left reachable between tasks. A slot's update is streamed to its file, with no byte copy of the state
+ * beside it.
  */
 class ExecutorStateCopiesTest {
     @TempDir

@@ -19,10 +19,10 @@ import org.qalora.driver.state.SegmentDigests;
  * The body of a round's Spark task (one partition = one slot): resolve the device from the task's resources,
  * take the cached trainer, read the round's start state (from the executor's local copy of it), train K steps
  * in it, stream the update to {@code updates-RRRRR/slot-SSSSS.safetensors} under an attempt-unique temporary name
- * and rename it, and return only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt already renamed its update into
- * place, that file (bit-identical, since training is deterministic) is kept. The returned {@link SegmentDigests}
- * (header and each tensor, computed while writing) let the averaging tasks check every byte they read is the one
- * the task wrote.
+ * and rename it, and return only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt
+ * already renamed its update into place, that file (bit-identical, since training is deterministic) is kept. The
+ * returned {@link SegmentDigests} (header and each tensor, computed while writing) let the averaging tasks check
+ * every byte they read is the one the task wrote.
  */
 public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>, SlotMetrics> {
     private static final long serialVersionUID = 1L;

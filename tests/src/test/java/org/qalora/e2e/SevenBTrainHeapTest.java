@@ -62,17 +62,20 @@ import org.qalora.worker.model.Projection;
  *   catches a trainer's base kept during the check has not been re-run. A quantize or merge task that materialised
  *   the 0.8 GB quantized model would still fit here: the per-task bounds of those tasks (640m, 96m) are
  *   {@code ShardTaskHeapTest}'s.
- *   <li>Executors, each further layer: {@value #EXECUTOR_HEAP_MB_PER_LAYER}m, over the 267 MB per layer the training
- *   task's live set grows by (1,554 MB at 2 layers, 3,159 MB at 8, after full collections that a side
- *   {@code jcmd GC.class_histogram} loop forced, docs/PERFORMANCE.md). By the arithmetic, which that matches: a
+ *   <li>Executors, each further layer: {@value #EXECUTOR_HEAP_MB_PER_LAYER}m, over the 204 MB per layer the training
+ *   task's live set grows by (1,517 MB at 2 layers, 2,739 MB at 8: the largest of the class histograms that a side
+ *   {@code jcmd GC.class_histogram} loop took every 5 s, docs/PERFORMANCE.md). By the arithmetic, which that matches: a
  *   layer's int4 codes and float scales and zeros, once, in the CPU kernel's blocked layout (152 MB), and its
- *   rank-64 adapter in about ten float copies (weights, gradients and Adam moments in the trainer, the round's
- *   cached start state and the slot's result, each with moments: 112 MB). It was 512m while the model also kept
+ *   rank-64 adapter in four float copies (the trainer's weights, gradients and Adam moments: 45 MB), the round's
+ *   start state being a local file whose copy each task hands to its trainer, and the slot's result the trainer's
+ *   arrays. It was 320m while the executor also kept the start state on its heap, the trainer trained in a copy of
+ *   it and the result was copied twice more (ten copies: 267-272 MB per layer), and 512m while the model also kept
  *   each matrix as loaded (0.5 GB per layer measured at 32 layers: 14.1 GB live; 4,277 MB at 8). 32 layers ran in
  *   18432m then only with {@code -XX:G1HeapRegionSize=64m}: with G1's default regions at that heap (16 MB) every
  *   code array (8 MiB and a header for q/k/v/o, 22.5 MB for gate/up/down) is humongous and wastes its last region's
  *   tail (over 2 GB of filler seen while the base was still loading), and three executors in turn ran out. At the
- *   new cap 32 layers pass in 12672m (9,411 MB live after a full collection, same G1 option).
+ *   320m cap 32 layers passed in 12672m (9,411 MB live after a full collection, same G1 option); at 240m (10272m)
+ *   32 layers have not been run (7.6 GB live predicted from 2 and 8 layers).
  * </ul>
  * Each JVM logs its collections ({@code -Xlog:gc}); the test prints the largest heap seen after a collection (the
  * live set) and before one, per process, which docs/PERFORMANCE.md records. It writes about 4 GB to HDFS and runs
@@ -88,7 +91,7 @@ class SevenBTrainHeapTest {
     static final int DRIVER_HEAP_MB = 256;
     static final int EXECUTOR_HEAP_MB = 3072;
     /** Executor heap added per layer beyond 2: the live set's growth per layer, measured, plus a margin (javadoc). */
-    static final int EXECUTOR_HEAP_MB_PER_LAYER = 320;
+    static final int EXECUTOR_HEAP_MB_PER_LAYER = 240;
     /** Minutes added to the time limits per layer beyond 2: a hang guard, 10 x the 12 s per layer measured (8 -> 32). */
     static final int MINUTES_PER_LAYER = 2;
     private static final int LAYERS = Integer.getInteger("qalora.sevenB.layers", 2);

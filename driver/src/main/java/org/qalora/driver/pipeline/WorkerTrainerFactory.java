@@ -331,7 +331,7 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
             }
             TrainResult r;
             try {
-                r = trainer.run(toState(start), steps, a.seed());
+                r = trainer.runConsuming(toState(start), steps, a.seed()); // start is ours (SlotTrainer#train)
             } catch (NonFiniteLossException e) {
                 // e.step() is the 1-based global step; the round's local steps are 0-based from the start state
                 throw new NonFiniteLossError(a.round(), a.slot(), e.step() - start.step() - 1, e.step(), e.what());
@@ -339,7 +339,10 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
             return new SlotOutcome(toTensors(r.state()), r.targetTokens(), r.lossSum(), r.steps(), r.stepLosses());
         }
 
-        /** The worker's state for {@code t} (the worker copies the arrays). */
+        /**
+         * The worker's state holding {@code t}'s arrays themselves: {@code t} was handed over ({@link #train}) or is
+         * only read ({@link #evaluate}, whose adapter uploads copies).
+         */
         private AdapterState toState(AdapterTensors t) {
             Map<String, float[]> weights = new LinkedHashMap<>(), adamM = new LinkedHashMap<>(), adamV = new LinkedHashMap<>();
             for (String k : t.keys()) {
@@ -348,14 +351,18 @@ public final class WorkerTrainerFactory implements SlotTrainerFactory {
                 adamM.put(k, tensor.adamM());
                 adamV.put(k, tensor.adamV());
             }
-            return AdapterState.of(base.dims(), adapter, weights, adamM, adamV, t.step());
+            return AdapterState.adopt(base.dims(), adapter, weights, adamM, adamV, t.step());
         }
     }
 
+    /**
+     * {@code s}'s arrays themselves, not copies: every state given here is fresh (a trainer's result, a new or warm
+     * adapter) and dropped by the caller, and a copy would double a slot's result on the executor until it is written.
+     */
     static AdapterTensors toTensors(AdapterState s) {
         Map<String, AdapterTensors.Tensor> out = new LinkedHashMap<>();
         for (String k : s.keys()) {
-            out.put(k, new AdapterTensors.Tensor(s.shape(k), s.weights(k).clone(), s.adamM(k).clone(), s.adamV(k).clone()));
+            out.put(k, new AdapterTensors.Tensor(s.shape(k), s.weights(k), s.adamM(k), s.adamV(k)));
         }
         return new AdapterTensors(out, s.step());
     }

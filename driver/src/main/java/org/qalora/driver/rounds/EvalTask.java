@@ -40,9 +40,13 @@ public final class EvalTask implements FlatMapFunction<Iterator<Integer>, EvalMe
         while (partIds.hasNext()) {
             int part = partIds.next();
             SlotTrainer trainer = ExecutorCache.trainer(factory, device);
-            AdapterTensors adapter = state.load(storage);
-            long t0 = System.nanoTime();
-            SlotTrainer.EvalOutcome e = trainer.evaluate(adapter, part, parts);
+            long t0;
+            SlotTrainer.EvalOutcome e;
+            synchronized (trainer) { // as SlotTask: a task waiting for the trainer holds no copy of the state
+                AdapterTensors adapter = state.load(storage);
+                t0 = System.nanoTime();
+                e = trainer.evaluate(adapter, part, parts);
+            }
             SparkEnv env = SparkEnv.get();
             out.add(new EvalMetrics(part, env == null ? "local" : env.executorId(), device, e.targetTokens(),
                     e.lossSum(), (System.nanoTime() - t0) / 1_000_000));

@@ -5,20 +5,18 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
-import org.qalora.driver.state.AdapterStateFile;
 import org.qalora.driver.state.AdapterTensors;
 
 /**
  * Per-executor-JVM caches: the opened trainers (each holds a loaded base model) keyed by model identity and
  * device, so the base model is loaded once per executor and device rather than once per task; and the latest
- * round start state, keyed by its SHA-256 (a committed round's content never changes, so the checksum identifies
- * it even across runs that reuse a path).
+ * round start state, keyed by its identity (a committed round's content never changes, so the identity names it
+ * even across runs that reuse a path), kept as a local file ({@link LocalStateCopy}), not on the heap.
  */
 public final class ExecutorCache {
     private static final Map<String, SlotTrainer> TRAINERS = new ConcurrentHashMap<>();
     private static final Map<String, Integer> OPENS = new ConcurrentHashMap<>();
-    private static String stateKey;
-    private static AdapterTensors state;
+    private static LocalStateCopy state;
 
     private ExecutorCache() {}
 
@@ -39,8 +37,14 @@ public final class ExecutorCache {
      */
     public static synchronized void releaseAll() {
         TRAINERS.clear();
-        state = null;
-        stateKey = null;
+        dropState();
+    }
+
+    private static void dropState() {
+        if (state != null) {
+            state.delete();
+            state = null;
+        }
     }
 
     /** How many times this JVM opened (loaded) the trainer of {@code identity} on {@code device}: tests check 1. */
@@ -50,23 +54,17 @@ public final class ExecutorCache {
 
     /**
      * The round start state stored as {@code files} (one file, or parts in key order), whose SHA-256s must be
-     * {@code sha256s}, identified by {@code stateId} (a committed round's content never changes, so the identity
-     * names it even across runs that reuse a path); read once per round and JVM.
+     * {@code sha256s}, identified by {@code stateId}: copied (and checked) once per round and JVM into the executor's
+     * local directory, and read from there into a fresh copy on each call, which the caller owns: a trainer may take
+     * its arrays over and train in them ({@link SlotTrainer#train}). Reads are serialised, and a round's files are
+     * replaced only under the same lock, so no reader sees them change.
      */
     public static synchronized AdapterTensors startState(Storage storage, List<Path> files, List<String> sha256s,
                                                          String stateId) {
-        if (stateId.equals(stateKey)) {
-            return state;
+        if (state == null || !state.holds(stateId)) {
+            dropState(); // the previous round's files: no task starts from them again
+            state = LocalStateCopy.fetch(storage, files, sha256s, stateId, LocalStateCopy.localDir());
         }
-        for (int i = 0; i < files.size(); i++) {
-            String actual = storage.sha256(files.get(i));
-            if (!actual.equals(sha256s.get(i))) {
-                throw new IllegalStateException(files.get(i) + " has SHA-256 " + actual + " but its round manifest says "
-                        + sha256s.get(i) + ": the checkpoint was modified while the run was going");
-            }
-        }
-        state = AdapterStateFile.read(storage, files).state();
-        stateKey = stateId;
-        return state;
+        return state.read(storage);
     }
 }

@@ -17,12 +17,12 @@ import org.qalora.driver.state.SegmentDigests;
 
 /**
  * The body of a round's Spark task (one partition = one slot): resolve the device from the task's resources,
- * take the cached trainer, read the round's start state (cached per round), train K steps, write the update to
- * {@code updates-RRRRR/slot-SSSSS.safetensors} under an attempt-unique temporary name and rename it, and return
- * only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt already renamed its update into
- * place, that file (bit-identical, since training is deterministic) is kept. The returned {@link SegmentDigests}
- * (header and each tensor, computed while writing) let the averaging tasks check every byte they read is the one
- * the task wrote.
+ * take the cached trainer, read the round's start state (from the executor's local copy of it), train K steps
+ * in it, stream the update to {@code updates-RRRRR/slot-SSSSS.safetensors} under an attempt-unique temporary name
+ * and rename it, and return only the small {@link SlotMetrics}. Writing is idempotent: if an earlier attempt
+ * already renamed its update into place, that file (bit-identical, since training is deterministic) is kept. The
+ * returned {@link SegmentDigests} (header and each tensor, computed while writing) let the averaging tasks check
+ * every byte they read is the one the task wrote.
  */
 public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>, SlotMetrics> {
     private static final long serialVersionUID = 1L;
@@ -54,10 +54,17 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
         while (assignments.hasNext()) {
             SlotAssignment a = assignments.next();
             SlotTrainer trainer = ExecutorCache.trainer(factory, device);
-            var startState = start.load(storage);
-            long t1 = System.nanoTime();
-            SlotTrainer.SlotOutcome outcome = trainer.train(a, startState);
-            long t2 = System.nanoTime();
+            SlotTrainer.SlotOutcome outcome;
+            long t1, t2;
+            // Tasks that share a trainer take turns on it anyway (it serialises its calls). Reading the start state
+            // inside the turn keeps one on the heap per trainer, the one it trains in, rather than one more per
+            // waiting task.
+            synchronized (trainer) {
+                var startState = start.load(storage);
+                t1 = System.nanoTime();
+                outcome = trainer.train(a, startState);
+                t2 = System.nanoTime();
+            }
             int attempt = ctx == null ? 0 : ctx.attemptNumber();
             faults.maybeFire(a.round(), a.slot(), attempt);
             Path target = new Path(updatesDir, CheckpointStore.updateFileName(a.slot()));

@@ -11,7 +11,9 @@ import org.qalora.driver.state.AdapterTensors;
 public interface SlotTrainer {
 
     /**
-     * Runs the slot's K local optimizer steps, starting from {@code start}.
+     * Runs the slot's K local optimizer steps, starting from {@code start}. The caller hands {@code start} over (a
+     * copy read for this call, which it does not use afterwards): a trainer may train in its arrays and return them,
+     * so that an executor holds the adapter's weights and moments once while training, not once more per copy.
      *
      * @throws NonFiniteLossError when a step's loss is NaN or infinite
      */

@@ -17,7 +17,10 @@ public record StateRef(String[] files, String[] sha256s, String id) implements j
                 c.stateSha256s().toArray(String[]::new), c.stateId());
     }
 
-    /** The state, read (and checked) once per JVM and round through {@link ExecutorCache}. */
+    /**
+     * A fresh copy of the state, the caller's own: the files are copied (and checked) once per JVM and round, then
+     * read from that local copy on each call ({@link ExecutorCache#startState}).
+     */
     public AdapterTensors load(Storage storage) {
         return ExecutorCache.startState(storage, Arrays.stream(files).map(Path::new).toList(), List.of(sha256s), id);
     }

@@ -17,7 +17,6 @@ import org.apache.hadoop.fs.Path;
 import org.qalora.driver.checkpoint.Storage;
 import org.qalora.quant.safetensors.DType;
 import org.qalora.quant.safetensors.SafetensorsFile;
-import org.qalora.quant.safetensors.SafetensorsWriter;
 import org.qalora.quant.safetensors.TensorInfo;
 
 /**
@@ -26,7 +25,8 @@ import org.qalora.quant.safetensors.TensorInfo;
  * F32, and metadata {@code format}, {@code step} and {@code keys} (the key order: the file orders tensors by name,
  * and the rounds need the trainer's order back). Extra metadata (e.g. tokens trained) rides along as strings.
  *
- * <p>The bytes are quant-kernels' {@link SafetensorsWriter} / {@link SafetensorsFile}; this class adds only the
+ * <p>The bytes are quant-kernels' {@link org.qalora.quant.safetensors.SafetensorsStreamWriter} (the layout of its
+ * {@code SafetensorsWriter}) / {@link SafetensorsFile}; this class adds only the
  * checkpoint's naming and its commit protocol (checksum while writing, keep an earlier attempt's file).
  *
  * <p>Keys are not interpreted: the rounds run any {@code SlotTrainer}, so this is deliberately not the worker's
@@ -72,14 +72,22 @@ public final class AdapterStateFile {
         return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
     }
 
+    /**
+     * The bytes of {@code state}'s file, streamed from its arrays through a small buffer: a slot's update is written
+     * without a byte copy of the whole state beside it (3 x 10.65 MiB per layer at LLaMA-7B widths).
+     */
     private static Body body(AdapterTensors state, Map<String, String> extraMetadata) {
-        SafetensorsWriter writer;
-        try {
-            writer = writer(state, extraMetadata);
-        } catch (JsonProcessingException e) {
-            throw new java.io.UncheckedIOException("cannot encode the adapter state's key list", e);
+        Map<String, long[]> layout = new LinkedHashMap<>();
+        for (String k : state.keys()) {
+            layout.put(k, state.tensor(k).shape());
         }
-        return writer::writeTo;
+        return streamedBody(layout, state.step(), extraMetadata, new StreamedTensors() {
+            @Override
+            public AdapterTensors.Tensor tensor(String key) { return state.tensor(key); }
+
+            @Override
+            public void written(String key) {}
+        });
     }
 
     /**
@@ -158,16 +166,22 @@ public final class AdapterStateFile {
      * As {@link #write}, for a state whose keys and shapes ({@code layout}, in key order) are known before its
      * tensors: the header is written first, then each tensor as {@code source} hands it over, in file order, so a
      * writer holds a few keys instead of the whole state and the SHA-256 and the write overlap the computation
-     * that produces the tensors. The bytes are exactly those {@link #write} writes for the same state
-     * ({@code SafetensorsStreamWriter} and {@code SafetensorsWriter} share the layout). Returns their SHA-256.
+     * that produces the tensors. The bytes are exactly those {@link #write} writes for the same state (it streams
+     * the same way, from a state already computed). Returns their SHA-256.
      */
     public static String writeStreamed(Storage storage, Path target, String tempName, Map<String, long[]> layout,
                                        long step, Map<String, String> extraMetadata, StreamedTensors source) {
+        return write(storage, target, tempName, streamedBody(layout, step, extraMetadata, source));
+    }
+
+    /** The bytes {@link #writeStreamed} writes: the header, then each tensor as {@code source} hands it over. */
+    private static Body streamedBody(Map<String, long[]> layout, long step, Map<String, String> extraMetadata,
+                                     StreamedTensors source) {
         Map<String, String> metadata;
         try {
             metadata = metadata(List.copyOf(layout.keySet()), step, extraMetadata);
         } catch (JsonProcessingException e) {
-            throw Storage.failure("write adapter state", target, e);
+            throw new java.io.UncheckedIOException("cannot encode the adapter state's key list", e);
         }
         List<TensorInfo> infos = new java.util.ArrayList<>();
         Map<String, String> keyOf = new java.util.HashMap<>();
@@ -178,52 +192,38 @@ public final class AdapterStateFile {
                 keyOf.put(name, e.getKey());
             }
         }
-        Map<String, Integer> done = new java.util.HashMap<>();
-        java.nio.ByteBuffer chunk = java.nio.ByteBuffer.allocate(1 << 20).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        MessageDigest md = Storage.sha256();
-        boolean fresh = write(storage, target, tempName, raw -> new DigestOutputStream(raw, md),
-                out -> org.qalora.quant.safetensors.SafetensorsStreamWriter.write(out, infos, metadata, (t, o) -> {
-                    String key = keyOf.get(t.name());
-                    AdapterTensors.Tensor tensor = source.tensor(key);
-                    float[] data = t.name().equals(key) ? tensor.weights()
-                            : t.name().endsWith(ADAM_M) ? tensor.adamM() : tensor.adamV();
-                    // Little-endian floats through one 1 MiB buffer: no byte copy of the whole tensor.
-                    for (int i = 0; i < data.length; ) {
-                        int n = Math.min(data.length - i, chunk.capacity() / Float.BYTES);
-                        chunk.clear();
-                        chunk.asFloatBuffer().put(data, i, n);
-                        o.write(chunk.array(), 0, n * Float.BYTES);
-                        i += n;
-                    }
-                    if (done.merge(key, 1, Integer::sum) == 3) {
-                        source.written(key);
-                    }
-                }));
-        return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
+        return out -> {
+            Map<String, Integer> done = new java.util.HashMap<>();
+            java.nio.ByteBuffer chunk = java.nio.ByteBuffer.allocate(1 << 20).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            org.qalora.quant.safetensors.SafetensorsStreamWriter.write(out, infos, metadata, (t, o) -> {
+                String key = keyOf.get(t.name());
+                AdapterTensors.Tensor tensor = source.tensor(key);
+                float[] data = t.name().equals(key) ? tensor.weights()
+                        : t.name().endsWith(ADAM_M) ? tensor.adamM() : tensor.adamV();
+                // Little-endian floats through one 1 MiB buffer: no byte copy of the whole tensor.
+                for (int i = 0; i < data.length; ) {
+                    int n = Math.min(data.length - i, chunk.capacity() / Float.BYTES);
+                    chunk.clear();
+                    chunk.asFloatBuffer().put(data, i, n);
+                    o.write(chunk.array(), 0, n * Float.BYTES);
+                    i += n;
+                }
+                if (done.merge(key, 1, Integer::sum) == 3) {
+                    source.written(key);
+                }
+            });
+        };
     }
 
     /** The SHA-256 of the file {@link #write} would write for {@code state}, computed without writing it. */
     public static String sha256Of(AdapterTensors state, Map<String, String> extraMetadata) {
         MessageDigest md = Storage.sha256();
         try (OutputStream out = new DigestOutputStream(OutputStream.nullOutputStream(), md)) {
-            writer(state, extraMetadata).writeTo(out);
+            body(state, extraMetadata).writeTo(out);
         } catch (IOException e) {
             throw new java.io.UncheckedIOException("cannot encode the adapter state", e);
         }
         return HexFormat.of().formatHex(md.digest());
-    }
-
-    /** The file's tensors and metadata, ready to write. */
-    static SafetensorsWriter writer(AdapterTensors state, Map<String, String> extraMetadata) throws JsonProcessingException {
-        SafetensorsWriter w = new SafetensorsWriter();
-        metadata(state.keys(), state.step(), extraMetadata).forEach(w::metadata);
-        for (String k : state.keys()) {
-            AdapterTensors.Tensor t = state.tensor(k);
-            w.addFloats(k, DType.F32, t.weights(), t.shape());
-            w.addFloats(k + ADAM_M, DType.F32, t.adamM(), t.shape());
-            w.addFloats(k + ADAM_V, DType.F32, t.adamV(), t.shape());
-        }
-        return w;
     }
 
     /** A state file's metadata: {@code extraMetadata}, then {@code format}, {@code step} and {@code keys}. */

@@ -57,6 +57,33 @@ class AdapterStateFileTest {
         }
     }
 
+    /**
+     * The state is streamed to its file from its arrays now, and the bytes are still those {@code SafetensorsWriter}
+     * wrote for it (so an update's and a round's SHA-256 are what they were), for {@code write}, {@code writeUpdate}
+     * and {@code sha256Of} alike.
+     */
+    @Test
+    void theStreamedBytesAreThoseSafetensorsWriterWrote() throws IOException {
+        AdapterTensors s = new ToyTrainerFactory(1, "", 0.1f).initialState(3);
+        Map<String, String> extra = Map.of("round", "2", "target_tokens", "12");
+        org.qalora.quant.safetensors.SafetensorsWriter w = new org.qalora.quant.safetensors.SafetensorsWriter();
+        AdapterStateFile.metadata(s.keys(), s.step(), extra).forEach(w::metadata);
+        for (String k : s.keys()) {
+            AdapterTensors.Tensor t = s.tensor(k);
+            w.addFloats(k, org.qalora.quant.safetensors.DType.F32, t.weights(), t.shape());
+            w.addFloats(k + ".adam_m", org.qalora.quant.safetensors.DType.F32, t.adamM(), t.shape());
+            w.addFloats(k + ".adam_v", org.qalora.quant.safetensors.DType.F32, t.adamV(), t.shape());
+        }
+        ByteArrayOutputStream expected = new ByteArrayOutputStream();
+        w.writeTo(expected);
+        org.apache.hadoop.fs.Path whole = file("whole.safetensors"), update = file("update.safetensors");
+        AdapterStateFile.write(storage, whole, "_tmp-w", s, extra);
+        AdapterStateFile.writeUpdate(storage, update, "_tmp-u", s, extra);
+        assertTrue(Arrays.equals(expected.toByteArray(), Files.readAllBytes(dir.resolve("whole.safetensors"))));
+        assertTrue(Arrays.equals(expected.toByteArray(), Files.readAllBytes(dir.resolve("update.safetensors"))));
+        assertEquals(storage.sha256(whole), AdapterStateFile.sha256Of(s, extra));
+    }
+
     /** The layout the driver wrote before it used SafetensorsWriter (tensors in key order): still readable. */
     @Test
     void readsACheckpointWrittenByTheEarlierHandRolledWriter() throws IOException {

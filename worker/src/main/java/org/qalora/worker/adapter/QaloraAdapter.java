@@ -38,6 +38,16 @@ public final class QaloraAdapter {
      */
     public static QaloraAdapter create(LlamaModel model, QaloraConfig config, Map<String, float[]> weights,
                                        boolean withGrads) {
+        return create(model, config, weights, withGrads, false);
+    }
+
+    /**
+     * As {@link #create(LlamaModel, QaloraConfig, Map, boolean)}; with {@code takeArrays} the arrays of
+     * {@code weights} are handed over ({@link Backend#adopt}: the CPU trains in them, so the caller must not use
+     * them afterwards) instead of copied.
+     */
+    public static QaloraAdapter create(LlamaModel model, QaloraConfig config, Map<String, float[]> weights,
+                                       boolean withGrads, boolean takeArrays) {
         checkFits(model, config);
         LlamaDims dims = model.dims();
         Backend be = model.backend();
@@ -52,7 +62,9 @@ public final class QaloraAdapter {
                 float[] b = require(weights, PeftKeys.b(l, p), (long) out * r, "[" + out + ", " + r + "]");
                 unused.remove(PeftKeys.a(l, p));
                 unused.remove(PeftKeys.b(l, p));
-                AdapterSlot slot = new AdapterSlot(l, p, in, out, groups, be.upload(a, r, groups), be.upload(b, out, r),
+                AdapterSlot slot = new AdapterSlot(l, p, in, out, groups,
+                        takeArrays ? be.adopt(a, r, groups) : be.upload(a, r, groups),
+                        takeArrays ? be.adopt(b, out, r) : be.upload(b, out, r),
                         withGrads ? be.allocate(r, groups) : null, withGrads ? be.allocate(out, r) : null);
                 slots.add(slot);
                 byLayer[l][p.ordinal()] = slot;
@@ -181,11 +193,19 @@ public final class QaloraAdapter {
     }
 
     /** Host copies of the weights, in key order. */
-    public Map<String, float[]> weights() {
+    public Map<String, float[]> weights() { return weights(backend::download); }
+
+    /**
+     * The weights in key order, for an adapter not used afterwards: the CPU backend's own arrays ({@link
+     * Backend#release}), so a trainer's result is not a copy beside its tensors.
+     */
+    public Map<String, float[]> releaseWeights() { return weights(backend::release); }
+
+    private Map<String, float[]> weights(java.util.function.Function<org.qalora.worker.backend.Tensor, float[]> host) {
         Map<String, float[]> w = new LinkedHashMap<>();
         for (AdapterSlot s : slots) {
-            w.put(s.keyA(), backend.download(s.a));
-            w.put(s.keyB(), backend.download(s.b));
+            w.put(s.keyA(), host.apply(s.a));
+            w.put(s.keyB(), host.apply(s.b));
         }
         return w;
     }

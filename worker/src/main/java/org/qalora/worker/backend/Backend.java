@@ -30,6 +30,20 @@ public interface Backend extends AutoCloseable {
     /** A tensor holding a copy of {@code host} (row-major, {@code host.length} must equal the shape's size). */
     Tensor upload(float[] host, int... shape);
 
+    /**
+     * A tensor made from {@code host}, which the caller hands over and must not use afterwards: the CPU backend keeps
+     * the array itself instead of the copy {@link #upload} makes, so a trainer started from a state read for it holds
+     * that state once (at LLaMA-7B widths 10.65 MiB per layer and part: weights, m, v); a device backend uploads it.
+     */
+    default Tensor adopt(float[] host, int... shape) { return upload(host, shape); }
+
+    /**
+     * The contents of a tensor its owner no longer uses, as a host array: the CPU backend hands over its own array
+     * (no copy; the tensor must not be used afterwards), a device backend downloads it. What a trainer returns its
+     * final state through, so the result is not a second copy beside the trainer's.
+     */
+    default float[] release(Tensor t) { return download(t); }
+
     /** Overwrites the tensor's contents with {@code host}. */
     void write(Tensor t, float[] host);
 

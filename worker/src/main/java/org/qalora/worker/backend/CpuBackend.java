@@ -88,6 +88,14 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public Tensor adopt(float[] host, int... shape) {
+        return new CpuTensor(this, host, shape);
+    }
+
+    @Override
+    public float[] release(Tensor t) { return d(t); }
+
+    @Override
     public void write(Tensor t, float[] host) {
         float[] dst = d(t);
         if (host.length != dst.length) {

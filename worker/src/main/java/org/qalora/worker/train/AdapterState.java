@@ -88,12 +88,27 @@ public final class AdapterState implements java.io.Serializable {
      */
     public static AdapterState of(LlamaDims dims, QaloraConfig adapter, Map<String, float[]> weights,
                                   Map<String, float[]> adamM, Map<String, float[]> adamV, long step) {
+        return of(dims, adapter, weights, adamM, adamV, step, true);
+    }
+
+    /**
+     * As {@link #of}, holding the given arrays themselves rather than copies: for a caller that hands them over (a
+     * state read for one training run, which {@link LocalTrainer#runConsuming} then trains in), so the executor does
+     * not hold the state twice.
+     */
+    public static AdapterState adopt(LlamaDims dims, QaloraConfig adapter, Map<String, float[]> weights,
+                                     Map<String, float[]> adamM, Map<String, float[]> adamV, long step) {
+        return of(dims, adapter, weights, adamM, adamV, step, false);
+    }
+
+    private static AdapterState of(LlamaDims dims, QaloraConfig adapter, Map<String, float[]> weights,
+                                   Map<String, float[]> adamM, Map<String, float[]> adamV, long step, boolean copy) {
         LinkedHashMap<String, long[]> shapes = shapesOf(dims, adapter);
         Map<String, float[]> w = new LinkedHashMap<>(), m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
         for (String key : shapes.keySet()) {
-            w.put(key, copyOf(weights, key));
-            m.put(key, copyOf(adamM, key));
-            v.put(key, copyOf(adamV, key));
+            w.put(key, take(weights, key, copy));
+            m.put(key, take(adamM, key, copy));
+            v.put(key, take(adamV, key, copy));
         }
         for (Map<String, float[]> part : List.of(weights, adamM, adamV)) {
             for (String key : part.keySet()) {
@@ -106,12 +121,12 @@ public final class AdapterState implements java.io.Serializable {
         return new AdapterState(adapter, shapes, w, m, v, step);
     }
 
-    private static float[] copyOf(Map<String, float[]> part, String key) {
+    private static float[] take(Map<String, float[]> part, String key, boolean copy) {
         float[] a = part.get(key);
         if (a == null) {
             throw new IllegalArgumentException("adapter tensor " + key + " is missing");
         }
-        return a.clone();
+        return copy ? a.clone() : a;
     }
 
     /** The shapes of every adapter tensor of a model, in key order (from config.json's dimensions alone). */

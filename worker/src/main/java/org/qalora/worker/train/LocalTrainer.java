@@ -43,18 +43,33 @@ public final class LocalTrainer {
      * <p>Calls on one instance are serialised (they share the activation buffers); Spark tasks that share a trainer
      * on an executor take turns, which costs nothing since they would compete for the same backend threads.
      */
-    public synchronized TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
+    public TrainResult run(AdapterState start, List<List<MicroBatch>> steps, long seed) {
+        return run(start, false, steps, seed);
+    }
+
+    /**
+     * As {@link #run}, training in {@code start}'s own arrays (on the CPU; a GPU uploads them): the caller hands the
+     * state over and must not use it afterwards. The result's arrays are the trainer's too, not copies. An executor
+     * that reads a round's start state for each run so holds the adapter's weights and moments once while training,
+     * where {@link #run} holds the caller's copy beside the trainer's (at LLaMA-7B widths 32 MiB per layer).
+     */
+    public TrainResult runConsuming(AdapterState start, List<List<MicroBatch>> steps, long seed) {
+        return run(start, true, steps, seed);
+    }
+
+    private synchronized TrainResult run(AdapterState start, boolean takeArrays, List<List<MicroBatch>> steps,
+                                         long seed) {
         if (!start.config().equals(adapterConfig)) {
             throw new IllegalArgumentException("adapter state was made for " + start.config()
                     + " but this trainer trains " + adapterConfig);
         }
         Backend be = base.backend();
-        QaloraAdapter adapter = QaloraAdapter.create(base, adapterConfig, start.weightMap(), true);
+        QaloraAdapter adapter = QaloraAdapter.create(base, adapterConfig, start.weightMap(), true, takeArrays);
         Map<String, Tensor> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
         for (String key : start.keys()) {
             long[] s = start.shape(key);
-            m.put(key, be.upload(start.adamM(key), (int) s[0], (int) s[1]));
-            v.put(key, be.upload(start.adamV(key), (int) s[0], (int) s[1]));
+            m.put(key, place(be, start.adamM(key), s, takeArrays));
+            v.put(key, place(be, start.adamV(key), s, takeArrays));
         }
         // Every parameter with its gradient and moments, in key order (A then B per slot): one fused norm and one
         // fused AdamW per step.
@@ -115,13 +130,19 @@ public final class LocalTrainer {
             targetTokens += stepTargets;
             step = globalStep;
         }
+        // The trainer's tensors end here: their arrays become the result (released, not copied, on the CPU).
         Map<String, float[]> mm = new LinkedHashMap<>(), vv = new LinkedHashMap<>();
         for (String key : start.keys()) {
-            mm.put(key, be.download(m.get(key)));
-            vv.put(key, be.download(v.get(key)));
+            mm.put(key, be.release(m.get(key)));
+            vv.put(key, be.release(v.get(key)));
         }
-        AdapterState end = new AdapterState(adapterConfig, start.shapeMap(), adapter.weights(), mm, vv, step);
+        AdapterState end = new AdapterState(adapterConfig, start.shapeMap(), adapter.releaseWeights(), mm, vv, step);
         return new TrainResult(end, lossSum, targetTokens, steps.size(), stepLosses);
+    }
+
+    /** A moment on the backend: the caller's array itself ({@link Backend#adopt}) or a copy. */
+    private static Tensor place(Backend be, float[] host, long[] shape, boolean take) {
+        return take ? be.adopt(host, (int) shape[0], (int) shape[1]) : be.upload(host, (int) shape[0], (int) shape[1]);
     }
 
     /** Dropout seed of micro-batch {@code j} of a global step: a SplitMix64 mix of (seed, step, j). */

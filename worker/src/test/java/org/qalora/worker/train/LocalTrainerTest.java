@@ -2,6 +2,8 @@ package org.qalora.worker.train;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -64,6 +66,39 @@ class LocalTrainerTest {
             assertArrayEquals(r1.state().adamV(key), r2.state().adamV(key), 0f, key);
         }
         assertArrayEquals(r1.stepLosses(), r2.stepLosses(), 0.0);
+    }
+
+    /**
+     * Training a handed-over state keeps no copy of it: on the CPU the trainer trains in the start's own arrays and
+     * returns them as the result (0 copies of weights, m and v, where {@link LocalTrainer#run} makes one for the
+     * trainer and one for the result), with the numbers {@code run} gives, bit for bit.
+     */
+    @Test
+    void aHandedOverStartIsTrainedInPlaceAndReturnedBitIdentical() {
+        SplittableRandom rng = new SplittableRandom(8);
+        MicroBatch mb = batch(rng, 2, 10);
+        List<List<MicroBatch>> steps = List.of(List.of(mb), List.of(mb));
+        TrainingConfig tc = TrainingConfig.defaults(Pooling.MEAN, 2).withLearningRate(1e-2);
+        AdapterState start = new LocalTrainer(MODEL, CFG, tc).run(AdapterState.initial(MODEL, CFG, 7),
+                List.of(List.of(mb)), 3).state(); // non-zero moments
+        AdapterState handed = AdapterState.of(DIMS, CFG, start.weightMap(), start.adamMMap(), start.adamVMap(),
+                start.step());
+        TrainResult copied = new LocalTrainer(MODEL, CFG, tc).run(start, steps, 5);
+        TrainResult consumed = new LocalTrainer(MODEL, CFG, tc).runConsuming(handed, steps, 5);
+        assertEquals(copied.state().step(), consumed.state().step());
+        assertArrayEquals(copied.stepLosses(), consumed.stepLosses(), 0.0);
+        int arrays = 0;
+        for (String key : start.keys()) {
+            assertArrayEquals(copied.state().weights(key), consumed.state().weights(key), 0f, key);
+            assertArrayEquals(copied.state().adamM(key), consumed.state().adamM(key), 0f, key);
+            assertArrayEquals(copied.state().adamV(key), consumed.state().adamV(key), 0f, key);
+            assertSame(handed.weights(key), consumed.state().weights(key), key);
+            assertSame(handed.adamM(key), consumed.state().adamM(key), key);
+            assertSame(handed.adamV(key), consumed.state().adamV(key), key);
+            assertNotSame(start.weights(key), copied.state().weights(key), "run leaves the caller's state alone");
+            arrays += 3;
+        }
+        assertEquals(2 * 7 * 2 * 3, arrays, "every tensor of both layers checked");
     }
 
     @Test

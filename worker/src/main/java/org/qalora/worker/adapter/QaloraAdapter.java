@@ -7,8 +7,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
+import java.util.function.Function;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.worker.backend.Backend;
+import org.qalora.worker.backend.Tensor;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.LlamaModel;
 import org.qalora.worker.model.Projection;
@@ -201,7 +203,7 @@ public final class QaloraAdapter {
      */
     public Map<String, float[]> releaseWeights() { return weights(backend::release); }
 
-    private Map<String, float[]> weights(java.util.function.Function<org.qalora.worker.backend.Tensor, float[]> host) {
+    private Map<String, float[]> weights(Function<Tensor, float[]> host) {
         Map<String, float[]> w = new LinkedHashMap<>();
         for (AdapterSlot s : slots) {
             w.put(s.keyA(), host.apply(s.a));

@@ -5,7 +5,6 @@ import java.util.stream.IntStream;
 import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.kernels.DenseKernels;
-import org.qalora.quant.kernels.VectorDenseKernels;
 
 /**
  * GPTQ (Frantar et al.; IST-DASLab {@code gptq.py} {@code fasterquant}): quantizes columns left to right and
@@ -24,6 +23,11 @@ import org.qalora.quant.kernels.VectorDenseKernels;
  * <p>One deliberate difference: quantization uses the fp16-rounded scale (see {@link MinMaxParams}), so the
  * error fed back is the error of the weights actually stored. The Hessian inverse and Cholesky factors are
  * computed in double for stability; weights and updates are float32 as in the reference.
+ *
+ * <p>The two expensive stages are strategies: the inverse-Hessian factor ({@link InverseFactorSolver}, in
+ * {@link #prepare}) and the column-by-column quantization ({@link GptqColumns}, in {@link #quantize}: the CPU's
+ * {@link CpuGptqColumns} or the GPU's bit-identical {@code CudaGptqColumns}); {@link GptqDevice} places both. Dead
+ * inputs, act-order permutations and static group parameters stay here, on the host ({@code O(out * in)}).
  */
 public final class GptqQuantizer {
     /** Columns per lazy-update block, as the reference. */
@@ -35,27 +39,29 @@ public final class GptqQuantizer {
     private final boolean descAct;
     private final boolean staticGroups;
     private final double dampPercent;
-    private final DenseKernels kernels;
+    private final GptqColumns columns;
     private final InverseFactorSolver solver;
 
     /** On the Vector API kernels, the inverse-Hessian factor on the CPU. */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent) {
-        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, new VectorDenseKernels());
+        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, CpuGptqColumns.DEFAULT, InverseFactorSolver.CPU);
     }
 
-    /** @param kernels runs the lazy block updates (the O(out * in^2) part) */
+    /** @param kernels runs the lazy block updates of the CPU column stage (the O(out * in^2) part) */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
                          DenseKernels kernels) {
-        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, kernels, InverseFactorSolver.CPU);
+        this(bits, groupSize, sym, descAct, staticGroups, dampPercent, new CpuGptqColumns(kernels),
+                InverseFactorSolver.CPU);
     }
 
     /**
-     * @param kernels runs the lazy block updates (the O(out * in^2) part)
+     * @param columns runs the column stage (the O(out * in^2) part): {@link CpuGptqColumns} or a GPU one
+     *                ({@link GptqSolve#columns}); the two give the same bits
      * @param solver  computes the inverse-Hessian factor (the O(in^3) part): {@link InverseFactorSolver#CPU} or a GPU
      *                one ({@link GptqSolve#solver}); the two agree within 1e-9 but not bit for bit
      */
     public GptqQuantizer(int bits, int groupSize, boolean sym, boolean descAct, boolean staticGroups, double dampPercent,
-                         DenseKernels kernels, InverseFactorSolver solver) {
+                         GptqColumns columns, InverseFactorSolver solver) {
         PackedCodes.checkBits(bits);
         if (groupSize != -1 && groupSize <= 0) {
             throw new IllegalArgumentException("group size " + groupSize + " must be positive (or -1 for whole rows)");
@@ -73,13 +79,24 @@ public final class GptqQuantizer {
         this.descAct = descAct;
         this.staticGroups = staticGroups;
         this.dampPercent = dampPercent;
-        this.kernels = kernels;
+        this.columns = java.util.Objects.requireNonNull(columns, "columns");
         this.solver = java.util.Objects.requireNonNull(solver, "solver");
     }
 
     /** The same settings with the inverse-Hessian factor computed by {@code newSolver}. */
     public GptqQuantizer withSolver(InverseFactorSolver newSolver) {
-        return new GptqQuantizer(bits, groupSize, sym, descAct, staticGroups, dampPercent, kernels, newSolver);
+        return new GptqQuantizer(bits, groupSize, sym, descAct, staticGroups, dampPercent, columns, newSolver);
+    }
+
+    /** The same settings with the column stage run by {@code newColumns}. */
+    public GptqQuantizer withColumns(GptqColumns newColumns) {
+        return new GptqQuantizer(bits, groupSize, sym, descAct, staticGroups, dampPercent, newColumns, solver);
+    }
+
+    /** The same settings with the solve and the column stage where {@code device} says. */
+    public GptqQuantizer on(GptqDevice device) {
+        return new GptqQuantizer(bits, groupSize, sym, descAct, staticGroups, dampPercent, device.columns(),
+                device.solver());
     }
 
     /**
@@ -161,53 +178,19 @@ public final class GptqQuantizer {
         float[] zeros = new float[groups * out];  // [G, O]
         if (staticGroups) {
             for (int k = 0; k < groups; k++) {
-                groupParams(w, out, in, k * g, g, maxq, scales, zeros, k);
+                MinMaxParams.ofColumns(w, out, in, k * g, g, maxq, sym, scales, zeros, k);
             }
         }
         int[] perm = prepared.perm();
         if (descAct) {
             w = permuteColumns(w, out, in, perm);
         }
-        float[] u = prepared.u();            // [I, I], upper
-
-        int[] codes = new int[out * in];     // [O, I] in processing order
-        float[] block = new float[out * BLOCK_SIZE];   // W1 [O, count]
-        float[] err = new float[out * BLOCK_SIZE];     // Err1 [O, count]
-        for (int i1 = 0; i1 < in; i1 += BLOCK_SIZE) {
-            int i2 = Math.min(i1 + BLOCK_SIZE, in);
-            int count = i2 - i1;
-            for (int o = 0; o < out; o++) {
-                System.arraycopy(w, o * in + i1, block, o * count, count);
-            }
-            for (int i = 0; i < count; i++) {
-                int col = i1 + i;
-                int k = staticGroups ? perm[col] / g : col / g;
-                if (!staticGroups && col % g == 0) {
-                    groupParams(w, out, in, col, g, maxq, scales, zeros, k); // from the global W (reference quirk)
-                }
-                float d = u[col * in + col];
-                for (int o = 0; o < out; o++) {
-                    float s = scales[k * out + o];
-                    float z = zeros[k * out + o];
-                    float x = block[o * count + i];
-                    int c = MinMaxParams.code(x, s, z, maxq);
-                    codes[o * in + col] = c;
-                    float e = (x - MinMaxParams.dequantize(c, s, z)) / d;
-                    for (int j = i; j < count; j++) {
-                        block[o * count + j] -= e * u[col * in + i1 + j];
-                    }
-                    err[o * count + i] = e;
-                }
-            }
-            // Lazy batch update of everything right of the block: W[:, i2:] -= Err1 U[i1:i2, i2:], as one product
-            // W[O, i2:] += (-Err1)[O, count] U[count, in - i2].
-            if (i2 < in) {
-                for (int j = 0; j < out * count; j++) {
-                    err[j] = -err[j];
-                }
-                kernels.matmulNN(out, in - i2, count, err, 0, count, u, i1 * in + i2, in, w, i2, in, true);
-            }
+        int[] groupOf = new int[in];         // the group of each processing column
+        for (int col = 0; col < in; col++) {
+            groupOf[col] = (staticGroups ? perm[col] : col) / g;
         }
+        int[] codes = columns.quantize(new GptqColumns.Problem(out, in, g, maxq, sym, staticGroups, groupOf, w,
+                prepared.u(), scales, zeros), name);     // [O, I] in processing order
 
         if (descAct) {
             int[] unpermuted = new int[codes.length];
@@ -219,19 +202,6 @@ public final class GptqQuantizer {
             codes = unpermuted;
         }
         return QuantizedMatrix.fromCodes(out, in, bits, g, codes, scales, zeros);
-    }
-
-    /** Min-max parameters of group {@code k} from columns {@code [start, start+g)} of every row of {@code w}. */
-    private void groupParams(float[] w, int out, int in, int start, int g, int maxq, float[] scales, float[] zeros, int k) {
-        for (int o = 0; o < out; o++) {
-            float min = Float.POSITIVE_INFINITY;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int i = start; i < start + g; i++) {
-                min = Math.min(min, w[o * in + i]);
-                max = Math.max(max, w[o * in + i]);
-            }
-            MinMaxParams.compute(min, max, maxq, sym, scales, zeros, k * out + o);
-        }
     }
 
     private static float[] permuteColumns(float[] w, int out, int in, int[] perm) {
@@ -265,6 +235,6 @@ public final class GptqQuantizer {
     @Override
     public String toString() {
         return "GptqQuantizer[bits=" + bits + ", group=" + groupSize + ", sym=" + sym + ", descAct=" + descAct
-                + ", staticGroups=" + staticGroups + ", damp=" + dampPercent + ", solver=" + solver + "]";
+                + ", staticGroups=" + staticGroups + ", damp=" + dampPercent + ", solver=" + solver + ", columns=" + columns + "]";
     }
 }

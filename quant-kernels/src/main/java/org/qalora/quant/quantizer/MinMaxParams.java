@@ -38,6 +38,23 @@ final class MinMaxParams {
         zero[r] = sym ? (maxq + 1) / 2 : (float) Math.rint(-xmin / s);
     }
 
+    /**
+     * Parameters of group {@code k} from columns {@code [start, start + g)} of every row of {@code w} ({@code [out, in]}
+     * row-major) into {@code scale[k * out + o]}, {@code zero[k * out + o]}.
+     */
+    static void ofColumns(float[] w, int out, int in, int start, int g, int maxq, boolean sym, float[] scale,
+                          float[] zero, int k) {
+        for (int o = 0; o < out; o++) {
+            float min = Float.POSITIVE_INFINITY;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = start; i < start + g; i++) {
+                min = Math.min(min, w[o * in + i]);
+                max = Math.max(max, w[o * in + i]);
+            }
+            compute(min, max, maxq, sym, scale, zero, k * out + o);
+        }
+    }
+
     /** The integer code of {@code w}: {@code clamp(rint(w / scale) + zero, 0, maxq)}. */
     static int code(float w, float scale, float zero, int maxq) {
         float q = (float) Math.rint(w / scale) + zero;

@@ -1,11 +1,14 @@
 package org.qalora.quant.quantizer;
 
 import java.util.Locale;
+import org.qalora.quant.cuda.CudaGptqColumns;
 import org.qalora.quant.cuda.CudaGptqSolve;
 
 /**
  * Where GPTQ's inverse-Hessian factor ({@link InverseFactorSolver}) is computed: {@code cpu} (the blocked Vector API
- * solve) or {@code gpu} (cuSOLVER). The option that picks it ({@code --gptq-solve}) also takes {@code auto}, which
+ * solve) or {@code gpu} (cuSOLVER). The column stage ({@link GptqColumns}) follows it: on the GPU with {@code gpu}
+ * ({@link CudaGptqColumns}), on the CPU with {@code cpu}; the two column stages give the same bits, so only the solve
+ * decides what a run computes. The option that picks it ({@code --gptq-solve}) also takes {@code auto}, which
  * {@link #resolve} turns into one of the two <em>once</em>, before any solve: the two give results that agree to
  * within 1e-9 (relative; the tested bound) but not bit for bit, so every projection of a run must be solved on the same kind of device for
  * distributed GPTQ to equal single-process GPTQ bit for bit (and a rerun to equal the first run).
@@ -56,6 +59,36 @@ public enum GptqSolve {
                     + why + "; use --gptq-solve cpu (every solve of a run must use the same kind of device)");
         }
         return new CudaGptqSolve(gpuOrdinal);
+    }
+
+    /**
+     * The column stage on this machine: the CPU's ({@link CpuGptqColumns#DEFAULT}) or {@link CudaGptqColumns} on GPU
+     * {@code gpuOrdinal}; a GPU that was chosen but cannot run it is an IllegalStateException with the reason.
+     */
+    public GptqColumns columns(int gpuOrdinal) {
+        if (this == CPU) {
+            return CpuGptqColumns.DEFAULT;
+        }
+        String why = CudaGptqColumns.unusableReason(gpuOrdinal);
+        if (why != null) {
+            throw new IllegalStateException("the GPTQ solve was set to gpu but GPU " + gpuOrdinal + " cannot run its"
+                    + " column stage: " + why + "; use --gptq-solve cpu");
+        }
+        return new CudaGptqColumns(gpuOrdinal);
+    }
+
+    /** Both stages on this machine ({@link #solver} and {@link #columns}), checked before any work. */
+    public GptqDevice device(int gpuOrdinal) {
+        return new GptqDevice(solver(gpuOrdinal), columns(gpuOrdinal));
+    }
+
+    /**
+     * Why GPU {@code ordinal} cannot run GPTQ's GPU stages (no driver or device, no cuSOLVER, no PTX in the jar), or
+     * null when it can run both.
+     */
+    public static String gpuUnusableReason(int ordinal) {
+        String why = CudaGptqSolve.unusableReason(ordinal);
+        return why != null ? why : CudaGptqColumns.unusableReason(ordinal);
     }
 
     /** {@code cpu} or {@code gpu}, as the option spells it. */

@@ -64,7 +64,7 @@ public enum TrainSetting {
     CALIBRATION_SAMPLES(Kind.INT, 128, "N", "gptq: calibration sequences; capped by the non-overlapping windows the source holds (the bundled demo sample holds one); default 128"),
     CALIBRATION_TOKENS(Kind.INT, 2048, "T", "gptq: tokens per calibration sequence; capped by the tokens the source holds (fewer than 64 in all is an error); default 2048"),
     // Decided once by the driver: every solve task must use the same kind of device (the two differ in the last bits).
-    GPTQ_SOLVE(Kind.CHOICE, "auto", List.of("auto", "cpu", "gpu"), "gptq: where each projection's inverse-Hessian solve runs (float64): cpu (blocked, the task's cores), gpu (cuSOLVER on the task's GPU) or auto, decided once for the whole run: cpu with --device cpu, else gpu when the Spark tasks are given GPUs or --device names one (in local mode: when this machine has a usable GPU), else cpu; the factors agree within 1e-9 (relative), not bit for bit (one 7B layer: 2.6x faster on an H100 than on 16 CPU cores); default auto");
+    GPTQ_SOLVE(Kind.CHOICE, "auto", List.of("auto", "cpu", "gpu"), "gptq: where each projection's inverse-Hessian solve (float64) and column-by-column quantization run: cpu (blocked, the task's cores), gpu (cuSOLVER and the GPTQ column kernels on the task's GPU) or auto, decided once for the whole run: cpu with --device cpu, else gpu when the Spark tasks are given GPUs or --device names one (in local mode: when this machine has a usable GPU), else cpu; the factors agree within 1e-9 (relative), not bit for bit, the column stages bit for bit (one 7B layer: 2.6x faster on an H100 than on 16 CPU cores); default auto");
 
     /** How a setting's value is written and read. */
     public enum Kind {

@@ -1,7 +1,6 @@
 package org.qalora.driver.gptq;
 
 import org.apache.spark.SparkConf;
-import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.worker.backend.Backends;
 
@@ -20,8 +19,9 @@ public final class GptqSolveChoice {
     /**
      * {@code cpu} and {@code gpu} as asked. {@code auto} follows the run's {@code --device}: {@code cpu} there is
      * {@code cpu} here (Spark may hand out GPU addresses that the run chose not to use); otherwise, in local mode (the
-     * tasks run in this JVM) {@code gpu} when GPU 0 here can run cuSOLVER, and on a cluster {@code gpu} when the tasks
-     * are given GPUs ({@value #TASK_GPUS} above 0) or {@code --device} names a GPU; else {@code cpu}. An explicit
+     * tasks run in this JVM) {@code gpu} when GPU 0 here can run cuSOLVER and the column kernels, and on a cluster
+     * {@code gpu} when the tasks are given GPUs ({@value #TASK_GPUS} above 0) or {@code --device} names a GPU; else
+     * {@code cpu}. An explicit
      * {@code gpu} in local mode on a machine whose GPU cannot run the solve is refused here, with the reason, rather
      * than in the first solve task after the first layer's calibration.
      *
@@ -33,7 +33,7 @@ public final class GptqSolveChoice {
         if (r.equals("cpu") || r.equals("auto") && d.equals("cpu")) {
             return GptqSolve.CPU;
         }
-        String why = local ? CudaGptqSolve.unusableReason(0) : null;
+        String why = local ? GptqSolve.gpuUnusableReason(0) : null;
         if (r.equals("gpu")) {
             if (why != null) {
                 throw new IllegalArgumentException("--gptq-solve gpu: this machine's GPU cannot run the solve (" + why

@@ -20,7 +20,7 @@ import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.quantizer.GptqQuantizer;
 import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.quant.quantizer.HessianSum;
-import org.qalora.quant.quantizer.InverseFactorSolver;
+import org.qalora.quant.quantizer.GptqDevice;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.worker.backend.Backends;
 import org.qalora.worker.backend.LinearWeight;
@@ -145,8 +145,8 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
      */
     public static void solveTask(CalibrationWork work, int layer, int stage, Projection p, HadoopPaths paths,
                                  String taskGpu) throws IOException {
-        // The solver first: a GPU that was asked for but is unusable here fails before the partials are read.
-        InverseFactorSolver solver = work.solve.solver(taskGpu == null ? 0 : Math.max(0, Backends.gpuOrdinal(taskGpu)));
+        // The devices first: a GPU that was asked for but is unusable here fails before the partials are read.
+        GptqDevice device = work.solve.device(taskGpu == null ? 0 : Math.max(0, Backends.gpuOrdinal(taskGpu)));
         Set<Projection> current = work.stages().get(stage);
         Projection input = LayerCalibrator.inputOf(p, current);
         HessianSum sum = null;
@@ -168,7 +168,7 @@ public record CalibrationWork(String dir, String source, GptqConfig gptq, int se
             d = ModelParts.dims(checkpoint.config());
             dense = checkpoint.floats(prefix + ".weight");
         }
-        GptqQuantizer quantizer = LayerwiseGptq.quantizer(work.gptq, solver);
+        GptqQuantizer quantizer = LayerwiseGptq.quantizer(work.gptq, device);
         QuantizedMatrix q = quantizer.quantize(dense, p.outFeatures(d), p.inFeatures(d),
                 quantizer.prepare(sum.toHessian(), prefix), prefix);
         paths.writeAtomically(work.projectionFile(prefix), out -> QuantizedMatrixFile.write(q, out));

@@ -12,7 +12,7 @@ import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.quantizer.GptqQuantizer;
 import org.qalora.quant.quantizer.Hessian;
 import org.qalora.quant.quantizer.HessianSum;
-import org.qalora.quant.quantizer.InverseFactorSolver;
+import org.qalora.quant.quantizer.GptqDevice;
 import org.qalora.worker.backend.LinearWeight;
 import org.qalora.worker.model.LlamaDims;
 import org.qalora.worker.model.Projection;
@@ -46,13 +46,16 @@ final class LayerwiseGptq {
 
     static Result run(ModelParts parts, GptqConfig config, CalibrationData data, PrintWriter log, Listener listener)
             throws IOException {
-        return run(parts, config, data, log, listener, InverseFactorSolver.CPU);
+        return run(parts, config, data, log, listener, GptqDevice.CPU);
     }
 
-    /** @param solver where the inverse-Hessian factors are computed: every projection of the model on the same one */
+    /**
+     * @param device where the inverse-Hessian factors are computed (every projection of the model on the same one) and
+     *               where the column stage runs
+     */
     static Result run(ModelParts parts, GptqConfig config, CalibrationData data, PrintWriter log, Listener listener,
-                      InverseFactorSolver solver) throws IOException {
-        GptqQuantizer quantizer = quantizer(config, solver);
+                      GptqDevice device) throws IOException {
+        GptqQuantizer quantizer = quantizer(config, device);
         int layers = parts.config.numHiddenLayers();
         LlamaDims d = ModelParts.dims(parts.config);
         int n = data.sequences();
@@ -102,9 +105,9 @@ final class LayerwiseGptq {
         return new Result(result, hidden);
     }
 
-    /** The quantizer of {@code config}'s settings, its inverse-Hessian factors computed by {@code solver}. */
-    static GptqQuantizer quantizer(GptqConfig config, InverseFactorSolver solver) {
+    /** The quantizer of {@code config}'s settings, its solve and column stage on {@code device}. */
+    static GptqQuantizer quantizer(GptqConfig config, GptqDevice device) {
         return new GptqQuantizer(config.bits(), config.groupSize(), config.sym(), config.descAct(),
-                config.staticGroups(), config.dampPercent()).withSolver(solver);
+                config.staticGroups(), config.dampPercent()).on(device);
     }
 }

@@ -9,7 +9,7 @@ import java.util.regex.Pattern;
 import org.qalora.quant.PackedCodes;
 import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
-import org.qalora.quant.quantizer.InverseFactorSolver;
+import org.qalora.quant.quantizer.GptqDevice;
 import org.qalora.quant.config.LlamaConfig;
 import org.qalora.quant.gptq.GptqCodec;
 import org.qalora.quant.io.FormatException;
@@ -68,21 +68,22 @@ public final class ModelQuantizer {
     }
 
     /** {@link #quantize(Checkpoint, LlamaConfig, GptqConfig, Method, CalibrationData, Backend, PrintWriter,
-     * InverseFactorSolver)} with GPTQ's inverse-Hessian factor on the CPU. */
+     * GptqDevice)} with GPTQ's inverse-Hessian factor and column stage on the CPU. */
     public static Map<String, QuantizedMatrix> quantize(Checkpoint source, LlamaConfig config, GptqConfig gptq,
                                                         Method method, CalibrationData calibration, Backend backend,
                                                         PrintWriter log) throws IOException {
-        return quantize(source, config, gptq, method, calibration, backend, log, InverseFactorSolver.CPU);
+        return quantize(source, config, gptq, method, calibration, backend, log, GptqDevice.CPU);
     }
 
     /**
      * Quantizes every projection; GPTQ needs calibration data and a backend for the forward passes.
      *
-     * @param solver where GPTQ's inverse-Hessian factors are computed (every projection of the run on the same one)
+     * @param device where GPTQ's inverse-Hessian factors are computed (every projection of the run on the same one) and
+     *               where its column stage runs
      */
     public static Map<String, QuantizedMatrix> quantize(Checkpoint source, LlamaConfig config, GptqConfig gptq,
                                                         Method method, CalibrationData calibration, Backend backend,
-                                                        PrintWriter log, InverseFactorSolver solver) throws IOException {
+                                                        PrintWriter log, GptqDevice device) throws IOException {
         validate(source, config, gptq);
         if (method == Method.RTN) {
             RtnQuantizer rtn = new RtnQuantizer(gptq.bits(), gptq.groupSize(), gptq.sym());
@@ -109,7 +110,7 @@ public final class ModelQuantizer {
         if (calibration == null) {
             throw new IllegalArgumentException("--method gptq needs --calibration FILE (safetensors with input_ids [n, seq])");
         }
-        return LayerwiseGptq.run(new ModelParts(source, config, backend), gptq, calibration, log, null, solver)
+        return LayerwiseGptq.run(new ModelParts(source, config, backend), gptq, calibration, log, null, device)
                 .quantized();
     }
 

@@ -7,10 +7,9 @@ import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.config.GptqConfig.CheckpointFormat;
 import org.qalora.quant.config.LlamaConfig;
-import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.io.HadoopPaths;
 import org.qalora.quant.quantizer.GptqSolve;
-import org.qalora.quant.quantizer.InverseFactorSolver;
+import org.qalora.quant.quantizer.GptqDevice;
 import org.qalora.quant.safetensors.Checkpoint;
 import org.qalora.quant.safetensors.ShardSize;
 import org.qalora.worker.backend.Backend;
@@ -76,7 +75,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "D", description = "where GPTQ's calibration forward passes run: cpu, gpu (GPU 0) or gpu:N, in fp32; default ${DEFAULT-VALUE}")
     String device;
 
-    @Option(names = "--gptq-solve", defaultValue = "auto", paramLabel = GptqSolve.CHOICES, description = "where GPTQ's inverse-Hessian solve (Cholesky, inverse, Cholesky; float64) runs: cpu (blocked, all cores), gpu (cuSOLVER on the --device GPU, else GPU 0) or auto (gpu when --device is a GPU and cuSOLVER is usable on it, else cpu); the factors agree within 1e-9 (relative), not bit for bit (one 7B layer: 2.6x faster on an H100 than on 16 CPU cores); default ${DEFAULT-VALUE}")
+    @Option(names = "--gptq-solve", defaultValue = "auto", paramLabel = GptqSolve.CHOICES, description = "where GPTQ's inverse-Hessian solve (Cholesky, inverse, Cholesky; float64) runs, and with it the column-by-column quantization: cpu (blocked, all cores), gpu (cuSOLVER and the GPTQ column kernels on the --device GPU, else GPU 0) or auto (gpu when --device is a GPU and both are usable on it, else cpu); the factors agree within 1e-9 (relative), not bit for bit (the column stages give the same bits on either) (one 7B layer: 2.6x faster on an H100 than on 16 CPU cores); default ${DEFAULT-VALUE}")
     String gptqSolve;
 
     @Option(names = "--max-shard-size", defaultValue = ShardSize.DEFAULT, paramLabel = "SIZE", description = "largest weights file, as HF spells it (5GB, 500MB, 2GiB, or bytes); more is written as model-0000k-of-0000n.safetensors + model.safetensors.index.json; default ${DEFAULT-VALUE}")
@@ -143,14 +142,15 @@ public final class QuantizeCommand implements Callable<Integer> {
                 QuantizeLayout plan = QuantizeLayout.plan(source, gptq, maxShardBytes);
                 paths.writeDirectoryAtomically(target, tmp -> ShardedWrite.writeAll(plan, tmp, paths, threads));
             } else {
-                // Resolved once, before the first layer: every projection's factor comes from the same solver.
+                // Resolved once, before the first layer: every projection's factor comes from the same solver (and
+                // its column stage runs on the same device; the CPU and GPU column stages give the same bits).
                 int gpu = Math.max(0, Backends.gpuOrdinal(dev));
                 GptqSolve solve = GptqSolve.resolve(gptqSolve,
-                        !dev.equals("cpu") && CudaGptqSolve.unusableReason(gpu) == null, "--gptq-solve");
-                InverseFactorSolver solver = solve.solver(gpu);
-                log.printf("gptq: inverse-Hessian solve on %s%n", solver);
+                        !dev.equals("cpu") && GptqSolve.gpuUnusableReason(gpu) == null, "--gptq-solve");
+                GptqDevice device = solve.device(gpu);
+                log.printf("gptq: inverse-Hessian solve on %s, column stage on %s%n", device.solver(), device.columns());
                 Map<String, QuantizedMatrix> quantized = ModelQuantizer.quantize(source, config, gptq, m, data, backend,
-                        log, solver);
+                        log, device);
                 ModelQuantizer.write(source, config, gptq, quantized, target, maxShardBytes, paths);
             }
         }

@@ -25,6 +25,8 @@ import org.qalora.quant.QuantizedMatrix;
 import org.qalora.quant.config.GptqConfig;
 import org.qalora.quant.cuda.CudaGptqSolve;
 import org.qalora.quant.io.HadoopPaths;
+import org.qalora.quant.quantizer.CpuGptqColumns;
+import org.qalora.quant.quantizer.GptqDevice;
 import org.qalora.quant.quantizer.GptqSolve;
 import org.qalora.quant.quantizer.HessianSum;
 import org.qalora.quant.safetensors.Checkpoint;
@@ -39,7 +41,9 @@ import org.qalora.worker.quantize.CalibrationWork.HiddenFrom;
  * when a task lands on another executor or after an executor loss): the quantized projections equal single-process
  * GPTQ's ({@link LayerwiseGptq}) bit for bit. The Spark version of the same is the tests module's
  * {@code GptqOnClusterTest}. The property holds for each solve device ({@code --gptq-solve}): with the
- * inverse-Hessian factors on the GPU (cuSOLVER) for both paths too; that case is skipped where no GPU is usable.
+ * inverse-Hessian factors and the column stage on the GPU (cuSOLVER, {@code CudaGptqColumns}) for both paths too; that
+ * case is skipped where no GPU is usable. There, too, the whole model's GPTQ with the column stage on the GPU equals
+ * the one with the column stage on the CPU, bit for bit (the same factors).
  */
 class CalibrationWorkTest {
     @TempDir
@@ -49,7 +53,7 @@ class CalibrationWorkTest {
     @EnumSource(GptqSolve.class)
     void taskByTaskGptqEqualsSingleProcessGptqBitForBit(GptqSolve solve) throws IOException {
         if (solve == GptqSolve.GPU) {
-            String why = CudaGptqSolve.unusableReason(0);
+            String why = GptqSolve.gpuUnusableReason(0);
             assumeTrue(why == null, () -> "GPU GPTQ solve unavailable, skipped: " + why);
         }
         int sequences = 11; // three chunks (4, 4, 3): the canonical sum adds three partials
@@ -63,7 +67,7 @@ class CalibrationWorkTest {
             layers = source.config().numHiddenLayers();
             CalibrationData data = CalibrationData.read(calibration.toString(), source.config().vocabSize(), paths);
             single = LayerwiseGptq.run(new ModelParts(source, source.config(), backend), config, data,
-                    new PrintWriter(new StringWriter()), null, solve.solver(0)).quantized();
+                    new PrintWriter(new StringWriter()), null, solve.device(0)).quantized();
         }
 
         CalibrationWork work = new CalibrationWork(dir.resolve("work").toString(), Fixtures.tinyLlama().toString(),
@@ -100,6 +104,40 @@ class CalibrationWorkTest {
             assertArrayEquals(e.getValue().qweight(), d.qweight(), e.getKey() + " codes");
             assertArrayEquals(e.getValue().scales(), d.scales(), e.getKey() + " scales");
             assertArrayEquals(e.getValue().zeros(), d.zeros(), e.getKey() + " zeros");
+        }
+    }
+
+    /**
+     * The whole tiny model's GPTQ (every layer's inputs depend on the quantized layers before it), the factors from
+     * cuSOLVER either way: the GPU column stage gives the CPU column stage's codes, scales and zeros.
+     */
+    @Test
+    void theGpuColumnStageGivesTheCpuColumnStagesModel() throws IOException {
+        String why = GptqSolve.gpuUnusableReason(0);
+        assumeTrue(why == null, () -> "GPU GPTQ unavailable, skipped: " + why);
+        GptqDevice gpu = GptqSolve.GPU.device(0);
+        GptqDevice cpuColumns = new GptqDevice(gpu.solver(), CpuGptqColumns.DEFAULT);
+        for (GptqConfig config : new GptqConfig[] {GptqConfig.of(2, 32), GptqConfig.of(4, 64)}) {
+            Map<String, QuantizedMatrix> onGpu = singleProcess(config, gpu);
+            Map<String, QuantizedMatrix> onCpu = singleProcess(config, cpuColumns);
+            assertEquals(onCpu.keySet(), onGpu.keySet());
+            for (Map.Entry<String, QuantizedMatrix> e : onCpu.entrySet()) {
+                QuantizedMatrix g = onGpu.get(e.getKey());
+                assertArrayEquals(e.getValue().qweight(), g.qweight(), e.getKey() + " codes");
+                assertArrayEquals(e.getValue().scales(), g.scales(), e.getKey() + " scales");
+                assertArrayEquals(e.getValue().zeros(), g.zeros(), e.getKey() + " zeros");
+            }
+        }
+    }
+
+    private Map<String, QuantizedMatrix> singleProcess(GptqConfig config, GptqDevice device) throws IOException {
+        Path calibration = QuantizeCommandTest.calibrationFile(dir, 6, 40, 5);
+        try (Checkpoint source = Checkpoint.open(Fixtures.tinyLlama().toString());
+             CpuBackend backend = new CpuBackend(2)) {
+            CalibrationData data = CalibrationData.read(calibration.toString(), source.config().vocabSize(),
+                    HadoopPaths.defaults());
+            return LayerwiseGptq.run(new ModelParts(source, source.config(), backend), config, data,
+                    new PrintWriter(new StringWriter()), null, device).quantized();
         }
     }
 

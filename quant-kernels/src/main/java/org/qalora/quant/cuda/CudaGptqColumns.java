@@ -40,13 +40,28 @@ public final class CudaGptqColumns implements GptqColumns {
     }
 
     private final int ordinal;
+    private final boolean returnWeights;
 
     /** On GPU {@code ordinal}; nothing is loaded until the first call. */
     public CudaGptqColumns(int ordinal) {
+        this(ordinal, false);
+    }
+
+    private CudaGptqColumns(int ordinal, boolean returnWeights) {
         if (ordinal < 0) {
             throw new IllegalArgumentException("CUDA device ordinals are 0, 1, ...; got " + ordinal);
         }
         this.ordinal = ordinal;
+        this.returnWeights = returnWeights;
+    }
+
+    /**
+     * A column stage that also copies the final global W back into {@code p.w()}, as {@link CpuGptqColumns} leaves it
+     * (for tests: W after every lazy update carries each column's error bit for bit, where codes are too coarse to
+     * show a one-ulp difference; one more copy of {@code 4 out in} bytes, which quantizing does not need).
+     */
+    public static CudaGptqColumns returningWeights(int ordinal) {
+        return new CudaGptqColumns(ordinal, true);
     }
 
     /** Why GPU {@code ordinal} cannot run the column stage (no driver, no device, no PTX in the jar), or null. */
@@ -100,6 +115,9 @@ public final class CudaGptqColumns implements GptqColumns {
                 if (!p.staticGroups()) {
                     cuda.copyToHost(scales.pointer(), p.scales(), 0, p.scales().length);
                     cuda.copyToHost(zeros.pointer(), p.zeros(), 0, p.zeros().length);
+                }
+                if (returnWeights) {
+                    cuda.copyToHost(w.pointer(), p.w(), 0, p.w().length);
                 }
             }
         }

@@ -29,7 +29,8 @@ public interface GptqColumns {
      * @param groupOf      the group of each processing column, {@code [in]}: {@code col / groupSize}, or under
      *                     act-order with static groups {@code perm[col] / groupSize}
      * @param w            W {@code [out, in]} row-major in processing order, dead inputs zeroed; an implementation
-     *                     may overwrite it (the CPU one applies the lazy updates in place)
+     *                     may overwrite it ({@link CpuGptqColumns} applies the lazy updates in place and so leaves
+     *                     the global W after the last block's: every column's error shows in it bit for bit)
      * @param u            the upper Cholesky factor of {@code H^-1} in processing order, {@code [in, in]}; read only
      * @param scales       {@code [in / groupSize, out]}: read when static, written otherwise
      * @param zeros        {@code [in / groupSize, out]}: likewise

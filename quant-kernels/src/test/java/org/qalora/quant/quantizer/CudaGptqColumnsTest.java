@@ -24,7 +24,10 @@ import org.qalora.quant.cuda.CudaGptqSolve;
 /**
  * GPTQ's column stage on the GPU ({@link CudaGptqColumns}) against the CPU's ({@link CpuGptqColumns} on the Vector
  * API kernels, the default): the same codes, scales and zeros, bit for bit (floats compared by their raw bits, so
- * -0.0 and +0.0 differ), given the same inverse-Hessian factor. Covered: bits 2, 3, 4, 8; group sizes 32, 64, 128 and
+ * -0.0 and +0.0 differ), given the same inverse-Hessian factor. Where the column stage is called directly, the final
+ * global W (after every lazy update) is compared too: codes are too coarse to show a one-ulp difference in an error
+ * or an update (an FMA where the CPU rounds the product, emulated on the CPU, changed no code of a [64, 1024] layer
+ * but a quarter of the final W), W shows every one. Covered: bits 2, 3, 4, 8; group sizes 32, 64, 128 and
  * whole rows; groups computed at group starts (the reference's quirk) and static groups, with act-order; symmetric and
  * not; dead inputs; widths that are not multiples of the 128-column block, heights that are not multiples of the
  * 128-row tile or of a warp's 8 rows, groups smaller than a warp and groups that straddle blocks (the column stage
@@ -66,10 +69,10 @@ class CudaGptqColumnsTest {
         GptqColumns.Problem cpuProblem = copy(p);
         int[] cpu = CpuGptqColumns.DEFAULT.quantize(cpuProblem, "w");
         GptqColumns.Problem gpuProblem = copy(p);
-        int[] gpu = new CudaGptqColumns(0).quantize(gpuProblem, "w");
+        int[] gpu = CudaGptqColumns.returningWeights(0).quantize(gpuProblem, "w");
         assertSameResult(cpu, cpuProblem, gpu, gpuProblem, "[" + out + " x " + in + "]");
         GptqColumns.Problem again = copy(p);
-        assertSameResult(gpu, gpuProblem, new CudaGptqColumns(0).quantize(again, "w"), again, "rerun");
+        assertSameResult(gpu, gpuProblem, CudaGptqColumns.returningWeights(0).quantize(again, "w"), again, "rerun");
     }
 
     static Stream<Arguments> grid() {
@@ -104,7 +107,15 @@ class CudaGptqColumnsTest {
         long seed = bits * 1000L + group + mode.length();
         Hessian h = hessian(in, 2 * in, seed, 5, in / 3, in - 1);
         GptqQuantizer cpu = new GptqQuantizer(bits, group, sym, actOrder, !mode.equals("dynamic"), 0.01);
-        compare(cpu, gaussian(out * in, seed, 0.02f), out, in, h, bits + "-bit g" + group + " " + mode);
+        float[] w = gaussian(out * in, seed, 0.02f);
+        String what = bits + "-bit g" + group + " " + mode;
+        compare(cpu, w, out, in, h, what);
+        // The same problem handed to the column stages directly, the final W compared as well.
+        GptqColumns.Problem p = problem(w, out, in, group, bits, sym, !mode.equals("dynamic"), cpu.prepare(h, "w"));
+        GptqColumns.Problem cpuProblem = copy(p);
+        GptqColumns.Problem gpuProblem = copy(p);
+        assertSameResult(CpuGptqColumns.DEFAULT.quantize(cpuProblem, "w"), cpuProblem,
+                CudaGptqColumns.returningWeights(0).quantize(gpuProblem, "w"), gpuProblem, what + ", direct");
     }
 
     /**
@@ -201,6 +212,7 @@ class CudaGptqColumnsTest {
         assertArrayEquals(codesA, codesB, what + ": codes");
         assertArrayEquals(bits(a.scales()), bits(b.scales()), what + ": scales");
         assertArrayEquals(bits(a.zeros()), bits(b.zeros()), what + ": zeros");
+        assertArrayEquals(bits(a.w()), bits(b.w()), what + ": the final W (every lazy update)");
     }
 
     /** The problem {@link GptqQuantizer#quantize} hands its column stage: dead inputs zeroed, permuted, groups. */

@@ -26,8 +26,8 @@ import org.qalora.quant.cuda.CudaGptqSolve;
  * API kernels, the default): the same codes, scales and zeros, bit for bit (floats compared by their raw bits, so
  * -0.0 and +0.0 differ), given the same inverse-Hessian factor. Where the column stage is called directly, the final
  * global W (after every lazy update) is compared too: codes are too coarse to show a one-ulp difference in an error
- * or an update (an FMA where the CPU rounds the product, emulated on the CPU, changed no code of a [64, 1024] layer
- * but a quarter of the final W), W shows every one. Covered: bits 2, 3, 4, 8; group sizes 32, 64, 128 and
+ * or an update (an FMA where the CPU rounds the product, emulated on the CPU, changed no code of a [64, 1024] layer,
+ * and 27% of the final W of a [7, 300] one), W shows every one. Covered: bits 2, 3, 4, 8; group sizes 32, 64, 128 and
  * whole rows; groups computed at group starts (the reference's quirk) and static groups, with act-order; symmetric and
  * not; dead inputs; widths that are not multiples of the 128-column block, heights that are not multiples of the
  * 128-row tile or of a warp's 8 rows, groups smaller than a warp and groups that straddle blocks (the column stage

@@ -12,7 +12,8 @@ that had no class loaded at all, their native libraries. Jars named by --keep-wh
 libraries that pick a path by probing for classes: log4j, netty); with --trim-only, only the jars named there lose
 classes;
 classes under a --keep prefix stay in trimmed jars too (Scala's specialized function classes, which Spark's code
-loads by the types a call meets: the executor's heartbeat during a running task needs one no short run loaded);
+loads by the types a call meets, and guava's cache, whose removal classes load only when an entry is replaced or
+evicted: paths a short recorded run may never take);
 entries under a --drop prefix are left out (locale data no code path of the pack reads).
 With --stored the entries are written uncompressed, for a pack that is xz-compressed as a whole (xz compresses across
 classes, which deflate per entry cannot); otherwise they are deflated.

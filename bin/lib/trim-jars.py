@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Trims dependency jars to what a recorded run loaded, for packs copied to GPU hosts (bin/gpu-pack).
 
-usage: trim-jars.py CLASS_LOG OUT_DIR [--stored] [--trim-only JAR_PREFIX ...] [--keep-whole JAR_PREFIX ...] [--drop ENTRY_PREFIX ...] JAR...
+usage: trim-jars.py CLASS_LOG OUT_DIR [--stored] [--trim-only JAR_PREFIX ...] [--keep-whole JAR_PREFIX ...]
+                   [--keep ENTRY_PREFIX ...] [--drop ENTRY_PREFIX ...] JAR...
 
 CLASS_LOG is a `-Xlog:class+load` (or -verbose:class) log of a run that exercised the code paths the pack needs.
 Jars of at least TRIM_FROM_BYTES keep only the classes that run loaded (with their nested classes, which load lazily on other paths) and its
@@ -10,6 +11,9 @@ other paths when one is missing, so trimming them is not worth the risk). Every 
 that had no class loaded at all, their native libraries. Jars named by --keep-whole keep every class (ours, and
 libraries that pick a path by probing for classes: log4j, netty); with --trim-only, only the jars named there lose
 classes;
+classes under a --keep prefix stay in trimmed jars too (Scala's specialized function classes, which Spark's code
+loads by the types a call meets, and guava's cache, whose removal classes load only when an entry is replaced or
+evicted: paths a short recorded run may never take);
 entries under a --drop prefix are left out (locale data no code path of the pack reads).
 With --stored the entries are written uncompressed, for a pack that is xz-compressed as a whole (xz compresses across
 classes, which deflate per entry cannot); otherwise they are deflated.
@@ -39,7 +43,7 @@ def keep_native(name, any_class_loaded):
     return any_class_loaded and not OTHER_PLATFORM.search(name)
 
 
-def trim(jar, out_dir, keep, drop, trim_classes, stored):
+def trim(jar, out_dir, keep, keep_prefixes, drop, trim_classes, stored):
     dst = os.path.join(out_dir, os.path.basename(jar))
     kept = 0
     method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
@@ -50,7 +54,7 @@ def trim(jar, out_dir, keep, drop, trim_classes, stored):
                 continue
             if n.endswith(".class") and trim_classes:
                 outer = re.sub(r"\$.*\.class$", ".class", n)
-                if n not in keep and outer not in keep:
+                if n not in keep and outer not in keep and not any(n.startswith(k) for k in keep_prefixes):
                     continue
                 kept += 1
             elif NATIVE.search(n) and not keep_native(n, bool(keep)):
@@ -63,7 +67,7 @@ def trim(jar, out_dir, keep, drop, trim_classes, stored):
 
 def main(argv):
     log, out_dir, rest = argv[0], argv[1], argv[2:]
-    lists = {"--keep-whole": [], "--drop": [], "--trim-only": []}
+    lists = {"--keep-whole": [], "--keep": [], "--drop": [], "--trim-only": []}
     stored = False
     if rest and rest[0] == "--stored":
         stored, rest = True, rest[1:]
@@ -80,7 +84,7 @@ def main(argv):
             whole_classes = not any(name.startswith(p) for p in only)
         else:
             whole_classes = any(name.startswith(p) for p in whole) or os.path.getsize(jar) < TRIM_FROM_BYTES
-        trim(jar, out_dir, keep, drop, not whole_classes, stored)
+        trim(jar, out_dir, keep, lists["--keep"], drop, not whole_classes, stored)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ import org.qalora.quant.kernels.KernelPool;
  * plus decoding to floats; the whole {@link UpdateAverager#averageKeys} (read, check, sum, round, the measures);
  * encoding its part file with SHA-256 to nowhere; {@link AdapterStateFile#write} (encode, SHA-256, write, hsync,
  * rename): those two phases one after the other are what the task did before 2026-12-06 20:00 UTC; then the whole
- * {@link AveragingTask}, which writes while it averages. Arguments: {@code dir [slots] [parts] [repeats]}.
+ * {@link AveragingTask}, which writes while it averages. Arguments: {@code dir [slots] [parts] [repeats] [layers]
+ * [rank] [group]} (the shape defaults to LLaMA-7B's 32 layers, r 64, g 32; a small one lets bin/gpu-pack-spark
+ * record and check the classes this profile loads in seconds).
  */
 public final class AveragingTaskProfile {
     private AveragingTaskProfile() {}
@@ -30,17 +32,20 @@ public final class AveragingTaskProfile {
         int slots = args.length > 1 ? Integer.parseInt(args[1]) : 2;
         int parts = args.length > 2 ? Integer.parseInt(args[2]) : 2;
         int repeats = args.length > 3 ? Integer.parseInt(args[3]) : 3;
+        int layers = args.length > 4 ? Integer.parseInt(args[4]) : 32;
+        int rank = args.length > 5 ? Integer.parseInt(args[5]) : 64;
+        int group = args.length > 6 ? Integer.parseInt(args[6]) : 32;
         Storage storage = new Storage(new Configuration());
         storage.delete(dir);
         CheckpointStore store = new CheckpointStore(storage, dir, line -> {});
-        CheckpointStore.Committed start = store.commit(0, RoundTrafficBench.state(32, 64, 32, -1, 0), "plan", "config",
-                null);
+        CheckpointStore.Committed start = store.commit(0, RoundTrafficBench.state(layers, rank, group, -1, 0), "plan",
+                "config", null);
         Path updates = store.updatesDir(1);
         storage.mkdirs(updates);
         SegmentDigests[] digests = new SegmentDigests[slots];
         for (int s = 0; s < slots; s++) {
             digests[s] = AdapterStateFile.writeUpdate(storage, new Path(updates, CheckpointStore.updateFileName(s)),
-                    "_tmp-slot-" + s, RoundTrafficBench.state(32, 64, 32, s, 16), Map.of("target_tokens",
+                    "_tmp-slot-" + s, RoundTrafficBench.state(layers, rank, group, s, 16), Map.of("target_tokens",
                             Long.toString(60_000 + 1_000L * s)));
         }
         Map<String, long[]> layout = AdapterStateFile.layout(storage, start.stateFiles());

@@ -9,7 +9,8 @@
 //   word row) and the scale and zero loads are float4;
 // - the input is cut into splits of KB chunks of 32 (KB fixed by the caller, a function of I only): the grid is
 //   (column tiles of 128, splits), blocks of 8 warps, so every shape gives several blocks per SM;
-// - a warp takes the split's chunks warp, warp + 8, ... two at a time, both chunks' loads issued before any math;
+// - a warp takes the split's chunks warp, warp + 8, ... through two register buffers, each refilled as soon as its
+//   math is done, so the next chunk's loads are in flight while the warp computes;
 // - codes become floats by OR-ing them into the mantissa of 2^23 and subtracting 2^23 (exact, full-rate FP32
 //   instead of the quarter-rate integer-to-float conversion).
 // Determinism: a column's sum is the chunks' terms in a fixed order (a thread's chunks in order, then warps 0..7,
@@ -26,6 +27,10 @@
 #define SK_WARPS 8
 #define SK_THREADS (SK_WARPS * 32)
 #define SK_COLS 128  // a tile: 32 lanes x 4 adjacent columns
+// Blocks an SM must hold at once: 3 (24 warps, at most 85 registers a thread) for the one-weight kernels up to 4 bits,
+// which fit that without spilling; the 8-bit ones and the two-weight SwiGLU kernel need more registers and get 2.
+#define SK_MIN_BLOCKS(BITS) ((BITS) <= 4 ? 3 : 1)
+#define SK_BOUNDS(BITS) __launch_bounds__(SK_THREADS, SK_MIN_BLOCKS(BITS))
 
 template <int BITS>
 struct SkChunk {
@@ -47,22 +52,24 @@ __device__ __forceinline__ void sk_load(SkChunk<BITS>& ch, const uint32_t* __res
     ch.z = __ldg(reinterpret_cast<const float4*>(ze + k));
 }
 
-// The 32 inputs of chunk c as floats (bf16 is the top half of a float), and their sum in index order.
-__device__ __forceinline__ float sk_load_x(const __nv_bfloat16* __restrict__ x, int c, float (&xv)[32]) {
+// Input j of a chunk as a float (bf16 is the top half of a float).
+__device__ __forceinline__ float sk_x(const uint32_t (&xp)[16], int j) {
+    return __uint_as_float((j & 1) ? xp[j >> 1] & 0xffff0000u : xp[j >> 1] << 16);
+}
+
+// The 32 inputs of chunk c as 16 bf16 pairs (the lower address in the low half), and their sum in index order.
+// Kept packed (16 registers, not 32) so that three blocks fit an SM.
+__device__ __forceinline__ float sk_load_x(const __nv_bfloat16* __restrict__ x, int c, uint32_t (&xp)[16]) {
     const uint4* p = reinterpret_cast<const uint4*>(x + (size_t)c * 32);
 #pragma unroll
     for (int k = 0; k < 4; k++) {
         uint4 u = __ldg(p + k);
-        uint32_t h[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            xv[8 * k + 2 * e] = __uint_as_float(h[e] << 16);           // the lower address is the low half
-            xv[8 * k + 2 * e + 1] = __uint_as_float(h[e] & 0xffff0000u);
-        }
+        for (int e = 0; e < 4; e++) xp[4 * k + e] = sk_lane(u, e);
     }
     float sum = 0.f;
 #pragma unroll
-    for (int j = 0; j < 32; j++) sum += xv[j];
+    for (int j = 0; j < 32; j++) sum += sk_x(xp, j);
     return sum;
 }
 
@@ -76,43 +83,60 @@ __device__ __forceinline__ float sk_code(const uint32_t (&w)[BITS], int j) {
     return __uint_as_float(v | 0x4B000000u) - 8388608.f;
 }
 
-// acc[v] += s * (sum_j x_j q_j - z * sum_j x_j) for the thread's 4 columns (a chunk lies inside one group).
+// acc[v] += s * (sum_j x_j q_j - z * sum_j x_j) for the thread's 4 columns (a chunk lies inside one group). Each
+// column's dot product runs over j in order; j is the outer loop so that each input is unpacked once for 4 columns.
 template <int BITS>
-__device__ __forceinline__ void sk_accumulate(const SkChunk<BITS>& ch, const float (&xv)[32], float xsum,
+__device__ __forceinline__ void sk_accumulate(const SkChunk<BITS>& ch, const uint32_t (&xp)[16], float xsum,
                                               float (&acc)[4]) {
+    uint32_t w[4][BITS];
 #pragma unroll
     for (int v = 0; v < 4; v++) {
-        uint32_t w[BITS];
 #pragma unroll
-        for (int b = 0; b < BITS; b++) w[b] = sk_lane(ch.w[b], v);
-        float dot = 0.f;
-#pragma unroll
-        for (int j = 0; j < 32; j++) dot = fmaf(xv[j], sk_code<BITS>(w, j), dot);
-        acc[v] = fmaf(sk_lane(ch.s, v), dot - sk_lane(ch.z, v) * xsum, acc[v]);
+        for (int b = 0; b < BITS; b++) w[v][b] = sk_lane(ch.w[b], v);
     }
+    float dot[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 32; j++) {
+        const float xj = sk_x(xp, j);
+#pragma unroll
+        for (int v = 0; v < 4; v++) dot[v] = fmaf(xj, sk_code<BITS>(w[v], j), dot[v]);
+    }
+#pragma unroll
+    for (int v = 0; v < 4; v++) acc[v] = fmaf(sk_lane(ch.s, v), dot[v] - sk_lane(ch.z, v) * xsum, acc[v]);
 }
 
-// The warp's chunks of [c0, c1) of one weight, two at a time (both loads in flight before the math).
+// The warp's chunks of [c0, c1) of one weight (c0 + warp, then every SK_WARPS-th), in order, through two register
+// buffers: a buffer's next chunk is requested as soon as its math is done, so while the warp computes one chunk the
+// next one's loads are in flight (with KB > 2 * SK_WARPS chunks a split; at 16 both chunks load before any math).
 template <int BITS>
 __device__ __forceinline__ void sk_warp_sum(const uint32_t* q, const float* sc, const float* ze, int O, int groupSize,
                                             const __nv_bfloat16* x, int o, int c0, int c1, float (&acc)[4]) {
-    for (int c = c0 + (int)(threadIdx.x >> 5); c < c1; c += 2 * SK_WARPS) {
-        const bool second = c + SK_WARPS < c1;
-        SkChunk<BITS> a, b;
-        sk_load<BITS>(a, q, sc, ze, O, groupSize, c, o);
-        if (second) sk_load<BITS>(b, q, sc, ze, O, groupSize, c + SK_WARPS, o);
-        pdl_wait_previous();
-        float xv[32];
+    int c = c0 + (int)(threadIdx.x >> 5);
+    if (c >= c1) return;
+    SkChunk<BITS> a, b;
+    bool more = c + SK_WARPS < c1;  // whether buffer b holds a chunk
+    sk_load<BITS>(a, q, sc, ze, O, groupSize, c, o);
+    if (more) sk_load<BITS>(b, q, sc, ze, O, groupSize, c + SK_WARPS, o);
+    pdl_wait_previous();
+    uint32_t xv[16];
+    for (;;) {
         float xs = sk_load_x(x, c, xv);
         sk_accumulate<BITS>(a, xv, xs, acc);
-        if (second) {
-            xs = sk_load_x(x, c + SK_WARPS, xv);
-            sk_accumulate<BITS>(b, xv, xs, acc);
-        }
+        const bool nextA = c + 2 * SK_WARPS < c1;
+        if (nextA) sk_load<BITS>(a, q, sc, ze, O, groupSize, c + 2 * SK_WARPS, o);
+        if (!more) return;
+        xs = sk_load_x(x, c + SK_WARPS, xv);
+        sk_accumulate<BITS>(b, xv, xs, acc);
+        more = c + 3 * SK_WARPS < c1;
+        if (more) sk_load<BITS>(b, q, sc, ze, O, groupSize, c + 3 * SK_WARPS, o);
+        if (!nextA) return;
+        c += 2 * SK_WARPS;
     }
 }
 
-// The same over two weights of one input (gate and up): one chunk of each in flight.
+// The same over two weights of one input (gate and up): a chunk of each in flight, both loaded before any math. Not
+// double-buffered like the one-weight sum: that needs 120 registers a thread here, which leaves 2 blocks an SM where
+// this takes 3, and measured slower on an H100 (docs/PERFORMANCE.md, "Batch-1 decode on the GPU").
 template <int BITS>
 __device__ __forceinline__ void sk_warp_sum2(const uint32_t* qa, const float* sa, const float* za, const uint32_t* qb,
                                              const float* sb, const float* zb, int O, int groupSize,
@@ -123,8 +147,8 @@ __device__ __forceinline__ void sk_warp_sum2(const uint32_t* qa, const float* sa
         sk_load<BITS>(a, qa, sa, za, O, groupSize, c, o);
         sk_load<BITS>(b, qb, sb, zb, O, groupSize, c, o);
         pdl_wait_previous();
-        float xv[32];
-        float xs = sk_load_x(x, c, xv);
+        uint32_t xv[16];
+        const float xs = sk_load_x(x, c, xv);
         sk_accumulate<BITS>(a, xv, xs, accA);
         sk_accumulate<BITS>(b, xv, xs, accB);
     }
@@ -337,46 +361,46 @@ __device__ __forceinline__ void sk_gemv_swiglu(const uint32_t* qg, const float* 
 
 extern "C" {
 
-#define SPLITK_GEMV(BITS)                                                                                       \
-    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_bf16_b##BITS(                                         \
-            const uint32_t* q0, const float* s0, const float* z0, int O0, __nv_bfloat16* y0,                    \
-            const uint32_t* q1, const float* s1, const float* z1, int O1, __nv_bfloat16* y1,                    \
-            const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                    \
-            int I, int groupSize, const __nv_bfloat16* x, int kb, float* ws, unsigned* counters) {              \
-        sk_gemv3<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x, kb, ws,     \
-                       counters, nullptr);                                                                      \
-    }                                                                                                           \
-    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_rope_bf16_b##BITS(                                    \
-            const uint32_t* q0, const float* s0, const float* z0, int O0, __nv_bfloat16* y0,                    \
-            const uint32_t* q1, const float* s1, const float* z1, int O1, __nv_bfloat16* y1,                    \
-            const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                    \
-            int I, int groupSize, const __nv_bfloat16* x, int kb, float* ws, unsigned* counters,                \
-            const float* cos, const float* sin, void* kCache, void* vCache, int cacheBf, const int* info,       \
-            int capacity, int d) {                                                                              \
-        const SkRope rope = {cos, sin, kCache, vCache, cacheBf, info, capacity, d};                             \
-        sk_gemv3<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x, kb, ws,     \
-                       counters, &rope);                                                                        \
-    }                                                                                                           \
-    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_residual_bf16_b##BITS(                                \
-            const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                     \
-            const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf, int kb,         \
-            float* ws, unsigned* counters) {                                                                    \
-        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters,    \
-                               nullptr, 0.f, nullptr, 0, nullptr, nullptr);                                     \
-    }                                                                                                           \
-    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_residual_norm_bf16_b##BITS(                           \
-            const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                     \
-            const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf, int kb,         \
-            float* ws, unsigned* counters, const float* nw, float eps, void* normed, int nBf, float* rstd,      \
-            unsigned* rowCounter) {                                                                             \
-        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters,    \
-                               nw, eps, normed, nBf, rstd, rowCounter);                                         \
-    }                                                                                                           \
-    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_swiglu_bf16_b##BITS(                                  \
-            const uint32_t* qg, const float* sg, const float* zg, const uint32_t* qu, const float* su,          \
-            const float* zu, int O, int I, int groupSize, const __nv_bfloat16* x, __nv_bfloat16* out, int kb,   \
-            float* ws, unsigned* counters) {                                                                    \
-        sk_gemv_swiglu<BITS>(qg, sg, zg, qu, su, zu, O, I, groupSize, x, out, kb, ws, counters);               \
+#define SPLITK_GEMV(BITS)                                                                                           \
+    __global__ void SK_BOUNDS(BITS) sk_gemv_bf16_b##BITS(                                                           \
+            const uint32_t* q0, const float* s0, const float* z0, int O0, __nv_bfloat16* y0,                        \
+            const uint32_t* q1, const float* s1, const float* z1, int O1, __nv_bfloat16* y1,                        \
+            const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                        \
+            int I, int groupSize, const __nv_bfloat16* x, int kb, float* ws, unsigned* counters) {                  \
+        sk_gemv3<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x, kb, ws,         \
+                       counters, nullptr);                                                                          \
+    }                                                                                                               \
+    __global__ void SK_BOUNDS(BITS) sk_gemv_rope_bf16_b##BITS(                                                      \
+            const uint32_t* q0, const float* s0, const float* z0, int O0, __nv_bfloat16* y0,                        \
+            const uint32_t* q1, const float* s1, const float* z1, int O1, __nv_bfloat16* y1,                        \
+            const uint32_t* q2, const float* s2, const float* z2, int O2, __nv_bfloat16* y2,                        \
+            int I, int groupSize, const __nv_bfloat16* x, int kb, float* ws, unsigned* counters,                    \
+            const float* cos, const float* sin, void* kCache, void* vCache, int cacheBf, const int* info,           \
+            int capacity, int d) {                                                                                  \
+        const SkRope rope = {cos, sin, kCache, vCache, cacheBf, info, capacity, d};                                 \
+        sk_gemv3<BITS>(q0, s0, z0, O0, y0, q1, s1, z1, O1, y1, q2, s2, z2, O2, y2, I, groupSize, x, kb, ws,         \
+                       counters, &rope);                                                                            \
+    }                                                                                                               \
+    __global__ void SK_BOUNDS(BITS) sk_gemv_residual_bf16_b##BITS(                                                  \
+            const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                         \
+            const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf, int kb,             \
+            float* ws, unsigned* counters) {                                                                        \
+        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters,         \
+                               nullptr, 0.f, nullptr, 0, nullptr, nullptr);                                         \
+    }                                                                                                               \
+    __global__ void SK_BOUNDS(BITS) sk_gemv_residual_norm_bf16_b##BITS(                                             \
+            const uint32_t* q, const float* s, const float* z, int O, int I, int groupSize,                         \
+            const __nv_bfloat16* x, int pBf, const void* residual, int rBf, void* out, int oBf, int kb,             \
+            float* ws, unsigned* counters, const float* nw, float eps, void* normed, int nBf, float* rstd,          \
+            unsigned* rowCounter) {                                                                                 \
+        sk_gemv_residual<BITS>(q, s, z, O, I, groupSize, x, pBf, residual, rBf, out, oBf, kb, ws, counters,         \
+                               nw, eps, normed, nBf, rstd, rowCounter);                                             \
+    }                                                                                                               \
+    __global__ void __launch_bounds__(SK_THREADS) sk_gemv_swiglu_bf16_b##BITS(                                      \
+            const uint32_t* qg, const float* sg, const float* zg, const uint32_t* qu, const float* su,              \
+            const float* zu, int O, int I, int groupSize, const __nv_bfloat16* x, __nv_bfloat16* out, int kb,       \
+            float* ws, unsigned* counters) {                                                                        \
+        sk_gemv_swiglu<BITS>(qg, sg, zg, qu, su, zu, O, I, groupSize, x, out, kb, ws, counters);                    \
     }
 SPLITK_GEMV(2)
 SPLITK_GEMV(3)

@@ -533,9 +533,12 @@ __global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, 
     // a thread per key reading a whole row alone made this the slowest kernel of a decode step.
     float mx = -INFINITY;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    // Unrolled so that a warp has several keys' loads in flight (each key's sum keeps its order).
+#pragma unroll 4
     for (int j = threadIdx.x >> 5; j < keys; j += warps) {
         size_t ko = base + (size_t)j * kw;
         float dot = 0.f;
+#pragma unroll 4
         for (int c = lane; c < d; c += 32) dot += ld(q, qBf, qo + c) * ld(k, kvBf, ko + c);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
@@ -558,6 +561,9 @@ __global__ void __launch_bounds__(256) cached_attention(const void* q, int qBf, 
         if (g < groups) {
             const int per = (keys + groups - 1) / groups, j0 = g * per, j1 = min(keys, j0 + per);
             float acc = 0.f;
+            // 8 keys' loads in flight at a time (the sum's order is unchanged): a decode step's attention is a few
+            // dozen blocks, so each serial round trip to L2 here is time the whole GPU waits.
+#pragma unroll 8
             for (int j = j0; j < j1; j++) acc += scores[j] * ld(v, kvBf, base + (size_t)j * kw + c);
             fred[threadIdx.x] = acc;
         }

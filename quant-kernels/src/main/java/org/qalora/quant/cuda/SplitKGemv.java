@@ -23,10 +23,12 @@ final class SplitKGemv {
     private static final int COUNTERS = 32 << 10;
     /**
      * Chunks of 32 inputs per split (at least; more when the input would need over {@value #MAX_SPLITS} splits):
-     * {@code -Dqalora.cuda.gemvSplitChunks} to compare; 16 measured best on an H100 (docs/PERFORMANCE.md, "Batch-1
-     * decode on the GPU").
+     * {@code -Dqalora.cuda.gemvSplitChunks} to compare. 32 measured best on an H100 with the double-buffered warp loop
+     * (each warp then runs four chunks through its two buffers; at 16 it has two, and the buffers only cost registers):
+     * 3.73-3.77 ms/token against 3.86-3.91 at 16, 3.92 at 24 and 4.00 at 48 (docs/PERFORMANCE.md, "Batch-1 decode on
+     * the GPU").
      */
-    static final int SPLIT_CHUNKS = Integer.getInteger("qalora.cuda.gemvSplitChunks", 16);
+    static final int SPLIT_CHUNKS = Integer.getInteger("qalora.cuda.gemvSplitChunks", 32);
     /**
      * Whether {@link QuantKernelModule} routes the bf16 GEMVs here: on by default, {@code
      * -Dqalora.cuda.splitKGemv=false} goes back to the slice GEMV. Measured on an H100 (docs/PERFORMANCE.md, "Batch-1

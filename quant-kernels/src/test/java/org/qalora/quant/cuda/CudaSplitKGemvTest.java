@@ -81,7 +81,7 @@ class CudaSplitKGemvTest {
     void fusedLaunchesWriteTheSingleLaunchBitsAndRelaunchesRepeatThem() {
         requireGpu();
         Random random = new Random(12);
-        for (int in : new int[] {256, 1056, 11008}) {  // 1, 3 and 22 splits
+        for (int in : new int[] {256, 1056, 11008}) {  // 1, 2 and 11 splits at 32 chunks a split (1, 3, 22 at 16)
             int o = 516;
             CudaPreparedWeight a = prepared(CudaParity.randomMatrix(random, o, in, 4, 32));
             CudaPreparedWeight b = prepared(CudaParity.randomMatrix(random, 8, in, 4, 32));

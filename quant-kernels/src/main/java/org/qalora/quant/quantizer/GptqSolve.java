@@ -53,11 +53,7 @@ public enum GptqSolve {
         if (this == CPU) {
             return InverseFactorSolver.CPU;
         }
-        String why = CudaGptqSolve.unusableReason(gpuOrdinal);
-        if (why != null) {
-            throw new IllegalStateException("the GPTQ solve was set to gpu but GPU " + gpuOrdinal + " cannot run it: "
-                    + why + "; use --gptq-solve cpu (every solve of a run must use the same kind of device)");
-        }
+        requireUsable(gpuOrdinal, "it", CudaGptqSolve.unusableReason(gpuOrdinal));
         return new CudaGptqSolve(gpuOrdinal);
     }
 
@@ -69,12 +65,17 @@ public enum GptqSolve {
         if (this == CPU) {
             return CpuGptqColumns.DEFAULT;
         }
-        String why = CudaGptqColumns.unusableReason(gpuOrdinal);
-        if (why != null) {
-            throw new IllegalStateException("the GPTQ solve was set to gpu but GPU " + gpuOrdinal + " cannot run its"
-                    + " column stage: " + why + "; use --gptq-solve cpu");
-        }
+        requireUsable(gpuOrdinal, "its column stage", CudaGptqColumns.unusableReason(gpuOrdinal));
         return new CudaGptqColumns(gpuOrdinal);
+    }
+
+    /** A GPU chosen for a GPTQ stage that it cannot run ({@code why} non-null) fails with the reason. */
+    private static void requireUsable(int gpuOrdinal, String stage, String why) {
+        if (why != null) {
+            throw new IllegalStateException("the GPTQ solve was set to gpu but GPU " + gpuOrdinal + " cannot run "
+                    + stage + ": " + why + "; use --gptq-solve cpu (every GPTQ stage of a run must use the same kind"
+                    + " of device)");
+        }
     }
 
     /** Both stages on this machine ({@link #solver} and {@link #columns}), checked before any work. */

@@ -101,6 +101,21 @@ public final class Storage {
     }
 
     /**
+     * Creates the new file {@code p} (refusing to overwrite one), with {@code replication} copies where it is above 0
+     * and below the file system's default replication for {@code p}, else with the default: a transient file may ask
+     * for fewer copies, never for more than the cluster keeps of anything. Local file systems ignore replication.
+     */
+    public FSDataOutputStream createNew(Path p, int replication) throws IOException {
+        FileSystem fs = fs(p);
+        short standard = fs.getDefaultReplication(p);
+        if (replication <= 0 || replication >= standard) {
+            return fs.create(p, false);
+        }
+        return fs.create(p, false, conf().getInt("io.file.buffer.size", 4096), (short) replication,
+                fs.getDefaultBlockSize(p));
+    }
+
+    /**
      * Writes {@code bytes} to {@code target} atomically: a temporary sibling, synced, then a rename that replaces
      * (unlike {@link HadoopPaths#writeAtomically}, which on HDFS deletes the old file before renaming, so a reader
      * of a manifest could briefly find none).

@@ -87,6 +87,9 @@ import org.qalora.worker.train.Schedule;
  *                         no bit of the result, and a resumed run may use another count
  * @param averagingTaskCpus CPUs per averaging task ({@link org.qalora.driver.rounds.AveragingStageResources}); 0: as
  *                         a training task. Not in the config hash: it decides where tasks run, not what they compute
+ * @param updateReplication copies of each slot's update file (transient: read once by the averaging, deleted by the
+ *                         next commit); at most the file system's default; 0: the default. Not in the config hash: it
+ *                         changes no bit of the result
  */
 public record TrainJob(String model, List<String> data, List<String> evalData, int evalEvery, String tokenizer, String output, int rounds,
                        int stepsPerRound, int slots, int batchSize, int groupByLength, int microBatchTokens, String master, long seed, String method, int bits, int groupSize, int rank, double alpha, Double lr,
@@ -95,7 +98,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                        boolean skipBadRecords, int sourceMaxLen, int targetMaxLen,
                        String maxShardSize, String warmStart, int keepVersions, String quantize,
                        String calibration, int calibrationSamples, int calibrationTokens, String gptqSolve, int averagingParts,
-                       int averagingTaskCpus) {
+                       int averagingTaskCpus, int updateReplication) {
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -188,6 +191,9 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
         if (averagingTaskCpus < 0) {
             problems.add("--averaging-task-cpus must be >= 0 (0: as many as a training task takes), got "
                     + averagingTaskCpus);
+        }
+        if (updateReplication < 0) {
+            problems.add("--update-replication must be >= 0 (0: the file system's default), got " + updateReplication);
         }
         if (calibration != null && quantize.equals("rtn")) {
             problems.add("--calibration is only used by --quantize gptq (rtn needs no data)");
@@ -294,7 +300,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 targetMaxLen, maxShardSize, warmStart == null || warmStart.equals(WARM_START_LATEST) ? warmStart
                         : normalise.apply(warmStart), keepVersions, quantize,
                 calibration == null ? null : normalise.apply(calibration), calibrationSamples, calibrationTokens,
-                gptqSolve, averagingParts, averagingTaskCpus);
+                gptqSolve, averagingParts, averagingTaskCpus, updateReplication);
     }
 
     /** {@code --warm-start LATEST}: the version the output's own LATEST names. */
@@ -306,7 +312,7 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr, pooling,
                 dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps, skipBadRecords,
                 sourceMaxLen, targetMaxLen, maxShardSize, resolved, keepVersions, quantize, calibration,
-                calibrationSamples, calibrationTokens, gptqSolve, averagingParts, averagingTaskCpus);
+                calibrationSamples, calibrationTokens, gptqSolve, averagingParts, averagingTaskCpus, updateReplication);
     }
 
     /** The same job reading {@code data} (the expanded globs of --data) and {@code evalData}. */
@@ -315,7 +321,8 @@ public record TrainJob(String model, List<String> data, List<String> evalData, i
                 batchSize, groupByLength, microBatchTokens, master, seed, method, bits, groupSize, rank, alpha, lr,
                 pooling, dropout, template, keepRounds, device, precision, recompute, lrSchedule, warmupSteps,
                 skipBadRecords, sourceMaxLen, targetMaxLen, maxShardSize, warmStart, keepVersions, quantize,
-                calibration, calibrationSamples, calibrationTokens, gptqSolve, averagingParts, averagingTaskCpus);
+                calibration, calibrationSamples, calibrationTokens, gptqSolve, averagingParts, averagingTaskCpus,
+                updateReplication);
     }
 
     /** QA-LoRA quantizes a float base with GPTQ (else RTN). */

@@ -199,7 +199,7 @@ public final class TrainPipeline {
             CheckpointStore store = new CheckpointStore(storage, run.checkpoints(), progress, hold);
             RoundSettings rounds = new RoundSettings(job.rounds(), job.stepsPerRound(), job.slots(), job.seed(),
                     job.configHash(), job.keepRounds(), job.roundsBetweenEvals(), job.averagingParts(),
-                    job.averagingTaskCpus());
+                    job.averagingTaskCpus(), job.updateReplication());
             TrainingRounds.Result result = new TrainingRounds(jsc, storage, store, factory, rounds, faults, progress).run();
 
             MergeJob merge = new MergeJob(new ShardJob(jsc, storage, faults, threads, progress), job.device(), progress);

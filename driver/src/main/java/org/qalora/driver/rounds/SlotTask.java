@@ -33,16 +33,21 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
     private final String updatesDir;
     private final FaultPlan faults;
     private final int rerun;
+    private final int updateReplication;
 
-    /** {@code rerun}: 0 for the round's first job, n for the driver's n-th re-run of slots whose update failed verification. */
+    /**
+     * {@code rerun}: 0 for the round's first job, n for the driver's n-th re-run of slots whose update failed
+     * verification; {@code updateReplication}: copies of the update file ({@link RoundSettings#updateReplication}).
+     */
     public SlotTask(SlotTrainerFactory factory, ShippedHadoopConf hadoopConf, StateRef start, String updatesDir,
-                    FaultPlan faults, int rerun) {
+                    FaultPlan faults, int rerun, int updateReplication) {
         this.factory = factory;
         this.hadoopConf = hadoopConf;
         this.start = start;
         this.updatesDir = updatesDir;
         this.faults = faults;
         this.rerun = rerun;
+        this.updateReplication = updateReplication;
     }
 
     @Override
@@ -73,7 +78,8 @@ public final class SlotTask implements FlatMapFunction<Iterator<SlotAssignment>,
             SegmentDigests digests = AdapterStateFile.writeUpdate(storage, target, tempName, outcome.state(), Map.of(
                     "round", Integer.toString(a.round()), "slot", Integer.toString(a.slot()),
                     "target_tokens", Long.toString(outcome.targetTokens()),
-                    "loss_sum", Double.toString(outcome.lossSum()), "steps", Integer.toString(outcome.steps())));
+                    "loss_sum", Double.toString(outcome.lossSum()), "steps", Integer.toString(outcome.steps())),
+                    updateReplication);
             faults.maybeCorrupt(a.round(), a.slot(), rerun, storage, target);
             out.add(new SlotMetrics(a.slot(), attempt, executorId(), device, outcome.targetTokens(), outcome.lossSum(),
                     (t2 - t1) / 1_000_000, digests));

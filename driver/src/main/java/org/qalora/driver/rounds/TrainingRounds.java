@@ -205,7 +205,7 @@ public final class TrainingRounds {
                     start.manifest().globalStep(), SlotAssignment.deriveSeed(settings.seed(), round, s)));
         }
         SlotTask task = new SlotTask(factory, new ShippedHadoopConf(storage.conf()), StateRef.of(start),
-                updates.toString(), faults, rerun);
+                updates.toString(), faults, rerun, settings.updateReplication());
         String description = String.format("qalora round %d/%d: %d slots x %d steps from global step %d", round,
                 settings.rounds(), settings.slots(), settings.stepsPerRound(), start.manifest().globalStep());
         if (rerun > 0) {

@@ -68,7 +68,7 @@ public final class AdapterStateFile {
      */
     static String write(Storage storage, Path target, String tempName, Body body) {
         MessageDigest md = Storage.sha256();
-        boolean fresh = write(storage, target, tempName, raw -> new DigestOutputStream(raw, md), body);
+        boolean fresh = write(storage, target, tempName, 0, raw -> new DigestOutputStream(raw, md), body);
         return fresh ? HexFormat.of().formatHex(md.digest()) : storage.sha256(target);
     }
 
@@ -97,8 +97,17 @@ public final class AdapterStateFile {
      */
     public static SegmentDigests writeUpdate(Storage storage, Path target, String tempName, AdapterTensors state,
                                              Map<String, String> extraMetadata) {
+        return writeUpdate(storage, target, tempName, state, extraMetadata, 0);
+    }
+
+    /**
+     * As {@link #writeUpdate(Storage, Path, String, AdapterTensors, Map)}, with {@code replication} copies of the file
+     * where that is fewer than the file system's default ({@link Storage#createNew}; 0: the default).
+     */
+    public static SegmentDigests writeUpdate(Storage storage, Path target, String tempName, AdapterTensors state,
+                                             Map<String, String> extraMetadata, int replication) {
         SegmentDigests.Digester digester = new SegmentDigests.Digester();
-        boolean fresh = write(storage, target, tempName,
+        boolean fresh = write(storage, target, tempName, replication,
                 raw -> new java.io.FilterOutputStream(raw) {
                     @Override
                     public void write(byte[] b, int off, int len) throws IOException {
@@ -119,16 +128,17 @@ public final class AdapterStateFile {
     }
 
     /**
-     * The commit protocol of every state file: {@code body} through {@code wrap} into {@code tempName}, flushed and
+     * The commit protocol of every state file: {@code body} through {@code wrap} into {@code tempName} (created with
+     * {@code replication} copies, 0: the file system's default; {@link Storage#createNew}), flushed and
      * hsync'ed, then renamed to {@code target}; false if an earlier attempt's file was already in place (and kept).
      * Whatever stops the body (an I/O error, or a failure of the computation that feeds a streamed body) removes the
      * temporary file.
      */
-    private static boolean write(Storage storage, Path target, String tempName,
+    private static boolean write(Storage storage, Path target, String tempName, int replication,
                                  java.util.function.Function<OutputStream, OutputStream> wrap, Body body) {
         Path tmp = new Path(target.getParent(), tempName);
         try {
-            try (FSDataOutputStream raw = storage.fs(target).create(tmp, false);
+            try (FSDataOutputStream raw = storage.createNew(tmp, replication);
                  OutputStream out = wrap.apply(raw)) {
                 body.writeTo(out);
                 out.flush();

@@ -3,11 +3,6 @@ package org.qalora.driver.rounds;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * One part of one key averaged over the slots' mapped update tensors ({@link MappedTensor}) a block of elements at a
@@ -18,8 +13,8 @@ import jdk.incubator.vector.VectorSpecies;
  * once: checked (CRC32C), added and squared from cache.
  *
  * <p>The arithmetic is the simple path's, bit for bit: per element the sum runs over the slots in slot order,
- * {@code sum[i] += w * x[i]} (a multiply, then an add, each rounded: the vector loop does exactly that, never an
- * fma); each slot's {@code sum w x^2} is one chain over the elements in index order, carried from block to block in
+ * {@code sum[i] += w * x[i]} (a multiply, then an add, each rounded; never an fma, which rounds once and differs
+ * wherever {@code w * x} is inexact); each slot's {@code sum w x^2} is one chain over the elements in index order, carried from block to block in
  * block order; the mean is {@code sum[i] / total}, its square summed in index order. So the blocking and the block
  * size change no bit ({@code BlockedPartAverageTest}).
  *
@@ -35,10 +30,6 @@ final class BlockedPartAverage {
     static final int DEFAULT_BLOCK = 16_384;
 
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-    /** As many float lanes as D has double lanes: one load widens into one double vector. */
-    private static final VectorSpecies<Float> F = VectorSpecies.of(float.class,
-            VectorShape.forBitSize(D.vectorBitSize() / 2));
 
     private final int block;
     /** Per kernel thread: one block's float64 sums, reused block after block and key after key. */
@@ -105,16 +96,13 @@ final class BlockedPartAverage {
         return new PartAverage(mean, meanSquare, squares, slotSamples, meanSamples);
     }
 
-    /** {@code acc[i] += w * x[i]} for the block's {@code len} floats: a multiply, then an add, as the scalar form. */
+    /**
+     * {@code acc[i] += w * x[i]} for the block's {@code len} floats. A plain loop: a Vector API version (multiply,
+     * then add: the same bits) was ~10% faster once compiled, but ~1.7x slower in a JVM's first averaging, before C2
+     * had compiled it, and an executor averages once a round (docs/PERFORMANCE.md, "Blocked sums").
+     */
     private static void addScaled(double[] acc, MemorySegment x, int len, double w) {
-        DoubleVector wv = DoubleVector.broadcast(D, w);
-        int i = 0;
-        for (int upper = D.loopBound(len); i < upper; i += D.length()) {
-            DoubleVector xv = (DoubleVector) FloatVector.fromMemorySegment(F, x, (long) i * Float.BYTES,
-                    ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.F2D, D, 0);
-            DoubleVector.fromArray(D, acc, i).add(wv.mul(xv)).intoArray(acc, i);
-        }
-        for (; i < len; i++) {
+        for (int i = 0; i < len; i++) {
             acc[i] += w * x.get(F32_LE, (long) i * Float.BYTES);
         }
     }

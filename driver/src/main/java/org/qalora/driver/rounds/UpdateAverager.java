@@ -16,7 +16,10 @@ import org.qalora.quant.kernels.KernelPool;
  * its key's weights, m and v over the slots <em>in slot order</em> in float64 and rounds once to float32. Every
  * element's sum is the same chain as a sequential pass over the slots, so the result is bit-identical whatever the
  * thread count, and whatever executor trained which slot. Only one key's sums per thread are held (not the whole
- * model's float64 sums: 2.1 GB at LLaMA-7B r64), and a slot's update is never materialised whole.
+ * model's float64 sums: 2.1 GB at LLaMA-7B r64), and a slot's update is never materialised whole. Where every slot's
+ * tensor is mapped from a local file ({@link Source#mapped}), a key is summed a block at a time straight from the
+ * mappings ({@link BlockedPartAverage}: each byte read from memory once); otherwise each slot's whole tensor is read
+ * in turn (the simple path). Both are the same arithmetic, bit for bit.
  *
  * <p>{@link #averageKeys} does the same for a subset of the keys, which is how the round's averaging tasks each do
  * their key range on the executors ({@link AveragingTask}); {@link #measures} then combines the ranges'

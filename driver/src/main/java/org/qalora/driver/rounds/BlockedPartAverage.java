@@ -14,9 +14,9 @@ import java.nio.ByteOrder;
  *
  * <p>The arithmetic is the simple path's, bit for bit: per element the sum runs over the slots in slot order,
  * {@code sum[i] += w * x[i]} (a multiply, then an add, each rounded; never an fma, which rounds once and differs
- * wherever {@code w * x} is inexact); each slot's {@code sum w x^2} is one chain over the elements in index order, carried from block to block in
- * block order; the mean is {@code sum[i] / total}, its square summed in index order. So the blocking and the block
- * size change no bit ({@code BlockedPartAverageTest}).
+ * wherever {@code w * x} is inexact); each slot's {@code sum w x^2} is one chain over the elements in index order,
+ * carried from block to block in block order; the mean is {@code sum[i] / total}, its square summed in index order.
+ * So the blocking and the block size change no bit ({@code BlockedPartAverageTest}).
  *
  * <p>Every slot's check is finished after its last block and before the part is returned, so a tensor that fails
  * its check is never used, and the failure (naming the file and the tensor) is the same as the simple path's: the
@@ -25,7 +25,8 @@ import java.nio.ByteOrder;
 final class BlockedPartAverage {
     /**
      * Elements per block: its float64 sums (128 KB) and one slot's block (64 KB) sit in a 512 KB-2 MB L2 with room
-     * for the output and the next slot's lines. Measured on the 2-vCPU EPYC box (docs/PERFORMANCE.md, "Blocked sums").
+     * for the output and the next slot's lines. 4 K to 64 K measured alike on the 2-vCPU box (docs/PERFORMANCE.md,
+     * "Blocked sums").
      */
     static final int DEFAULT_BLOCK = 16_384;
 
@@ -98,8 +99,8 @@ final class BlockedPartAverage {
 
     /**
      * {@code acc[i] += w * x[i]} for the block's {@code len} floats. A plain loop: a Vector API version (multiply,
-     * then add: the same bits) was ~10% faster once compiled, but ~1.7x slower in a JVM's first averaging, before C2
-     * had compiled it, and an executor averages once a round (docs/PERFORMANCE.md, "Blocked sums").
+     * then add: the same bits) was 10-30% faster once compiled, but 1.7-2.6x slower in a JVM's first averaging,
+     * before C2 had compiled it, and an executor averages once a round (docs/PERFORMANCE.md, "Blocked sums").
      */
     private static void addScaled(double[] acc, MemorySegment x, int len, double w) {
         for (int i = 0; i < len; i++) {

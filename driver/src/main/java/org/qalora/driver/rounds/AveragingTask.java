@@ -258,12 +258,7 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
             String name = AdapterStateFile.Reader.tensorName(key, part);
             // One read of the bytes: checksummed, then decoded, from the same (mapped or scratch) segment.
             return file.withRawBytes(name, bytes -> {
-                String actual = SegmentDigests.crc32c(bytes.asByteBuffer());
-                if (!actual.equals(expected.get(name))) {
-                    throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file.location() + " has tensor '"
-                            + name + "' with CRC32C " + actual + ", which does not match the CRC32C its task reported ("
-                            + expected.get(name) + ")");
-                }
+                checkCrc(name, SegmentDigests.crc32c(bytes.asByteBuffer()));
                 long n = bytes.byteSize() / Float.BYTES;
                 if (scratch == null || scratch.length < n) {
                     return bytes.toArray(F32_LE);
@@ -271,6 +266,37 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
                 java.lang.foreign.MemorySegment.copy(bytes, F32_LE, 0, scratch, 0, (int) n);
                 return scratch;
             });
+        }
+
+        /** Local files: the mapped bytes, their CRC32C taken block by block as the blocked sums read them. */
+        @Override
+        public MappedTensor mapped(String key, int part) {
+            String name = AdapterStateFile.Reader.tensorName(key, part);
+            java.lang.foreign.MemorySegment bytes = file.mappedBytes(name);
+            if (bytes == null) {
+                return null;
+            }
+            java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+            return new MappedTensor(bytes, new MappedTensor.Check() {
+                @Override
+                public void update(java.lang.foreign.MemorySegment block) {
+                    crc.update(block.asByteBuffer());
+                }
+
+                @Override
+                public void finish() {
+                    checkCrc(name, SegmentDigests.hex(crc));
+                }
+            });
+        }
+
+        /** Refuses the update if tensor {@code name}'s bytes have CRC32C {@code actual}, not the one reported. */
+        private void checkCrc(String name, String actual) {
+            if (!actual.equals(expected.get(name))) {
+                throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file.location() + " has tensor '"
+                        + name + "' with CRC32C " + actual + ", which does not match the CRC32C its task reported ("
+                        + expected.get(name) + ")");
+            }
         }
     }
 }

@@ -16,7 +16,10 @@ import org.qalora.quant.kernels.KernelPool;
  * its key's weights, m and v over the slots <em>in slot order</em> in float64 and rounds once to float32. Every
  * element's sum is the same chain as a sequential pass over the slots, so the result is bit-identical whatever the
  * thread count, and whatever executor trained which slot. Only one key's sums per thread are held (not the whole
- * model's float64 sums: 2.1 GB at LLaMA-7B r64), and a slot's update is never materialised whole.
+ * model's float64 sums: 2.1 GB at LLaMA-7B r64), and a slot's update is never materialised whole. Where every slot's
+ * tensor is mapped from a local file ({@link Source#mapped}), a key is summed a block at a time straight from the
+ * mappings ({@link BlockedPartAverage}: each byte read from memory once); otherwise each slot's whole tensor is read
+ * in turn (the simple path). Both are the same arithmetic, bit for bit.
  *
  * <p>{@link #averageKeys} does the same for a subset of the keys, which is how the round's averaging tasks each do
  * their key range on the executors ({@link AveragingTask}); {@link #measures} then combines the ranges'
@@ -61,14 +64,25 @@ public final class UpdateAverager {
         default float[] read(String key, int part, float[] scratch) {
             return read(key, part);
         }
+
+        /**
+         * The tensor as it lies in a mapped file, with the check its bytes must pass, for the blocked sums
+         * ({@link BlockedPartAverage}); null where the source has no mapping (an update in memory, a remote file),
+         * and then {@link #read(String, int, float[])} is used. Each call starts a fresh check.
+         */
+        default MappedTensor mapped(String key, int part) {
+            return null;
+        }
     }
 
     /** The largest tensor of the layout, in elements: the size of each thread's scratch arrays. */
     private final int largest;
-    /** Per kernel thread: the float64 sums of the key being averaged, reused key after key (no multi-MB allocation). */
+    /** Per kernel thread, simple path: the float64 sums of the key being averaged, reused key after key. */
     private final ThreadLocal<double[]> sums;
-    /** Per kernel thread: a slot's tensor decoded from its file. */
+    /** Per kernel thread, simple path: a slot's tensor decoded from its file. */
     private final ThreadLocal<float[]> decoded;
+    /** The path for slots whose tensors are mapped from files: block by block, each byte read once. */
+    private final BlockedPartAverage blocked;
 
     /**
      * What the disagreement measures need of some keys' averages, small enough to return from a Spark task: per key
@@ -104,6 +118,12 @@ public final class UpdateAverager {
 
     /** {@code layout}: key -> shape in key order (e.g. {@link AdapterStateFile#layout}); {@code pool} runs the keys. */
     public UpdateAverager(Map<String, long[]> layout, KernelPool pool) {
+        this(layout, pool, BlockedPartAverage.DEFAULT_BLOCK);
+    }
+
+    /** As {@link #UpdateAverager(Map, KernelPool)} with {@code block} elements per block of the blocked sums. */
+    UpdateAverager(Map<String, long[]> layout, KernelPool pool, int block) {
+        this.blocked = new BlockedPartAverage(block);
         this.layout = new LinkedHashMap<>(layout);
         this.keys = new ArrayList<>(layout.keySet());
         this.pool = pool;
@@ -162,8 +182,18 @@ public final class UpdateAverager {
             shapes.put(k, update.shape(k));
         }
         check(slot, tokens, shapes);
-        slots.add(new Slot((key, part) -> part == 0 ? update.weights(key) : part == 1 ? update.adamM(key)
-                : update.adamV(key), tokens));
+        slots.add(new Slot(new Source() {
+            @Override
+            public float[] read(String key, int part) {
+                return part == 0 ? update.weights(key) : part == 1 ? update.adamM(key) : update.adamV(key);
+            }
+
+            @Override
+            public MappedTensor mapped(String key, int part) {
+                java.lang.foreign.MemorySegment bytes = update.mappedBytes(AdapterStateFile.Reader.tensorName(key, part));
+                return bytes == null ? null : new MappedTensor(bytes, MappedTensor.UNCHECKED);
+            }
+        }, tokens));
         totalTokens += tokens;
     }
 
@@ -293,52 +323,89 @@ public final class UpdateAverager {
                 discordance);
     }
 
-    /** Averages key {@code subset.get(t)} into {@code sink}, filling its entries of the measures' arrays. */
+    /**
+     * Averages key {@code subset.get(t)} into {@code sink}, filling its entries of the measures' arrays: each part
+     * block by block where every slot's tensor is mapped ({@link BlockedPartAverage}), else by the simple path; the
+     * two are the same arithmetic, so which one ran changes no bit.
+     */
     private void averageKey(List<String> subset, int t, int n, double total, Map<String, LoraPair> pairOf,
                             double[][] squares, double[] meanSquares, Map<String, double[][]> pairSlots,
                             Map<String, double[]> pairMeans, KeySink sink) {
         String k = subset.get(t);
         LoraPair pair = pairOf.get(k);
-        double[][] slotSamples = pair == null ? null : new double[n][];
-        float[][] parts = new float[3][];
+        int[] samples = pair == null ? null : sampledElements(pair, k);
         int numel = (int) AdapterTensors.numel(layout.get(k));
-        double[] sum = sums.get();
-        float[] scratch = decoded.get();
+        double[] weights = new double[n];
+        for (int s = 0; s < n; s++) {
+            weights[s] = slots.get(s).weight();
+        }
+        float[][] parts = new float[3][];
         for (int part = 0; part < 3; part++) {
-            java.util.Arrays.fill(sum, 0, numel, 0.0);
-            for (int s = 0; s < n; s++) {
-                Slot slot = slots.get(s);
-                float[] x = slot.source().read(k, part, scratch);
-                accumulate(sum, x, numel, slot.weight());
-                if (part == 0) {
-                    double sq = 0;
-                    for (int i = 0; i < numel; i++) {
-                        sq += slot.weight() * x[i] * x[i];
-                    }
-                    squares[t][s] = sq;
-                    if (pair != null) {
-                        slotSamples[s] = sampleOf(pair, k, i -> x[i]);
-                    }
-                }
-            }
-            // One pass: the mean (sum / total, in float64), its square into the mean's norm, its float32 rounding.
-            float[] f = new float[numel];
-            double ms = 0;
-            for (int i = 0; i < numel; i++) {
-                double m = sum[i] / total;
-                ms += m * m;
-                f[i] = (float) m;
-            }
+            int[] sampled = part == 0 ? samples : null; // the measures look at the weights only
+            MappedTensor[] mapped = mapped(k, part);
+            PartAverage a = mapped != null ? blocked.average(mapped, weights, total, numel, part == 0, sampled)
+                    : averageSimply(k, part, numel, total, sampled);
             if (part == 0) {
-                meanSquares[t] = ms;
+                System.arraycopy(a.squares(), 0, squares[t], 0, n);
+                meanSquares[t] = a.meanSquare();
                 if (pair != null) {
-                    pairSlots.put(k, slotSamples);
-                    pairMeans.put(k, sampleOf(pair, k, i -> sum[i] / total));
+                    pairSlots.put(k, a.slotSamples());
+                    pairMeans.put(k, a.meanSamples());
                 }
             }
-            parts[part] = f;
+            parts[part] = a.mean();
         }
         sink.accept(t, new AdapterTensors.Tensor(layout.get(k).clone(), parts[0], parts[1], parts[2]));
+    }
+
+    /** Every slot's tensor of key {@code k}'s part as mapped from its file, or null if any slot's is not mapped. */
+    private MappedTensor[] mapped(String k, int part) {
+        MappedTensor[] mapped = new MappedTensor[slots.size()];
+        for (int s = 0; s < mapped.length; s++) {
+            mapped[s] = slots.get(s).source().mapped(k, part);
+            if (mapped[s] == null) {
+                return null;
+            }
+        }
+        return mapped;
+    }
+
+    /**
+     * The simple path, for updates held in memory or read from remote files: each slot's whole tensor read (decoded
+     * into this thread's scratch where the source decodes), added into whole-tensor float64 sums, then squared.
+     */
+    private PartAverage averageSimply(String k, int part, int numel, double total, int[] samples) {
+        int n = slots.size();
+        double[] sum = sums.get();
+        float[] scratch = decoded.get();
+        double[] squares = part == 0 ? new double[n] : null;
+        double[][] slotSamples = samples == null ? null : new double[n][];
+        java.util.Arrays.fill(sum, 0, numel, 0.0);
+        for (int s = 0; s < n; s++) {
+            Slot slot = slots.get(s);
+            float[] x = slot.source().read(k, part, scratch);
+            accumulate(sum, x, numel, slot.weight());
+            if (part == 0) {
+                double sq = 0;
+                for (int i = 0; i < numel; i++) {
+                    sq += slot.weight() * x[i] * x[i];
+                }
+                squares[s] = sq;
+            }
+            if (samples != null) {
+                slotSamples[s] = sampleOf(samples, i -> x[i]);
+            }
+        }
+        // One pass: the mean (sum / total, in float64), its square into the mean's norm, its float32 rounding.
+        float[] f = new float[numel];
+        double ms = 0;
+        for (int i = 0; i < numel; i++) {
+            double m = sum[i] / total;
+            ms += m * m;
+            f[i] = (float) m;
+        }
+        return new PartAverage(f, part == 0 ? ms : 0, squares, slotSamples,
+                samples == null ? null : sampleOf(samples, i -> sum[i] / total));
     }
 
     /**
@@ -418,30 +485,39 @@ public final class UpdateAverager {
     }
 
     /**
-     * What the discordance of {@code p} needs of its key {@code key}'s tensor {@code x}: of A [rank, cols] the
-     * sampled columns ([rank, sampled cols]), of B [out, rank] the sampled rows ([sampled rows, rank]), as float64
-     * (exact widening of a slot's float32).
+     * The flat indices of what the discordance of {@code p} needs of its key {@code key}'s tensor, ascending: of A
+     * [rank, cols] the sampled columns ([rank, sampled cols]), of B [out, rank] the sampled rows ([sampled rows,
+     * rank]).
      */
-    private static double[] sampleOf(LoraPair p, String key, java.util.function.IntToDoubleFunction x) {
+    private static int[] sampledElements(LoraPair p, String key) {
         int r = p.rank();
         if (key.equals(p.aKey())) {
             int[] cols = p.sampledCols();
-            double[] a = new double[r * cols.length];
+            int[] a = new int[r * cols.length];
             for (int j = 0; j < r; j++) {
                 for (int c = 0; c < cols.length; c++) {
-                    a[j * cols.length + c] = x.applyAsDouble(j * p.cols() + cols[c]);
+                    a[j * cols.length + c] = j * p.cols() + cols[c];
                 }
             }
             return a;
         }
         int[] rows = p.rows();
-        double[] b = new double[rows.length * r];
+        int[] b = new int[rows.length * r];
         for (int o = 0; o < rows.length; o++) {
             for (int j = 0; j < r; j++) {
-                b[o * r + j] = x.applyAsDouble(rows[o] * r + j);
+                b[o * r + j] = rows[o] * r + j;
             }
         }
         return b;
+    }
+
+    /** A tensor's values at {@code indices}, as float64 (exact widening of a slot's float32). */
+    private static double[] sampleOf(int[] indices, java.util.function.IntToDoubleFunction x) {
+        double[] v = new double[indices.length];
+        for (int q = 0; q < indices.length; q++) {
+            v[q] = x.applyAsDouble(indices[q]);
+        }
+        return v;
     }
 
     /**

@@ -388,6 +388,23 @@ public final class AdapterStateFile {
             }
         }
 
+        /**
+         * File tensor {@code name}'s raw little-endian bytes as a read-only view of the file's mapping, valid until
+         * {@link #close}, so a caller can walk several files' tensors side by side block by block without copying
+         * them; null when the file is not mapped (not local), where {@link #withRawBytes} is the way to read it.
+         */
+        public java.lang.foreign.MemorySegment mappedBytes(String name) {
+            if (!file.isMapped()) {
+                return null;
+            }
+            try {
+                return file.segment(name);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException("cannot read tensor '" + name + "' of " + file.location()
+                        + ": " + e.getMessage(), e);
+            }
+        }
+
         /** The file tensor names of {@code key}'s part 0 (weights), 1 (Adam m), 2 (Adam v). */
         public static String tensorName(String key, int part) {
             return part == 0 ? key : part == 1 ? key + ADAM_M : key + ADAM_V;

@@ -52,7 +52,8 @@ public record SegmentDigests(String header, String[] tensors, String[] crc32c) i
         return hex(crc);
     }
 
-    private static String hex(CRC32C crc) {
+    /** {@code crc}'s value as {@link SegmentDigests} writes it (8 hex digits): for a CRC32C fed in pieces. */
+    public static String hex(CRC32C crc) {
         return HexFormat.of().toHexDigits((int) crc.getValue());
     }
 

@@ -118,6 +118,9 @@ public final class SafetensorsFile implements AutoCloseable {
         return e;
     }
 
+    /** Whether the file is memory-mapped (local), so {@link #segment} is a view of the mapping and copies nothing. */
+    public boolean isMapped() { return mapped != null; }
+
     /**
      * The raw little-endian bytes of a tensor as a read-only segment: a view of the mapping for local files (no
      * copy), an off-heap copy owned by this file otherwise. Valid until {@link #close()}.

@@ -85,13 +85,19 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
             long step = -1;
             for (int slot = 0; slot < digests.length; slot++) {
                 Path file = new Path(updatesDir, CheckpointStore.updateFileName(slot));
-                String header = SegmentDigests.headerOf(storage, file);
+                String header;
+                AdapterStateFile.Reader update;
+                try {
+                    header = SegmentDigests.headerOf(storage, file);
+                    update = header.equals(digests[slot].header()) ? AdapterStateFile.open(storage, file) : null;
+                } catch (java.io.UncheckedIOException e) {
+                    throw lostOrRethrow(slot, file, e);
+                }
                 if (!header.equals(digests[slot].header())) {
                     throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file + " has a header with CRC32C "
                             + header + ", which does not match the CRC32C its task reported (" + digests[slot].header()
                             + ")");
                 }
-                AdapterStateFile.Reader update = AdapterStateFile.open(storage, file);
                 open.add(update);
                 long tokens = Long.parseLong(update.metadata().get("target_tokens"));
                 if (step >= 0 && update.step() != step) {
@@ -218,6 +224,24 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
         return 2 * KernelPool.shared().threads() + 1;
     }
 
+    /**
+     * A failed read of slot {@code slot}'s update {@code file} as a {@link RefusedUpdate} when the bytes are gone for
+     * good: no file, no readable copy of one of its blocks (HDFS's {@code BlockMissingException}; an update file has
+     * {@code train --update-replication} copies, 2 by default), or every copy failing its checksum. Only re-training
+     * the slot brings those back, so the driver re-runs it; any other I/O failure (a timeout, a DataNode restarting)
+     * is rethrown for Spark to retry the averaging task, which re-reads the same file.
+     */
+    static RuntimeException lostOrRethrow(int slot, Object file, java.io.UncheckedIOException e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof java.io.FileNotFoundException || t instanceof org.apache.hadoop.fs.ChecksumException
+                    || t.getClass().getSimpleName().equals("BlockMissingException")) {
+                return new RefusedUpdate(slot, "slot " + slot + "'s update " + file + " cannot be read: "
+                        + t.getClass().getSimpleName() + ": " + t.getMessage());
+            }
+        }
+        return e;
+    }
+
     /** The future's value, or what it failed with (a {@link RefusedUpdate} stays one). */
     private static <T> T join(java.util.concurrent.CompletableFuture<T> f) {
         try {
@@ -257,6 +281,14 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
         public float[] read(String key, int part, float[] scratch) {
             String name = AdapterStateFile.Reader.tensorName(key, part);
             // One read of the bytes: checksummed, then decoded, from the same (mapped or scratch) segment.
+            try {
+                return decodeChecked(name, scratch);
+            } catch (java.io.UncheckedIOException e) {
+                throw lostOrRethrow(slot, file.location(), e);
+            }
+        }
+
+        private float[] decodeChecked(String name, float[] scratch) {
             return file.withRawBytes(name, bytes -> {
                 checkCrc(name, SegmentDigests.crc32c(bytes.asByteBuffer()));
                 long n = bytes.byteSize() / Float.BYTES;

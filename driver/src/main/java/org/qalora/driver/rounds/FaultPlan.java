@@ -16,6 +16,9 @@ import org.qalora.driver.checkpoint.Storage;
  *   it returns), one byte of the file is flipped, as a bad disk or a torn copy would. The driver must detect it
  *   and re-run the slot. Fires on the first {@code TIMES} runs of that slot (default 1): the driver's re-runs count,
  *   Spark's own task retries do not, so a large {@code TIMES} makes every re-run fail verification too.
+ *   <li>{@code lose:ROUND:SLOT[:TIMES]}: as {@code corrupt}, but the update file is deleted, as the loss of the
+ *   DataNodes holding every copy of one of its blocks would leave it ({@code train --update-replication}). The
+ *   averaging must refuse it and the driver re-run the slot.
  *   <li>{@code mergehalt:TASK} / {@code mergethrow:TASK}: the first attempt of merge task TASK (0-based; the shards,
  *   then the task writing the small files) halts its executor JVM after writing its files into its attempt directory
  *   (before they are renamed into the model directory), or throws after the rename. Either way Spark retries it and
@@ -43,8 +46,8 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
         if (p.length == 2 && p[0].equals("stop")) {
             return new FaultPlan("stop", Integer.parseInt(p[1]), -1, 1);
         }
-        if ((p.length == 3 || p.length == 4) && p[0].equals("corrupt")) {
-            return new FaultPlan("corrupt", Integer.parseInt(p[1]), Integer.parseInt(p[2]),
+        if ((p.length == 3 || p.length == 4) && (p[0].equals("corrupt") || p[0].equals("lose"))) {
+            return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]),
                     p.length == 4 ? Integer.parseInt(p[3]) : 1);
         }
         if (p.length == 2 && (p[0].equals("mergehalt") || p[0].equals("mergethrow"))) {
@@ -58,7 +61,7 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
         }
         if (p.length != 3 || !(p[0].equals("halt") || p[0].equals("throw"))) {
             throw new IllegalArgumentException(CONF_KEY + "=" + spec + ": expected halt:ROUND:SLOT, throw:ROUND:SLOT, "
-                    + "corrupt:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK, mergethrow:TASK, averagehalt:ROUND:PART, "
+                    + "corrupt:ROUND:SLOT[:TIMES], lose:ROUND:SLOT[:TIMES], stop:ROUND, mergehalt:TASK, mergethrow:TASK, averagehalt:ROUND:PART, "
                     + "averagethrow:ROUND:PART or calibrationhalt:LAYER:CHUNK");
         }
         return new FaultPlan(p[0], Integer.parseInt(p[1]), Integer.parseInt(p[2]), 1);
@@ -143,11 +146,18 @@ public record FaultPlan(String mode, int round, int slot, int times) implements 
 
     /**
      * Called by the task right after its update file {@code file} is in place, on the driver's {@code rerun}-th run
-     * of the slot (0 = the round's first job). Flips one bit of the file's last byte: the high byte of the last float
-     * (an Adam v value), so the file still parses and only its checksum tells.
+     * of the slot (0 = the round's first job). {@code corrupt} flips one bit of the file's last byte: the high byte of
+     * the last float (an Adam v value), so the file still parses and only its checksum tells; {@code lose} deletes it.
      */
     public void maybeCorrupt(int taskRound, int taskSlot, int rerun, Storage storage, Path file) {
-        if (!mode.equals("corrupt") || taskRound != round || taskSlot != slot || rerun >= times) {
+        if (!(mode.equals("corrupt") || mode.equals("lose")) || taskRound != round || taskSlot != slot
+                || rerun >= times) {
+            return;
+        }
+        if (mode.equals("lose")) {
+            storage.delete(file);
+            System.err.println("qalora fault injection: deleted " + file + " (round " + round + " slot " + slot
+                    + ", run " + rerun + ")");
             return;
         }
         byte[] bytes = storage.readAll(file);

@@ -174,9 +174,9 @@ public final class TrainingRounds {
                 Path file = new Path(updates, CheckpointStore.updateFileName(slot));
                 if (rerun > MAX_SLOT_RERUNS) {
                     throw new RoundFailedException("round " + round + " failed: " + b.getValue() + " after "
-                            + MAX_SLOT_RERUNS + " re-runs of the slot; the storage under " + updates + " is corrupting"
-                            + " files. The last committed round " + start.round() + " is kept in " + start.dir()
-                            + "; rerun the same command to resume from it.", null);
+                            + MAX_SLOT_RERUNS + " re-runs of the slot; the storage under " + updates
+                            + " is corrupting or losing files. The last committed round " + start.round()
+                            + " is kept in " + start.dir() + "; rerun the same command to resume from it.", null);
                 }
                 progress.accept("round " + round + ": " + b.getValue() + ": not averaging it; re-running slot " + slot
                         + " (re-run " + rerun + " of at most " + MAX_SLOT_RERUNS + ")");

@@ -171,6 +171,19 @@ class TrainingRoundsTest {
     }
 
     @Test
+    void aLostUpdateIsRefusedAndItsSlotRerunAndChangesNothing() {
+        var clean = run("not-lost", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.none(), new ArrayList<>());
+        List<String> log = new ArrayList<>();
+        var lost = run("lost", SETTINGS, new ToyTrainerFactory(7, "", 0.05f), FaultPlan.parse("lose:3:0"), log);
+        String slotFile = CheckpointStore.updateFileName(0);
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("round 3: slot 0's update ") && l.contains(slotFile)
+                && l.contains("cannot be read: FileNotFoundException") && l.contains("re-running slot 0 (re-run 1 of ")),
+                String.join("\n", log));
+        assertEquals(3 + 1, lost.metrics().get(2).taskAttempts(), "slot 0 of round 3 ran twice");
+        assertTrue(state(lost).bitwiseEquals(state(clean)), "the re-run slot's update must be averaged");
+    }
+
+    @Test
     void anUpdateThatKeepsFailingVerificationFailsTheRoundNamingRoundSlotAndFile() {
         List<String> log = new ArrayList<>();
         RoundFailedException e = assertThrows(RoundFailedException.class, () -> run("always-corrupt", SETTINGS,

@@ -114,6 +114,39 @@ class UpdateReplicationTest {
     }
 
     @Test
+    void anUpdateWhoseOnlyCopyIsOnAStoppedDataNodeIsRefusedForItsSlotToBeRerun() throws Exception {
+        org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(hdfs.getURI() + "/lost/slot-00003.safetensors");
+        AdapterStateFile.writeUpdate(storage, p, "_tmp-lost", new ToyTrainerFactory(1, "", 0.1f).initialState(3),
+                java.util.Map.of("slot", "3"), 1);
+        var where = hdfs.getFileSystem().getFileBlockLocations(p, 0, 1)[0].getNames()[0];
+        int index = -1;
+        for (int i = 0; i < hdfs.getDataNodes().size(); i++) {
+            if (where.equals(hdfs.getDataNodes().get(i).getXferAddress().toString().replaceFirst("^.*/", ""))) {
+                index = i;
+            }
+        }
+        assertTrue(index >= 0, "the block's DataNode " + where + " must be one of the cluster's");
+        MiniDFSCluster.DataNodeProperties stopped = hdfs.stopDataNode(index);
+        try {
+            Configuration impatient = new Configuration(storage.conf());
+            impatient.setInt("dfs.client.retry.window.base", 10);
+            impatient.setBoolean("fs.hdfs.impl.disable.cache", true);
+            java.io.UncheckedIOException e = assertThrows(java.io.UncheckedIOException.class,
+                    () -> org.qalora.driver.state.SegmentDigests.headerOf(new Storage(impatient), p));
+            RuntimeException r = AveragingTask.lostOrRethrow(3, p, e);
+            assertTrue(r instanceof AveragingTask.RefusedUpdate refused && refused.slot == 3, String.valueOf(r));
+            assertTrue(r.getMessage().contains("slot 3's update " + p + " cannot be read: BlockMissingException"),
+                    r.getMessage());
+            var other = new java.io.UncheckedIOException(new java.io.IOException("connection timed out"));
+            assertTrue(AveragingTask.lostOrRethrow(3, p, other) == other,
+                    "any other I/O failure is rethrown for Spark's task retry");
+        } finally {
+            hdfs.restartDataNode(stopped, true);
+            hdfs.waitActive();
+        }
+    }
+
+    @Test
     void aFileNeverGetsMoreCopiesThanTheDefaultAndZeroMeansTheDefault() throws Exception {
         int[][] askedAndGot = {{1, 1}, {2, 2}, {3, 3}, {5, 3}, {0, 3}};
         for (int[] c : askedAndGot) {

@@ -39,17 +39,22 @@ __device__ __forceinline__ double block_sum_256(double v, double* shared) {
 // double (as the CPU). COHERENT reads x through L2 (x written by other blocks of the same grid).
 // A thread's first RMS_KEPT values (all of a row up to 4096 wide) are loaded at once and kept in registers for the
 // second pass, so the row is read once with 16 loads in flight (the fused decode launches run this in one block at
-// their end; Nsight Compute put that tail under 1% of the launch, docs/PERFORMANCE.md). Each thread still adds its
+// their end, so its latency is the whole GPU's). Each thread still adds its
 // squares in index order (adding the padding's 0.0 changes no bit), so the sum is the same as one load at a time.
 #define RMS_KEPT 16
 template <bool COHERENT>
 __device__ __forceinline__ void rmsnorm_row(const void* x, int xBf, const float* __restrict__ w, float eps, void* out,
                                             int oBf, float* rstd, int H, double* red /* [256] */) {
-    float kept[RMS_KEPT];
+    // The norm weights are loaded with the row, before the sum and before any store. Loaded in the store loop (as
+    // until 2026-12-07) each w[i] had to wait for the store before it (out is not known not to alias w), one round
+    // trip to memory per value, on the one block a fused decode launch ends with: 3.83-3.87 against 3.34-3.46 ms a
+    // 7B decode step on an H100 (docs/PERFORMANCE.md, "Batch-1 decode on the GPU").
+    float kept[RMS_KEPT], weight[RMS_KEPT];
 #pragma unroll
     for (int r = 0; r < RMS_KEPT; r++) {
         const int i = threadIdx.x + r * 256;
         kept[r] = i < H ? (COHERENT ? ld_cg(x, xBf, i) : ld(x, xBf, i)) : 0.f;
+        weight[r] = i < H ? w[i] : 0.f;
     }
     double ss = 0;
 #pragma unroll
@@ -65,12 +70,24 @@ __device__ __forceinline__ void rmsnorm_row(const void* x, int xBf, const float*
 #pragma unroll
     for (int r = 0; r < RMS_KEPT; r++) {
         const int i = threadIdx.x + r * 256;
-        if (i < H) st(out, oBf, i, w[i] * (kept[r] * rs));
+        if (i < H) st(out, oBf, i, weight[r] * (kept[r] * rs));
     }
-#pragma unroll 8
-    for (int i = threadIdx.x + RMS_KEPT * 256; i < H; i += 256) {
-        float v = COHERENT ? ld_cg(x, xBf, i) : ld(x, xBf, i);
-        st(out, oBf, i, w[i] * (v * rs));
+    // Rows wider than 256 * RMS_KEPT: eight values and weights loaded before their eight stores. A load after a store
+    // to out (which may be x itself) cannot be moved before it, so loading inside the store loop would wait a round
+    // trip per element; the kept part above was slower by 12% of a 7B decode step for the same reason.
+    for (int i0 = threadIdx.x + RMS_KEPT * 256; i0 < H; i0 += 8 * 256) {
+        float v[8], wv[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int i = i0 + u * 256;
+            v[u] = i < H ? (COHERENT ? ld_cg(x, xBf, i) : ld(x, xBf, i)) : 0.f;
+            wv[u] = i < H ? w[i] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int i = i0 + u * 256;
+            if (i < H) st(out, oBf, i, wv[u] * (v[u] * rs));
+        }
     }
 }
 

@@ -64,6 +64,28 @@ abstract class BackendContractTest {
                 BE.download(out), 1e-6f);
     }
 
+    /** Rows wider than a GPU thread keeps in registers (16 x 256 values) take a second loop there: 5000 and 9000. */
+    @Test
+    void rmsNormOfWideRowsMatchesFormula() {
+        for (int h : new int[] {5000, 9000}) {
+            float[] x = randn(2 * h), w = randn(h);
+            Tensor out = BE.allocate(2, h), rstd = BE.allocate(2);
+            BE.rmsNorm(BE.upload(x, 2, h), BE.upload(w, h), 1e-5f, out, rstd);
+            float[] got = BE.download(out);
+            for (int r = 0; r < 2; r++) {
+                double ss = 0;
+                for (int i = 0; i < h; i++) {
+                    ss += (double) x[r * h + i] * x[r * h + i];
+                }
+                double inv = 1 / Math.sqrt(ss / h + 1e-5);
+                for (int i = 0; i < h; i++) {
+                    double want = w[i] * x[r * h + i] * inv;
+                    assertEquals(want, got[r * h + i], 1e-5 * (1 + Math.abs(want)), "h " + h + " row " + r + " i " + i);
+                }
+            }
+        }
+    }
+
     @Test
     void ropeBackwardIsTheTransposeAndRotationPreservesNorms() {
         int seq = 5, heads = 2, d = 8;

@@ -32,7 +32,8 @@ import org.qalora.driver.state.AdapterTensors;
  *   pruning). Its state is checked bit for bit against the driver path's on the first repeat of each slot count.
  * </ul>
  * Everything runs in one JVM on the local filesystem: the "executors" are task threads of this JVM sharing its
- * cores and page cache. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group] [parts,...] [driver|no-driver]
+ * cores and page cache; with {@code dir} = {@code minidfs:FOLDER} on an HDFS in the same JVM (one DataNode keeping its
+ * blocks under FOLDER), read through the HDFS client. Arguments: {@code dir [slots,...] [repeats] [layers] [rank] [group] [parts,...] [driver|no-driver]
  * [threads]}: the part counts of the executor path ({@code slots}: one per slot, {@code auto}: what
  * {@code --averaging-parts 0} picks, or a number; default {@code slots}), whether to time the driver path too
  * (default yes; without it each part count's state is checked against the first's), and the Spark
@@ -49,8 +50,32 @@ public final class RoundTrafficBench {
         {"mlp.gate_proj", "4096", "11008"}, {"mlp.up_proj", "4096", "11008"}, {"mlp.down_proj", "11008", "4096"},
     };
 
-    public static void main(String[] args) {
-        Path dir = new Path(args.length > 0 ? args[0] : "/tmp/round-traffic");
+    public static void main(String[] args) throws java.io.IOException {
+        String where = args.length > 0 ? args[0] : "/tmp/round-traffic";
+        Configuration hadoop = new Configuration();
+        org.apache.hadoop.hdfs.MiniDFSCluster hdfs = null;
+        if (where.startsWith("minidfs:")) {
+            // Everything on an HDFS in this JVM (one DataNode storing its blocks under the given local folder): the
+            // averaging tasks then read the updates through the HDFS client, checksums and all, as on a cluster,
+            // not from mapped local files (over loopback, so without a network's bandwidth or latency).
+            java.nio.file.Path base = java.nio.file.Path.of(where.substring("minidfs:".length()));
+            hadoop.set(org.apache.hadoop.hdfs.MiniDFSCluster.HDFS_MINIDFS_BASEDIR, base.resolve("hdfs").toString());
+            hadoop.setInt("dfs.replication", 1);
+            hdfs = new org.apache.hadoop.hdfs.MiniDFSCluster.Builder(hadoop).numDataNodes(1).build();
+            hdfs.waitActive();
+            where = hdfs.getURI() + "/round-traffic";
+        }
+        try {
+            run(where, hadoop, args);
+        } finally {
+            if (hdfs != null) {
+                hdfs.shutdown(true);
+            }
+        }
+    }
+
+    private static void run(String where, Configuration hadoop, String[] args) {
+        Path dir = new Path(where);
         int[] slotCounts = Arrays.stream((args.length > 1 ? args[1] : "2,4,8").split(",")).mapToInt(Integer::parseInt).toArray();
         int repeats = args.length > 2 ? Integer.parseInt(args[2]) : 3;
         int layers = args.length > 3 ? Integer.parseInt(args[3]) : 32;
@@ -60,7 +85,7 @@ public final class RoundTrafficBench {
         // --averaging-parts 0 picks for this layout and slot count, a number that many parts.
         String[] partsArgs = (args.length > 6 ? args[6] : "slots").split(",");
         boolean driverPath = args.length <= 7 || !args[7].equals("no-driver");
-        Storage storage = new Storage(new Configuration());
+        Storage storage = new Storage(hadoop);
         storage.delete(dir);
         CheckpointStore store = new CheckpointStore(storage, dir, line -> {});
         int maxSlots = Arrays.stream(slotCounts).max().orElseThrow();

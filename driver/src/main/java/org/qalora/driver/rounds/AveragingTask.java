@@ -85,18 +85,17 @@ public final class AveragingTask implements FlatMapFunction<Iterator<Integer>, A
             long step = -1;
             for (int slot = 0; slot < digests.length; slot++) {
                 Path file = new Path(updatesDir, CheckpointStore.updateFileName(slot));
-                String header;
                 AdapterStateFile.Reader update;
                 try {
-                    header = SegmentDigests.headerOf(storage, file);
-                    update = header.equals(digests[slot].header()) ? AdapterStateFile.open(storage, file) : null;
+                    String header = SegmentDigests.headerOf(storage, file);
+                    if (!header.equals(digests[slot].header())) {
+                        throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file + " has a header with"
+                                + " CRC32C " + header + ", which does not match the CRC32C its task reported ("
+                                + digests[slot].header() + ")");
+                    }
+                    update = AdapterStateFile.open(storage, file);
                 } catch (java.io.UncheckedIOException e) {
                     throw lostOrRethrow(slot, file, e);
-                }
-                if (!header.equals(digests[slot].header())) {
-                    throw new RefusedUpdate(slot, "slot " + slot + "'s update " + file + " has a header with CRC32C "
-                            + header + ", which does not match the CRC32C its task reported (" + digests[slot].header()
-                            + ")");
                 }
                 open.add(update);
                 long tokens = Long.parseLong(update.metadata().get("target_tokens"));
